@@ -1,0 +1,148 @@
+// NHWC convolution on the CPU as im2col + Eigen GEMM, processed in chunks of images so the column
+// buffer stays in the last-level cache.
+//
+//   forward          Y[rows, K]    = col[rows, RSC] * W[K, RSC]^T
+//   backward data    dcol[rows, RSC] = dY[rows, K] * W[K, RSC], then col2im (scatter-add) into dX
+//   backward filter  dW[K, RSC]   += dY[rows, K]^T * col[rows, RSC]
+// with rows = images_in_chunk * P * Q. A pointwise (1x1, stride 1, no padding) convolution needs no
+// im2col at all: X itself is the column matrix. Eigen parallelises each GEMM with OpenMP; the im2col
+// and col2im loops are parallel over output rows / images.
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/cpu/cpu_backend.h"
+
+namespace byol::cpu {
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using CMap = Eigen::Map<const RowMat<T>>;
+template <class T>
+using MMap = Eigen::Map<RowMat<T>>;
+
+// Number of images per chunk so that the column buffer is about 16 MB (at least one image).
+int64_t images_per_chunk(const ConvGeom& g, size_t elem) {
+  const int64_t per_image = g.P * g.Q * g.R * g.S * g.C * static_cast<int64_t>(elem);
+  const int64_t budget = int64_t(16) << 20;
+  return std::clamp<int64_t>(budget / std::max<int64_t>(per_image, 1), 1, g.N);
+}
+
+// col[(n*P + p)*Q + q, (r*S + s)*C + c] = x[n0 + n, p*stride - pad + r, q*stride - pad + s, c] or 0.
+template <class T>
+void im2col(const T* x, T* col, const ConvGeom& g, int64_t n0, int64_t nb) {
+  const int64_t rsc = g.R * g.S * g.C;
+  const int64_t rows = nb * g.P * g.Q;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t n = n0 + row / (g.P * g.Q);
+    const int64_t p = (row / g.Q) % g.P, q = row % g.Q;
+    T* dst = col + row * rsc;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = p * g.stride - g.pad + r;
+      for (int64_t s = 0; s < g.S; ++s, dst += g.C) {
+        const int64_t w = q * g.stride - g.pad + s;
+        if (h < 0 || h >= g.H || w < 0 || w >= g.W) {
+          std::memset(dst, 0, sizeof(T) * g.C);
+        } else {
+          std::memcpy(dst, x + ((n * g.H + h) * g.W + w) * g.C, sizeof(T) * g.C);
+        }
+      }
+    }
+  }
+}
+
+// dx[n0 + n, h, w, c] += dcol[...], the adjoint of im2col. Parallel over images: each writes its own.
+template <class T>
+void col2im(const T* dcol, T* dx, const ConvGeom& g, int64_t n0, int64_t nb) {
+  const int64_t rsc = g.R * g.S * g.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < nb; ++n) {
+    T* img = dx + (n0 + n) * g.H * g.W * g.C;
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const T* src = dcol + ((n * g.P + p) * g.Q + q) * rsc;
+        for (int64_t r = 0; r < g.R; ++r) {
+          const int64_t h = p * g.stride - g.pad + r;
+          for (int64_t s = 0; s < g.S; ++s, src += g.C) {
+            const int64_t w = q * g.stride - g.pad + s;
+            if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
+            T* d = img + (h * g.W + w) * g.C;
+            for (int64_t c = 0; c < g.C; ++c) d[c] += src[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
+  const int64_t rsc = g.R * g.S * g.C;
+  CMap<T> W(w, g.K, rsc);
+  if (g.is_pointwise()) {
+    MMap<T>(y, g.N * g.P * g.Q, g.K).noalias() = CMap<T>(x, g.N * g.H * g.W, g.C) * W.transpose();
+    return;
+  }
+  const int64_t chunk = images_per_chunk(g, sizeof(T));
+  std::vector<T> col(static_cast<size_t>(chunk * g.P * g.Q * rsc));
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.N - n0);
+    const int64_t rows = nb * g.P * g.Q;
+    im2col(x, col.data(), g, n0, nb);
+    MMap<T>(y + n0 * g.P * g.Q * g.K, rows, g.K).noalias() = CMap<T>(col.data(), rows, rsc) * W.transpose();
+  }
+}
+
+template <class T>
+void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
+  const int64_t rsc = g.R * g.S * g.C;
+  CMap<T> W(w, g.K, rsc);
+  if (g.is_pointwise()) {
+    MMap<T>(dx, g.N * g.H * g.W, g.C).noalias() = CMap<T>(dy, g.N * g.P * g.Q, g.K) * W;
+    return;
+  }
+  std::fill(dx, dx + g.N * g.H * g.W * g.C, T(0));
+  const int64_t chunk = images_per_chunk(g, sizeof(T));
+  std::vector<T> dcol(static_cast<size_t>(chunk * g.P * g.Q * rsc));
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.N - n0);
+    const int64_t rows = nb * g.P * g.Q;
+    MMap<T>(dcol.data(), rows, rsc).noalias() = CMap<T>(dy + n0 * g.P * g.Q * g.K, rows, g.K) * W;
+    col2im(dcol.data(), dx, g, n0, nb);
+  }
+}
+
+template <class T>
+void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
+  const int64_t rsc = g.R * g.S * g.C;
+  MMap<T> dW(dw, g.K, rsc);
+  if (g.is_pointwise()) {
+    dW.noalias() = CMap<T>(dy, g.N * g.P * g.Q, g.K).transpose() * CMap<T>(x, g.N * g.H * g.W, g.C);
+    return;
+  }
+  dW.setZero();
+  const int64_t chunk = images_per_chunk(g, sizeof(T));
+  std::vector<T> col(static_cast<size_t>(chunk * g.P * g.Q * rsc));
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.N - n0);
+    const int64_t rows = nb * g.P * g.Q;
+    im2col(x, col.data(), g, n0, nb);
+    dW.noalias() +=
+        CMap<T>(dy + n0 * g.P * g.Q * g.K, rows, g.K).transpose() * CMap<T>(col.data(), rows, rsc);
+  }
+}
+
+#define BYOL_INSTANTIATE_CONV(T)                                                  \
+  template void conv2d_forward<T>(const T*, const T*, T*, const ConvGeom&);       \
+  template void conv2d_backward_data<T>(const T*, const T*, T*, const ConvGeom&); \
+  template void conv2d_backward_filter<T>(const T*, const T*, T*, const ConvGeom&);
+BYOL_INSTANTIATE_CONV(float)
+BYOL_INSTANTIATE_CONV(double)
+
+}  // namespace byol::cpu

@@ -1,0 +1,107 @@
+// CPU backend: Eigen GEMMs plus OpenMP loops over raw, contiguous buffers. The front end
+// (engine/ops/*.cpp) has already checked shapes, dtypes and devices; these functions trust their
+// arguments. Each is instantiated for float (training) and double (gradient checks).
+//
+// Writes vs accumulates: every output here is written (=), except conv2d_backward_filter, which
+// writes dw as well (its batch chunks are summed internally).
+#pragma once
+
+#include <cstdint>
+
+namespace byol::cpu {
+
+// Geometry of an NHWC convolution with KRSC filters.
+struct ConvGeom {
+  int64_t N, H, W, C;  // input
+  int64_t K, R, S;     // filters
+  int64_t P, Q;        // output spatial size
+  int64_t stride, pad;
+  bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
+};
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g);
+template <class T>
+void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g);
+template <class T>
+void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g);
+
+// Pooling over NHWC. argmax holds, per output element, the input offset within its image (h*W+w)*C+c.
+template <class T>
+void max_pool2d_forward(const T* x, T* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t P, int64_t Q, int kernel, int stride, int pad);
+template <class T>
+void max_pool2d_backward(const T* dy, const int32_t* argmax, T* dx, int64_t N, int64_t H, int64_t W,
+                         int64_t C, int64_t P, int64_t Q);
+template <class T>
+void global_avg_pool_forward(const T* x, T* y, int64_t N, int64_t HW, int64_t C);
+template <class T>
+void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t C);
+
+// Batch norm over [M, C]. Partial sums are double: stats = [count, sum[C], sum_sq[C]] (2C + 1 values).
+template <class T>
+void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats);
+template <class T>
+void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
+                      int64_t M, int64_t C);
+// sums = [sum(dy)[C], sum(dy * x_hat)[C]].
+template <class T>
+void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
+                              double* sums);
+// dx for training mode; count is the (possibly all-reduced) number of values per channel.
+template <class T>
+void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
+                            const double* sums, double count, T* dx, int64_t M, int64_t C);
+
+// dx for evaluation mode (fixed statistics): dy * gamma * invstd.
+template <class T>
+void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T* dx, int64_t M, int64_t C);
+
+// Dense: y[N, out] = x[N, in] w[out, in]^T (+ b).
+template <class T>
+void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t N, int64_t in, int64_t out);
+template <class T>
+void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, int64_t N, int64_t in,
+                     int64_t out);  // any of dx, dw, db may be null
+template <class T>
+void matmul(const T* a, const T* b, T* c, int64_t M, int64_t K, int64_t N, bool trans_a, bool trans_b);
+
+// Rows: y = x * rsqrt(max(|x|^2, 1e-12)); backward needs y and the saved inverse norms.
+template <class T>
+void l2_normalize_forward(const T* x, T* y, T* inv_norm, int64_t N, int64_t D);
+template <class T>
+void l2_normalize_backward(const T* dy, const T* x, const T* y, const T* inv_norm, T* dx, int64_t N,
+                           int64_t D);
+
+// BYOL loss: returns mean_i [(2 - 2cos(p1_i, z2_i)) + (2 - 2cos(p2_i, z1_i))]. Backward writes the
+// gradients (scaled by g) of the non-null outputs.
+template <class T>
+double byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64_t N, int64_t D);
+template <class T>
+void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, double g, T* dp1, T* dz2, T* dp2,
+                        T* dz1, int64_t N, int64_t D);
+
+// Softmax cross-entropy with integer labels (I = int32_t or int64_t); returns the mean loss.
+template <class T, class I>
+double softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, int64_t N, int64_t K);
+template <class T, class I>
+void softmax_cross_entropy_backward(const T* probs, const I* labels, double g, T* dlogits, int64_t N,
+                                    int64_t K);
+
+// Elementwise and reductions over n values.
+template <class T>
+void relu_forward(const T* x, T* y, int64_t n);
+template <class T>
+void relu_backward(const T* y, const T* dy, T* dx, int64_t n);
+template <class T>
+void add(const T* a, const T* b, T* y, int64_t n);
+template <class T>
+void add_inplace(T* y, const T* x, int64_t n);
+template <class T>
+void scale(const T* x, double alpha, T* y, int64_t n);
+template <class T>
+double sum(const T* x, int64_t n);
+template <class T>
+void fill(T* y, double value, int64_t n);
+
+}  // namespace byol::cpu

@@ -1,0 +1,68 @@
+// Elementwise ops and full reductions on the CPU; parallel only when the tensor is large enough to
+// pay for waking the OpenMP team.
+#include "engine/cpu/cpu_backend.h"
+#include "kernels/math/elementwise_math.h"
+
+namespace byol::cpu {
+
+constexpr int64_t kParallelMin = 1 << 15;
+
+template <class T>
+void relu_forward(const T* x, T* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = math::relu(x[i]);
+}
+
+template <class T>
+void relu_backward(const T* y, const T* dy, T* dx, int64_t n) {
+  // y > 0 exactly where x > 0, so the output serves as the saved tensor.
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = math::relu_backward(y[i], dy[i]);
+}
+
+template <class T>
+void add(const T* a, const T* b, T* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+template <class T>
+void add_inplace(T* y, const T* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+template <class T>
+void scale(const T* x, double alpha, T* y, int64_t n) {
+  const T a = static_cast<T>(alpha);
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a;
+}
+
+template <class T>
+double sum(const T* x, int64_t n) {
+  double s = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+template <class T>
+void fill(T* y, double value, int64_t n) {
+  const T v = static_cast<T>(value);
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = v;
+}
+
+#define BYOL_INSTANTIATE_ELEMENTWISE(T)                            \
+  template void relu_forward<T>(const T*, T*, int64_t);            \
+  template void relu_backward<T>(const T*, const T*, T*, int64_t); \
+  template void add<T>(const T*, const T*, T*, int64_t);           \
+  template void add_inplace<T>(T*, const T*, int64_t);             \
+  template void scale<T>(const T*, double, T*, int64_t);           \
+  template double sum<T>(const T*, int64_t);                       \
+  template void fill<T>(T*, double, int64_t);
+BYOL_INSTANTIATE_ELEMENTWISE(float)
+BYOL_INSTANTIATE_ELEMENTWISE(double)
+
+}  // namespace byol::cpu

@@ -1,0 +1,19 @@
+// The device-memory primitives the tensor layer needs. The CUDA backend implements them
+// (engine/cuda/device_memory.cu); a CPU-only build links engine/device_memory_none.cpp, whose functions
+// throw an error saying this build has no CUDA backend.
+#pragma once
+
+#include <cstddef>
+
+namespace byol {
+
+bool cuda_compiled();     // true when this build contains the CUDA backend
+int cuda_device_count();  // 0 when there is no usable GPU (or no CUDA backend)
+void* cuda_alloc(size_t bytes, int device);
+void cuda_free(void* ptr, int device) noexcept;
+void cuda_copy_to_device(void* dst, const void* src, size_t bytes, int device);
+void cuda_copy_to_host(void* dst, const void* src, size_t bytes, int device);
+void cuda_copy_device_to_device(void* dst, const void* src, size_t bytes, int device);
+void cuda_memset_zero(void* dst, size_t bytes, int device);
+
+}  // namespace byol

@@ -1,0 +1,48 @@
+#include "engine/ops/check.h"
+
+namespace byol::ops::detail {
+
+void check_defined(const char* op, const char* arg, const Tensor& t) {
+  BYOL_CHECK(t.defined(), op, ": argument '", arg, "' expected a tensor, got an undefined tensor");
+}
+
+void check_rank(const char* op, const char* arg, const Tensor& t, int64_t dims, const char* layout) {
+  check_defined(op, arg, t);
+  BYOL_CHECK(t.dim() == dims, op, ": argument '", arg, "' expected ", dims, " dimensions ", layout, ", got ",
+             t.describe());
+}
+
+void check_floating(const char* op, const char* arg, const Tensor& t) {
+  check_defined(op, arg, t);
+  BYOL_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op, ": argument '", arg,
+             "' expected dtype f32 or f64, got ", t.describe());
+}
+
+void check_contiguous(const char* op, const char* arg, const Tensor& t) {
+  BYOL_CHECK(t.is_contiguous(), op, ": argument '", arg,
+             "' expected a contiguous tensor (call .contiguous()), got strides ", shape_str(t.strides()),
+             " for ", t.describe());
+}
+
+void check_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected,
+                 const char* meaning) {
+  check_defined(op, arg, t);
+  BYOL_CHECK(t.shape() == expected, op, ": argument '", arg, "' expected shape ", shape_str(expected), " (",
+             meaning, "), got ", t.describe());
+}
+
+void check_like(const char* op, const char* arg, const Tensor& t, const char* ref_arg, const Tensor& ref) {
+  check_defined(op, arg, t);
+  BYOL_CHECK(t.dtype() == ref.dtype(), op, ": argument '", arg, "' expected dtype ", dtype_name(ref.dtype()),
+             " (that of '", ref_arg, "'), got ", t.describe());
+  BYOL_CHECK(t.device() == ref.device(), op, ": argument '", arg, "' expected device ",
+             device_name(ref.device()), " (that of '", ref_arg, "'), got ", t.describe());
+}
+
+void unsupported_device(const char* op, const Tensor& t) {
+  BYOL_FAIL(op, ": this build has no ", device_name(t.device()),
+            " kernel for this op (the CUDA backend of byol.cpp provides it); got ", t.describe(),
+            ". Move the inputs to the CPU with .to(Device::cpu())");
+}
+
+}  // namespace byol::ops::detail

@@ -1,0 +1,128 @@
+// Front ends of conv2d, max_pool2d and global_avg_pool: argument checks, dispatch, autograd records.
+#include "engine/cpu/cpu_backend.h"
+#include "engine/ops.h"
+#include "engine/ops/check.h"
+
+namespace byol::ops {
+using namespace detail;
+
+Tensor conv2d(const Tensor& x, const Tensor& w, Conv2dParams prm) {
+  const char* op = "conv2d";
+  check_rank(op, "input", x, 4, "[N, H, W, C]");
+  check_rank(op, "weight", w, 4, "[K, R, S, C]");
+  check_floating(op, "input", x);
+  check_like(op, "weight", w, "input", x);
+  check_contiguous(op, "input", x);
+  check_contiguous(op, "weight", w);
+  BYOL_CHECK(prm.stride >= 1 && prm.padding >= 0, op, ": expected stride >= 1 and padding >= 0, got stride ",
+             prm.stride, " padding ", prm.padding);
+  cpu::ConvGeom g{x.size(0), x.size(1), x.size(2), x.size(3),  w.size(0),  w.size(1),
+                  w.size(2), 0,         0,         prm.stride, prm.padding};
+  BYOL_CHECK(w.size(3) == g.C, op, ": argument 'weight' expected [K, R, S, C] with C = ", g.C,
+             " (the input's channels, NHWC), got ", w.describe());
+  BYOL_CHECK(g.H + 2 * g.pad >= g.R && g.W + 2 * g.pad >= g.S, op, ": the ", g.R, "x", g.S,
+             " filter does not fit the padded input ", x.describe(), " (padding ", g.pad, ")");
+  g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+  g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+  if (!x.device().is_cpu()) unsupported_device(op, x);
+
+  Tensor y = Tensor::empty({g.N, g.P, g.Q, g.K}, x.dtype(), x.device());
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::conv2d_forward(x.data<T>(), w.data<T>(), y.data<T>(), g);
+  });
+
+  GradRecorder rec(op, {x, w});
+  if (rec.active()) {
+    const bool need_dx = rec.needs(0), need_dw = rec.needs(1);
+    // dx needs only the weights, dw only the input: save just what is required.
+    rec.record(y,
+               [g, xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), need_dx,
+                need_dw](const Tensor& dy_in) -> std::vector<Tensor> {
+                 Tensor dy = dy_in.contiguous();
+                 Tensor dx, dw;
+                 dispatch_float(dy.dtype(), [&](auto tag) {
+                   using T = decltype(tag);
+                   if (need_dx) {
+                     dx = Tensor::empty({g.N, g.H, g.W, g.C}, dy.dtype(), dy.device());
+                     cpu::conv2d_backward_data(dy.data<T>(), ws.data<T>(), dx.data<T>(), g);
+                   }
+                   if (need_dw) {
+                     dw = Tensor::empty({g.K, g.R, g.S, g.C}, dy.dtype(), dy.device());
+                     cpu::conv2d_backward_filter(dy.data<T>(), xs.data<T>(), dw.data<T>(), g);
+                   }
+                 });
+                 return {dx, dw};
+               });
+  }
+  return y;
+}
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {
+  const char* op = "max_pool2d";
+  check_rank(op, "input", x, 4, "[N, H, W, C]");
+  check_floating(op, "input", x);
+  check_contiguous(op, "input", x);
+  BYOL_CHECK(kernel >= 1 && stride >= 1 && padding >= 0 && 2 * padding <= kernel, op,
+             ": expected kernel >= 1, stride >= 1 and 0 <= padding <= kernel / 2, got kernel ", kernel,
+             " stride ", stride, " padding ", padding);
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  BYOL_CHECK(H + 2 * padding >= kernel && W + 2 * padding >= kernel, op, ": the ", kernel, "x", kernel,
+             " window does not fit the padded input ", x.describe());
+  BYOL_CHECK(H * W * C < (int64_t(1) << 31), op, ": one image of ", x.describe(),
+             " has more than 2^31 elements");
+  const int64_t P = (H + 2 * padding - kernel) / stride + 1, Q = (W + 2 * padding - kernel) / stride + 1;
+  if (!x.device().is_cpu()) unsupported_device(op, x);
+
+  Tensor y = Tensor::empty({N, P, Q, C}, x.dtype(), x.device());
+  Tensor argmax = Tensor::empty({N, P, Q, C}, DType::i32, x.device());
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::max_pool2d_forward(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), N, H, W, C, P, Q, kernel,
+                            stride, padding);
+  });
+  GradRecorder rec(op, {x});
+  if (rec.active()) {
+    rec.record(y, [argmax, N, H, W, C, P, Q](const Tensor& dy_in) -> std::vector<Tensor> {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx = Tensor::empty({N, H, W, C}, dy.dtype(), dy.device());
+      dispatch_float(dy.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        cpu::max_pool2d_backward(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), N, H, W, C, P, Q);
+      });
+      return {dx};
+    });
+  }
+  return y;
+}
+
+Tensor global_avg_pool(const Tensor& x) {
+  const char* op = "global_avg_pool";
+  check_rank(op, "input", x, 4, "[N, H, W, C]");
+  check_floating(op, "input", x);
+  check_contiguous(op, "input", x);
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  BYOL_CHECK(H * W > 0, op, ": argument 'input' expected a non-empty image, got ", x.describe());
+  if (!x.device().is_cpu()) unsupported_device(op, x);
+
+  Tensor y = Tensor::empty({N, C}, x.dtype(), x.device());
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::global_avg_pool_forward(x.data<T>(), y.data<T>(), N, H * W, C);
+  });
+  GradRecorder rec(op, {x});
+  if (rec.active()) {
+    rec.record(y, [N, H, W, C](const Tensor& dy_in) -> std::vector<Tensor> {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx = Tensor::empty({N, H, W, C}, dy.dtype(), dy.device());
+      dispatch_float(dy.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        cpu::global_avg_pool_backward(dy.data<T>(), dx.data<T>(), N, H * W, C);
+      });
+      return {dx};
+    });
+  }
+  return y;
+}
+
+}  // namespace byol::ops

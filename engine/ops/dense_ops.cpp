@@ -1,0 +1,154 @@
+// Front ends of linear, matmul and softmax_cross_entropy.
+#include "engine/cpu/cpu_backend.h"
+#include "engine/ops.h"
+#include "engine/ops/check.h"
+
+namespace byol::ops {
+using namespace detail;
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const char* op = "linear";
+  check_rank(op, "input", x, 2, "[N, in]");
+  check_rank(op, "weight", w, 2, "[out, in]");
+  check_floating(op, "input", x);
+  check_like(op, "weight", w, "input", x);
+  check_contiguous(op, "input", x);
+  check_contiguous(op, "weight", w);
+  const int64_t N = x.size(0), in = x.size(1), out = w.size(0);
+  BYOL_CHECK(w.size(1) == in, op, ": argument 'weight' expected [out, in] with in = ", in,
+             " (the input's features), got ", w.describe());
+  if (b.defined()) {
+    check_shape(op, "bias", b, {out}, "one per output feature");
+    check_like(op, "bias", b, "input", x);
+    check_contiguous(op, "bias", b);
+  }
+  if (!x.device().is_cpu()) unsupported_device(op, x);
+  Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
+  dispatch_float(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::linear_forward(x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(), N, in,
+                        out);
+  });
+  GradRecorder rec(op, {x, w, b});
+  if (rec.active()) {
+    const bool need_dx = rec.needs(0), need_dw = rec.needs(1), need_db = rec.needs(2);
+    rec.record(y, [xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), N, in, out, need_dx, need_dw,
+                   need_db](const Tensor& dy_in) {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx, dw, db;
+      if (need_dx) dx = Tensor::empty({N, in}, dy.dtype(), dy.device());
+      if (need_dw) dw = Tensor::empty({out, in}, dy.dtype(), dy.device());
+      if (need_db) db = Tensor::empty({out}, dy.dtype(), dy.device());
+      dispatch_float(dy.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        cpu::linear_backward(dy.data<T>(), need_dw ? xs.data<T>() : nullptr, need_dx ? ws.data<T>() : nullptr,
+                             need_dx ? dx.data<T>() : nullptr, need_dw ? dw.data<T>() : nullptr,
+                             need_db ? db.data<T>() : nullptr, N, in, out);
+      });
+      return std::vector<Tensor>{dx, dw, db};
+    });
+  }
+  return y;
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  const char* op = "matmul";
+  check_rank(op, "a", a, 2, "[M, K]");
+  check_rank(op, "b", b, 2, "[K, N]");
+  check_floating(op, "a", a);
+  check_like(op, "b", b, "a", a);
+  check_contiguous(op, "a", a);
+  check_contiguous(op, "b", b);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  BYOL_CHECK(b.size(0) == K, op, ": argument 'b' expected [K, N] with K = ", K, " (the columns of 'a' ",
+             a.describe(), "), got ", b.describe());
+  if (!a.device().is_cpu()) unsupported_device(op, a);
+  Tensor c = Tensor::empty({M, N}, a.dtype(), a.device());
+  dispatch_float(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::matmul(a.data<T>(), b.data<T>(), c.data<T>(), M, K, N, false, false);
+  });
+  GradRecorder rec(op, {a, b});
+  if (rec.active()) {
+    const bool need_a = rec.needs(0), need_b = rec.needs(1);
+    rec.record(c, [as = need_b ? a : Tensor(), bs = need_a ? b : Tensor(), M, K, N, need_a,
+                   need_b](const Tensor& dc_in) {
+      Tensor dc = dc_in.contiguous();
+      Tensor da, db;
+      dispatch_float(dc.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        if (need_a) {  // da[M, K] = dc[M, N] b[K, N]^T
+          da = Tensor::empty({M, K}, dc.dtype(), dc.device());
+          cpu::matmul(dc.data<T>(), bs.data<T>(), da.data<T>(), M, N, K, false, true);
+        }
+        if (need_b) {  // db[K, N] = a[M, K]^T dc[M, N]
+          db = Tensor::empty({K, N}, dc.dtype(), dc.device());
+          cpu::matmul(as.data<T>(), dc.data<T>(), db.data<T>(), K, M, N, true, false);
+        }
+      });
+      return std::vector<Tensor>{da, db};
+    });
+  }
+  return c;
+}
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
+  const char* op = "softmax_cross_entropy";
+  check_rank(op, "logits", logits, 2, "[N, K]");
+  check_floating(op, "logits", logits);
+  check_contiguous(op, "logits", logits);
+  check_rank(op, "labels", labels, 1, "[N]");
+  BYOL_CHECK(labels.dtype() == DType::i32 || labels.dtype() == DType::i64, op,
+             ": argument 'labels' expected dtype i32 or i64, got ", labels.describe());
+  check_contiguous(op, "labels", labels);
+  const int64_t N = logits.size(0), K = logits.size(1);
+  BYOL_CHECK(labels.size(0) == N, op, ": argument 'labels' expected [N] with N = ", N,
+             " (the rows of 'logits'), got ", labels.describe());
+  BYOL_CHECK(N > 0 && K > 0, op, ": expected a non-empty batch and at least one class, got ",
+             logits.describe());
+  BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
+             device_name(logits.device()), ", got ", labels.describe());
+  if (!logits.device().is_cpu()) unsupported_device(op, logits);
+  auto with_labels = [&](auto&& f) {
+    if (labels.dtype() == DType::i32) {
+      f(labels.data<int32_t>());
+    } else {
+      f(labels.data<int64_t>());
+    }
+  };
+  with_labels([&](const auto* lab) {
+    for (int64_t i = 0; i < N; ++i)
+      BYOL_CHECK(lab[i] >= 0 && lab[i] < K, op, ": argument 'labels' expected values in [0, ", K, "), got ",
+                 static_cast<int64_t>(lab[i]), " at index ", i);
+  });
+  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
+  Tensor probs = Tensor::empty({N, K}, logits.dtype(), logits.device());
+  dispatch_float(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    with_labels([&](const auto* lab) {
+      *loss.data<T>() =
+          static_cast<T>(cpu::softmax_cross_entropy_forward(logits.data<T>(), lab, probs.data<T>(), N, K));
+    });
+  });
+  GradRecorder rec(op, {logits, labels});
+  if (rec.active()) {
+    rec.record(loss, [probs, labels, N, K](const Tensor& g) {
+      Tensor dlogits = Tensor::empty({N, K}, probs.dtype(), probs.device());
+      const double gv = g.item();
+      dispatch_float(probs.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        if (labels.dtype() == DType::i32) {
+          cpu::softmax_cross_entropy_backward(probs.data<T>(), labels.data<int32_t>(), gv, dlogits.data<T>(),
+                                              N, K);
+        } else {
+          cpu::softmax_cross_entropy_backward(probs.data<T>(), labels.data<int64_t>(), gv, dlogits.data<T>(),
+                                              N, K);
+        }
+      });
+      return std::vector<Tensor>{dlogits, Tensor()};
+    });
+  }
+  return loss;
+}
+
+}  // namespace byol::ops

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages byol.cpp builds with. Idempotent: quiet and fast when nothing is missing.
+#   scripts/setup.sh            build + test dependencies
+# CUDA (nvcc, cuDNN, cuBLAS, NCCL) is never installed here: it is optional and auto-detected under
+# /usr/local/cuda (or CUDAToolkit_ROOT); see README.md.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libeigen3-dev   # CPU backend GEMM
+  catch2          # tests (Catch2 v2, header-only)
+  libomp-dev      # OpenMP runtime headers for clang users; g++ ships libgomp
+  libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image decoding (optional in the build)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
