@@ -1,0 +1,188 @@
+// CPU op benchmark: the convolutions and batch norms of ResNet-18 with the CIFAR stem at batch 64,
+// each next to the Eigen GEMM of the same matrix sizes, plus the machine's measured FP32 peak.
+//
+//   build/benchmarks/cpu_ops_bench [batch=64] [repeats=5]
+//
+// conv2d is im2col + GEMM (engine/cpu/conv.cpp), so "GEMM-equivalent" is the plain GEMM it reduces to:
+//   forward          [N*P*Q, R*S*C] x [R*S*C, K]
+//   backward data    [N*P*Q, K] x [K, R*S*C]
+//   backward filter  [K, N*P*Q] x [N*P*Q, R*S*C]
+// and the ratio conv / GEMM tells what im2col, col2im and chunking cost. Times are medians over the
+// repeats after one warm-up; FLOPs count a multiply-add as two. The peak is measured with a register-
+// resident FMA loop on every OpenMP thread, so it reflects this machine's clocks, not a datasheet.
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "engine/cpu/cpu_backend.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+double median_seconds(int repeats, const std::function<void()>& f) {
+  f();  // warm-up: page faults, Eigen's blocking buffers
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = Clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// FP32 peak: 12 independent vector FMA chains per thread (enough to cover FMA latency x throughput).
+// __builtin_elementwise... is not in GCC 12, so the FMA is requested through the vector extension with
+// -ffp-contract=fast on this file (see benchmarks/CMakeLists.txt).
+double measured_peak_gflops() {
+  using V = float __attribute__((vector_size(32)));
+  constexpr int kChains = 12, kLanes = sizeof(V) / sizeof(float);
+  const long iters = 50'000'000;
+  double best = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    float sink = 0;
+    auto t0 = Clock::now();
+#pragma omp parallel reduction(+ : sink)
+    {
+      V acc[kChains];
+      for (int c = 0; c < kChains; ++c) acc[c] = V{} + 0.001f * (c + omp_get_thread_num());
+      V a = V{} + 0.999999f, b = V{} + 1e-7f;
+      asm volatile("" : "+v"(a), "+v"(b));
+      for (long i = 0; i < iters; ++i) {
+        for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
+      }
+      for (int c = 0; c < kChains; ++c)
+        for (int l = 0; l < kLanes; ++l) sink += acc[c][l];
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * kChains * kLanes * iters * omp_get_max_threads() / s / 1e9);
+    if (sink == 12345.0f) std::printf(" ");
+  }
+  return best;
+}
+
+// Read + write bandwidth of a parallel copy of `bytes` bytes (the memory-bound kernels' yardstick at
+// the same working-set size, so cache-resident sizes are compared with cache-resident copies).
+double copy_gbs(size_t bytes, int repeats) {
+  const size_t n = bytes / sizeof(float);
+  std::vector<float> src(n, 1.0f), dst(n);
+  const double s = median_seconds(repeats, [&] {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
+  });
+  return 2.0 * bytes / s / 1e9;
+}
+
+struct ConvShape {
+  const char* name;
+  int count;  // how many times ResNet-18 (CIFAR stem) uses this shape
+  int64_t hw, c, k, r, stride, pad;
+};
+
+std::vector<float> random_vec(size_t n, std::mt19937& gen) {
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t N = argc > 1 ? std::atol(argv[1]) : 64;
+  const int repeats = argc > 2 ? std::atoi(argv[2]) : 5;
+  std::mt19937 gen(1);
+
+  std::printf("CPU op benchmark, %d OpenMP threads, batch %lld, median of %d\n", omp_get_max_threads(),
+              static_cast<long long>(N), repeats);
+  const double peak = measured_peak_gflops();
+  std::printf("measured FP32 peak (FMA loop, all threads): %.1f GFLOP/s\n\n", peak);
+
+  std::printf("Eigen SGEMM, square n x n x n\n");
+  for (int n : {256, 512, 1024, 2048}) {
+    RowMat a = RowMat::Random(n, n), b = RowMat::Random(n, n), c(n, n);
+    const double s = median_seconds(repeats, [&] { c.noalias() = a * b; });
+    std::printf("  n = %4d  %7.1f GFLOP/s  (%4.0f%% of peak)\n", n, 2.0 * n * n * n / s / 1e9,
+                100 * 2.0 * n * n * n / s / 1e9 / peak);
+  }
+
+  const ConvShape shapes[] = {
+      {"stem 3->64 3x3", 1, 32, 3, 64, 3, 1, 1},          {"layer1 64->64 3x3", 4, 32, 64, 64, 3, 1, 1},
+      {"layer2 64->128 3x3/2", 1, 32, 64, 128, 3, 2, 1},  {"layer2 128->128 3x3", 3, 16, 128, 128, 3, 1, 1},
+      {"layer2 down 1x1/2", 1, 32, 64, 128, 1, 2, 0},     {"layer3 128->256 3x3/2", 1, 16, 128, 256, 3, 2, 1},
+      {"layer3 256->256 3x3", 3, 8, 256, 256, 3, 1, 1},   {"layer3 down 1x1/2", 1, 16, 128, 256, 1, 2, 0},
+      {"layer4 256->512 3x3/2", 1, 8, 256, 512, 3, 2, 1}, {"layer4 512->512 3x3", 3, 4, 512, 512, 3, 1, 1},
+      {"layer4 down 1x1/2", 1, 8, 256, 512, 1, 2, 0},
+  };
+
+  std::printf("\nconv2d (NHWC, KRSC), GFLOP/s: ours | GEMM-equivalent (ratio)\n");
+  std::printf("  %-22s %-23s %-23s %-23s\n", "shape", "forward", "backward data", "backward filter");
+  double conv_time = 0, gemm_time = 0, total_flops = 0;
+  for (const ConvShape& s : shapes) {
+    byol::cpu::ConvGeom g{N, s.hw, s.hw, s.c, s.k, s.r, s.r, 0, 0, s.stride, s.pad};
+    g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+    g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+    const int64_t M = N * g.P * g.Q, RSC = g.R * g.S * g.C;
+    const double flops = 2.0 * M * g.K * RSC;
+    std::vector<float> x = random_vec(N * g.H * g.W * g.C, gen), w = random_vec(g.K * RSC, gen);
+    std::vector<float> y(M * g.K), dy = random_vec(M * g.K, gen), dx(x.size()), dw(w.size());
+    double t_conv[3] = {
+        median_seconds(repeats, [&] { byol::cpu::conv2d_forward(x.data(), w.data(), y.data(), g); }),
+        median_seconds(repeats, [&] { byol::cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), g); }),
+        median_seconds(repeats, [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g); })};
+    RowMat col = RowMat::Random(M, RSC), W = RowMat::Random(g.K, RSC), Y(M, g.K), DY = RowMat::Random(M, g.K);
+    RowMat DCOL(M, RSC), DW(g.K, RSC);
+    double t_gemm[3] = {median_seconds(repeats, [&] { Y.noalias() = col * W.transpose(); }),
+                        median_seconds(repeats, [&] { DCOL.noalias() = DY * W; }),
+                        median_seconds(repeats, [&] { DW.noalias() = DY.transpose() * col; })};
+    std::printf("  %-22s", s.name);
+    for (int i = 0; i < 3; ++i) {
+      std::printf(" %6.1f | %6.1f (%3.0f%%) ", flops / t_conv[i] / 1e9, flops / t_gemm[i] / 1e9,
+                  100 * t_gemm[i] / t_conv[i]);
+      conv_time += s.count * t_conv[i];
+      gemm_time += s.count * t_gemm[i];
+      total_flops += s.count * flops;
+    }
+    std::printf("\n");
+  }
+  std::printf("  whole network (weighted by use), forward + both backwards:\n");
+  std::printf("    ours %.1f GFLOP/s (%.0f%% of peak), GEMM-equivalent %.1f GFLOP/s -> ours = %.0f%% of GEMM\n",
+              total_flops / conv_time / 1e9, 100 * total_flops / conv_time / 1e9 / peak,
+              total_flops / gemm_time / 1e9, 100 * gemm_time / conv_time);
+  std::printf("    %.3f s of convolution per training step of batch %lld\n", conv_time, static_cast<long long>(N));
+
+  std::printf("\nbatch_norm (training: sums + normalise; backward: sums + dx), GB/s of compulsory traffic\n");
+  std::printf("  (copy = a parallel copy of the same number of bytes, read + write)\n");
+  for (auto [hw, c] : {std::pair<int64_t, int64_t>{32, 64}, {16, 128}, {8, 256}, {4, 512}}) {
+    const int64_t M = N * hw * hw;
+    std::vector<float> x = random_vec(M * c, gen), y(M * c), dy = random_vec(M * c, gen), dx(M * c);
+    std::vector<float> mean(c, 0.1f), invstd(c, 1.2f), gamma(c, 1.f), beta(c, 0.f);
+    std::vector<double> stats(2 * c + 1), sums(2 * c);
+    const double tf = median_seconds(repeats, [&] {
+      byol::cpu::batch_norm_partial_sums(x.data(), M, c, stats.data());
+      byol::cpu::batch_norm_apply(x.data(), mean.data(), invstd.data(), gamma.data(), beta.data(), y.data(), M, c);
+    });
+    const double tb = median_seconds(repeats, [&] {
+      byol::cpu::batch_norm_backward_sums(dy.data(), x.data(), mean.data(), invstd.data(), M, c, sums.data());
+      byol::cpu::batch_norm_backward_dx(dy.data(), x.data(), mean.data(), invstd.data(), gamma.data(), sums.data(),
+                                        double(M), dx.data(), M, c);
+    });
+    const double bytes = 4.0 * M * c, copy = copy_gbs(static_cast<size_t>(bytes), repeats);
+    // forward: read x twice, write y once; backward: read dy and x twice, write dx once.
+    std::printf("  [%lld, %2lld, %2lld, %3lld] %5.1f MB  copy %6.1f GB/s  forward %6.1f GB/s (%3.0f%%)  "
+                "backward %6.1f GB/s (%3.0f%%)\n",
+                static_cast<long long>(N), static_cast<long long>(hw), static_cast<long long>(hw),
+                static_cast<long long>(c), bytes / 1e6, copy, 3 * bytes / tf / 1e9, 100 * 3 * bytes / tf / 1e9 / copy,
+                5 * bytes / tb / 1e9, 100 * 5 * bytes / tb / 1e9 / copy);
+  }
+  return 0;
+}
