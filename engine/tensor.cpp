@@ -228,26 +228,20 @@ Tensor Tensor::view(const Shape& shape) const {
   BYOL_CHECK(is_contiguous(), "Tensor::view: ", describe(), " is not contiguous");
   BYOL_CHECK(shape_numel(shape) == numel(), "Tensor::view: cannot view ", describe(), " as ",
              shape_str(shape), " (", numel(), " vs ", shape_numel(shape), " elements)");
-  auto impl = std::make_shared<TensorImpl>(*impl_);
-  impl->shape = shape;
-  impl->strides = contiguous_strides(shape);
-  impl->requires_grad = false;
-  impl->grad.reset();
-  impl->grad_fn.reset();
-  return Tensor(std::move(impl));
+  Tensor out = detach();
+  out.impl_->shape = shape;
+  out.impl_->strides = contiguous_strides(shape);
+  return out;
 }
 
 Tensor Tensor::slice_rows(int64_t start, int64_t end) const {
   BYOL_CHECK(dim() >= 1, "Tensor::slice_rows: ", describe(), " has no dimension to slice");
   BYOL_CHECK(0 <= start && start <= end && end <= shape()[0], "Tensor::slice_rows: rows [", start, ", ", end,
              ") out of range for ", describe());
-  auto impl = std::make_shared<TensorImpl>(*impl_);
-  impl->shape[0] = end - start;
-  impl->offset += start * impl->strides[0];
-  impl->requires_grad = false;
-  impl->grad.reset();
-  impl->grad_fn.reset();
-  return Tensor(std::move(impl));
+  Tensor out = detach();
+  out.impl_->shape[0] = end - start;
+  out.impl_->offset += start * out.impl_->strides[0];
+  return out;
 }
 
 Tensor Tensor::window(int64_t offset, const Shape& shape) const {
@@ -261,6 +255,15 @@ Tensor Tensor::window(int64_t offset, const Shape& shape) const {
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = impl_->dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::detach() const {
+  require_defined("detach");
+  auto impl = std::make_shared<TensorImpl>(*impl_);
+  impl->requires_grad = false;
+  impl->grad.reset();
+  impl->grad_fn.reset();
   return Tensor(std::move(impl));
 }
 
@@ -306,7 +309,7 @@ Tensor Tensor::to(DType target) const {
   return out;
 }
 
-void Tensor::copy_(const Tensor& src) {
+void Tensor::copy_(const Tensor& src) const {
   BYOL_CHECK(src.shape() == shape(), "Tensor::copy_: source ", src.describe(), " does not match destination ",
              describe());
   BYOL_CHECK(src.dtype() == dtype(), "Tensor::copy_: source ", src.describe(),
@@ -344,7 +347,7 @@ void Tensor::copy_(const Tensor& src) {
   }
 }
 
-void Tensor::zero_() {
+void Tensor::zero_() const {
   if (device().is_cuda()) {
     BYOL_CHECK(is_contiguous(), "Tensor::zero_: ", describe(), " is not contiguous");
     cuda_memset_zero(raw_data(), numel() * dtype_size(dtype()), device().index);
@@ -353,7 +356,7 @@ void Tensor::zero_() {
   fill_(0.0);
 }
 
-void Tensor::fill_(double value) {
+void Tensor::fill_(double value) const {
   if (device().is_cuda()) {
     Tensor host = full(shape(), value, dtype());
     copy_(host);

@@ -74,11 +74,13 @@ class Tensor {
   Tensor window(int64_t offset, const Shape& shape) const;  // contiguous view at element offset
   Tensor contiguous() const;
   Tensor clone() const;
+  Tensor detach() const;  // same data, no autograd history and no gradient (a stop-gradient)
   Tensor to(Device device) const;
-  Tensor to(DType dtype) const;   // cast (CPU); bf16 rounds to nearest even
-  void copy_(const Tensor& src);  // elementwise copy, same shape and dtype, any devices
-  void zero_();
-  void fill_(double value);
+  Tensor to(DType dtype) const;  // cast (CPU); bf16 rounds to nearest even
+  // In-place writes change the data, not the handle, so they are const like every other accessor.
+  void copy_(const Tensor& src) const;  // elementwise copy, same shape and dtype, any devices
+  void zero_() const;
+  void fill_(double value) const;
 
   // --- autograd --------------------------------------------------------------------------------
   bool requires_grad() const;

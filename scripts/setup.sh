@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev   # CPU backend GEMM
+  nlohmann-json3-dev   # safetensors headers (JSON)
   catch2          # tests (Catch2 v2, header-only)
   libomp-dev      # OpenMP runtime headers for clang users; g++ ships libgomp
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image decoding (optional in the build)

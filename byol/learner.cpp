@@ -1,0 +1,130 @@
+#include "byol/learner.h"
+
+#include "kernels/math/optimizer_math.h"
+
+namespace byol {
+
+ByolNetworks::ByolNetworks(const NetworkConfig& cfg) : cfg_(cfg) {
+  BYOL_CHECK(cfg.projector_hidden > 0 && cfg.projection_dim > 0 && cfg.predictor_hidden > 0,
+             "BYOL networks: projector/predictor sizes must be positive");
+  // Registration order fixes the layout: the target's buffer equals the online buffer's prefix.
+  online_encoder = std::make_unique<models::ResNet>(online, "encoder.", cfg.encoder);
+  online_projector = std::make_unique<models::MlpHead>(online, "projector", online_encoder->out_features(),
+                                                       cfg.projector_hidden, cfg.projection_dim);
+  predictor = std::make_unique<models::MlpHead>(online, "predictor", cfg.projection_dim, cfg.predictor_hidden,
+                                                cfg.projection_dim);
+  target_encoder = std::make_unique<models::ResNet>(target, "encoder.", cfg.encoder);
+  target_projector = std::make_unique<models::MlpHead>(target, "projector", target_encoder->out_features(),
+                                                       cfg.projector_hidden, cfg.projection_dim);
+  online.finalize(/*requires_grad=*/true);
+  target.finalize(/*requires_grad=*/false);
+  const auto& on = online.param_entries();
+  const auto& tg = target.param_entries();
+  for (size_t i = 0; i < tg.size(); ++i)
+    BYOL_CHECK(on[i].name == tg[i].name && on[i].offset == tg[i].offset,
+               "BYOL networks: target layout diverges from the online layout at '", tg[i].name, "'");
+}
+
+void ByolNetworks::initialize(std::mt19937_64& gen, bool copy_online_to_target) {
+  online.initialize(gen);
+  target.initialize(gen);
+  if (copy_online_to_target) target.params().copy_(online.params().slice_rows(0, target_extent()));
+}
+
+void ema_update_target(Tensor& target_params, const Tensor& online_params, double tau) {
+  BYOL_CHECK(target_params.numel() <= online_params.numel(), "EMA: the target (", target_params.describe(),
+             ") is larger than the online buffer (", online_params.describe(), ")");
+  float* t = target_params.data<float>();
+  const float* o = online_params.data<float>();
+  const float ftau = static_cast<float>(tau);
+  const int64_t n = target_params.numel();
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) t[i] = math::ema_update(t[i], o[i], ftau);
+}
+
+Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
+    : nets(net), lars(nets.online, {train.weight_decay, train.lars_momentum, train.lars_eta}), train_(train) {
+  BYOL_CHECK(train.batch_size > 0 && train.total_steps > 0 && train.warmup_steps >= 0 &&
+                 train.warmup_steps <= train.total_steps,
+             "BYOL training: expected batch_size > 0, total_steps > 0 and 0 <= warmup_steps <= total_steps");
+  std::mt19937_64 gen(train.seed);
+  nets.initialize(gen, train.copy_target_init);
+  if (train.probe_classes > 0) {
+    probe = std::make_unique<models::Linear>(probe_params, "probe", nets.embedding_dim(), train.probe_classes,
+                                             true);
+    probe_params.finalize(true);
+    probe_params.initialize(gen);
+    probe_optimizer = std::make_unique<AdamW>(probe_params, AdamWOptions{});
+  }
+}
+
+double Learner::lr_at(int64_t step) const {
+  return learning_rate_at(step, train_.total_steps, train_.warmup_steps,
+                          scaled_learning_rate(train_.base_lr, train_.batch_size));
+}
+
+double Learner::tau_at_step(int64_t step) const {
+  return tau_at(step, train_.total_steps, train_.tau_base);
+}
+
+StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor& labels) {
+  BYOL_CHECK(view1.defined() && view2.defined() && view1.shape() == view2.shape(),
+             "BYOL step: the two views must have the same shape, got ", view1.describe(), " and ",
+             view2.describe());
+  models::ForwardContext ctx{true, bn_all_reduce};
+  nets.online.grads().zero_();
+
+  Tensor y1 = nets.online_encoder->forward(view1, ctx);
+  Tensor p1 = nets.predictor->forward(nets.online_projector->forward(y1, ctx), ctx);
+  Tensor p2 = nets.predictor->forward(
+      nets.online_projector->forward(nets.online_encoder->forward(view2, ctx), ctx), ctx);
+  Tensor t1, t2;
+  {
+    NoGradGuard no_grad;
+    t1 = nets.target_projector->forward(nets.target_encoder->forward(view1, ctx), ctx);
+    t2 = nets.target_projector->forward(nets.target_encoder->forward(view2, ctx), ctx);
+  }
+  Tensor loss = ops::byol_loss(p1, t2, p2, t1);
+  loss.backward();
+  if (grad_all_reduce) {
+    Tensor g = nets.online.grads();
+    grad_all_reduce(g);
+  }
+
+  StepMetrics m;
+  m.step = step_;
+  m.loss = loss.item();
+  m.lr = lr_at(step_);
+  m.tau = tau_at_step(step_);
+  lars.step(m.lr);
+  Tensor target = nets.target.params();
+  ema_update_target(target, nets.online.params(), m.tau);
+
+  if (probe && labels.defined()) {
+    probe_params.grads().zero_();
+    Tensor logits = probe->forward(y1.detach());
+    Tensor probe_loss = ops::softmax_cross_entropy(logits, labels);
+    probe_loss.backward();
+    probe_optimizer->step(train_.probe_lr);
+    m.probe_loss = probe_loss.item();
+    const int64_t n = logits.size(0), k = logits.size(1);
+    const float* l = logits.data<float>();
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pred = std::max_element(l + i * k, l + (i + 1) * k) - (l + i * k);
+      const int64_t label =
+          labels.dtype() == DType::i64 ? labels.data<int64_t>()[i] : labels.data<int32_t>()[i];
+      correct += pred == label;
+    }
+    m.probe_accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  }
+  ++step_;
+  return m;
+}
+
+Tensor Learner::embed(const Tensor& images) const {
+  NoGradGuard no_grad;
+  return nets.online_encoder->forward(images, models::ForwardContext{false, {}});
+}
+
+}  // namespace byol

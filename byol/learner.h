@@ -1,0 +1,120 @@
+// The BYOL learner: networks, one training step, the schedules and the online linear probe.
+//
+// Networks (paper sec. 3.1): the online network is encoder f + projector g, followed by the
+// predictor q; the target network is f' + g' with the same layout. Both live in flat buffers whose
+// first target_extent() elements line up exactly — the online registry holds [encoder, projector,
+// predictor], the target registry [encoder, projector] — so the EMA is one pass over that prefix, and
+// LARS and the gradient all-reduce are one pass over the online buffer. The target keeps its own BN
+// running statistics (its own statistics buffer); only parameters are averaged.
+//
+// One step on views v1, v2 of the same images:
+//   y_i = f(v_i), z_i = g(y_i), p_i = q(z_i)      each view separately: BN statistics per view
+//   z'_i = g'(f'(v_i))                             under no-grad, BN in training mode (as the official code)
+//   loss = mean_n [(2 - 2 cos(p1, z'2)) + (2 - 2 cos(p2, z'1))]
+//   backward -> online gradient buffer -> all-reduce hook -> LARS at lr(k) -> EMA with tau(k) -> k += 1
+// The probe (a linear classifier on the stop-gradient embedding y1) has its own AdamW optimizer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <random>
+
+#include "byol/optimizers.h"
+#include "byol/schedules.h"
+#include "models/mlp.h"
+#include "models/resnet.h"
+
+namespace byol {
+
+struct NetworkConfig {
+  models::ResNetConfig encoder;
+  int64_t projector_hidden = 4096;
+  int64_t projection_dim = 256;
+  int64_t predictor_hidden = 4096;
+};
+
+class ByolNetworks {
+ public:
+  explicit ByolNetworks(const NetworkConfig& cfg);
+  ByolNetworks(const ByolNetworks&) = delete;
+  ByolNetworks& operator=(const ByolNetworks&) = delete;
+
+  // Initialises the online network and predictor from gen, then the target: from gen as well
+  // (a different random initialisation, as in the official code) or as a copy of the online network.
+  void initialize(std::mt19937_64& gen, bool copy_online_to_target);
+  int64_t target_extent() const { return target.params().numel(); }
+  int64_t embedding_dim() const { return online_encoder->out_features(); }
+  const NetworkConfig& config() const { return cfg_; }
+
+  models::ParamRegistry online;  // encoder.*, projector.*, predictor.*
+  models::ParamRegistry target;  // encoder.*, projector.*
+  std::unique_ptr<models::ResNet> online_encoder, target_encoder;
+  std::unique_ptr<models::MlpHead> online_projector, target_projector, predictor;
+
+ private:
+  NetworkConfig cfg_;
+};
+
+struct TrainConfig {
+  int64_t batch_size = 256;  // global batch (all ranks); the learning rate scales with it
+  int64_t total_steps = 1000;
+  int64_t warmup_steps = 100;
+  double base_lr = 0.2;
+  double weight_decay = 1.5e-6;
+  double tau_base = 0.996;
+  double lars_eta = 1e-3;
+  double lars_momentum = 0.9;
+  int64_t probe_classes = 0;  // 0: no online linear probe
+  double probe_lr = 1e-3;
+  uint64_t seed = 0;
+  bool copy_target_init = false;
+};
+
+struct StepMetrics {
+  int64_t step = 0;  // the step just taken (0-based)
+  double loss = 0;
+  double lr = 0;
+  double tau = 0;
+  double probe_loss = 0;      // when the probe is on and labels were given
+  double probe_accuracy = 0;  // top-1 on this batch
+};
+
+class Learner {
+ public:
+  Learner(const NetworkConfig& net, const TrainConfig& train);
+  Learner(const Learner&) = delete;
+  Learner& operator=(const Learner&) = delete;
+
+  // One BYOL step on two views [N, H, W, 3] of the same N images; labels [N] (i64) feed the probe.
+  StepMetrics step(const Tensor& view1, const Tensor& view2, const Tensor& labels = Tensor());
+
+  // The online encoder's embedding (no grad, BN in evaluation mode): for kNN and linear evaluation.
+  Tensor embed(const Tensor& images) const;
+
+  int64_t steps_done() const { return step_; }
+  void set_steps_done(int64_t step) { step_ = step; }
+  double lr_at(int64_t step) const;
+  double tau_at_step(int64_t step) const;
+  const TrainConfig& train_config() const { return train_; }
+
+  ByolNetworks nets;
+  Lars lars;
+  // The online linear probe: its own parameters and optimizer.
+  models::ParamRegistry probe_params;
+  std::unique_ptr<models::Linear> probe;
+  std::unique_ptr<AdamW> probe_optimizer;
+
+  // Filled by a communicator for multi-rank training: synced BN, and the in-place averaging of the
+  // online gradient buffer across ranks. Empty: one rank.
+  ops::StatsAllReduce bn_all_reduce;
+  std::function<void(Tensor& flat_gradients)> grad_all_reduce;
+
+ private:
+  TrainConfig train_;
+  int64_t step_ = 0;
+};
+
+// EMA of the target over the shared prefix: target <- tau * target + (1 - tau) * online.
+void ema_update_target(Tensor& target_params, const Tensor& online_params, double tau);
+
+}  // namespace byol

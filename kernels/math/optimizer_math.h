@@ -1,0 +1,55 @@
+// Per-element optimizer and EMA math shared by the CPU backend and the CUDA kernels.
+#pragma once
+
+#include <cmath>
+
+#include "engine/common.h"
+
+namespace byol::math {
+
+// Target EMA (BYOL eq. 1 of sec. 3.1): target <- tau * target + (1 - tau) * online, written as a lerp
+// from target toward online with weight w = 1 - tau. As in ATen's lerp, the formula is chosen by
+// |w| < 0.5 so that it stays exact at both ends (tau near 1 is the case that matters here).
+template <class T>
+BYOL_HD T ema_update(T target, T online, T tau) {
+  const T w = T(1) - tau;
+  return w < T(0.5) ? target + w * (online - target) : online - (online - target) * (T(1) - w);
+}
+
+// LARS (You et al. 2017) as the official BYOL code chains it, per element of one tensor:
+//   g' = g + wd * w                       (wd = 0 for tensors tagged no-weight-decay)
+//   u  = trust * g',  trust = eta * |w| / |g'|  (1 if either norm is 0, or tagged no-adapt)
+//   m  = momentum * m + u
+//   w  = w - lr * m
+// The norms are per tensor, so they are computed before this per-element step.
+template <class T>
+BYOL_HD void lars_update(T& w, T& m, T g, T weight_decay, T trust, T lr, T momentum) {
+  const T update = trust * (g + weight_decay * w);
+  m = momentum * m + update;
+  w = w - lr * m;
+}
+
+BYOL_HD double lars_trust_ratio(double param_norm, double update_norm, double eta) {
+  return (param_norm > 0 && update_norm > 0) ? eta * param_norm / update_norm : 1.0;
+}
+
+// SGD with momentum as PyTorch's torch.optim.SGD (dampening 0): g' = g + wd * w; m = mu * m + g';
+// w -= lr * (nesterov ? g' + mu * m : m).
+template <class T>
+BYOL_HD void sgd_update(T& w, T& m, T g, T weight_decay, T lr, T momentum, bool nesterov) {
+  const T gd = g + weight_decay * w;
+  m = momentum * m + gd;
+  w = w - lr * (nesterov ? gd + momentum * m : m);
+}
+
+// AdamW (Loshchilov & Hutter) as torch.optim.AdamW; bias1 = 1 - beta1^t, bias2 = 1 - beta2^t.
+template <class T>
+BYOL_HD void adamw_update(T& w, T& m, T& v, T g, T lr, T beta1, T beta2, T eps, T weight_decay, T bias1,
+                          T bias2) {
+  w = w * (T(1) - lr * weight_decay);
+  m = beta1 * m + (T(1) - beta1) * g;
+  v = beta2 * v + (T(1) - beta2) * g * g;
+  w = w - lr * (m / bias1) / (sqrt(v / bias2) + eps);
+}
+
+}  // namespace byol::math

@@ -1,0 +1,128 @@
+// Parameters as named views into flat buffers, and the layers built on them.
+//
+// A network registers each parameter (name, shape, tags, initialiser) and each batch-norm statistic
+// with a ParamRegistry while it is constructed; finalize() then allocates three contiguous buffers —
+// parameters, gradients, BN running statistics — and points every registered Tensor slot at its view.
+// So the optimizer, the EMA of the target, the gradient all-reduce and checkpointing each see one flat
+// buffer, while the layers see ordinary named tensors (llm.c's idea).
+//
+// Names follow torchvision (`conv1.weight`, `layer1.0.bn2.running_var`) below the registry's prefix.
+// Tags, not names, say what LARS leaves alone: biases and BN scale/shift carry kNoWeightDecay and
+// kNoLarsAdapt. Views start at multiples of kAlign elements (64 bytes) so vector kernels can assume
+// aligned tensor starts; the gaps between views stay zero.
+//
+// Modules keep pointers registered here, so they must not move after construction: networks hold
+// their blocks through unique_ptr and are themselves non-copyable and non-movable.
+#pragma once
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/ops.h"
+
+namespace byol::models {
+
+enum ParamTag : uint32_t {
+  kNoWeightDecay = 1u << 0,  // LARS adds no weight decay to this parameter's gradient
+  kNoLarsAdapt = 1u << 1,    // LARS applies no trust ratio to this parameter
+  kExcludedFromLars = kNoWeightDecay | kNoLarsAdapt,
+};
+
+enum class Init {
+  kaiming_normal_fan_out,  // N(0, 2 / fan_out), fan_out = out_channels * R * S (torchvision's ResNet convs)
+  uniform_fan_in,          // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's nn.Linear weight and bias)
+  ones,
+  zeros,
+};
+
+struct ParamEntry {
+  std::string name;
+  Shape shape;
+  uint32_t tags = 0;
+  Init init = Init::zeros;
+  int64_t fan = 1;  // fan_out or fan_in, as the initialiser needs
+  int64_t offset = 0;
+  Tensor* slot = nullptr;
+  int64_t numel() const { return shape_numel(shape); }
+};
+
+struct StatEntry {
+  std::string name;
+  Shape shape;
+  double init = 0;
+  int64_t offset = 0;
+  Tensor* slot = nullptr;
+};
+
+class ParamRegistry {
+ public:
+  static constexpr int64_t kAlign = 16;
+
+  ParamRegistry() = default;
+  ParamRegistry(const ParamRegistry&) = delete;
+  ParamRegistry& operator=(const ParamRegistry&) = delete;
+
+  void add_param(std::string name, Shape shape, uint32_t tags, Init init, int64_t fan, Tensor* slot);
+  void add_stat(std::string name, Shape shape, double init, Tensor* slot);
+
+  // Allocates the flat buffers (f32, CPU) and binds every slot. With requires_grad, parameter views
+  // are autograd leaves whose .grad is their window of the gradient buffer.
+  void finalize(bool requires_grad);
+  // Draws every parameter in registration order from gen and resets the statistics.
+  void initialize(std::mt19937_64& gen);
+
+  bool finalized() const { return finalized_; }
+  const Tensor& params() const { return params_; }
+  const Tensor& grads() const { return grads_; }
+  const Tensor& stats() const { return stats_; }
+  const std::vector<ParamEntry>& param_entries() const { return param_entries_; }
+  const std::vector<StatEntry>& stat_entries() const { return stat_entries_; }
+  int64_t param_count() const;  // elements in parameters (without alignment gaps)
+  // The view of a named parameter or statistic; throws naming the registry's known names if absent.
+  Tensor find(const std::string& name) const;
+
+ private:
+  void check_open(const std::string& name) const;
+  bool finalized_ = false;
+  std::vector<ParamEntry> param_entries_;
+  std::vector<StatEntry> stat_entries_;
+  Tensor params_, grads_, stats_;
+};
+
+// How a forward pass runs: training mode (batch statistics, running-statistics update) or evaluation,
+// and the hook that makes batch norm synchronous across ranks (empty: this rank's batch only).
+struct ForwardContext {
+  bool training = true;
+  ops::StatsAllReduce bn_all_reduce;
+};
+
+class Conv2d {
+ public:
+  Conv2d(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, int kernel, int stride,
+         int padding);
+  Tensor forward(const Tensor& x) const { return ops::conv2d(x, weight, {stride_, padding_}); }
+  Tensor weight;  // (K, R, S, C)
+
+ private:
+  int stride_, padding_;
+};
+
+class BatchNorm {
+ public:
+  static constexpr double kDecay = 0.9, kEps = 1e-5;  // the official BYOL code's values
+  BatchNorm(ParamRegistry& reg, const std::string& name, int64_t channels, bool zero_init_scale = false);
+  Tensor forward(const Tensor& x, const ForwardContext& ctx) const;
+  Tensor weight, bias;               // (C) scale and shift
+  Tensor running_mean, running_var;  // (C) in the statistics buffer
+};
+
+class Linear {
+ public:
+  Linear(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, bool bias);
+  Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  Tensor weight;  // (out, in)
+  Tensor bias;    // (out), undefined without bias
+};
+
+}  // namespace byol::models

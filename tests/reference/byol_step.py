@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Reference state of one BYOL step, computed by PyTorch, for tests/test_reference_step.cpp.
+
+    /usr/bin/python3 tests/reference/byol_step.py tests/fixtures/byol_step.safetensors
+
+Needs Debian's python3-torch (and its numpy). It builds a narrow ResNet-18 (CIFAR stem, 4 base
+channels, torchvision's names) with BYOL's projector and predictor, draws the online and target
+networks from different random initialisations, two input views and a non-zero LARS momentum state,
+then runs one BYOL step in float64, written out from the paper and the official code rather than from
+byol.cpp:
+
+  p_i = q(g(f(v_i))), z'_i = g'(f'(v_i)) under no_grad (BN in training mode for both networks)
+  loss = mean_n [ (2 - 2 cos(p1, z'2)) + (2 - 2 cos(p2, z'1)) ]
+  LARS: g' = g + wd w; trust = eta |w| / |g'| (1 if a norm is 0); m = mu m + trust g'; w -= lr m
+        biases and BN parameters (the 1-D tensors here) get neither weight decay nor the trust ratio
+  EMA: target = tau target + (1 - tau) online, after the LARS step
+  BN running statistics: decay 0.9 with the *biased* batch variance (Haiku's BatchNorm, which the
+  official code uses; torch's own BatchNorm would track the unbiased one, so the expected running
+  statistics are computed by hooks here).
+
+The fixture is a safetensors file (written by hand below: 8-byte header length, JSON header, raw
+little-endian float32). Tensors are in byol.cpp's layouts: images NHWC, conv filters KRSC.
+"""
+import json
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(20261124)
+DT = torch.float64
+
+# Hyperparameters of the step. eta and tau are larger than the recipe's so that the LARS update and the
+# EMA move every tensor far more than float32 rounding does, which makes the comparison meaningful.
+BATCH, SIDE, BASE = 6, 8, 4
+PROJ_HIDDEN, PROJ_DIM, PRED_HIDDEN = 32, 16, 32
+LR, WD, ETA, MOMENTUM, TAU = 0.8, 1e-2, 0.02, 0.9, 0.9
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, inp, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inp != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inp, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return F.relu(h + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet18Cifar(nn.Module):
+    def __init__(self, base):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, base, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        inp = base
+        for stage in range(4):
+            planes = base << stage
+            blocks = []
+            for b in range(2):
+                blocks.append(BasicBlock(inp, planes, 2 if stage > 0 and b == 0 else 1))
+                inp = planes
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.out_features = inp
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        for stage in range(4):
+            h = getattr(self, f"layer{stage + 1}")(h)
+        return h.mean(dim=(2, 3))
+
+
+def mlp(inp, hidden, out):
+    return nn.Sequential(nn.Linear(inp, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out, bias=False))
+
+
+class Online(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = ResNet18Cifar(BASE)
+        self.projector = mlp(self.encoder.out_features, PROJ_HIDDEN, PROJ_DIM)
+        self.predictor = mlp(PROJ_DIM, PRED_HIDDEN, PROJ_DIM)
+
+
+class Target(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = ResNet18Cifar(BASE)
+        self.projector = mlp(self.encoder.out_features, PROJ_HIDDEN, PROJ_DIM)
+
+
+def randomise(module):
+    """Random weights, and BN scale/shift/statistics away from their defaults so every term matters."""
+    for name, p in module.named_parameters():
+        with torch.no_grad():
+            if name.endswith("bn1.weight") or ".1.weight" in name or "bn2.weight" in name:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif p.dim() == 1:
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn_like(p) * (2.0 / fan_in) ** 0.5)
+    for name, b in module.named_buffers():
+        with torch.no_grad():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn_like(b))
+            elif name.endswith("running_var"):
+                b.copy_(1.0 + 0.1 * torch.rand_like(b))
+
+
+class BiasedRunningStats:
+    """Tracks what each BN layer's running statistics become with the biased batch variance."""
+
+    def __init__(self, module, prefix):
+        self.stats = {}
+        for name, m in module.named_modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                key = prefix + name
+                self.stats[key + ".running_mean"] = m.running_mean.detach().clone()
+                self.stats[key + ".running_var"] = m.running_var.detach().clone()
+                m.register_forward_pre_hook(self.hook(key))
+
+    def hook(self, key):
+        def fn(_module, inputs):
+            x = inputs[0].detach()
+            dims = [0] if x.dim() == 2 else [0, 2, 3]
+            mean = x.mean(dim=dims)
+            var = x.var(dim=dims, unbiased=False)
+            self.stats[key + ".running_mean"] = 0.9 * self.stats[key + ".running_mean"] + 0.1 * mean
+            self.stats[key + ".running_var"] = 0.9 * self.stats[key + ".running_var"] + 0.1 * var
+        return fn
+
+
+def ours(name, t):
+    """byol.cpp's layout: conv filters OIHW -> KRSC, images NCHW -> NHWC."""
+    t = t.detach()
+    if t.dim() == 4:
+        t = t.permute(0, 2, 3, 1)
+    return t.to(torch.float32).contiguous()
+
+
+def write_safetensors(path, tensors, metadata):
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        data = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def main(path):
+    online, target = Online().to(DT), Target().to(DT)
+    randomise(online)
+    randomise(target)
+    online.train()
+    target.train()
+    out = {}
+    for n, p in online.named_parameters():
+        out["init.online." + n] = ours(n, p)
+    for n, b in online.named_buffers():
+        if "running" in n:
+            out["init.online_stats." + n] = ours(n, b)
+    for n, p in target.named_parameters():
+        out["init.target." + n] = ours(n, p)
+    for n, b in target.named_buffers():
+        if "running" in n:
+            out["init.target_stats." + n] = ours(n, b)
+    momentum = {n: 0.01 * torch.randn_like(p) for n, p in online.named_parameters()}
+    for n, m in momentum.items():
+        out["init.momentum." + n] = ours(n, m)
+
+    v1 = torch.rand(BATCH, 3, SIDE, SIDE, dtype=DT) * 2 - 1
+    v2 = torch.rand(BATCH, 3, SIDE, SIDE, dtype=DT) * 2 - 1
+    out["input.view1"] = ours("", v1)
+    out["input.view2"] = ours("", v2)
+
+    online_stats = BiasedRunningStats(online, "")
+    target_stats = BiasedRunningStats(target, "")
+
+    def predict(v):
+        return online.predictor(online.projector(online.encoder(v)))
+
+    p1, p2 = predict(v1), predict(v2)
+    with torch.no_grad():
+        z1 = target.projector(target.encoder(v1))
+        z2 = target.projector(target.encoder(v2))
+
+    def regression(p, z):  # 2 - 2 cos, with the official x * rsqrt(max(|x|^2, 1e-12)) normalisation
+        pn = p * torch.rsqrt(torch.clamp((p * p).sum(-1, keepdim=True), min=1e-12))
+        zn = z * torch.rsqrt(torch.clamp((z * z).sum(-1, keepdim=True), min=1e-12))
+        return 2 - 2 * (pn * zn).sum(-1)
+
+    loss = (regression(p1, z2) + regression(p2, z1)).mean()
+    loss.backward()
+    out["loss"] = torch.tensor([loss.item()], dtype=torch.float32)
+
+    with torch.no_grad():
+        for n, p in online.named_parameters():
+            g = p.grad
+            out["grad." + n] = ours(n, g)
+            excluded = p.dim() == 1
+            u = g if excluded else g + WD * p
+            trust = 1.0
+            if not excluded:
+                pn, un = p.norm().item(), u.norm().item()
+                trust = ETA * pn / un if pn > 0 and un > 0 else 1.0
+            momentum[n] = MOMENTUM * momentum[n] + trust * u
+            p.sub_(LR * momentum[n])
+        online_params = dict(online.named_parameters())
+        for n, t in target.named_parameters():
+            t.copy_(TAU * t + (1 - TAU) * online_params[n])
+    for n, p in online.named_parameters():
+        out["updated.online." + n] = ours(n, p)
+        out["updated.momentum." + n] = ours(n, momentum[n])
+    for n, p in target.named_parameters():
+        out["updated.target." + n] = ours(n, p)
+    for n, s in online_stats.stats.items():
+        out["updated.online_stats." + n] = ours(n, s)
+    for n, s in target_stats.stats.items():
+        out["updated.target_stats." + n] = ours(n, s)
+
+    meta = dict(batch=BATCH, side=SIDE, base_channels=BASE, projector_hidden=PROJ_HIDDEN,
+                projection_dim=PROJ_DIM, predictor_hidden=PRED_HIDDEN, lr=LR, weight_decay=WD, eta=ETA,
+                momentum=MOMENTUM, tau=TAU, torch=torch.__version__)
+    write_safetensors(path, out, meta)
+    size = sum(t.numel() for t in out.values()) * 4
+    print(f"wrote {path}: {len(out)} tensors, {size / 1e6:.2f} MB of data, loss {loss.item():.6f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: byol_step.py OUTPUT.safetensors")
+    main(sys.argv[1])

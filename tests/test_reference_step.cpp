@@ -1,0 +1,130 @@
+// One BYOL step against the PyTorch reference state in tests/fixtures/byol_step.safetensors, written by
+// tests/reference/byol_step.py (see its header for what it computes and how to regenerate it).
+// Loss, every gradient, every updated parameter and momentum, the EMA target and both networks' BN
+// running statistics must match per tensor: ||ours - ref|| / ||ref|| < 1e-4 (float32 vs float64).
+// The parameter updates themselves (new - old) are compared too, so a wrong LARS or EMA step cannot
+// hide behind the size of the weights.
+// One exception to the plain ratio: the bias of a linear layer followed by batch norm has an exactly
+// zero gradient in exact arithmetic (BN subtracts the batch mean), so its reference norm is rounding
+// noise (~1e-17 of the largest gradient norm in float64, ~1e-10 in our float32). Gradient norms are
+// therefore floored at 1e-3 of the largest gradient norm when dividing; every other gradient of this
+// network is above 1e-2 of it, so for them the check stays a plain relative one.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+
+#include "byol/learner.h"
+#include "engine/io/safetensors.h"
+
+using namespace byol;
+
+namespace {
+
+double rel_error(const Tensor& ours, const Tensor& ref, double floor = 0) {
+  REQUIRE(ours.shape() == ref.shape());
+  const std::vector<float> a = ours.contiguous().to_vector<float>(), b = ref.contiguous().to_vector<float>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), floor);
+}
+
+double norm(const Tensor& t) {
+  double s = 0;
+  for (float v : t.contiguous().to_vector<float>()) s += static_cast<double>(v) * v;
+  return std::sqrt(s);
+}
+
+Tensor minus(const Tensor& a, const Tensor& b) {
+  return ops::add(a.contiguous(), ops::scale(b.contiguous(), -1.0));
+}
+
+struct Worst {
+  double err = 0;
+  std::string name;
+  int compared = 0;
+  void update(const std::string& n, double e) {
+    ++compared;
+    if (e > err) err = e, name = n;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("one BYOL step reproduces the PyTorch reference", "[reference][byol]") {
+  const SafetensorsFile ref = load_safetensors(BYOL_SOURCE_DIR "/tests/fixtures/byol_step.safetensors");
+  auto meta = [&](const char* key) { return std::stod(ref.metadata_value(key)); };
+
+  NetworkConfig net;
+  net.encoder.depth = 18;
+  net.encoder.stem = models::Stem::cifar;
+  net.encoder.base_channels = static_cast<int64_t>(meta("base_channels"));
+  net.projector_hidden = static_cast<int64_t>(meta("projector_hidden"));
+  net.projection_dim = static_cast<int64_t>(meta("projection_dim"));
+  net.predictor_hidden = static_cast<int64_t>(meta("predictor_hidden"));
+  TrainConfig train;
+  train.batch_size = static_cast<int64_t>(meta("batch"));
+  train.total_steps = 100;
+  train.warmup_steps = 0;  // lr(0) = base_lr * batch / 256
+  train.base_lr = meta("lr") * 256.0 / static_cast<double>(train.batch_size);
+  train.tau_base = meta("tau");  // tau(0) = tau_base
+  train.weight_decay = meta("weight_decay");
+  train.lars_eta = meta("eta");
+  train.lars_momentum = meta("momentum");
+  Learner learner(net, train);
+  auto& online = learner.nets.online;
+  auto& target = learner.nets.target;
+
+  for (const auto& e : online.param_entries()) {
+    ref.copy_to("init.online." + e.name, *e.slot);
+    ref.copy_to("init.momentum." + e.name, learner.lars.momentum().window(e.offset, e.shape));
+  }
+  for (const auto& e : online.stat_entries()) ref.copy_to("init.online_stats." + e.name, *e.slot);
+  for (const auto& e : target.param_entries()) ref.copy_to("init.target." + e.name, *e.slot);
+  for (const auto& e : target.stat_entries()) ref.copy_to("init.target_stats." + e.name, *e.slot);
+  const Tensor online_before = online.params().clone(), target_before = target.params().clone();
+
+  CHECK(learner.lr_at(0) == Approx(meta("lr")).epsilon(1e-12));
+  CHECK(learner.tau_at_step(0) == Approx(meta("tau")).epsilon(1e-12));
+  const StepMetrics m = learner.step(ref.get("input.view1"), ref.get("input.view2"));
+  const double ref_loss = ref.get("loss").item();
+  INFO("loss: ours " << m.loss << ", reference " << ref_loss);
+  CHECK(std::abs(m.loss - ref_loss) / std::abs(ref_loss) < 1e-5);
+
+  double grad_floor = 0;
+  for (const auto& e : online.param_entries())
+    grad_floor = std::max(grad_floor, 1e-3 * norm(ref.get("grad." + e.name)));
+  Worst worst;
+  auto check = [&](const std::string& what, const Tensor& ours, const std::string& ref_name) {
+    const double e = rel_error(ours, ref.get(ref_name), what.rfind("grad ", 0) == 0 ? grad_floor : 0.0);
+    worst.update(what, e);
+    INFO(what << ": relative error " << e);
+    CHECK(e < 1e-4);
+  };
+  for (const auto& e : online.param_entries()) {
+    check("grad " + e.name, online.grads().window(e.offset, e.shape), "grad." + e.name);
+    check("online " + e.name, *e.slot, "updated.online." + e.name);
+    check("momentum " + e.name, learner.lars.momentum().window(e.offset, e.shape),
+          "updated.momentum." + e.name);
+    const double du = rel_error(minus(*e.slot, online_before.window(e.offset, e.shape)),
+                                minus(ref.get("updated.online." + e.name), ref.get("init.online." + e.name)));
+    worst.update("online update " + e.name, du);
+    INFO("online update " << e.name << ": relative error " << du);
+    CHECK(du < 1e-3);  // a difference of two close float32 tensors: looser, and still far below a bug
+  }
+  for (const auto& e : target.param_entries()) {
+    check("target " + e.name, *e.slot, "updated.target." + e.name);
+    const double du = rel_error(minus(*e.slot, target_before.window(e.offset, e.shape)),
+                                minus(ref.get("updated.target." + e.name), ref.get("init.target." + e.name)));
+    worst.update("target update " + e.name, du);
+    CHECK(du < 1e-3);
+  }
+  for (const auto& e : online.stat_entries())
+    check("online stat " + e.name, *e.slot, "updated.online_stats." + e.name);
+  for (const auto& e : target.stat_entries())
+    check("target stat " + e.name, *e.slot, "updated.target_stats." + e.name);
+  std::printf("reference step: %d tensors compared, worst relative error %.2e (%s); loss %.8f vs %.8f\n",
+              worst.compared, worst.err, worst.name.c_str(), m.loss, ref_loss);
+}
