@@ -31,7 +31,7 @@ void ByolNetworks::initialize(std::mt19937_64& gen, bool copy_online_to_target) 
   if (copy_online_to_target) target.params().copy_(online.params().slice_rows(0, target_extent()));
 }
 
-void ema_update_target(Tensor& target_params, const Tensor& online_params, double tau) {
+void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau) {
   BYOL_CHECK(target_params.numel() <= online_params.numel(), "EMA: the target (", target_params.describe(),
              ") is larger than the online buffer (", online_params.describe(), ")");
   float* t = target_params.data<float>();
@@ -97,8 +97,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   m.lr = lr_at(step_);
   m.tau = tau_at_step(step_);
   lars.step(m.lr);
-  Tensor target = nets.target.params();
-  ema_update_target(target, nets.online.params(), m.tau);
+  ema_update_target(nets.target.params(), nets.online.params(), m.tau);
 
   if (probe && labels.defined()) {
     probe_params.grads().zero_();

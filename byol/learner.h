@@ -115,6 +115,6 @@ class Learner {
 };
 
 // EMA of the target over the shared prefix: target <- tau * target + (1 - tau) * online.
-void ema_update_target(Tensor& target_params, const Tensor& online_params, double tau);
+void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau);
 
 }  // namespace byol

@@ -1,0 +1,315 @@
+// The BYOL algorithm's pieces: schedules, presets, LARS/SGD/AdamW against scalar formulas, the target
+// EMA and layout, a learner step, checkpoints (bitwise round trip, resume, bad files) and encoder export.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+
+#include "byol/checkpoint.h"
+#include "engine/io/safetensors.h"
+
+using namespace byol;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+NetworkConfig tiny_network() {
+  NetworkConfig net;
+  net.encoder.depth = 18;
+  net.encoder.stem = models::Stem::cifar;
+  net.encoder.base_channels = 2;
+  net.encoder.blocks = {1, 1, 1, 1};
+  net.projector_hidden = 8;
+  net.projection_dim = 4;
+  net.predictor_hidden = 8;
+  return net;
+}
+
+TrainConfig tiny_train(uint64_t seed) {
+  TrainConfig t;
+  t.batch_size = 4;
+  t.total_steps = 10;
+  t.warmup_steps = 2;
+  t.base_lr = 2.0;
+  t.weight_decay = 1e-3;
+  t.tau_base = 0.9;
+  t.probe_classes = 3;
+  t.seed = seed;
+  return t;
+}
+
+fs::path temp_dir() {
+  fs::path d = fs::temp_directory_path() / ("byol_test_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.to_vector<float>() == b.to_vector<float>();
+}
+
+}  // namespace
+
+TEST_CASE("learning-rate schedule: warmup from 0, cosine to 0, clamped after the end", "[byol][schedule]") {
+  const double s = scaled_learning_rate(0.2, 4096);
+  CHECK(s == Approx(3.2).epsilon(1e-15));
+  CHECK(learning_rate_at(0, 1000, 100, s) == 0.0);
+  CHECK(learning_rate_at(50, 1000, 100, s) == Approx(s / 2).epsilon(1e-15));
+  CHECK(learning_rate_at(99, 1000, 100, s) == Approx(s * 0.99).epsilon(1e-15));
+  CHECK(learning_rate_at(100, 1000, 100, s) == Approx(s).epsilon(1e-15));      // warmup boundary: the peak
+  CHECK(learning_rate_at(550, 1000, 100, s) == Approx(s / 2).epsilon(1e-12));  // cosine midpoint
+  CHECK(learning_rate_at(1000, 1000, 100, s) == Approx(0.0).margin(1e-15));
+  CHECK(learning_rate_at(5000, 1000, 100, s) == Approx(0.0).margin(1e-15));
+  CHECK(learning_rate_at(0, 10, 0, s) == s);  // no warmup
+  CHECK_THROWS_WITH(learning_rate_at(0, 10, 11, s), Contains("warmup"));
+}
+
+TEST_CASE("tau schedule: cosine from tau_base to 1", "[byol][schedule]") {
+  CHECK(tau_at(0, 1000, 0.996) == Approx(0.996).epsilon(1e-15));
+  CHECK(tau_at(500, 1000, 0.996) == Approx(1 - 0.004 / 2).epsilon(1e-15));
+  CHECK(tau_at(250, 1000, 0.99) ==
+        Approx(1 - 0.01 * (std::cos(std::numbers::pi / 4) + 1) / 2).epsilon(1e-15));
+  CHECK(tau_at(1000, 1000, 0.996) == 1.0);
+  CHECK(tau_at(2000, 1000, 0.996) == 1.0);
+}
+
+TEST_CASE("presets are the paper's", "[byol][schedule]") {
+  CHECK(preset_for_epochs(40).base_lr == 0.45);
+  CHECK(preset_for_epochs(40).tau_base == 0.97);
+  CHECK(preset_for_epochs(100).tau_base == 0.99);
+  CHECK(preset_for_epochs(300).base_lr == 0.3);
+  CHECK(preset_for_epochs(1000).base_lr == 0.2);
+  CHECK(preset_for_epochs(1000).weight_decay == 1.5e-6);
+  CHECK(preset_for_epochs(1000).tau_base == 0.996);
+  CHECK_THROWS_WITH(preset_for_epochs(200), Contains("40, 100, 300 and 1000"));
+}
+
+TEST_CASE("LARS matches a scalar implementation of the formula, with exclusions and zero norms",
+          "[byol][lars]") {
+  models::ParamRegistry reg;
+  models::Linear fc(reg, "fc", 6, 4, true);         // weight: decayed and adapted; bias: excluded
+  models::Conv2d conv(reg, "conv", 2, 3, 3, 1, 1);  // set to zero below: trust ratio 1
+  reg.finalize(true);
+  std::mt19937_64 gen(4);
+  reg.params().copy_(Tensor::randn(reg.params().shape(), gen));
+  conv.weight.zero_();
+  reg.grads().copy_(Tensor::randn(reg.grads().shape(), gen));
+  const LarsOptions opt{0.05, 0.9, 0.001};
+  Lars lars(reg, opt);
+  lars.momentum().copy_(Tensor::randn(reg.params().shape(), gen, DType::f32, 0.0, 0.1));
+  const std::vector<float> w0 = reg.params().to_vector<float>(), g = reg.grads().to_vector<float>(),
+                           m0 = lars.momentum().to_vector<float>();
+  const double lr = 0.7;
+  lars.step(lr);
+  const std::vector<float> w1 = reg.params().to_vector<float>(), m1 = lars.momentum().to_vector<float>();
+  for (const auto& e : reg.param_entries()) {
+    INFO(e.name);
+    const bool excluded = e.name == "fc.bias";
+    const double wd = excluded ? 0.0 : opt.weight_decay;
+    double wn = 0, un = 0;
+    for (int64_t j = e.offset; j < e.offset + e.numel(); ++j) {
+      wn += double(w0[j]) * w0[j];
+      un += (g[j] + wd * w0[j]) * (g[j] + wd * w0[j]);
+    }
+    wn = std::sqrt(wn), un = std::sqrt(un);
+    const double trust = excluded || wn == 0 || un == 0 ? 1.0 : opt.eta * wn / un;
+    if (e.name == "conv.weight") CHECK(trust == 1.0);
+    for (int64_t j = e.offset; j < e.offset + e.numel(); ++j) {
+      const double m = opt.momentum * m0[j] + trust * (g[j] + wd * w0[j]);
+      CHECK(m1[j] == Approx(m).epsilon(1e-6).margin(1e-9));
+      CHECK(w1[j] == Approx(w0[j] - lr * m).epsilon(1e-6).margin(1e-6));  // float32 rounding of w0 ~ 1
+    }
+  }
+}
+
+TEST_CASE("SGD (Nesterov) and AdamW match PyTorch's update formulas", "[byol][optim]") {
+  for (int which = 0; which < 2; ++which) {
+    models::ParamRegistry reg;
+    models::Linear fc(reg, "fc", 3, 2, true);
+    reg.finalize(true);
+    std::mt19937_64 gen(6);
+    reg.params().copy_(Tensor::randn(reg.params().shape(), gen));
+    std::vector<double> w(reg.params().numel()), m(w.size(), 0), v(w.size(), 0);
+    const std::vector<float> w0 = reg.params().to_vector<float>();
+    std::copy(w0.begin(), w0.end(), w.begin());
+    Sgd sgd(reg, {0.9, 0.01, true});
+    AdamW adam(reg, {0.9, 0.999, 1e-8, 0.05});
+    for (int t = 1; t <= 3; ++t) {
+      reg.grads().copy_(Tensor::randn(reg.grads().shape(), gen));
+      const std::vector<float> g = reg.grads().to_vector<float>();
+      for (const auto& e : reg.param_entries())
+        for (int64_t j = e.offset; j < e.offset + e.numel(); ++j) {
+          if (which == 0) {
+            const double gd = g[j] + 0.01 * w[j];
+            m[j] = 0.9 * m[j] + gd;
+            w[j] -= 0.1 * (gd + 0.9 * m[j]);
+          } else {
+            w[j] *= 1 - 0.01 * 0.05;
+            m[j] = 0.9 * m[j] + 0.1 * g[j];
+            v[j] = 0.999 * v[j] + 0.001 * g[j] * g[j];
+            w[j] -=
+                0.01 * (m[j] / (1 - std::pow(0.9, t))) / (std::sqrt(v[j] / (1 - std::pow(0.999, t))) + 1e-8);
+          }
+        }
+      which == 0 ? sgd.step(0.1) : adam.step(0.01);
+    }
+    const std::vector<float> got = reg.params().to_vector<float>();
+    for (const auto& e : reg.param_entries())
+      for (int64_t j = e.offset; j < e.offset + e.numel(); ++j) CHECK(got[j] == Approx(w[j]).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("target: same layout as the online prefix; EMA touches only that prefix", "[byol][ema]") {
+  ByolNetworks nets(tiny_network());
+  REQUIRE(nets.target.param_entries().size() < nets.online.param_entries().size());
+  for (size_t i = 0; i < nets.target.param_entries().size(); ++i) {
+    CHECK(nets.target.param_entries()[i].name == nets.online.param_entries()[i].name);
+    CHECK(nets.target.param_entries()[i].offset == nets.online.param_entries()[i].offset);
+  }
+  CHECK(nets.online.param_entries()[nets.target.param_entries().size()].name.rfind("predictor.", 0) == 0);
+  std::mt19937_64 gen(1);
+  nets.initialize(gen, false);
+  const int64_t n = nets.target_extent();
+  CHECK_FALSE(bitwise_equal(nets.target.params(), nets.online.params().slice_rows(0, n).contiguous()));
+  const std::vector<float> t0 = nets.target.params().to_vector<float>(),
+                           o = nets.online.params().to_vector<float>();
+  ema_update_target(nets.target.params(), nets.online.params(), 0.75);
+  const std::vector<float> t1 = nets.target.params().to_vector<float>();
+  for (int64_t i = 0; i < n; ++i)
+    CHECK(t1[i] == Approx(0.75 * t0[i] + 0.25 * o[i]).epsilon(1e-6).margin(1e-7));
+  ema_update_target(nets.target.params(), nets.online.params(), 1.0);
+  CHECK(nets.target.params().to_vector<float>() == t1);  // tau = 1 leaves the target exactly as it was
+  ema_update_target(nets.target.params(), nets.online.params(), 0.0);
+  CHECK(bitwise_equal(nets.target.params(),
+                      nets.online.params().slice_rows(0, n).contiguous()));  // tau = 0 copies
+  nets.initialize(gen, true);
+  CHECK(bitwise_equal(nets.target.params(), nets.online.params().slice_rows(0, n).contiguous()));
+}
+
+TEST_CASE("learner steps lower the BYOL loss on a fixed batch; the probe learns fixed features",
+          "[byol][learner]") {
+  TrainConfig train = tiny_train(5);
+  train.total_steps = 30;
+  train.warmup_steps = 0;
+  train.base_lr = 40.0;  // scaled by 4 / 256
+  Learner learner(tiny_network(), train);
+  std::mt19937_64 gen(8);
+  Tensor v1 = Tensor::randn({4, 8, 8, 3}, gen), v2 = Tensor::randn({4, 8, 8, 3}, gen);
+  Tensor labels = Tensor::from_vector<int64_t>({0, 1, 2, 1}, {4});
+  const StepMetrics first = learner.step(v1, v2, labels);
+  StepMetrics last = first;
+  for (int i = 0; i < 20; ++i) last = learner.step(v1, v2, labels);
+  INFO("loss " << first.loss << " -> " << last.loss);
+  CHECK(last.loss < first.loss);
+  CHECK(learner.steps_done() == 21);
+  CHECK(last.step == 20);
+  CHECK(last.tau > first.tau);
+  CHECK(learner.embed(v1).shape() == Shape{4, learner.nets.embedding_dim()});
+
+  // With the learning rate at 0 the encoder's features stay fixed; the probe alone must fit them.
+  train.base_lr = 0.0;
+  train.probe_lr = 0.05;
+  Learner frozen(tiny_network(), train);
+  const StepMetrics p0 = frozen.step(v1, v2, labels);
+  StepMetrics p1 = p0;
+  for (int i = 0; i < 30; ++i) p1 = frozen.step(v1, v2, labels);
+  INFO("probe loss " << p0.probe_loss << " -> " << p1.probe_loss);
+  CHECK(p1.probe_loss < 0.5 * p0.probe_loss);
+  CHECK(p1.probe_accuracy == 1.0);
+}
+
+TEST_CASE("checkpoint round trip is bitwise exact and a resumed run continues identically",
+          "[byol][checkpoint]") {
+  const fs::path dir = temp_dir();
+  const std::string path = (dir / "ckpt.safetensors").string();
+  std::mt19937_64 gen(12);
+  std::vector<Tensor> v1s, v2s;
+  for (int i = 0; i < 4; ++i)
+    v1s.push_back(Tensor::randn({4, 8, 8, 3}, gen)), v2s.push_back(Tensor::randn({4, 8, 8, 3}, gen));
+  Tensor labels = Tensor::from_vector<int64_t>({2, 0, 1, 1}, {4});
+
+  Learner a(tiny_network(), tiny_train(1));
+  a.step(v1s[0], v2s[0], labels);
+  a.step(v1s[1], v2s[1], labels);
+  save_checkpoint(path, a, {{"data_rng", "12345 678"}});
+
+  Learner b(tiny_network(), tiny_train(99));  // different initialisation, overwritten by the load
+  const auto meta = load_checkpoint(path, b);
+  CHECK(meta.at("data_rng") == "12345 678");
+  CHECK(b.steps_done() == 2);
+  CHECK(bitwise_equal(a.nets.online.params(), b.nets.online.params()));
+  CHECK(bitwise_equal(a.nets.online.stats(), b.nets.online.stats()));
+  CHECK(bitwise_equal(a.nets.target.params(), b.nets.target.params()));
+  CHECK(bitwise_equal(a.nets.target.stats(), b.nets.target.stats()));
+  CHECK(bitwise_equal(a.lars.momentum(), b.lars.momentum()));
+  CHECK(bitwise_equal(a.probe_params.params(), b.probe_params.params()));
+  for (int i = 2; i < 4; ++i) {
+    const StepMetrics ma = a.step(v1s[i], v2s[i], labels), mb = b.step(v1s[i], v2s[i], labels);
+    CHECK(ma.loss == mb.loss);
+    CHECK(ma.probe_loss == mb.probe_loss);
+  }
+  CHECK(bitwise_equal(a.nets.online.params(), b.nets.online.params()));
+  CHECK(bitwise_equal(a.nets.target.params(), b.nets.target.params()));
+  CHECK(bitwise_equal(a.probe_params.params(), b.probe_params.params()));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("bad checkpoints give clear errors", "[byol][checkpoint]") {
+  const fs::path dir = temp_dir();
+  const std::string path = (dir / "ckpt.safetensors").string();
+  Learner a(tiny_network(), tiny_train(1));
+  save_checkpoint(path, a);
+  NetworkConfig wider = tiny_network();
+  wider.encoder.base_channels = 3;
+  Learner other(wider, tiny_train(1));
+  CHECK_THROWS_WITH(load_checkpoint(path, other),
+                    Contains("ckpt.safetensors") && Contains("differs from this run"));
+  fs::resize_file(path, fs::file_size(path) - 10);
+  Learner c(tiny_network(), tiny_train(1));
+  CHECK_THROWS_WITH(load_checkpoint(path, c), Contains("ckpt.safetensors"));
+  CHECK_THROWS_WITH(load_checkpoint((dir / "missing.safetensors").string(), c),
+                    Contains("missing.safetensors"));
+  const std::string enc = (dir / "enc.safetensors").string();
+  export_encoder(enc, a.nets.online);
+  CHECK_THROWS_WITH(load_checkpoint(enc, c), Contains("not a byol.cpp checkpoint"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an exported encoder imports back to the same encoder; torchvision names, OIHW", "[byol][export]") {
+  const fs::path dir = temp_dir();
+  const std::string path = (dir / "encoder.safetensors").string();
+  Learner a(tiny_network(), tiny_train(1));
+  std::mt19937_64 gen(3);
+  a.step(Tensor::randn({4, 8, 8, 3}, gen), Tensor::randn({4, 8, 8, 3}, gen));  // non-trivial BN statistics
+  export_encoder(path, a.nets.online);
+  const SafetensorsFile f = load_safetensors(path);
+  CHECK(f.contains("conv1.weight"));
+  CHECK(f.get("conv1.weight").shape() == Shape{2, 3, 3, 3});  // O I H W
+  CHECK(f.contains("layer4.0.downsample.1.running_var"));
+  for (const std::string& n : f.names()) CHECK(n.rfind("projector", 0) != 0);
+
+  Learner b(tiny_network(), tiny_train(2));
+  const ImportReport rep = import_encoder(path, b.nets.online);
+  CHECK(rep.ignored.empty());
+  for (const auto& e : a.nets.online.param_entries())
+    if (e.name.rfind("encoder.", 0) == 0) CHECK(bitwise_equal(*e.slot, b.nets.online.find(e.name)));
+  for (const auto& e : a.nets.online.stat_entries())
+    if (e.name.rfind("encoder.", 0) == 0) CHECK(bitwise_equal(*e.slot, b.nets.online.find(e.name)));
+  Tensor x = Tensor::randn({2, 8, 8, 3}, gen);
+  CHECK(bitwise_equal(a.embed(x), b.embed(x)));
+
+  // A torchvision file carries fc.* too: reported as ignored. A wrong shape names the tensor.
+  NamedTensors tensors;
+  for (const auto& [n, t] : f.tensors()) tensors.emplace_back(n, t);
+  tensors.emplace_back("fc.weight", Tensor::zeros({10, 16}));
+  save_safetensors(path, tensors);
+  CHECK(import_encoder(path, b.nets.online).ignored == std::vector<std::string>{"fc.weight"});
+  tensors[0].second = Tensor::zeros({2, 3, 1, 1});
+  save_safetensors(path, tensors);
+  CHECK_THROWS_WITH(import_encoder(path, b.nets.online),
+                    Contains("'conv1.weight'") && Contains("expected f32[2, 3, 3, 3]"));
+  fs::remove_all(dir);
+}

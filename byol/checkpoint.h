@@ -1,0 +1,48 @@
+// Checkpoints and encoder export/import, as safetensors files (engine/io/safetensors.h).
+//
+// A checkpoint holds everything a resumed run needs to continue bit for bit: the online network
+// (encoder, projector, predictor) and its BN statistics, the target network and its statistics, the
+// LARS momentum, the probe and its AdamW state, the step, the configuration, and whatever the caller
+// adds to the metadata (data order, RNG states). Tensor names are "<group>/<parameter name>", e.g.
+// "online/encoder.layer1.0.conv1.weight", "lars_momentum/predictor.0.bias".
+//
+// The exported encoder uses torchvision's names and layouts ("conv1.weight" as OIHW, "bn1.running_var"),
+// so torchvision.models.resnet50().load_state_dict(safetensors.torch.load_file(path), strict=False)
+// takes it (only fc.* is absent). import_encoder reads such a file — ours or a torchvision
+// checkpoint converted to safetensors — into an encoder, checking every name, shape and dtype.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "byol/learner.h"
+
+namespace byol {
+
+// The configuration as JSON text (also stored in checkpoints).
+std::string config_json(const NetworkConfig& net, const TrainConfig& train);
+
+void save_checkpoint(const std::string& path, const Learner& learner,
+                     const std::map<std::string, std::string>& extra_metadata = {});
+// Restores `learner` (built with the same network configuration) from `path`; returns the metadata so
+// the caller can restore what it stored there. A network mismatch is an error naming both configs.
+std::map<std::string, std::string> load_checkpoint(const std::string& path, Learner& learner);
+
+// Writes the encoder registered under `prefix` in `reg` with torchvision names and OIHW filters.
+void export_encoder(const std::string& path, const models::ParamRegistry& reg,
+                    const std::string& prefix = "encoder.");
+
+struct ImportReport {
+  int loaded = 0;
+  std::vector<std::string> ignored;  // names in the file that the encoder has no use for (fc.*, ...)
+};
+// Loads torchvision-named weights from `path` into the encoder under `prefix` in `reg`.
+ImportReport import_encoder(const std::string& path, const models::ParamRegistry& reg,
+                            const std::string& prefix = "encoder.");
+
+// KRSC <-> OIHW for conv filters (other ranks are returned unchanged).
+Tensor krsc_to_oihw(const Tensor& w);
+Tensor oihw_to_krsc(const Tensor& w);
+
+}  // namespace byol
