@@ -7,7 +7,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libeigen3-dev   # CPU backend GEMM
+  libeigen3-dev   # CPU backend
+  libopenblas-openmp-dev   # GEMM behind Eigen (optional in the build, much faster)
   nlohmann-json3-dev   # safetensors headers (JSON)
   catch2          # tests (Catch2 v2, header-only)
   libomp-dev      # OpenMP runtime headers for clang users; g++ ships libgomp
