@@ -85,11 +85,9 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     t2 = nets.target_projector->forward(nets.target_encoder->forward(view2, ctx), ctx);
   }
   Tensor loss = ops::byol_loss(p1, t2, p2, t1);
+  if (grad_sync) grad_sync->begin();
   loss.backward();
-  if (grad_all_reduce) {
-    Tensor g = nets.online.grads();
-    grad_all_reduce(g);
-  }
+  if (grad_sync) grad_sync->finish();
 
   StepMetrics m;
   m.step = step_;
@@ -104,6 +102,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     Tensor logits = probe->forward(y1.detach());
     Tensor probe_loss = ops::softmax_cross_entropy(logits, labels);
     probe_loss.backward();
+    if (grad_sync) grad_sync->average(probe_params.grads());
     probe_optimizer->step(train_.probe_lr);
     m.probe_loss = probe_loss.item();
     const int64_t n = logits.size(0), k = logits.size(1);

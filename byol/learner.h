@@ -70,6 +70,18 @@ struct TrainConfig {
   bool copy_target_init = false;
 };
 
+// Averages gradients across ranks. begin() is called just before the BYOL loss's backward (so
+// buckets can be all-reduced while backward goes on), finish() right after it: when it returns the
+// online gradient buffer holds the mean over ranks. average() does the same for a small buffer in one
+// blocking call (the probe's gradients).
+class GradientSync {
+ public:
+  virtual ~GradientSync() = default;
+  virtual void begin() = 0;
+  virtual void finish() = 0;
+  virtual void average(const Tensor& t) = 0;
+};
+
 struct StepMetrics {
   int64_t step = 0;  // the step just taken (0-based)
   double loss = 0;
@@ -104,10 +116,10 @@ class Learner {
   std::unique_ptr<models::Linear> probe;
   std::unique_ptr<AdamW> probe_optimizer;
 
-  // Filled by a communicator for multi-rank training: synced BN, and the in-place averaging of the
-  // online gradient buffer across ranks. Empty: one rank.
+  // Filled for multi-rank training (byol/distributed.h): synced BN, and the averaging of gradients
+  // across ranks. Empty / null: one rank.
   ops::StatsAllReduce bn_all_reduce;
-  std::function<void(Tensor& flat_gradients)> grad_all_reduce;
+  GradientSync* grad_sync = nullptr;
 
  private:
   TrainConfig train_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "engine/ops.h"
@@ -10,11 +11,17 @@ namespace byol {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local LeafReadyHook g_leaf_ready;
 std::atomic<uint64_t> g_next_seq{1};
 }  // namespace
 
 bool grad_enabled() {
   return g_grad_enabled;
+}
+
+LeafReadyHook set_leaf_ready_hook(LeafReadyHook hook) {
+  std::swap(hook, g_leaf_ready);
+  return hook;
 }
 NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) {
   g_grad_enabled = false;
@@ -91,6 +98,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
 
   if (root.is_leaf()) {
     accumulate_leaf(*root.impl(), seed);
+    if (g_leaf_ready) g_leaf_ready(*root.impl());
     return;
   }
 
@@ -116,6 +124,16 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
     for (const Edge& e : n->inputs)
       if (e.node) keep.push_back(e.node);
 
+  // How many edges of this tape lead to each leaf: a leaf is ready once all of them have been walked.
+  std::unordered_map<TensorImpl*, int> leaf_edges;
+  if (g_leaf_ready)
+    for (Node* n : order)
+      for (const Edge& e : n->inputs)
+        if (e.leaf) ++leaf_edges[e.leaf.get()];
+  auto leaf_edge_done = [&](TensorImpl& leaf) {
+    if (g_leaf_ready && --leaf_edges[&leaf] == 0) g_leaf_ready(leaf);
+  };
+
   root.grad_fn()->pending = seed;
   for (Node* n : order) {
     BYOL_CHECK(n->backward, "backward: the graph through '", n->op,
@@ -136,6 +154,8 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
         }
       }
     }
+    for (const Edge& e : n->inputs)
+      if (e.leaf) leaf_edge_done(*e.leaf);
     // Free this part of the tape: saved tensors go with the closure, edges with the vector.
     n->backward = nullptr;
     n->inputs.clear();

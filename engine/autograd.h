@@ -78,4 +78,11 @@ class GradRecorder {
 // The reverse walk behind Tensor::backward.
 void run_backward(const Tensor& root, const Tensor& seed);
 
+// Called during backward() as soon as a leaf has received every gradient contribution it will get in
+// this pass (a parameter used by both views is ready after its second accumulation). Data-parallel
+// training uses it to start all-reducing a bucket of gradients while backward goes on. Per thread;
+// set_leaf_ready_hook returns the previous hook; an empty function removes it.
+using LeafReadyHook = std::function<void(const TensorImpl& leaf)>;
+LeafReadyHook set_leaf_ready_hook(LeafReadyHook hook);
+
 }  // namespace byol

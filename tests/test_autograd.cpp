@@ -87,3 +87,27 @@ TEST_CASE("backward of a non-scalar needs an explicit seed", "[autograd]") {
   y.backward(Tensor::from_vector<double>({1.0, 10.0}, {2}));
   CHECK(x.grad().to_vector<double>() == std::vector<double>{2.0, 20.0});
 }
+
+TEST_CASE("the leaf-ready hook fires once per leaf, after its last gradient contribution", "[autograd]") {
+  Tensor w = Tensor::from_vector<double>({1.0, 2.0}, {1, 2}).set_requires_grad(true);
+  Tensor b = Tensor::from_vector<double>({0.5}, {1}).set_requires_grad(true);
+  Tensor x1 = Tensor::from_vector<double>({1.0, 1.0}, {1, 2}),
+         x2 = Tensor::from_vector<double>({3.0, -1.0}, {1, 2});
+  // w is used twice (two "views"), b once.
+  Tensor loss = ops::sum(ops::add(ops::linear(x1, w, b), ops::linear(x2, w)));
+  std::vector<std::pair<const TensorImpl*, std::vector<double>>> fired;
+  auto previous = set_leaf_ready_hook([&](const TensorImpl& leaf) {
+    fired.emplace_back(&leaf, Tensor(std::shared_ptr<TensorImpl>(std::shared_ptr<TensorImpl>(),
+                                                                 const_cast<TensorImpl*>(&leaf)))
+                                  .grad()
+                                  .to_vector<double>());
+  });
+  loss.backward();
+  set_leaf_ready_hook(previous);
+  REQUIRE(fired.size() == 2);
+  for (const auto& [leaf, grad] : fired) {
+    if (leaf == w.impl()) CHECK(grad == std::vector<double>{4.0, 0.0});  // complete: x1 + x2
+    if (leaf == b.impl()) CHECK(grad == std::vector<double>{1.0});
+  }
+  CHECK(((fired[0].first == w.impl()) + (fired[1].first == w.impl())) == 1);
+}

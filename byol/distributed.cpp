@@ -1,0 +1,88 @@
+#include "byol/distributed.h"
+
+namespace byol {
+
+DataParallel::DataParallel(Learner& learner, comm::Communicator& comm, DataParallelOptions opt)
+    : learner_(learner), comm_(comm), opt_(opt) {
+  BYOL_CHECK(opt.bucket_bytes > 0, "DataParallel: bucket_bytes must be positive");
+  const auto& entries = learner.nets.online.param_entries();
+  // Reverse registration order: the predictor's gradients are complete first, the stem's last.
+  for (size_t i = entries.size(); i-- > 0;) {
+    const models::ParamEntry& e = entries[i];
+    if (buckets_.empty() ||
+        static_cast<size_t>(buckets_.back().end - buckets_.back().begin) * sizeof(float) >=
+            opt.bucket_bytes) {
+      buckets_.emplace_back();
+      buckets_.back().end = e.offset + e.numel();
+    }
+    Bucket& b = buckets_.back();
+    b.begin = e.offset;
+    ++b.params;
+    bucket_of_[e.slot->impl()] = buckets_.size() - 1;
+  }
+  // The last bucket extends to the buffer's start, the first to its end (alignment gaps included).
+  if (!buckets_.empty()) {
+    buckets_.front().end = learner.nets.online.grads().numel();
+    buckets_.back().begin = 0;
+  }
+  if (comm.world_size() > 1) {
+    if (opt.sync_bn) learner.bn_all_reduce = [&comm](Tensor& sums) { comm.all_reduce_sum(sums); };
+    learner.grad_sync = this;
+  }
+}
+
+DataParallel::~DataParallel() {
+  if (learner_.grad_sync == this) learner_.grad_sync = nullptr;
+}
+
+void DataParallel::broadcast_from_root() {
+  if (comm_.world_size() == 1) return;
+  ByolNetworks& nets = learner_.nets;
+  for (const Tensor* t :
+       {&nets.online.params(), &nets.online.stats(), &nets.target.params(), &nets.target.stats()})
+    comm_.broadcast(*t, 0);
+  if (learner_.probe) comm_.broadcast(learner_.probe_params.params(), 0);
+}
+
+double DataParallel::mean_over_ranks(double value) {
+  if (comm_.world_size() == 1) return value;
+  Tensor t = Tensor::full({1}, value, DType::f64);
+  comm_.all_reduce_sum(t);
+  return t.item() / comm_.world_size();
+}
+
+void DataParallel::launch(Bucket& b) {
+  b.request = comm_.all_reduce_sum_async(learner_.nets.online.grads().slice_rows(b.begin, b.end));
+}
+
+void DataParallel::begin() {
+  for (Bucket& b : buckets_) {
+    b.remaining = b.params;
+    b.request.reset();
+  }
+  previous_hook_ = set_leaf_ready_hook([this](const TensorImpl& leaf) {
+    auto it = bucket_of_.find(&leaf);
+    if (it == bucket_of_.end()) return;
+    Bucket& b = buckets_[it->second];
+    if (--b.remaining == 0) launch(b);
+  });
+}
+
+void DataParallel::finish() {
+  set_leaf_ready_hook(std::move(previous_hook_));
+  previous_hook_ = nullptr;
+  // Parameters that received no gradient this step leave their bucket unlaunched: launch those now,
+  // in bucket order (the same on every rank), then wait for everything.
+  for (Bucket& b : buckets_)
+    if (!b.request) launch(b);
+  for (Bucket& b : buckets_) b.request->wait();
+  const Tensor g = learner_.nets.online.grads();
+  g.copy_(ops::scale(g, 1.0 / comm_.world_size()));
+}
+
+void DataParallel::average(const Tensor& t) {
+  comm_.all_reduce_sum(t);
+  t.copy_(ops::scale(t, 1.0 / comm_.world_size()));
+}
+
+}  // namespace byol

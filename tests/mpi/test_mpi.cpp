@@ -1,0 +1,155 @@
+// Multi-process tests, run under `mpirun -np 2` on the CPU backend (ctest: mpi_tests).
+// Every rank runs every test case in the same order; the collectives inside pair up across ranks, so
+// the checks here use CHECK (never REQUIRE after a collective has started) to keep ranks in step.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+
+#include "byol/checkpoint.h"
+#include "byol/distributed.h"
+
+using namespace byol;
+
+namespace {
+
+comm::Communicator& world() {
+  static std::unique_ptr<comm::Communicator> c = comm::make_cpu_communicator();
+  return *c;
+}
+
+NetworkConfig tiny_network() {
+  NetworkConfig net;
+  net.encoder.depth = 18;
+  net.encoder.stem = models::Stem::cifar;
+  net.encoder.base_channels = 2;
+  net.encoder.blocks = {1, 1, 1, 1};
+  net.projector_hidden = 8;
+  net.projection_dim = 4;
+  net.predictor_hidden = 8;
+  return net;
+}
+
+TrainConfig tiny_train(uint64_t seed) {
+  TrainConfig t;
+  t.batch_size = 8;  // global
+  t.total_steps = 10;
+  t.warmup_steps = 0;
+  t.base_lr = 30.0;
+  t.weight_decay = 1e-3;
+  t.tau_base = 0.9;
+  t.probe_classes = 3;
+  t.seed = seed;
+  return t;
+}
+
+struct Batch {
+  Tensor v1, v2, labels;
+  Batch half(int rank, int world) const {
+    const int64_t n = v1.size(0) / world;
+    return {v1.slice_rows(rank * n, (rank + 1) * n).clone(), v2.slice_rows(rank * n, (rank + 1) * n).clone(),
+            labels.slice_rows(rank * n, (rank + 1) * n).clone()};
+  }
+};
+
+Batch make_batch(uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::vector<int64_t> labels(8);
+  for (int i = 0; i < 8; ++i) labels[i] = i % 3;
+  return {Tensor::randn({8, 8, 8, 3}, gen), Tensor::randn({8, 8, 8, 3}, gen),
+          Tensor::from_vector(labels, {8})};
+}
+
+double rel_diff(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_vector<float>(), y = b.to_vector<float>();
+  double d = 0, n = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    d += (double(x[i]) - y[i]) * (double(x[i]) - y[i]), n += double(y[i]) * y[i];
+  return std::sqrt(d / std::max(n, 1e-30));
+}
+
+}  // namespace
+
+TEST_CASE("two ranks at batch B/2 take the same step as one rank at batch B (synced BN)", "[mpi]") {
+  comm::Communicator& comm = world();
+  REQUIRE(comm.world_size() == 2);
+  Learner single(tiny_network(), tiny_train(1));
+  Learner dist(tiny_network(), tiny_train(1));
+  DataParallel dp(dist, comm, {size_t(1) << 10, true});  // small buckets: several all-reduces per step
+  CHECK(dp.bucket_count() > 3);
+  dp.broadcast_from_root();
+  for (int step = 0; step < 2; ++step) {
+    const Batch full = make_batch(10 + step), mine = full.half(comm.rank(), 2);
+    const StepMetrics ref = single.step(full.v1, full.v2, full.labels);
+    const StepMetrics got = dist.step(mine.v1, mine.v2, mine.labels);
+    const double loss = dp.mean_over_ranks(got.loss);
+    INFO("step " << step << " rank " << comm.rank() << ": loss " << loss << " vs " << ref.loss);
+    CHECK(std::abs(loss - ref.loss) < 1e-5 * std::abs(ref.loss));
+    CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) < 1e-4);
+    CHECK(rel_diff(dist.nets.online.params(), single.nets.online.params()) < 1e-5);
+    CHECK(rel_diff(dist.nets.target.params(), single.nets.target.params()) < 1e-5);
+    CHECK(rel_diff(dist.nets.online.stats(), single.nets.online.stats()) < 1e-5);
+    CHECK(rel_diff(dist.nets.target.stats(), single.nets.target.stats()) < 1e-5);
+    CHECK(rel_diff(dist.probe_params.params(), single.probe_params.params()) < 1e-5);
+  }
+}
+
+TEST_CASE("with per-rank batch norm the two-rank step differs, as it must", "[mpi]") {
+  comm::Communicator& comm = world();
+  Learner single(tiny_network(), tiny_train(1));
+  Learner dist(tiny_network(), tiny_train(1));
+  DataParallel dp(dist, comm, {size_t(25) << 20, false});
+  dp.broadcast_from_root();
+  const Batch full = make_batch(20), mine = full.half(comm.rank(), 2);
+  const StepMetrics ref = single.step(full.v1, full.v2, full.labels);
+  const double loss = dp.mean_over_ranks(dist.step(mine.v1, mine.v2, mine.labels).loss);
+  INFO("per-rank BN loss " << loss << " vs global-batch " << ref.loss);
+  CHECK(std::abs(loss - ref.loss) > 1e-3 * std::abs(ref.loss));
+  CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) > 1e-3);
+}
+
+TEST_CASE("broadcast at start makes differently seeded ranks identical", "[mpi]") {
+  comm::Communicator& comm = world();
+  Learner dist(tiny_network(), tiny_train(100 + comm.rank()));
+  Tensor before = dist.nets.online.params().clone();
+  Tensor root_view = before.clone();
+  comm.broadcast(root_view, 0);
+  CHECK((comm.rank() == 0) == (rel_diff(before, root_view) == 0.0));  // seeds really differed
+  DataParallel dp(dist, comm);
+  dp.broadcast_from_root();
+  for (const Tensor* t : {&dist.nets.online.params(), &dist.nets.target.params(), &dist.nets.online.stats(),
+                          &dist.probe_params.params()}) {
+    Tensor root = t->clone();
+    comm.broadcast(root, 0);
+    CHECK(rel_diff(*t, root) == 0.0);
+  }
+}
+
+TEST_CASE("a checkpoint written by rank 0 resumes on two ranks and on one", "[mpi]") {
+  comm::Communicator& comm = world();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "byol_mpi_test_ckpt.safetensors").string();
+  {
+    Learner dist(tiny_network(), tiny_train(1));
+    DataParallel dp(dist, comm);
+    dp.broadcast_from_root();
+    const Batch b = make_batch(30).half(comm.rank(), 2);
+    dist.step(b.v1, b.v2, b.labels);
+    if (comm.is_root()) save_checkpoint(path, dist);
+    comm.barrier();
+  }
+  const Batch full = make_batch(31);
+  Learner two(tiny_network(), tiny_train(7 + comm.rank()));
+  load_checkpoint(path, two);
+  DataParallel dp(two, comm);
+  const Batch mine = full.half(comm.rank(), 2);
+  const double loss2 = dp.mean_over_ranks(two.step(mine.v1, mine.v2, mine.labels).loss);
+  Learner one(tiny_network(), tiny_train(9));
+  load_checkpoint(path, one);
+  const double loss1 = one.step(full.v1, full.v2, full.labels).loss;
+  CHECK(one.steps_done() == 2);
+  CHECK(two.steps_done() == 2);
+  CHECK(std::abs(loss1 - loss2) < 1e-5 * std::abs(loss1));
+  CHECK(rel_diff(two.nets.online.params(), one.nets.online.params()) < 1e-5);
+  comm.barrier();
+  if (comm.is_root()) std::filesystem::remove(path);
+}
