@@ -13,6 +13,7 @@ packages=(
   catch2          # tests (Catch2 v2, header-only)
   libomp-dev      # OpenMP runtime headers for clang users; g++ ships libgomp
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image decoding (optional in the build)
+  openmpi-bin libopenmpi-dev   # multi-process training and its mpirun -np 2 tests (optional in the build)
 )
 
 missing=()

@@ -1,0 +1,161 @@
+// Bad input: every error names the file and says what was expected. The tests write the bad files.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/packed.h"
+#include "data_test_util.h"
+
+using namespace byol::data;
+using byol::data::testing::smooth_image;
+using byol::data::testing::TempDir;
+using byol::data::testing::write_bytes;
+using Catch::Contains;
+
+namespace {
+
+std::vector<uint8_t> idx_header(uint32_t magic, std::vector<uint32_t> dims) {
+  std::vector<uint8_t> out;
+  for (uint32_t v : std::vector<uint32_t>{magic}) dims.insert(dims.begin(), v);
+  for (uint32_t v : dims)
+    for (int s = 24; s >= 0; s -= 8) out.push_back(uint8_t(v >> s));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("truncated and corrupt JPEG / PNG files are errors naming the file", "[data_errors]") {
+  if (!jpeg_supported() || !png_supported()) {
+    WARN("SKIPPED: this build lacks libjpeg or libpng");
+    return;
+  }
+  TempDir tmp;
+  const auto img = smooth_image(32, 32, 3);
+  std::vector<uint8_t> jpg = encode_jpeg(img.view(), 90), png = encode_png(img.view());
+  jpg.resize(jpg.size() / 2);  // truncated: libjpeg would pad the rest with gray and only warn
+  write_bytes(tmp / "bad/c/truncated.jpg", jpg);
+  png[png.size() / 2] ^= 0x5A;  // a flipped byte inside the image data: CRC mismatch
+  write_bytes(tmp / "bad/c/corrupt.png", png);
+  write_bytes(tmp / "bad/c/text.jpg", {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
+  std::vector<uint8_t> short_png = encode_png(img.view());
+  short_png.resize(60);
+  write_bytes(tmp / "bad/c/short.png", short_png);
+  ImageFolder f(tmp / "bad");
+  std::vector<uint8_t> scratch;
+  REQUIRE(f.size() == 4);  // corrupt.png, short.png, text.jpg, truncated.jpg
+  CHECK_THROWS_WITH(f.image(0, scratch), Contains(tmp / "bad/c/corrupt.png") && Contains("corrupt"));
+  CHECK_THROWS_WITH(f.image(1, scratch), Contains(tmp / "bad/c/short.png") && Contains("PNG"));
+  CHECK_THROWS_WITH(f.image(2, scratch), Contains(tmp / "bad/c/text.jpg") && Contains("expected a JPEG"));
+  CHECK_THROWS_WITH(f.image(3, scratch), Contains(tmp / "bad/c/truncated.jpg") && Contains("truncated JPEG"));
+}
+
+TEST_CASE("IDX files with a wrong magic number or size are errors naming the file", "[data_errors]") {
+  TempDir tmp;
+  std::vector<uint8_t> images = idx_header(0x00000803, {2, 2, 2});
+  images.resize(images.size() + 8, 1);
+  write_bytes(tmp / "ok-images", images);
+  std::vector<uint8_t> wrong = idx_header(0x00000801, {2, 2, 2});  // a labels magic on an images file
+  wrong.resize(wrong.size() + 8, 1);
+  write_bytes(tmp / "wrong-magic", wrong);
+  CHECK_THROWS_WITH(load_idx(tmp / "wrong-magic", ""),
+                    Contains(tmp / "wrong-magic") && Contains("expected magic number 0x00000803") &&
+                        Contains("got 0x00000801"));
+  std::vector<uint8_t> short_images = idx_header(0x00000803, {2, 2, 2});
+  short_images.resize(short_images.size() + 5);
+  write_bytes(tmp / "short", short_images);
+  CHECK_THROWS_WITH(load_idx(tmp / "short", ""), Contains(tmp / "short") && Contains("expected 24 bytes"));
+  std::vector<uint8_t> labels = idx_header(0x00000801, {3});
+  labels.resize(labels.size() + 3);
+  write_bytes(tmp / "labels3", labels);
+  CHECK_THROWS_WITH(load_idx(tmp / "ok-images", tmp / "labels3"),
+                    Contains(tmp / "labels3") && Contains("expected 2 labels"));
+  write_bytes(tmp / "bad.gz", {0x1f, 0x8b, 0x08, 0x00, 0x01, 0x02});  // gzip magic, then garbage
+  CHECK_THROWS_WITH(load_idx(tmp / "bad.gz", ""), Contains(tmp / "bad.gz"));
+}
+
+TEST_CASE("a CIFAR file of the wrong size is an error naming the file", "[data_errors]") {
+  TempDir tmp;
+  write_bytes(tmp / "c/test_batch.bin", std::vector<uint8_t>(3073 * 2 + 5));
+  CHECK_THROWS_WITH(load_cifar10(tmp / "c", Split::test),
+                    Contains(tmp / "c/test_batch.bin") && Contains("expected a multiple of 3073 bytes") &&
+                        Contains("got 6151 bytes"));
+  write_bytes(tmp / "c/test.bin", std::vector<uint8_t>(3073 * 2));  // CIFAR-10 sized records as CIFAR-100
+  CHECK_THROWS_WITH(load_cifar100(tmp / "c", Split::test), Contains("multiple of 3074"));
+  std::vector<uint8_t> bad_label(3073, 0);
+  bad_label[0] = 12;
+  write_bytes(tmp / "d/test_batch.bin", bad_label);
+  CHECK_THROWS_WITH(load_cifar10(tmp / "d", Split::test), Contains("label 12") && Contains("expected < 10"));
+  write_bytes(tmp / "s/train_X.bin", std::vector<uint8_t>(27648 + 1));
+  CHECK_THROWS_WITH(load_stl10(tmp / "s", Split::train),
+                    Contains(tmp / "s/train_X.bin") && Contains("multiple of 27648"));
+}
+
+TEST_CASE("an empty class folder and missing paths are errors naming them", "[data_errors]") {
+  TempDir tmp;
+  write_bytes(tmp / "root/a/x.png", {1, 2, 3});
+  std::filesystem::create_directories(tmp / "root/b");
+  write_bytes(tmp / "root/c/readme.txt", {1});
+  CHECK_THROWS_WITH(ImageFolder(tmp / "root"), Contains(tmp / "root/b") && Contains("has no .jpg/.jpeg/.png images"));
+  CHECK_THROWS_WITH(ImageFolder(tmp / "missing"), Contains(tmp / "missing") && Contains("does not exist"));
+  std::filesystem::create_directories(tmp / "empty");
+  CHECK_THROWS_WITH(ImageFolder(tmp / "empty"), Contains(tmp / "empty") && Contains("no .jpg/.jpeg/.png images"));
+  CHECK_THROWS_WITH(load_cifar10(tmp / "nowhere", Split::train),
+                    Contains(tmp / "nowhere/data_batch_1.bin") && Contains("cannot open"));
+  CHECK_THROWS_WITH(load_idx(tmp / "none.gz", ""), Contains(tmp / "none.gz") && Contains("cannot open"));
+  CHECK_THROWS_WITH(load_fashion_mnist(tmp / "nofm", Split::train), Contains(tmp / "nofm/train-images-idx3-ubyte"));
+  CHECK_THROWS_WITH(PackedDataset(tmp / "nopack"), Contains(tmp / "nopack.index"));
+  CHECK_THROWS_WITH(open_dataset(tmp / "nodir"), Contains(tmp / "nodir"));
+}
+
+TEST_CASE("a truncated pack shard or a foreign index is an error naming the file", "[data_errors]") {
+  TempDir tmp;
+  const auto img = smooth_image(4, 4, 3);
+  {
+    PackWriter w(tmp / "p", {});
+    w.add(img.view(), -1);
+    w.add(img.view(), -1);
+    w.finish();
+  }
+  std::filesystem::resize_file(tmp / "p-00000.bin", 40);
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"), Contains(tmp / "p-00000.bin") && Contains("truncated"));
+  write_bytes(tmp / "q.index", {'n', 'o', 'p', 'e', 0, 0, 0, 0, 0, 0, 0, 0});
+  CHECK_THROWS_WITH(PackedDataset(tmp / "q"), Contains(tmp / "q.index") && Contains("BYOLPAK1"));
+}
+
+TEST_CASE("a corrupt image stops the loader with its name, or is skipped and reported", "[data_errors]") {
+  if (!png_supported()) {
+    WARN("SKIPPED: this build lacks libpng");
+    return;
+  }
+  TempDir tmp;
+  for (int i = 0; i < 10; ++i)
+    write_bytes(tmp / ("root/c/" + std::to_string(i) + ".png"), encode_png(smooth_image(12, 12, 3, i).view()));
+  std::vector<uint8_t> bad = encode_png(smooth_image(12, 12, 3).view());
+  bad.resize(bad.size() - 30);
+  write_bytes(tmp / "root/c/3.png", bad);
+  write_bytes(tmp / "root/c/7.png", {0xFF, 0xD8, 0xFF, 0x00});
+  auto ds = std::make_shared<ImageFolder>(tmp / "root");
+  const AugmentOptions aug = AugmentOptions::byol(8, Normalization::imagenet());
+  {
+    Loader strict(ds, aug, {.batch_size = 5, .workers = 2, .shuffle = false});
+    strict.start_epoch(0);
+    CHECK_THROWS_WITH(strict.next(), Contains(tmp / "root/c/3.png"));
+    CHECK_THROWS_WITH(strict.next(), Contains(tmp / "root/c/7.png"));
+  }
+  Loader lenient(ds, aug, {.batch_size = 5, .workers = 2, .shuffle = false, .skip_corrupt = true,
+                           .report_skipped = false});
+  lenient.start_epoch(0);
+  int batches = 0;
+  while (auto b = lenient.next()) {
+    ++batches;
+    CHECK(b->size() == 5);
+    for (int64_t i : b->indices) CHECK((i != 3 && i != 7));
+  }
+  CHECK(batches == 2);
+  const std::vector<SkippedImage> skipped = lenient.skipped();
+  REQUIRE(skipped.size() == 2);
+  std::set<std::string> names{skipped[0].name, skipped[1].name};
+  CHECK(names == std::set<std::string>{tmp / "root/c/3.png", tmp / "root/c/7.png"});
+}
