@@ -10,17 +10,21 @@ namespace {
 
 constexpr const char* kFormat = "byol.cpp checkpoint v1";
 
-nlohmann::json network_json(const NetworkConfig& net) {
-  const models::ResNetConfig& e = net.encoder;
+nlohmann::json encoder_json(const models::ResNetConfig& e) {
   return {{"depth", e.depth},
           {"width", e.width},
           {"stem", e.stem == models::Stem::cifar ? "cifar" : "imagenet"},
           {"zero_init_residual", e.zero_init_residual},
           {"base_channels", e.base_channels},
-          {"blocks", e.blocks},
-          {"projector_hidden", net.projector_hidden},
-          {"projection_dim", net.projection_dim},
-          {"predictor_hidden", net.predictor_hidden}};
+          {"blocks", e.blocks}};
+}
+
+nlohmann::json network_json(const NetworkConfig& net) {
+  nlohmann::json j = encoder_json(net.encoder);
+  j["projector_hidden"] = net.projector_hidden;
+  j["projection_dim"] = net.projection_dim;
+  j["predictor_hidden"] = net.predictor_hidden;
+  return j;
 }
 
 // Permutes a 4-D tensor's axes: out[i0, i1, i2, i3] = in[...] with out axis k = in axis perm[k].
@@ -141,7 +145,32 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Lear
   return f.metadata();
 }
 
-void export_encoder(const std::string& path, const models::ParamRegistry& reg, const std::string& prefix) {
+std::string encoder_config_json(const models::ResNetConfig& cfg) {
+  return encoder_json(cfg).dump();
+}
+
+models::ResNetConfig encoder_config_from_json(const std::string& text) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  BYOL_CHECK(!j.is_discarded() && j.is_object(), "encoder config: not a JSON object: ", text);
+  models::ResNetConfig cfg;
+  try {
+    cfg.depth = j.at("depth").get<int>();
+    cfg.width = j.at("width").get<int>();
+    const std::string stem = j.at("stem").get<std::string>();
+    BYOL_CHECK(stem == "cifar" || stem == "imagenet",
+               "encoder config: stem must be 'cifar' or 'imagenet', got '", stem, "'");
+    cfg.stem = stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
+    cfg.zero_init_residual = j.value("zero_init_residual", false);
+    cfg.base_channels = j.value("base_channels", int64_t(64));
+    cfg.blocks = j.value("blocks", std::vector<int>{});
+  } catch (const nlohmann::json::exception& e) {
+    BYOL_FAIL("encoder config ", text, ": ", e.what());
+  }
+  return cfg;
+}
+
+void export_encoder(const std::string& path, const models::ParamRegistry& reg, const std::string& prefix,
+                    const models::ResNetConfig* config) {
   NamedTensors tensors;
   for (const auto& e : reg.param_entries())
     if (e.name.rfind(prefix, 0) == 0)
@@ -149,7 +178,9 @@ void export_encoder(const std::string& path, const models::ParamRegistry& reg, c
   for (const auto& e : reg.stat_entries())
     if (e.name.rfind(prefix, 0) == 0) tensors.emplace_back(e.name.substr(prefix.size()), *e.slot);
   BYOL_CHECK(!tensors.empty(), "export_encoder: no parameters under the prefix '", prefix, "'");
-  save_safetensors(path, tensors, {{"format", "byol.cpp encoder (torchvision names, OIHW)"}});
+  std::map<std::string, std::string> meta = {{"format", "byol.cpp encoder (torchvision names, OIHW)"}};
+  if (config) meta["encoder_config"] = encoder_config_json(*config);
+  save_safetensors(path, tensors, meta);
 }
 
 ImportReport import_encoder(const std::string& path, const models::ParamRegistry& reg,

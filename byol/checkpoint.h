@@ -29,9 +29,15 @@ void save_checkpoint(const std::string& path, const Learner& learner,
 // the caller can restore what it stored there. A network mismatch is an error naming both configs.
 std::map<std::string, std::string> load_checkpoint(const std::string& path, Learner& learner);
 
-// Writes the encoder registered under `prefix` in `reg` with torchvision names and OIHW filters.
+// Writes the encoder registered under `prefix` in `reg` with torchvision names and OIHW filters. With a
+// config, its JSON (encoder_config_json) goes into the metadata under "encoder_config", so tools can
+// rebuild the network without being told its shape.
 void export_encoder(const std::string& path, const models::ParamRegistry& reg,
-                    const std::string& prefix = "encoder.");
+                    const std::string& prefix = "encoder.", const models::ResNetConfig* config = nullptr);
+
+// A ResNet configuration as JSON text and back ({"depth":50,"width":1,"stem":"imagenet",...}).
+std::string encoder_config_json(const models::ResNetConfig& cfg);
+models::ResNetConfig encoder_config_from_json(const std::string& json);
 
 struct ImportReport {
   int loaded = 0;

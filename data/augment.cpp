@@ -81,8 +81,8 @@ uint64_t mix_seed(uint64_t a, uint64_t b) {
 }
 
 std::mt19937_64 image_generator(uint64_t seed, int64_t epoch, int64_t index) {
-  return std::mt19937_64(
-      mix_seed(mix_seed(mix_seed(seed, 0x417567ull), static_cast<uint64_t>(epoch)), static_cast<uint64_t>(index)));
+  return std::mt19937_64(mix_seed(mix_seed(mix_seed(seed, 0x417567ull), static_cast<uint64_t>(epoch)),
+                                  static_cast<uint64_t>(index)));
 }
 
 double uniform01(std::mt19937_64& gen) {
@@ -142,8 +142,10 @@ AugmentParams identity_params(int src_h, int src_w) {
   return p;
 }
 
-AugmentParams sample_view(const ViewOptions& o, int src_h, int src_w, int out_h, int out_w, std::mt19937_64& gen) {
-  BYOL_CHECK(src_h > 0 && src_w > 0, "sample_view: expected a non-empty source image, got ", src_h, "x", src_w);
+AugmentParams sample_view(const ViewOptions& o, int src_h, int src_w, int out_h, int out_w,
+                          std::mt19937_64& gen) {
+  BYOL_CHECK(src_h > 0 && src_w > 0, "sample_view: expected a non-empty source image, got ", src_h, "x",
+             src_w);
   BYOL_CHECK(out_h > 0 && out_w > 0, "sample_view: expected a positive output size, got ", out_h, "x", out_w);
   AugmentParams p = identity_params(src_h, src_w);
   if (o.crop == CropMode::random_resized) {
@@ -184,8 +186,8 @@ namespace {
 // Taps of a separable antialiased bicubic resample of [origin, origin + length) (source pixels, pixel j
 // covering [j, j + 1)) onto out_size samples, as PIL computes them: the kernel is stretched by the
 // scale when shrinking, taps outside the crop window are dropped and the rest renormalised.
-int compute_taps(float origin, float length, int src_size, int out_size, bool reverse, std::vector<int>& start,
-                 std::vector<int>& count, std::vector<float>& weight) {
+int compute_taps(float origin, float length, int src_size, int out_size, bool reverse,
+                 std::vector<int>& start, std::vector<int>& count, std::vector<float>& weight) {
   const float scale = length / float(out_size);
   const float stretch = std::max(scale, 1.0f);
   const float support = 2.0f * stretch;
@@ -220,11 +222,12 @@ int compute_taps(float origin, float length, int src_size, int out_size, bool re
 }
 
 template <class T>
-void resize_crop_impl(const T* src, int sh, int sw, int sc, float cy, float cx, float ch, float cw, bool flip, int oh,
-                      int ow, float* out, AugmentWorkspace& ws, float in_scale) {
+void resize_crop_impl(const T* src, int sh, int sw, int sc, float cy, float cx, float ch, float cw, bool flip,
+                      int oh, int ow, float* out, AugmentWorkspace& ws, float in_scale) {
   BYOL_CHECK(sc == 1 || sc == 3, "resize_crop: expected a source with 1 or 3 channels, got ", sc);
-  BYOL_CHECK(sh > 0 && sw > 0 && oh > 0 && ow > 0 && ch > 0 && cw > 0, "resize_crop: expected positive sizes, got ",
-             "source ", sh, "x", sw, ", crop ", ch, "x", cw, ", output ", oh, "x", ow);
+  BYOL_CHECK(sh > 0 && sw > 0 && oh > 0 && ow > 0 && ch > 0 && cw > 0,
+             "resize_crop: expected positive sizes, got ", "source ", sh, "x", sw, ", crop ", ch, "x", cw,
+             ", output ", oh, "x", ow);
   const int tx = compute_taps(cx, cw, sw, ow, flip, ws.tap_start_x, ws.tap_count_x, ws.tap_weight_x);
   const int ty = compute_taps(cy, ch, sh, oh, false, ws.tap_start_y, ws.tap_count_y, ws.tap_weight_y);
   int y_lo = sh, y_hi = 0;
@@ -275,16 +278,16 @@ void resize_crop_impl(const T* src, int sh, int sw, int sc, float cy, float cx, 
 
 }  // namespace
 
-void resize_crop(const ImageView& src, float crop_y, float crop_x, float crop_h, float crop_w, bool flip, int out_h,
-                 int out_w, float* out, AugmentWorkspace& ws) {
-  resize_crop_impl(src.data, src.height, src.width, src.channels, crop_y, crop_x, crop_h, crop_w, flip, out_h, out_w,
-                   out, ws, 1.0f / 255.0f);
+void resize_crop(const ImageView& src, float crop_y, float crop_x, float crop_h, float crop_w, bool flip,
+                 int out_h, int out_w, float* out, AugmentWorkspace& ws) {
+  resize_crop_impl(src.data, src.height, src.width, src.channels, crop_y, crop_x, crop_h, crop_w, flip, out_h,
+                   out_w, out, ws, 1.0f / 255.0f);
 }
 
 void resize_crop(const FloatImageView& src, float crop_y, float crop_x, float crop_h, float crop_w, bool flip,
                  int out_h, int out_w, float* out, AugmentWorkspace& ws) {
-  resize_crop_impl(src.data, src.height, src.width, src.channels, crop_y, crop_x, crop_h, crop_w, flip, out_h, out_w,
-                   out, ws, 1.0f);
+  resize_crop_impl(src.data, src.height, src.width, src.channels, crop_y, crop_x, crop_h, crop_w, flip, out_h,
+                   out_w, out, ws, 1.0f);
 }
 
 // --- colour, blur, solarize, normalise ---------------------------------------------------------------
@@ -331,16 +334,19 @@ void color_jitter(float* img, int h, int w, const AugmentParams& p) {
           for (int c = 0; c < 3; ++c) sum[c] += img[3 * i + c];
         const float mean[3] = {float(sum[0] / n), float(sum[1] / n), float(sum[2] / n)};
         for (size_t i = 0; i < n; ++i)
-          for (int c = 0; c < 3; ++c) img[3 * i + c] = math::adjust_contrast(img[3 * i + c], mean[c], p.contrast);
+          for (int c = 0; c < 3; ++c)
+            img[3 * i + c] = math::adjust_contrast(img[3 * i + c], mean[c], p.contrast);
         break;
       }
       case kSaturation:
-        for_each_pixel_planar(img, n, [f = p.saturation](math::Rgb c) { return math::adjust_saturation(c, f); });
+        for_each_pixel_planar(img, n,
+                              [f = p.saturation](math::Rgb c) { return math::adjust_saturation(c, f); });
         break;
       case kHue:
         for_each_pixel_planar(img, n, [d = p.hue](math::Rgb c) { return math::adjust_hue(c, d); });
         break;
-      default: BYOL_FAIL("color_jitter: jitter_order holds ", int(p.jitter_order[k]), ", expected 0..3");
+      default:
+        BYOL_FAIL("color_jitter: jitter_order holds ", int(p.jitter_order[k]), ", expected 0..3");
     }
   }
 }
@@ -459,8 +465,8 @@ void apply_view(const ImageView& src, const AugmentParams& p, int out_h, int out
   apply_after_resize(p, out_h, out_w, norm, out, ws);
 }
 
-void apply_view(const FloatImageView& src, const AugmentParams& p, int out_h, int out_w, const Normalization& norm,
-                float* out, AugmentWorkspace& ws) {
+void apply_view(const FloatImageView& src, const AugmentParams& p, int out_h, int out_w,
+                const Normalization& norm, float* out, AugmentWorkspace& ws) {
   resize_crop(src, p.crop_y, p.crop_x, p.crop_h, p.crop_w, p.flip != 0, out_h, out_w, out, ws);
   apply_after_resize(p, out_h, out_w, norm, out, ws);
 }

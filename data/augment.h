@@ -56,9 +56,9 @@ struct ViewOptions {
   double solarize_p = 0.0;
   double solarize_threshold = 0.5;
 
-  static ViewOptions byol_view1();                            // blur p 1.0, solarize p 0.0
-  static ViewOptions byol_view2();                            // blur p 0.1, solarize p 0.2
-  static ViewOptions crop_flip();                             // linear-evaluation training
+  static ViewOptions byol_view1();                          // blur p 1.0, solarize p 0.0
+  static ViewOptions byol_view2();                          // blur p 0.1, solarize p 0.2
+  static ViewOptions crop_flip();                           // linear-evaluation training
   static ViewOptions center_crop(double fraction = 0.875);  // evaluation: no randomness
 };
 
@@ -147,12 +147,12 @@ struct FloatImageView {
 // Applies one view: writes `out` [out_h, out_w, 3], normalised. Sources have 1 or 3 channels.
 void apply_view(const ImageView& src, const AugmentParams& p, int out_h, int out_w, const Normalization& norm,
                 float* out, AugmentWorkspace& ws);
-void apply_view(const FloatImageView& src, const AugmentParams& p, int out_h, int out_w, const Normalization& norm,
-                float* out, AugmentWorkspace& ws);
+void apply_view(const FloatImageView& src, const AugmentParams& p, int out_h, int out_w,
+                const Normalization& norm, float* out, AugmentWorkspace& ws);
 
 // The steps of apply_view, exposed for tests and tools. Images are float [h, w, 3] in [0, 1].
-void resize_crop(const ImageView& src, float crop_y, float crop_x, float crop_h, float crop_w, bool flip, int out_h,
-                 int out_w, float* out, AugmentWorkspace& ws);
+void resize_crop(const ImageView& src, float crop_y, float crop_x, float crop_h, float crop_w, bool flip,
+                 int out_h, int out_w, float* out, AugmentWorkspace& ws);
 void resize_crop(const FloatImageView& src, float crop_y, float crop_x, float crop_h, float crop_w, bool flip,
                  int out_h, int out_w, float* out, AugmentWorkspace& ws);
 void color_jitter(float* img, int h, int w, const AugmentParams& p);  // the four ops in p.jitter_order

@@ -33,7 +33,8 @@ class Dataset {
     (void)index;
     return -1;
   }
-  virtual ImageView image(int64_t index, std::vector<uint8_t>& scratch, const DecodeHint& hint = {}) const = 0;
+  virtual ImageView image(int64_t index, std::vector<uint8_t>& scratch,
+                          const DecodeHint& hint = {}) const = 0;
   virtual std::string describe() const = 0;            // "image folder '/x' (50000 images, 10 classes)"
   virtual std::string item_name(int64_t index) const;  // file path, or "file record i"
   virtual std::vector<std::string> class_names() const { return {}; }
@@ -72,8 +73,9 @@ class ImageFolder : public Dataset {
 // Images already in memory as uint8 HWC, all the same size (CIFAR, STL-10, IDX and tests use this).
 class InMemoryDataset : public Dataset {
  public:
-  InMemoryDataset(std::string name, std::vector<uint8_t> pixels, int64_t count, int height, int width, int channels,
-                  std::vector<int64_t> labels, int num_classes, std::vector<std::string> class_names = {});
+  InMemoryDataset(std::string name, std::vector<uint8_t> pixels, int64_t count, int height, int width,
+                  int channels, std::vector<int64_t> labels, int num_classes,
+                  std::vector<std::string> class_names = {});
   int64_t size() const override { return count_; }
   int num_classes() const override { return num_classes_; }
   int64_t label(int64_t index) const override;
@@ -102,7 +104,8 @@ const char* split_name(Split s);
 std::shared_ptr<Dataset> load_cifar10(const std::string& dir, Split split);
 std::shared_ptr<Dataset> load_cifar100(const std::string& dir, Split split);
 // Lower level: the given files; label_bytes 1 (CIFAR-10) or 2 (CIFAR-100); classes 10 or 100.
-std::shared_ptr<Dataset> load_cifar_files(const std::vector<std::string>& files, int label_bytes, int classes);
+std::shared_ptr<Dataset> load_cifar_files(const std::vector<std::string>& files, int label_bytes,
+                                          int classes);
 
 // STL-10 binary (stl10_binary/): {train,test}_X.bin with {train,test}_y.bin (labels 1..10), and
 // unlabeled_X.bin (100,000 images, memory-mapped, never copied). 96x96x3, stored column-major per channel.
@@ -110,7 +113,8 @@ std::shared_ptr<Dataset> load_stl10(const std::string& dir, Split split);
 
 // IDX files (MNIST, Fashion-MNIST; plain or gzip): images with magic 0x00000803 ([N, rows, cols] uint8),
 // labels with magic 0x00000801 ([N] uint8). labels_path may be empty (unlabeled).
-std::shared_ptr<Dataset> load_idx(const std::string& images_path, const std::string& labels_path, int num_classes = 10);
+std::shared_ptr<Dataset> load_idx(const std::string& images_path, const std::string& labels_path,
+                                  int num_classes = 10);
 // <dir>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; dir defaults to Debian's dataset-fashion-mnist.
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 std::shared_ptr<Dataset> load_fashion_mnist(const std::string& dir, Split split);

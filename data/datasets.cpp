@@ -25,9 +25,12 @@ void Dataset::check_index(int64_t index) const {
 
 const char* split_name(Split s) {
   switch (s) {
-    case Split::train: return "train";
-    case Split::test: return "test";
-    case Split::unlabeled: return "unlabeled";
+    case Split::train:
+      return "train";
+    case Split::test:
+      return "test";
+    case Split::unlabeled:
+      return "unlabeled";
   }
   return "?";
 }
@@ -91,13 +94,16 @@ std::vector<TarMember> parse_tar(const std::vector<uint8_t>& tar, const std::str
       name = long_name;
       long_name.clear();
     } else {
-      const std::string base(reinterpret_cast<const char*>(h), strnlen(reinterpret_cast<const char*>(h), 100));
-      const std::string prefix(reinterpret_cast<const char*>(h + 345),
-                               std::memcmp(h + 257, "ustar", 5) == 0 ? strnlen(reinterpret_cast<const char*>(h + 345), 155) : 0);
+      const std::string base(reinterpret_cast<const char*>(h),
+                             strnlen(reinterpret_cast<const char*>(h), 100));
+      const std::string prefix(
+          reinterpret_cast<const char*>(h + 345),
+          std::memcmp(h + 257, "ustar", 5) == 0 ? strnlen(reinterpret_cast<const char*>(h + 345), 155) : 0);
       name = prefix.empty() ? base : prefix + "/" + base;
     }
     if (type == 'L') {
-      long_name.assign(reinterpret_cast<const char*>(tar.data() + data), strnlen(reinterpret_cast<const char*>(tar.data() + data), size));
+      long_name.assign(reinterpret_cast<const char*>(tar.data() + data),
+                       strnlen(reinterpret_cast<const char*>(tar.data() + data), size));
     } else if (type == 'x') {
       const std::string records(reinterpret_cast<const char*>(tar.data() + data), size);
       const size_t at = records.find(" path=");
@@ -116,7 +122,8 @@ std::vector<TarMember> parse_tar(const std::vector<uint8_t>& tar, const std::str
 
 ImageFolder::ImageFolder(const std::string& root, const std::string& prefix) : root_(root) {
   std::error_code ec;
-  if (!fs::exists(root, ec)) BYOL_FAIL("ImageFolder: '", root, "' does not exist (expected a folder of images)");
+  if (!fs::exists(root, ec))
+    BYOL_FAIL("ImageFolder: '", root, "' does not exist (expected a folder of images)");
   std::map<std::string, std::vector<Item>> by_class;  // "" holds images directly under the root
   std::vector<std::string> empty_folders;
   if (fs::is_regular_file(root) && is_archive_name(root)) {
@@ -169,7 +176,8 @@ ImageFolder::ImageFolder(const std::string& root, const std::string& prefix) : r
               "' has no .jpg/.jpeg/.png images (every class folder needs at least one)");
   }
   const bool labeled = by_class.size() > 1 || (by_class.size() == 1 && !by_class.count(""));
-  if (by_class.empty()) BYOL_FAIL("ImageFolder: '", root, "' has no .jpg/.jpeg/.png images and no class folders");
+  if (by_class.empty())
+    BYOL_FAIL("ImageFolder: '", root, "' has no .jpg/.jpeg/.png images and no class folders");
   for (auto& [cls, items] : by_class) {
     if (labeled && cls.empty()) continue;  // loose files beside class folders are not part of any class
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.path < b.path; });
@@ -208,8 +216,8 @@ std::string ImageFolder::item_name(int64_t index) const {
 
 // --- in-memory images ----------------------------------------------------------------------------------
 
-InMemoryDataset::InMemoryDataset(std::string name, std::vector<uint8_t> pixels, int64_t count, int height, int width,
-                                 int channels, std::vector<int64_t> labels, int num_classes,
+InMemoryDataset::InMemoryDataset(std::string name, std::vector<uint8_t> pixels, int64_t count, int height,
+                                 int width, int channels, std::vector<int64_t> labels, int num_classes,
                                  std::vector<std::string> class_names)
     : name_(std::move(name)),
       pixels_(std::move(pixels)),
@@ -222,11 +230,12 @@ InMemoryDataset::InMemoryDataset(std::string name, std::vector<uint8_t> pixels, 
       class_names_(std::move(class_names)) {
   BYOL_CHECK(channels == 1 || channels == 3, name_, ": expected 1 or 3 channels, got ", channels);
   BYOL_CHECK(int64_t(pixels_.size()) == count * height * width * channels, name_, ": expected ",
-             count * height * width * channels, " pixel bytes for ", count, " images of ", height, "x", width, "x",
-             channels, ", got ", pixels_.size());
-  BYOL_CHECK(labels_.empty() || int64_t(labels_.size()) == count, name_, ": expected ", count, " labels, got ",
-             labels_.size());
-  BYOL_CHECK(!labels_.empty() || num_classes == 0, name_, ": num_classes ", num_classes, " given without labels");
+             count * height * width * channels, " pixel bytes for ", count, " images of ", height, "x", width,
+             "x", channels, ", got ", pixels_.size());
+  BYOL_CHECK(labels_.empty() || int64_t(labels_.size()) == count, name_, ": expected ", count,
+             " labels, got ", labels_.size());
+  BYOL_CHECK(!labels_.empty() || num_classes == 0, name_, ": num_classes ", num_classes,
+             " given without labels");
   for (size_t i = 0; i < labels_.size(); ++i)
     BYOL_CHECK(labels_[i] >= 0 && labels_[i] < num_classes, name_, ": label ", labels_[i], " of image ", i,
                " out of range [0, ", num_classes, ")");
@@ -254,7 +263,8 @@ std::string InMemoryDataset::item_name(int64_t index) const {
 
 // --- CIFAR ---------------------------------------------------------------------------------------------
 
-std::shared_ptr<Dataset> load_cifar_files(const std::vector<std::string>& files, int label_bytes, int classes) {
+std::shared_ptr<Dataset> load_cifar_files(const std::vector<std::string>& files, int label_bytes,
+                                          int classes) {
   BYOL_CHECK(!files.empty(), "load_cifar_files: expected at least one file");
   constexpr int64_t kPixels = 32 * 32 * 3;
   const int64_t record = label_bytes + kPixels;
@@ -262,17 +272,17 @@ std::shared_ptr<Dataset> load_cifar_files(const std::vector<std::string>& files,
   std::vector<int64_t> labels;
   for (const std::string& path : files) {
     const std::vector<uint8_t> bytes = read_file(path);
-    BYOL_CHECK(!bytes.empty() && int64_t(bytes.size()) % record == 0, "CIFAR: '", path, "': expected a multiple of ",
-               record, " bytes (", label_bytes, " label byte", label_bytes > 1 ? "s" : "",
-               " + 3072 pixel bytes per image), got ", bytes.size(), " bytes");
+    BYOL_CHECK(!bytes.empty() && int64_t(bytes.size()) % record == 0, "CIFAR: '", path,
+               "': expected a multiple of ", record, " bytes (", label_bytes, " label byte",
+               label_bytes > 1 ? "s" : "", " + 3072 pixel bytes per image), got ", bytes.size(), " bytes");
     const int64_t n = int64_t(bytes.size()) / record;
     const size_t base = pixels.size();
     pixels.resize(base + size_t(n) * kPixels);
     for (int64_t i = 0; i < n; ++i) {
       const uint8_t* r = bytes.data() + i * record;
       const int label = r[label_bytes - 1];  // CIFAR-100: [coarse, fine]; the fine label
-      BYOL_CHECK(label < classes, "CIFAR: '", path, "': image ", i, " has label ", label, ", expected < ", classes,
-                 " (is this a CIFAR-", classes == 10 ? "100" : "10", " file?)");
+      BYOL_CHECK(label < classes, "CIFAR: '", path, "': image ", i, " has label ", label, ", expected < ",
+                 classes, " (is this a CIFAR-", classes == 10 ? "100" : "10", " file?)");
       labels.push_back(label);
       uint8_t* d = pixels.data() + base + size_t(i) * kPixels;
       const uint8_t* s = r + label_bytes;  // planes R, G, B of 1024 bytes each -> HWC
@@ -284,9 +294,10 @@ std::shared_ptr<Dataset> load_cifar_files(const std::vector<std::string>& files,
   if (classes == 10)
     names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   const int64_t count = int64_t(labels.size());
-  std::string name = cat("CIFAR-", classes, " '", files.front(), "'", files.size() > 1 ? cat(" +", files.size() - 1) : "");
-  return std::make_shared<InMemoryDataset>(std::move(name), std::move(pixels), count, 32, 32, 3, std::move(labels),
-                                           classes, std::move(names));
+  std::string name =
+      cat("CIFAR-", classes, " '", files.front(), "'", files.size() > 1 ? cat(" +", files.size() - 1) : "");
+  return std::make_shared<InMemoryDataset>(std::move(name), std::move(pixels), count, 32, 32, 3,
+                                           std::move(labels), classes, std::move(names));
 }
 
 std::shared_ptr<Dataset> load_cifar10(const std::string& dir, Split split) {
@@ -302,7 +313,8 @@ std::shared_ptr<Dataset> load_cifar10(const std::string& dir, Split split) {
 
 std::shared_ptr<Dataset> load_cifar100(const std::string& dir, Split split) {
   BYOL_CHECK(split != Split::unlabeled, "load_cifar100: CIFAR-100 has no unlabeled split");
-  return load_cifar_files({(fs::path(dir) / (split == Split::train ? "train.bin" : "test.bin")).string()}, 2, 100);
+  return load_cifar_files({(fs::path(dir) / (split == Split::train ? "train.bin" : "test.bin")).string()}, 2,
+                          100);
 }
 
 // --- STL-10 --------------------------------------------------------------------------------------------
@@ -315,8 +327,8 @@ class Stl10Dataset : public Dataset {
   static constexpr int64_t kBytes = kSide * kSide * 3;
 
   Stl10Dataset(const std::string& x_path, const std::string& y_path) : x_(x_path) {
-    BYOL_CHECK(x_.size() > 0 && x_.size() % kBytes == 0, "STL-10: '", x_path, "': expected a multiple of ", kBytes,
-               " bytes (96x96x3 per image), got ", x_.size(), " bytes");
+    BYOL_CHECK(x_.size() > 0 && x_.size() % kBytes == 0, "STL-10: '", x_path, "': expected a multiple of ",
+               kBytes, " bytes (96x96x3 per image), got ", x_.size(), " bytes");
     count_ = int64_t(x_.size() / kBytes);
     if (!y_path.empty()) {
       const std::vector<uint8_t> y = read_file(y_path);
@@ -389,7 +401,9 @@ std::vector<uint32_t> parse_idx_header(const std::vector<uint8_t>& bytes, int di
     std::snprintf(got, sizeof got, "0x%08x", magic);
     std::snprintf(want, sizeof want, "0x%08x", expected);
     BYOL_FAIL("IDX: '", path, "': expected magic number ", want, " (unsigned bytes, ", dims, " dimension",
-              dims > 1 ? "s" : "", "), got ", bytes.size() < 4 ? std::string("a file of ") + std::to_string(bytes.size()) + " bytes" : std::string(got));
+              dims > 1 ? "s" : "", "), got ",
+              bytes.size() < 4 ? std::string("a file of ") + std::to_string(bytes.size()) + " bytes"
+                               : std::string(got));
   }
   const size_t header = 4 + 4 * size_t(dims);
   BYOL_CHECK(bytes.size() >= header, "IDX: '", path, "': truncated header (", bytes.size(), " bytes)");
@@ -399,22 +413,23 @@ std::vector<uint32_t> parse_idx_header(const std::vector<uint8_t>& bytes, int di
     shape.push_back(read_be32(bytes.data() + 4 + 4 * i));
     n *= shape.back();
   }
-  BYOL_CHECK(bytes.size() == header + n, "IDX: '", path, "': expected ", header + n, " bytes for its header's shape, got ",
-             bytes.size());
+  BYOL_CHECK(bytes.size() == header + n, "IDX: '", path, "': expected ", header + n,
+             " bytes for its header's shape, got ", bytes.size());
   return shape;
 }
 
 }  // namespace
 
-std::shared_ptr<Dataset> load_idx(const std::string& images_path, const std::string& labels_path, int num_classes) {
+std::shared_ptr<Dataset> load_idx(const std::string& images_path, const std::string& labels_path,
+                                  int num_classes) {
   std::vector<uint8_t> images = read_file_maybe_gz(images_path);
   const std::vector<uint32_t> shape = parse_idx_header(images, 3, images_path);
   std::vector<int64_t> labels;
   if (!labels_path.empty()) {
     const std::vector<uint8_t> lb = read_file_maybe_gz(labels_path);
     const std::vector<uint32_t> lshape = parse_idx_header(lb, 1, labels_path);
-    BYOL_CHECK(lshape[0] == shape[0], "IDX: '", labels_path, "': expected ", shape[0], " labels (one per image of '",
-               images_path, "'), got ", lshape[0]);
+    BYOL_CHECK(lshape[0] == shape[0], "IDX: '", labels_path, "': expected ", shape[0],
+               " labels (one per image of '", images_path, "'), got ", lshape[0]);
     for (uint32_t i = 0; i < lshape[0]; ++i) {
       BYOL_CHECK(lb[8 + i] < num_classes, "IDX: '", labels_path, "': label ", int(lb[8 + i]), " of image ", i,
                  ", expected < ", num_classes);
@@ -422,8 +437,9 @@ std::shared_ptr<Dataset> load_idx(const std::string& images_path, const std::str
     }
   }
   images.erase(images.begin(), images.begin() + 16);
-  return std::make_shared<InMemoryDataset>(cat("IDX '", images_path, "'"), std::move(images), shape[0], int(shape[1]),
-                                           int(shape[2]), 1, std::move(labels), labels_path.empty() ? 0 : num_classes);
+  return std::make_shared<InMemoryDataset>(cat("IDX '", images_path, "'"), std::move(images), shape[0],
+                                           int(shape[1]), int(shape[2]), 1, std::move(labels),
+                                           labels_path.empty() ? 0 : num_classes);
 }
 
 std::shared_ptr<Dataset> load_fashion_mnist(const std::string& dir, Split split) {
@@ -445,8 +461,9 @@ std::shared_ptr<Dataset> load_fashion_mnist(const std::string& dir, Split split)
 
 SyntheticDataset::SyntheticDataset(int64_t count, int classes, int side, uint64_t seed)
     : count_(count), classes_(classes), side_(side), seed_(seed) {
-  BYOL_CHECK(count > 0 && classes > 0 && side >= 4, "SyntheticDataset: expected count > 0, classes > 0, side >= 4, ",
-             "got ", count, ", ", classes, ", ", side);
+  BYOL_CHECK(count > 0 && classes > 0 && side >= 4,
+             "SyntheticDataset: expected count > 0, classes > 0, side >= 4, ", "got ", count, ", ", classes,
+             ", ", side);
 }
 
 int64_t SyntheticDataset::label(int64_t index) const {
@@ -486,28 +503,38 @@ ImageView SyntheticDataset::image(int64_t index, std::vector<uint8_t>& scratch, 
       const double dx = x + 0.5 - cx, dy = y + 0.5 - cy, d = std::sqrt(dx * dx + dy * dy);
       bool inside = false;
       switch (shape) {
-        case 0: inside = d < r; break;
-        case 1: inside = std::fabs(dx) < 0.85 * r && std::fabs(dy) < 0.85 * r; break;
-        case 2: inside = dy > -r && dy < r && std::fabs(dx) < (dy + r) / 2; break;
-        default: inside = d < r && d > 0.55 * r; break;
+        case 0:
+          inside = d < r;
+          break;
+        case 1:
+          inside = std::fabs(dx) < 0.85 * r && std::fabs(dy) < 0.85 * r;
+          break;
+        case 2:
+          inside = dy > -r && dy < r && std::fabs(dx) < (dy + r) / 2;
+          break;
+        default:
+          inside = d < r && d > 0.55 * r;
+          break;
       }
       double shade = 1.0;
       if (texture == 1 && static_cast<int>(std::floor((x + y) / period)) % 2) shade = 0.45;
-      if (texture == 2 && (static_cast<int>(std::floor(x / period)) + static_cast<int>(std::floor(y / period))) % 2)
+      if (texture == 2 &&
+          (static_cast<int>(std::floor(x / period)) + static_cast<int>(std::floor(y / period))) % 2)
         shade = 0.45;
       const double t = double(y) / s;
       const double noise = u(-0.04, 0.04);
       for (int c = 0; c < 3; ++c) {
         const double v = inside ? fg[c] * shade : bg0[c] * (1 - t) + bg1[c] * t;
-        scratch[(size_t(y) * s + x) * 3 + c] = static_cast<uint8_t>(std::clamp(v + noise, 0.0, 1.0) * 255.0 + 0.5);
+        scratch[(size_t(y) * s + x) * 3 + c] =
+            static_cast<uint8_t>(std::clamp(v + noise, 0.0, 1.0) * 255.0 + 0.5);
       }
     }
   return {scratch.data(), s, s, 3};
 }
 
 std::string SyntheticDataset::describe() const {
-  return cat("synthetic dataset (", count_, " images of ", side_, "x", side_, ", ", classes_, " classes, seed ", seed_,
-             ")");
+  return cat("synthetic dataset (", count_, " images of ", side_, "x", side_, ", ", classes_,
+             " classes, seed ", seed_, ")");
 }
 
 // --- subsets and splits --------------------------------------------------------------------------------

@@ -79,8 +79,8 @@ struct JpegDecoder {
 
 // Returns false with dec.err.message set on failure. Nothing with a destructor lives in this frame, so
 // the longjmp skips no C++ cleanup.
-bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int min_side, std::vector<uint8_t>& out,
-                      int* height, int* width) {
+bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int min_side,
+                      std::vector<uint8_t>& out, int* height, int* width) {
   jpeg_decompress_struct* cinfo = &dec.cinfo;
   if (setjmp(dec.err.jump)) {
     jpeg_abort_decompress(cinfo);
@@ -93,7 +93,8 @@ bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int m
   cinfo->scale_num = 8;
   cinfo->scale_denom = 8;
   if (min_side > 0) {
-    const unsigned short_side = cinfo->image_width < cinfo->image_height ? cinfo->image_width : cinfo->image_height;
+    const unsigned short_side =
+        cinfo->image_width < cinfo->image_height ? cinfo->image_width : cinfo->image_height;
     for (unsigned m = 1; m < 8; ++m) {
       if ((short_side * m + 7) / 8 >= static_cast<unsigned>(min_side)) {
         cinfo->scale_num = m;
@@ -108,7 +109,8 @@ bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int m
   while (cinfo->output_scanline < cinfo->output_height) {
     JSAMPROW rows[8];
     const int row0 = static_cast<int>(cinfo->output_scanline);
-    for (int r = 0; r < 8; ++r) rows[r] = out.data() + size_t(row0 + (row0 + r < h ? r : 0)) * w * in_channels;
+    for (int r = 0; r < 8; ++r)
+      rows[r] = out.data() + size_t(row0 + (row0 + r < h ? r : 0)) * w * in_channels;
     jpeg_read_scanlines(cinfo, rows, 8);
   }
   jpeg_finish_decompress(cinfo);
@@ -117,7 +119,8 @@ bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int m
       const uint8_t* p = out.data() + 4 * i;
       uint8_t* q = out.data() + 3 * i;
       const unsigned k = p[3];
-      const uint8_t r = static_cast<uint8_t>((p[0] * k + 127) / 255), g = static_cast<uint8_t>((p[1] * k + 127) / 255),
+      const uint8_t r = static_cast<uint8_t>((p[0] * k + 127) / 255),
+                    g = static_cast<uint8_t>((p[1] * k + 127) / 255),
                     b = static_cast<uint8_t>((p[2] * k + 127) / 255);
       q[0] = r, q[1] = g, q[2] = b;
     }
@@ -131,8 +134,8 @@ bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int m
 }  // namespace
 #endif
 
-ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out, const std::string& source,
-                       int min_side) {
+ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out,
+                       const std::string& source, int min_side) {
   const ImageFormat format = sniff_format(bytes, size);
   if (format == ImageFormat::jpeg) {
 #if BYOL_WITH_JPEG
@@ -143,7 +146,8 @@ ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& 
     return {out.data(), h, w, 3};
 #else
     (void)min_side;
-    BYOL_FAIL("decode_image: ", source, ": is a JPEG, but this build has no JPEG support (libjpeg-turbo was not ",
+    BYOL_FAIL("decode_image: ", source,
+              ": is a JPEG, but this build has no JPEG support (libjpeg-turbo was not ",
               "found at configure time; install libjpeg62-turbo-dev and reconfigure)");
 #endif
   }
@@ -163,12 +167,14 @@ ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& 
     }
     return {out.data(), static_cast<int>(img.height), static_cast<int>(img.width), 3};
 #else
-    BYOL_FAIL("decode_image: ", source, ": is a PNG, but this build has no PNG support (libpng was not found at ",
+    BYOL_FAIL("decode_image: ", source,
+              ": is a PNG, but this build has no PNG support (libpng was not found at ",
               "configure time; install libpng-dev and reconfigure)");
 #endif
   }
-  BYOL_FAIL("decode_image: ", source, ": expected a JPEG (starts with FF D8 FF) or a PNG (starts with 89 'PNG'), ",
-            "got ", size < 4 ? "a file of " + std::to_string(size) + " bytes" : "unknown leading bytes");
+  BYOL_FAIL("decode_image: ", source,
+            ": expected a JPEG (starts with FF D8 FF) or a PNG (starts with 89 'PNG'), ", "got ",
+            size < 4 ? "a file of " + std::to_string(size) + " bytes" : "unknown leading bytes");
 }
 
 std::vector<uint8_t> encode_jpeg(const ImageView& image, int quality) {
@@ -196,7 +202,8 @@ std::vector<uint8_t> encode_jpeg(const ImageView& image, int quality) {
   jpeg_set_quality(&cinfo, quality, TRUE);
   jpeg_start_compress(&cinfo, TRUE);
   while (cinfo.next_scanline < cinfo.image_height) {
-    JSAMPROW row = const_cast<uint8_t*>(image.data) + size_t(cinfo.next_scanline) * image.width * image.channels;
+    JSAMPROW row =
+        const_cast<uint8_t*>(image.data) + size_t(cinfo.next_scanline) * image.width * image.channels;
     jpeg_write_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_compress(&cinfo);

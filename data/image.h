@@ -40,8 +40,8 @@ bool png_supported();   // this build links libpng
 // channels). `min_side` > 0 lets the JPEG decoder use its DCT scaling (by 1/8 .. 8/8) to produce the
 // smallest image whose shorter side is still at least min_side; 0 decodes at full resolution. PNGs are
 // always decoded at full resolution. `source` names the file in error messages.
-ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out, const std::string& source,
-                       int min_side = 0);
+ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out,
+                       const std::string& source, int min_side = 0);
 
 // Encoders for tests and tools: 1 or 3 channels. JPEG quality 1..100.
 std::vector<uint8_t> encode_jpeg(const ImageView& image, int quality = 90);

@@ -142,8 +142,8 @@ struct Loader::State {
     const int64_t plane = int64_t(aug.height) * aug.width * 3;
     for (size_t v = 0; v < aug.views.size(); ++v) {
       const AugmentParams p = sample_view(aug.views[v], img.height, img.width, aug.height, aug.width, gen);
-      apply_view(img, p, aug.height, aug.width, aug.normalization, job.slot->views[v].data<float>() + item * plane,
-                 ctx.ws);
+      apply_view(img, p, aug.height, aug.width, aug.normalization,
+                 job.slot->views[v].data<float>() + item * plane, ctx.ws);
     }
     if (job.slot->labels.defined()) job.slot->labels.data<int64_t>()[item] = dataset->label(index);
     job.slot->indices[item] = index;
@@ -197,13 +197,15 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, AugmentOptions augment, L
   BYOL_CHECK(options.workers >= 0, "Loader: workers expected >= 0, got ", options.workers);
   BYOL_CHECK(options.prefetch >= 1, "Loader: prefetch expected >= 1, got ", options.prefetch);
   BYOL_CHECK(options.world_size >= 1 && options.rank >= 0 && options.rank < options.world_size,
-             "Loader: expected 0 <= rank < world_size, got rank ", options.rank, ", world_size ", options.world_size);
+             "Loader: expected 0 <= rank < world_size, got rank ", options.rank, ", world_size ",
+             options.world_size);
   BYOL_CHECK(!augment.views.empty() && augment.height > 0 && augment.width > 0,
-             "Loader: expected at least one view and a positive output size, got ", augment.views.size(), " views of ",
-             augment.height, "x", augment.width);
-  BYOL_CHECK(dataset->size() >= options.world_size, "Loader: ", dataset->describe(), " has fewer images than ranks (",
-             options.world_size, ")");
-  if (!options.allocate) options.allocate = [](const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype); };
+             "Loader: expected at least one view and a positive output size, got ", augment.views.size(),
+             " views of ", augment.height, "x", augment.width);
+  BYOL_CHECK(dataset->size() >= options.world_size, "Loader: ", dataset->describe(),
+             " has fewer images than ranks (", options.world_size, ")");
+  if (!options.allocate)
+    options.allocate = [](const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype); };
   s.dataset = std::move(dataset);
   s.aug = std::move(augment);
   s.opt = std::move(options);
@@ -293,7 +295,8 @@ std::optional<Batch> Loader::next() {
     s.work_cv.notify_all();
   }
   s.ready_cv.wait(lock, [&] {
-    return !s.jobs.empty() && s.jobs.front()->number == s.next_deliver && s.jobs.front()->done == s.jobs.front()->size;
+    return !s.jobs.empty() && s.jobs.front()->number == s.next_deliver &&
+           s.jobs.front()->done == s.jobs.front()->size;
   });
   std::unique_ptr<Job> job = std::move(s.jobs.front());
   s.jobs.pop_front();
@@ -309,7 +312,8 @@ std::optional<Batch> Loader::next() {
   b.number = job->number;
   const bool full = job->size == s.opt.batch_size;
   for (const Tensor& v : job->slot->views) b.views.push_back(full ? v : v.slice_rows(0, job->size));
-  if (job->slot->labels.defined()) b.labels = full ? job->slot->labels : job->slot->labels.slice_rows(0, job->size);
+  if (job->slot->labels.defined())
+    b.labels = full ? job->slot->labels : job->slot->labels.slice_rows(0, job->size);
   b.indices.assign(job->slot->indices.begin(), job->slot->indices.begin() + job->size);
   std::shared_ptr<State> keep = state_;
   b.lease = std::shared_ptr<Slot>(job->slot, [keep](Slot* slot) { keep->release_slot(slot); });

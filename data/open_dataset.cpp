@@ -85,16 +85,18 @@ std::shared_ptr<Dataset> open_dataset(const std::string& spec) {
     return std::make_shared<PackedDataset>(arg(1));
   }
   if (kind == "synthetic") {
-    BYOL_CHECK(p.size() >= 4, "open_dataset: '", spec, "': expected synthetic:<count>:<classes>:<side>[:<seed>]");
-    return std::make_shared<SyntheticDataset>(parse_int(p[1], "count", spec), int(parse_int(p[2], "classes", spec)),
-                                              int(parse_int(p[3], "side", spec)),
-                                              p.size() > 4 ? uint64_t(parse_int(p[4], "seed", spec)) : 0);
+    BYOL_CHECK(p.size() >= 4, "open_dataset: '", spec,
+               "': expected synthetic:<count>:<classes>:<side>[:<seed>]");
+    return std::make_shared<SyntheticDataset>(
+        parse_int(p[1], "count", spec), int(parse_int(p[2], "classes", spec)),
+        int(parse_int(p[3], "side", spec)), p.size() > 4 ? uint64_t(parse_int(p[4], "seed", spec)) : 0);
   }
   std::error_code ec;
   if (p.size() == 1 && std::filesystem::is_directory(spec, ec)) return std::make_shared<ImageFolder>(spec);
-  BYOL_FAIL("open_dataset: '", spec, "': unknown dataset kind '", kind,
-            "' (expected folder:, tar:, cifar10:, cifar100:, stl10:, idx:, fashion-mnist, packed:, synthetic:, or "
-            "an existing directory)");
+  BYOL_FAIL(
+      "open_dataset: '", spec, "': unknown dataset kind '", kind,
+      "' (expected folder:, tar:, cifar10:, cifar100:, stl10:, idx:, fashion-mnist, packed:, synthetic:, or "
+      "an existing directory)");
 }
 
 }  // namespace byol::data

@@ -9,7 +9,8 @@
 
 namespace byol::data {
 
-static_assert(std::endian::native == std::endian::little, "the packed format is read and written little-endian");
+static_assert(std::endian::native == std::endian::little,
+              "the packed format is read and written little-endian");
 
 namespace {
 
@@ -53,13 +54,15 @@ void PackWriter::open_shard() {
 
 void PackWriter::add(const ImageView& image, int64_t label) {
   BYOL_CHECK(!finished_, "PackWriter: add() after finish() for '", prefix_, "'");
-  BYOL_CHECK(image.channels == 1 || image.channels == 3, "PackWriter: expected 1 or 3 channels, got ", image.channels);
+  BYOL_CHECK(image.channels == 1 || image.channels == 3, "PackWriter: expected 1 or 3 channels, got ",
+             image.channels);
   BYOL_CHECK(label >= -1 && label < int64_t(class_names_.size()) && (label >= 0) == !class_names_.empty(),
              "PackWriter: label ", label, " expected in [0, ", class_names_.size(), ")",
              class_names_.empty() ? " (this pack is unlabeled: expected -1)" : "");
   const uint64_t bytes = uint64_t(image.bytes());
   if (shard_offset_ > 0 && shard_offset_ + bytes > uint64_t(shard_bytes_)) {
-    if (std::fclose(shard_) != 0) BYOL_FAIL("PackWriter: error closing '", shard_path(shard_index_, true), "'");
+    if (std::fclose(shard_) != 0)
+      BYOL_FAIL("PackWriter: error closing '", shard_path(shard_index_, true), "'");
     shard_ = nullptr;
     ++shard_index_;
     open_shard();
@@ -89,7 +92,8 @@ void PackWriter::finish() {
     put(index, r.shard), put(index, r.height), put(index, r.width), put(index, r.channels);
     put(index, r.offset), put(index, r.label);
   }
-  for (uint32_t s = 0; s <= shard_index_; ++s) std::filesystem::rename(shard_path(s, true), shard_path(s, false));
+  for (uint32_t s = 0; s <= shard_index_; ++s)
+    std::filesystem::rename(shard_path(s, true), shard_path(s, false));
   const std::string tmp = prefix_ + ".index.tmp";
   write_file(tmp, index.data(), index.size());
   std::filesystem::rename(tmp, prefix_ + ".index");
@@ -101,8 +105,8 @@ PackedDataset::PackedDataset(const std::string& prefix) : prefix_(prefix) {
   const std::vector<uint8_t> index = read_file(path);
   size_t pos = 0;
   auto take = [&](void* dst, size_t n) {
-    BYOL_CHECK(pos + n <= index.size(), "PackedDataset: '", path, "' is truncated (expected more than ", index.size(),
-               " bytes)");
+    BYOL_CHECK(pos + n <= index.size(), "PackedDataset: '", path, "' is truncated (expected more than ",
+               index.size(), " bytes)");
     std::memcpy(dst, index.data() + pos, n);
     pos += n;
   };
@@ -113,7 +117,8 @@ PackedDataset::PackedDataset(const std::string& prefix) : prefix_(prefix) {
   uint32_t version = 0, shards = 0, classes = 0, reserved = 0;
   uint64_t count = 0;
   take(&version, 4);
-  BYOL_CHECK(version == kVersion, "PackedDataset: '", path, "': expected version ", kVersion, ", got ", version);
+  BYOL_CHECK(version == kVersion, "PackedDataset: '", path, "': expected version ", kVersion, ", got ",
+             version);
   take(&shards, 4);
   take(&count, 8);
   take(&classes, 4);
@@ -145,8 +150,9 @@ PackedDataset::PackedDataset(const std::string& prefix) : prefix_(prefix) {
     BYOL_CHECK(r.offset + bytes <= shards_[r.shard].size(), "PackedDataset: '", shards_[r.shard].path(),
                "' is truncated: image ", i, " needs bytes up to ", r.offset + bytes, ", the shard has ",
                shards_[r.shard].size());
-    BYOL_CHECK(classes == 0 ? r.label == -1 : (r.label >= 0 && r.label < int64_t(classes)), "PackedDataset: '", path,
-               "': record ", i, " has label ", r.label, ", expected ", classes == 0 ? "-1" : "a class index");
+    BYOL_CHECK(classes == 0 ? r.label == -1 : (r.label >= 0 && r.label < int64_t(classes)),
+               "PackedDataset: '", path, "': record ", i, " has label ", r.label, ", expected ",
+               classes == 0 ? "-1" : "a class index");
   }
 }
 
@@ -162,7 +168,8 @@ ImageView PackedDataset::image(int64_t index, std::vector<uint8_t>&, const Decod
 }
 
 std::string PackedDataset::describe() const {
-  return cat("packed dataset '", prefix_, "' (", records_.size(), " images, ", class_names_.size(), " classes)");
+  return cat("packed dataset '", prefix_, "' (", records_.size(), " images, ", class_names_.size(),
+             " classes)");
 }
 
 std::string PackedDataset::item_name(int64_t index) const {

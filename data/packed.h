@@ -24,7 +24,8 @@ namespace byol::data {
 
 class PackWriter {
  public:
-  PackWriter(std::string prefix, std::vector<std::string> class_names, int64_t shard_bytes = int64_t(1) << 30);
+  PackWriter(std::string prefix, std::vector<std::string> class_names,
+             int64_t shard_bytes = int64_t(1) << 30);
   ~PackWriter();  // an unfinished pack leaves only temporary files, which it removes
   PackWriter(const PackWriter&) = delete;
   PackWriter& operator=(const PackWriter&) = delete;

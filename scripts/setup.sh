@@ -14,6 +14,7 @@ packages=(
   libomp-dev      # OpenMP runtime headers for clang users; g++ ships libgomp
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image decoding (optional in the build)
   openmpi-bin libopenmpi-dev   # multi-process training and its mpirun -np 2 tests (optional in the build)
+  dataset-fashion-mnist   # the default dataset on a fresh machine (IDX files under /usr/share/datasets)
 )
 
 missing=()

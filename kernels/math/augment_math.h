@@ -77,7 +77,8 @@ BYOL_HD Rgb adjust_hue(Rgb c, float delta) {
   const float v = max3(c.r, c.g, c.b);
   const float d = v - min3(c.r, c.g, c.b);
   const float inv_d = d > 0.0f ? 1.0f / d : 0.0f;  // gray: every channel comes out as V
-  float h = v == c.r ? (c.g - c.b) * inv_d : (v == c.g ? (c.b - c.r) * inv_d + 2.0f : (c.r - c.g) * inv_d + 4.0f);
+  float h =
+      v == c.r ? (c.g - c.b) * inv_d : (v == c.g ? (c.b - c.r) * inv_d + 2.0f : (c.r - c.g) * inv_d + 4.0f);
   h += delta * 6.0f;
   h -= 6.0f * floorf(h * (1.0f / 6.0f));  // [0, 6)
   h = h >= 6.0f ? 0.0f : h;

@@ -23,7 +23,9 @@ class TempDir {
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+  std::string operator/(const std::string& name) const {
+    return (std::filesystem::path(path_) / name).string();
+  }
   const std::string& path() const { return path_; }
 
  private:
@@ -47,7 +49,8 @@ inline TestImage smooth_image(int h, int w, int c, int phase = 0) {
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
       for (int k = 0; k < c; ++k)
-        t.pixels[(size_t(y) * w + x) * c + k] = static_cast<uint8_t>(40 + (3 * y + 5 * x + 60 * k + phase) % 170);
+        t.pixels[(size_t(y) * w + x) * c + k] =
+            static_cast<uint8_t>(40 + (3 * y + 5 * x + 60 * k + phase) % 170);
   return t;
 }
 

@@ -76,7 +76,8 @@ TEST_CASE("resize_crop keeps constant images constant and linear ramps linear, u
 
 TEST_CASE("resize_crop upsampling is Keys bicubic interpolation", "[augment]") {
   // 8 x 8 source, 2x upsampling: output o samples source position (o + 0.5) / 2 - 0.5.
-  const auto src = float_image(8, 8, 3, [](int y, int x, int c) { return std::fmod(0.37 * x + 0.11 * y * y + 0.2 * c, 1.0); });
+  const auto src = float_image(
+      8, 8, 3, [](int y, int x, int c) { return std::fmod(0.37 * x + 0.11 * y * y + 0.2 * c, 1.0); });
   std::vector<float> out(16 * 16 * 3);
   AugmentWorkspace ws;
   resize_crop(FloatImageView{src.data(), 8, 8, 3}, 0, 0, 8, 8, false, 16, 16, out.data(), ws);
@@ -91,7 +92,8 @@ TEST_CASE("resize_crop upsampling is Keys bicubic interpolation", "[augment]") {
     }
 }
 
-TEST_CASE("uint8 sources give the float result of value / 255; gray sources fill all three channels", "[augment]") {
+TEST_CASE("uint8 sources give the float result of value / 255; gray sources fill all three channels",
+          "[augment]") {
   const auto img = byol::data::testing::smooth_image(9, 11, 3);
   std::vector<float> as_float(img.pixels.begin(), img.pixels.end());
   for (float& v : as_float) v /= 255.0f;
@@ -106,10 +108,12 @@ TEST_CASE("uint8 sources give the float result of value / 255; gray sources fill
   resize_crop(gray.view(), 0, 0, 9, 11, false, 9, 11, a.data(), ws);
   for (int y = 0; y < 9; ++y)
     for (int x = 0; x < 11; ++x)
-      for (int c = 0; c < 3; ++c) CHECK(at(a, 11, y, x, c) == Approx(gray.pixels[y * 11 + x] / 255.0).margin(1e-6));
+      for (int c = 0; c < 3; ++c)
+        CHECK(at(a, 11, y, x, c) == Approx(gray.pixels[y * 11 + x] / 255.0).margin(1e-6));
 }
 
-TEST_CASE("Gaussian blur: kernel sums to one, constant images stay, an impulse spreads as the kernel", "[augment]") {
+TEST_CASE("Gaussian blur: kernel sums to one, constant images stay, an impulse spreads as the kernel",
+          "[augment]") {
   for (float sigma : {0.1f, 0.7f, 2.0f}) {
     const std::vector<float> k = gaussian_kernel(11, sigma);
     REQUIRE(k.size() == 23);
@@ -164,7 +168,8 @@ TEST_CASE("Gaussian blur reflects at the borders", "[augment]") {
   }
 }
 
-TEST_CASE("colour jitter applies its ops in the sampled order, contrast around each channel's mean", "[augment]") {
+TEST_CASE("colour jitter applies its ops in the sampled order, contrast around each channel's mean",
+          "[augment]") {
   // Two pixels: a = (0.2, 0.4, 0.6), b = (0.6, 0.8, 1.0). Channel means 0.4, 0.6, 0.8.
   const std::vector<float> src = {0.2f, 0.4f, 0.6f, 0.6f, 0.8f, 1.0f};
   AugmentParams p = identity_params(1, 2);
@@ -193,7 +198,8 @@ TEST_CASE("colour jitter applies its ops in the sampled order, contrast around e
   for (int i = 0; i < 6; ++i) CHECK(img[i] == Approx(want3[i]).margin(1e-6));
 }
 
-TEST_CASE("apply_view composes crop, jitter, grayscale, blur, solarize and normalisation in order", "[augment]") {
+TEST_CASE("apply_view composes crop, jitter, grayscale, blur, solarize and normalisation in order",
+          "[augment]") {
   // A constant source keeps every spatial step trivial, so the expected colour follows by hand:
   // (0.8, 0.4, 0.2) -> brightness +0.1 -> (0.9, 0.5, 0.3) -> grayscale 0.2989*0.9 + 0.587*0.5 + 0.114*0.3
   // = 0.59821 -> blur (constant) -> solarize at 0.5 -> 0.40179 -> normalise (x - 0.5) / 0.25.
@@ -325,7 +331,8 @@ TEST_CASE("every strength and probability is configurable", "[augment]") {
     CHECK(p.saturation == 1);
     CHECK(p.hue == 0);
     CHECK(p.blur_radius == 3);  // kernel int(32 * 0.2) = 6 -> radius 3
-    CHECK((p.jitter_order[0] == 0 && p.jitter_order[1] == 1 && p.jitter_order[2] == 2 && p.jitter_order[3] == 3));
+    CHECK((p.jitter_order[0] == 0 && p.jitter_order[1] == 1 && p.jitter_order[2] == 2 &&
+           p.jitter_order[3] == 3));
   }
 }
 

@@ -19,9 +19,12 @@ Hsv ref_rgb_to_hsv(double r, double g, double b) {
   const double mx = std::max({r, g, b}), mn = std::min({r, g, b}), d = mx - mn;
   double h = 0;
   if (d > 0) {
-    if (mx == r) h = std::fmod((g - b) / d + 6.0, 6.0);
-    else if (mx == g) h = (b - r) / d + 2.0;
-    else h = (r - g) / d + 4.0;
+    if (mx == r)
+      h = std::fmod((g - b) / d + 6.0, 6.0);
+    else if (mx == g)
+      h = (b - r) / d + 2.0;
+    else
+      h = (r - g) / d + 4.0;
   }
   return {h / 6.0, mx > 0 ? d / mx : 0.0, mx};
 }
@@ -30,12 +33,18 @@ Rgb ref_hsv_to_rgb(Hsv c) {  // by sector of the colour circle
   const double h6 = c.h * 6.0, sector = std::floor(h6), f = h6 - sector;
   const double p = c.v * (1 - c.s), q = c.v * (1 - c.s * f), t = c.v * (1 - c.s * (1 - f));
   switch (int(sector) % 6) {
-    case 0: return {float(c.v), float(t), float(p)};
-    case 1: return {float(q), float(c.v), float(p)};
-    case 2: return {float(p), float(c.v), float(t)};
-    case 3: return {float(p), float(q), float(c.v)};
-    case 4: return {float(t), float(p), float(c.v)};
-    default: return {float(c.v), float(p), float(q)};
+    case 0:
+      return {float(c.v), float(t), float(p)};
+    case 1:
+      return {float(q), float(c.v), float(p)};
+    case 2:
+      return {float(p), float(c.v), float(t)};
+    case 3:
+      return {float(p), float(q), float(c.v)};
+    case 4:
+      return {float(t), float(p), float(c.v)};
+    default:
+      return {float(c.v), float(p), float(q)};
   }
 }
 

@@ -59,9 +59,9 @@ TEST_CASE("IDX files with a wrong magic number or size are errors naming the fil
   std::vector<uint8_t> wrong = idx_header(0x00000801, {2, 2, 2});  // a labels magic on an images file
   wrong.resize(wrong.size() + 8, 1);
   write_bytes(tmp / "wrong-magic", wrong);
-  CHECK_THROWS_WITH(load_idx(tmp / "wrong-magic", ""),
-                    Contains(tmp / "wrong-magic") && Contains("expected magic number 0x00000803") &&
-                        Contains("got 0x00000801"));
+  CHECK_THROWS_WITH(load_idx(tmp / "wrong-magic", ""), Contains(tmp / "wrong-magic") &&
+                                                           Contains("expected magic number 0x00000803") &&
+                                                           Contains("got 0x00000801"));
   std::vector<uint8_t> short_images = idx_header(0x00000803, {2, 2, 2});
   short_images.resize(short_images.size() + 5);
   write_bytes(tmp / "short", short_images);
@@ -78,9 +78,9 @@ TEST_CASE("IDX files with a wrong magic number or size are errors naming the fil
 TEST_CASE("a CIFAR file of the wrong size is an error naming the file", "[data_errors]") {
   TempDir tmp;
   write_bytes(tmp / "c/test_batch.bin", std::vector<uint8_t>(3073 * 2 + 5));
-  CHECK_THROWS_WITH(load_cifar10(tmp / "c", Split::test),
-                    Contains(tmp / "c/test_batch.bin") && Contains("expected a multiple of 3073 bytes") &&
-                        Contains("got 6151 bytes"));
+  CHECK_THROWS_WITH(load_cifar10(tmp / "c", Split::test), Contains(tmp / "c/test_batch.bin") &&
+                                                              Contains("expected a multiple of 3073 bytes") &&
+                                                              Contains("got 6151 bytes"));
   write_bytes(tmp / "c/test.bin", std::vector<uint8_t>(3073 * 2));  // CIFAR-10 sized records as CIFAR-100
   CHECK_THROWS_WITH(load_cifar100(tmp / "c", Split::test), Contains("multiple of 3074"));
   std::vector<uint8_t> bad_label(3073, 0);
@@ -97,14 +97,17 @@ TEST_CASE("an empty class folder and missing paths are errors naming them", "[da
   write_bytes(tmp / "root/a/x.png", {1, 2, 3});
   std::filesystem::create_directories(tmp / "root/b");
   write_bytes(tmp / "root/c/readme.txt", {1});
-  CHECK_THROWS_WITH(ImageFolder(tmp / "root"), Contains(tmp / "root/b") && Contains("has no .jpg/.jpeg/.png images"));
+  CHECK_THROWS_WITH(ImageFolder(tmp / "root"),
+                    Contains(tmp / "root/b") && Contains("has no .jpg/.jpeg/.png images"));
   CHECK_THROWS_WITH(ImageFolder(tmp / "missing"), Contains(tmp / "missing") && Contains("does not exist"));
   std::filesystem::create_directories(tmp / "empty");
-  CHECK_THROWS_WITH(ImageFolder(tmp / "empty"), Contains(tmp / "empty") && Contains("no .jpg/.jpeg/.png images"));
+  CHECK_THROWS_WITH(ImageFolder(tmp / "empty"),
+                    Contains(tmp / "empty") && Contains("no .jpg/.jpeg/.png images"));
   CHECK_THROWS_WITH(load_cifar10(tmp / "nowhere", Split::train),
                     Contains(tmp / "nowhere/data_batch_1.bin") && Contains("cannot open"));
   CHECK_THROWS_WITH(load_idx(tmp / "none.gz", ""), Contains(tmp / "none.gz") && Contains("cannot open"));
-  CHECK_THROWS_WITH(load_fashion_mnist(tmp / "nofm", Split::train), Contains(tmp / "nofm/train-images-idx3-ubyte"));
+  CHECK_THROWS_WITH(load_fashion_mnist(tmp / "nofm", Split::train),
+                    Contains(tmp / "nofm/train-images-idx3-ubyte"));
   CHECK_THROWS_WITH(PackedDataset(tmp / "nopack"), Contains(tmp / "nopack.index"));
   CHECK_THROWS_WITH(open_dataset(tmp / "nodir"), Contains(tmp / "nodir"));
 }
@@ -131,7 +134,8 @@ TEST_CASE("a corrupt image stops the loader with its name, or is skipped and rep
   }
   TempDir tmp;
   for (int i = 0; i < 10; ++i)
-    write_bytes(tmp / ("root/c/" + std::to_string(i) + ".png"), encode_png(smooth_image(12, 12, 3, i).view()));
+    write_bytes(tmp / ("root/c/" + std::to_string(i) + ".png"),
+                encode_png(smooth_image(12, 12, 3, i).view()));
   std::vector<uint8_t> bad = encode_png(smooth_image(12, 12, 3).view());
   bad.resize(bad.size() - 30);
   write_bytes(tmp / "root/c/3.png", bad);
@@ -144,8 +148,9 @@ TEST_CASE("a corrupt image stops the loader with its name, or is skipped and rep
     CHECK_THROWS_WITH(strict.next(), Contains(tmp / "root/c/3.png"));
     CHECK_THROWS_WITH(strict.next(), Contains(tmp / "root/c/7.png"));
   }
-  Loader lenient(ds, aug, {.batch_size = 5, .workers = 2, .shuffle = false, .skip_corrupt = true,
-                           .report_skipped = false});
+  Loader lenient(
+      ds, aug,
+      {.batch_size = 5, .workers = 2, .shuffle = false, .skip_corrupt = true, .report_skipped = false});
   lenient.start_epoch(0);
   int batches = 0;
   while (auto b = lenient.next()) {

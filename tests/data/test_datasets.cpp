@@ -23,7 +23,8 @@ using byol::data::testing::write_bytes;
 namespace {
 
 // A minimal ustar writer (independent of the reader under test).
-void tar_add(std::vector<uint8_t>& tar, const std::string& name, const std::vector<uint8_t>& data, char type = '0') {
+void tar_add(std::vector<uint8_t>& tar, const std::string& name, const std::vector<uint8_t>& data,
+             char type = '0') {
   uint8_t h[512] = {};
   std::memcpy(h, name.data(), std::min<size_t>(name.size(), 99));
   std::snprintf(reinterpret_cast<char*>(h + 100), 8, "%07o", 0644);
@@ -121,7 +122,8 @@ TEST_CASE("palette PNGs decode to their palette colours", "[datasets]") {
 }
 #endif
 
-TEST_CASE("JPEG DCT downscaling picks the smallest scale n/8 that keeps the shorter side >= min_side", "[datasets]") {
+TEST_CASE("JPEG DCT downscaling picks the smallest scale n/8 that keeps the shorter side >= min_side",
+          "[datasets]") {
   if (!jpeg_supported()) {
     WARN("SKIPPED: this build lacks libjpeg");
     return;
@@ -129,8 +131,13 @@ TEST_CASE("JPEG DCT downscaling picks the smallest scale n/8 that keeps the shor
   const auto img = smooth_image(64, 80, 3);
   const std::vector<uint8_t> jpg = encode_jpeg(img.view(), 90);
   std::vector<uint8_t> out;
-  for (auto [min_side, want_h, want_w] : {std::tuple{0, 64, 80}, {16, 16, 20}, {17, 24, 30}, {20, 24, 30},
-                                          {33, 40, 50}, {60, 64, 80}, {500, 64, 80}}) {
+  for (auto [min_side, want_h, want_w] : {std::tuple{0, 64, 80},
+                                          {16, 16, 20},
+                                          {17, 24, 30},
+                                          {20, 24, 30},
+                                          {33, 40, 50},
+                                          {60, 64, 80},
+                                          {500, 64, 80}}) {
     const ImageView v = decode_image(jpg.data(), jpg.size(), out, "scaled.jpg", min_side);
     CHECK(v.height == want_h);
     CHECK(v.width == want_w);

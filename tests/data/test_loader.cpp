@@ -194,7 +194,8 @@ TEST_CASE("restarting an epoch mid-way discards the batches in flight", "[loader
 
 TEST_CASE("unlabeled datasets give batches without labels; bad options are rejected", "[loader]") {
   std::vector<uint8_t> pixels(6 * 5 * 5 * 3, 100);
-  auto ds = std::make_shared<InMemoryDataset>("six gray squares", pixels, 6, 5, 5, 3, std::vector<int64_t>{}, 0);
+  auto ds =
+      std::make_shared<InMemoryDataset>("six gray squares", pixels, 6, 5, 5, 3, std::vector<int64_t>{}, 0);
   Loader loader(ds, AugmentOptions::eval(5, Normalization{{0.2f, 0.2f, 0.2f}, {0.5f, 0.5f, 0.5f}}, 1.0),
                 {.batch_size = 3, .workers = 1});
   loader.start_epoch(0);
