@@ -250,8 +250,10 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
   return mine;
 }
 
-void Loader::start_epoch(int64_t epoch) {
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   State& s = *state_;
+  BYOL_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch(), "Loader::start_epoch: first_batch ",
+             first_batch, " is outside the epoch's ", batches_per_epoch(), " batches");
   std::vector<int64_t> order = epoch_order(epoch);
   std::unique_lock<std::mutex> lock(s.mu);
   // Discard the previous epoch's work: no new chunks, wait for the running ones, free their slots.
@@ -263,7 +265,7 @@ void Loader::start_epoch(int64_t epoch) {
   s.order = std::move(order);
   s.epoch = epoch;
   s.num_batches = batches_per_epoch();
-  s.next_schedule = s.next_deliver = 0;
+  s.next_schedule = s.next_deliver = first_batch;
   s.reported = false;
   s.skipped.clear();
   s.skipped_set.clear();

@@ -74,7 +74,9 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   // Starts (or restarts) an epoch; batches of a previous epoch still being loaded are discarded.
-  void start_epoch(int64_t epoch);
+  // first_batch > 0 starts inside the epoch (a resumed run): the batches before it are not loaded,
+  // and the ones after it are exactly those an uninterrupted epoch would have produced.
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   // The next batch of the epoch in order, or nullopt after the last one.
   std::optional<Batch> next();
 

@@ -1,0 +1,378 @@
+// byol-pretrain: BYOL self-supervised pretraining (Grill et al. 2020) on the CPU backend, one process
+// or many under mpirun.
+//
+//   byol-pretrain --config configs/fashion_mnist.toml [--set train.epochs=5 ...] [--resume]
+//
+// Outputs under run.out: config.toml (the effective configuration), metrics.jsonl (one JSON object per
+// logged step and per kNN evaluation), checkpoints/step_NNNNNNNN.safetensors (the last
+// run.keep_checkpoints, written atomically), and at the end encoder.safetensors (torchvision names,
+// loadable by torchvision's ResNets and byol-eval) and curves.svg (loss and kNN accuracy).
+// --resume continues from the newest checkpoint exactly as if the run had not stopped. SIGINT/SIGTERM
+// write a checkpoint after the current step and exit (status 128 + signal); a NaN/Inf loss stops the
+// run (status 1), keeping the last good checkpoint. Rank 0 alone logs and writes files.
+#include <omp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/plot.h"
+#include "apps/pretrain_config.h"
+#include "byol/checkpoint.h"
+#include "byol/distributed.h"
+#include "byol/evaluation.h"
+#include "data/loader.h"
+
+namespace fs = std::filesystem;
+using namespace byol;
+using apps::PretrainConfig;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) {
+  g_signal.store(sig);
+}
+
+data::Normalization normalization(const std::string& name) {
+  if (name == "fashion-mnist") return data::Normalization::fashion_mnist();
+  if (name == "cifar10") return data::Normalization::cifar10();
+  if (name == "cifar100") return data::Normalization::cifar100();
+  if (name == "stl10") return data::Normalization::stl10();
+  if (name == "imagenet") return data::Normalization::imagenet();
+  return data::Normalization::none();
+}
+
+NetworkConfig network_config(const PretrainConfig& c) {
+  NetworkConfig n;
+  n.encoder.depth = c.depth;
+  n.encoder.width = c.width;
+  n.encoder.stem = c.stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
+  n.encoder.base_channels = c.base_channels;
+  n.projector_hidden = c.projector_hidden;
+  n.projection_dim = c.projection_dim;
+  n.predictor_hidden = c.predictor_hidden;
+  return n;
+}
+
+std::string checkpoint_name(int64_t step) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "step_%08lld.safetensors", static_cast<long long>(step));
+  return buf;
+}
+
+std::vector<fs::path> checkpoints_in(const fs::path& dir) {
+  std::vector<fs::path> out;
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("step_", 0) == 0 && e.path().extension() == ".safetensors") out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  const long t = static_cast<long>(s + 0.5);
+  if (t >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  }
+  return buf;
+}
+
+// The periodic kNN monitor: features of two fixed labeled subsets through the online encoder.
+struct KnnMonitor {
+  std::shared_ptr<const data::Dataset> train, test;
+  data::AugmentOptions transform;
+  int workers = 1;
+  double evaluate(const Learner& learner) const {
+    const eval::Features tr =
+        eval::extract_features(*learner.nets.online_encoder, *train, transform, 256, workers);
+    const eval::Features te =
+        eval::extract_features(*learner.nets.online_encoder, *test, transform, 256, workers);
+    return eval::knn_classify(tr, te).top1;
+  }
+};
+
+std::shared_ptr<const data::Dataset> subset(std::shared_ptr<const data::Dataset> d, int64_t n,
+                                            uint64_t seed) {
+  if (n <= 0 || n >= d->size()) return d;
+  std::vector<int64_t> idx = data::split_indices(d->size(), static_cast<double>(n) / d->size(), seed).val;
+  return std::make_shared<data::Subset>(d, std::move(idx));
+}
+
+int run(int argc, char** argv) {
+  CLI::App cli{"byol-pretrain: BYOL self-supervised pretraining"};
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool resume = false, print_config = false;
+  cli.add_option("-c,--config", config_path, "TOML configuration (see configs/README.md)")
+      ->check(CLI::ExistingFile);
+  cli.add_option("-s,--set", overrides, "override a key: section.key=value (repeatable)");
+  cli.add_flag("--resume", resume, "continue from the newest checkpoint in run.out/checkpoints");
+  cli.add_flag("--print-config", print_config, "print the effective configuration and exit");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+
+  PretrainConfig cfg;
+  apps::load_config(cfg, config_path, overrides);
+  apps::validate(cfg);
+  if (print_config) {
+    std::fputs(apps::to_toml(cfg).c_str(), stdout);
+    return 0;
+  }
+  std::unique_ptr<comm::Communicator> comm = comm::make_cpu_communicator();
+  const bool root = comm->is_root();
+  const int world = comm->world_size();
+  if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
+  BYOL_CHECK(cfg.batch_size % world == 0, "train.batch_size ", cfg.batch_size, " is not divisible by the ",
+             world, " ranks");
+  if (cfg.preset > 0) {
+    const Preset& p = preset_for_epochs(cfg.preset);
+    cfg.base_lr = p.base_lr, cfg.weight_decay = p.weight_decay, cfg.tau_base = p.tau_base;
+  }
+
+  // Data.
+  auto dataset = std::shared_ptr<const data::Dataset>(data::open_dataset(cfg.train));
+  data::LoaderOptions lopt;
+  lopt.batch_size = cfg.batch_size / world;
+  lopt.workers = cfg.workers;
+  lopt.seed = cfg.seed;
+  lopt.rank = comm->rank();
+  lopt.world_size = world;
+  lopt.skip_corrupt = cfg.skip_corrupt;
+  data::Loader loader(dataset, data::AugmentOptions::byol(cfg.side, normalization(cfg.normalization)), lopt);
+  const int64_t per_epoch = loader.batches_per_epoch();
+  BYOL_CHECK(per_epoch > 0, "data.train: ", dataset->describe(),
+             " has fewer images per rank than one batch of ", lopt.batch_size);
+  const int64_t total_steps = std::max<int64_t>(1, static_cast<int64_t>(cfg.epochs * per_epoch));
+
+  TrainConfig train;
+  train.batch_size = cfg.batch_size;
+  train.total_steps = total_steps;
+  train.warmup_steps = std::min<int64_t>(total_steps, static_cast<int64_t>(cfg.warmup_epochs * per_epoch));
+  train.base_lr = cfg.base_lr;
+  train.weight_decay = cfg.weight_decay;
+  train.tau_base = cfg.tau_base;
+  train.probe_classes = dataset->num_classes();
+  train.probe_lr = cfg.probe_lr;
+  train.seed = cfg.seed;
+  Learner learner(network_config(cfg), train);
+  DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});
+
+  std::unique_ptr<KnnMonitor> knn;
+  if (!cfg.knn_train.empty() && root) {
+    knn = std::make_unique<KnnMonitor>();
+    knn->train = subset(data::open_dataset(cfg.knn_train), cfg.knn_train_images, cfg.seed + 1);
+    knn->test = subset(data::open_dataset(cfg.knn_test), cfg.knn_test_images, cfg.seed + 2);
+    knn->transform = data::AugmentOptions::eval(cfg.side, normalization(cfg.normalization), 1.0);
+    knn->workers = std::max(cfg.workers, 1);
+    BYOL_CHECK(knn->train->has_labels() && knn->test->has_labels(),
+               "data.knn_train / data.knn_test must be labeled");
+  }
+
+  // Outputs and resume.
+  const fs::path out = cfg.out, ckpt_dir = out / "checkpoints", metrics_path = out / "metrics.jsonl";
+  if (root) fs::create_directories(ckpt_dir);
+  comm->barrier();
+  std::vector<nlohmann::json> history;  // metrics entries, kept for the plot and rewritten on resume
+  if (resume) {
+    const auto found = checkpoints_in(ckpt_dir);
+    BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir.string());
+    const auto meta = load_checkpoint(found.back().string(), learner);
+    BYOL_CHECK(meta.count("run.batch_size") && std::stoll(meta.at("run.batch_size")) == cfg.batch_size &&
+                   std::stoull(meta.at("run.seed")) == cfg.seed &&
+                   std::stoll(meta.at("run.total_steps")) == total_steps,
+               "--resume: ", found.back().string(), " was written with another batch size, seed or length (",
+               meta.count("run.batch_size") ? meta.at("run.batch_size") : "?", ", ",
+               meta.count("run.seed") ? meta.at("run.seed") : "?", ", ",
+               meta.count("run.total_steps") ? meta.at("run.total_steps") : "?",
+               " steps); resuming would not continue the same run");
+    if (root) {
+      std::ifstream in(metrics_path);
+      for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.value("step", int64_t(-1)) < learner.steps_done()) history.push_back(j);
+      }
+      std::printf("resumed from %s at step %lld\n", found.back().string().c_str(),
+                  static_cast<long long>(learner.steps_done()));
+    }
+  } else {
+    dp.broadcast_from_root();
+    BYOL_CHECK(checkpoints_in(ckpt_dir).empty() || !root, "run.out ", out.string(),
+               " already holds checkpoints: pass --resume to continue that run, or choose another run.out");
+  }
+  std::ofstream metrics;
+  if (root) {
+    std::ofstream(out / "config.toml") << apps::to_toml(cfg);
+    metrics.open(metrics_path, std::ios::trunc);
+    for (const auto& j : history) metrics << j.dump() << "\n";
+    metrics.flush();
+    std::printf(
+        "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld), %lld steps per epoch, "
+        "%lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; lr %.4g "
+        "(base %.4g x %lld/256), tau_base %.4g, weight decay %.3g\n",
+        dataset->describe().c_str(), world, static_cast<long long>(lopt.batch_size),
+        static_cast<long long>(cfg.batch_size), static_cast<long long>(per_epoch),
+        static_cast<long long>(total_steps), omp_get_max_threads(), cfg.depth, cfg.width, cfg.stem.c_str(),
+        static_cast<long long>(cfg.base_channels), static_cast<long long>(learner.nets.online.param_count()),
+        scaled_learning_rate(cfg.base_lr, cfg.batch_size), cfg.base_lr,
+        static_cast<long long>(cfg.batch_size), cfg.tau_base, cfg.weight_decay);
+    std::fflush(stdout);
+  }
+  auto log = [&](const nlohmann::json& j) {
+    if (!root) return;
+    history.push_back(j);
+    metrics << j.dump() << "\n";
+    metrics.flush();
+  };
+  auto save = [&](int64_t step) {
+    if (root) {
+      save_checkpoint((ckpt_dir / checkpoint_name(step)).string(), learner,
+                      {{"run.batch_size", std::to_string(cfg.batch_size)},
+                       {"run.seed", std::to_string(cfg.seed)},
+                       {"run.total_steps", std::to_string(total_steps)},
+                       {"run.world_size", std::to_string(world)},
+                       {"run.config_toml", apps::to_toml(cfg)}});
+      const auto all = checkpoints_in(ckpt_dir);
+      for (size_t i = 0; i + cfg.keep_checkpoints < all.size(); ++i) fs::remove(all[i]);
+    }
+    comm->barrier();
+  };
+  auto run_knn = [&](int64_t step) {
+    if (!knn) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    const double acc = knn->evaluate(learner);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log({{"step", step}, {"knn_top1", acc}});
+    std::printf("%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s)\n",
+                isatty(1) ? "\n" : "", static_cast<long long>(step), 100 * acc,
+                static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs);
+    std::fflush(stdout);
+  };
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const int64_t stop_at = cfg.max_steps > 0 ? std::min(cfg.max_steps, total_steps) : total_steps;
+  const bool tty = isatty(1);
+  auto t_start = std::chrono::steady_clock::now(), t_window = t_start;
+  int64_t window_images = 0;
+  double last_ips = 0;
+  int64_t step = learner.steps_done();
+  while (step < stop_at) {
+    const int64_t epoch = step / per_epoch;
+    loader.start_epoch(epoch, step % per_epoch);
+    while (step < stop_at) {
+      std::optional<data::Batch> batch = loader.next();
+      if (!batch) break;
+      const StepMetrics m = learner.step(batch->views[0], batch->views[1], batch->labels);
+      const double loss = dp.mean_over_ranks(m.loss);
+      step = learner.steps_done();
+      window_images += cfg.batch_size;
+      if (!std::isfinite(loss)) {
+        const auto found = checkpoints_in(ckpt_dir);
+        BYOL_FAIL("the loss became ", loss, " at step ", m.step, " (lr ", m.lr, "); stopping. ",
+                  found.empty() ? std::string("No checkpoint was written yet")
+                                : "The last good checkpoint is " + found.back().string(),
+                  ". Lower train.base_lr or check the data.");
+      }
+      if (step % cfg.log_every == 0 || step == stop_at) {
+        const auto now = std::chrono::steady_clock::now();
+        last_ips = window_images / std::max(1e-9, std::chrono::duration<double>(now - t_window).count());
+        t_window = now;
+        window_images = 0;
+        const double probe = dp.mean_over_ranks(m.probe_accuracy);
+        log({{"step", step},
+             {"epoch", static_cast<double>(step) / per_epoch},
+             {"loss", loss},
+             {"lr", m.lr},
+             {"tau", m.tau},
+             {"probe_loss", m.probe_loss},
+             {"probe_top1", probe},
+             {"images_per_s", last_ips}});
+        if (root) {
+          const double eta = (stop_at - step) * cfg.batch_size / std::max(last_ips, 1e-9);
+          std::printf(
+              "%sepoch %6.2f  step %lld/%lld  loss %.4f  lr %.4f  tau %.5f  probe %.1f%%  %.0f img/s  ETA "
+              "%s%s",
+              tty ? "\r" : "", static_cast<double>(step) / per_epoch, static_cast<long long>(step),
+              static_cast<long long>(total_steps), loss, m.lr, m.tau, 100 * probe, last_ips,
+              format_duration(eta).c_str(), tty ? "   " : "\n");
+          std::fflush(stdout);
+        }
+      }
+      if (cfg.knn_every > 0 && step % cfg.knn_every == 0 && step < total_steps) run_knn(step);
+      const int sig = g_signal.load();
+      if (sig != 0) {
+        save(step);
+        if (root)
+          std::printf("\n%s at step %lld: checkpoint written to %s; continue with --resume\n",
+                      sig == SIGINT ? "interrupted" : "terminated", static_cast<long long>(step),
+                      (ckpt_dir / checkpoint_name(step)).string().c_str());
+        return 128 + sig;
+      }
+      if (step % cfg.checkpoint_every == 0 && step < stop_at) save(step);
+    }
+  }
+  if (tty && root) std::printf("\n");
+  save(step);
+  if (step < total_steps) {
+    if (root)
+      std::printf("stopped at step %lld of %lld (run.max_steps); continue with --resume\n",
+                  static_cast<long long>(step), static_cast<long long>(total_steps));
+    return 0;
+  }
+  run_knn(step);
+  if (root) {
+    export_encoder((out / "encoder.safetensors").string(), learner.nets.online, "encoder.",
+                   &learner.nets.config().encoder);
+    apps::Series loss{"BYOL loss", "loss", {}}, acc{"kNN top-1 accuracy (k = 200)", "accuracy", {}};
+    for (const auto& j : history) {
+      if (j.contains("loss")) loss.points.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
+      if (j.contains("knn_top1"))
+        acc.points.emplace_back(j["step"].get<double>(), j["knn_top1"].get<double>());
+    }
+    apps::write_svg_chart((out / "curves.svg").string(), "byol-pretrain: " + dataset->describe(),
+                          {loss, acc});
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    std::printf("done: %lld steps in %s; encoder: %s, curves: %s, metrics: %s\n",
+                static_cast<long long>(step), format_duration(secs).c_str(),
+                (out / "encoder.safetensors").string().c_str(), (out / "curves.svg").string().c_str(),
+                metrics_path.string().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::unique_ptr<comm::Communicator> fallback;
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    // With several ranks, bring the whole job down so no rank waits forever in a collective.
+    const comm::DistEnv env = comm::detect_environment();
+    if (env.world_size > 1 && comm::mpi_compiled()) {
+      try {
+        fallback = comm::make_cpu_communicator();
+        fallback->abort(e.what());
+      } catch (...) {
+      }
+    }
+    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    return 1;
+  }
+}

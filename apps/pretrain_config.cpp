@@ -1,0 +1,198 @@
+#include "apps/pretrain_config.h"
+
+#include <toml++/toml.h>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "engine/common.h"
+
+namespace byol::apps {
+
+namespace {
+
+// One setter per key: it reads a TOML node of the right type into the config, or explains the mismatch.
+using Setter = std::function<void(PretrainConfig&, const toml::node&, const std::string& where)>;
+
+template <class T>
+Setter integer(T PretrainConfig::*field) {
+  return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
+    auto v = n.value<int64_t>();
+    BYOL_CHECK(v && n.is_integer(), where, ": expected an integer");
+    c.*field = static_cast<T>(*v);
+  };
+}
+Setter real(double PretrainConfig::*field) {
+  return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
+    auto v = n.value<double>();
+    BYOL_CHECK(v && (n.is_floating_point() || n.is_integer()), where, ": expected a number");
+    c.*field = *v;
+  };
+}
+Setter text(std::string PretrainConfig::*field) {
+  return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
+    auto v = n.value<std::string>();
+    BYOL_CHECK(v && n.is_string(), where, ": expected a string");
+    c.*field = *v;
+  };
+}
+Setter boolean(bool PretrainConfig::*field) {
+  return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
+    auto v = n.value<bool>();
+    BYOL_CHECK(v && n.is_boolean(), where, ": expected true or false");
+    c.*field = *v;
+  };
+}
+
+const std::map<std::string, Setter>& setters() {
+  using C = PretrainConfig;
+  static const std::map<std::string, Setter> s = {
+      {"data.train", text(&C::train)},
+      {"data.knn_train", text(&C::knn_train)},
+      {"data.knn_test", text(&C::knn_test)},
+      {"data.knn_train_images", integer(&C::knn_train_images)},
+      {"data.knn_test_images", integer(&C::knn_test_images)},
+      {"data.side", integer(&C::side)},
+      {"data.normalization", text(&C::normalization)},
+      {"data.workers", integer(&C::workers)},
+      {"data.skip_corrupt", boolean(&C::skip_corrupt)},
+      {"model.depth", integer(&C::depth)},
+      {"model.width", integer(&C::width)},
+      {"model.stem", text(&C::stem)},
+      {"model.base_channels", integer(&C::base_channels)},
+      {"model.projector_hidden", integer(&C::projector_hidden)},
+      {"model.projection_dim", integer(&C::projection_dim)},
+      {"model.predictor_hidden", integer(&C::predictor_hidden)},
+      {"train.epochs", real(&C::epochs)},
+      {"train.batch_size", integer(&C::batch_size)},
+      {"train.preset", integer(&C::preset)},
+      {"train.base_lr", real(&C::base_lr)},
+      {"train.weight_decay", real(&C::weight_decay)},
+      {"train.tau_base", real(&C::tau_base)},
+      {"train.warmup_epochs", real(&C::warmup_epochs)},
+      {"train.probe_lr", real(&C::probe_lr)},
+      {"train.seed", integer(&C::seed)},
+      {"train.threads", integer(&C::threads)},
+      {"train.sync_bn", boolean(&C::sync_bn)},
+      {"run.out", text(&C::out)},
+      {"run.log_every", integer(&C::log_every)},
+      {"run.knn_every", integer(&C::knn_every)},
+      {"run.checkpoint_every", integer(&C::checkpoint_every)},
+      {"run.keep_checkpoints", integer(&C::keep_checkpoints)},
+      {"run.max_steps", integer(&C::max_steps)},
+  };
+  return s;
+}
+
+void apply(PretrainConfig& cfg, const std::string& key, const toml::node& node, const std::string& where) {
+  auto it = setters().find(key);
+  if (it == setters().end()) {
+    std::string known;
+    for (const auto& [k, _] : setters())
+      if (k.substr(0, k.find('.')) == key.substr(0, key.find('.'))) known += (known.empty() ? "" : ", ") + k;
+    BYOL_FAIL(where, ": unknown key", known.empty() ? " (sections: data, model, train, run)" : "",
+              known.empty() ? "" : " (keys of that section: ", known, known.empty() ? "" : ")");
+  }
+  it->second(cfg, node, where);
+}
+
+}  // namespace
+
+void load_config(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides) {
+  if (!path.empty()) {
+    toml::table root;
+    try {
+      root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      BYOL_FAIL(path, ":", e.source().begin.line, ":", e.source().begin.column, ": ", e.description());
+    }
+    for (const auto& [section, value] : root) {
+      const std::string sec(section.str());
+      const toml::table* t = value.as_table();
+      BYOL_CHECK(t, path, ": '", sec, "' must be a table ([", sec, "])");
+      for (const auto& [key, node] : *t) {
+        const std::string full = sec + "." + std::string(key.str());
+        apply(cfg, full, node, path + ": key '" + full + "'");
+      }
+    }
+  }
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    BYOL_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "': expected section.key=value");
+    const std::string key = o.substr(0, eq), value = o.substr(eq + 1);
+    // Parse the value as TOML (numbers, booleans, quoted strings); bare words are taken as strings.
+    toml::table t;
+    try {
+      t = toml::parse("v = " + value);
+    } catch (const toml::parse_error&) {
+      t = toml::table{{"v", value}};
+    }
+    apply(cfg, key, *t.get("v"), "--set " + key);
+  }
+}
+
+void validate(const PretrainConfig& c) {
+  auto need = [](bool ok, const char* key, const std::string& what) {
+    BYOL_CHECK(ok, "config key '", key, "': ", what);
+  };
+  need(c.side >= 8 && c.side <= 1024, "data.side", cat("expected 8..1024, got ", c.side));
+  need(c.workers >= 0 && c.workers <= 256, "data.workers", cat("expected 0..256, got ", c.workers));
+  need(c.knn_train_images >= 0 && c.knn_test_images >= 0, "data.knn_train_images", "expected >= 0");
+  need(c.knn_train.empty() == c.knn_test.empty(), "data.knn_train",
+       "set both data.knn_train and data.knn_test, or neither");
+  const std::set<std::string> norms = {"fashion-mnist", "cifar10", "cifar100", "stl10", "imagenet", "none"};
+  need(
+      norms.count(c.normalization) == 1, "data.normalization",
+      cat("expected fashion-mnist, cifar10, cifar100, stl10, imagenet or none, got '", c.normalization, "'"));
+  need(c.depth == 18 || c.depth == 34 || c.depth == 50 || c.depth == 101 || c.depth == 152 || c.depth == 200,
+       "model.depth", cat("expected 18, 34, 50, 101, 152 or 200, got ", c.depth));
+  need(c.width == 1 || c.width == 2 || c.width == 4, "model.width", cat("expected 1, 2 or 4, got ", c.width));
+  need(c.stem == "imagenet" || c.stem == "cifar", "model.stem",
+       cat("expected imagenet or cifar, got '", c.stem, "'"));
+  need(c.base_channels >= 1 && c.base_channels <= 256, "model.base_channels",
+       cat("expected 1..256, got ", c.base_channels));
+  need(c.projector_hidden >= 1 && c.projection_dim >= 1 && c.predictor_hidden >= 1, "model.projector_hidden",
+       "head sizes must be positive");
+  need(c.epochs > 0, "train.epochs", cat("expected > 0, got ", c.epochs));
+  need(c.batch_size >= 2, "train.batch_size", cat("expected >= 2, got ", c.batch_size));
+  need(c.preset == 0 || c.preset == 40 || c.preset == 100 || c.preset == 300 || c.preset == 1000,
+       "train.preset", cat("expected 0 (none), 40, 100, 300 or 1000, got ", c.preset));
+  need(c.base_lr >= 0 && c.base_lr <= 100, "train.base_lr", cat("expected 0..100, got ", c.base_lr));
+  need(c.weight_decay >= 0 && c.weight_decay < 1, "train.weight_decay",
+       cat("expected 0..1, got ", c.weight_decay));
+  need(c.tau_base >= 0 && c.tau_base <= 1, "train.tau_base", cat("expected 0..1, got ", c.tau_base));
+  need(c.warmup_epochs >= 0 && c.warmup_epochs <= c.epochs, "train.warmup_epochs",
+       cat("expected 0..train.epochs (", c.epochs, "), got ", c.warmup_epochs));
+  need(c.probe_lr >= 0, "train.probe_lr", "expected >= 0");
+  need(c.threads >= 0 && c.threads <= 1024, "train.threads", cat("expected 0..1024, got ", c.threads));
+  need(!c.out.empty(), "run.out", "must not be empty");
+  need(c.log_every >= 1, "run.log_every", cat("expected >= 1, got ", c.log_every));
+  need(c.knn_every >= 0, "run.knn_every", "expected >= 0");
+  need(c.checkpoint_every >= 1, "run.checkpoint_every", cat("expected >= 1, got ", c.checkpoint_every));
+  need(c.keep_checkpoints >= 1, "run.keep_checkpoints", cat("expected >= 1, got ", c.keep_checkpoints));
+  need(c.max_steps >= 0, "run.max_steps", "expected >= 0");
+}
+
+std::string to_toml(const PretrainConfig& c) {
+  std::ostringstream os;
+  auto q = [](const std::string& s) { return "\"" + s + "\""; };
+  os << "[data]\ntrain = " << q(c.train) << "\nknn_train = " << q(c.knn_train)
+     << "\nknn_test = " << q(c.knn_test) << "\nknn_train_images = " << c.knn_train_images
+     << "\nknn_test_images = " << c.knn_test_images << "\nside = " << c.side
+     << "\nnormalization = " << q(c.normalization) << "\nworkers = " << c.workers
+     << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false") << "\n\n[model]\ndepth = " << c.depth
+     << "\nwidth = " << c.width << "\nstem = " << q(c.stem) << "\nbase_channels = " << c.base_channels
+     << "\nprojector_hidden = " << c.projector_hidden << "\nprojection_dim = " << c.projection_dim
+     << "\npredictor_hidden = " << c.predictor_hidden << "\n\n[train]\nepochs = " << c.epochs
+     << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset << "\nbase_lr = " << c.base_lr
+     << "\nweight_decay = " << c.weight_decay << "\ntau_base = " << c.tau_base
+     << "\nwarmup_epochs = " << c.warmup_epochs << "\nprobe_lr = " << c.probe_lr << "\nseed = " << c.seed
+     << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
+     << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
+     << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints
+     << "\nmax_steps = " << c.max_steps << "\n";
+  return os.str();
+}
+
+}  // namespace byol::apps

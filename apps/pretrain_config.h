@@ -1,0 +1,59 @@
+// byol-pretrain's configuration: a TOML file (configs/*.toml) plus command-line overrides
+// (--set section.key=value). Every key is known: an unknown one, a wrong type or an out-of-range value
+// is an error naming the key (and the file). See configs/README.md for every key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace byol::apps {
+
+struct PretrainConfig {
+  // [data]
+  std::string train = "fashion-mnist:train";  // dataset spec (data/dataset.h: open_dataset)
+  std::string knn_train = "";                 // labeled sets for the kNN monitor ("" = off)
+  std::string knn_test = "";
+  int64_t knn_train_images = 10000;  // subsets for the periodic monitor (0 = all)
+  int64_t knn_test_images = 2000;
+  int side = 28;  // view size (pixels)
+  std::string normalization = "fashion-mnist";
+  int workers = 1;
+  bool skip_corrupt = false;
+  // [model]
+  int depth = 18;
+  int width = 1;
+  std::string stem = "imagenet";
+  int64_t base_channels = 64;
+  int64_t projector_hidden = 4096;
+  int64_t projection_dim = 256;
+  int64_t predictor_hidden = 4096;
+  // [train]
+  double epochs = 100;
+  int64_t batch_size = 256;  // global, over all ranks
+  int preset = 0;            // 40, 100, 300, 1000: base_lr, weight_decay, tau_base from the paper
+  double base_lr = 0.45;
+  double weight_decay = 1e-6;
+  double tau_base = 0.99;
+  double warmup_epochs = 10;
+  double probe_lr = 1e-3;
+  uint64_t seed = 0;
+  int threads = 0;  // OpenMP threads (0: all cores)
+  bool sync_bn = true;
+  // [run]
+  std::string out = "runs/byol";
+  int64_t log_every = 10;
+  int64_t knn_every = 0;  // steps between kNN evaluations (0: only at the end)
+  int64_t checkpoint_every = 500;
+  int keep_checkpoints = 3;
+  int64_t max_steps = 0;  // stop (with a checkpoint) after this many steps in total (0: run to the end)
+};
+
+// Applies `path` (if not empty) and then each "section.key=value" override to `cfg`.
+void load_config(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides);
+// Checks ranges and consistency; throws naming the key.
+void validate(const PretrainConfig& cfg);
+// The effective configuration as TOML text (written next to the run's outputs).
+std::string to_toml(const PretrainConfig& cfg);
+
+}  // namespace byol::apps

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# byol-pretrain rejects bad configuration with one clear line naming the key (exit status 1).
+#   pretrain_errors.sh BYOL_PRETRAIN WORK_DIR
+set -uo pipefail
+bin=$1
+work=$2
+rm -rf "$work"
+mkdir -p "$work"
+fails=0
+expect() {  # expect "message fragment" args...
+  local want=$1
+  shift
+  local out rc
+  out=$("$bin" "$@" 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ] || ! grep -qF -- "$want" <<< "$out"; then
+    echo "FAIL: byol-pretrain $* -> exit $rc, expected a message containing '$want'; got:"
+    echo "$out" | tail -3
+    fails=$((fails + 1))
+  else
+    echo "ok: $(grep -F -- "$want" <<< "$out" | head -1)"
+  fi
+}
+printf '[train]\nepochs = 2\nbogus = 1\n' > "$work/unknown.toml"
+printf '[train]\nepochs = "many"\n' > "$work/type.toml"
+printf '[train\nepochs = 2\n' > "$work/syntax.toml"
+expect "key 'train.bogus': unknown key (keys of that section: train.base_lr" --config "$work/unknown.toml"
+expect "key 'train.epochs': expected a number" --config "$work/type.toml"
+expect "syntax.toml:1" --config "$work/syntax.toml"
+expect "config key 'model.depth': expected 18, 34, 50, 101, 152 or 200, got 19" --set model.depth=19
+expect "config key 'train.tau_base': expected 0..1, got 1.5" --set train.tau_base=1.5
+expect "--set model.heads: unknown key" --set model.heads=3
+expect "expected section.key=value" --set train.epochs
+expect "missing.toml" --config "$work/missing.toml"
+expect "has fewer images per rank than one batch of 256" --set data.train=synthetic:64:2:8 --set data.side=8 --set run.out="$work/x"
+expect "--resume: no checkpoint in" --resume --set data.train=synthetic:64:2:8 --set run.out="$work/empty" --set data.side=8 --set train.batch_size=16 --set model.base_channels=2
+[ $fails -eq 0 ] && echo "PASS: every bad configuration was named" || exit 1
