@@ -1,7 +1,8 @@
 // byol-eval: evaluates an encoder (ours, exported, torchvision, or random) by kNN, linear evaluation or
 // fine-tuning; the protocols and their constants are in byol/evaluation.h and docs/evaluation.md.
 //
-//   byol-eval knn      --encoder run/encoder.safetensors --train fashion-mnist:train --test fashion-mnist:test
+//   byol-eval knn      --encoder run/encoder.safetensors --train fashion-mnist:train --test
+//   fashion-mnist:test
 //                      --side 32 --normalization fashion-mnist
 //   byol-eval linear   --encoder run/checkpoint.safetensors --train cifar10:data/cifar-10-batches-bin:train
 //                      --test cifar10:data/cifar-10-batches-bin:test --epochs 100 [--augment] --json out.json
@@ -69,7 +70,8 @@ data::Normalization normalization_named(const std::string& name) {
   if (name == "fashion-mnist") return data::Normalization::fashion_mnist();
   if (name == "stl10") return data::Normalization::stl10();
   if (name == "none") return data::Normalization::none();
-  BYOL_FAIL("--normalization: expected cifar10, cifar100, imagenet, fashion-mnist, stl10 or none, got '", name, "'");
+  BYOL_FAIL("--normalization: expected cifar10, cifar100, imagenet, fashion-mnist, stl10 or none, got '",
+            name, "'");
 }
 
 void progress(const std::string& line) {
@@ -127,7 +129,8 @@ int run(const Args& a) {
     models::ResNetConfig cfg;
     cfg.depth = a.depth;
     cfg.width = a.width;
-    BYOL_CHECK(a.stem == "cifar" || a.stem == "imagenet", "--stem: expected cifar or imagenet, got '", a.stem, "'");
+    BYOL_CHECK(a.stem == "cifar" || a.stem == "imagenet", "--stem: expected cifar or imagenet, got '", a.stem,
+               "'");
     cfg.stem = a.stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
     cfg.base_channels = a.base_channels;
     cfg.zero_init_residual = a.zero_init_residual;
@@ -136,7 +139,8 @@ int run(const Args& a) {
   const eval::LoadedEncoder enc = eval::load_encoder(source);
   const std::string encoder_name = enc.kind + (enc.path.empty() ? "" : ":" + enc.path);
   progress(cat("encoder: ", encoder_name, " ", encoder_config_json(enc.encoder->config()), ", ",
-               enc.encoder->out_features(), " features", enc.loaded ? cat(", ", enc.loaded, " tensors") : ""));
+               enc.encoder->out_features(), " features",
+               enc.loaded ? cat(", ", enc.loaded, " tensors") : ""));
   if (!enc.ignored.empty()) {
     std::string names;
     for (size_t i = 0; i < enc.ignored.size(); ++i) names += (i ? ", " : "") + enc.ignored[i];
@@ -156,19 +160,20 @@ int run(const Args& a) {
   extract.workers = a.workers;
   extract.progress = progress;
 
-  json result = {{"mode", a.mode},
-                 {"encoder",
-                  {{"kind", enc.kind},
-                   {"path", enc.path.empty() ? json(nullptr) : json(enc.path)},
-                   {"config", json::parse(encoder_config_json(enc.encoder->config()))},
-                   {"features", enc.encoder->out_features()},
-                   {"loaded_tensors", enc.loaded},
-                   {"ignored_tensors", enc.ignored}}},
-                 {"train", {{"spec", a.train}, {"images", train->size()}, {"classes", train->num_classes()}}},
-                 {"test", {{"spec", a.test}, {"images", test->size()}, {"classes", test->num_classes()}}},
-                 {"transform",
-                  {{"side", a.side}, {"normalization", a.normalization}, {"center_fraction", a.center_fraction}}},
-                 {"seed", a.seed}};
+  json result = {
+      {"mode", a.mode},
+      {"encoder",
+       {{"kind", enc.kind},
+        {"path", enc.path.empty() ? json(nullptr) : json(enc.path)},
+        {"config", json::parse(encoder_config_json(enc.encoder->config()))},
+        {"features", enc.encoder->out_features()},
+        {"loaded_tensors", enc.loaded},
+        {"ignored_tensors", enc.ignored}}},
+      {"train", {{"spec", a.train}, {"images", train->size()}, {"classes", train->num_classes()}}},
+      {"test", {{"spec", a.test}, {"images", test->size()}, {"classes", test->num_classes()}}},
+      {"transform",
+       {{"side", a.side}, {"normalization", a.normalization}, {"center_fraction", a.center_fraction}}},
+      {"seed", a.seed}};
   eval::ClassifyResult scores;
   std::string lr_column = "-";
   int64_t train_images = train->size();
@@ -208,16 +213,11 @@ int run(const Args& a) {
     lr_column = buf;
     json sweep = json::array();
     for (const eval::LrTrial& t : r.sweep) sweep.push_back({{"lr", t.lr}, {"val_top1", t.val_top1}});
-    result["linear"] = {{"augment", a.augment},
-                        {"epochs", a.linear_epochs},
-                        {"batch_size", a.batch_size},
-                        {"momentum", o.momentum},
-                        {"nesterov", true},
-                        {"weight_decay", a.weight_decay},
-                        {"lr_grid", a.lr_grid},
-                        {"val_fraction", a.val_fraction},
-                        {"best_lr", r.best_lr},
-                        {"sweep", sweep}};
+    result["linear"] = {{"augment", a.augment},       {"epochs", a.linear_epochs},
+                        {"batch_size", a.batch_size}, {"momentum", o.momentum},
+                        {"nesterov", true},           {"weight_decay", a.weight_decay},
+                        {"lr_grid", a.lr_grid},       {"val_fraction", a.val_fraction},
+                        {"best_lr", r.best_lr},       {"sweep", sweep}};
   } else {
     eval::FinetuneOptions o;
     o.fraction = a.fraction;
@@ -234,11 +234,16 @@ int run(const Args& a) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g", a.lr);
     lr_column = buf;
-    result["finetune"] = {{"fraction", a.fraction},       {"images", r.train_images},
-                          {"epochs", a.finetune_epochs},  {"batch_size", a.batch_size},
-                          {"lr", a.lr},                   {"momentum", o.momentum},
-                          {"nesterov", true},             {"weight_decay", a.weight_decay},
-                          {"steps", r.steps},                {"epoch_loss", r.epoch_loss}};
+    result["finetune"] = {{"fraction", a.fraction},
+                          {"images", r.train_images},
+                          {"epochs", a.finetune_epochs},
+                          {"batch_size", a.batch_size},
+                          {"lr", a.lr},
+                          {"momentum", o.momentum},
+                          {"nesterov", true},
+                          {"weight_decay", a.weight_decay},
+                          {"steps", r.steps},
+                          {"epoch_loss", r.epoch_loss}};
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result["top1"] = scores.top1;
@@ -264,43 +269,54 @@ int main(int argc, char** argv) {
   CLI::App app{"byol-eval: kNN, linear evaluation and fine-tuning of an encoder"};
   app.require_subcommand(1, 1);
   CLI::App* knn = app.add_subcommand("knn", "weighted kNN (k = 200, cosine, T = 0.1) on frozen features");
-  CLI::App* linear = app.add_subcommand("linear", "linear evaluation of the frozen encoder, lr swept on a held-out split");
-  CLI::App* finetune = app.add_subcommand("finetune", "fine-tune encoder + linear head on a balanced label fraction");
+  CLI::App* linear =
+      app.add_subcommand("linear", "linear evaluation of the frozen encoder, lr swept on a held-out split");
+  CLI::App* finetune =
+      app.add_subcommand("finetune", "fine-tune encoder + linear head on a balanced label fraction");
   std::vector<CLI::Option*> shape_options;
   for (CLI::App* sub : {knn, linear, finetune}) {
     auto* enc = sub->add_option("--encoder", a.encoder,
                                 "checkpoint, exported encoder or torchvision ResNet (.safetensors)");
-    auto* rnd = sub->add_flag("--random-init", a.random_init, "a randomly initialised encoder (the baseline)");
+    auto* rnd =
+        sub->add_flag("--random-init", a.random_init, "a randomly initialised encoder (the baseline)");
     enc->excludes(rnd);
     rnd->excludes(enc);
-    shape_options.push_back(sub->add_option("--depth", a.depth, "ResNet depth (18, 34, 50, 101, 152, 200)"));
-    shape_options.push_back(sub->add_option("--width", a.width, "width multiplier"));
+    shape_options.push_back(sub->add_option("--depth", a.depth, "ResNet depth (18, 34, 50, 101, 152, 200)")
+                                ->capture_default_str());
+    shape_options.push_back(sub->add_option("--width", a.width, "width multiplier")->capture_default_str());
+    shape_options.push_back(sub->add_option("--stem", a.stem, "cifar (3x3, no max pool) or imagenet")
+                                ->check(CLI::IsMember({"cifar", "imagenet"})));
     shape_options.push_back(
-        sub->add_option("--stem", a.stem, "cifar (3x3, no max pool) or imagenet")->check(CLI::IsMember({"cifar", "imagenet"})));
-    shape_options.push_back(sub->add_option("--base-channels", a.base_channels, "first stage's channels"));
-    shape_options.push_back(sub->add_flag("--zero-init-residual", a.zero_init_residual, "random init: zero last BN scale"));
+        sub->add_option("--base-channels", a.base_channels, "first stage's channels")->capture_default_str());
+    shape_options.push_back(
+        sub->add_flag("--zero-init-residual", a.zero_init_residual, "random init: zero last BN scale"));
     sub->add_option("--train", a.train, "training dataset spec (see data/dataset.h)")->required();
     sub->add_option("--test", a.test, "test dataset spec")->required();
     sub->add_option("--side", a.side, "image side fed to the encoder")->capture_default_str();
-    sub->add_option("--normalization", a.normalization, "cifar10, cifar100, imagenet, fashion-mnist, stl10 or none")
+    sub->add_option("--normalization", a.normalization,
+                    "cifar10, cifar100, imagenet, fashion-mnist, stl10 or none")
         ->capture_default_str();
-    sub->add_option("--center-fraction", a.center_fraction, "evaluation centre crop: crop side / shorter side")
+    sub->add_option("--center-fraction", a.center_fraction,
+                    "evaluation centre crop: crop side / shorter side")
         ->capture_default_str();
     sub->add_option("--batch-size", a.batch_size, "batch size")->capture_default_str();
     sub->add_option("--workers", a.workers, "loader threads")->capture_default_str();
     sub->add_option("--threads", a.threads, "OpenMP threads (0: the default)");
-    sub->add_option("--seed", a.seed, "seed of splits, batch order, initialisations, augmentation")->capture_default_str();
+    sub->add_option("--seed", a.seed, "seed of splits, batch order, initialisations, augmentation")
+        ->capture_default_str();
     sub->add_option("--json", a.json_path, "write the result as JSON to this file");
   }
   knn->add_option("--k", a.k, "neighbours")->capture_default_str();
   knn->add_option("--temperature", a.temperature, "vote weight exp(sim / T)")->capture_default_str();
   linear->add_option("--epochs", a.linear_epochs, "epochs")->capture_default_str();
   linear->add_option("--lr-grid", a.lr_grid, "learning rates to sweep (comma separated)")->delimiter(',');
-  linear->add_option("--val-fraction", a.val_fraction, "held-out fraction of the training set")->capture_default_str();
+  linear->add_option("--val-fraction", a.val_fraction, "held-out fraction of the training set")
+      ->capture_default_str();
   linear->add_flag("--augment", a.augment, "crop + flip training features, recomputed every epoch");
   linear->add_option("--weight-decay", a.weight_decay, "SGD weight decay")->capture_default_str();
   finetune->add_option("--epochs", a.finetune_epochs, "epochs")->capture_default_str();
-  finetune->add_option("--fraction", a.fraction, "fraction of the labels (balanced per class)")->capture_default_str();
+  finetune->add_option("--fraction", a.fraction, "fraction of the labels (balanced per class)")
+      ->capture_default_str();
   finetune->add_option("--lr", a.lr, "learning rate (cosine to 0)")->capture_default_str();
   finetune->add_option("--weight-decay", a.weight_decay, "SGD weight decay")->capture_default_str();
   try {

@@ -264,6 +264,9 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   };
 
+  // The kNN accuracy of the randomly initialised encoder: the baseline at the start of the curve.
+  if (!resume && learner.steps_done() == 0) run_knn(0);
+
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   const int64_t stop_at = cfg.max_steps > 0 ? std::min(cfg.max_steps, total_steps) : total_steps;

@@ -1,5 +1,7 @@
 #include "byol/evaluation.h"
 
+#include <omp.h>
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
+#include "kernels/math/optimizer_math.h"
 
 namespace byol::eval {
 
@@ -34,7 +37,8 @@ int checked_classes(const Features& f, const char* what) {
   const int64_t* y = f.labels.contiguous().data<int64_t>();
   int64_t top = -1;
   for (int64_t i = 0; i < f.size(); ++i) {
-    BYOL_CHECK(y[i] >= 0, what, ": image ", i, " has no label (", y[i], "); evaluation needs a labeled dataset");
+    BYOL_CHECK(y[i] >= 0, what, ": image ", i, " has no label (", y[i],
+               "); evaluation needs a labeled dataset");
     top = std::max(top, y[i]);
   }
   return static_cast<int>(top + 1);
@@ -112,7 +116,8 @@ Features extract_features(const models::ResNet& encoder, const data::Dataset& da
                           const data::AugmentOptions& transform, const ExtractOptions& options) {
   BYOL_CHECK(transform.views.size() == 1, "extract_features: the transform must produce one view, got ",
              transform.views.size());
-  BYOL_CHECK(options.batch_size > 0, "extract_features: batch_size must be positive, got ", options.batch_size);
+  BYOL_CHECK(options.batch_size > 0, "extract_features: batch_size must be positive, got ",
+             options.batch_size);
   const int64_t n = dataset.size(), d = encoder.out_features();
   BYOL_CHECK(n > 0, "extract_features: dataset ", dataset.describe(), " is empty");
   data::LoaderOptions lo;
@@ -167,12 +172,14 @@ ClassifyResult knn_classify(const Features& train, const Features& test, const K
              train.x.size(1), ", test ", test.x.size(1));
   BYOL_CHECK(train.size() > 0, "knn_classify: the training set is empty");
   BYOL_CHECK(options.k >= 1, "knn_classify: k must be at least 1, got ", options.k);
-  BYOL_CHECK(options.temperature > 0, "knn_classify: temperature must be positive, got ", options.temperature);
+  BYOL_CHECK(options.temperature > 0, "knn_classify: temperature must be positive, got ",
+             options.temperature);
   BYOL_CHECK(options.chunk_rows >= 1, "knn_classify: chunk_rows must be positive, got ", options.chunk_rows);
   int classes = std::max(checked_classes(train, "knn_classify: training set"),
                          checked_classes(test, "knn_classify: test set"));
   if (options.num_classes > 0) {
-    BYOL_CHECK(classes <= options.num_classes, "knn_classify: a label is >= num_classes ", options.num_classes);
+    BYOL_CHECK(classes <= options.num_classes, "knn_classify: a label is >= num_classes ",
+               options.num_classes);
     classes = options.num_classes;
   }
   const int64_t n = train.size(), m = test.size(), d = train.x.size(1);
@@ -220,7 +227,8 @@ ClassifyResult knn_classify(const Features& train, const Features& test, const K
           }
         }
         std::fill(scores.begin(), scores.end(), 0.0);
-        for (const Neighbour& nb : heap) scores[ty[nb.second]] += std::exp(double(nb.first) / options.temperature);
+        for (const Neighbour& nb : heap)
+          scores[ty[nb.second]] += std::exp(double(nb.first) / options.temperature);
         const int64_t label = qy[start + row];
         const int64_t rank = label_rank(scores.data(), classes, label);
         correct1 += rank == 0;
@@ -273,8 +281,8 @@ Tensor Standardizer::apply(const Tensor& x) const {
 }
 
 ClassifyResult score_logits(const Tensor& logits, const Tensor& labels) {
-  BYOL_CHECK(logits.dim() == 2 && logits.dtype() == DType::f32, "score_logits: logits expected f32 [N, C], got ",
-             logits.describe());
+  BYOL_CHECK(logits.dim() == 2 && logits.dtype() == DType::f32,
+             "score_logits: logits expected f32 [N, C], got ", logits.describe());
   BYOL_CHECK(labels.dim() == 1 && labels.dtype() == DType::i64 && labels.size(0) == logits.size(0),
              "score_logits: labels expected i64 [", logits.size(0), "], got ", labels.describe());
   const Tensor l = logits.contiguous(), y = labels.contiguous();
@@ -285,7 +293,8 @@ ClassifyResult score_logits(const Tensor& logits, const Tensor& labels) {
   r.count = n;
   r.predictions.resize(n);
   for (int64_t i = 0; i < n; ++i) {
-    BYOL_CHECK(py[i] >= 0 && py[i] < c, "score_logits: label ", py[i], " of row ", i, " is outside [0, ", c, ")");
+    BYOL_CHECK(py[i] >= 0 && py[i] < c, "score_logits: label ", py[i], " of row ", i, " is outside [0, ", c,
+               ")");
     const int64_t rank = label_rank(p + i * c, c, py[i]);
     r.correct1 += rank == 0;
     r.correct5 += rank < 5;
@@ -295,33 +304,94 @@ ClassifyResult score_logits(const Tensor& logits, const Tensor& labels) {
   return r;
 }
 
+LinearHeads::LinearHeads(int64_t dim, int classes, int heads, const LinearEvalOptions& o)
+    : dim_(dim), classes_(classes), heads_(heads), momentum_(o.momentum), weight_decay_(o.weight_decay) {
+  BYOL_CHECK(dim > 0 && classes > 0 && heads > 0, "LinearHeads: expected positive sizes, got dim ", dim,
+             ", classes ", classes, ", heads ", heads);
+  std::mt19937_64 gen(data::mix_seed(o.seed, 0x6c696e656172ull));
+  const double bound = 1.0 / std::sqrt(double(dim));
+  const Tensor w0 = Tensor::uniform({classes, dim}, gen, -bound, bound);
+  const Tensor b0 = Tensor::uniform({classes}, gen, -bound, bound);
+  weight_ = Tensor::empty({int64_t(heads) * classes, dim});
+  bias_ = Tensor::empty({int64_t(heads) * classes});
+  for (int h = 0; h < heads; ++h) {
+    weight(h).copy_(w0);
+    bias(h).copy_(b0);
+  }
+  weight_m_ = Tensor::zeros(weight_.shape());
+  bias_m_ = Tensor::zeros(bias_.shape());
+  weight_grad_ = Tensor::empty(weight_.shape());
+}
+
+void LinearHeads::step(const Tensor& x, const Tensor& labels, const std::vector<double>& lrs) {
+  BYOL_CHECK(x.dim() == 2 && x.size(1) == dim_ && x.dtype() == DType::f32 && x.is_contiguous(),
+             "LinearHeads::step: x expected contiguous f32 [B, ", dim_, "], got ", x.describe());
+  BYOL_CHECK(labels.dim() == 1 && labels.size(0) == x.size(0) && labels.dtype() == DType::i64,
+             "LinearHeads::step: labels expected i64 [", x.size(0), "], got ", labels.describe());
+  BYOL_CHECK(int(lrs.size()) == heads_, "LinearHeads::step: ", lrs.size(), " learning rates for ", heads_,
+             " heads");
+  const int64_t b = x.size(0), hc = int64_t(heads_) * classes_;
+  Eigen::Map<const RowMatrix> X(x.data<float>(), b, dim_);
+  Eigen::Map<RowMatrix> W(weight_.data<float>(), hc, dim_);
+  if (!logits_.defined() || logits_.numel() != b * hc) logits_ = Tensor::empty({b, hc});
+  Eigen::Map<RowMatrix> L(logits_.data<float>(), b, hc);
+  L.noalias() = X * W.transpose();
+  // L becomes the gradient of the mean loss with respect to the logits: (softmax - onehot) / B.
+  const float* bias = bias_.data<float>();
+  const int64_t* y = labels.data<int64_t>();
+  for (int64_t r = 0; r < b; ++r) {
+    BYOL_CHECK(y[r] >= 0 && y[r] < classes_, "LinearHeads::step: label ", y[r], " outside [0, ", classes_,
+               ")");
+    for (int h = 0; h < heads_; ++h) {
+      float* z = L.data() + r * hc + int64_t(h) * classes_;
+      const float* bh = bias + int64_t(h) * classes_;
+      float top = -INFINITY;
+      for (int c = 0; c < classes_; ++c) top = std::max(top, z[c] += bh[c]);
+      double sum = 0;
+      for (int c = 0; c < classes_; ++c) sum += std::exp(double(z[c] - top));
+      for (int c = 0; c < classes_; ++c)
+        z[c] = static_cast<float>((std::exp(double(z[c] - top)) / sum - (c == y[r] ? 1.0 : 0.0)) / double(b));
+    }
+  }
+  Eigen::Map<RowMatrix> G(weight_grad_.data<float>(), hc, dim_);
+  G.noalias() = L.transpose() * X;
+  const Eigen::VectorXf bias_grad = L.colwise().sum().transpose();
+  float* w = weight_.data<float>();
+  float* wm = weight_m_.data<float>();
+  float* bb = bias_.data<float>();
+  float* bm = bias_m_.data<float>();
+  const float* g = weight_grad_.data<float>();
+  const float mom = float(momentum_), wd = float(weight_decay_);
+  for (int h = 0; h < heads_; ++h) {
+    const float lr = float(lrs[h]);
+    for (int64_t j = int64_t(h) * classes_ * dim_; j < int64_t(h + 1) * classes_ * dim_; ++j)
+      math::sgd_update(w[j], wm[j], g[j], wd, lr, mom, true);
+    for (int64_t j = int64_t(h) * classes_; j < int64_t(h + 1) * classes_; ++j)
+      math::sgd_update(bb[j], bm[j], bias_grad[j], wd, lr, mom, true);
+  }
+}
+
+Tensor LinearHeads::logits(int head, const Tensor& x) const {
+  BYOL_CHECK(head >= 0 && head < heads_, "LinearHeads::logits: head ", head, " of ", heads_);
+  NoGradGuard no_grad;
+  return ops::linear(x.contiguous(), weight(head), bias(head));
+}
+
 namespace {
 
-// One linear classifier and its optimizer. Every head of a sweep starts from the same seeded
-// initialisation (PyTorch's nn.Linear: U(-1/sqrt(D), 1/sqrt(D))).
-class LinearHead {
+// The linear heads' matrix products are small ([256, 512] x [512, 50]); split across OpenMP threads they
+// spend more time in barriers than in arithmetic, and on a loaded machine a descheduled thread makes
+// every barrier cost a scheduler slice (measured: 60k x 512, 10 epochs, 2 threads under load: 79 s;
+// one thread: 4.2 s). So they run on the calling thread.
+class SingleThreaded {
  public:
-  LinearHead(int64_t dim, int classes, const LinearEvalOptions& o) {
-    fc_ = std::make_unique<models::Linear>(reg_, "fc", dim, classes, true);
-    reg_.finalize(true);
-    std::mt19937_64 gen(data::mix_seed(o.seed, 0x6c696e656172ull));
-    reg_.initialize(gen);
-    sgd_ = std::make_unique<Sgd>(reg_, SgdOptions{o.momentum, o.weight_decay, true});
-  }
-  void step(const Tensor& x, const Tensor& y, double lr) {
-    reg_.grads().zero_();
-    ops::softmax_cross_entropy(fc_->forward(x), y).backward();
-    sgd_->step(lr);
-  }
-  Tensor logits(const Tensor& x) const {
-    NoGradGuard no_grad;
-    return fc_->forward(x.contiguous());
-  }
+  SingleThreaded() : previous_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SingleThreaded() { omp_set_num_threads(previous_); }
+  SingleThreaded(const SingleThreaded&) = delete;
+  SingleThreaded& operator=(const SingleThreaded&) = delete;
 
  private:
-  models::ParamRegistry reg_;
-  std::unique_ptr<models::Linear> fc_;
-  std::unique_ptr<Sgd> sgd_;
+  int previous_;
 };
 
 int64_t steps_per_epoch(int64_t n, int64_t batch) {
@@ -330,9 +400,9 @@ int64_t steps_per_epoch(int64_t n, int64_t batch) {
 
 // One epoch of every head over the same seeded batch order (the last batch may be smaller). The lr of
 // head h at global step k is lrs[h] * (1 + cos(pi k / K)) / 2.
-void train_heads_epoch(std::vector<std::unique_ptr<LinearHead>>& heads, const std::vector<double>& lrs,
-                       const Features& f, int64_t epoch, int64_t total_steps, int64_t& step,
-                       const LinearEvalOptions& o) {
+void train_heads_epoch(LinearHeads& heads, const std::vector<double>& lrs, const Features& f, int64_t epoch,
+                       int64_t total_steps, int64_t& step, const LinearEvalOptions& o) {
+  const SingleThreaded single_threaded;
   const int64_t n = f.size(), d = f.x.size(1);
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -341,6 +411,7 @@ void train_heads_epoch(std::vector<std::unique_ptr<LinearHead>>& heads, const st
     std::swap(order[i], order[std::min<int64_t>(i, int64_t(data::uniform01(gen) * double(i + 1)))]);
   const float* x = f.x.data<float>();
   const int64_t* y = f.labels.data<int64_t>();
+  std::vector<double> step_lrs(lrs.size());
   for (int64_t start = 0; start < n; start += o.batch_size) {
     const int64_t rows = std::min(o.batch_size, n - start);
     Tensor xb = Tensor::empty({rows, d}), yb = Tensor::empty({rows}, DType::i64);
@@ -351,14 +422,16 @@ void train_heads_epoch(std::vector<std::unique_ptr<LinearHead>>& heads, const st
       py[r] = y[order[start + r]];
     }
     const double factor = learning_rate_at(step, total_steps, 0, 1.0);
-    for (size_t h = 0; h < heads.size(); ++h) heads[h]->step(xb, yb, lrs[h] * factor);
+    for (size_t h = 0; h < lrs.size(); ++h) step_lrs[h] = lrs[h] * factor;
+    heads.step(xb, yb, step_lrs);
     ++step;
   }
 }
 
 void check_linear_options(const LinearEvalOptions& o) {
   BYOL_CHECK(!o.lr_grid.empty(), "linear evaluation: the lr grid is empty");
-  for (double lr : o.lr_grid) BYOL_CHECK(lr > 0, "linear evaluation: learning rates must be positive, got ", lr);
+  for (double lr : o.lr_grid)
+    BYOL_CHECK(lr > 0, "linear evaluation: learning rates must be positive, got ", lr);
   BYOL_CHECK(o.epochs >= 1, "linear evaluation: epochs must be at least 1, got ", o.epochs);
   BYOL_CHECK(o.batch_size >= 1, "linear evaluation: batch size must be positive, got ", o.batch_size);
   BYOL_CHECK(o.val_fraction > 0 && o.val_fraction < 1,
@@ -379,31 +452,36 @@ std::vector<Tensor> train_and_score(const std::vector<double>& lrs, int classes,
                                     const std::function<Features(int64_t)>& epoch_features,
                                     const std::function<Tensor()>& eval_features, const LinearEvalOptions& o,
                                     const std::string& phase) {
-  std::vector<std::unique_ptr<LinearHead>> heads;
+  std::unique_ptr<LinearHeads> heads;
   Standardizer standardizer;
+  Tensor raw, standardized;
   int64_t step = 0, total_steps = 0;
   for (int64_t e = 0; e < o.epochs; ++e) {
     Features f = epoch_features(e);
     if (e == 0) {
       standardizer = Standardizer::fit(f.x);
       total_steps = o.epochs * steps_per_epoch(f.size(), o.batch_size);
-      for (size_t h = 0; h < lrs.size(); ++h)
-        heads.push_back(std::make_unique<LinearHead>(f.x.size(1), classes, o));
+      heads = std::make_unique<LinearHeads>(f.x.size(1), classes, int(lrs.size()), o);
     }
-    f.x = standardizer.apply(f.x);
-    train_heads_epoch(heads, lrs, f, e, total_steps, step, o);
+    // Features mode hands over the same tensor every epoch: standardise it once.
+    if (f.x.impl() != raw.impl()) {
+      raw = f.x;
+      standardized = standardizer.apply(f.x);
+    }
+    f.x = standardized;
+    train_heads_epoch(*heads, lrs, f, e, total_steps, step, o);
     if (o.progress && (o.epochs <= 10 || (e + 1) % std::max(1, o.epochs / 10) == 0))
       o.progress(cat(phase, ": epoch ", e + 1, " / ", o.epochs));
   }
   const Tensor eval_x = standardizer.apply(eval_features());
   std::vector<Tensor> logits;
-  for (const auto& h : heads) logits.push_back(h->logits(eval_x));
+  for (int h = 0; h < heads->heads(); ++h) logits.push_back(heads->logits(h, eval_x));
   return logits;
 }
 
-LinearEvalResult run_linear_protocol(const std::function<Features(int64_t epoch, bool held_out)>& fit_features,
-                                     const std::function<Features(bool held_out)>& eval_features, int classes,
-                                     const LinearEvalOptions& o) {
+LinearEvalResult run_linear_protocol(
+    const std::function<Features(int64_t epoch, bool held_out)>& fit_features,
+    const std::function<Features(bool held_out)>& eval_features, int classes, const LinearEvalOptions& o) {
   check_linear_options(o);
   LinearEvalResult result;
   if (o.lr_grid.size() == 1) {
@@ -441,19 +519,18 @@ LinearEvalResult run_linear_protocol(const std::function<Features(int64_t epoch,
 
 }  // namespace
 
-Tensor train_linear_classifier(const Features& train, int classes, double lr, const LinearEvalOptions& options,
-                               const Tensor& eval_x) {
+Tensor train_linear_classifier(const Features& train, int classes, double lr,
+                               const LinearEvalOptions& options, const Tensor& eval_x) {
   check_features(train, "train_linear_classifier");
   check_linear_options(options);
   BYOL_CHECK(checked_classes(train, "train_linear_classifier") <= classes,
              "train_linear_classifier: a label is >= classes ", classes);
-  std::vector<std::unique_ptr<LinearHead>> heads;
-  heads.push_back(std::make_unique<LinearHead>(train.x.size(1), classes, options));
+  LinearHeads heads(train.x.size(1), classes, 1, options);
   const Features f{train.x.contiguous(), train.labels.contiguous()};
   int64_t step = 0;
   const int64_t total = options.epochs * steps_per_epoch(f.size(), options.batch_size);
   for (int64_t e = 0; e < options.epochs; ++e) train_heads_epoch(heads, {lr}, f, e, total, step, options);
-  return heads.front()->logits(eval_x);
+  return heads.logits(0, eval_x);
 }
 
 LinearEvalResult linear_eval_features(const Features& train, const Features& test,
@@ -474,22 +551,26 @@ LinearEvalResult linear_eval_features(const Features& train, const Features& tes
     fit = gather(full, split.train);
     val = gather(full, split.val);
   }
-  LinearEvalResult r = run_linear_protocol(
-      [&](int64_t, bool held_out) { return held_out ? fit : full; },
-      [&](bool held_out) { return held_out ? val : Features{test.x.contiguous(), test.labels.contiguous()}; },
-      classes, options);
+  LinearEvalResult r =
+      run_linear_protocol([&](int64_t, bool held_out) { return held_out ? fit : full; },
+                          [&](bool held_out) {
+                            return held_out ? val : Features{test.x.contiguous(), test.labels.contiguous()};
+                          },
+                          classes, options);
   r.train_images = train.size();
   return r;
 }
 
-LinearEvalResult linear_eval_augmented(const models::ResNet& encoder, std::shared_ptr<const data::Dataset> train,
+LinearEvalResult linear_eval_augmented(const models::ResNet& encoder,
+                                       std::shared_ptr<const data::Dataset> train,
                                        std::shared_ptr<const data::Dataset> test,
                                        const data::AugmentOptions& train_transform,
-                                       const data::AugmentOptions& test_transform, const LinearEvalOptions& options,
-                                       const ExtractOptions& extract) {
+                                       const data::AugmentOptions& test_transform,
+                                       const LinearEvalOptions& options, const ExtractOptions& extract) {
   check_linear_options(options);
-  BYOL_CHECK(train->has_labels() && test->has_labels(), "linear evaluation: ",
-             train->has_labels() ? test->describe() : train->describe(), " has no labels");
+  BYOL_CHECK(train->has_labels() && test->has_labels(),
+             "linear evaluation: ", train->has_labels() ? test->describe() : train->describe(),
+             " has no labels");
   const int classes = std::max(train->num_classes(), test->num_classes());
   const data::SplitIndices split = data::split_indices(train->size(), options.val_fraction, options.seed);
   BYOL_CHECK(options.lr_grid.size() == 1 || (!split.val.empty() && !split.train.empty()),
@@ -506,13 +587,16 @@ LinearEvalResult linear_eval_augmented(const models::ResNet& encoder, std::share
         e.seed = options.seed;
         return extract_features(encoder, held_out ? *fit_set : *train, train_transform, e);
       },
-      [&](bool held_out) { return extract_features(encoder, held_out ? *val_set : *test, test_transform, extract); },
+      [&](bool held_out) {
+        return extract_features(encoder, held_out ? *val_set : *test, test_transform, extract);
+      },
       classes, options);
   r.train_images = train->size();
   return r;
 }
 
-// --- fine-tuning --------------------------------------------------------------------------------------------
+// --- fine-tuning
+// --------------------------------------------------------------------------------------------
 
 std::vector<int64_t> balanced_subset(const data::Dataset& dataset, double fraction, uint64_t seed) {
   BYOL_CHECK(dataset.has_labels(), "balanced_subset: ", dataset.describe(), " has no labels");
@@ -521,7 +605,8 @@ std::vector<int64_t> balanced_subset(const data::Dataset& dataset, double fracti
   std::vector<std::vector<int64_t>> by_class(classes);
   for (int64_t i = 0; i < dataset.size(); ++i) {
     const int64_t y = dataset.label(i);
-    BYOL_CHECK(y >= 0 && y < classes, "balanced_subset: image ", i, " has label ", y, " outside [0, ", classes, ")");
+    BYOL_CHECK(y >= 0 && y < classes, "balanced_subset: image ", i, " has label ", y, " outside [0, ",
+               classes, ")");
     by_class[y].push_back(i);
   }
   const int64_t per_class =
@@ -530,8 +615,8 @@ std::vector<int64_t> balanced_subset(const data::Dataset& dataset, double fracti
   for (int c = 0; c < classes; ++c) {
     std::vector<int64_t>& idx = by_class[c];
     BYOL_CHECK(int64_t(idx.size()) >= per_class, "balanced_subset: class ", c, " of ", dataset.describe(),
-               " has ", idx.size(), " images, fewer than the ", per_class, " per class that fraction ", fraction,
-               " asks for");
+               " has ", idx.size(), " images, fewer than the ", per_class, " per class that fraction ",
+               fraction, " asks for");
     std::mt19937_64 gen(data::mix_seed(data::mix_seed(seed, 0x62616c616e6365ull), uint64_t(c)));
     for (int64_t i = int64_t(idx.size()) - 1; i > 0; --i)
       std::swap(idx[i], idx[std::min<int64_t>(i, int64_t(data::uniform01(gen) * double(i + 1)))]);
@@ -543,10 +628,12 @@ std::vector<int64_t> balanced_subset(const data::Dataset& dataset, double fracti
 
 FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegistry& encoder_registry,
                         std::shared_ptr<const data::Dataset> train, std::shared_ptr<const data::Dataset> test,
-                        const data::AugmentOptions& train_transform, const data::AugmentOptions& test_transform,
-                        const FinetuneOptions& o, const ExtractOptions& extract) {
-  BYOL_CHECK(o.epochs >= 1 && o.batch_size >= 1 && o.lr > 0, "finetune: expected epochs >= 1, batch size >= 1 and lr > 0, got ",
-             o.epochs, ", ", o.batch_size, ", ", o.lr);
+                        const data::AugmentOptions& train_transform,
+                        const data::AugmentOptions& test_transform, const FinetuneOptions& o,
+                        const ExtractOptions& extract) {
+  BYOL_CHECK(o.epochs >= 1 && o.batch_size >= 1 && o.lr > 0,
+             "finetune: expected epochs >= 1, batch size >= 1 and lr > 0, got ", o.epochs, ", ", o.batch_size,
+             ", ", o.lr);
   BYOL_CHECK(test->has_labels(), "finetune: ", test->describe(), " has no labels");
   const int classes = std::max(train->num_classes(), test->num_classes());
   auto subset = std::make_shared<data::Subset>(train, balanced_subset(*train, o.fraction, o.seed));
@@ -567,7 +654,8 @@ FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegist
   lo.workers = extract.workers;
   lo.seed = o.seed;
   lo.shuffle = true;
-  lo.drop_last = subset->size() > o.batch_size;  // no tiny last batch for batch norm, unless it is the only one
+  lo.drop_last =
+      subset->size() > o.batch_size;  // no tiny last batch for batch norm, unless it is the only one
   data::Loader loader(subset, train_transform, lo);
   const int64_t total = o.epochs * loader.batches_per_epoch();
   const models::ForwardContext train_mode{true, {}};
@@ -586,7 +674,8 @@ FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegist
       ++r.steps;
     }
     r.epoch_loss.push_back(loss_sum / double(std::max<int64_t>(batches, 1)));
-    if (o.progress) o.progress(cat("finetune: epoch ", e + 1, " / ", o.epochs, ", loss ", r.epoch_loss.back()));
+    if (o.progress)
+      o.progress(cat("finetune: epoch ", e + 1, " / ", o.epochs, ", loss ", r.epoch_loss.back()));
   }
   const Features t = extract_features(net, *test, test_transform, extract);
   NoGradGuard no_grad;
@@ -597,7 +686,8 @@ FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegist
   return r;
 }
 
-// --- loading an encoder ---------------------------------------------------------------------------------------
+// --- loading an encoder
+// ---------------------------------------------------------------------------------------
 
 namespace {
 
@@ -613,8 +703,9 @@ bool same_network(models::ResNetConfig a, models::ResNetConfig b) {
 
 models::ResNetConfig agreed_config(const std::string& path, const models::ResNetConfig& stored,
                                    const std::optional<models::ResNetConfig>& given) {
-  BYOL_CHECK(!given || same_network(stored, *given), path, ": the file's encoder ", encoder_config_json(stored),
-             " differs from the one given on the command line ", encoder_config_json(*given));
+  BYOL_CHECK(!given || same_network(stored, *given), path, ": the file's encoder ",
+             encoder_config_json(stored), " differs from the one given on the command line ",
+             encoder_config_json(*given));
   return stored;
 }
 
@@ -630,7 +721,8 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
   LoadedEncoder out;
   out.path = source.path;
   if (source.path.empty()) {
-    BYOL_CHECK(source.config.has_value(), "load_encoder: random initialisation needs an encoder configuration");
+    BYOL_CHECK(source.config.has_value(),
+               "load_encoder: random initialisation needs an encoder configuration");
     build(out, *source.config);
     std::mt19937_64 gen(data::mix_seed(source.seed, 0x696e6974ull));
     out.registry->initialize(gen);
@@ -659,10 +751,11 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
                              source.config));
     out.kind = "exported";
   } else {
-    BYOL_CHECK(f.contains("conv1.weight"), source.path,
-               ": cannot tell what kind of encoder file this is: it is not a byol.cpp checkpoint (metadata "
-               "'format'), has no 'encoder_config' metadata (an exported encoder) and no tensor 'conv1.weight' "
-               "(a torchvision ResNet)");
+    BYOL_CHECK(
+        f.contains("conv1.weight"), source.path,
+        ": cannot tell what kind of encoder file this is: it is not a byol.cpp checkpoint (metadata "
+        "'format'), has no 'encoder_config' metadata (an exported encoder) and no tensor 'conv1.weight' "
+        "(a torchvision ResNet)");
     BYOL_CHECK(source.config.has_value(), source.path,
                ": a torchvision ResNet file does not say its shape; give the encoder configuration "
                "(--depth, --width, --stem, --base-channels)");

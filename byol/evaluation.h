@@ -49,9 +49,9 @@ struct Features {
 
 struct ExtractOptions {
   int64_t batch_size = 256;
-  int workers = 2;     // loader threads (0: decode on the calling thread)
-  uint64_t seed = 0;   // augmentation seed (only random transforms use it)
-  int64_t epoch = 0;   // augmentation epoch: a new epoch draws new crops
+  int workers = 2;      // loader threads (0: decode on the calling thread)
+  uint64_t seed = 0;    // augmentation seed (only random transforms use it)
+  int64_t epoch = 0;    // augmentation epoch: a new epoch draws new crops
   ProgressFn progress;  // one line per ~10 % of the images
 };
 
@@ -109,29 +109,56 @@ struct Standardizer {
   Tensor apply(const Tensor& x) const;
 };
 
+// H linear classifiers Linear(D, C) trained side by side on the same batches, each with its own lr: one
+// matrix product serves all heads (the lr sweep costs little more than one run). Softmax cross-entropy
+// (mean over the batch), gradients in closed form ((softmax - onehot) / B), then SGD as
+// torch.optim.SGD(nesterov=True) (math::sgd_update), weight decay on weights and biases. Every head
+// starts from the same seeded initialisation, PyTorch's nn.Linear: U(-1/sqrt(D), 1/sqrt(D)).
+class LinearHeads {
+ public:
+  LinearHeads(int64_t dim, int classes, int heads, const LinearEvalOptions& options);
+  // One step on x f32 [B, D] and labels i64 [B]; lrs[h] is head h's learning rate for this step.
+  void step(const Tensor& x, const Tensor& labels, const std::vector<double>& lrs);
+  Tensor logits(int head, const Tensor& x) const;  // f32 [N, C]
+  Tensor weight(int head) const { return weight_.slice_rows(head * classes_, (head + 1) * classes_); }
+  Tensor bias(int head) const { return bias_.slice_rows(head * classes_, (head + 1) * classes_); }
+  int heads() const { return heads_; }
+
+ private:
+  int64_t dim_;
+  int classes_, heads_;
+  double momentum_, weight_decay_;
+  Tensor weight_, bias_;         // [H * C, D], [H * C]: head h owns rows [h C, (h + 1) C)
+  Tensor weight_m_, bias_m_;     // momentum buffers
+  Tensor logits_, weight_grad_;  // scratch [B, H * C], [H * C, D]
+};
+
 // The linear classifier alone: trains on (train.x, train.labels) with `lr` for options.epochs and
 // returns its logits on `eval_x`. Features are used as given (no standardisation). For tests and for
 // callers that manage their own features.
-Tensor train_linear_classifier(const Features& train, int classes, double lr, const LinearEvalOptions& options,
-                               const Tensor& eval_x);
+Tensor train_linear_classifier(const Features& train, int classes, double lr,
+                               const LinearEvalOptions& options, const Tensor& eval_x);
 
 // Top-1/top-5 of logits [N, C] against labels i64 [N] (ties: lower class index first).
 ClassifyResult score_logits(const Tensor& logits, const Tensor& labels);
 
 // Protocol (a): features extracted once.
-LinearEvalResult linear_eval_features(const Features& train, const Features& test, const LinearEvalOptions& options);
+LinearEvalResult linear_eval_features(const Features& train, const Features& test,
+                                      const LinearEvalOptions& options);
 
 // Protocol (b): training features recomputed each epoch from crop + flip views (`train_transform`,
 // seeded per epoch); `test_transform` (centre crop) for the held-out split and the test set.
-LinearEvalResult linear_eval_augmented(const models::ResNet& encoder, std::shared_ptr<const data::Dataset> train,
+LinearEvalResult linear_eval_augmented(const models::ResNet& encoder,
+                                       std::shared_ptr<const data::Dataset> train,
                                        std::shared_ptr<const data::Dataset> test,
                                        const data::AugmentOptions& train_transform,
-                                       const data::AugmentOptions& test_transform, const LinearEvalOptions& options,
-                                       const ExtractOptions& extract);
+                                       const data::AugmentOptions& test_transform,
+                                       const LinearEvalOptions& options, const ExtractOptions& extract);
 
-// --- fine-tuning --------------------------------------------------------------------------------------------
-// `per_class` = max(1, round(fraction * size / classes)) indices of every class, drawn by a seeded shuffle of
-// that class's indices; sorted. A class with fewer images than that is an error naming it.
+// --- fine-tuning
+// -------------------------------------------------------------------------------------------- `per_class` =
+// max(1, round(fraction * size / classes)) indices of every class, drawn by a seeded shuffle of that class's
+// indices; sorted. A class with fewer images than that is an error naming it.
 std::vector<int64_t> balanced_subset(const data::Dataset& dataset, double fraction, uint64_t seed);
 
 struct FinetuneOptions {
@@ -154,12 +181,14 @@ struct FinetuneResult {
 // Fine-tunes a copy of `encoder` (the argument is left unchanged) with a new linear head.
 FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegistry& encoder_registry,
                         std::shared_ptr<const data::Dataset> train, std::shared_ptr<const data::Dataset> test,
-                        const data::AugmentOptions& train_transform, const data::AugmentOptions& test_transform,
-                        const FinetuneOptions& options, const ExtractOptions& extract);
+                        const data::AugmentOptions& train_transform,
+                        const data::AugmentOptions& test_transform, const FinetuneOptions& options,
+                        const ExtractOptions& extract);
 
-// --- loading an encoder ---------------------------------------------------------------------------------------
-// What load_encoder reads. With `path` empty the encoder is randomly initialised (torchvision's init,
-// from `seed`) with `config`. Otherwise the kind of file is detected from its contents:
+// --- loading an encoder
+// --------------------------------------------------------------------------------------- What load_encoder
+// reads. With `path` empty the encoder is randomly initialised (torchvision's init, from `seed`) with
+// `config`. Otherwise the kind of file is detected from its contents:
 //   checkpoint   metadata format "byol.cpp checkpoint v1": config from its "config" metadata,
 //                tensors "online/encoder.*" and "online_stats/encoder.*" (our KRSC layout)
 //   exported     metadata "encoder_config" (export_encoder): torchvision names, OIHW

@@ -1,6 +1,10 @@
 #include "byol/learner.h"
 
 #include "kernels/math/optimizer_math.h"
+#if BYOL_WITH_CUDA
+#include "engine/cuda/context.h"
+#include "kernels/ema.cuh"
+#endif
 
 namespace byol {
 
@@ -34,6 +38,15 @@ void ByolNetworks::initialize(std::mt19937_64& gen, bool copy_online_to_target) 
 void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau) {
   BYOL_CHECK(target_params.numel() <= online_params.numel(), "EMA: the target (", target_params.describe(),
              ") is larger than the online buffer (", online_params.describe(), ")");
+  BYOL_CHECK(target_params.device() == online_params.device(), "EMA: the target (", target_params.describe(),
+             ") and online (", online_params.describe(), ") buffers are on different devices");
+#if BYOL_WITH_CUDA
+  if (target_params.device().is_cuda()) {
+    kernels::ema_update(target_params.data<float>(), online_params.data<float>(), target_params.numel(), tau,
+                        cuda::compute_stream());
+    return;
+  }
+#endif
   float* t = target_params.data<float>();
   const float* o = online_params.data<float>();
   const float ftau = static_cast<float>(tau);

@@ -3,6 +3,10 @@
 #include <cmath>
 
 #include "kernels/math/optimizer_math.h"
+#if BYOL_WITH_CUDA
+#include "engine/cuda/context.h"
+#include "kernels/lars.cuh"
+#endif
 
 namespace byol {
 
@@ -22,6 +26,25 @@ Lars::Lars(const models::ParamRegistry& reg, LarsOptions opt)
 }
 
 void Lars::step(double lr) {
+#if BYOL_WITH_CUDA
+  if (reg_.params().device().is_cuda()) {
+    // The momentum buffer follows the parameters to their device (it starts on the CPU).
+    if (momentum_.device() != reg_.params().device()) momentum_ = momentum_.to(reg_.params().device());
+    kernels::LarsSegments seg;
+    for (const models::ParamEntry& e : reg_.param_entries()) {
+      seg.begins.push_back(e.offset);
+      seg.ends.push_back(e.offset + e.numel());
+      seg.flags.push_back(
+          static_cast<uint8_t>(((e.tags & models::kNoWeightDecay) ? kernels::kLarsNoWeightDecay : 0) |
+                               ((e.tags & models::kNoLarsAdapt) ? kernels::kLarsNoAdapt : 0)));
+    }
+    // last_trust_ratios() is a host value: filling it is this step's one wait for the GPU.
+    kernels::lars_step(reg_.params().data<float>(), reg_.grads().data<float>(), momentum_.data<float>(),
+                       reg_.params().numel(), seg, {lr, opt_.weight_decay, opt_.momentum, opt_.eta},
+                       trust_.data(), cuda::compute_stream());
+    return;
+  }
+#endif
   float* w_all = reg_.params().data<float>();
   const float* g_all = reg_.grads().data<float>();
   float* m_all = momentum_.data<float>();

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/autograd.h"
+#include "engine/cuda/cuda_ops.h"
 #include "engine/device_memory.h"
 
 namespace byol {
@@ -287,6 +288,9 @@ Tensor Tensor::to(Device device) const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
+#if BYOL_WITH_CUDA
+  if (device().is_cuda()) return ops::detail::cast_cuda(*this, target);
+#endif
   BYOL_CHECK(device().is_cpu(), "Tensor::to(", dtype_name(target), "): casting ", describe(),
              " is only available on the CPU in this build; copy it to the CPU first");
   Tensor out = empty(shape(), target);

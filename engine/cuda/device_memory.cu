@@ -1,9 +1,12 @@
-// Device memory for CUDA tensors: stream-ordered allocation from the device's default memory pool,
-// which is told to retain freed memory (release threshold = max) so steady-state training allocates
-// nothing from the driver. Copies here are synchronous; the training step's asynchronous copies use the
-// backend's own streams.
+// Device memory for CUDA tensors: stream-ordered allocation on the backend's compute stream from the
+// device's default memory pool, which is told to retain freed memory (release threshold = max) so
+// steady-state training allocates nothing from the driver. Allocation, freeing, device-to-device copies
+// and memsets are ordered on the compute stream and never wait for the GPU; copies to and from the host
+// are synchronous (cudaMemcpy on the legacy stream, which the blocking compute stream is ordered with),
+// because the host buffer may be reused as soon as they return.
 #include <cstdint>
 
+#include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #include "engine/device_memory.h"
 
@@ -51,8 +54,7 @@ void* cuda_alloc(size_t bytes, int device) {
   DeviceGuard guard(device);
   retain_pool(device);
   void* ptr = nullptr;
-  BYOL_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, 0));
-  BYOL_CUDA_CHECK(cudaStreamSynchronize(0));
+  BYOL_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, cuda::compute_stream()));
   return ptr;
 }
 
@@ -60,7 +62,10 @@ void cuda_free(void* ptr, int device) noexcept {
   int previous = 0;
   cudaGetDevice(&previous);
   cudaSetDevice(device);
-  cudaFreeAsync(ptr, 0);
+  try {
+    cudaFreeAsync(ptr, cuda::compute_stream());
+  } catch (...) {  // the stream could not be created: the pointer cannot have come from it either
+  }
   cudaSetDevice(previous);
 }
 
@@ -76,12 +81,12 @@ void cuda_copy_to_host(void* dst, const void* src, size_t bytes, int device) {
 
 void cuda_copy_device_to_device(void* dst, const void* src, size_t bytes, int device) {
   DeviceGuard guard(device);
-  BYOL_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+  BYOL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda::compute_stream()));
 }
 
 void cuda_memset_zero(void* dst, size_t bytes, int device) {
   DeviceGuard guard(device);
-  BYOL_CUDA_CHECK(cudaMemset(dst, 0, bytes));
+  BYOL_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, cuda::compute_stream()));
 }
 
 }  // namespace byol

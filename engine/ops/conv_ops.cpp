@@ -1,5 +1,6 @@
 // Front ends of conv2d, max_pool2d and global_avg_pool: argument checks, dispatch, autograd records.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
 
@@ -24,7 +25,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, Conv2dParams prm) {
              " filter does not fit the padded input ", x.describe(), " (padding ", g.pad, ")");
   g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
   g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
-  if (!x.device().is_cpu()) unsupported_device(op, x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return conv2d_cuda(x, w, g));
 
   Tensor y = Tensor::empty({g.N, g.P, g.Q, g.K}, x.dtype(), x.device());
   dispatch_float(x.dtype(), [&](auto tag) {
@@ -72,7 +73,7 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {
   BYOL_CHECK(H * W * C < (int64_t(1) << 31), op, ": one image of ", x.describe(),
              " has more than 2^31 elements");
   const int64_t P = (H + 2 * padding - kernel) / stride + 1, Q = (W + 2 * padding - kernel) / stride + 1;
-  if (!x.device().is_cpu()) unsupported_device(op, x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return max_pool2d_cuda(x, kernel, stride, padding, P, Q));
 
   Tensor y = Tensor::empty({N, P, Q, C}, x.dtype(), x.device());
   Tensor argmax = Tensor::empty({N, P, Q, C}, DType::i32, x.device());
@@ -103,7 +104,7 @@ Tensor global_avg_pool(const Tensor& x) {
   check_contiguous(op, "input", x);
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   BYOL_CHECK(H * W > 0, op, ": argument 'input' expected a non-empty image, got ", x.describe());
-  if (!x.device().is_cpu()) unsupported_device(op, x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return global_avg_pool_cuda(x));
 
   Tensor y = Tensor::empty({N, C}, x.dtype(), x.device());
   dispatch_float(x.dtype(), [&](auto tag) {

@@ -1,5 +1,6 @@
 // Front ends of linear, matmul and softmax_cross_entropy.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
 
@@ -22,7 +23,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     check_like(op, "bias", b, "input", x);
     check_contiguous(op, "bias", b);
   }
-  if (!x.device().is_cpu()) unsupported_device(op, x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return linear_cuda(x, w, b));
   Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -62,7 +63,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   BYOL_CHECK(b.size(0) == K, op, ": argument 'b' expected [K, N] with K = ", K, " (the columns of 'a' ",
              a.describe(), "), got ", b.describe());
-  if (!a.device().is_cpu()) unsupported_device(op, a);
+  if (!a.device().is_cpu()) BYOL_ON_CUDA(op, a, return matmul_cuda(a, b));
   Tensor c = Tensor::empty({M, N}, a.dtype(), a.device());
   dispatch_float(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -108,7 +109,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
              logits.describe());
   BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
              device_name(logits.device()), ", got ", labels.describe());
-  if (!logits.device().is_cpu()) unsupported_device(op, logits);
+  if (!logits.device().is_cpu()) BYOL_ON_CUDA(op, logits, return softmax_cross_entropy_cuda(logits, labels));
   auto with_labels = [&](auto&& f) {
     if (labels.dtype() == DType::i32) {
       f(labels.data<int32_t>());

@@ -1,5 +1,6 @@
 // Front ends of the elementwise ops, full reductions and batch-dimension shape ops.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
 
@@ -11,7 +12,6 @@ namespace {
 void check_float_input(const char* op, const char* arg, const Tensor& x) {
   check_floating(op, arg, x);
   check_contiguous(op, arg, x);
-  if (!x.device().is_cpu()) unsupported_device(op, x);
 }
 
 Tensor scaled(const Tensor& x, double alpha) {
@@ -37,6 +37,7 @@ Tensor filled_like(const Tensor& like, const Shape& shape, double value) {
 Tensor relu(const Tensor& x) {
   const char* op = "relu";
   check_float_input(op, "input", x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return relu_cuda(x));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -66,6 +67,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
              " (that of 'a'; add does not broadcast), got ", b.describe());
   check_like(op, "b", b, "a", a);
   check_contiguous(op, "b", b);
+  if (!a.device().is_cpu()) BYOL_ON_CUDA(op, a, return add_cuda(a, b));
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_float(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -81,6 +83,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor scale(const Tensor& x, double alpha) {
   const char* op = "scale";
   check_float_input(op, "input", x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return scale_cuda(x, alpha));
   Tensor y = scaled(x, alpha);
   GradRecorder rec(op, {x});
   if (rec.active()) {
@@ -92,6 +95,7 @@ Tensor scale(const Tensor& x, double alpha) {
 Tensor sum(const Tensor& x) {
   const char* op = "sum";
   check_float_input(op, "input", x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return sum_cuda(x, /*mean=*/false));
   Tensor y = Tensor::empty({}, x.dtype(), x.device());
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -110,6 +114,7 @@ Tensor mean(const Tensor& x) {
   const char* op = "mean";
   check_float_input(op, "input", x);
   BYOL_CHECK(x.numel() > 0, op, ": the mean of an empty tensor is undefined, got ", x.describe());
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return sum_cuda(x, /*mean=*/true));
   const double n = static_cast<double>(x.numel());
   Tensor y = Tensor::empty({}, x.dtype(), x.device());
   dispatch_float(x.dtype(), [&](auto tag) {
@@ -132,7 +137,8 @@ Tensor concat(const std::vector<Tensor>& parts) {
   check_defined(op, "parts[0]", first);
   BYOL_CHECK(first.dim() >= 1, op, ": argument 'parts[0]' expected at least one dimension, got ",
              first.describe());
-  if (!first.device().is_cpu()) unsupported_device(op, first);
+  // Device-neutral below (slice_rows + copy_), so concat runs on a GPU as it is.
+  if (!first.device().is_cpu()) BYOL_ON_CUDA(op, first, (void)0);
   Shape shape = first.shape();
   shape[0] = 0;
   std::vector<int64_t> rows;
@@ -196,6 +202,7 @@ void add_(Tensor& dst, const Tensor& src) {
   BYOL_CHECK(src.shape() == dst.shape(), op, ": argument 'src' expected shape ", shape_str(dst.shape()),
              " (that of 'dst'), got ", src.describe());
   check_like(op, "src", src, "dst", dst);
+  if (!dst.device().is_cpu()) BYOL_ON_CUDA(op, dst, return add_inplace_cuda(dst, src));
   Tensor s = src.contiguous();
   dispatch_float(dst.dtype(), [&](auto tag) {
     using T = decltype(tag);

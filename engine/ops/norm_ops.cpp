@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
 #include "kernels/math/batch_norm_math.h"
@@ -59,7 +60,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
              ": expected eps > 0 and 0 <= decay <= 1, got eps ", opt.eps, " decay ", opt.decay);
   BYOL_CHECK(!opt.training || M > 0, op, ": training mode needs at least one value per channel, got ",
              x.describe());
-  if (!x.device().is_cpu()) unsupported_device(op, x);
+  if (!x.device().is_cpu())
+    BYOL_ON_CUDA(op, x, return batch_norm_cuda(x, gamma, beta, running_mean, running_var, opt));
 
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean, invstd;
@@ -147,7 +149,7 @@ Tensor l2_normalize(const Tensor& x) {
   check_rank(op, "input", x, 2, "[N, D]");
   check_floating(op, "input", x);
   check_contiguous(op, "input", x);
-  if (!x.device().is_cpu()) unsupported_device(op, x);
+  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return l2_normalize_cuda(x));
   const int64_t N = x.size(0), D = x.size(1);
   Tensor y = Tensor::empty({N, D}, x.dtype(), x.device());
   Tensor inv_norm = Tensor::empty({N}, x.dtype(), x.device());
@@ -182,7 +184,7 @@ Tensor byol_loss(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Ten
     check_contiguous(op, arg, *t);
   }
   BYOL_CHECK(p1.size(0) > 0, op, ": expected a non-empty batch, got ", p1.describe());
-  if (!p1.device().is_cpu()) unsupported_device(op, p1);
+  if (!p1.device().is_cpu()) BYOL_ON_CUDA(op, p1, return byol_loss_cuda(p1, z2, p2, z1));
   const int64_t N = p1.size(0), D = p1.size(1);
   Tensor loss = Tensor::empty({}, p1.dtype(), p1.device());
   dispatch_float(p1.dtype(), [&](auto tag) {

@@ -1,0 +1,111 @@
+// Kernel lab: batch norm over an [M, C] (NHWC) activation — the shipping kernels of
+// kernels/batch_norm.cu, validated against the CPU backend, then timed.
+//
+//   build: cmake --build build-cuda --target batch_norm_lab
+//   run:   build-cuda/benchmarks/batch_norm_lab [N H W C]     (default 128 28 28 256: a ResNet-50 stage-2 BN)
+//
+// Versions (add one by adding a case to `run_version`):
+//   1. shipping: fp32 partial sums per (32-channel tile x row chunk) block, combined in double; then
+//      statistics + running update, then one elementwise normalise pass. Backward: the two per-channel
+//      sums the same way, then one dx pass.
+// Bytes counted: forward reads x twice and writes y (3 M C floats); backward reads dy and x twice and
+// writes dx (5 M C floats). Validation runs ops::batch_norm on both backends (forward and backward).
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "engine/cuda/context.h"
+#include "engine/cuda/timing.h"
+#include "engine/ops.h"
+#include "kernels/batch_norm.cuh"
+
+using namespace byol;
+
+namespace {
+
+double rel_error(const Tensor& got, const Tensor& want) {
+  const auto a = got.to_vector<float>(), b = want.to_vector<float>();
+  double d = 0, n = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    n += double(b[i]) * b[i];
+  }
+  return std::sqrt(d) / std::max(std::sqrt(n), 1e-30);
+}
+
+bool validate(const Tensor& x, const Tensor& gamma, const Tensor& beta) {
+  auto run = [&](Device d, Tensor& y, Tensor& dx, Tensor& dg) {
+    Tensor xi = x.to(d), g = gamma.to(d), b = beta.to(d);
+    if (d.is_cpu()) xi = xi.clone(), g = g.clone(), b = b.clone();
+    xi.set_requires_grad(true);
+    g.set_requires_grad(true);
+    b.set_requires_grad(true);
+    y = ops::batch_norm(xi, g, b, Tensor(), Tensor());
+    std::mt19937_64 gen(1);
+    y.backward(Tensor::randn(x.shape(), gen).to(d));
+    dx = xi.grad();
+    dg = g.grad();
+  };
+  Tensor yc, dxc, dgc, yg, dxg, dgg;
+  run(Device::cpu(), yc, dxc, dgc);
+  run(Device::cuda(), yg, dxg, dgg);
+  const double ey = rel_error(yg, yc), edx = rel_error(dxg, dxc), edg = rel_error(dgg, dgc);
+  const bool ok = ey < 2e-5 && edx < 2e-5 && edg < 2e-5;
+  std::printf("validation vs CPU: y %.2e, dx %.2e, dgamma %.2e (tolerance 2e-5): %s\n", ey, edx, edg,
+              ok ? "OK" : "FAILED");
+  return ok;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  const int64_t N = argc > 4 ? std::atoll(argv[1]) : 128, H = argc > 4 ? std::atoll(argv[2]) : 28,
+                W = argc > 4 ? std::atoll(argv[3]) : 28, C = argc > 4 ? std::atoll(argv[4]) : 256;
+  const int64_t M = N * H * W;
+  std::printf("batch_norm_lab: x [%lld, %lld, %lld, %lld] (M = %lld rows, C = %lld)\n", (long long)N,
+              (long long)H, (long long)W, (long long)C, (long long)M, (long long)C);
+  std::mt19937_64 gen(0);
+  const Tensor x = Tensor::randn({N, H, W, C}, gen, DType::f32, 1.0, 2.0);
+  const Tensor gamma = Tensor::randn({C}, gen, DType::f32, 1.0, 0.1), beta = Tensor::randn({C}, gen);
+  if (!validate(x, gamma, beta)) return 1;
+
+  const Device gpu = Device::cuda();
+  const Tensor dx_in = x.to(gpu), dgamma = gamma.to(gpu), dbeta = beta.to(gpu), ddy = x.to(gpu);
+  Tensor y = Tensor::empty(x.shape(), DType::f32, gpu), dx = Tensor::empty(x.shape(), DType::f32, gpu);
+  Tensor stats = Tensor::empty({2 * C + 1}, DType::f64, gpu), sums = Tensor::empty({2 * C}, DType::f64, gpu);
+  Tensor mean = Tensor::empty({C}, DType::f32, gpu), invstd = Tensor::empty({C}, DType::f32, gpu);
+  Tensor g_gamma = Tensor::empty({C}, DType::f32, gpu), g_beta = Tensor::empty({C}, DType::f32, gpu);
+  Tensor rm = Tensor::zeros({C}, DType::f32, gpu), rv = Tensor::zeros({C}, DType::f32, gpu);
+  cudaStream_t s = cuda::compute_stream();
+  auto forward = [&] {
+    kernels::batch_norm_partial_sums(dx_in.data<float>(), M, C, stats.data<double>(), s);
+    kernels::batch_norm_stats(stats.data<double>(), C, 1e-5, 0.9, mean.data<float>(), invstd.data<float>(),
+                              rm.data<float>(), rv.data<float>(), s);
+    kernels::batch_norm_apply(dx_in.data<float>(), mean.data<float>(), invstd.data<float>(),
+                              dgamma.data<float>(), dbeta.data<float>(), y.data<float>(), M, C, s);
+  };
+  auto backward = [&] {
+    kernels::batch_norm_backward_sums(ddy.data<float>(), dx_in.data<float>(), mean.data<float>(),
+                                      invstd.data<float>(), M, C, sums.data<double>(), g_beta.data<float>(),
+                                      g_gamma.data<float>(), s);
+    kernels::batch_norm_backward_dx(ddy.data<float>(), dx_in.data<float>(), mean.data<float>(),
+                                    invstd.data<float>(), dgamma.data<float>(), sums.data<double>(),
+                                    stats.data<double>(), dx.data<float>(), M, C, s);
+  };
+  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
+  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  const double elems = static_cast<double>(M * C) * sizeof(float);
+  cuda::print_timing("v1 forward (training)", cuda::time_on_compute_stream(forward), 3 * elems, copy_gbs);
+  cuda::print_timing("v1 backward", cuda::time_on_compute_stream(backward), 5 * elems, copy_gbs);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 1;
+  }
+}

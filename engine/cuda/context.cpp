@@ -1,0 +1,105 @@
+#include "engine/cuda/context.h"
+
+#include <array>
+#include <mutex>
+
+#include "engine/cuda/cuda_check.h"
+
+namespace byol::cuda {
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct DeviceState {
+  std::once_flag once;
+  cudaStream_t compute = nullptr;
+  cudaStream_t copy = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
+  DeviceBuffer* workspace = nullptr;  // leaked on purpose, like the streams
+};
+
+std::array<DeviceState, kMaxDevices>& states() {
+  static std::array<DeviceState, kMaxDevices> s;
+  return s;
+}
+
+bool g_allow_tf32 = true;
+
+DeviceState& state() {
+  const int dev = current_device();
+  BYOL_CHECK(dev >= 0 && dev < kMaxDevices, "CUDA backend: device index ", dev, " is out of range");
+  DeviceState& s = states()[dev];
+  std::call_once(s.once, [&s] {
+    BYOL_CUDA_CHECK(cudaStreamCreateWithFlags(&s.compute, cudaStreamDefault));
+    BYOL_CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
+    BYOL_CUBLAS_CHECK(cublasCreate(&s.cublas));
+    BYOL_CUBLAS_CHECK(cublasSetStream(s.cublas, s.compute));
+    BYOL_CUBLAS_CHECK(cublasLtCreate(&s.cublaslt));
+  });
+  return s;
+}
+
+}  // namespace
+
+int current_device() {
+  int dev = 0;
+  BYOL_CUDA_CHECK(cudaGetDevice(&dev));
+  return dev;
+}
+
+cudaStream_t compute_stream() {
+  return state().compute;
+}
+cudaStream_t copy_stream() {
+  return state().copy;
+}
+cublasHandle_t cublas_handle() {
+  return state().cublas;
+}
+cublasLtHandle_t cublaslt_handle() {
+  return state().cublaslt;
+}
+
+bool allow_tf32() {
+  return g_allow_tf32;
+}
+
+void set_allow_tf32(bool on) {
+  g_allow_tf32 = on;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) {
+  reserve(bytes);
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFreeAsync(ptr_, compute_stream());
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (ptr_) cudaFreeAsync(ptr_, compute_stream());
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+void DeviceBuffer::reserve(size_t bytes) {
+  if (bytes <= bytes_ && ptr_) return;
+  if (ptr_) BYOL_CUDA_CHECK(cudaFreeAsync(ptr_, compute_stream()));
+  ptr_ = nullptr;
+  bytes_ = 0;
+  BYOL_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes == 0 ? 1 : bytes, compute_stream()));
+  bytes_ = bytes;
+}
+
+void* workspace(size_t bytes) {
+  DeviceState& s = state();
+  if (!s.workspace) s.workspace = new DeviceBuffer();
+  s.workspace->reserve(bytes);
+  return s.workspace->get();
+}
+
+}  // namespace byol::cuda

@@ -1,0 +1,67 @@
+// The CUDA backend's per-process state: the device's compute stream (every kernel, cuDNN and cuBLAS
+// call and every stream-ordered allocation runs on it, so the whole step is one ordered sequence and
+// needs no host synchronisation), a copy stream for host-to-device batches from pinned memory, the
+// library handles bound to the compute stream, and the TF32 switch.
+//
+// Conventions:
+//  - Streams and handles are created on first use for the current device and live until the process
+//    ends (never destroyed: tensors freed during static destruction may still need the stream).
+//  - The compute stream is a blocking stream, so the legacy default stream (synchronous cudaMemcpy
+//    in Tensor::copy_) is ordered with it in both directions.
+//  - DeviceBuffer is the RAII owner of raw, stream-ordered scratch memory (workspaces, partial sums):
+//    move-only, so a buffer is never freed twice or copied by accident.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <utility>
+
+namespace byol::cuda {
+
+int current_device();
+cudaStream_t compute_stream();  // of the current device
+cudaStream_t copy_stream();
+cublasHandle_t cublas_handle();      // bound to compute_stream()
+cublasLtHandle_t cublaslt_handle();  // cuBLASLt takes the stream per call
+
+// TF32 tensor-core math for float32 convolutions (cuDNN math type) and GEMMs (cuBLAS compute type): on
+// by default; the [cuda] tests that compare against a float64-accurate reference turn it off.
+bool allow_tf32();
+void set_allow_tf32(bool on);
+
+// Workspace limit for cuDNN algorithm selection and cuBLASLt (bytes).
+constexpr size_t kWorkspaceLimit = size_t(256) << 20;
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes);  // stream-ordered on compute_stream()
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;  // no copies: a copy would be a double free or a hidden
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;  // device-to-device transfer
+
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+  // Grows (never shrinks) to at least `bytes`; the contents are not kept.
+  void reserve(size_t bytes);
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// A device-side workspace of the compute stream that grows to the largest request and is reused by
+// cuDNN and cuBLASLt calls (they are ordered on the one stream, so they never overlap).
+void* workspace(size_t bytes);
+
+}  // namespace byol::cuda

@@ -1,0 +1,50 @@
+// The CUDA halves of the op front ends (engine/ops/*.cpp): each front end checks its arguments once for
+// both backends, then, for inputs on a GPU, calls the function here, which allocates the outputs on the
+// inputs' device, launches the backend (cuDNN, cuBLAS/cuBLASLt, kernels/) on the compute stream and
+// records the backward on the autograd tape. Nothing here waits for the GPU, except where an op's
+// contract returns a host value (softmax_cross_entropy validates its labels on the host).
+//
+// The CUDA backend runs float32; each function rejects other dtypes with a message that says so.
+// This header is plain C++ and is included by the front ends in every build: BYOL_ON_CUDA(op, t, stmt)
+// runs stmt in a CUDA build and reports "no kernel for this device" in a CPU-only one, so the
+// declarations below are only referenced where they are defined.
+#pragma once
+
+#include "engine/cpu/cpu_backend.h"  // ConvGeom
+#include "engine/ops.h"
+#include "engine/ops/check.h"
+
+#if BYOL_WITH_CUDA
+#define BYOL_ON_CUDA(op, t, stmt) stmt
+#else
+#define BYOL_ON_CUDA(op, t, stmt) ::byol::ops::detail::unsupported_device(op, t)
+#endif
+
+namespace byol::ops::detail {
+
+Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const cpu::ConvGeom& g);
+Tensor max_pool2d_cuda(const Tensor& x, int kernel, int stride, int padding, int64_t P, int64_t Q);
+Tensor global_avg_pool_cuda(const Tensor& x);
+
+// Synced batch norm on a GPU: the hook receives the partial sums as an f64 tensor on the input's device
+// (the CPU backend passes an f64 host tensor; the layout is the same, see ops.h) and must leave the
+// reduced sums in place on that device, e.g. with an in-place NCCL all-reduce on the compute stream.
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, const BatchNormOptions& opt);
+Tensor l2_normalize_cuda(const Tensor& x);
+Tensor byol_loss_cuda(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Tensor& z1);
+
+Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b);
+Tensor matmul_cuda(const Tensor& a, const Tensor& b);
+Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels);
+
+Tensor relu_cuda(const Tensor& x);
+Tensor add_cuda(const Tensor& a, const Tensor& b);
+Tensor scale_cuda(const Tensor& x, double alpha);
+Tensor sum_cuda(const Tensor& x, bool mean);
+void add_inplace_cuda(Tensor& dst, const Tensor& src);
+
+// Tensor::to(DType) between f32, f64 and bf16 on the tensor's GPU.
+Tensor cast_cuda(const Tensor& x, DType target);
+
+}  // namespace byol::ops::detail

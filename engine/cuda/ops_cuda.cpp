@@ -1,0 +1,386 @@
+// CUDA halves of the op front ends (see cuda_ops.h). Conventions as on the CPU: outputs and activation
+// gradients are fresh tensors (written with =); saved tensors are captured only when a gradient needs
+// them; scalar losses and their incoming gradients stay on the device.
+#include "engine/cuda/cuda_ops.h"
+
+#include <array>
+
+#include "engine/cuda/blas.h"
+#include "engine/cuda/context.h"
+#include "engine/cuda/conv_cudnn.h"
+#include "kernels/batch_norm.cuh"
+#include "kernels/byol_loss.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/pool.cuh"
+
+namespace byol::ops::detail {
+namespace {
+
+void require_f32(const char* op, const char* arg, const Tensor& t) {
+  BYOL_CHECK(t.dtype() == DType::f32, op, ": argument '", arg,
+             "' expected dtype f32 on a GPU (the CUDA backend runs float32; f64 runs on the CPU), got ",
+             t.describe());
+}
+
+Tensor like(const Shape& shape, const Tensor& ref) {
+  return Tensor::empty(shape, ref.dtype(), ref.device());
+}
+
+float* f(const Tensor& t) {
+  return t.data<float>();
+}
+float* f_or_null(const Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
+
+cudaStream_t stream() {
+  return cuda::compute_stream();
+}
+
+}  // namespace
+
+// --- convolution and pooling -------------------------------------------------------------------------
+
+Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const cpu::ConvGeom& g) {
+  require_f32("conv2d", "input", x);
+  Tensor y = like({g.N, g.P, g.Q, g.K}, x);
+  cuda::conv2d_forward(f(x), f(w), f(y), g);
+  GradRecorder rec("conv2d", {x, w});
+  if (rec.active()) {
+    const bool need_dx = rec.needs(0), need_dw = rec.needs(1);
+    rec.record(y,
+               [g, xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), need_dx,
+                need_dw](const Tensor& dy_in) -> std::vector<Tensor> {
+                 Tensor dy = dy_in.contiguous();
+                 Tensor dx, dw;
+                 if (need_dx) {
+                   dx = like({g.N, g.H, g.W, g.C}, dy);
+                   cuda::conv2d_backward_data(f(dy), f(ws), f(dx), g);
+                 }
+                 if (need_dw) {
+                   dw = like({g.K, g.R, g.S, g.C}, dy);
+                   cuda::conv2d_backward_filter(f(dy), f(xs), f(dw), g);
+                 }
+                 return {dx, dw};
+               });
+  }
+  return y;
+}
+
+Tensor max_pool2d_cuda(const Tensor& x, int kernel, int stride, int padding, int64_t P, int64_t Q) {
+  require_f32("max_pool2d", "input", x);
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  Tensor y = like({N, P, Q, C}, x);
+  Tensor argmax = Tensor::empty({N, P, Q, C}, DType::i32, x.device());
+  kernels::max_pool2d_forward(f(x), f(y), argmax.data<int32_t>(), N, H, W, C, P, Q, kernel, stride, padding,
+                              stream());
+  GradRecorder rec("max_pool2d", {x});
+  if (rec.active()) {
+    rec.record(
+        y, [argmax, N, H, W, C, P, Q, kernel, stride, padding](const Tensor& dy_in) -> std::vector<Tensor> {
+          Tensor dy = dy_in.contiguous();
+          Tensor dx = like({N, H, W, C}, dy);
+          kernels::max_pool2d_backward(f(dy), argmax.data<int32_t>(), f(dx), N, H, W, C, P, Q, kernel, stride,
+                                       padding, stream());
+          return {dx};
+        });
+  }
+  return y;
+}
+
+Tensor global_avg_pool_cuda(const Tensor& x) {
+  require_f32("global_avg_pool", "input", x);
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  Tensor y = like({N, C}, x);
+  kernels::global_avg_pool_forward(f(x), f(y), N, H * W, C, stream());
+  GradRecorder rec("global_avg_pool", {x});
+  if (rec.active()) {
+    rec.record(y, [N, H, W, C](const Tensor& dy_in) -> std::vector<Tensor> {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx = like({N, H, W, C}, dy);
+      kernels::global_avg_pool_backward(f(dy), f(dx), N, H * W, C, stream());
+      return {dx};
+    });
+  }
+  return y;
+}
+
+// --- normalisation -------------------------------------------------------------------------------------
+
+namespace {
+void call_stats_hook(const StatsAllReduce& hook, Tensor& sums, int64_t expected, const Device& device,
+                     const char* phase) {
+  if (!hook) return;
+  hook(sums);
+  BYOL_CHECK(
+      sums.defined() && sums.numel() == expected && sums.dtype() == DType::f64 && sums.device() == device,
+      "batch_norm", phase, ": the statistics all-reduce hook must leave an f64 tensor of ", expected,
+      " values on ", device_name(device), " in place, got ", sums.describe());
+}
+}  // namespace
+
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, const BatchNormOptions& opt) {
+  require_f32("batch_norm", "input", x);
+  const int64_t C = x.size(-1), M = x.numel() / std::max<int64_t>(C, 1);
+  Tensor y = like(x.shape(), x);
+  Tensor mean = like({C}, x), invstd = like({C}, x);
+  Tensor stats;  // [count, sum[C], sum_sq[C]] (f64, device); stats[0] is backward's count
+  if (opt.training) {
+    stats = Tensor::empty({2 * C + 1}, DType::f64, x.device());
+    kernels::batch_norm_partial_sums(f(x), M, C, stats.data<double>(), stream());
+    call_stats_hook(opt.all_reduce, stats, 2 * C + 1, x.device(), "");
+    kernels::batch_norm_stats(stats.data<double>(), C, opt.eps, opt.decay, f(mean), f(invstd),
+                              f_or_null(running_mean), f_or_null(running_var), stream());
+  } else {
+    kernels::batch_norm_eval_stats(f(running_mean), f(running_var), C, opt.eps, f(mean), f(invstd), stream());
+  }
+  kernels::batch_norm_apply(f(x), f(mean), f(invstd), f(gamma), f(beta), f(y), M, C, stream());
+
+  GradRecorder rec("batch_norm", {x, gamma, beta});
+  if (rec.active()) {
+    rec.record(y, [x, gamma, mean, invstd, stats, M, C, training = opt.training, all_reduce = opt.all_reduce,
+                   need_dx = rec.needs(0)](const Tensor& dy_in) {
+      Tensor dy = dy_in.contiguous();
+      Tensor dgamma = like({C}, x), dbeta = like({C}, x), dx;
+      // Local sums give dgamma and dbeta (each rank's share; gradients are averaged later); dx of
+      // synced batch norm needs the sums over every rank's batch.
+      Tensor sums = Tensor::empty({2 * C}, DType::f64, x.device());
+      kernels::batch_norm_backward_sums(f(dy), f(x), f(mean), f(invstd), M, C, sums.data<double>(), f(dbeta),
+                                        f(dgamma), stream());
+      if (need_dx) {
+        dx = like(x.shape(), x);
+        if (training) {
+          call_stats_hook(all_reduce, sums, 2 * C, x.device(), " backward");
+          kernels::batch_norm_backward_dx(f(dy), f(x), f(mean), f(invstd), f(gamma), sums.data<double>(),
+                                          stats.data<double>(), f(dx), M, C, stream());
+        } else {
+          kernels::batch_norm_backward_dx_eval(f(dy), f(gamma), f(invstd), f(dx), M, C, stream());
+        }
+      }
+      return std::vector<Tensor>{dx, dgamma, dbeta};
+    });
+  }
+  return y;
+}
+
+Tensor l2_normalize_cuda(const Tensor& x) {
+  require_f32("l2_normalize", "input", x);
+  const int64_t N = x.size(0), D = x.size(1);
+  Tensor y = like({N, D}, x), inv_norm = like({N}, x);
+  kernels::l2_normalize_forward(f(x), f(y), f(inv_norm), N, D, stream());
+  GradRecorder rec("l2_normalize", {x});
+  if (rec.active()) {
+    rec.record(y, [x, y_saved = y.view(y.shape()), inv_norm, N, D](const Tensor& dy_in) {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx = like({N, D}, dy);
+      kernels::l2_normalize_backward(f(dy), f(x), f(y_saved), f(inv_norm), f(dx), N, D, stream());
+      return std::vector<Tensor>{dx};
+    });
+  }
+  return y;
+}
+
+Tensor byol_loss_cuda(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Tensor& z1) {
+  require_f32("byol_loss", "p1", p1);
+  const int64_t N = p1.size(0), D = p1.size(1);
+  Tensor loss = like({}, p1);
+  kernels::byol_loss_forward(f(p1), f(z2), f(p2), f(z1), N, D, f(loss), stream());
+  GradRecorder rec("byol_loss", {p1, z2, p2, z1});
+  if (rec.active()) {
+    const std::array<bool, 4> need{rec.needs(0), rec.needs(1), rec.needs(2), rec.needs(3)};
+    rec.record(loss, [p1, z2, p2, z1, N, D, need](const Tensor& g_in) {
+      Tensor g = g_in.contiguous();
+      std::vector<Tensor> grads(4);
+      for (int i = 0; i < 4; ++i)
+        if (need[i]) grads[i] = like({N, D}, p1);
+      kernels::byol_loss_backward(f(p1), f(z2), f(p2), f(z1), f(g), f_or_null(grads[0]), f_or_null(grads[1]),
+                                  f_or_null(grads[2]), f_or_null(grads[3]), N, D, stream());
+      return grads;
+    });
+  }
+  return loss;
+}
+
+// --- dense ---------------------------------------------------------------------------------------------
+
+Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b) {
+  require_f32("linear", "input", x);
+  const int64_t N = x.size(0), in = x.size(1), out = w.size(0);
+  Tensor y = like({N, out}, x);
+  cuda::linear_forward(f(x), f(w), f_or_null(b), f(y), N, in, out);
+  GradRecorder rec("linear", {x, w, b});
+  if (rec.active()) {
+    const bool need_dx = rec.needs(0), need_dw = rec.needs(1), need_db = rec.needs(2);
+    rec.record(y, [xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), N, in, out, need_dx, need_dw,
+                   need_db](const Tensor& dy_in) {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx, dw, db;
+      if (need_dx) {  // dx[N, in] = dy[N, out] w[out, in]
+        dx = like({N, in}, dy);
+        cuda::gemm(f(dy), f(ws), f(dx), N, out, in, false, false);
+      }
+      if (need_dw) {  // dw[out, in] = dy[N, out]^T x[N, in]
+        dw = like({out, in}, dy);
+        cuda::gemm(f(dy), f(xs), f(dw), out, N, in, true, false);
+      }
+      if (need_db) {
+        db = like({out}, dy);
+        kernels::column_sums(f(dy), N, out, f(db), stream());
+      }
+      return std::vector<Tensor>{dx, dw, db};
+    });
+  }
+  return y;
+}
+
+Tensor matmul_cuda(const Tensor& a, const Tensor& b) {
+  require_f32("matmul", "a", a);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  Tensor c = like({M, N}, a);
+  cuda::gemm(f(a), f(b), f(c), M, K, N, false, false);
+  GradRecorder rec("matmul", {a, b});
+  if (rec.active()) {
+    const bool need_a = rec.needs(0), need_b = rec.needs(1);
+    rec.record(c, [as = need_b ? a : Tensor(), bs = need_a ? b : Tensor(), M, K, N, need_a,
+                   need_b](const Tensor& dc_in) {
+      Tensor dc = dc_in.contiguous();
+      Tensor da, db;
+      if (need_a) {  // da[M, K] = dc[M, N] b[K, N]^T
+        da = like({M, K}, dc);
+        cuda::gemm(f(dc), f(bs), f(da), M, N, K, false, true);
+      }
+      if (need_b) {  // db[K, N] = a[M, K]^T dc[M, N]
+        db = like({K, N}, dc);
+        cuda::gemm(f(as), f(dc), f(db), K, M, N, true, false);
+      }
+      return std::vector<Tensor>{da, db};
+    });
+  }
+  return c;
+}
+
+Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels) {
+  const char* op = "softmax_cross_entropy";
+  require_f32(op, "logits", logits);
+  const int64_t N = logits.size(0), K = logits.size(1);
+  // Labels are validated on the host (one small read-back): an out-of-range label would otherwise read
+  // outside its row. This op serves the evaluation heads, not the BYOL step.
+  auto check_labels = [&](const auto& values) {
+    for (size_t i = 0; i < values.size(); ++i)
+      BYOL_CHECK(values[i] >= 0 && values[i] < K, op, ": argument 'labels' expected values in [0, ", K,
+                 "), got ", static_cast<int64_t>(values[i]), " at index ", i);
+  };
+  if (labels.dtype() == DType::i32) {
+    check_labels(labels.to_vector<int32_t>());
+  } else {
+    check_labels(labels.to_vector<int64_t>());
+  }
+  Tensor loss = like({}, logits), probs = like({N, K}, logits);
+  if (labels.dtype() == DType::i32) {
+    kernels::softmax_cross_entropy_forward(f(logits), labels.data<int32_t>(), f(probs), f(loss), N, K,
+                                           stream());
+  } else {
+    kernels::softmax_cross_entropy_forward(f(logits), labels.data<int64_t>(), f(probs), f(loss), N, K,
+                                           stream());
+  }
+  GradRecorder rec(op, {logits, labels});
+  if (rec.active()) {
+    rec.record(loss, [probs, labels, N, K](const Tensor& g_in) {
+      Tensor g = g_in.contiguous();
+      Tensor dlogits = like({N, K}, probs);
+      if (labels.dtype() == DType::i32) {
+        kernels::softmax_cross_entropy_backward(f(probs), labels.data<int32_t>(), f(g), f(dlogits), N, K,
+                                                stream());
+      } else {
+        kernels::softmax_cross_entropy_backward(f(probs), labels.data<int64_t>(), f(g), f(dlogits), N, K,
+                                                stream());
+      }
+      return std::vector<Tensor>{dlogits, Tensor()};
+    });
+  }
+  return loss;
+}
+
+// --- elementwise and reductions --------------------------------------------------------------------------
+
+Tensor relu_cuda(const Tensor& x) {
+  require_f32("relu", "input", x);
+  Tensor y = like(x.shape(), x);
+  kernels::relu_forward(f(x), f(y), x.numel(), stream());
+  GradRecorder rec("relu", {x});
+  if (rec.active()) {
+    rec.record(y, [ys = y.view(y.shape())](const Tensor& dy_in) {
+      Tensor dy = dy_in.contiguous();
+      Tensor dx = like(ys.shape(), ys);
+      kernels::relu_backward(f(ys), f(dy), f(dx), ys.numel(), stream());
+      return std::vector<Tensor>{dx};
+    });
+  }
+  return y;
+}
+
+Tensor add_cuda(const Tensor& a, const Tensor& b) {
+  require_f32("add", "a", a);
+  Tensor y = like(a.shape(), a);
+  kernels::add(f(a), f(b), f(y), a.numel(), stream());
+  GradRecorder rec("add", {a, b});
+  if (rec.active()) rec.record(y, [](const Tensor& dy) { return std::vector<Tensor>{dy, dy}; });
+  return y;
+}
+
+namespace {
+Tensor scaled_cuda(const Tensor& x, double alpha) {
+  Tensor y = like(x.shape(), x);
+  kernels::scale(f(x), alpha, f(y), x.numel(), stream());
+  return y;
+}
+}  // namespace
+
+Tensor scale_cuda(const Tensor& x, double alpha) {
+  require_f32("scale", "input", x);
+  Tensor y = scaled_cuda(x, alpha);
+  GradRecorder rec("scale", {x});
+  if (rec.active()) {
+    rec.record(
+        y, [alpha](const Tensor& dy) { return std::vector<Tensor>{scaled_cuda(dy.contiguous(), alpha)}; });
+  }
+  return y;
+}
+
+Tensor sum_cuda(const Tensor& x, bool mean) {
+  const char* op = mean ? "mean" : "sum";
+  require_f32(op, "input", x);
+  const double factor = mean ? 1.0 / static_cast<double>(x.numel()) : 1.0;
+  Tensor y = like({}, x);
+  kernels::sum(f(x), x.numel(), factor, f(y), stream());
+  GradRecorder rec(op, {x});
+  if (rec.active()) {
+    rec.record(y, [shape = x.shape(), factor](const Tensor& g_in) {
+      Tensor g = g_in.contiguous();
+      Tensor dx = like(shape, g);
+      kernels::fill_from_scalar(f(dx), f(g), factor, dx.numel(), stream());
+      return std::vector<Tensor>{dx};
+    });
+  }
+  return y;
+}
+
+void add_inplace_cuda(Tensor& dst, const Tensor& src) {
+  require_f32("add_", "dst", dst);
+  Tensor s = src.contiguous();
+  kernels::add_inplace(f(dst), f(s), dst.numel(), stream());
+}
+
+Tensor cast_cuda(const Tensor& x, DType target) {
+  const auto supported = [](DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; };
+  BYOL_CHECK(supported(x.dtype()) && supported(target), "Tensor::to(", dtype_name(target), "): casting ",
+             x.describe(), " on a GPU supports f32, f64 and bf16; copy it to the CPU for other dtypes");
+  Tensor src = x.contiguous();
+  Tensor out = Tensor::empty(x.shape(), target, x.device());
+  kernels::cast(src.raw_data(), static_cast<int>(src.dtype()), out.raw_data(), static_cast<int>(target),
+                x.numel(), stream());
+  return out;
+}
+
+}  // namespace byol::ops::detail

@@ -1,0 +1,16 @@
+// EMA of the target network over its flat parameter buffer (BYOL sec. 3.1, eq. 1), in place, in one
+// launch for the whole network, with no host synchronisation:
+//   target[i] <- math::ema_update(target[i], online[i], tau)   for i < n
+// (online may be longer: the target is the prefix of the online layout). float4 loads and stores when
+// both buffers are 16-byte aligned (flat buffers always are), scalar otherwise.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace byol::kernels {
+
+void ema_update(float* target, const float* online, int64_t n, double tau, cudaStream_t stream);
+
+}  // namespace byol::kernels

@@ -1,0 +1,92 @@
+// Launch geometry of the handwritten kernels, as host-callable arithmetic so the CPU tests can check
+// that every grid covers its index range exactly once (tests/test_cuda_ops.cpp, untagged cases).
+//
+// Conventions: 1-D kernels use grid-stride loops over n elements with at most kMaxBlocks blocks; row
+// kernels use one warp per row; the per-channel reductions of batch norm use 32-channel x 8-row
+// blocks over a grid of channel tiles x row chunks.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/common.h"
+
+namespace byol::kernels {
+
+constexpr int kThreads = 256;  // threads per block of the 1-D and row kernels
+constexpr int kWarp = 32;
+constexpr int64_t kMaxBlocks = 8192;  // grid-stride beyond this (enough to fill any current GPU)
+
+// Blocks for n elements handled `per_thread` at a time by kThreads-thread blocks.
+inline unsigned grid_1d(int64_t n, int64_t per_thread = 1) {
+  const int64_t items = (n + per_thread - 1) / per_thread;
+  const int64_t blocks = (items + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, kMaxBlocks));
+}
+
+// Blocks for `rows` rows, one warp per row.
+inline unsigned grid_rows(int64_t rows) {
+  const int64_t warps_per_block = kThreads / kWarp;
+  return static_cast<unsigned>(
+      std::clamp<int64_t>((rows + warps_per_block - 1) / warps_per_block, 1, kMaxBlocks));
+}
+
+// Batch-norm reduction grid over an [M, C] matrix: tiles of kBnTileC channels (one per lane, so a warp
+// reads 32 consecutive floats of a row) and chunks of rows_per_chunk rows (a multiple of kBnTileRows,
+// the block's second dimension). Aims at about kBnTargetBlocks blocks so every SM has work, while
+// keeping each thread's fp32 partial sum to at most a few hundred values.
+constexpr int kBnTileC = 32;
+constexpr int kBnTileRows = 8;
+constexpr int64_t kBnTargetBlocks = 1024;
+struct BnGrid {
+  int64_t channel_tiles;
+  int64_t row_chunks;
+  int64_t rows_per_chunk;
+};
+inline BnGrid bn_grid(int64_t M, int64_t C) {
+  BnGrid g;
+  g.channel_tiles = std::max<int64_t>(1, (C + kBnTileC - 1) / kBnTileC);
+  const int64_t max_chunks = std::max<int64_t>(1, (M + kBnTileRows - 1) / kBnTileRows);
+  const int64_t want = std::clamp<int64_t>(kBnTargetBlocks / g.channel_tiles, 1, max_chunks);
+  int64_t rows = (M + want - 1) / want;
+  rows = std::max<int64_t>(kBnTileRows, (rows + kBnTileRows - 1) / kBnTileRows * kBnTileRows);
+  g.rows_per_chunk = rows;
+  g.row_chunks = std::max<int64_t>(1, (M + rows - 1) / rows);
+  return g;
+}
+
+// Pooling windows: the output rows p whose window [p * stride - pad, p * stride - pad + kernel) contains
+// input row h, as the half-open range [first, last). Used by max-pool backward, which gathers into each
+// input element from the windows that cover it (deterministic, no atomics).
+struct IndexRange {
+  int64_t first, last;
+};
+BYOL_HD IndexRange pool_windows_covering(int64_t h, int64_t kernel, int64_t stride, int64_t pad, int64_t P) {
+  // p * stride - pad <= h  and  p * stride - pad + kernel > h
+  const int64_t hi = h + pad;              // p <= hi / stride
+  const int64_t lo_num = hi - kernel + 1;  // p >= lo_num / stride (ceil)
+  int64_t first = lo_num <= 0 ? 0 : (lo_num + stride - 1) / stride;
+  int64_t last = hi / stride + 1;
+  if (last > P) last = P;
+  if (first > last) first = last;
+  return {first, last};
+}
+
+// LARS segments: the registry's tensors as half-open element ranges [begin, end) of the flat buffer,
+// sorted and disjoint (alignment gaps lie between them). segment_of returns the segment holding
+// element i, or -1 for a gap.
+BYOL_HD int segment_of(const int64_t* begins, const int64_t* ends, int segments, int64_t i) {
+  int lo = 0, hi = segments;  // first segment with begin > i, by binary search
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (begins[mid] <= i) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  const int s = lo - 1;
+  return (s >= 0 && i < ends[s]) ? s : -1;
+}
+
+}  // namespace byol::kernels

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The GPU check of issue 6: configure and build byol.cpp with CUDA, run the [cuda] tests, compute-sanitizer
+# memcheck on the kernel tests, the kernel labs and the step benchmark; print a summary table last.
+#
+#   scripts/gpu_check.sh [OUT_DIR]          (OUT_DIR defaults to $OUT, else ./gpu_check_out)
+#   scripts/gpu_check.sh prepare-carry      (on a Debian machine with scripts/setup.sh's packages)
+#
+# Made for a GPU machine that has nvcc, cmake, python3 and NVIDIA's pip packages but no Debian packages and
+# no network, and works as well on any machine with a system-wide CUDA toolkit, cuDNN and NCCL:
+#  - cuDNN / NCCL: $CUDNN_ROOT / $NCCL_ROOT if set, else python3's site-packages/nvidia/{cudnn,nccl}, else
+#    whatever CMake finds in the toolkit (without cuDNN the build still succeeds, but CUDA convolutions
+#    throw, so their tests fail and say why);
+#  - Eigen, Catch2 (v2), nlohmann-json, zlib, CLI11, toml++: from the system, else from the git-ignored
+#    folder .carry/ in the repository root, which `scripts/gpu_check.sh prepare-carry` fills from the
+#    Debian packages (headers, CMake package files, libraries; relocatable, about 15 MB). Carry .carry/ to
+#    the GPU machine with the tree;
+#  - OpenBLAS, MPI, libjpeg, libpng are optional and simply reported as not found.
+# Everything (configure and build logs, test output, sanitizer report, lab and benchmark output, the
+# summary) is written under OUT_DIR. Exit status: 0 when every step passed.
+set -uo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+carry="$root/.carry"
+
+# Header-only or build-time dependencies that a bare GPU machine lacks: copied with their CMake package
+# files (which locate everything relative to themselves) from these Debian packages, /usr -> .carry.
+carry_packages=(libeigen3-dev catch2 nlohmann-json3-dev zlib1g-dev libcli11-dev libtomlplusplus-dev)
+
+if [ "${1:-}" = "prepare-carry" ]; then
+  set -e
+  rm -rf "$carry"
+  mkdir -p "$carry"
+  for pkg in "${carry_packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+      echo "gpu_check: $pkg is not installed here, skipping it"
+      continue
+    fi
+    dpkg -L "$pkg" | while read -r f; do
+      [ -f "$f" ] || continue
+      case "$f" in
+        /usr/include/* | /usr/share/*/cmake/* | /usr/share/cmake/* | /usr/lib/cmake/* | /usr/lib/*/cmake/*)
+          mkdir -p "$carry/$(dirname "${f#/usr/}")"
+          cp "$f" "$carry/${f#/usr/}" ;;
+        /usr/lib/*.a)
+          mkdir -p "$carry/$(dirname "${f#/usr/}")"
+          cp "$f" "$carry/${f#/usr/}" ;;
+        /usr/lib/*.so | /lib/*.so)  # a development symlink: the library itself, also under its SONAME
+          rel="${f#/usr/}"
+          rel="lib/${rel#lib/}"
+          mkdir -p "$carry/$(dirname "$rel")"
+          cp -L "$f" "$carry/$rel"
+          soname="$(objdump -p "$f" 2>/dev/null | awk '/SONAME/ {print $2}')"
+          if [ -n "$soname" ]; then cp -L "$f" "$carry/$(dirname "$rel")/$soname"; fi ;;
+      esac
+    done
+  done
+  echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1))"
+  exit 0
+fi
+
+out="${1:-${OUT:-$root/gpu_check_out}}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+build="$root/build-gpu"
+jobs="$(nproc 2>/dev/null || echo 8)"
+summary=()
+failed=0
+record() {  # name, status, detail
+  summary+=("$(printf '%-34s %-8s %s' "$1" "$2" "$3")")
+  [ "$2" = "PASS" ] || [ "$2" = "INFO" ] || failed=1
+}
+log() { echo "gpu_check: $*" | tee -a "$out/gpu_check.log"; }
+
+# --- toolchain and GPU ------------------------------------------------------------------------------------
+nvcc_bin="$(command -v nvcc || true)"
+[ -z "$nvcc_bin" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc_bin=/usr/local/cuda/bin/nvcc
+if [ -z "$nvcc_bin" ]; then
+  log "no nvcc on PATH or in /usr/local/cuda/bin"; exit 1
+fi
+PATH="$(dirname "$nvcc_bin"):$PATH"
+export PATH
+gpu="$(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+arch="$(echo "$gpu" | awk -F', ' '{print $2}' | tr -d '.')"
+log "nvcc: $("$nvcc_bin" --version | tail -1); GPU: ${gpu:-none visible}"
+[ -z "$arch" ] && arch="80;90"
+
+# --- cuDNN and NCCL ---------------------------------------------------------------------------------------
+site_nvidia="$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null || true)"
+find_lib() {  # dir, stem -> newest lib<stem>.so* in dir
+  find "$1" -maxdepth 1 -name "lib$2.so*" 2>/dev/null | sort -V | tail -1
+}
+cmake_args=(-DBYOL_CUDA=ON -DBYOL_OPENBLAS=OFF -DBYOL_BENCHMARKS=ON -DBYOL_TESTS=ON
+            "-DCMAKE_CUDA_COMPILER=$nvcc_bin" "-DCMAKE_CUDA_ARCHITECTURES=$arch")
+ld_dirs=()
+for pkg in cudnn nccl; do
+  upper="$(echo "$pkg" | tr '[:lower:]' '[:upper:]')"
+  root_var="${upper}_ROOT"
+  dir="${!root_var:-}"
+  [ -z "$dir" ] && [ -n "$site_nvidia" ] && [ -d "$site_nvidia/$pkg" ] && dir="$site_nvidia/$pkg"
+  if [ -n "$dir" ] && [ -d "$dir/include" ]; then
+    lib="$(find_lib "$dir/lib" "$pkg")"
+    [ -z "$lib" ] && lib="$(find_lib "$dir/lib64" "$pkg")"
+    if [ -n "$lib" ]; then
+      # pip wheels ship only lib<name>.so.<major>: hand CMake the file itself
+      cmake_args+=("-DBYOL_${upper}_INCLUDE=$dir/include" "-DBYOL_${upper}_LIB=$lib")
+      ld_dirs+=("$(dirname "$lib")")
+      log "$pkg: $lib"
+      continue
+    fi
+  fi
+  log "$pkg: not given (set ${root_var}); CMake searches the toolkit"
+done
+if [ -d "$carry" ]; then
+  while read -r d; do ld_dirs+=("$d"); done < <(find "$carry" -name '*.so*' -printf '%h\n' | sort -u)
+fi
+if [ ${#ld_dirs[@]} -gt 0 ]; then
+  LD_LIBRARY_PATH="$(IFS=:; echo "${ld_dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH
+fi
+prefix="$carry"
+cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix")
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+
+# --- configure and build -------------------------------------------------------------------------------------
+log "configuring in $build"
+if cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}" \
+    >"$out/configure.log" 2>&1; then
+  record "configure" PASS "$(grep -E 'byol: (CUDA|cuDNN|NCCL):' "$out/configure.log" | sed 's/.*byol: //' | tr '\n' ';')"
+else
+  record "configure" FAIL "see configure.log"
+  tail -30 "$out/configure.log"
+fi
+targets=(byol_tests byol_step_bench batch_norm_lab byol_loss_lab ema_lab lars_lab)
+log "building ${targets[*]} with $jobs jobs"
+if cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$out/build.log" 2>&1; then
+  record "build" PASS "$(grep -ci 'warning' "$out/build.log") warning lines"
+else
+  record "build" FAIL "see build.log"
+  tail -40 "$out/build.log"
+fi
+
+# --- tests -----------------------------------------------------------------------------------------------
+tests="$build/tests/byol_tests"
+if [ -x "$tests" ]; then
+  log "[cuda] tests"
+  (cd "$build/tests" && timeout 300 "$tests" "[cuda]" --durations yes) >"$out/cuda_tests.log" 2>&1
+  rc=$?
+  result="$(grep -E '^(All tests passed|test cases:)' "$out/cuda_tests.log" | tail -1)"
+  record "[cuda] tests" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "rc $rc; $result"
+  log "CPU kernel-helper tests"
+  (cd "$build/tests" && timeout 120 "$tests" "[kernels]") >"$out/kernel_helper_tests.log" 2>&1
+  rc=$?
+  record "[kernels] helper tests (CPU)" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "rc $rc"
+  sanitizer="$(command -v compute-sanitizer || true)"
+  [ -z "$sanitizer" ] && [ -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] && sanitizer="$(dirname "$nvcc_bin")/compute-sanitizer"
+  if [ -n "$sanitizer" ]; then
+    log "compute-sanitizer memcheck on the kernel tests ([cuda-kernels])"
+    (cd "$build/tests" && timeout 300 "$sanitizer" --tool memcheck --error-exitcode 99 --leak-check no \
+       "$tests" "[cuda-kernels]") >"$out/memcheck.log" 2>&1
+    rc=$?
+    record "memcheck [cuda-kernels]" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
+      "rc $rc; $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
+  else
+    record "memcheck [cuda-kernels]" FAIL "compute-sanitizer not found"
+  fi
+else
+  record "[cuda] tests" FAIL "byol_tests was not built"
+fi
+
+# --- kernel labs and the step benchmark ------------------------------------------------------------------------
+for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab; do
+  exe="$build/benchmarks/$lab"
+  if [ ! -x "$exe" ]; then record "$lab" FAIL "not built"; continue; fi
+  log "$lab"
+  timeout 180 "$exe" >"$out/$lab.log" 2>&1
+  rc=$?
+  record "$lab" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
+    "$(grep -E '^v1' "$out/$lab.log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//' | tr '\n' ';')"
+done
+bench="$build/benchmarks/byol_step_bench"
+if [ -x "$bench" ]; then
+  # The step benchmark runs the learner where its registries live, which is the CPU until the models get
+  # a device option; it is run here so its number sits next to the GPU results.
+  log "byol_step_bench (CPU step)"
+  timeout 180 "$bench" 64 3 >"$out/byol_step_bench.log" 2>&1
+  rc=$?
+  record "byol_step_bench (CPU)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/byol_step_bench.log")"
+fi
+
+# --- summary -------------------------------------------------------------------------------------------------
+{
+  echo
+  echo "=== gpu_check summary (${gpu:-no GPU}) — logs in $out ==="
+  printf '%-34s %-8s %s\n' "step" "status" "detail"
+  for line in "${summary[@]}"; do echo "$line"; done
+} | tee "$out/summary.txt"
+exit $failed

@@ -1,0 +1,533 @@
+// The CUDA backend against the CPU backend.
+//
+// Untagged cases (run everywhere, no GPU needed): the host-callable launch geometry and index helpers of
+// kernels/launch.h — every grid covers its range exactly once, the pooling-window inversion and the
+// LARS segment lookup agree with brute force.
+//
+// [cuda] cases (skipped, saying so, without a GPU): every op forward and backward on fresh random inputs
+// of several shapes — odd sizes, channel counts that are not multiples of 4 or 8 — against the CPU
+// backend; the device memory pool is filled with NaN before each GPU run, so an output element a kernel
+// fails to write shows up as NaN. Tolerances are relative errors over the whole tensor,
+// ||gpu - cpu|| / ||cpu||, stated per op with TF32 off; one convolution case also runs with TF32 on.
+// Then EMA and LARS over flat buffers, a whole BYOL step on the GPU against the same step on the CPU,
+// and the PyTorch reference step (tests/fixtures/byol_step.safetensors) reproduced on the GPU.
+// [cuda-kernels] marks the cases of the handwritten kernels, which scripts/gpu_check.sh also runs under
+// compute-sanitizer memcheck (the cuDNN/cuBLAS and whole-step cases are too slow under it).
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <set>
+
+#include "kernels/launch.h"
+#if BYOL_WITH_CUDA
+#include "byol/learner.h"
+#include "engine/cuda/context.h"
+#include "engine/io/safetensors.h"
+#include "engine/ops.h"
+#endif
+
+using namespace byol;
+
+// --- host-callable helpers (untagged) --------------------------------------------------------------------
+
+TEST_CASE("launch geometry covers every element once", "[kernels]") {
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(255), int64_t(256), int64_t(257), int64_t(100000),
+                    int64_t(1) << 31}) {
+    const unsigned blocks = kernels::grid_1d(n);
+    CHECK(blocks >= 1);
+    CHECK(blocks <= kernels::kMaxBlocks);
+    // grid-stride: the grid covers n when n fits in it, and otherwise strides over the rest
+    if (n <= kernels::kMaxBlocks * kernels::kThreads) CHECK(int64_t(blocks) * kernels::kThreads >= n);
+    const unsigned row_blocks = kernels::grid_rows(n);
+    CHECK(row_blocks >= 1);
+    CHECK(row_blocks <= kernels::kMaxBlocks);
+  }
+  CHECK(kernels::grid_1d(1024, 4) == 1);
+  CHECK(kernels::grid_1d(1025, 4) == 2);
+}
+
+TEST_CASE("batch-norm reduction grid: chunks cover the rows exactly once", "[kernels]") {
+  for (int64_t M : std::vector<int64_t>{1, 3, 8, 9, 100, 4096, 802816}) {
+    for (int64_t C : std::vector<int64_t>{1, 3, 31, 32, 33, 64, 2048}) {
+      const kernels::BnGrid g = kernels::bn_grid(M, C);
+      INFO("M " << M << " C " << C);
+      CHECK(g.channel_tiles * kernels::kBnTileC >= C);
+      CHECK((g.channel_tiles - 1) * kernels::kBnTileC < C);
+      CHECK(g.rows_per_chunk % kernels::kBnTileRows == 0);
+      CHECK(g.row_chunks * g.rows_per_chunk >= M);
+      CHECK((g.row_chunks - 1) * g.rows_per_chunk < M);
+      CHECK(g.row_chunks <= 65535);  // grid.y limit
+    }
+  }
+}
+
+TEST_CASE("pooling windows covering an input row agree with brute force", "[kernels]") {
+  for (int kernel : {1, 2, 3, 5})
+    for (int stride : {1, 2, 3})
+      for (int pad = 0; 2 * pad <= kernel; ++pad)
+        for (int64_t H : std::vector<int64_t>{1, 2, 5, 8, 11}) {
+          if (H + 2 * pad < kernel) continue;
+          const int64_t P = (H + 2 * pad - kernel) / stride + 1;
+          for (int64_t h = 0; h < H; ++h) {
+            std::set<int64_t> expected;
+            for (int64_t p = 0; p < P; ++p)
+              if (p * stride - pad <= h && h < p * stride - pad + kernel) expected.insert(p);
+            const kernels::IndexRange r = kernels::pool_windows_covering(h, kernel, stride, pad, P);
+            std::set<int64_t> got;
+            for (int64_t p = r.first; p < r.last; ++p) got.insert(p);
+            INFO("kernel " << kernel << " stride " << stride << " pad " << pad << " H " << H << " h " << h);
+            CHECK(got == expected);
+          }
+        }
+}
+
+TEST_CASE("LARS segment lookup finds each element's tensor and skips gaps", "[kernels]") {
+  const std::vector<int64_t> begins{0, 16, 20, 64}, ends{9, 20, 33, 65};
+  for (int64_t i = 0; i < 80; ++i) {
+    int expected = -1;
+    for (int s = 0; s < 4; ++s)
+      if (begins[s] <= i && i < ends[s]) expected = s;
+    CHECK(kernels::segment_of(begins.data(), ends.data(), 4, i) == expected);
+  }
+  CHECK(kernels::segment_of(begins.data(), ends.data(), 0, 3) == -1);
+}
+
+#if BYOL_WITH_CUDA
+
+namespace {
+
+const Device kGpu = Device::cuda();
+
+double rel_error(const Tensor& got, const Tensor& want) {
+  REQUIRE(got.shape() == want.shape());
+  const std::vector<float> a = got.contiguous().to_vector<float>(), b = want.contiguous().to_vector<float>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) && std::isfinite(b[i])) return std::numeric_limits<double>::infinity();
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
+}
+
+// Fills the stream-ordered pool with NaN: the next allocations reuse this memory, so an output element
+// that a kernel does not write reads back as NaN.
+void poison_device_pool() {
+  Tensor::full({int64_t(1) << 22}, std::nan(""), DType::f32, kGpu);  // 16 MiB, freed at once
+}
+
+struct Tf32Guard {
+  bool previous;
+  explicit Tf32Guard(bool on) : previous(cuda::allow_tf32()) { cuda::set_allow_tf32(on); }
+  ~Tf32Guard() { cuda::set_allow_tf32(previous); }
+};
+
+// Runs fn on CPU copies and on GPU copies of `inputs` (those flagged in needs_grad become leaves that
+// require a gradient), back-propagates the same random seed gradient through both, and checks the
+// output and every input gradient within `tol`.
+void check_against_cpu(const std::string& what, const std::vector<Tensor>& inputs,
+                       const std::vector<bool>& needs_grad,
+                       const std::function<Tensor(const std::vector<Tensor>&)>& fn, double tol,
+                       uint64_t seed = 7) {
+  INFO(what);
+  std::vector<Tensor> cpu_in, gpu_in;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Tensor c = inputs[i].clone(), g = inputs[i].to(kGpu);
+    if (needs_grad[i]) {
+      c.set_requires_grad(true);
+      g.set_requires_grad(true);
+    }
+    cpu_in.push_back(c);
+    gpu_in.push_back(g);
+  }
+  Tensor y_cpu = fn(cpu_in);
+  poison_device_pool();
+  Tensor y_gpu = fn(gpu_in);
+  REQUIRE(y_gpu.device() == kGpu);
+  const double ey = rel_error(y_gpu, y_cpu);
+  INFO("output relative error " << ey);
+  CHECK(ey < tol);
+  bool any_grad = false;
+  for (bool b : needs_grad) any_grad = any_grad || b;
+  if (!any_grad) return;
+  std::mt19937_64 gen(seed);
+  Tensor dy = Tensor::randn(y_cpu.shape(), gen);
+  y_cpu.backward(dy);
+  poison_device_pool();
+  y_gpu.backward(dy.to(kGpu));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!needs_grad[i]) continue;
+    const double eg = rel_error(gpu_in[i].grad(), cpu_in[i].grad());
+    INFO("gradient of input " << i << ": relative error " << eg);
+    CHECK(eg < tol);
+  }
+}
+
+Tensor randn(const Shape& s, std::mt19937_64& gen, double mean = 0, double std = 1) {
+  return Tensor::randn(s, gen, DType::f32, mean, std);
+}
+
+}  // namespace
+
+TEST_CASE("CUDA conv2d matches the CPU (cuDNN, NHWC / KRSC)", "[cuda]") {
+  Tf32Guard tf32(false);
+  std::mt19937_64 gen(1);
+  struct Case {
+    int64_t N, H, W, C, K, R;
+    int stride, pad;
+  };
+  for (const Case& c :
+       {Case{2, 7, 9, 3, 5, 3, 1, 1}, Case{3, 8, 8, 6, 12, 1, 2, 0}, Case{2, 11, 11, 7, 9, 3, 2, 1},
+        Case{1, 5, 5, 1, 1, 1, 1, 0}, Case{2, 9, 9, 16, 32, 3, 1, 1}, Case{1, 15, 13, 3, 10, 7, 2, 3}}) {
+    // tolerance 1e-4: float32 on both sides, different summation orders
+    check_against_cpu(
+        cat("conv2d N", c.N, " H", c.H, " W", c.W, " C", c.C, " K", c.K, " R", c.R, " s", c.stride, " p",
+            c.pad),
+        {randn({c.N, c.H, c.W, c.C}, gen), randn({c.K, c.R, c.R, c.C}, gen, 0, 0.3)}, {true, true},
+        [&](const std::vector<Tensor>& in) {
+          return ops::conv2d(in[0], in[1], {c.stride, c.pad});
+        },
+        1e-4);
+  }
+  Tf32Guard tf32_on(true);  // TF32 keeps 10 mantissa bits: relative error ~1e-3
+  check_against_cpu(
+      "conv2d with TF32", {randn({2, 9, 9, 16}, gen), randn({24, 3, 3, 16}, gen, 0, 0.3)}, {true, true},
+      [](const std::vector<Tensor>& in) {
+        return ops::conv2d(in[0], in[1], {1, 1});
+      },
+      1e-2);
+}
+
+TEST_CASE("CUDA pooling matches the CPU", "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(2);
+  for (Shape s : {Shape{2, 7, 9, 3}, Shape{1, 8, 8, 5}, Shape{3, 5, 6, 17}, Shape{1, 1, 1, 2}}) {
+    const Tensor x = randn(s, gen);
+    // exact: max pool selects and sums the same values in the same order
+    check_against_cpu(
+        "max_pool2d " + shape_str(s), {x}, {true},
+        [](const std::vector<Tensor>& in) { return ops::max_pool2d(in[0], 3, 2, 1); }, 1e-7);
+    check_against_cpu(
+        "max_pool2d k2 s2 p0 " + shape_str(s), {x}, {true},
+        [&](const std::vector<Tensor>& in) {
+          return s[1] >= 2 && s[2] >= 2 ? ops::max_pool2d(in[0], 2, 2, 0) : ops::max_pool2d(in[0], 1, 1, 0);
+        },
+        1e-7);
+    check_against_cpu(
+        "global_avg_pool " + shape_str(s), {x}, {true},
+        [](const std::vector<Tensor>& in) { return ops::global_avg_pool(in[0]); }, 1e-6);
+  }
+}
+
+TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statistics, sync hook",
+          "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(3);
+  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{64, 130}, Shape{3, 1, 1, 4}}) {
+    const int64_t C = s.back();
+    // a channel mean far from 0 exercises the fp32-partials / double-combine split
+    const Tensor x = randn(s, gen, 3.0, 2.0), gamma = randn({C}, gen, 1.0, 0.2), beta = randn({C}, gen);
+    const Tensor rm = randn({C}, gen), rv = Tensor::uniform({C}, gen, 0.5, 2.0);
+    for (bool training : {true, false}) {
+      Tensor rm_cpu = rm.clone(), rv_cpu = rv.clone(), rm_gpu = rm.to(kGpu), rv_gpu = rv.to(kGpu);
+      check_against_cpu(
+          cat("batch_norm ", shape_str(s), training ? " training" : " eval"), {x, gamma, beta},
+          {true, true, true},
+          [&](const std::vector<Tensor>& in) {
+            const bool gpu = in[0].device().is_cuda();
+            ops::BatchNormOptions opt;
+            opt.training = training;
+            return ops::batch_norm(in[0], in[1], in[2], gpu ? rm_gpu : rm_cpu, gpu ? rv_gpu : rv_cpu, opt);
+          },
+          2e-5);  // fp32 sums on the GPU vs double on the CPU
+      CHECK(rel_error(rm_gpu, rm_cpu) < 1e-5);
+      CHECK(rel_error(rv_gpu, rv_cpu) < 1e-5);
+    }
+    // The hook sees f64 sums on the input's device; doubling every sum (two identical ranks) must not
+    // change the result, on either backend.
+    int gpu_calls = 0;
+    ops::BatchNormOptions sync;
+    sync.all_reduce = [&](Tensor& sums) {
+      REQUIRE(sums.dtype() == DType::f64);
+      if (sums.device().is_cuda()) ++gpu_calls;
+      std::vector<double> v = sums.to_vector<double>();
+      for (double& d : v) d *= 2;
+      Tensor doubled = Tensor::from_vector(v, sums.shape());
+      sums.copy_(sums.device().is_cuda() ? doubled.to(kGpu) : doubled);
+    };
+    check_against_cpu(
+        "batch_norm synced " + shape_str(s), {x, gamma, beta}, {true, true, true},
+        [&](const std::vector<Tensor>& in) {
+          return ops::batch_norm(in[0], in[1], in[2], Tensor(), Tensor(), sync);
+        },
+        2e-5);
+    CHECK(gpu_calls == 2);  // forward and backward
+  }
+}
+
+TEST_CASE("CUDA row ops match the CPU: l2_normalize, byol_loss, softmax_cross_entropy",
+          "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(4);
+  for (Shape s : {Shape{1, 1}, Shape{5, 3}, Shape{7, 33}, Shape{64, 256}, Shape{300, 17}}) {
+    check_against_cpu(
+        "l2_normalize " + shape_str(s), {randn(s, gen)}, {true},
+        [](const std::vector<Tensor>& in) { return ops::l2_normalize(in[0]); }, 1e-5);
+    check_against_cpu(
+        "byol_loss " + shape_str(s), {randn(s, gen), randn(s, gen), randn(s, gen), randn(s, gen)},
+        {true, true, true, true},
+        [](const std::vector<Tensor>& in) { return ops::byol_loss(in[0], in[1], in[2], in[3]); }, 1e-5);
+    // rows of zeros hit the clamp of the normalisation
+    Tensor p = randn(s, gen);
+    p.slice_rows(0, 1).zero_();
+    check_against_cpu(
+        "byol_loss zero row " + shape_str(s), {p, randn(s, gen), randn(s, gen), p.clone()},
+        {true, true, true, true},
+        [](const std::vector<Tensor>& in) { return ops::byol_loss(in[0], in[1], in[2], in[3]); }, 1e-5);
+    std::vector<int64_t> labels(s[0]);
+    std::uniform_int_distribution<int64_t> pick(0, s[1] - 1);
+    for (auto& l : labels) l = pick(gen);
+    check_against_cpu(
+        "softmax_cross_entropy " + shape_str(s), {randn(s, gen, 0, 3), Tensor::from_vector(labels, {s[0]})},
+        {true, false}, [](const std::vector<Tensor>& in) { return ops::softmax_cross_entropy(in[0], in[1]); },
+        1e-5);
+  }
+  Tensor bad = Tensor::from_vector(std::vector<int32_t>{0, 5}, {2}).to(kGpu);
+  CHECK_THROWS_WITH(ops::softmax_cross_entropy(Tensor::zeros({2, 5}, DType::f32, kGpu), bad),
+                    Catch::Matchers::Contains("values in [0, 5)"));
+}
+
+TEST_CASE("CUDA dense ops match the CPU: linear (cuBLASLt bias epilogue), matmul", "[cuda]") {
+  Tf32Guard tf32(false);
+  std::mt19937_64 gen(5);
+  struct Case {
+    int64_t N, in, out;
+  };
+  for (const Case& c :
+       {Case{1, 1, 1}, Case{5, 3, 7}, Case{17, 33, 9}, Case{64, 256, 130}, Case{3, 1000, 5}}) {
+    for (bool bias : {true, false}) {
+      check_against_cpu(
+          cat("linear ", c.N, "x", c.in, "->", c.out, bias ? " bias" : ""),
+          {randn({c.N, c.in}, gen), randn({c.out, c.in}, gen, 0, 0.1), randn({c.out}, gen)},
+          {true, true, bias},
+          [bias](const std::vector<Tensor>& in) {
+            return ops::linear(in[0], in[1], bias ? in[2] : Tensor());
+          },
+          1e-5);
+    }
+    check_against_cpu(
+        cat("matmul ", c.N, "x", c.in, "x", c.out), {randn({c.N, c.in}, gen), randn({c.in, c.out}, gen)},
+        {true, true}, [](const std::vector<Tensor>& in) { return ops::matmul(in[0], in[1]); }, 1e-5);
+  }
+}
+
+TEST_CASE("CUDA elementwise ops, reductions and shape ops match the CPU", "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(6);
+  for (Shape s : {Shape{1}, Shape{7}, Shape{3, 5, 7}, Shape{1000, 33}, Shape{2, 3, 5, 9}}) {
+    // relu: values kept away from 0, where CPU and GPU agree on the kink anyway
+    Tensor x = randn(s, gen), y = randn(s, gen);
+    check_against_cpu(
+        "relu " + shape_str(s), {x}, {true}, [](const std::vector<Tensor>& in) { return ops::relu(in[0]); },
+        1e-7);
+    check_against_cpu(
+        "add " + shape_str(s), {x, y}, {true, true},
+        [](const std::vector<Tensor>& in) { return ops::add(in[0], in[1]); }, 1e-7);
+    check_against_cpu(
+        "scale " + shape_str(s), {x}, {true},
+        [](const std::vector<Tensor>& in) { return ops::scale(in[0], -1.7); }, 1e-7);
+    check_against_cpu(
+        "sum " + shape_str(s), {x}, {true}, [](const std::vector<Tensor>& in) { return ops::sum(in[0]); },
+        1e-6);
+    check_against_cpu(
+        "mean " + shape_str(s), {x}, {true}, [](const std::vector<Tensor>& in) { return ops::mean(in[0]); },
+        1e-6);
+    if (s[0] >= 2) {
+      check_against_cpu(
+          "concat/slice " + shape_str(s), {x, y}, {true, true},
+          [](const std::vector<Tensor>& in) {
+            Tensor c = ops::concat({in[0], in[1]});
+            return ops::relu(ops::slice(c, 1, c.size(0) - 1).contiguous());
+          },
+          1e-7);
+    }
+    Tensor acc_cpu = x.clone(), acc_gpu = x.to(kGpu);
+    ops::add_(acc_cpu, y);
+    ops::add_(acc_gpu, y.to(kGpu));
+    CHECK(rel_error(acc_gpu, acc_cpu) < 1e-7);
+  }
+}
+
+TEST_CASE("CUDA casts match the CPU (f32, f64, bf16)", "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(8);
+  const Tensor x = randn({3, 77}, gen, 0, 100);
+  for (DType a : {DType::f32, DType::f64, DType::bf16})
+    for (DType b : {DType::f32, DType::f64, DType::bf16}) {
+      const Tensor cpu = x.to(a).to(b).to(DType::f32);
+      const Tensor gpu = x.to(a).to(kGpu).to(b).to(DType::f32);
+      INFO(dtype_name(a) << " -> " << dtype_name(b));
+      CHECK(gpu.to_vector<float>() == cpu.to_vector<float>());  // bitwise: one rounding rule
+    }
+}
+
+TEST_CASE("CUDA EMA of the target matches the CPU, vector and scalar paths", "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(9);
+  for (int64_t n : std::vector<int64_t>{1, 4, 7, 1024, 100003}) {
+    for (int64_t offset : std::vector<int64_t>{0, 1}) {  // offset 1: unaligned start, scalar path
+      const Tensor t = randn({n + offset}, gen), o = randn({n + 5 + offset}, gen);
+      Tensor t_cpu = t.clone(), t_gpu = t.to(kGpu), o_gpu = o.to(kGpu);
+      ema_update_target(t_cpu.slice_rows(offset, n + offset), o.slice_rows(offset, n + 5 + offset), 0.996);
+      ema_update_target(t_gpu.slice_rows(offset, n + offset), o_gpu.slice_rows(offset, n + 5 + offset),
+                        0.996);
+      INFO("n " << n << " offset " << offset);
+      CHECK(t_gpu.to_vector<float>() == t_cpu.to_vector<float>());  // one formula, float on both sides
+    }
+  }
+}
+
+namespace {
+
+// Moves a finalized registry's three flat buffers to `device`, rebinding every parameter, gradient and
+// statistic view. ParamRegistry allocates on the CPU; until it has a to(Device) of its own (models/ is
+// outside the CUDA backend), the tests rebind the views' storage here.
+void move_registry(const models::ParamRegistry& reg, Device device) {
+  auto move = [&](const Tensor& flat) {
+    Tensor moved = flat.to(device);
+    flat.impl()->storage = moved.storage();
+    return moved.storage();
+  };
+  const auto params = move(reg.params()), grads = move(reg.grads()), stats = move(reg.stats());
+  for (const auto& e : reg.param_entries()) {
+    e.slot->impl()->storage = params;
+    if (e.slot->grad().defined()) e.slot->grad().impl()->storage = grads;
+  }
+  for (const auto& e : reg.stat_entries()) e.slot->impl()->storage = stats;
+}
+
+NetworkConfig tiny_network() {
+  NetworkConfig net;
+  net.encoder.depth = 18;
+  net.encoder.stem = models::Stem::cifar;
+  net.encoder.base_channels = 3;  // 3, 6, 12, 24 channels: none a multiple of 8
+  net.encoder.blocks = {1, 1, 1, 1};
+  net.projector_hidden = 12;
+  net.projection_dim = 5;
+  net.predictor_hidden = 12;
+  return net;
+}
+
+TrainConfig tiny_train() {
+  TrainConfig t;
+  t.batch_size = 6;
+  t.total_steps = 10;
+  t.warmup_steps = 0;
+  t.base_lr = 2.0;
+  t.weight_decay = 1e-3;
+  t.tau_base = 0.9;
+  t.seed = 3;
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA LARS matches the CPU over a registry's flat buffers", "[cuda][cuda-kernels]") {
+  Learner cpu(tiny_network(), tiny_train()), gpu(tiny_network(), tiny_train());
+  std::mt19937_64 gen(10);
+  const Tensor g = randn(cpu.nets.online.grads().shape(), gen, 0, 0.01);
+  cpu.nets.online.grads().copy_(g);
+  gpu.nets.online.grads().copy_(g);
+  move_registry(gpu.nets.online, kGpu);
+  for (int step = 0; step < 2; ++step) {  // the second step uses the momentum of the first
+    cpu.lars.step(0.3);
+    gpu.lars.step(0.3);
+  }
+  CHECK(rel_error(gpu.nets.online.params(), cpu.nets.online.params()) < 1e-6);
+  CHECK(rel_error(gpu.lars.momentum(), cpu.lars.momentum()) < 1e-5);
+  const auto& tc = cpu.lars.last_trust_ratios();
+  const auto& tg = gpu.lars.last_trust_ratios();
+  REQUIRE(tc.size() == tg.size());
+  for (size_t i = 0; i < tc.size(); ++i) CHECK(tg[i] == Approx(tc[i]).epsilon(1e-6));
+}
+
+TEST_CASE("a whole BYOL step on the GPU matches the same step on the CPU", "[cuda]") {
+  Tf32Guard tf32(false);
+  Learner cpu(tiny_network(), tiny_train()), gpu(tiny_network(), tiny_train());
+  move_registry(gpu.nets.online, kGpu);
+  move_registry(gpu.nets.target, kGpu);
+  std::mt19937_64 gen(11);
+  for (int step = 0; step < 2; ++step) {
+    const Tensor v1 = randn({6, 10, 9, 3}, gen), v2 = randn({6, 10, 9, 3}, gen);
+    const Tensor online_before = cpu.nets.online.params().clone();
+    const StepMetrics mc = cpu.step(v1, v2);
+    poison_device_pool();
+    const StepMetrics mg = gpu.step(v1.to(kGpu), v2.to(kGpu));
+    INFO("step " << step << ": loss cpu " << mc.loss << " gpu " << mg.loss);
+    CHECK(std::abs(mg.loss - mc.loss) / std::abs(mc.loss) < 1e-5);
+    CHECK(rel_error(gpu.nets.online.grads(), cpu.nets.online.grads()) < 1e-3);
+    CHECK(rel_error(gpu.nets.online.params(), cpu.nets.online.params()) < 1e-5);
+    CHECK(rel_error(ops::add(gpu.nets.online.params().to(Device::cpu()), ops::scale(online_before, -1.0)),
+                    ops::add(cpu.nets.online.params(), ops::scale(online_before, -1.0))) < 1e-3);
+    CHECK(rel_error(gpu.lars.momentum(), cpu.lars.momentum()) < 1e-3);
+    CHECK(rel_error(gpu.nets.target.params(), cpu.nets.target.params()) < 1e-5);
+    CHECK(rel_error(gpu.nets.online.stats(), cpu.nets.online.stats()) < 1e-5);
+    CHECK(rel_error(gpu.nets.target.stats(), cpu.nets.target.stats()) < 1e-5);
+  }
+}
+
+TEST_CASE("the PyTorch reference step reproduces on the GPU", "[cuda]") {
+  Tf32Guard tf32(false);
+  const SafetensorsFile ref = load_safetensors(BYOL_SOURCE_DIR "/tests/fixtures/byol_step.safetensors");
+  auto meta = [&](const char* key) { return std::stod(ref.metadata_value(key)); };
+  NetworkConfig net;
+  net.encoder.depth = 18;
+  net.encoder.stem = models::Stem::cifar;
+  net.encoder.base_channels = static_cast<int64_t>(meta("base_channels"));
+  net.projector_hidden = static_cast<int64_t>(meta("projector_hidden"));
+  net.projection_dim = static_cast<int64_t>(meta("projection_dim"));
+  net.predictor_hidden = static_cast<int64_t>(meta("predictor_hidden"));
+  TrainConfig train;
+  train.batch_size = static_cast<int64_t>(meta("batch"));
+  train.total_steps = 100;
+  train.warmup_steps = 0;
+  train.base_lr = meta("lr") * 256.0 / static_cast<double>(train.batch_size);
+  train.tau_base = meta("tau");
+  train.weight_decay = meta("weight_decay");
+  train.lars_eta = meta("eta");
+  train.lars_momentum = meta("momentum");
+  Learner learner(net, train);
+  auto& online = learner.nets.online;
+  auto& target = learner.nets.target;
+  for (const auto& e : online.param_entries()) {
+    ref.copy_to("init.online." + e.name, *e.slot);
+    ref.copy_to("init.momentum." + e.name, learner.lars.momentum().window(e.offset, e.shape));
+  }
+  for (const auto& e : online.stat_entries()) ref.copy_to("init.online_stats." + e.name, *e.slot);
+  for (const auto& e : target.param_entries()) ref.copy_to("init.target." + e.name, *e.slot);
+  for (const auto& e : target.stat_entries()) ref.copy_to("init.target_stats." + e.name, *e.slot);
+  move_registry(online, kGpu);
+  move_registry(target, kGpu);
+
+  const StepMetrics m = learner.step(ref.get("input.view1").to(kGpu), ref.get("input.view2").to(kGpu));
+  const double ref_loss = ref.get("loss").item();
+  INFO("loss: gpu " << m.loss << ", reference " << ref_loss);
+  CHECK(std::abs(m.loss - ref_loss) / std::abs(ref_loss) < 1e-5);
+  double worst = 0;
+  std::string worst_name;
+  auto check = [&](const std::string& what, const Tensor& ours, const std::string& ref_name) {
+    const double e = rel_error(ours, ref.get(ref_name));
+    if (e > worst) worst = e, worst_name = what;
+    INFO(what << ": relative error " << e);
+    CHECK(e < 1e-4);
+  };
+  for (const auto& e : online.param_entries()) {
+    check("online " + e.name, *e.slot, "updated.online." + e.name);
+    check("momentum " + e.name, learner.lars.momentum().window(e.offset, e.shape),
+          "updated.momentum." + e.name);
+  }
+  for (const auto& e : target.param_entries()) check("target " + e.name, *e.slot, "updated.target." + e.name);
+  for (const auto& e : online.stat_entries())
+    check("online stat " + e.name, *e.slot, "updated.online_stats." + e.name);
+  for (const auto& e : target.stat_entries())
+    check("target stat " + e.name, *e.slot, "updated.target_stats." + e.name);
+  std::printf("reference step on the GPU: worst relative error %.2e (%s); loss %.8f vs %.8f\n", worst,
+              worst_name.c_str(), m.loss, ref_loss);
+}
+
+#endif  // BYOL_WITH_CUDA
