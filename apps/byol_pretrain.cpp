@@ -50,6 +50,24 @@ data::Normalization normalization(const std::string& name) {
   return data::Normalization::none();
 }
 
+// The two BYOL views of the recipe, with the [augment] section's changes.
+data::AugmentOptions augment_options(const PretrainConfig& c) {
+  data::AugmentOptions a = data::AugmentOptions::byol(c.side, normalization(c.normalization));
+  for (size_t v = 0; v < a.views.size(); ++v) {
+    data::ViewOptions& o = a.views[v];
+    o.area_min = c.crop_area_min;
+    o.jitter_p = c.jitter_p;
+    o.brightness *= c.jitter_strength;
+    o.contrast *= c.jitter_strength;
+    o.saturation *= c.jitter_strength;
+    o.hue = std::min(0.5, o.hue * c.jitter_strength);
+    o.grayscale_p = c.grayscale_p;
+    o.blur_p = v == 0 ? c.blur_p_view1 : c.blur_p_view2;
+    o.solarize_p = v == 0 ? c.solarize_p_view1 : c.solarize_p_view2;
+  }
+  return a;
+}
+
 NetworkConfig network_config(const PretrainConfig& c) {
   NetworkConfig n;
   n.encoder.depth = c.depth;
@@ -154,7 +172,7 @@ int run(int argc, char** argv) {
   lopt.rank = comm->rank();
   lopt.world_size = world;
   lopt.skip_corrupt = cfg.skip_corrupt;
-  data::Loader loader(dataset, data::AugmentOptions::byol(cfg.side, normalization(cfg.normalization)), lopt);
+  data::Loader loader(dataset, augment_options(cfg), lopt);
   const int64_t per_epoch = loader.batches_per_epoch();
   BYOL_CHECK(per_epoch > 0, "data.train: ", dataset->describe(),
              " has fewer images per rank than one batch of ", lopt.batch_size);

@@ -57,6 +57,14 @@ const std::map<std::string, Setter>& setters() {
       {"data.normalization", text(&C::normalization)},
       {"data.workers", integer(&C::workers)},
       {"data.skip_corrupt", boolean(&C::skip_corrupt)},
+      {"augment.crop_area_min", real(&C::crop_area_min)},
+      {"augment.jitter_p", real(&C::jitter_p)},
+      {"augment.jitter_strength", real(&C::jitter_strength)},
+      {"augment.grayscale_p", real(&C::grayscale_p)},
+      {"augment.blur_p_view1", real(&C::blur_p_view1)},
+      {"augment.blur_p_view2", real(&C::blur_p_view2)},
+      {"augment.solarize_p_view1", real(&C::solarize_p_view1)},
+      {"augment.solarize_p_view2", real(&C::solarize_p_view2)},
       {"model.depth", integer(&C::depth)},
       {"model.width", integer(&C::width)},
       {"model.stem", text(&C::stem)},
@@ -91,7 +99,7 @@ void apply(PretrainConfig& cfg, const std::string& key, const toml::node& node, 
     std::string known;
     for (const auto& [k, _] : setters())
       if (k.substr(0, k.find('.')) == key.substr(0, key.find('.'))) known += (known.empty() ? "" : ", ") + k;
-    BYOL_FAIL(where, ": unknown key", known.empty() ? " (sections: data, model, train, run)" : "",
+    BYOL_FAIL(where, ": unknown key", known.empty() ? " (sections: data, augment, model, train, run)" : "",
               known.empty() ? "" : " (keys of that section: ", known, known.empty() ? "" : ")");
   }
   it->second(cfg, node, where);
@@ -145,6 +153,17 @@ void validate(const PretrainConfig& c) {
   need(
       norms.count(c.normalization) == 1, "data.normalization",
       cat("expected fashion-mnist, cifar10, cifar100, stl10, imagenet or none, got '", c.normalization, "'"));
+  need(c.crop_area_min > 0 && c.crop_area_min <= 1, "augment.crop_area_min",
+       cat("expected 0 < value <= 1, got ", c.crop_area_min));
+  need(c.jitter_strength >= 0 && c.jitter_strength <= 2.5, "augment.jitter_strength",
+       cat("expected 0..2.5, got ", c.jitter_strength));
+  for (auto [key, v] : {std::pair{"augment.jitter_p", c.jitter_p},
+                        {"augment.grayscale_p", c.grayscale_p},
+                        {"augment.blur_p_view1", c.blur_p_view1},
+                        {"augment.blur_p_view2", c.blur_p_view2},
+                        {"augment.solarize_p_view1", c.solarize_p_view1},
+                        {"augment.solarize_p_view2", c.solarize_p_view2}})
+    need(v >= 0 && v <= 1, key, cat("a probability: expected 0..1, got ", v));
   need(c.depth == 18 || c.depth == 34 || c.depth == 50 || c.depth == 101 || c.depth == 152 || c.depth == 200,
        "model.depth", cat("expected 18, 34, 50, 101, 152 or 200, got ", c.depth));
   need(c.width == 1 || c.width == 2 || c.width == 4, "model.width", cat("expected 1, 2 or 4, got ", c.width));
@@ -181,12 +200,16 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nknn_test = " << q(c.knn_test) << "\nknn_train_images = " << c.knn_train_images
      << "\nknn_test_images = " << c.knn_test_images << "\nside = " << c.side
      << "\nnormalization = " << q(c.normalization) << "\nworkers = " << c.workers
-     << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false") << "\n\n[model]\ndepth = " << c.depth
-     << "\nwidth = " << c.width << "\nstem = " << q(c.stem) << "\nbase_channels = " << c.base_channels
-     << "\nprojector_hidden = " << c.projector_hidden << "\nprojection_dim = " << c.projection_dim
-     << "\npredictor_hidden = " << c.predictor_hidden << "\n\n[train]\nepochs = " << c.epochs
-     << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset << "\nbase_lr = " << c.base_lr
-     << "\nweight_decay = " << c.weight_decay << "\ntau_base = " << c.tau_base
+     << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false")
+     << "\n\n[augment]\ncrop_area_min = " << c.crop_area_min << "\njitter_p = " << c.jitter_p
+     << "\njitter_strength = " << c.jitter_strength << "\ngrayscale_p = " << c.grayscale_p
+     << "\nblur_p_view1 = " << c.blur_p_view1 << "\nblur_p_view2 = " << c.blur_p_view2
+     << "\nsolarize_p_view1 = " << c.solarize_p_view1 << "\nsolarize_p_view2 = " << c.solarize_p_view2
+     << "\n\n[model]\ndepth = " << c.depth << "\nwidth = " << c.width << "\nstem = " << q(c.stem)
+     << "\nbase_channels = " << c.base_channels << "\nprojector_hidden = " << c.projector_hidden
+     << "\nprojection_dim = " << c.projection_dim << "\npredictor_hidden = " << c.predictor_hidden
+     << "\n\n[train]\nepochs = " << c.epochs << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset
+     << "\nbase_lr = " << c.base_lr << "\nweight_decay = " << c.weight_decay << "\ntau_base = " << c.tau_base
      << "\nwarmup_epochs = " << c.warmup_epochs << "\nprobe_lr = " << c.probe_lr << "\nseed = " << c.seed
      << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
      << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every

@@ -446,8 +446,8 @@ double best_of(const std::vector<LrTrial>& sweep) {
   return best->lr;
 }
 
-// Trains one head per lr on `fit` for options.epochs (features from `epoch_features`, standardised
-// with statistics of its epoch-0 output) and returns each head's logits on `eval` (raw features).
+// Trains one head per lr for options.epochs, epoch e on the features epoch_features(e) standardised with
+// the statistics of epoch 0's, and returns each head's logits on eval_features() (standardised alike).
 std::vector<Tensor> train_and_score(const std::vector<double>& lrs, int classes,
                                     const std::function<Features(int64_t)>& epoch_features,
                                     const std::function<Tensor()>& eval_features, const LinearEvalOptions& o,
