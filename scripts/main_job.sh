@@ -25,7 +25,7 @@ else
 fi
 
 # The encoder's shape, for the random-init baseline: the same network as the config's.
-shape=(--depth 18 --stem imagenet --base-channels 32)
+shape=(--depth 18 --stem imagenet --base-channels 16)
 data=(--train fashion-mnist:train --test fashion-mnist:test --side 28 --normalization fashion-mnist)
 echo "== evaluation (kNN k=200 and linear evaluation; 60,000 train / 10,000 test images)"
 "$build/apps/byol-eval" knn --encoder "$out/encoder.safetensors" "${data[@]}" --json "$out/knn_byol.json"
@@ -33,7 +33,7 @@ echo "== evaluation (kNN k=200 and linear evaluation; 60,000 train / 10,000 test
 "$build/apps/byol-eval" linear --encoder "$out/encoder.safetensors" "${data[@]}" --epochs 30 --json "$out/linear_byol.json"
 "$build/apps/byol-eval" linear --random-init "${shape[@]}" "${data[@]}" --epochs 30 --json "$out/linear_random.json"
 
-top1() { grep -o '"top1":[0-9.eE+-]*' "$1" | head -1 | cut -d: -f2; }
+top1() { sed -n 's/^  "top1": *\([0-9.eE+-]*\).*/\1/p' "$1" | head -1; }
 pct() { awk -v x="$1" 'BEGIN { printf "%6.2f %%", 100 * x }'; }
 echo
 echo "Fashion-MNIST test accuracy (top-1)      BYOL      random init"
