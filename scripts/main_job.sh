@@ -26,7 +26,7 @@ fi
 
 # The encoder's shape, for the random-init baseline: the same network as the config's.
 shape=(--depth 18 --stem imagenet --base-channels 16)
-data=(--train fashion-mnist:train --test fashion-mnist:test --side 28 --normalization fashion-mnist)
+data=(--train fashion-mnist:train --test fashion-mnist:test --side 28 --normalization fashion-mnist --center-fraction 1)
 echo "== evaluation (kNN k=200 and linear evaluation; 60,000 train / 10,000 test images)"
 "$build/apps/byol-eval" knn --encoder "$out/encoder.safetensors" "${data[@]}" --json "$out/knn_byol.json"
 "$build/apps/byol-eval" knn --random-init "${shape[@]}" "${data[@]}" --json "$out/knn_random.json"
