@@ -19,6 +19,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -287,6 +288,9 @@ int run(int argc, char** argv) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // Testing hook: BYOL_TEST_NAN_AT_STEP=k makes step k's loss NaN, to exercise the stop below.
+  const char* nan_env = std::getenv("BYOL_TEST_NAN_AT_STEP");
+  const int64_t nan_at_step = nan_env && *nan_env ? std::atoll(nan_env) : -1;
   const int64_t stop_at = cfg.max_steps > 0 ? std::min(cfg.max_steps, total_steps) : total_steps;
   const bool tty = isatty(1);
   auto t_start = std::chrono::steady_clock::now(), t_window = t_start;
@@ -300,7 +304,8 @@ int run(int argc, char** argv) {
       std::optional<data::Batch> batch = loader.next();
       if (!batch) break;
       const StepMetrics m = learner.step(batch->views[0], batch->views[1], batch->labels);
-      const double loss = dp.mean_over_ranks(m.loss);
+      double loss = dp.mean_over_ranks(m.loss);
+      if (nan_at_step >= 0 && m.step == nan_at_step) loss = std::nan("");  // fault injection (tests)
       step = learner.steps_done();
       window_images += cfg.batch_size;
       if (!std::isfinite(loss)) {
