@@ -10,6 +10,7 @@ packages=(
   libeigen3-dev   # CPU backend
   libopenblas-openmp-dev   # GEMM behind Eigen (optional in the build, much faster)
   nlohmann-json3-dev   # safetensors headers (JSON)
+  libtomlplusplus-dev libcli11-dev   # byol-pretrain's TOML configs, the apps' command lines
   catch2          # tests (Catch2 v2, header-only)
   libomp-dev      # OpenMP runtime headers for clang users; g++ ships libgomp
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image decoding (optional in the build)
