@@ -1,8 +1,9 @@
 // GPU tests (tag [cuda]); run as one ctest group that is skipped, with the reason, without a GPU.
 // The CUDA backend's kernels are tested against the CPU ones as they arrive; this file covers device
-// storage and the front end's device checks.
+// storage, the front end's device checks and a one-rank NCCL job (what gpu_check.sh runs of NCCL).
 #include <catch2/catch.hpp>
 
+#include "engine/comm/nccl_communicator.h"
 #include "engine/ops.h"
 
 using namespace byol;
@@ -31,4 +32,26 @@ TEST_CASE("ops reject inputs on different devices", "[cuda]") {
                                            Contains("cuda:0"));
   CHECK_THROWS_WITH(ops::add(Tensor::zeros({3}), Tensor::zeros({3}, DType::f32, Device::cuda())),
                     Contains("add") && Contains("'b'") && Contains("cuda:0"));
+}
+
+TEST_CASE("a one-rank NCCL job: all-reduce and broadcast keep the values, async requests order the stream",
+          "[cuda][nccl]") {
+  if (!comm::nccl_compiled()) {
+    WARN("skipped: this build has no NCCL");
+    return;
+  }
+  std::unique_ptr<comm::Communicator> c = comm::make_nccl_communicator();
+  REQUIRE(c->world_size() == 1);
+  CHECK(std::string(c->backend()) == "nccl");
+  std::mt19937_64 gen(21);
+  const Tensor x = Tensor::randn({1000}, gen);
+  Tensor d = x.to(Device::cuda());
+  c->all_reduce_sum(d);
+  CHECK(d.to_vector<float>() == x.to_vector<float>());  // the sum over one rank
+  auto req = c->all_reduce_sum_async(d.slice_rows(0, 500));
+  req->wait();
+  c->broadcast(d, 0);
+  c->barrier();
+  CHECK(d.to_vector<float>() == x.to_vector<float>());
+  CHECK_THROWS_WITH(c->all_reduce_sum(x), Contains("expected a contiguous CUDA tensor"));
 }
