@@ -9,6 +9,8 @@
 
 #include "byol/checkpoint.h"
 #include "engine/io/safetensors.h"
+#include "tests/temp_dir.h"
+#include "tests/tiny_byol.h"
 
 using namespace byol;
 using Catch::Matchers::Contains;
@@ -16,17 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-NetworkConfig tiny_network() {
-  NetworkConfig net;
-  net.encoder.depth = 18;
-  net.encoder.stem = models::Stem::cifar;
-  net.encoder.base_channels = 2;
-  net.encoder.blocks = {1, 1, 1, 1};
-  net.projector_hidden = 8;
-  net.projection_dim = 4;
-  net.predictor_hidden = 8;
-  return net;
-}
+using byol::test_util::tiny_network;
 
 TrainConfig tiny_train(uint64_t seed) {
   TrainConfig t;
@@ -39,12 +31,6 @@ TrainConfig tiny_train(uint64_t seed) {
   t.probe_classes = 3;
   t.seed = seed;
   return t;
-}
-
-fs::path temp_dir() {
-  fs::path d = fs::temp_directory_path() / ("byol_test_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
 }
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -223,7 +209,8 @@ TEST_CASE("learner steps lower the BYOL loss on a fixed batch; the probe learns 
 
 TEST_CASE("checkpoint round trip is bitwise exact and a resumed run continues identically",
           "[byol][checkpoint]") {
-  const fs::path dir = temp_dir();
+  const byol::test_util::TempDir tmp;
+  const fs::path dir = tmp.path();
   const std::string path = (dir / "ckpt.safetensors").string();
   std::mt19937_64 gen(12);
   std::vector<Tensor> v1s, v2s;
@@ -254,11 +241,11 @@ TEST_CASE("checkpoint round trip is bitwise exact and a resumed run continues id
   CHECK(bitwise_equal(a.nets.online.params(), b.nets.online.params()));
   CHECK(bitwise_equal(a.nets.target.params(), b.nets.target.params()));
   CHECK(bitwise_equal(a.probe_params.params(), b.probe_params.params()));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("bad checkpoints give clear errors", "[byol][checkpoint]") {
-  const fs::path dir = temp_dir();
+  const byol::test_util::TempDir tmp;
+  const fs::path dir = tmp.path();
   const std::string path = (dir / "ckpt.safetensors").string();
   Learner a(tiny_network(), tiny_train(1));
   save_checkpoint(path, a);
@@ -275,11 +262,11 @@ TEST_CASE("bad checkpoints give clear errors", "[byol][checkpoint]") {
   const std::string enc = (dir / "enc.safetensors").string();
   export_encoder(enc, a.nets.online);
   CHECK_THROWS_WITH(load_checkpoint(enc, c), Contains("not a byol.cpp checkpoint"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("an exported encoder imports back to the same encoder; torchvision names, OIHW", "[byol][export]") {
-  const fs::path dir = temp_dir();
+  const byol::test_util::TempDir tmp;
+  const fs::path dir = tmp.path();
   const std::string path = (dir / "encoder.safetensors").string();
   Learner a(tiny_network(), tiny_train(1));
   std::mt19937_64 gen(3);
@@ -311,5 +298,4 @@ TEST_CASE("an exported encoder imports back to the same encoder; torchvision nam
   save_safetensors(path, tensors);
   CHECK_THROWS_WITH(import_encoder(path, b.nets.online),
                     Contains("'conv1.weight'") && Contains("expected f32[2, 3, 3, 3]"));
-  fs::remove_all(dir);
 }

@@ -1,6 +1,8 @@
 // Helpers for the data tests: a temporary folder that removes itself, and small test images.
 #pragma once
 
+#include "tests/temp_dir.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -11,26 +13,7 @@
 
 namespace byol::data::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "byol_data_test_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const {
-    return (std::filesystem::path(path_) / name).string();
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using byol::test_util::TempDir;
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());

@@ -2,6 +2,8 @@
 // features built from plain vectors.
 #pragma once
 
+#include "tests/temp_dir.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -11,25 +13,7 @@
 
 namespace byol::eval::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "byol_eval_test_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const {
-    return (std::filesystem::path(path_) / name).string();
-  }
-
- private:
-  std::string path_;
-};
+using byol::test_util::TempDir;
 
 // ResNet-18 layout with one block per stage and 4 base channels: 32 features, fast on 16 px images.
 inline models::ResNetConfig tiny_encoder_config() {

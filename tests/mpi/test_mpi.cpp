@@ -7,6 +7,7 @@
 
 #include "byol/checkpoint.h"
 #include "byol/distributed.h"
+#include "tests/tiny_byol.h"
 
 using namespace byol;
 
@@ -17,17 +18,7 @@ comm::Communicator& world() {
   return *c;
 }
 
-NetworkConfig tiny_network() {
-  NetworkConfig net;
-  net.encoder.depth = 18;
-  net.encoder.stem = models::Stem::cifar;
-  net.encoder.base_channels = 2;
-  net.encoder.blocks = {1, 1, 1, 1};
-  net.projector_hidden = 8;
-  net.projection_dim = 4;
-  net.predictor_hidden = 8;
-  return net;
-}
+using byol::test_util::tiny_network;
 
 TrainConfig tiny_train(uint64_t seed) {
   TrainConfig t;
