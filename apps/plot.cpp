@@ -12,6 +12,31 @@
 namespace byol::apps {
 
 namespace {
+// Text for an SVG element: XML's special characters escaped, shortened to fit the chart's width.
+std::string text(const std::string& s, size_t max_chars = 110) {
+  std::string t = s.size() > max_chars ? s.substr(0, max_chars - 3) + "..." : s;
+  std::string out;
+  for (char c : t) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
 std::string num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, std::abs(v) >= 1000 || v == std::floor(v) ? "%.0f" : "%.3g", v);
@@ -25,13 +50,13 @@ void write_svg_chart(const std::string& path, const std::string& heading, const 
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << 40 + H * panels.size()
       << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
          "fill=\"white\"/>\n"
-      << "<text x=\"" << W / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" << heading
-      << "</text>\n";
+      << "<text x=\"10\" y=\"24\" font-size=\"13\">" << text(heading) << "</text>\n";
   for (size_t p = 0; p < panels.size(); ++p) {
     const Series& s = panels[p];
     const double y0 = 40 + H * p;
     const double pw = W - left - right, ph = H - top - bottom;
-    svg << "<text x=\"" << left << "\" y=\"" << y0 + 18 << "\" font-size=\"13\">" << s.title << "</text>\n";
+    svg << "<text x=\"" << left << "\" y=\"" << y0 + 18 << "\" font-size=\"13\">" << text(s.title)
+        << "</text>\n";
     svg << "<rect x=\"" << left << "\" y=\"" << y0 + top << "\" width=\"" << pw << "\" height=\"" << ph
         << "\" fill=\"none\" stroke=\"#888\"/>\n";
     if (s.points.empty()) {
@@ -60,7 +85,8 @@ void write_svg_chart(const std::string& path, const std::string& heading, const 
     svg << "<text x=\"" << left + pw / 2 << "\" y=\"" << y0 + H - 6
         << "\" text-anchor=\"middle\">step</text>\n";
     svg << "<text transform=\"translate(16," << y0 + top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
-        << s.y_label << "</text>\n<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"";
+        << text(s.y_label)
+        << "</text>\n<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"";
     for (auto [x, y] : s.points)
       if (std::isfinite(y)) svg << X(x) << "," << Y(y) << " ";
     svg << "\"/>\n";
