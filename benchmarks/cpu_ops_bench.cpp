@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
     double t_conv[3] = {
         median_seconds(repeats, [&] { byol::cpu::conv2d_forward(x.data(), w.data(), y.data(), g); }),
         median_seconds(repeats, [&] { byol::cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), g); }),
-        median_seconds(repeats, [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g); })};
+        median_seconds(repeats,
+                       [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g); })};
     RowMat col = RowMat::Random(M, RSC), W = RowMat::Random(g.K, RSC), Y(M, g.K), DY = RowMat::Random(M, g.K);
     RowMat DCOL(M, RSC), DW(g.K, RSC);
     double t_gemm[3] = {median_seconds(repeats, [&] { Y.noalias() = col * W.transpose(); }),
@@ -155,10 +156,12 @@ int main(int argc, char** argv) {
     std::printf("\n");
   }
   std::printf("  whole network (weighted by use), forward + both backwards:\n");
-  std::printf("    ours %.1f GFLOP/s (%.0f%% of peak), GEMM-equivalent %.1f GFLOP/s -> ours = %.0f%% of GEMM\n",
-              total_flops / conv_time / 1e9, 100 * total_flops / conv_time / 1e9 / peak,
-              total_flops / gemm_time / 1e9, 100 * gemm_time / conv_time);
-  std::printf("    %.3f s of convolution per training step of batch %lld\n", conv_time, static_cast<long long>(N));
+  std::printf(
+      "    ours %.1f GFLOP/s (%.0f%% of peak), GEMM-equivalent %.1f GFLOP/s -> ours = %.0f%% of GEMM\n",
+      total_flops / conv_time / 1e9, 100 * total_flops / conv_time / 1e9 / peak,
+      total_flops / gemm_time / 1e9, 100 * gemm_time / conv_time);
+  std::printf("    %.3f s of convolution per training step of batch %lld\n", conv_time,
+              static_cast<long long>(N));
 
   std::printf("\nbatch_norm (training: sums + normalise; backward: sums + dx), GB/s of compulsory traffic\n");
   std::printf("  (copy = a parallel copy of the same number of bytes, read + write)\n");
@@ -169,20 +172,22 @@ int main(int argc, char** argv) {
     std::vector<double> stats(2 * c + 1), sums(2 * c);
     const double tf = median_seconds(repeats, [&] {
       byol::cpu::batch_norm_partial_sums(x.data(), M, c, stats.data());
-      byol::cpu::batch_norm_apply(x.data(), mean.data(), invstd.data(), gamma.data(), beta.data(), y.data(), M, c);
+      byol::cpu::batch_norm_apply(x.data(), mean.data(), invstd.data(), gamma.data(), beta.data(), y.data(),
+                                  M, c);
     });
     const double tb = median_seconds(repeats, [&] {
       byol::cpu::batch_norm_backward_sums(dy.data(), x.data(), mean.data(), invstd.data(), M, c, sums.data());
-      byol::cpu::batch_norm_backward_dx(dy.data(), x.data(), mean.data(), invstd.data(), gamma.data(), sums.data(),
-                                        double(M), dx.data(), M, c);
+      byol::cpu::batch_norm_backward_dx(dy.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
+                                        sums.data(), double(M), dx.data(), M, c);
     });
     const double bytes = 4.0 * M * c, copy = copy_gbs(static_cast<size_t>(bytes), repeats);
     // forward: read x twice, write y once; backward: read dy and x twice, write dx once.
-    std::printf("  [%lld, %2lld, %2lld, %3lld] %5.1f MB  copy %6.1f GB/s  forward %6.1f GB/s (%3.0f%%)  "
-                "backward %6.1f GB/s (%3.0f%%)\n",
-                static_cast<long long>(N), static_cast<long long>(hw), static_cast<long long>(hw),
-                static_cast<long long>(c), bytes / 1e6, copy, 3 * bytes / tf / 1e9, 100 * 3 * bytes / tf / 1e9 / copy,
-                5 * bytes / tb / 1e9, 100 * 5 * bytes / tb / 1e9 / copy);
+    std::printf(
+        "  [%lld, %2lld, %2lld, %3lld] %5.1f MB  copy %6.1f GB/s  forward %6.1f GB/s (%3.0f%%)  "
+        "backward %6.1f GB/s (%3.0f%%)\n",
+        static_cast<long long>(N), static_cast<long long>(hw), static_cast<long long>(hw),
+        static_cast<long long>(c), bytes / 1e6, copy, 3 * bytes / tf / 1e9, 100 * 3 * bytes / tf / 1e9 / copy,
+        5 * bytes / tb / 1e9, 100 * 5 * bytes / tb / 1e9 / copy);
   }
   return 0;
 }

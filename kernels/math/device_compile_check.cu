@@ -12,7 +12,8 @@ namespace byol::math {
 __device__ float device_compile_check_float(float x, float g) {
   float r = relu(x) + relu_backward(x, g);
   r += bn_normalize(x, 0.5f, 2.0f, g, 0.1f) + bn_backward_dx(g, x, 8.0f, 1.0f, 2.0f, 1.5f, 0.7f);
-  r += bn_running_update(x, g, 0.9f) + l2_inv_norm(x * x) + l2_normalize_backward(g, x, 0.3f, 0.2f, l2_clamped(x));
+  r += bn_running_update(x, g, 0.9f) + l2_inv_norm(x * x) +
+       l2_normalize_backward(g, x, 0.3f, 0.2f, l2_clamped(x));
   r += bf16_to_float(float_to_bf16(r));
   return r;
 }
