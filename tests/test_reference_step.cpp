@@ -15,6 +15,7 @@
 
 #include "byol/learner.h"
 #include "engine/io/safetensors.h"
+#include "tests/reference_fixture.h"
 
 using namespace byol;
 
@@ -54,36 +55,12 @@ struct Worst {
 }  // namespace
 
 TEST_CASE("one BYOL step reproduces the PyTorch reference", "[reference][byol]") {
-  const SafetensorsFile ref = load_safetensors(BYOL_SOURCE_DIR "/tests/fixtures/byol_step.safetensors");
-  auto meta = [&](const char* key) { return std::stod(ref.metadata_value(key)); };
-
-  NetworkConfig net;
-  net.encoder.depth = 18;
-  net.encoder.stem = models::Stem::cifar;
-  net.encoder.base_channels = static_cast<int64_t>(meta("base_channels"));
-  net.projector_hidden = static_cast<int64_t>(meta("projector_hidden"));
-  net.projection_dim = static_cast<int64_t>(meta("projection_dim"));
-  net.predictor_hidden = static_cast<int64_t>(meta("predictor_hidden"));
-  TrainConfig train;
-  train.batch_size = static_cast<int64_t>(meta("batch"));
-  train.total_steps = 100;
-  train.warmup_steps = 0;  // lr(0) = base_lr * batch / 256
-  train.base_lr = meta("lr") * 256.0 / static_cast<double>(train.batch_size);
-  train.tau_base = meta("tau");  // tau(0) = tau_base
-  train.weight_decay = meta("weight_decay");
-  train.lars_eta = meta("eta");
-  train.lars_momentum = meta("momentum");
-  Learner learner(net, train);
+  const SafetensorsFile ref = load_safetensors(test_util::reference_fixture_path());
+  auto meta = [&](const char* key) { return test_util::fixture_meta(ref, key); };
+  std::unique_ptr<Learner> owned = test_util::learner_from_fixture(ref);
+  Learner& learner = *owned;
   auto& online = learner.nets.online;
   auto& target = learner.nets.target;
-
-  for (const auto& e : online.param_entries()) {
-    ref.copy_to("init.online." + e.name, *e.slot);
-    ref.copy_to("init.momentum." + e.name, learner.lars.momentum().window(e.offset, e.shape));
-  }
-  for (const auto& e : online.stat_entries()) ref.copy_to("init.online_stats." + e.name, *e.slot);
-  for (const auto& e : target.param_entries()) ref.copy_to("init.target." + e.name, *e.slot);
-  for (const auto& e : target.stat_entries()) ref.copy_to("init.target_stats." + e.name, *e.slot);
   const Tensor online_before = online.params().clone(), target_before = target.params().clone();
 
   CHECK(learner.lr_at(0) == Approx(meta("lr")).epsilon(1e-12));
