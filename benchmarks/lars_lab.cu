@@ -46,14 +46,15 @@ int run(int argc, char** argv) {
                              ((e.tags & models::kNoLarsAdapt) ? kernels::kLarsNoAdapt : 0)));
   }
   const kernels::LarsHyper hyper{0.3, opt.weight_decay, opt.momentum, opt.eta};
-  std::vector<double> trust(seg.begins.size());
-  kernels::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), n, seg, hyper, trust.data(),
-                     cuda::compute_stream());
+  Tensor trust_gpu = Tensor::zeros({static_cast<int64_t>(seg.begins.size())}, DType::f64, gpu);
+  kernels::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), n, seg, hyper,
+                     trust_gpu.data<double>(), cuda::compute_stream());
   Lars cpu(reg, opt);
   cpu.step(0.3);
+  const std::vector<double> trust = trust_gpu.to_vector<double>(), trust_cpu = cpu.last_trust_ratios();
   double worst = 0;
   for (size_t i = 0; i < trust.size(); ++i)
-    worst = std::max(worst, std::abs(trust[i] - cpu.last_trust_ratios()[i]) / cpu.last_trust_ratios()[i]);
+    worst = std::max(worst, std::abs(trust[i] - trust_cpu[i]) / trust_cpu[i]);
   const auto wg = w.to_vector<float>(), wc = reg.params().to_vector<float>();
   double d = 0, nn = 0;
   for (int64_t i = 0; i < n; ++i) {

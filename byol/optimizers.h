@@ -1,6 +1,12 @@
 // Optimizers over a ParamRegistry's flat buffers. Each keeps its state in flat buffers with the
-// registry's layout (so checkpoints and, later, the CUDA kernels see one buffer), and updates every
-// registered tensor in place from its window of the gradient buffer.
+// registry's layout (so checkpoints and the CUDA kernels see one buffer), and updates every registered
+// tensor in place from its window of the gradient buffer.
+//
+// Devices: the state is allocated where the registry's buffers are when the optimizer is built, and
+// to(Device) moves it (the Learner moves registries and optimizers together). step() runs on the
+// parameters' device — CUDA kernels (kernels/lars.cuh, kernels/optimizers.cuh) or the CPU loops, both
+// through the per-element math of kernels/math/optimizer_math.h — and throws, naming the optimizer and
+// both devices, when the state is elsewhere. Nothing in step() waits for the GPU.
 //
 // Lars: BYOL's pretraining optimizer (see kernels/math/optimizer_math.h for the exact chain); the
 // per-tensor norms use double accumulation. Tags decide exclusions: kNoWeightDecay, kNoLarsAdapt.
@@ -23,17 +29,19 @@ class Lars {
  public:
   Lars(const models::ParamRegistry& reg, LarsOptions opt);
   void step(double lr);
+  void to(Device device);  // moves the momentum and the trust ratios
   Tensor& momentum() { return momentum_; }
   const Tensor& momentum() const { return momentum_; }
-  // Trust ratio applied to each registered tensor in the last step (1 for excluded ones).
-  const std::vector<double>& last_trust_ratios() const { return trust_; }
+  // Trust ratio applied to each registered tensor in the last step (1 for excluded ones). They are kept
+  // on the parameters' device (f64 [tensors]); this copies them to the host, which waits for the GPU.
+  std::vector<double> last_trust_ratios() const { return trust_.to_vector<double>(); }
   const LarsOptions& options() const { return opt_; }
 
  private:
   const models::ParamRegistry& reg_;
   LarsOptions opt_;
   Tensor momentum_;
-  std::vector<double> trust_;
+  Tensor trust_;  // f64 [param_entries]
 };
 
 struct SgdOptions {
@@ -46,6 +54,7 @@ class Sgd {
  public:
   Sgd(const models::ParamRegistry& reg, SgdOptions opt);
   void step(double lr);
+  void to(Device device);
   Tensor& momentum() { return momentum_; }
 
  private:
@@ -63,6 +72,7 @@ class AdamW {
  public:
   AdamW(const models::ParamRegistry& reg, AdamWOptions opt);
   void step(double lr);
+  void to(Device device);
   Tensor& first_moment() { return m_; }
   Tensor& second_moment() { return v_; }
   int64_t& steps_taken() { return t_; }

@@ -57,7 +57,7 @@ __global__ void lars_update_kernel(float* __restrict__ w, const float* __restric
 }  // namespace
 
 void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& seg, const LarsHyper& h,
-               double* trust_host, cudaStream_t stream) {
+               double* trust_out, cudaStream_t stream) {
   const int segments = static_cast<int>(seg.begins.size());
   BYOL_CHECK(seg.ends.size() == seg.begins.size() && seg.flags.size() == seg.begins.size(),
              "lars_step: the segment table's begins, ends and flags differ in length");
@@ -74,7 +74,9 @@ void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments
   BYOL_CUDA_CHECK(cudaMemcpyAsync(d_flags, seg.flags.data(), segments, cudaMemcpyHostToDevice, stream));
 
   cuda::DeviceBuffer sums(static_cast<size_t>(segments) * sizeof(NormSums));
-  cuda::DeviceBuffer trust(static_cast<size_t>(segments) * sizeof(double));
+  cuda::DeviceBuffer trust_scratch;  // where the trust ratios go when the caller does not keep them
+  if (!trust_out) trust_scratch.reserve(static_cast<size_t>(segments) * sizeof(double));
+  double* trust = trust_out ? trust_out : trust_scratch.as<double>();
   auto terms = thrust::make_transform_iterator(thrust::counting_iterator<int64_t>(0), ElementNormTerms{w, g});
   size_t temp_bytes = 0;
   BYOL_CUDA_CHECK(cub::DeviceSegmentedReduce::Reduce(nullptr, temp_bytes, terms, sums.as<NormSums>(),
@@ -86,12 +88,8 @@ void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments
                                                      NormSums{0, 0, 0}, stream));
   lars_update_kernel<<<grid_1d(n), kThreads, 0, stream>>>(w, g, m, n, d_begins, d_ends, d_flags, segments,
                                                           sums.as<NormSums>(), h.lr, h.weight_decay,
-                                                          h.momentum, h.eta, trust.as<double>());
+                                                          h.momentum, h.eta, trust);
   BYOL_CUDA_CHECK_LAUNCH();
-  if (trust_host) {
-    BYOL_CUDA_CHECK(cudaMemcpyAsync(trust_host, trust.get(), offsets_bytes, cudaMemcpyDeviceToHost, stream));
-    BYOL_CUDA_CHECK(cudaStreamSynchronize(stream));
-  }
 }
 
 }  // namespace byol::kernels

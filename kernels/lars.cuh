@@ -31,9 +31,10 @@ struct LarsHyper {
   double lr, weight_decay, momentum, eta;
 };
 
-// Updates w and m (n elements: the whole flat buffer) in place. With trust_host non-null, the trust
-// ratio applied to each segment is copied there, which waits for the GPU (the only synchronisation).
+// Updates w and m (n elements: the whole flat buffer) in place. With trust_out (device memory, one
+// double per segment) non-null, the trust ratio applied to each segment is written there on the device;
+// nothing waits for the GPU.
 void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& segments,
-               const LarsHyper& hyper, double* trust_host, cudaStream_t stream);
+               const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
 
 }  // namespace byol::kernels

@@ -79,6 +79,30 @@ void ParamRegistry::initialize(std::mt19937_64& gen) {
   for (StatEntry& e : stat_entries_) e.slot->fill_(e.init);
 }
 
+void ParamRegistry::to(Device device) {
+  BYOL_CHECK(finalized_, "ParamRegistry::to(", device_name(device),
+             "): the registry is not finalized (call finalize() first; nothing is allocated before)");
+  if (params_.device() == device) return;
+  // Each flat buffer's handle and every view of it share one TensorImpl each: pointing them at the
+  // moved storage moves them all (the views' offsets into the buffer are unchanged).
+  auto move = [device](const Tensor& flat) {
+    std::shared_ptr<Storage> moved = flat.to(device).storage();
+    flat.impl()->storage = moved;
+    return moved;
+  };
+  const auto params = move(params_), grads = move(grads_), stats = move(stats_);
+  for (const ParamEntry& e : param_entries_) {
+    e.slot->impl()->storage = params;
+    if (e.slot->grad().defined()) e.slot->grad().impl()->storage = grads;
+  }
+  for (const StatEntry& e : stat_entries_) e.slot->impl()->storage = stats;
+}
+
+Device ParamRegistry::device() const {
+  BYOL_CHECK(finalized_, "ParamRegistry::device() before finalize()");
+  return params_.device();
+}
+
 int64_t ParamRegistry::param_count() const {
   int64_t n = 0;
   for (const ParamEntry& e : param_entries_) n += e.numel();

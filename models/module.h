@@ -71,6 +71,11 @@ class ParamRegistry {
   void finalize(bool requires_grad);
   // Draws every parameter in registration order from gen and resets the statistics.
   void initialize(std::mt19937_64& gen);
+  // Moves the three flat buffers to `device` (values kept) and rebinds every registered view in place:
+  // the slots keep their TensorImpl (so autograd leaves, hooks keyed on them and handles to params()
+  // stay valid), their name, requires_grad and their .grad window. A no-op on the current device.
+  void to(Device device);
+  Device device() const;  // where the flat buffers live (after finalize())
 
   bool finalized() const { return finalized_; }
   const Tensor& params() const { return params_; }

@@ -42,6 +42,7 @@ class ResNet {
   Tensor forward(const Tensor& x, const ForwardContext& ctx) const;  // [N, H, W, 3] -> [N, out_features]
   int64_t out_features() const { return out_features_; }
   const ResNetConfig& config() const { return cfg_; }
+  Device device() const { return conv1_->weight.device(); }  // where its registry's buffers are
 
  private:
   ResNetConfig cfg_;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "byol/checkpoint.h"
+#include "engine/device_memory.h"
 #include "models/mlp.h"
 #include "models/resnet.h"
 
@@ -38,6 +39,41 @@ TEST_CASE("registry: views into one flat buffer, aligned, gradients in the gradi
   ParamRegistry dup;
   Linear a(dup, "x", 2, 2, false);
   CHECK_THROWS_WITH(Linear(dup, "x", 2, 2, false), Contains("duplicate name 'x.weight'"));
+}
+
+TEST_CASE("registry: to(cpu) keeps every view, gradient window and value; clear errors", "[models]") {
+  ParamRegistry open;
+  Linear early(open, "fc", 2, 2, true);
+  CHECK_THROWS_WITH(open.to(Device::cpu()), Contains("ParamRegistry::to(cpu)") && Contains("not finalized"));
+  CHECK_THROWS_WITH(open.device(), Contains("before finalize()"));
+
+  ParamRegistry reg;
+  Linear fc(reg, "fc", 5, 3, true);
+  BatchNorm bn(reg, "bn", 3);
+  reg.finalize(true);
+  std::mt19937_64 gen(3);
+  reg.initialize(gen);
+  reg.grads().copy_(Tensor::randn(reg.grads().shape(), gen));
+  bn.running_mean.fill_(0.25);
+  const std::vector<float> params = reg.params().to_vector<float>(), grads = reg.grads().to_vector<float>(),
+                           stats = reg.stats().to_vector<float>();
+  const TensorImpl* weight_impl = fc.weight.impl();
+  const auto storage = reg.params().storage();
+  reg.to(Device::cpu());
+  CHECK(reg.device() == Device::cpu());
+  CHECK(reg.params().storage() == storage);  // same device: nothing moves
+  CHECK(fc.weight.impl() == weight_impl);    // slots keep their identity
+  CHECK(fc.weight.requires_grad());
+  CHECK(fc.weight.name() == "fc.weight");
+  CHECK(fc.weight.grad().storage() == reg.grads().storage());
+  CHECK(bn.running_mean.storage() == reg.stats().storage());
+  CHECK(reg.params().to_vector<float>() == params);
+  CHECK(reg.grads().to_vector<float>() == grads);
+  CHECK(reg.stats().to_vector<float>() == stats);
+  if (!cuda_compiled()) {
+    CHECK_THROWS_WITH(reg.to(Device::cuda()), Contains("no CUDA backend"));
+    CHECK(reg.device() == Device::cpu());
+  }
 }
 
 TEST_CASE("ResNet names, shapes (exported as OIHW) and parameter counts match torchvision", "[models]") {
