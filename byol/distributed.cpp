@@ -44,11 +44,28 @@ void DataParallel::broadcast_from_root() {
   if (learner_.probe) comm_.broadcast(learner_.probe_params.params(), 0);
 }
 
-double DataParallel::mean_over_ranks(double value) {
-  if (comm_.world_size() == 1) return value;
-  Tensor t = Tensor::full({1}, value, DType::f64);
-  comm_.all_reduce_sum(t);
-  return t.item() / comm_.world_size();
+StepValues DataParallel::mean_over_ranks(const StepMetrics& m) {
+  if (comm_.world_size() == 1) return m.read();
+  StepMetrics total = m;
+  total.values = m.values.to(DType::f64);  // a new tensor: the step's own values stay as they were
+  comm_.all_reduce_sum(total.values);
+  const std::vector<double> v = total.values.to_vector<double>();
+  const double world = comm_.world_size();
+  StepValues out;
+  out.loss = v[0] / world;
+  out.probe_loss = v[1] / world;
+  out.probe_accuracy = m.probe_rows > 0 ? v[2] / world / static_cast<double>(m.probe_rows) : 0.0;
+  return out;
+}
+
+double DataParallel::sum_over_ranks(const Tensor& value) {
+  BYOL_CHECK(value.defined() && value.numel() == 1,
+             "DataParallel::sum_over_ranks: expected a one-element tensor, got ",
+             value.defined() ? value.describe() : std::string("an undefined tensor"));
+  Tensor t = value.to(DType::f64).contiguous();
+  if (t.impl() == value.impl()) t = t.clone();  // never reduce the caller's tensor in place
+  if (comm_.world_size() > 1) comm_.all_reduce_sum(t);
+  return t.item();
 }
 
 void DataParallel::launch(Bucket& b) {

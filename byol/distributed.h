@@ -4,6 +4,9 @@
 // communicator:
 //  - broadcast_from_root(): online, predictor, target, BN statistics and probe start identical on
 //    every rank (rank 0's values), however each rank was seeded;
+//  - devices: the learner's buffers must be where the communicator works — host tensors for MPI, the
+//    rank's GPU for NCCL (move the learner with Learner::to before building DataParallel); the synced-BN
+//    hook then all-reduces the f64 partial sums on that device;
 //  - synced batch norm (default): every BN layer all-reduces its per-channel partial sums between the
 //    reduce and normalise phases (forward) and its two reductions (backward), so the statistics are
 //    those of the global batch; with sync_bn = false each rank normalises by its own batch;
@@ -36,7 +39,12 @@ class DataParallel final : public GradientSync {
   DataParallel& operator=(const DataParallel&) = delete;
 
   void broadcast_from_root();
-  double mean_over_ranks(double value);  // for logging (blocking)
+  // A step's metrics averaged over the ranks: one all-reduce of the step's device values (in f64), then
+  // one read to the host. Blocking, and a collective: every rank calls it at the same step.
+  StepValues mean_over_ranks(const StepMetrics& m);
+  // A one-element tensor (any device, any floating dtype) summed over the ranks in f64 and read to the
+  // host. Blocking, and a collective.
+  double sum_over_ranks(const Tensor& value);
   size_t bucket_count() const { return buckets_.size(); }
 
   void begin() override;

@@ -136,8 +136,10 @@ Features extract_features(const models::ResNet& encoder, const data::Dataset& da
   NoGradGuard no_grad;
   const models::ForwardContext eval_mode{false, {}};
   int64_t done = 0, next_report = n / 10;
+  const Device device = encoder.device();
   while (std::optional<data::Batch> b = loader.next()) {
-    const Tensor y = encoder.forward(b->views[0], eval_mode).contiguous();
+    // An encoder on a GPU embeds there; its features come back to the host (features are host tensors).
+    const Tensor y = encoder.forward(b->views[0].to(device), eval_mode).to(Device::cpu()).contiguous();
     const float* py = y.data<float>();
     const int64_t* labels = b->labels.defined() ? b->labels.data<int64_t>() : nullptr;
     for (int64_t r = 0; r < b->size(); ++r) {

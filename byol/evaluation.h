@@ -57,6 +57,7 @@ struct ExtractOptions {
 
 // The encoder's features of every image of `dataset`, in dataset order (no shuffle, no dropped
 // images), under no-grad with batch norm in evaluation mode (running statistics are not touched).
+// The images go to the encoder's device (a GPU encoder embeds there); the features are host tensors.
 Features extract_features(const models::ResNet& encoder, const data::Dataset& dataset,
                           const data::AugmentOptions& transform, const ExtractOptions& options);
 Features extract_features(const models::ResNet& encoder, const data::Dataset& dataset,

@@ -71,6 +71,27 @@ Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
   }
 }
 
+StepValues StepMetrics::read() const {
+  BYOL_CHECK(values.defined() && values.numel() == 3,
+             "StepMetrics::read(): no step values (expected f32 [3])");
+  const std::vector<float> v = values.to_vector<float>();
+  StepValues out;
+  out.loss = v[0];
+  out.probe_loss = v[1];
+  out.probe_accuracy = probe_rows > 0 ? v[2] / static_cast<double>(probe_rows) : 0.0;
+  return out;
+}
+
+void Learner::to(Device device) {
+  nets.online.to(device);
+  nets.target.to(device);
+  lars.to(device);
+  if (probe) {
+    probe_params.to(device);
+    probe_optimizer->to(device);
+  }
+}
+
 double Learner::lr_at(int64_t step) const {
   return learning_rate_at(step, train_.total_steps, train_.warmup_steps,
                           scaled_learning_rate(train_.base_lr, train_.batch_size));
@@ -84,6 +105,13 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   BYOL_CHECK(view1.defined() && view2.defined() && view1.shape() == view2.shape(),
              "BYOL step: the two views must have the same shape, got ", view1.describe(), " and ",
              view2.describe());
+  const Device device = this->device();
+  BYOL_CHECK(view1.device() == device && view2.device() == device, "BYOL step: the views (", view1.describe(),
+             ", ", view2.describe(), ") must be on the learner's device ", device_name(device),
+             " (Learner::to moves the learner)");
+  const bool with_probe = probe && labels.defined();
+  BYOL_CHECK(!with_probe || labels.device() == device, "BYOL step: the labels (", labels.describe(),
+             ") must be on the learner's device ", device_name(device));
   models::ForwardContext ctx{true, bn_all_reduce};
   nets.online.grads().zero_();
 
@@ -104,30 +132,24 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
 
   StepMetrics m;
   m.step = step_;
-  m.loss = loss.item();
   m.lr = lr_at(step_);
   m.tau = tau_at_step(step_);
+  // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
+  m.values = Tensor::zeros({3}, DType::f32, device);
+  m.values.window(0, {}).copy_(loss.detach());
   lars.step(m.lr);
   ema_update_target(nets.target.params(), nets.online.params(), m.tau);
 
-  if (probe && labels.defined()) {
+  if (with_probe) {
     probe_params.grads().zero_();
     Tensor logits = probe->forward(y1.detach());
     Tensor probe_loss = ops::softmax_cross_entropy(logits, labels);
     probe_loss.backward();
     if (grad_sync) grad_sync->average(probe_params.grads());
     probe_optimizer->step(train_.probe_lr);
-    m.probe_loss = probe_loss.item();
-    const int64_t n = logits.size(0), k = logits.size(1);
-    const float* l = logits.data<float>();
-    int64_t correct = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pred = std::max_element(l + i * k, l + (i + 1) * k) - (l + i * k);
-      const int64_t label =
-          labels.dtype() == DType::i64 ? labels.data<int64_t>()[i] : labels.data<int32_t>()[i];
-      correct += pred == label;
-    }
-    m.probe_accuracy = static_cast<double>(correct) / static_cast<double>(n);
+    m.values.window(1, {}).copy_(probe_loss.detach());
+    m.values.window(2, {}).copy_(ops::count_top1_correct(logits.detach(), labels));
+    m.probe_rows = logits.size(0);
   }
   ++step_;
   return m;

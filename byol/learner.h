@@ -13,6 +13,10 @@
 //   loss = mean_n [(2 - 2 cos(p1, z'2)) + (2 - 2 cos(p2, z'1))]
 //   backward -> online gradient buffer -> all-reduce hook -> LARS at lr(k) -> EMA with tau(k) -> k += 1
 // The probe (a linear classifier on the stop-gradient embedding y1) has its own AdamW optimizer.
+//
+// Devices: the learner is built on the CPU; to(Device) moves every registry and optimizer state to a
+// GPU. step() then takes views (and labels) on that device and never waits for the GPU: its metrics
+// (loss, probe loss, probe correct count) stay in a device tensor until the caller reads them.
 #pragma once
 
 #include <functional>
@@ -82,13 +86,23 @@ class GradientSync {
   virtual void average(const Tensor& t) = 0;
 };
 
-struct StepMetrics {
-  int64_t step = 0;  // the step just taken (0-based)
+// A step's metrics as host numbers.
+struct StepValues {
   double loss = 0;
-  double lr = 0;
-  double tau = 0;
   double probe_loss = 0;      // when the probe is on and labels were given
   double probe_accuracy = 0;  // top-1 on this batch
+};
+
+// What a step reports. The schedule values are host numbers; the measured values stay on the step's
+// device, so reading them is the caller's choice of synchronisation point (e.g. when it logs).
+struct StepMetrics {
+  int64_t step = 0;  // the step just taken (0-based)
+  double lr = 0;
+  double tau = 0;
+  int64_t probe_rows = 0;  // rows the probe was trained on (0: no probe, or no labels this step)
+  Tensor values;           // f32 [3] on the step's device: loss, probe loss, probe top-1 correct count
+  // Copies `values` to the host in one transfer (waits for the GPU) and forms the accuracy.
+  StepValues read() const;
 };
 
 class Learner {
@@ -97,7 +111,12 @@ class Learner {
   Learner(const Learner&) = delete;
   Learner& operator=(const Learner&) = delete;
 
-  // One BYOL step on two views [N, H, W, 3] of the same N images; labels [N] (i64) feed the probe.
+  // Moves the online and target registries, the LARS state, the probe and its AdamW state to `device`.
+  void to(Device device);
+  Device device() const { return nets.online.device(); }
+
+  // One BYOL step on two views [N, H, W, 3] of the same N images; labels [N] (i32/i64, in
+  // [0, probe_classes)) feed the probe. Views and labels must be on device().
   StepMetrics step(const Tensor& view1, const Tensor& view2, const Tensor& labels = Tensor());
 
   // The online encoder's embedding (no grad, BN in evaluation mode): for kNN and linear evaluation.

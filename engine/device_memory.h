@@ -9,6 +9,9 @@ namespace byol {
 
 bool cuda_compiled();     // true when this build contains the CUDA backend
 int cuda_device_count();  // 0 when there is no usable GPU (or no CUDA backend)
+// Makes `device` this thread's current GPU (kernels, streams and handles follow it); throws naming the
+// visible count when it does not exist, or in a CPU-only build.
+void cuda_set_device(int device);
 void* cuda_alloc(size_t bytes, int device);
 void cuda_free(void* ptr, int device) noexcept;
 void cuda_copy_to_device(void* dst, const void* src, size_t bytes, int device);

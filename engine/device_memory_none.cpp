@@ -17,6 +17,9 @@ bool cuda_compiled() {
 int cuda_device_count() {
   return 0;
 }
+void cuda_set_device(int) {
+  no_cuda();
+}
 void* cuda_alloc(size_t, int) {
   no_cuda();
 }

@@ -71,7 +71,16 @@ Tensor mean(const Tensor& x);
 // p = online predictions, z = target projections (of the other view).
 Tensor byol_loss(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Tensor& z1);
 // logits [N, K], labels [N] (i32 or i64, each in [0, K)) -> mean of -log softmax(logits)[label].
+// On the CPU an out-of-range label is an error; on a GPU the labels are not read back (no host
+// synchronisation): an out-of-range label makes the loss NaN.
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
+
+// --- metrics (no autograd) ---------------------------------------------------------------------------------
+// logits [N, K], labels [N] (i32 or i64) -> a one-element tensor (shape [], the logits' dtype, on their
+// device) holding the number of rows whose top-1 class (the first maximum on ties, as std::max_element)
+// equals the label; a label outside [0, K) never matches. Exact for N < 2^24. Reading it is the caller's
+// choice of synchronisation point.
+Tensor count_top1_correct(const Tensor& logits, const Tensor& labels);
 
 // --- batch-dimension shape ops -------------------------------------------------------------------------
 Tensor concat(const std::vector<Tensor>& parts);            // along dim 0

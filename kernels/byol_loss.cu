@@ -163,7 +163,10 @@ __global__ void softmax_cross_entropy_forward_kernel(const T* __restrict__ logit
     const double log_z = mx + log(warp_sum(z));
     for (int64_t k = lane; k < K; k += kWarp)
       probs[i * K + k] = static_cast<T>(exp(static_cast<double>(row[k]) - log_z));
-    acc += log_z - static_cast<double>(row[labels[i]]);
+    // A label outside [0, K) is never read through: it makes the loss NaN (the CUDA path does not read
+    // the labels back to validate them, so that the BYOL step's probe never waits for the GPU).
+    const int64_t label = static_cast<int64_t>(labels[i]);
+    acc += label >= 0 && label < K ? log_z - static_cast<double>(row[label]) : NAN;
   }
   grid_sum_finish(acc, partials, counter, 1.0 / static_cast<double>(N), loss);
 }
@@ -174,8 +177,8 @@ __global__ void softmax_cross_entropy_backward_kernel(const T* __restrict__ prob
                                                       T* __restrict__ dlogits, int64_t N, int64_t K) {
   const T s = static_cast<T>(static_cast<double>(g[0]) / static_cast<double>(N));
   for (int64_t i = global_thread(); i < N * K; i += grid_threads()) {
-    const int64_t row = i / K, k = i % K;
-    dlogits[i] = probs[i] * s - (k == static_cast<int64_t>(labels[row]) ? s : T(0));
+    const int64_t row = i / K, k = i % K, label = static_cast<int64_t>(labels[row]);
+    dlogits[i] = label >= 0 && label < K ? probs[i] * s - (k == label ? s : T(0)) : static_cast<T>(NAN);
   }
 }
 

@@ -30,7 +30,8 @@ template <class T>
 void l2_normalize_backward(const T* dy, const T* x, const T* y, const T* inv_norm, T* dx, int64_t N,
                            int64_t D, cudaStream_t stream);
 
-// I = int32_t or int64_t labels, already checked to lie in [0, K).
+// I = int32_t or int64_t labels in [0, K); a row with a label outside makes the loss (and that row's
+// gradient) NaN instead of reading outside the row.
 template <class T, class I>
 void softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, T* loss, int64_t N, int64_t K,
                                    cudaStream_t stream);

@@ -91,6 +91,9 @@ TEST_CASE("LARS matches a scalar implementation of the formula, with exclusions 
   const double lr = 0.7;
   lars.step(lr);
   const std::vector<float> w1 = reg.params().to_vector<float>(), m1 = lars.momentum().to_vector<float>();
+  const std::vector<double> trusts = lars.last_trust_ratios();
+  REQUIRE(trusts.size() == reg.param_entries().size());
+  size_t index = 0;
   for (const auto& e : reg.param_entries()) {
     INFO(e.name);
     const bool excluded = e.name == "fc.bias";
@@ -103,6 +106,7 @@ TEST_CASE("LARS matches a scalar implementation of the formula, with exclusions 
     wn = std::sqrt(wn), un = std::sqrt(un);
     const double trust = excluded || wn == 0 || un == 0 ? 1.0 : opt.eta * wn / un;
     if (e.name == "conv.weight") CHECK(trust == 1.0);
+    CHECK(trusts[index++] == Approx(trust).epsilon(1e-12));
     for (int64_t j = e.offset; j < e.offset + e.numel(); ++j) {
       const double m = opt.momentum * m0[j] + trust * (g[j] + wd * w0[j]);
       CHECK(m1[j] == Approx(m).epsilon(1e-6).margin(1e-9));
@@ -188,8 +192,9 @@ TEST_CASE("learner steps lower the BYOL loss on a fixed batch; the probe learns 
   const StepMetrics first = learner.step(v1, v2, labels);
   StepMetrics last = first;
   for (int i = 0; i < 20; ++i) last = learner.step(v1, v2, labels);
-  INFO("loss " << first.loss << " -> " << last.loss);
-  CHECK(last.loss < first.loss);
+  INFO("loss " << first.read().loss << " -> " << last.read().loss);
+  CHECK(last.read().loss < first.read().loss);
+  CHECK(last.probe_rows == 4);
   CHECK(learner.steps_done() == 21);
   CHECK(last.step == 20);
   CHECK(last.tau > first.tau);
@@ -199,9 +204,9 @@ TEST_CASE("learner steps lower the BYOL loss on a fixed batch; the probe learns 
   train.base_lr = 0.0;
   train.probe_lr = 0.05;
   Learner frozen(tiny_network(), train);
-  const StepMetrics p0 = frozen.step(v1, v2, labels);
-  StepMetrics p1 = p0;
-  for (int i = 0; i < 30; ++i) p1 = frozen.step(v1, v2, labels);
+  const StepValues p0 = frozen.step(v1, v2, labels).read();
+  StepValues p1 = p0;
+  for (int i = 0; i < 30; ++i) p1 = frozen.step(v1, v2, labels).read();
   INFO("probe loss " << p0.probe_loss << " -> " << p1.probe_loss);
   CHECK(p1.probe_loss < 0.5 * p0.probe_loss);
   CHECK(p1.probe_accuracy == 1.0);
@@ -234,7 +239,7 @@ TEST_CASE("checkpoint round trip is bitwise exact and a resumed run continues id
   CHECK(bitwise_equal(a.lars.momentum(), b.lars.momentum()));
   CHECK(bitwise_equal(a.probe_params.params(), b.probe_params.params()));
   for (int i = 2; i < 4; ++i) {
-    const StepMetrics ma = a.step(v1s[i], v2s[i], labels), mb = b.step(v1s[i], v2s[i], labels);
+    const StepValues ma = a.step(v1s[i], v2s[i], labels).read(), mb = b.step(v1s[i], v2s[i], labels).read();
     CHECK(ma.loss == mb.loss);
     CHECK(ma.probe_loss == mb.probe_loss);
   }
@@ -298,4 +303,36 @@ TEST_CASE("an exported encoder imports back to the same encoder; torchvision nam
   save_safetensors(path, tensors);
   CHECK_THROWS_WITH(import_encoder(path, b.nets.online),
                     Contains("'conv1.weight'") && Contains("expected f32[2, 3, 3, 3]"));
+}
+
+TEST_CASE("step metrics stay a tensor until read; Learner::to(cpu) keeps the learner as it is",
+          "[byol][train]") {
+  TrainConfig train = tiny_train(5);
+  train.probe_classes = 3;
+  Learner a(tiny_network(), train), b(tiny_network(), train);
+  b.to(Device::cpu());  // already there: nothing changes
+  CHECK(b.device() == Device::cpu());
+  std::mt19937_64 gen(17);
+  const Tensor v1 = Tensor::randn({4, 8, 8, 3}, gen), v2 = Tensor::randn({4, 8, 8, 3}, gen);
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 2, 1, 2}, {4});
+  const StepMetrics ma = a.step(v1, v2, labels), mb = b.step(v1, v2, labels);
+  REQUIRE(ma.values.shape() == Shape{3});
+  CHECK(ma.values.device() == Device::cpu());
+  CHECK(ma.probe_rows == 4);
+  const StepValues va = ma.read(), vb = mb.read();
+  CHECK(va.loss == vb.loss);
+  CHECK(va.probe_loss == vb.probe_loss);
+  CHECK(bitwise_equal(a.nets.online.params(), b.nets.online.params()));
+  // The accuracy is the device count over the rows; the count is the probe's top-1 on this batch.
+  const std::vector<float> raw = ma.values.to_vector<float>();
+  CHECK(va.loss == double(raw[0]));
+  CHECK(va.probe_loss == double(raw[1]));
+  CHECK(va.probe_accuracy == double(raw[2]) / 4);
+  CHECK(raw[2] == std::round(raw[2]));
+  // Without labels the probe is skipped and its entries stay 0.
+  const StepMetrics no_probe = a.step(v1, v2);
+  CHECK(no_probe.probe_rows == 0);
+  CHECK(no_probe.read().probe_accuracy == 0.0);
+  CHECK(no_probe.read().probe_loss == 0.0);
+  CHECK_THROWS_WITH(StepMetrics{}.read(), Contains("StepMetrics::read(): no step values"));
 }

@@ -21,11 +21,14 @@
 
 #include "kernels/launch.h"
 #if BYOL_WITH_CUDA
+#include "byol/checkpoint.h"
 #include "byol/learner.h"
 #include "engine/cuda/context.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
+#include "engine/upload.h"
 #include "tests/reference_fixture.h"
+#include "tests/temp_dir.h"
 #endif
 
 using namespace byol;
@@ -291,9 +294,38 @@ TEST_CASE("CUDA row ops match the CPU: l2_normalize, byol_loss, softmax_cross_en
         {true, false}, [](const std::vector<Tensor>& in) { return ops::softmax_cross_entropy(in[0], in[1]); },
         1e-5);
   }
+  // On a GPU the labels are not read back: an out-of-range label makes the loss NaN (no read outside
+  // the row), and its row's gradient NaN.
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{0, 5}, {2}).to(kGpu);
-  CHECK_THROWS_WITH(ops::softmax_cross_entropy(Tensor::zeros({2, 5}, DType::f32, kGpu), bad),
-                    Catch::Matchers::Contains("values in [0, 5)"));
+  Tensor logits = Tensor::zeros({2, 5}, DType::f32, kGpu).set_requires_grad(true);
+  Tensor loss = ops::softmax_cross_entropy(logits, bad);
+  CHECK(std::isnan(loss.item()));
+  loss.backward();
+  const std::vector<float> g = logits.grad().to_vector<float>();
+  for (int k = 0; k < 5; ++k) CHECK(std::isfinite(g[k]));
+  for (int k = 5; k < 10; ++k) CHECK(std::isnan(g[k]));
+}
+
+TEST_CASE("CUDA count_top1_correct matches the CPU, ties and out-of-range labels included",
+          "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(12);
+  for (Shape s : {Shape{1, 1}, Shape{7, 3}, Shape{300, 10}, Shape{1000, 1000}, Shape{5, 33}}) {
+    // logits rounded to a coarse grid so that rows have tied maxima
+    std::vector<float> l = randn(s, gen).to_vector<float>();
+    for (float& v : l) v = std::round(v * 2) / 2;
+    const Tensor logits = Tensor::from_vector(l, s);
+    std::vector<int64_t> labels(s[0]);
+    std::uniform_int_distribution<int64_t> pick(-1, s[1]);  // -1 and K: never correct
+    for (auto& v : labels) v = pick(gen);
+    const Tensor lab64 = Tensor::from_vector(labels, {s[0]});
+    const Tensor lab32 = Tensor::from_vector(std::vector<int32_t>(labels.begin(), labels.end()), {s[0]});
+    const double cpu = ops::count_top1_correct(logits, lab64).item();
+    INFO(shape_str(s) << ": cpu count " << cpu);
+    poison_device_pool();
+    CHECK(ops::count_top1_correct(logits.to(kGpu), lab64.to(kGpu)).item() == cpu);
+    CHECK(ops::count_top1_correct(logits.to(kGpu), lab32.to(kGpu)).item() == cpu);
+    CHECK(ops::count_top1_correct(logits.to(kGpu), lab64.to(kGpu)).device() == kGpu);
+  }
 }
 
 TEST_CASE("CUDA dense ops match the CPU: linear (cuBLASLt bias epilogue), matmul", "[cuda]") {
@@ -385,23 +417,6 @@ TEST_CASE("CUDA EMA of the target matches the CPU, vector and scalar paths", "[c
 
 namespace {
 
-// Moves a finalized registry's three flat buffers to `device`, rebinding every parameter, gradient and
-// statistic view. ParamRegistry allocates on the CPU; until it has a to(Device) of its own (models/ is
-// outside the CUDA backend), the tests rebind the views' storage here.
-void move_registry(const models::ParamRegistry& reg, Device device) {
-  auto move = [&](const Tensor& flat) {
-    Tensor moved = flat.to(device);
-    flat.impl()->storage = moved.storage();
-    return moved.storage();
-  };
-  const auto params = move(reg.params()), grads = move(reg.grads()), stats = move(reg.stats());
-  for (const auto& e : reg.param_entries()) {
-    e.slot->impl()->storage = params;
-    if (e.slot->grad().defined()) e.slot->grad().impl()->storage = grads;
-  }
-  for (const auto& e : reg.stat_entries()) e.slot->impl()->storage = stats;
-}
-
 NetworkConfig tiny_network() {
   NetworkConfig net;
   net.encoder.depth = 18;
@@ -434,33 +449,129 @@ TEST_CASE("CUDA LARS matches the CPU over a registry's flat buffers", "[cuda][cu
   const Tensor g = randn(cpu.nets.online.grads().shape(), gen, 0, 0.01);
   cpu.nets.online.grads().copy_(g);
   gpu.nets.online.grads().copy_(g);
-  move_registry(gpu.nets.online, kGpu);
+  gpu.nets.online.to(kGpu);
+  CHECK_THROWS_WITH(gpu.lars.step(0.3), Catch::Matchers::Contains("Lars: its momentum is on cpu") &&
+                                            Catch::Matchers::Contains("cuda:0"));
+  gpu.lars.to(kGpu);
   for (int step = 0; step < 2; ++step) {  // the second step uses the momentum of the first
     cpu.lars.step(0.3);
     gpu.lars.step(0.3);
   }
   CHECK(rel_error(gpu.nets.online.params(), cpu.nets.online.params()) < 1e-6);
   CHECK(rel_error(gpu.lars.momentum(), cpu.lars.momentum()) < 1e-5);
-  const auto& tc = cpu.lars.last_trust_ratios();
-  const auto& tg = gpu.lars.last_trust_ratios();
+  const std::vector<double> tc = cpu.lars.last_trust_ratios();
+  const std::vector<double> tg = gpu.lars.last_trust_ratios();  // copied from the device here
   REQUIRE(tc.size() == tg.size());
   for (size_t i = 0; i < tc.size(); ++i) CHECK(tg[i] == Approx(tc[i]).epsilon(1e-6));
 }
 
+TEST_CASE("CUDA AdamW and SGD match the CPU over a registry's flat buffers", "[cuda][cuda-kernels]") {
+  TrainConfig train = tiny_train();
+  train.probe_classes = 7;
+  Learner cpu(tiny_network(), train), gpu(tiny_network(), train);
+  gpu.probe_params.to(kGpu);
+  CHECK_THROWS_WITH(gpu.probe_optimizer->step(1e-3),
+                    Catch::Matchers::Contains("AdamW: its first moment is on cpu"));
+  gpu.probe_optimizer->to(kGpu);
+  Sgd sgd_cpu(cpu.probe_params, {0.9, 1e-4, true});
+  Sgd sgd_gpu(gpu.probe_params, {0.9, 1e-4, true});  // built after the move: its state starts on the GPU
+  CHECK(sgd_gpu.momentum().device() == kGpu);
+  std::mt19937_64 gen(13);
+  for (int step = 0; step < 3; ++step) {  // later steps use the moments of the earlier ones
+    const Tensor g = randn(cpu.probe_params.grads().shape(), gen, 0, 0.1);
+    cpu.probe_params.grads().copy_(g);
+    gpu.probe_params.grads().copy_(g);
+    cpu.probe_optimizer->step(1e-2);
+    gpu.probe_optimizer->step(1e-2);
+    sgd_cpu.step(0.05);
+    sgd_gpu.step(0.05);
+  }
+  CHECK(rel_error(gpu.probe_params.params(), cpu.probe_params.params()) < 1e-6);
+  CHECK(rel_error(gpu.probe_optimizer->first_moment(), cpu.probe_optimizer->first_moment()) < 1e-6);
+  CHECK(rel_error(gpu.probe_optimizer->second_moment(), cpu.probe_optimizer->second_moment()) < 1e-6);
+  CHECK(rel_error(sgd_gpu.momentum(), sgd_cpu.momentum()) < 1e-6);
+}
+
+TEST_CASE("BatchUploader: pinned copies on the copy stream arrive before the compute stream uses them",
+          "[cuda]") {
+  std::mt19937_64 gen(14);
+  BatchUploader uploader;
+  for (int round = 0; round < 4; ++round) {  // both staging slots, twice, at growing sizes
+    const Tensor a = randn({3 + round, 5, 7, 3}, gen), b = randn({3 + round, 5, 7, 3}, gen);
+    const Tensor labels = Tensor::from_vector<int64_t>(std::vector<int64_t>(3 + round, round), {3 + round});
+    const std::vector<Tensor> up = uploader.upload({a, b, labels, Tensor()}, kGpu);
+    REQUIRE(up.size() == 4);
+    CHECK_FALSE(up[3].defined());
+    // queued on the compute stream right after the upload: must see the copied data
+    const Tensor sum = ops::add(up[0], up[1]);
+    CHECK(rel_error(sum, ops::add(a, b)) == 0);
+    CHECK(up[2].to_vector<int64_t>() == labels.to_vector<int64_t>());
+    CHECK(up[0].device() == kGpu);
+  }
+}
+
+TEST_CASE("checkpoints of a learner on the GPU load bitwise into a learner on the CPU and back", "[cuda]") {
+  const byol::test_util::TempDir tmp;
+  const std::string path = (std::filesystem::path(tmp.path()) / "gpu.safetensors").string();
+  TrainConfig train = tiny_train();
+  train.probe_classes = 4;
+  Learner gpu(tiny_network(), train);
+  gpu.to(kGpu);
+  std::mt19937_64 gen(15);
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 3, 1, 2, 2, 1}, {6});
+  gpu.step(randn({6, 10, 9, 3}, gen).to(kGpu), randn({6, 10, 9, 3}, gen).to(kGpu), labels.to(kGpu));
+  save_checkpoint(path, gpu);
+  Learner cpu(tiny_network(), train), back(tiny_network(), train);
+  load_checkpoint(path, cpu);
+  back.to(kGpu);
+  load_checkpoint(path, back);  // straight onto the device
+  auto same = [](const Tensor& a, const Tensor& b) { return a.to_vector<float>() == b.to_vector<float>(); };
+  for (Learner* l : {&cpu, &back}) {
+    CHECK(same(l->nets.online.params(), gpu.nets.online.params()));
+    CHECK(same(l->nets.online.stats(), gpu.nets.online.stats()));
+    CHECK(same(l->nets.target.params(), gpu.nets.target.params()));
+    CHECK(same(l->lars.momentum(), gpu.lars.momentum()));
+    CHECK(same(l->probe_params.params(), gpu.probe_params.params()));
+    CHECK(same(l->probe_optimizer->second_moment(), gpu.probe_optimizer->second_moment()));
+    CHECK(l->steps_done() == 1);
+  }
+  CHECK(back.nets.online.params().device() == kGpu);
+  export_encoder((std::filesystem::path(tmp.path()) / "enc.safetensors").string(), gpu.nets.online,
+                 "encoder.");
+  Learner imported(tiny_network(), train);
+  import_encoder((std::filesystem::path(tmp.path()) / "enc.safetensors").string(), imported.nets.online,
+                 "encoder.");
+  CHECK(
+      same(imported.nets.online.find("encoder.conv1.weight"), gpu.nets.online.find("encoder.conv1.weight")));
+}
+
 TEST_CASE("a whole BYOL step on the GPU matches the same step on the CPU", "[cuda]") {
   Tf32Guard tf32(false);
-  Learner cpu(tiny_network(), tiny_train()), gpu(tiny_network(), tiny_train());
-  move_registry(gpu.nets.online, kGpu);
-  move_registry(gpu.nets.target, kGpu);
+  TrainConfig train = tiny_train();
+  train.probe_classes = 4;
+  train.probe_lr = 0.05;
+  Learner cpu(tiny_network(), train), gpu(tiny_network(), train);
+  gpu.to(kGpu);
+  CHECK(gpu.device() == kGpu);
+  CHECK(gpu.probe_params.params().device() == kGpu);
+  CHECK(gpu.nets.online.grads().device() == kGpu);
   std::mt19937_64 gen(11);
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 3, 1, 2, 2, 1}, {6});
+  CHECK_THROWS_WITH(gpu.step(randn({6, 10, 9, 3}, gen), randn({6, 10, 9, 3}, gen)),
+                    Catch::Matchers::Contains("must be on the learner's device cuda:0"));
   for (int step = 0; step < 2; ++step) {
     const Tensor v1 = randn({6, 10, 9, 3}, gen), v2 = randn({6, 10, 9, 3}, gen);
     const Tensor online_before = cpu.nets.online.params().clone();
-    const StepMetrics mc = cpu.step(v1, v2);
+    const StepValues mc = cpu.step(v1, v2, labels).read();
     poison_device_pool();
-    const StepMetrics mg = gpu.step(v1.to(kGpu), v2.to(kGpu));
+    const StepMetrics stepped = gpu.step(v1.to(kGpu), v2.to(kGpu), labels.to(kGpu));
+    CHECK(stepped.values.device() == kGpu);  // the metrics stay on the device until read
+    const StepValues mg = stepped.read();
     INFO("step " << step << ": loss cpu " << mc.loss << " gpu " << mg.loss);
     CHECK(std::abs(mg.loss - mc.loss) / std::abs(mc.loss) < 1e-5);
+    CHECK(std::abs(mg.probe_loss - mc.probe_loss) / std::abs(mc.probe_loss) < 1e-4);
+    CHECK(mg.probe_accuracy == mc.probe_accuracy);
+    CHECK(rel_error(gpu.probe_params.params(), cpu.probe_params.params()) < 1e-4);
     CHECK(rel_error(gpu.nets.online.grads(), cpu.nets.online.grads()) < 1e-3);
     CHECK(rel_error(gpu.nets.online.params(), cpu.nets.online.params()) < 1e-5);
     CHECK(rel_error(ops::add(gpu.nets.online.params().to(Device::cpu()), ops::scale(online_before, -1.0)),
@@ -479,10 +590,9 @@ TEST_CASE("the PyTorch reference step reproduces on the GPU", "[cuda]") {
   Learner& learner = *owned;
   auto& online = learner.nets.online;
   auto& target = learner.nets.target;
-  move_registry(online, kGpu);
-  move_registry(target, kGpu);
+  learner.to(kGpu);
 
-  const StepMetrics m = learner.step(ref.get("input.view1").to(kGpu), ref.get("input.view2").to(kGpu));
+  const StepValues m = learner.step(ref.get("input.view1").to(kGpu), ref.get("input.view2").to(kGpu)).read();
   const double ref_loss = ref.get("loss").item();
   INFO("loss: gpu " << m.loss << ", reference " << ref_loss);
   CHECK(std::abs(m.loss - ref_loss) / std::abs(ref_loss) < 1e-5);

@@ -2,6 +2,7 @@
 // batch norm gives per-channel mean 0 / variance 1, normalised rows have norm 1, the BYOL loss is 0 for
 // identical directions and 4 per term for opposite ones, synced batch norm over two halves equals
 // batch norm over the whole batch.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -278,4 +279,40 @@ TEST_CASE("relu, add, scale, sum and mean compute what they say", "[elementwise]
   CHECK(ops::scale(x, -2.0).to_vector<float>() == std::vector<float>{3.0f, -0.0f, -4.0f, -7.0f});
   CHECK(ops::sum(x).item() == 4.0);
   CHECK(ops::mean(x).item() == 1.0);
+}
+
+TEST_CASE("count_top1_correct matches a naive loop: first maximum on ties, as std::max_element",
+          "[metrics]") {
+  std::mt19937_64 gen(23);
+  for (Shape s : {Shape{1, 1}, Shape{9, 4}, Shape{64, 10}, Shape{3, 100}}) {
+    std::vector<float> l = Tensor::randn(s, gen).to_vector<float>();
+    for (float& v : l) v = std::round(v);  // many ties
+    std::vector<int64_t> labels(s[0]);
+    std::uniform_int_distribution<int64_t> pick(-1, s[1]);  // -1 and K are never correct
+    for (auto& v : labels) v = pick(gen);
+    int64_t expected = 0;
+    for (int64_t i = 0; i < s[0]; ++i) {
+      const float* row = l.data() + i * s[1];
+      expected += std::max_element(row, row + s[1]) - row == labels[i];
+    }
+    const Tensor logits = Tensor::from_vector(l, s);
+    const Tensor count = ops::count_top1_correct(logits, Tensor::from_vector(labels, {s[0]}));
+    INFO(shape_str(s));
+    CHECK(count.shape() == Shape{});
+    CHECK(count.item() == double(expected));
+    const Tensor count32 = ops::count_top1_correct(
+        logits, Tensor::from_vector(std::vector<int32_t>(labels.begin(), labels.end()), {s[0]}));
+    CHECK(count32.item() == double(expected));
+    CHECK(ops::count_top1_correct(logits.to(DType::f64), Tensor::from_vector(labels, {s[0]})).item() ==
+          double(expected));
+  }
+  // ties: the first of equal maxima is the prediction
+  const Tensor tied = Tensor::from_vector<float>({1, 3, 3, 0, 2, 2}, {2, 3});
+  CHECK(ops::count_top1_correct(tied, Tensor::from_vector<int64_t>({1, 1}, {2})).item() == 2.0);
+  CHECK(ops::count_top1_correct(tied, Tensor::from_vector<int64_t>({2, 2}, {2})).item() == 0.0);
+  CHECK_THROWS_WITH(
+      ops::count_top1_correct(tied, Tensor::from_vector<int64_t>({1}, {1})),
+      Catch::Matchers::Contains("count_top1_correct: argument 'labels' expected [N] with N = 2"));
+  CHECK_THROWS_WITH(ops::count_top1_correct(tied, Tensor::from_vector<float>({1, 1}, {2})),
+                    Catch::Matchers::Contains("expected dtype i32 or i64"));
 }

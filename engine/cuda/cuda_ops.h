@@ -1,8 +1,8 @@
 // The CUDA halves of the op front ends (engine/ops/*.cpp): each front end checks its arguments once for
 // both backends, then, for inputs on a GPU, calls the function here, which allocates the outputs on the
 // inputs' device, launches the backend (cuDNN, cuBLAS/cuBLASLt, kernels/) on the compute stream and
-// records the backward on the autograd tape. Nothing here waits for the GPU, except where an op's
-// contract returns a host value (softmax_cross_entropy validates its labels on the host).
+// records the backward on the autograd tape. Nothing here waits for the GPU (softmax_cross_entropy does
+// not read its labels back: an out-of-range label makes the loss NaN on the device).
 //
 // The CUDA backend runs float32; each function rejects other dtypes with a message that says so.
 // This header is plain C++ and is included by the front ends in every build: BYOL_ON_CUDA(op, t, stmt)
@@ -37,6 +37,7 @@ Tensor byol_loss_cuda(const Tensor& p1, const Tensor& z2, const Tensor& p2, cons
 Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b);
 Tensor matmul_cuda(const Tensor& a, const Tensor& b);
 Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels);
+Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels);
 
 Tensor relu_cuda(const Tensor& x);
 Tensor add_cuda(const Tensor& a, const Tensor& b);

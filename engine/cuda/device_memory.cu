@@ -47,6 +47,12 @@ int cuda_device_count() {
   return n;
 }
 
+void cuda_set_device(int device) {
+  const int n = cuda_device_count();
+  BYOL_CHECK(device >= 0 && device < n, "cuda_set_device(", device, "): ", n, " CUDA device(s) are visible");
+  BYOL_CUDA_CHECK(cudaSetDevice(device));
+}
+
 void* cuda_alloc(size_t bytes, int device) {
   int n = cuda_device_count();
   BYOL_CHECK(device >= 0 && device < n, "CUDA tensor on device ", device, " requested, but ", n,

@@ -11,6 +11,7 @@
 #include "kernels/batch_norm.cuh"
 #include "kernels/byol_loss.cuh"
 #include "kernels/elementwise.cuh"
+#include "kernels/metrics.cuh"
 #include "kernels/pool.cuh"
 
 namespace byol::ops::detail {
@@ -264,18 +265,8 @@ Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels) {
   const char* op = "softmax_cross_entropy";
   require_f32(op, "logits", logits);
   const int64_t N = logits.size(0), K = logits.size(1);
-  // Labels are validated on the host (one small read-back): an out-of-range label would otherwise read
-  // outside its row. This op serves the evaluation heads, not the BYOL step.
-  auto check_labels = [&](const auto& values) {
-    for (size_t i = 0; i < values.size(); ++i)
-      BYOL_CHECK(values[i] >= 0 && values[i] < K, op, ": argument 'labels' expected values in [0, ", K,
-                 "), got ", static_cast<int64_t>(values[i]), " at index ", i);
-  };
-  if (labels.dtype() == DType::i32) {
-    check_labels(labels.to_vector<int32_t>());
-  } else {
-    check_labels(labels.to_vector<int64_t>());
-  }
+  // The labels are not read back to be validated (that would make the BYOL step's probe wait for the
+  // GPU): a label outside [0, K) makes the loss NaN on the device (kernels/byol_loss.cuh).
   Tensor loss = like({}, logits), probs = like({N, K}, logits);
   if (labels.dtype() == DType::i32) {
     kernels::softmax_cross_entropy_forward(f(logits), labels.data<int32_t>(), f(probs), f(loss), N, K,
@@ -300,6 +291,18 @@ Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels) {
     });
   }
   return loss;
+}
+
+Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels) {
+  require_f32("count_top1_correct", "logits", logits);
+  const int64_t N = logits.size(0), K = logits.size(1);
+  Tensor count = like({}, logits);
+  if (labels.dtype() == DType::i32) {
+    kernels::count_top1_correct(f(logits), labels.data<int32_t>(), N, K, f(count), stream());
+  } else {
+    kernels::count_top1_correct(f(logits), labels.data<int64_t>(), N, K, f(count), stream());
+  }
+  return count;
 }
 
 // --- elementwise and reductions --------------------------------------------------------------------------

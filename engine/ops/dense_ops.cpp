@@ -1,8 +1,9 @@
-// Front ends of linear, matmul and softmax_cross_entropy.
+// Front ends of linear, matmul, softmax_cross_entropy and count_top1_correct.
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
+#include "kernels/math/elementwise_math.h"
 
 namespace byol::ops {
 using namespace detail;
@@ -150,6 +151,39 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
     });
   }
   return loss;
+}
+
+Tensor count_top1_correct(const Tensor& logits, const Tensor& labels) {
+  const char* op = "count_top1_correct";
+  check_rank(op, "logits", logits, 2, "[N, K]");
+  check_floating(op, "logits", logits);
+  check_contiguous(op, "logits", logits);
+  check_rank(op, "labels", labels, 1, "[N]");
+  BYOL_CHECK(labels.dtype() == DType::i32 || labels.dtype() == DType::i64, op,
+             ": argument 'labels' expected dtype i32 or i64, got ", labels.describe());
+  check_contiguous(op, "labels", labels);
+  const int64_t N = logits.size(0), K = logits.size(1);
+  BYOL_CHECK(labels.size(0) == N, op, ": argument 'labels' expected [N] with N = ", N,
+             " (the rows of 'logits'), got ", labels.describe());
+  BYOL_CHECK(K > 0, op, ": argument 'logits' expected at least one class, got ", logits.describe());
+  BYOL_CHECK(N < (int64_t(1) << 24), op, ": ", N,
+             " rows: the count is kept as a float, exact below 2^24 rows");
+  BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
+             device_name(logits.device()), ", got ", labels.describe());
+  if (!logits.device().is_cpu()) BYOL_ON_CUDA(op, logits, return count_top1_correct_cuda(logits, labels));
+  Tensor count = Tensor::empty({}, logits.dtype(), logits.device());
+  dispatch_float(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* l = logits.data<T>();
+    int64_t correct = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t label =
+          labels.dtype() == DType::i64 ? labels.data<int64_t>()[i] : labels.data<int32_t>()[i];
+      correct += math::argmax_first(l + i * K, K) == label;
+    }
+    *count.data<T>() = static_cast<T>(correct);
+  });
+  return count;
 }
 
 }  // namespace byol::ops

@@ -70,9 +70,13 @@ TEST_CASE("two ranks at batch B/2 take the same step as one rank at batch B (syn
   dp.broadcast_from_root();
   for (int step = 0; step < 2; ++step) {
     const Batch full = make_batch(10 + step), mine = full.half(comm.rank(), 2);
-    const StepMetrics ref = single.step(full.v1, full.v2, full.labels);
+    const StepValues ref = single.step(full.v1, full.v2, full.labels).read();
     const StepMetrics got = dist.step(mine.v1, mine.v2, mine.labels);
-    const double loss = dp.mean_over_ranks(got.loss);
+    const StepValues mean = dp.mean_over_ranks(got);
+    const double loss = mean.loss;
+    CHECK(dp.sum_over_ranks(got.values.window(0, {})) == Approx(2 * loss).epsilon(1e-12));
+    // each rank's probe sees its half of the global batch's embeddings: the counts add up
+    CHECK(mean.probe_accuracy == Approx(ref.probe_accuracy).epsilon(1e-12));
     INFO("step " << step << " rank " << comm.rank() << ": loss " << loss << " vs " << ref.loss);
     CHECK(std::abs(loss - ref.loss) < 1e-5 * std::abs(ref.loss));
     CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) < 1e-4);
@@ -91,8 +95,8 @@ TEST_CASE("with per-rank batch norm the two-rank step differs, as it must", "[mp
   DataParallel dp(dist, comm, {size_t(25) << 20, false});
   dp.broadcast_from_root();
   const Batch full = make_batch(20), mine = full.half(comm.rank(), 2);
-  const StepMetrics ref = single.step(full.v1, full.v2, full.labels);
-  const double loss = dp.mean_over_ranks(dist.step(mine.v1, mine.v2, mine.labels).loss);
+  const StepValues ref = single.step(full.v1, full.v2, full.labels).read();
+  const double loss = dp.mean_over_ranks(dist.step(mine.v1, mine.v2, mine.labels)).loss;
   INFO("per-rank BN loss " << loss << " vs global-batch " << ref.loss);
   CHECK(std::abs(loss - ref.loss) > 1e-3 * std::abs(ref.loss));
   CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) > 1e-3);
@@ -133,10 +137,10 @@ TEST_CASE("a checkpoint written by rank 0 resumes on two ranks and on one", "[mp
   load_checkpoint(path, two);
   DataParallel dp(two, comm);
   const Batch mine = full.half(comm.rank(), 2);
-  const double loss2 = dp.mean_over_ranks(two.step(mine.v1, mine.v2, mine.labels).loss);
+  const double loss2 = dp.mean_over_ranks(two.step(mine.v1, mine.v2, mine.labels)).loss;
   Learner one(tiny_network(), tiny_train(9));
   load_checkpoint(path, one);
-  const double loss1 = one.step(full.v1, full.v2, full.labels).loss;
+  const double loss1 = one.step(full.v1, full.v2, full.labels).read().loss;
   CHECK(one.steps_done() == 2);
   CHECK(two.steps_done() == 2);
   CHECK(std::abs(loss1 - loss2) < 1e-5 * std::abs(loss1));
