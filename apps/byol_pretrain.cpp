@@ -1,5 +1,6 @@
-// byol-pretrain: BYOL self-supervised pretraining (Grill et al. 2020) on the CPU backend, one process
-// or many under mpirun.
+// byol-pretrain: BYOL self-supervised pretraining (Grill et al. 2020) on the CPU or a GPU, one process
+// or many under mpirun (run.device; with GPUs each rank takes the GPU of its local rank and the ranks
+// all-reduce over NCCL, on the CPU over MPI).
 //
 //   byol-pretrain --config configs/fashion_mnist.toml [--set train.epochs=5 ...] [--resume]
 //
@@ -10,6 +11,9 @@
 // --resume continues from the newest checkpoint exactly as if the run had not stopped. SIGINT/SIGTERM
 // write a checkpoint after the current step and exit (status 128 + signal); a NaN/Inf loss stops the
 // run (status 1), keeping the last good checkpoint. Rank 0 alone logs and writes files.
+// The step's metrics stay on the device: they are read (one wait for the GPU) at each log point, and the
+// NaN/Inf check — a device-side running sum of the losses since the last check — is read at each log
+// point and before each checkpoint, so no checkpoint is ever written after a non-finite loss.
 #include <omp.h>
 #include <unistd.h>
 
@@ -30,6 +34,9 @@
 #include "byol/distributed.h"
 #include "byol/evaluation.h"
 #include "data/loader.h"
+#include "engine/comm/nccl_communicator.h"
+#include "engine/device_memory.h"
+#include "engine/upload.h"
 
 namespace fs = std::filesystem;
 using namespace byol;
@@ -123,6 +130,33 @@ struct KnnMonitor {
   }
 };
 
+// run.device -> the device this rank trains on; a GPU is the local rank's (modulo the visible count).
+Device resolve_device(const std::string& name, int local_rank) {
+  if (name == "cpu") return Device::cpu();
+  const int gpus = cuda_device_count();
+  if (name == "auto" && gpus == 0) return Device::cpu();
+  BYOL_CHECK(cuda_compiled(), "config key 'run.device': \"", name,
+             "\" needs the CUDA backend, and this build of byol-pretrain has none (configure with nvcc "
+             "available and -DBYOL_CUDA=ON), or set run.device = \"cpu\"");
+  BYOL_CHECK(
+      gpus > 0, "config key 'run.device': \"", name,
+      "\" but no CUDA device is visible on this machine (check nvidia-smi and CUDA_VISIBLE_DEVICES), or "
+      "set run.device = \"cpu\"");
+  return Device::cuda(local_rank % gpus);
+}
+
+// The communicator for the device: MPI (or none) on the CPU; on a GPU, NCCL when the build has it
+// (it also serves one rank), else a single rank only.
+std::unique_ptr<comm::Communicator> make_communicator(Device device) {
+  if (device.is_cpu()) return comm::make_cpu_communicator();
+  cuda_set_device(device.index);
+  if (comm::nccl_compiled()) return comm::make_nccl_communicator();
+  const comm::DistEnv env = comm::detect_environment();
+  BYOL_CHECK(env.world_size == 1, "run.device = cuda with ", env.world_size,
+             " ranks needs NCCL, and this build has none (configure with NCCL available)");
+  return comm::make_cpu_communicator();
+}
+
 std::shared_ptr<const data::Dataset> subset(std::shared_ptr<const data::Dataset> d, int64_t n,
                                             uint64_t seed) {
   if (n <= 0 || n >= d->size()) return d;
@@ -153,7 +187,8 @@ int run(int argc, char** argv) {
     std::fputs(apps::to_toml(cfg).c_str(), stdout);
     return 0;
   }
-  std::unique_ptr<comm::Communicator> comm = comm::make_cpu_communicator();
+  const Device device = resolve_device(cfg.device, comm::detect_environment().local_rank);
+  std::unique_ptr<comm::Communicator> comm = make_communicator(device);
   const bool root = comm->is_root();
   const int world = comm->world_size();
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
@@ -190,6 +225,7 @@ int run(int argc, char** argv) {
   train.probe_lr = cfg.probe_lr;
   train.seed = cfg.seed;
   Learner learner(network_config(cfg), train);
+  learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
   DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});
 
   std::unique_ptr<KnnMonitor> knn;
@@ -241,13 +277,15 @@ int run(int argc, char** argv) {
     for (const auto& j : history) metrics << j.dump() << "\n";
     metrics.flush();
     std::printf(
-        "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld), %lld steps per epoch, "
-        "%lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; lr %.4g "
+        "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld) on %s (%s), %lld steps "
+        "per epoch, %lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; "
+        "lr %.4g "
         "(base %.4g x %lld/256), tau_base %.4g, weight decay %.3g\n",
         dataset->describe().c_str(), world, static_cast<long long>(lopt.batch_size),
-        static_cast<long long>(cfg.batch_size), static_cast<long long>(per_epoch),
-        static_cast<long long>(total_steps), omp_get_max_threads(), cfg.depth, cfg.width, cfg.stem.c_str(),
-        static_cast<long long>(cfg.base_channels), static_cast<long long>(learner.nets.online.param_count()),
+        static_cast<long long>(cfg.batch_size), device_name(device).c_str(), comm->backend(),
+        static_cast<long long>(per_epoch), static_cast<long long>(total_steps), omp_get_max_threads(),
+        cfg.depth, cfg.width, cfg.stem.c_str(), static_cast<long long>(cfg.base_channels),
+        static_cast<long long>(learner.nets.online.param_count()),
         scaled_learning_rate(cfg.base_lr, cfg.batch_size), cfg.base_lr,
         static_cast<long long>(cfg.batch_size), cfg.tau_base, cfg.weight_decay);
     std::fflush(stdout);
@@ -258,7 +296,39 @@ int run(int argc, char** argv) {
     metrics << j.dump() << "\n";
     metrics.flush();
   };
+  // The NaN/Inf stop. Each step adds its loss to a device-side sum (NaN and Inf survive a sum); the sum
+  // is read at every log point and before every checkpoint (check_finite), never inside a step.
+  // BYOL_TEST_NAN_AT_STEP=k (tests) makes step k's loss NaN.
+  const char* nan_env = std::getenv("BYOL_TEST_NAN_AT_STEP");
+  const int64_t nan_at_step = nan_env && *nan_env ? std::atoll(nan_env) : -1;
+  Tensor loss_watch = Tensor::zeros({}, DType::f32, device);
+  int64_t watch_first = learner.steps_done(), watch_last = -1;  // steps in the sum since the last check
+  double watch_lr = 0;
+  auto watch = [&](const StepMetrics& m) {
+    Tensor loss = m.values.window(0, {});
+    if (m.step == nan_at_step) loss = Tensor::full({}, std::nan(""), DType::f32, device);  // fault injection
+    loss_watch = ops::add(loss_watch, loss);
+    watch_last = m.step;
+    watch_lr = m.lr;
+  };
+  auto check_finite = [&] {
+    if (watch_last < watch_first) return;
+    const double sum = dp.sum_over_ranks(loss_watch);
+    if (!std::isfinite(sum)) {
+      const auto found = checkpoints_in(ckpt_dir);
+      const std::string when = watch_first == watch_last
+                                   ? cat("at step ", watch_last)
+                                   : cat("between steps ", watch_first, " and ", watch_last);
+      BYOL_FAIL("the loss became ", sum, " ", when, " (lr ", watch_lr, "); stopping. ",
+                found.empty() ? std::string("No checkpoint was written yet")
+                              : "The last good checkpoint is " + found.back().string(),
+                ". Lower train.base_lr or check the data.");
+    }
+    loss_watch.zero_();
+    watch_first = watch_last + 1;
+  };
   auto save = [&](int64_t step) {
+    check_finite();  // never write a checkpoint after a non-finite loss
     if (root) {
       save_checkpoint((ckpt_dir / checkpoint_name(step)).string(), learner,
                       {{"run.batch_size", std::to_string(cfg.batch_size)},
@@ -288,45 +358,39 @@ int run(int argc, char** argv) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  // Testing hook: BYOL_TEST_NAN_AT_STEP=k makes step k's loss NaN, to exercise the stop below.
-  const char* nan_env = std::getenv("BYOL_TEST_NAN_AT_STEP");
-  const int64_t nan_at_step = nan_env && *nan_env ? std::atoll(nan_env) : -1;
   const int64_t stop_at = cfg.max_steps > 0 ? std::min(cfg.max_steps, total_steps) : total_steps;
   const bool tty = isatty(1);
   auto t_start = std::chrono::steady_clock::now(), t_window = t_start;
   int64_t window_images = 0;
   double last_ips = 0;
   int64_t step = learner.steps_done();
+  BatchUploader uploader;  // views and labels to the GPU through pinned memory and the copy stream
   while (step < stop_at) {
     const int64_t epoch = step / per_epoch;
     loader.start_epoch(epoch, step % per_epoch);
     while (step < stop_at) {
       std::optional<data::Batch> batch = loader.next();
       if (!batch) break;
-      const StepMetrics m = learner.step(batch->views[0], batch->views[1], batch->labels);
-      double loss = dp.mean_over_ranks(m.loss);
-      if (nan_at_step >= 0 && m.step == nan_at_step) loss = std::nan("");  // fault injection (tests)
+      const std::vector<Tensor> in =
+          uploader.upload({batch->views[0], batch->views[1], batch->labels}, device);
+      const StepMetrics m = learner.step(in[0], in[1], in[2]);
+      watch(m);
       step = learner.steps_done();
       window_images += cfg.batch_size;
-      if (!std::isfinite(loss)) {
-        const auto found = checkpoints_in(ckpt_dir);
-        BYOL_FAIL("the loss became ", loss, " at step ", m.step, " (lr ", m.lr, "); stopping. ",
-                  found.empty() ? std::string("No checkpoint was written yet")
-                                : "The last good checkpoint is " + found.back().string(),
-                  ". Lower train.base_lr or check the data.");
-      }
       if (step % cfg.log_every == 0 || step == stop_at) {
+        check_finite();
+        const StepValues v = dp.mean_over_ranks(m);  // this step's metrics: the log point's one read
+        const double loss = v.loss, probe = v.probe_accuracy;
         const auto now = std::chrono::steady_clock::now();
         last_ips = window_images / std::max(1e-9, std::chrono::duration<double>(now - t_window).count());
         t_window = now;
         window_images = 0;
-        const double probe = dp.mean_over_ranks(m.probe_accuracy);
         log({{"step", step},
              {"epoch", static_cast<double>(step) / per_epoch},
              {"loss", loss},
              {"lr", m.lr},
              {"tau", m.tau},
-             {"probe_loss", m.probe_loss},
+             {"probe_loss", v.probe_loss},
              {"probe_top1", probe},
              {"images_per_s", last_ips}});
         if (root) {

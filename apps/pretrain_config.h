@@ -53,7 +53,8 @@ struct PretrainConfig {
   int64_t knn_every = 0;  // steps between kNN evaluations (0: only at the end)
   int64_t checkpoint_every = 500;
   int keep_checkpoints = 3;
-  int64_t max_steps = 0;  // stop (with a checkpoint) after this many steps in total (0: run to the end)
+  int64_t max_steps = 0;        // stop (with a checkpoint) after this many steps in total (0: run to the end)
+  std::string device = "auto";  // auto (a GPU when the build has CUDA and one is visible), cpu or cuda
 };
 
 // Applies `path` (if not empty) and then each "section.key=value" override to `cfg`.

@@ -1,32 +1,69 @@
-// End-to-end BYOL step benchmark on the CPU: ResNet-18 with the CIFAR stem, projector and predictor at
-// the paper's sizes (4096 hidden, 256 out), two 32x32 views per image. One step = online forward and
-// backward of both views, target forward of both views, the loss, LARS and the EMA.
+// End-to-end BYOL step benchmark: ResNet-18 (or -50) with the CIFAR or ImageNet stem, projector and
+// predictor at the paper's sizes (4096 hidden, 256 out), two views per image. One step = online forward
+// and backward of both views, target forward of both views, the loss, LARS and the EMA.
 //
 //   build/benchmarks/byol_step_bench [batch=64] [steps=3] [base_channels=64] [side=32] [mlp_hidden=4096]
-//   [stem=cifar|imagenet]
+//   [stem=cifar|imagenet] [--device cpu|cuda] [--depth 18|34|50|101|152|200]
 //
 // Prints images/s (images, not views: each image is seen twice) after one warm-up step.
-// benchmarks/run_step_bench.sh runs it next to the same step in PyTorch (benchmarks/reference/
-// byol_step_torch.py) with the same thread count.
+//  - cpu (default): wall-clock time of `steps` steps, each step's loss read as it ends.
+//    benchmarks/run_step_bench.sh runs it next to the same step in PyTorch (benchmarks/reference/
+//    byol_step_torch.py) with the same thread count.
+//  - cuda: the learner and the views on the GPU (TF32 on, the default); `steps` steps are queued back to
+//    back with no host synchronisation between them and timed with CUDA events on the compute stream
+//    around all of them (the loss is read once, after the last). scripts/gpu_check.sh runs it next to
+//    `byol_step_torch.py --device cuda` with the same model and batch.
 #include <omp.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "byol/learner.h"
+#include "engine/device_memory.h"
+#if BYOL_WITH_CUDA
+#include "engine/cuda/context.h"
+#include "engine/cuda/cuda_check.h"
+#endif
 
 int main(int argc, char** argv) {
   using namespace byol;
-  const int64_t batch = argc > 1 ? std::atol(argv[1]) : 64;
-  const int steps = argc > 2 ? std::atoi(argv[2]) : 3;
-  const int64_t base = argc > 3 ? std::atol(argv[3]) : 64;
-  const int64_t side = argc > 4 ? std::atol(argv[4]) : 32;
-  const int64_t hidden = argc > 5 ? std::atol(argv[5]) : 4096;
-  const bool imagenet_stem = argc > 6 && std::string(argv[6]) == "imagenet";
+  std::string device_name_arg = "cpu";
+  int depth = 18;
+  std::vector<const char*> pos;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+      device_name_arg = argv[++i];
+    } else if (std::strcmp(argv[i], "--depth") == 0 && i + 1 < argc) {
+      depth = std::atoi(argv[++i]);
+    } else {
+      pos.push_back(argv[i]);
+    }
+  }
+  auto arg = [&](size_t i, const char* fallback) { return i < pos.size() ? pos[i] : fallback; };
+  const int64_t batch = std::atol(arg(0, "64"));
+  const int steps = std::atoi(arg(1, "3"));
+  const int64_t base = std::atol(arg(2, "64"));
+  const int64_t side = std::atol(arg(3, "32"));
+  const int64_t hidden = std::atol(arg(4, "4096"));
+  const bool imagenet_stem = std::string(arg(5, "cifar")) == "imagenet";
+  if (device_name_arg != "cpu" && device_name_arg != "cuda") {
+    std::fprintf(stderr, "byol_step_bench: --device expects cpu or cuda, got '%s'\n",
+                 device_name_arg.c_str());
+    return 2;
+  }
+  const bool gpu = device_name_arg == "cuda";
+  if (gpu && (!cuda_compiled() || cuda_device_count() == 0)) {
+    std::fprintf(stderr, "byol_step_bench: --device cuda, but %s\n",
+                 cuda_compiled() ? "no CUDA device is visible" : "this build has no CUDA backend");
+    return 2;
+  }
+  const Device device = gpu ? Device::cuda() : Device::cpu();
   NetworkConfig net;
-  net.encoder.depth = 18;
+  net.encoder.depth = depth;
   net.encoder.stem = imagenet_stem ? models::Stem::imagenet : models::Stem::cifar;
   net.encoder.base_channels = base;
   net.projector_hidden = net.predictor_hidden = hidden;
@@ -36,18 +73,45 @@ int main(int argc, char** argv) {
   train.warmup_steps = 10;
   train.base_lr = 0.45;
   Learner learner(net, train);
+  learner.to(device);
   std::mt19937_64 gen(1);
-  Tensor v1 = Tensor::randn({batch, side, side, 3}, gen), v2 = Tensor::randn({batch, side, side, 3}, gen);
-  learner.step(v1, v2);  // warm-up
-  const auto t0 = std::chrono::steady_clock::now();
-  double loss = 0;
-  for (int i = 0; i < steps; ++i) loss = learner.step(v1, v2).loss;
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+  Tensor v1 = Tensor::randn({batch, side, side, 3}, gen).to(device),
+         v2 = Tensor::randn({batch, side, side, 3}, gen).to(device);
+  learner.step(v1, v2).read();  // warm-up (cuDNN algorithm choice, pool growth)
+  double s = 0, loss = 0;
+  if (gpu) {
+#if BYOL_WITH_CUDA
+    cudaEvent_t start, stop;
+    BYOL_CUDA_CHECK(cudaEventCreate(&start));
+    BYOL_CUDA_CHECK(cudaEventCreate(&stop));
+    BYOL_CUDA_CHECK(cudaEventRecord(start, cuda::compute_stream()));
+    StepMetrics m;
+    for (int i = 0; i < steps; ++i) m = learner.step(v1, v2);
+    BYOL_CUDA_CHECK(cudaEventRecord(stop, cuda::compute_stream()));
+    BYOL_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    BYOL_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    s = ms / 1e3 / steps;
+    loss = m.read().loss;
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+#endif
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) loss = learner.step(v1, v2).read().loss;
+    s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+  }
+  char where[64];
+  if (gpu) {
+    std::snprintf(where, sizeof where, "GPU");
+  } else {
+    std::snprintf(where, sizeof where, "%d threads", omp_get_max_threads());
+  }
   std::printf(
-      "byol.cpp  ResNet-18 %s stem (base %lld, %lldx%lld, MLP %lld), batch %lld, %d threads: %.3f s/step, "
+      "byol.cpp  ResNet-%d %s stem (base %lld, %lldx%lld, MLP %lld), batch %lld, %s: %.4f s/step, "
       "%.1f images/s (loss %.4f)\n",
-      imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
-      static_cast<long long>(side), static_cast<long long>(hidden), static_cast<long long>(batch),
-      omp_get_max_threads(), s, batch / s, loss);
+      depth, imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
+      static_cast<long long>(side), static_cast<long long>(hidden), static_cast<long long>(batch), where, s,
+      batch / s, loss);
   return 0;
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of issue 6: configure and build byol.cpp with CUDA, run the [cuda] tests, compute-sanitizer
-# memcheck on the kernel tests, the kernel labs and the step benchmark; print a summary table last.
+# memcheck on the kernel tests, the kernel labs, the GPU step benchmark (ResNet-18 CIFAR batch 256,
+# ResNet-50 ImageNet 224x224 batch 128) next to the PyTorch reference, and a byol-pretrain smoke run on
+# the GPU (synthetic data: stop, resume, kNN monitor, export); print a summary table last.
 #
 #   scripts/gpu_check.sh [OUT_DIR]          (OUT_DIR defaults to $OUT, else ./gpu_check_out)
 #   scripts/gpu_check.sh prepare-carry      (on a Debian machine with scripts/setup.sh's packages)
@@ -131,7 +133,7 @@ else
   record "configure" FAIL "see configure.log"
   tail -30 "$out/configure.log"
 fi
-targets=(byol_tests byol_step_bench batch_norm_lab byol_loss_lab ema_lab lars_lab)
+targets=(byol_tests byol_step_bench byol-pretrain batch_norm_lab byol_loss_lab ema_lab lars_lab)
 log "building ${targets[*]} with $jobs jobs"
 if cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$out/build.log" 2>&1; then
   record "build" PASS "$(grep -ci 'warning' "$out/build.log") warning lines"
@@ -179,13 +181,53 @@ for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab; do
     "$(grep -E '^v1' "$out/$lab.log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//' | tr '\n' ';')"
 done
 bench="$build/benchmarks/byol_step_bench"
-if [ -x "$bench" ]; then
-  # The step benchmark runs the learner where its registries live, which is the CPU until the models get
-  # a device option; it is run here so its number sits next to the GPU results.
-  log "byol_step_bench (CPU step)"
-  timeout 180 "$bench" 64 3 >"$out/byol_step_bench.log" 2>&1
+torch_ok=0
+python3 -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1 && torch_ok=1
+# name, byol_step_bench arguments, byol_step_torch.py arguments (same model, stem, side and batch)
+step_benches=(
+  "resnet18_cifar_b256|256 20 64 32 4096 cifar --depth 18|256 20 1 --depth 18 --stem cifar --side 32"
+  "resnet50_imagenet224_b128|128 10 64 224 4096 imagenet --depth 50|128 10 1 --depth 50 --stem imagenet --side 224"
+)
+for entry in "${step_benches[@]}"; do
+  IFS='|' read -r name ours theirs <<< "$entry"
+  if [ ! -x "$bench" ]; then record "step $name" FAIL "byol_step_bench not built"; continue; fi
+  log "byol_step_bench --device cuda: $name"
+  # shellcheck disable=SC2086
+  timeout 180 "$bench" $ours --device cuda >"$out/step_$name.log" 2>&1
   rc=$?
-  record "byol_step_bench (CPU)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/byol_step_bench.log")"
+  record "step $name (byol.cpp)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/step_$name.log")"
+  if [ $torch_ok -eq 1 ]; then
+    # shellcheck disable=SC2086
+    timeout 180 python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda \
+      >"$out/step_${name}_torch.log" 2>&1
+    rc=$?
+    record "step $name (PyTorch)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/step_${name}_torch.log")"
+  else
+    record "step $name (PyTorch)" INFO "skipped: python3 has no torch/torchvision with CUDA"
+  fi
+done
+
+# --- byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume ---------------
+pretrain="$build/apps/byol-pretrain"
+if [ -x "$pretrain" ]; then
+  smoke="$out/pretrain_smoke"
+  rm -rf "$smoke"
+  args=(--set data.train=synthetic:1024:10:32 --set data.side=32 --set data.normalization=none
+        --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32
+        --set model.stem=cifar --set train.batch_size=128 --set train.epochs=2 --set train.warmup_epochs=1
+        --set run.device=cuda --set run.log_every=2 --set run.checkpoint_every=4 --set run.out="$smoke")
+  log "byol-pretrain on the GPU (16 steps, stop at 6, resume)"
+  timeout 240 "$pretrain" "${args[@]}" --set run.max_steps=6 >"$out/pretrain_smoke.log" 2>&1
+  rc1=$?
+  timeout 240 "$pretrain" "${args[@]}" --resume >>"$out/pretrain_smoke.log" 2>&1
+  rc2=$?
+  ok=0
+  [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$out/pretrain_smoke.log" &&
+    grep -q '"knn_top1"' "$smoke/metrics.jsonl" && ok=1
+  record "byol-pretrain GPU smoke" "$([ $ok -eq 1 ] && echo PASS || echo FAIL)" \
+    "rc $rc1/$rc2; $(grep -E '^done:|error' "$out/pretrain_smoke.log" | tail -1)"
+else
+  record "byol-pretrain GPU smoke" FAIL "byol-pretrain not built"
 fi
 
 # --- summary -------------------------------------------------------------------------------------------------

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""The BYOL step of benchmarks/byol_step_bench.cpp in PyTorch, for side-by-side timing on the CPU.
+"""The BYOL step of benchmarks/byol_step_bench.cpp in PyTorch, for side-by-side timing.
 
     /usr/bin/python3 benchmarks/reference/byol_step_torch.py [batch=64] [steps=3] [threads=2]
+        [--device cpu|cuda] [--depth 18|50] [--stem cifar|imagenet] [--side 32]
 
-ResNet-18 with the CIFAR stem (torchvision's ResNet-18 with a 3x3/1 first conv and no max pool),
-projector and predictor 512 -> 4096 -> 256 and 256 -> 4096 -> 256, two 32x32 views; one step is the
-online forward/backward of both views, the target forward of both, the loss, LARS and the EMA, as in
-the C++ benchmark. Debian's python3-torch (oneDNN convolutions) and python3-torchvision.
+ResNet-18 with the CIFAR stem by default (torchvision's ResNet with a 3x3/1 first conv and no max pool;
+--stem imagenet keeps torchvision's 7x7/2 conv and max pool), projector and predictor
+D -> 4096 -> 256 and 256 -> 4096 -> 256 (D = 512 for ResNet-18, 2048 for ResNet-50), two side x side
+views; one step is the online forward/backward of both views, the target forward of both, the loss, LARS
+and the EMA, as in the C++ benchmark. On the CPU: Debian's python3-torch (oneDNN convolutions) and
+python3-torchvision, wall-clock time with the loss read each step. With --device cuda: channels-last
+tensors, TF32 allowed for convolutions and matmuls (as byol.cpp's default), the steps queued back to back
+and timed with CUDA events around all of them, the loss read once after the last, like
+`byol_step_bench --device cuda`.
 """
-import sys
+import argparse
 import time
 
 import torch
@@ -17,10 +23,11 @@ import torch.nn.functional as F
 import torchvision
 
 
-def encoder():
-    m = torchvision.models.resnet18()
-    m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    m.maxpool = nn.Identity()
+def encoder(depth, stem):
+    m = torchvision.models.resnet18() if depth == 18 else torchvision.models.resnet50()
+    if stem == "cifar":
+        m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        m.maxpool = nn.Identity()
     m.fc = nn.Identity()
     return m
 
@@ -30,17 +37,34 @@ def mlp(i, h, o):
 
 
 def main():
-    batch = int(sys.argv[1]) if len(sys.argv) > 1 else 64
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    ap = argparse.ArgumentParser()
+    ap.add_argument("batch", nargs="?", type=int, default=64)
+    ap.add_argument("steps", nargs="?", type=int, default=3)
+    ap.add_argument("threads", nargs="?", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--depth", type=int, choices=[18, 50], default=18)
+    ap.add_argument("--stem", choices=["cifar", "imagenet"], default="cifar")
+    ap.add_argument("--side", type=int, default=32)
+    a = ap.parse_args()
+    batch, steps, threads = a.batch, a.steps, a.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    online = nn.ModuleDict(dict(encoder=encoder(), projector=mlp(512, 4096, 256)))
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    dim = 512 if a.depth == 18 else 2048
+    online = nn.ModuleDict(dict(encoder=encoder(a.depth, a.stem), projector=mlp(dim, 4096, 256)))
     predictor = mlp(256, 4096, 256)
-    target = nn.ModuleDict(dict(encoder=encoder(), projector=mlp(512, 4096, 256)))
+    target = nn.ModuleDict(dict(encoder=encoder(a.depth, a.stem), projector=mlp(dim, 4096, 256)))
+    fmt = torch.channels_last if a.device == "cuda" else torch.contiguous_format
+    for m in (online, predictor, target):
+        m.to(dev, memory_format=fmt)
     params = list(online.parameters()) + list(predictor.parameters())
     momentum = [torch.zeros_like(p) for p in params]
-    v1, v2 = torch.randn(batch, 3, 32, 32), torch.randn(batch, 3, 32, 32)
+    v1 = torch.randn(batch, 3, a.side, a.side, device=dev).contiguous(memory_format=fmt)
+    v2 = torch.randn(batch, 3, a.side, a.side, device=dev).contiguous(memory_format=fmt)
 
     def loss_fn(p, z):
         return 2 - 2 * (F.normalize(p, dim=-1) * F.normalize(z, dim=-1)).sum(-1)
@@ -66,15 +90,27 @@ def main():
                 p.sub_(0.1 * m)
             for t, o in zip(target.parameters(), online.parameters()):
                 t.mul_(0.99).add_(o, alpha=0.01)
-        return loss.item()
+        return loss
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    s = (time.perf_counter() - t0) / steps
-    print(f"PyTorch {torch.__version__}  ResNet-18 CIFAR, batch {batch}, {threads} threads: "
-          f"{s:.3f} s/step, {batch / s:.1f} images/s (loss {loss:.4f})")
+    step().item()
+    if a.device == "cuda":
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            loss = step()
+        stop.record()
+        stop.synchronize()
+        s = start.elapsed_time(stop) / 1e3 / steps
+        where = torch.cuda.get_device_name()
+    else:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = step().item()
+        s = (time.perf_counter() - t0) / steps
+        where = f"{threads} threads"
+    print(f"PyTorch {torch.__version__}  ResNet-{a.depth} {'CIFAR' if a.stem == 'cifar' else 'ImageNet'} "
+          f"stem, {a.side}x{a.side}, batch {batch}, {where}: {s:.4f} s/step, {batch / s:.1f} images/s "
+          f"(loss {float(loss):.4f})")
 
 
 if __name__ == "__main__":

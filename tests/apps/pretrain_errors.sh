@@ -34,4 +34,9 @@ expect "expected section.key=value" --set train.epochs
 expect "missing.toml" --config "$work/missing.toml"
 expect "has fewer images per rank than one batch of 256" --set data.train=synthetic:64:2:8 --set data.side=8 --set run.out="$work/x"
 expect "--resume: no checkpoint in" --resume --set data.train=synthetic:64:2:8 --set run.out="$work/empty" --set data.side=8 --set train.batch_size=16 --set model.base_channels=2
+expect "config key 'run.device': expected auto, cpu or cuda, got 'gpu'" --set run.device=gpu
+# run.device = cuda where there is no GPU (or no CUDA backend) is an error naming the key, not a CPU run.
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  expect "config key 'run.device': \"cuda\"" --set run.device=cuda --set data.train=synthetic:64:2:8 --set data.side=8 --set train.batch_size=16 --set run.out="$work/nogpu"
+fi
 [ $fails -eq 0 ] && echo "PASS: every bad configuration was named" || exit 1

@@ -53,14 +53,15 @@ for r in b c; do
       <(data_of "$work/$r/checkpoints/step_00000018.safetensors") ||
     { echo "FAIL: final checkpoint (all tensors) of run $r differs"; exit 1; }
 done
-# D: a NaN loss (injected at step 9) stops the run with status 1, naming the last good checkpoint (step 8),
-# which stays; no checkpoint is written after it.
+# D: a NaN loss (injected at step 9) stops the run with status 1 at the next check (the log point after
+# step 9: the losses are checked there, steps 8 and 9 since the previous check), naming the last good
+# checkpoint (step 8), which stays; no checkpoint is written after it.
 set +e
 BYOL_TEST_NAN_AT_STEP=9 "$bin" "${common[@]}" --set run.out="$work/d" > "$work/d.log" 2>&1
 rc=$?
 set -e
 [ "$rc" -eq 1 ] || { cat "$work/d.log"; echo "FAIL: a NaN loss exited $rc, expected 1"; exit 1; }
-grep -q "the loss became nan at step 9" "$work/d.log" && grep -q "last good checkpoint is .*step_00000008.safetensors" "$work/d.log" ||
+grep -q "the loss became nan between steps 8 and 9" "$work/d.log" && grep -q "last good checkpoint is .*step_00000008.safetensors" "$work/d.log" ||
   { cat "$work/d.log"; echo "FAIL: no clear NaN message naming the last good checkpoint"; exit 1; }
 [ "$(ls "$work/d/checkpoints")" = "$(printf 'step_00000004.safetensors\nstep_00000008.safetensors')" ] ||
   { ls "$work/d/checkpoints"; echo "FAIL: checkpoints after the NaN stop are not the last good ones"; exit 1; }
