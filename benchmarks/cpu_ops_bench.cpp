@@ -3,11 +3,13 @@
 //
 //   build/benchmarks/cpu_ops_bench [batch=64] [repeats=5]
 //
-// conv2d is im2col + GEMM (engine/cpu/conv.cpp), so "GEMM-equivalent" is the plain GEMM it reduces to:
+// conv2d runs two ways: im2col + GEMM (engine/cpu/conv.cpp) and oneDNN's direct convolutions
+// (engine/cpu/conv_onednn.cpp, when the build has oneDNN); both are timed in the same run. "GEMM-equivalent"
+// is the plain GEMM im2col reduces to:
 //   forward          [N*P*Q, R*S*C] x [R*S*C, K]
 //   backward data    [N*P*Q, K] x [K, R*S*C]
 //   backward filter  [K, N*P*Q] x [N*P*Q, R*S*C]
-// and the ratio conv / GEMM tells what im2col, col2im and chunking cost. Times are medians over the
+// and comparing im2col with it tells what im2col, col2im and chunking cost. Times are medians over the
 // repeats after one warm-up; FLOPs count a multiply-add as two. The peak is measured with a register-
 // resident FMA loop on every OpenMP thread, so it reflects this machine's clocks, not a datasheet.
 #include <omp.h>
@@ -19,6 +21,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
@@ -124,9 +127,14 @@ int main(int argc, char** argv) {
       {"layer4 down 1x1/2", 1, 8, 256, 512, 1, 2, 0},
   };
 
-  std::printf("\nconv2d (NHWC, KRSC), GFLOP/s: ours | GEMM-equivalent (ratio)\n");
-  std::printf("  %-22s %-23s %-23s %-23s\n", "shape", "forward", "backward data", "backward filter");
-  double conv_time = 0, gemm_time = 0, total_flops = 0;
+  // Each shape through both CPU algorithms and the plain GEMM im2col reduces to, in one run.
+  const bool onednn = byol::cpu::onednn_available();
+  const byol::cpu::ConvAlgorithm saved = byol::cpu::conv_algorithm();
+  std::printf("\nconv2d (NHWC, KRSC), GFLOP/s: im2col | oneDNN | GEMM-equivalent of im2col%s\n",
+              onednn ? "" : "  (oneDNN: not in this build)");
+  std::printf("  %-22s %-26s %-26s %-26s\n", "shape", "forward", "backward data", "backward filter");
+  double im2col_time = 0, onednn_time = 0, gemm_time = 0, total_flops = 0;
+  std::vector<std::string> impls;
   for (const ConvShape& s : shapes) {
     byol::cpu::ConvGeom g{N, s.hw, s.hw, s.c, s.k, s.r, s.r, 0, 0, s.stride, s.pad};
     g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
@@ -135,11 +143,20 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * M * g.K * RSC;
     std::vector<float> x = random_vec(N * g.H * g.W * g.C, gen), w = random_vec(g.K * RSC, gen);
     std::vector<float> y(M * g.K), dy = random_vec(M * g.K, gen), dx(x.size()), dw(w.size());
-    double t_conv[3] = {
-        median_seconds(repeats, [&] { byol::cpu::conv2d_forward(x.data(), w.data(), y.data(), g); }),
-        median_seconds(repeats, [&] { byol::cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), g); }),
-        median_seconds(repeats,
-                       [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g); })};
+    auto time_convs = [&](byol::cpu::ConvAlgorithm a, double* t) {
+      byol::cpu::set_conv_algorithm(a);
+      t[0] = median_seconds(repeats, [&] { byol::cpu::conv2d_forward(x.data(), w.data(), y.data(), g); });
+      t[1] = median_seconds(repeats,
+                            [&] { byol::cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), g); });
+      t[2] = median_seconds(repeats,
+                            [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g); });
+    };
+    double t_im2col[3], t_onednn[3] = {0, 0, 0};
+    time_convs(byol::cpu::ConvAlgorithm::im2col, t_im2col);
+    if (onednn) {
+      time_convs(byol::cpu::ConvAlgorithm::onednn, t_onednn);
+      impls.push_back(std::string(s.name) + ": " + byol::cpu::onednn_conv2d_implementation(g));
+    }
     RowMat col = RowMat::Random(M, RSC), W = RowMat::Random(g.K, RSC), Y(M, g.K), DY = RowMat::Random(M, g.K);
     RowMat DCOL(M, RSC), DW(g.K, RSC);
     double t_gemm[3] = {median_seconds(repeats, [&] { Y.noalias() = col * W.transpose(); }),
@@ -147,20 +164,30 @@ int main(int argc, char** argv) {
                         median_seconds(repeats, [&] { DW.noalias() = DY.transpose() * col; })};
     std::printf("  %-22s", s.name);
     for (int i = 0; i < 3; ++i) {
-      std::printf(" %6.1f | %6.1f (%3.0f%%) ", flops / t_conv[i] / 1e9, flops / t_gemm[i] / 1e9,
-                  100 * t_gemm[i] / t_conv[i]);
-      conv_time += s.count * t_conv[i];
+      std::printf(" %6.1f | %6.1f | %6.1f  ", flops / t_im2col[i] / 1e9,
+                  onednn ? flops / t_onednn[i] / 1e9 : 0.0, flops / t_gemm[i] / 1e9);
+      im2col_time += s.count * t_im2col[i];
+      onednn_time += s.count * t_onednn[i];
       gemm_time += s.count * t_gemm[i];
       total_flops += s.count * flops;
     }
     std::printf("\n");
   }
+  byol::cpu::set_conv_algorithm(saved);
   std::printf("  whole network (weighted by use), forward + both backwards:\n");
   std::printf(
-      "    ours %.1f GFLOP/s (%.0f%% of peak), GEMM-equivalent %.1f GFLOP/s -> ours = %.0f%% of GEMM\n",
-      total_flops / conv_time / 1e9, 100 * total_flops / conv_time / 1e9 / peak,
-      total_flops / gemm_time / 1e9, 100 * gemm_time / conv_time);
-  std::printf("    %.3f s of convolution per training step of batch %lld\n", conv_time,
+      "    im2col %.1f GFLOP/s (%.0f%% of peak; %.0f%% of its GEMM-equivalent, %.1f GFLOP/s), %.3f s per "
+      "step\n",
+      total_flops / im2col_time / 1e9, 100 * total_flops / im2col_time / 1e9 / peak,
+      100 * gemm_time / im2col_time, total_flops / gemm_time / 1e9, im2col_time);
+  if (onednn) {
+    std::printf("    oneDNN %.1f GFLOP/s (%.0f%% of peak), %.3f s per step: %.2fx im2col\n",
+                total_flops / onednn_time / 1e9, 100 * total_flops / onednn_time / 1e9 / peak, onednn_time,
+                im2col_time / onednn_time);
+    std::printf("  oneDNN's implementations (forward / backward data / backward weights):\n");
+    for (const std::string& line : impls) std::printf("    %s\n", line.c_str());
+  }
+  std::printf("  (per step of batch %lld: one forward and both backwards of each convolution, once)\n",
               static_cast<long long>(N));
 
   std::printf("\nbatch_norm (training: sums + normalise; backward: sums + dx), GB/s of compulsory traffic\n");

@@ -9,6 +9,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev   # CPU backend
   libopenblas-openmp-dev   # GEMM behind Eigen (optional in the build, much faster)
+  libdnnl-dev              # oneDNN: the CPU convolutions (optional in the build, much faster)
   nlohmann-json3-dev   # safetensors headers (JSON)
   libtomlplusplus-dev libcli11-dev   # byol-pretrain's TOML configs, the apps' command lines
   catch2          # tests (Catch2 v2, header-only)

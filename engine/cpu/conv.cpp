@@ -1,4 +1,5 @@
-// NHWC convolution on the CPU as im2col + Eigen GEMM, processed in chunks of images so the column
+// NHWC convolution on the CPU as im2col + Eigen GEMM (float32 goes to oneDNN first when the build has it:
+// engine/cpu/conv_onednn.cpp), processed in chunks of images so the column
 // buffer stays in the last-level cache.
 //
 //   forward          Y[rows, K]    = col[rows, RSC] * W[K, RSC]^T
@@ -10,6 +11,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
@@ -83,6 +85,8 @@ void col2im(const T* dcol, T* dx, const ConvGeom& g, int64_t n0, int64_t nb) {
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_algorithm() == ConvAlgorithm::onednn && onednn_conv2d_forward(x, w, y, g)) return;
   const int64_t rsc = g.R * g.S * g.C;
   CMap<T> W(w, g.K, rsc);
   if (g.is_pointwise()) {
@@ -101,6 +105,8 @@ void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
 
 template <class T>
 void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_algorithm() == ConvAlgorithm::onednn && onednn_conv2d_backward_data(dy, w, dx, g)) return;
   const int64_t rsc = g.R * g.S * g.C;
   CMap<T> W(w, g.K, rsc);
   if (g.is_pointwise()) {
@@ -120,6 +126,8 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
 
 template <class T>
 void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_algorithm() == ConvAlgorithm::onednn && onednn_conv2d_backward_filter(dy, x, dw, g)) return;
   const int64_t rsc = g.R * g.S * g.C;
   MMap<T> dW(dw, g.K, rsc);
   if (g.is_pointwise()) {

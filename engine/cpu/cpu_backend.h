@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace byol::cpu {
 
@@ -18,6 +19,21 @@ struct ConvGeom {
   int64_t stride, pad;
   bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
 };
+
+// How float32 convolutions run: oneDNN's direct convolutions (the default when the build found oneDNN;
+// engine/cpu/conv_onednn.cpp) or im2col + GEMM (engine/cpu/conv.cpp; always used for float64, and the
+// reference the oneDNN path is tested against). BYOL_CPU_CONV=im2col|onednn sets the initial choice.
+enum class ConvAlgorithm { im2col, onednn };
+bool onednn_available();
+void set_conv_algorithm(ConvAlgorithm a);  // throws if oneDNN is asked for and not built in
+ConvAlgorithm conv_algorithm();
+// The oneDNN halves: false when oneDNN has only its reference implementation for this geometry (the
+// caller then falls back to im2col). Forward and backward data write; backward filter writes dw.
+bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
+bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
+bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
+// "forward / backward data / backward weights" implementation names oneDNN picked, for benchmarks.
+std::string onednn_conv2d_implementation(const ConvGeom& g);
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g);

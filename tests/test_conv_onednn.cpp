@@ -1,0 +1,126 @@
+// The oneDNN float32 convolutions (engine/cpu/conv_onednn.cpp) against the im2col reference run in float64
+// on the same inputs: forward, backward data and backward filter, on ResNet's shapes (where a fast oneDNN
+// kernel must be chosen, or the speed-up silently vanishes) and on odd ones (channel counts that are not
+// multiples of 8, non-square images, 5x5 and 7x7 filters, stride 2 with odd sizes). Outputs are poisoned
+// with NaN before each call, so an element the kernel does not write shows.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "engine/cpu/cpu_backend.h"
+
+using namespace byol;
+
+namespace {
+
+struct Case {
+  const char* what;
+  int64_t n, h, w, c, k, r;
+  int stride, pad;
+  bool resnet;  // a shape of the ResNets we train: oneDNN must offer a non-reference kernel
+};
+
+std::vector<double> random_vector(size_t n, std::mt19937_64& gen) {
+  std::normal_distribution<double> d(0.0, 1.0);
+  std::vector<double> v(n);
+  for (double& x : v) x = d(gen);
+  return v;
+}
+
+std::vector<float> to_float(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+// ||a - b|| / ||b||, and every element of a finite.
+double relative_error(const std::vector<float>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double diff = 0, ref = 0;
+  size_t not_finite = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    not_finite += !std::isfinite(a[i]);
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    ref += b[i] * b[i];
+  }
+  CHECK(not_finite == 0);
+  return std::sqrt(diff / std::max(ref, 1e-300));
+}
+
+}  // namespace
+
+TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][onednn]") {
+  if (!cpu::onednn_available()) {
+    WARN("skipped: this build has no oneDNN (scripts/setup.sh installs libdnnl-dev; reconfigure)");
+    return;
+  }
+  const Case cases[] = {
+      {"layer1 3x3", 2, 32, 32, 64, 64, 3, 1, 1, true},
+      {"layer2 3x3 stride 2", 2, 32, 32, 64, 128, 3, 2, 1, true},
+      {"layer2 1x1 downsample", 2, 32, 32, 64, 128, 1, 2, 0, true},
+      {"layer4 3x3", 2, 4, 4, 512, 512, 3, 1, 1, true},
+      {"CIFAR stem", 3, 32, 32, 3, 64, 3, 1, 1, true},
+      {"ImageNet stem", 2, 40, 40, 3, 64, 7, 2, 3, true},
+      {"bottleneck 1x1", 2, 8, 8, 256, 64, 1, 1, 0, true},
+      {"odd channels", 3, 9, 7, 5, 6, 3, 1, 1, false},
+      {"odd stride 2", 2, 11, 11, 13, 7, 3, 2, 1, false},
+      {"1x1 odd", 2, 6, 6, 10, 12, 1, 1, 0, false},
+      {"5x5", 1, 5, 5, 3, 2, 5, 1, 2, false},
+      {"tiny test network", 6, 8, 8, 3, 3, 3, 1, 1, false},
+  };
+  std::mt19937_64 gen(11);
+  for (const Case& c : cases) {
+    cpu::ConvGeom g{c.n, c.h, c.w, c.c, c.k, c.r, c.r, 0, 0, c.stride, c.pad};
+    g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+    g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+    INFO(c.what << ": input [" << g.N << ", " << g.H << ", " << g.W << ", " << g.C << "], weight [" << g.K
+                << ", " << g.R << ", " << g.S << ", " << g.C << "], stride " << g.stride << ", oneDNN picks "
+                << cpu::onednn_conv2d_implementation(g));
+    const size_t nx = g.N * g.H * g.W * g.C, nw = g.K * g.R * g.S * g.C, ny = g.N * g.P * g.Q * g.K;
+    const std::vector<double> x = random_vector(nx, gen), w = random_vector(nw, gen),
+                              dy = random_vector(ny, gen);
+    std::vector<double> y_ref(ny), dx_ref(nx), dw_ref(nw);
+    cpu::conv2d_forward(x.data(), w.data(), y_ref.data(), g);
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx_ref.data(), g);
+    cpu::conv2d_backward_filter(dy.data(), x.data(), dw_ref.data(), g);
+
+    const std::vector<float> xf = to_float(x), wf = to_float(w), dyf = to_float(dy);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> y(ny, nan), dx(nx, nan), dw(nw, nan);
+    const bool fwd = cpu::onednn_conv2d_forward(xf.data(), wf.data(), y.data(), g);
+    const bool bwd_data = cpu::onednn_conv2d_backward_data(dyf.data(), wf.data(), dx.data(), g);
+    const bool bwd_filter = cpu::onednn_conv2d_backward_filter(dyf.data(), xf.data(), dw.data(), g);
+    if (c.resnet) {
+      CHECK(fwd);
+      CHECK(bwd_data);
+      CHECK(bwd_filter);
+    }
+    // float32 inputs rounded from the float64 ones: the results differ by float32 accumulation only.
+    if (fwd) CHECK(relative_error(y, y_ref) < 2e-6);
+    if (bwd_data) CHECK(relative_error(dx, dx_ref) < 2e-6);
+    if (bwd_filter) CHECK(relative_error(dw, dw_ref) < 2e-6);
+  }
+}
+
+TEST_CASE("the float32 conv2d entry points honour the algorithm setting", "[conv][onednn]") {
+  // Same inputs through both algorithms: close, and each setting stays in force until changed.
+  const cpu::ConvAlgorithm saved = cpu::conv_algorithm();
+  cpu::ConvGeom g{2, 12, 12, 16, 24, 3, 3, 12, 12, 1, 1};
+  std::mt19937_64 gen(5);
+  const std::vector<float> x = to_float(random_vector(g.N * g.H * g.W * g.C, gen));
+  const std::vector<float> w = to_float(random_vector(g.K * g.R * g.S * g.C, gen));
+  std::vector<float> a(g.N * g.P * g.Q * g.K), b(a.size());
+  cpu::set_conv_algorithm(cpu::ConvAlgorithm::im2col);
+  CHECK(cpu::conv_algorithm() == cpu::ConvAlgorithm::im2col);
+  cpu::conv2d_forward(x.data(), w.data(), a.data(), g);
+  if (cpu::onednn_available()) {
+    cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn);
+    CHECK(cpu::conv_algorithm() == cpu::ConvAlgorithm::onednn);
+    cpu::conv2d_forward(x.data(), w.data(), b.data(), g);
+    const std::vector<double> ad(a.begin(), a.end());
+    CHECK(relative_error(b, ad) < 2e-6);
+  } else {
+    CHECK_THROWS_WITH(cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn), Catch::Contains("no oneDNN"));
+  }
+  cpu::set_conv_algorithm(saved);
+}
