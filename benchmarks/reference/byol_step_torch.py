@@ -2,7 +2,7 @@
 """The BYOL step of benchmarks/byol_step_bench.cpp in PyTorch, for side-by-side timing.
 
     /usr/bin/python3 benchmarks/reference/byol_step_torch.py [batch=64] [steps=3] [threads=2]
-        [--device cpu|cuda] [--depth 18|50] [--stem cifar|imagenet] [--side 32]
+        [--device cpu|cuda] [--depth 18|50] [--stem cifar|imagenet] [--side 32] [--format nchw|nhwc]
 
 ResNet-18 with the CIFAR stem by default (torchvision's ResNet with a 3x3/1 first conv and no max pool;
 --stem imagenet keeps torchvision's 7x7/2 conv and max pool), projector and predictor
@@ -45,6 +45,9 @@ def main():
     ap.add_argument("--depth", type=int, choices=[18, 50], default=18)
     ap.add_argument("--stem", choices=["cifar", "imagenet"], default="cifar")
     ap.add_argument("--side", type=int, default=32)
+    ap.add_argument("--format", choices=["nchw", "nhwc"], default=None,
+                    help="memory format: nchw (PyTorch's default) or nhwc (channels_last, byol.cpp's layout); "
+                         "default nchw on the CPU, nhwc on CUDA")
     a = ap.parse_args()
     batch, steps, threads = a.batch, a.steps, a.threads
     torch.set_num_threads(threads)
@@ -58,7 +61,8 @@ def main():
     online = nn.ModuleDict(dict(encoder=encoder(a.depth, a.stem), projector=mlp(dim, 4096, 256)))
     predictor = mlp(256, 4096, 256)
     target = nn.ModuleDict(dict(encoder=encoder(a.depth, a.stem), projector=mlp(dim, 4096, 256)))
-    fmt = torch.channels_last if a.device == "cuda" else torch.contiguous_format
+    layout = a.format or ("nhwc" if a.device == "cuda" else "nchw")
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
     for m in (online, predictor, target):
         m.to(dev, memory_format=fmt)
     params = list(online.parameters()) + list(predictor.parameters())
@@ -109,7 +113,7 @@ def main():
         s = (time.perf_counter() - t0) / steps
         where = f"{threads} threads"
     print(f"PyTorch {torch.__version__}  ResNet-{a.depth} {'CIFAR' if a.stem == 'cifar' else 'ImageNet'} "
-          f"stem, {a.side}x{a.side}, batch {batch}, {where}: {s:.4f} s/step, {batch / s:.1f} images/s "
+          f"stem, {a.side}x{a.side}, {layout}, batch {batch}, {where}: {s:.4f} s/step, {batch / s:.1f} images/s "
           f"(loss {float(loss):.4f})")
 
 
