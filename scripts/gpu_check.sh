@@ -207,6 +207,17 @@ for entry in "${step_benches[@]}"; do
   fi
 done
 
+# --- the multi-GPU scaling model (docs/scaling.md) from the measured ResNet-50 step -------------------------
+if grep -q "ResNet-50 .* images/s" "$out/step_resnet50_imagenet224_b128.log" 2>/dev/null; then
+  python3 "$root/scripts/scaling_model.py" --from-log "$out/step_resnet50_imagenet224_b128.log" \
+    >"$out/scaling.md" 2>&1
+  rc=$?
+  record "scaling model (docs/scaling.md)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" \
+    "$(grep -E '^\| 8 \||^\| 64 \|' "$out/scaling.md" | sed -E 's/ +/ /g' | tr '\n' ';')"
+else
+  record "scaling model (docs/scaling.md)" FAIL "no ResNet-50 step rate measured"
+fi
+
 # --- byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume ---------------
 pretrain="$build/apps/byol-pretrain"
 if [ -x "$pretrain" ]; then
