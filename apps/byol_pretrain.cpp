@@ -9,8 +9,9 @@
 // run.keep_checkpoints, written atomically), and at the end encoder.safetensors (torchvision names,
 // loadable by torchvision's ResNets and byol-eval) and curves.svg (loss and kNN accuracy).
 // --resume continues from the newest checkpoint exactly as if the run had not stopped. SIGINT/SIGTERM
-// write a checkpoint after the current step and exit (status 128 + signal); a NaN/Inf loss stops the
-// run (status 1), keeping the last good checkpoint. Rank 0 alone logs and writes files.
+// write a checkpoint after the current step (with several ranks: at the next log point, where the ranks
+// agree on it) and exit (status 128 + signal); a NaN/Inf loss stops the run (status 1), keeping the last
+// good checkpoint. Rank 0 alone logs and writes files.
 // The step's metrics stay on the device: they are read (one wait for the GPU) at each log point, and the
 // NaN/Inf check — a device-side running sum of the losses since the last check — is read at each log
 // point and before each checkpoint, so no checkpoint is ever written after a non-finite loss.
@@ -405,7 +406,16 @@ int run(int argc, char** argv) {
         }
       }
       if (cfg.knn_every > 0 && step % cfg.knn_every == 0 && step < total_steps) run_knn(step);
-      const int sig = g_signal.load();
+      int sig = g_signal.load();
+      if (world > 1) {
+        // Ranks see a signal at different steps. Acting on it alone, a rank would enter save()'s
+        // collectives while the others wait in the next step's: a hang. So the ranks agree at log points
+        // (the same steps everywhere), and a rank the signal missed stops as if SIGTERM had come.
+        const bool log_point = step % cfg.log_every == 0 || step == stop_at;
+        sig = log_point && dp.sum_over_ranks(Tensor::full({}, sig != 0 ? 1.0 : 0.0, DType::f32, device)) > 0
+                  ? (sig != 0 ? sig : SIGTERM)
+                  : 0;
+      }
       if (sig != 0) {
         save(step);
         if (root)

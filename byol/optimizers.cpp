@@ -1,6 +1,7 @@
 #include "byol/optimizers.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/math/optimizer_math.h"
 #if BYOL_WITH_CUDA
@@ -43,17 +44,26 @@ void Lars::step(double lr) {
   check_state_device(reg_, momentum_, "Lars", "momentum");
 #if BYOL_WITH_CUDA
   if (reg_.params().device().is_cuda()) {
-    kernels::LarsSegments seg;
-    for (const models::ParamEntry& e : reg_.param_entries()) {
-      seg.begins.push_back(e.offset);
-      seg.ends.push_back(e.offset + e.numel());
-      seg.flags.push_back(
-          static_cast<uint8_t>(((e.tags & models::kNoWeightDecay) ? kernels::kLarsNoWeightDecay : 0) |
-                               ((e.tags & models::kNoLarsAdapt) ? kernels::kLarsNoAdapt : 0)));
+    const int segments = static_cast<int>(reg_.param_entries().size());
+    if (!segment_table_.defined() || segment_table_.device() != reg_.params().device()) {
+      // Built once per device (one upload), so a step copies nothing from the host.
+      kernels::LarsSegments seg;
+      for (const models::ParamEntry& e : reg_.param_entries()) {
+        seg.begins.push_back(e.offset);
+        seg.ends.push_back(e.offset + e.numel());
+        seg.flags.push_back(
+            static_cast<uint8_t>(((e.tags & models::kNoWeightDecay) ? kernels::kLarsNoWeightDecay : 0) |
+                                 ((e.tags & models::kNoLarsAdapt) ? kernels::kLarsNoAdapt : 0)));
+      }
+      const std::vector<uint8_t> bytes = kernels::lars_pack_segments(seg);
+      Tensor host = Tensor::empty({static_cast<int64_t>(bytes.size())}, DType::u8);
+      std::memcpy(host.data<uint8_t>(), bytes.data(), bytes.size());
+      segment_table_ = host.to(reg_.params().device());
     }
     kernels::lars_step(reg_.params().data<float>(), reg_.grads().data<float>(), momentum_.data<float>(),
-                       reg_.params().numel(), seg, {lr, opt_.weight_decay, opt_.momentum, opt_.eta},
-                       trust_.data<double>(), cuda::compute_stream());
+                       reg_.params().numel(), segment_table_.data<uint8_t>(), segments,
+                       {lr, opt_.weight_decay, opt_.momentum, opt_.eta}, trust_.data<double>(),
+                       cuda::compute_stream());
     return;
   }
 #endif

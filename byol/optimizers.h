@@ -41,7 +41,8 @@ class Lars {
   const models::ParamRegistry& reg_;
   LarsOptions opt_;
   Tensor momentum_;
-  Tensor trust_;  // f64 [param_entries]
+  Tensor trust_;          // f64 [param_entries]
+  Tensor segment_table_;  // on a GPU: the registry's tensor ranges and tags, packed once (kernels/lars.cuh)
 };
 
 struct SgdOptions {

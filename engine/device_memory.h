@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace byol {
 
@@ -18,5 +19,8 @@ void cuda_copy_to_device(void* dst, const void* src, size_t bytes, int device);
 void cuda_copy_to_host(void* dst, const void* src, size_t bytes, int device);
 void cuda_copy_device_to_device(void* dst, const void* src, size_t bytes, int device);
 void cuda_memset_zero(void* dst, size_t bytes, int device);
+// Fills n float32 (double_precision = false) or float64 values with `value` on the compute stream,
+// without waiting for the GPU (the backward seed and every fill_ of a GPU tensor go through it).
+void cuda_fill_floating(void* dst, bool double_precision, double value, int64_t n, int device);
 
 }  // namespace byol

@@ -36,5 +36,8 @@ void cuda_copy_device_to_device(void*, const void*, size_t, int) {
 void cuda_memset_zero(void*, size_t, int) {
   no_cuda();
 }
+void cuda_fill_floating(void*, bool, double, int64_t, int) {
+  no_cuda();
+}
 
 }  // namespace byol

@@ -362,6 +362,12 @@ void Tensor::zero_() const {
 
 void Tensor::fill_(double value) const {
   if (device().is_cuda()) {
+    // float32 / float64 (every training-time fill, e.g. the backward seed): a kernel on the compute
+    // stream. Other dtypes, or strided views: through the host, which waits for the GPU.
+    if ((dtype() == DType::f32 || dtype() == DType::f64) && is_contiguous()) {
+      cuda_fill_floating(raw_data(), dtype() == DType::f64, value, numel(), device().index);
+      return;
+    }
     Tensor host = full(shape(), value, dtype());
     copy_(host);
     return;

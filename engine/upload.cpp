@@ -38,6 +38,11 @@ std::vector<Tensor> BatchUploader::upload(const std::vector<Tensor>& host, Devic
     for (size_t i = 0; i < host.size(); ++i) out[i] = host[i].defined() ? host[i].to(device) : Tensor();
     return out;
   }
+  int current = -1;
+  BYOL_CUDA_CHECK(cudaGetDevice(&current));
+  BYOL_CHECK(current == device.index, "BatchUploader: uploading to ", device_name(device),
+             " while the current GPU is cuda:", current,
+             " (its streams would not be ordered with the target's); call cuda_set_device first");
   size_t total = 0;
   std::vector<Tensor> sources(host.size());
   for (size_t i = 0; i < host.size(); ++i) {
@@ -51,7 +56,11 @@ std::vector<Tensor> BatchUploader::upload(const std::vector<Tensor>& host, Devic
     sources[i] = host[i].contiguous();
     total += (static_cast<size_t>(sources[i].numel()) * dtype_size(sources[i].dtype()) + 255) / 256 * 256;
   }
-  if (total == 0) return out;
+  if (total == 0) {  // only empty tensors (or none) to send
+    for (size_t i = 0; i < host.size(); ++i)
+      if (sources[i].defined()) out[i] = Tensor::empty(sources[i].shape(), sources[i].dtype(), device);
+    return out;
+  }
 
   Slots::Slot& s = slots_->slot[slots_->next];
   slots_->next ^= 1;

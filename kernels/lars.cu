@@ -1,6 +1,7 @@
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 
+#include <cstring>
 #include <cub/device/device_segmented_reduce.cuh>
 
 #include "engine/cuda/context.h"
@@ -56,22 +57,24 @@ __global__ void lars_update_kernel(float* __restrict__ w, const float* __restric
 
 }  // namespace
 
-void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& seg, const LarsHyper& h,
-               double* trust_out, cudaStream_t stream) {
-  const int segments = static_cast<int>(seg.begins.size());
+std::vector<uint8_t> lars_pack_segments(const LarsSegments& seg) {
   BYOL_CHECK(seg.ends.size() == seg.begins.size() && seg.flags.size() == seg.begins.size(),
-             "lars_step: the segment table's begins, ends and flags differ in length");
+             "lars_pack_segments: the segment table's begins, ends and flags differ in length");
+  const size_t segments = seg.begins.size(), offsets_bytes = segments * sizeof(int64_t);
+  std::vector<uint8_t> bytes(2 * offsets_bytes + segments);
+  std::memcpy(bytes.data(), seg.begins.data(), offsets_bytes);
+  std::memcpy(bytes.data() + offsets_bytes, seg.ends.data(), offsets_bytes);
+  std::memcpy(bytes.data() + 2 * offsets_bytes, seg.flags.data(), segments);
+  return bytes;
+}
+
+void lars_step(float* w, const float* g, float* m, int64_t n, const void* device_table, int segments,
+               const LarsHyper& h, double* trust_out, cudaStream_t stream) {
   if (segments == 0) return;
-  // One upload of the table: begins, ends, then flags (pageable source: staged, no device sync).
-  const size_t offsets_bytes = static_cast<size_t>(segments) * sizeof(int64_t);
-  cuda::DeviceBuffer table(2 * offsets_bytes + static_cast<size_t>(segments));
-  int64_t* d_begins = table.as<int64_t>();
-  int64_t* d_ends = d_begins + segments;
-  uint8_t* d_flags = reinterpret_cast<uint8_t*>(d_ends + segments);
-  BYOL_CUDA_CHECK(
-      cudaMemcpyAsync(d_begins, seg.begins.data(), offsets_bytes, cudaMemcpyHostToDevice, stream));
-  BYOL_CUDA_CHECK(cudaMemcpyAsync(d_ends, seg.ends.data(), offsets_bytes, cudaMemcpyHostToDevice, stream));
-  BYOL_CUDA_CHECK(cudaMemcpyAsync(d_flags, seg.flags.data(), segments, cudaMemcpyHostToDevice, stream));
+  // The packed layout keeps the int64 arrays 8-byte aligned (the table itself comes from the allocator).
+  const int64_t* d_begins = static_cast<const int64_t*>(device_table);
+  const int64_t* d_ends = d_begins + segments;
+  const uint8_t* d_flags = reinterpret_cast<const uint8_t*>(d_ends + segments);
 
   cuda::DeviceBuffer sums(static_cast<size_t>(segments) * sizeof(NormSums));
   cuda::DeviceBuffer trust_scratch;  // where the trust ratios go when the caller does not keep them
@@ -90,6 +93,16 @@ void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments
                                                           sums.as<NormSums>(), h.lr, h.weight_decay,
                                                           h.momentum, h.eta, trust);
   BYOL_CUDA_CHECK_LAUNCH();
+}
+
+void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& seg, const LarsHyper& h,
+               double* trust_out, cudaStream_t stream) {
+  const std::vector<uint8_t> bytes = lars_pack_segments(seg);
+  const int segments = static_cast<int>(seg.begins.size());
+  if (segments == 0) return;
+  cuda::DeviceBuffer table(bytes.size());
+  BYOL_CUDA_CHECK(cudaMemcpyAsync(table.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice, stream));
+  lars_step(w, g, m, n, table.get(), segments, h, trust_out, stream);
 }
 
 }  // namespace byol::kernels

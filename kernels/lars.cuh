@@ -31,9 +31,18 @@ struct LarsHyper {
   double lr, weight_decay, momentum, eta;
 };
 
-// Updates w and m (n elements: the whole flat buffer) in place. With trust_out (device memory, one
-// double per segment) non-null, the trust ratio applied to each segment is written there on the device;
-// nothing waits for the GPU.
+// The segment table as the kernels read it, one block of bytes: begins[S], ends[S] (int64), flags[S].
+// Byol's Lars packs it once, keeps it on the device, and passes it to every step.
+std::vector<uint8_t> lars_pack_segments(const LarsSegments& segments);
+
+// Updates w and m (n elements: the whole flat buffer) in place; device_table is lars_pack_segments'
+// bytes in device memory, for `segments` tensors. With trust_out (device memory, one double per
+// segment) non-null, the trust ratio applied to each segment is written there on the device; nothing
+// waits for the GPU and nothing is copied from the host.
+void lars_step(float* w, const float* g, float* m, int64_t n, const void* device_table, int segments,
+               const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
+
+// The same with a host table, uploaded (from pageable memory) on every call: for one-off use.
 void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& segments,
                const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
 

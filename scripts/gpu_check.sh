@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check of issue 6: configure and build byol.cpp with CUDA, run the [cuda] tests, compute-sanitizer
-# memcheck on the kernel tests, the kernel labs, the GPU step benchmark (ResNet-18 CIFAR batch 256,
-# ResNet-50 ImageNet 224x224 batch 128) next to the PyTorch reference, and a byol-pretrain smoke run on
-# the GPU (synthetic data: stop, resume, kNN monitor, export); print a summary table last.
+# The GPU check of issue 6: configure and build byol.cpp with CUDA, run the [cuda] tests, a byol-pretrain
+# smoke run on the GPU (synthetic data: stop, resume, kNN monitor, export), the GPU step benchmark
+# (ResNet-18 CIFAR batch 256, ResNet-50 ImageNet 224x224 batch 128) next to the PyTorch reference, the
+# multi-GPU scaling model on the measured ResNet-50 rate, the kernel labs and compute-sanitizer memcheck
+# on the kernel tests, in that order, inside a deadline (GPU_CHECK_BUDGET_S, default 560 s); print a
+# summary table last (summary.txt grows as steps finish).
 #
 #   scripts/gpu_check.sh [OUT_DIR]          (OUT_DIR defaults to $OUT, else ./gpu_check_out)
 #   scripts/gpu_check.sh prepare-carry      (on a Debian machine with scripts/setup.sh's packages)
@@ -67,9 +69,24 @@ build="$root/build-gpu"
 jobs="$(nproc 2>/dev/null || echo 8)"
 summary=()
 failed=0
+# Each result also goes to summary.txt at once, so a run cut short (the device's 10-minute limit) keeps
+# what it finished.
+: >"$out/summary.txt"
 record() {  # name, status, detail
-  summary+=("$(printf '%-34s %-8s %s' "$1" "$2" "$3")")
+  local line
+  line="$(printf '%-34s %-8s %s' "$1" "$2" "$3")"
+  summary+=("$line")
+  echo "$line" >>"$out/summary.txt"
   [ "$2" = "PASS" ] || [ "$2" = "INFO" ] || failed=1
+}
+# A deadline for the whole run (GPU_CHECK_BUDGET_S, default 560 s): each step's timeout is capped at the
+# time left, so the order below is the order of importance (build, [cuda] tests, the GPU training smoke
+# run, step benchmarks, scaling model, kernel labs, memcheck). A step reached with under 15 s left gets
+# 1 s and fails with rc 124 (timeout's code): read rc 124 in the summary as "out of time budget".
+deadline=$((SECONDS + ${GPU_CHECK_BUDGET_S:-560}))
+budget() {  # wanted seconds -> seconds allowed (never 0: GNU timeout treats 0 as no limit)
+  local left=$((deadline - SECONDS))
+  if [ "$left" -lt 15 ]; then echo 1; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
 }
 log() { echo "gpu_check: $*" | tee -a "$out/gpu_check.log"; }
 
@@ -133,7 +150,8 @@ else
   record "configure" FAIL "see configure.log"
   tail -30 "$out/configure.log"
 fi
-targets=(byol_tests byol_step_bench byol-pretrain batch_norm_lab byol_loss_lab ema_lab lars_lab)
+targets=(byol_tests byol_step_bench byol-pretrain batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab
+         optimizers_lab)
 log "building ${targets[*]} with $jobs jobs"
 if cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$out/build.log" 2>&1; then
   record "build" PASS "$(grep -ci 'warning' "$out/build.log") warning lines"
@@ -146,40 +164,42 @@ fi
 tests="$build/tests/byol_tests"
 if [ -x "$tests" ]; then
   log "[cuda] tests"
-  (cd "$build/tests" && timeout 300 "$tests" "[cuda]" --durations yes) >"$out/cuda_tests.log" 2>&1
+  (cd "$build/tests" && timeout "$(budget 300)" "$tests" "[cuda]" --durations yes) >"$out/cuda_tests.log" 2>&1
   rc=$?
   result="$(grep -E '^(All tests passed|test cases:)' "$out/cuda_tests.log" | tail -1)"
   record "[cuda] tests" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "rc $rc; $result"
   log "CPU kernel-helper tests"
-  (cd "$build/tests" && timeout 120 "$tests" "[kernels]") >"$out/kernel_helper_tests.log" 2>&1
+  (cd "$build/tests" && timeout "$(budget 120)" "$tests" "[kernels]") >"$out/kernel_helper_tests.log" 2>&1
   rc=$?
   record "[kernels] helper tests (CPU)" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "rc $rc"
-  sanitizer="$(command -v compute-sanitizer || true)"
-  [ -z "$sanitizer" ] && [ -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] && sanitizer="$(dirname "$nvcc_bin")/compute-sanitizer"
-  if [ -n "$sanitizer" ]; then
-    log "compute-sanitizer memcheck on the kernel tests ([cuda-kernels])"
-    (cd "$build/tests" && timeout 300 "$sanitizer" --tool memcheck --error-exitcode 99 --leak-check no \
-       "$tests" "[cuda-kernels]") >"$out/memcheck.log" 2>&1
-    rc=$?
-    record "memcheck [cuda-kernels]" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
-      "rc $rc; $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
-  else
-    record "memcheck [cuda-kernels]" FAIL "compute-sanitizer not found"
-  fi
 else
   record "[cuda] tests" FAIL "byol_tests was not built"
 fi
 
-# --- kernel labs and the step benchmark ------------------------------------------------------------------------
-for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab; do
-  exe="$build/benchmarks/$lab"
-  if [ ! -x "$exe" ]; then record "$lab" FAIL "not built"; continue; fi
-  log "$lab"
-  timeout 180 "$exe" >"$out/$lab.log" 2>&1
-  rc=$?
-  record "$lab" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
-    "$(grep -E '^v1' "$out/$lab.log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//' | tr '\n' ';')"
-done
+# --- byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume ---------------
+pretrain="$build/apps/byol-pretrain"
+if [ -x "$pretrain" ]; then
+  smoke="$out/pretrain_smoke"
+  rm -rf "$smoke"
+  args=(--set data.train=synthetic:1024:10:32 --set data.side=32 --set data.normalization=none
+        --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32
+        --set model.stem=cifar --set train.batch_size=128 --set train.epochs=2 --set train.warmup_epochs=1
+        --set run.device=cuda --set run.log_every=2 --set run.checkpoint_every=4 --set run.out="$smoke")
+  log "byol-pretrain on the GPU (16 steps, stop at 6, resume)"
+  timeout "$(budget 240)" "$pretrain" "${args[@]}" --set run.max_steps=6 >"$out/pretrain_smoke.log" 2>&1
+  rc1=$?
+  timeout "$(budget 240)" "$pretrain" "${args[@]}" --resume >>"$out/pretrain_smoke.log" 2>&1
+  rc2=$?
+  ok=0
+  [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$out/pretrain_smoke.log" &&
+    grep -q '"knn_top1"' "$smoke/metrics.jsonl" && ok=1
+  record "byol-pretrain GPU smoke" "$([ $ok -eq 1 ] && echo PASS || echo FAIL)" \
+    "rc $rc1/$rc2; $(grep -E '^done:|error' "$out/pretrain_smoke.log" | tail -1)"
+else
+  record "byol-pretrain GPU smoke" FAIL "byol-pretrain not built"
+fi
+
+# --- the step benchmark next to PyTorch -----------------------------------------------------------------------
 bench="$build/benchmarks/byol_step_bench"
 torch_ok=0
 python3 -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1 && torch_ok=1
@@ -193,12 +213,12 @@ for entry in "${step_benches[@]}"; do
   if [ ! -x "$bench" ]; then record "step $name" FAIL "byol_step_bench not built"; continue; fi
   log "byol_step_bench --device cuda: $name"
   # shellcheck disable=SC2086
-  timeout 180 "$bench" $ours --device cuda >"$out/step_$name.log" 2>&1
+  timeout "$(budget 180)" "$bench" $ours --device cuda >"$out/step_$name.log" 2>&1
   rc=$?
   record "step $name (byol.cpp)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/step_$name.log")"
   if [ $torch_ok -eq 1 ]; then
     # shellcheck disable=SC2086
-    timeout 180 python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda \
+    timeout "$(budget 180)" python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda \
       >"$out/step_${name}_torch.log" 2>&1
     rc=$?
     record "step $name (PyTorch)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/step_${name}_torch.log")"
@@ -218,27 +238,31 @@ else
   record "scaling model (docs/scaling.md)" FAIL "no ResNet-50 step rate measured"
 fi
 
-# --- byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume ---------------
-pretrain="$build/apps/byol-pretrain"
-if [ -x "$pretrain" ]; then
-  smoke="$out/pretrain_smoke"
-  rm -rf "$smoke"
-  args=(--set data.train=synthetic:1024:10:32 --set data.side=32 --set data.normalization=none
-        --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32
-        --set model.stem=cifar --set train.batch_size=128 --set train.epochs=2 --set train.warmup_epochs=1
-        --set run.device=cuda --set run.log_every=2 --set run.checkpoint_every=4 --set run.out="$smoke")
-  log "byol-pretrain on the GPU (16 steps, stop at 6, resume)"
-  timeout 240 "$pretrain" "${args[@]}" --set run.max_steps=6 >"$out/pretrain_smoke.log" 2>&1
-  rc1=$?
-  timeout 240 "$pretrain" "${args[@]}" --resume >>"$out/pretrain_smoke.log" 2>&1
-  rc2=$?
-  ok=0
-  [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$out/pretrain_smoke.log" &&
-    grep -q '"knn_top1"' "$smoke/metrics.jsonl" && ok=1
-  record "byol-pretrain GPU smoke" "$([ $ok -eq 1 ] && echo PASS || echo FAIL)" \
-    "rc $rc1/$rc2; $(grep -E '^done:|error' "$out/pretrain_smoke.log" | tail -1)"
-else
-  record "byol-pretrain GPU smoke" FAIL "byol-pretrain not built"
+# --- kernel labs ----------------------------------------------------------------------------------------------
+for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab; do
+  exe="$build/benchmarks/$lab"
+  if [ ! -x "$exe" ]; then record "$lab" FAIL "not built"; continue; fi
+  log "$lab"
+  timeout "$(budget 180)" "$exe" >"$out/$lab.log" 2>&1
+  rc=$?
+  record "$lab" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
+    "$(grep -E '^v1' "$out/$lab.log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//' | tr '\n' ';')"
+done
+
+# --- compute-sanitizer memcheck on the kernel tests (last: the slowest) ------------------------------------
+if [ -x "$tests" ]; then
+  sanitizer="$(command -v compute-sanitizer || true)"
+  [ -z "$sanitizer" ] && [ -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] && sanitizer="$(dirname "$nvcc_bin")/compute-sanitizer"
+  if [ -n "$sanitizer" ]; then
+    log "compute-sanitizer memcheck on the kernel tests ([cuda-kernels])"
+    (cd "$build/tests" && timeout "$(budget 300)" "$sanitizer" --tool memcheck --error-exitcode 99 --leak-check no \
+       "$tests" "[cuda-kernels]") >"$out/memcheck.log" 2>&1
+    rc=$?
+    record "memcheck [cuda-kernels]" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
+      "rc $rc; $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
+  else
+    record "memcheck [cuda-kernels]" FAIL "compute-sanitizer not found"
+  fi
 fi
 
 # --- summary -------------------------------------------------------------------------------------------------

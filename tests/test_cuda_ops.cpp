@@ -13,6 +13,7 @@
 // and the PyTorch reference step (tests/fixtures/byol_step.safetensors) reproduced on the GPU.
 // [cuda-kernels] marks the cases of the handwritten kernels, which scripts/gpu_check.sh also runs under
 // compute-sanitizer memcheck (the cuDNN/cuBLAS and whole-step cases are too slow under it).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -173,6 +174,32 @@ Tensor randn(const Shape& s, std::mt19937_64& gen, double mean = 0, double std =
 }
 
 }  // namespace
+
+TEST_CASE("CUDA fills write the value on the device (float32, float64, views, other dtypes)", "[cuda]") {
+  // float32 / float64 go through the fill kernel against the device-resident 1.0; others through the host.
+  poison_device_pool();
+  for (double v : {1.0, -2.5, 0.0, 3.0e38, 1e-45}) {
+    INFO("value " << v);
+    const Tensor f = Tensor::full({1000003}, v, DType::f32, kGpu);
+    const std::vector<float> got = f.to_vector<float>();
+    const float want = static_cast<float>(v);
+    CHECK(std::all_of(got.begin(), got.end(), [&](float x) { return x == want; }));
+    const Tensor d = Tensor::full({7, 3}, v, DType::f64, kGpu);
+    const std::vector<double> got_d = d.to_vector<double>();
+    CHECK(std::all_of(got_d.begin(), got_d.end(), [&](double x) { return x == v; }));
+  }
+  Tensor t = Tensor::zeros({4, 6}, DType::f32, kGpu);
+  t.slice_rows(1, 3).fill_(2.0);  // a contiguous window: the kernel path, only rows 1 and 2
+  const std::vector<float> rows = t.to_vector<float>();
+  for (int i = 0; i < 24; ++i) CHECK(rows[i] == ((i >= 6 && i < 18) ? 2.0f : 0.0f));
+  const Tensor ints = Tensor::full({5}, 7.0, DType::i32, kGpu);
+  CHECK(ints.to_vector<int32_t>() == std::vector<int32_t>(5, 7));
+  // The backward seed is such a fill: a scalar loss back-propagates gradient 1.
+  Tensor x = Tensor::full({3}, 2.0, DType::f32, kGpu);
+  x.set_requires_grad(true);
+  ops::sum(x).backward();
+  CHECK(x.grad().to_vector<float>() == std::vector<float>(3, 1.0f));
+}
 
 TEST_CASE("CUDA conv2d matches the CPU (cuDNN, NHWC / KRSC)", "[cuda]") {
   Tf32Guard tf32(false);

@@ -5,10 +5,12 @@
 // are synchronous (cudaMemcpy on the legacy stream, which the blocking compute stream is ordered with),
 // because the host buffer may be reused as soon as they return.
 #include <cstdint>
+#include <mutex>
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #include "engine/device_memory.h"
+#include "kernels/elementwise.cuh"
 
 namespace byol {
 namespace {
@@ -93,6 +95,39 @@ void cuda_copy_device_to_device(void* dst, const void* src, size_t bytes, int de
 void cuda_memset_zero(void* dst, size_t bytes, int device) {
   DeviceGuard guard(device);
   BYOL_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, cuda::compute_stream()));
+}
+
+namespace {
+// A device-resident 1.0 per device and precision, uploaded once (the only wait, on first use), so a fill
+// is kernels::fill_from_scalar(dst, one, value): stream-ordered and without a host copy.
+template <class T>
+const T* device_one(int device) {
+  constexpr int kMaxDevices = 64;
+  static T* ones[kMaxDevices] = {};
+  static std::mutex mu;
+  BYOL_CHECK(device >= 0 && device < kMaxDevices, "cuda_fill: device ", device, " out of range");
+  std::lock_guard<std::mutex> lock(mu);
+  if (ones[device] == nullptr) {
+    const T one = T(1);
+    T* p = nullptr;
+    BYOL_CUDA_CHECK(cudaMalloc(&p, sizeof(T)));
+    BYOL_CUDA_CHECK(cudaMemcpy(p, &one, sizeof(T), cudaMemcpyHostToDevice));
+    ones[device] = p;
+  }
+  return ones[device];
+}
+}  // namespace
+
+void cuda_fill_floating(void* dst, bool double_precision, double value, int64_t n, int device) {
+  DeviceGuard guard(device);
+  if (n == 0) return;
+  if (double_precision) {
+    kernels::fill_from_scalar(static_cast<double*>(dst), device_one<double>(device), value, n,
+                              cuda::compute_stream());
+  } else {
+    kernels::fill_from_scalar(static_cast<float*>(dst), device_one<float>(device), value, n,
+                              cuda::compute_stream());
+  }
 }
 
 }  // namespace byol

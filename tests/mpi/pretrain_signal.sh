@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# byol-pretrain under mpirun -np 2: a signal that reaches only one rank stops both at the same step with
+# one checkpoint (no rank left waiting in a collective), and the run resumes from it on 2 ranks.
+#   pretrain_signal.sh BYOL_PRETRAIN WORK_DIR MPIRUN...
+set -euo pipefail
+bin=$1
+work=$2
+shift 2
+mpirun=("$@")
+rm -rf "$work"
+mkdir -p "$work"
+args=(--set run.device=cpu --set data.train=synthetic:512:4:16:1 --set data.side=16
+      --set data.normalization=none --set data.workers=1 --set model.base_channels=4 --set model.stem=cifar
+      --set model.projector_hidden=32 --set model.projection_dim=16 --set model.predictor_hidden=32
+      --set train.epochs=40 --set train.batch_size=64 --set train.warmup_epochs=1
+      --set run.log_every=5 --set run.checkpoint_every=10 --set run.knn_every=0 --set run.out="$work/run")
+
+timeout 120 "${mpirun[@]}" "$bin" "${args[@]}" > "$work/first.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 1200); do
+  if ls "$work/run/checkpoints/"step_*.safetensors > /dev/null 2>&1; then break; fi
+  sleep 0.05
+done
+ranks=$(pgrep -f -- "$bin .*$work/run" | while read -r p; do
+  [ "$(ps -o comm= -p "$p")" = "byol-pretrain" ] && echo "$p"; done || true)
+[ "$(echo "$ranks" | wc -w)" -eq 2 ] || { cat "$work/first.log"; echo "FAIL: expected 2 byol-pretrain ranks, found: $ranks"; exit 1; }
+one=$(echo "$ranks" | tail -1)
+kill -INT "$one"  # one rank only
+set +e
+wait "$launcher"
+rc=$?
+set -e
+cat "$work/first.log"
+[ $rc -ne 124 ] || { echo "FAIL: the ranks hung after a signal to one of them (killed by timeout)"; exit 1; }
+step=$(sed -n -E 's/^(interrupted|terminated) at step ([0-9]+): checkpoint written.*/\2/p' "$work/first.log" | head -1)
+[ -n "$step" ] || { echo "FAIL: no 'checkpoint written' line after the signal"; exit 1; }
+[ $((step % 5)) -eq 0 ] || { echo "FAIL: stopped at step $step, not at a log point (log_every = 5)"; exit 1; }
+ckpt=$(printf '%s/run/checkpoints/step_%08d.safetensors' "$work" "$step")
+[ -f "$ckpt" ] || { ls "$work/run/checkpoints"; echo "FAIL: $ckpt missing"; exit 1; }
+
+timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" --set train.epochs=40 --resume > "$work/resume.log" 2>&1 ||
+  { cat "$work/resume.log"; echo "FAIL: the resumed 2-rank run failed"; exit 1; }
+grep -q "resumed from .*step_0*$step.safetensors at step $step" "$work/resume.log" ||
+  { cat "$work/resume.log"; echo "FAIL: did not resume at step $step"; exit 1; }
+grep -q "^done:" "$work/resume.log" || { cat "$work/resume.log"; echo "FAIL: the resumed run did not finish"; exit 1; }
+echo "PASS: a signal to one of 2 ranks stopped both at step $step with one checkpoint; resumed and finished"
