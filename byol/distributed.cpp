@@ -49,6 +49,7 @@ StepValues DataParallel::mean_over_ranks(const StepMetrics& m) {
   StepMetrics total = m;
   total.values = m.values.to(DType::f64);  // a new tensor: the step's own values stay as they were
   comm_.all_reduce_sum(total.values);
+  comm_.wait_host();  // with NCCL: a timed wait, so a dead rank ends the job instead of hanging it here
   const std::vector<double> v = total.values.to_vector<double>();
   const double world = comm_.world_size();
   StepValues out;
@@ -64,7 +65,10 @@ double DataParallel::sum_over_ranks(const Tensor& value) {
              value.defined() ? value.describe() : std::string("an undefined tensor"));
   Tensor t = value.to(DType::f64).contiguous();
   if (t.impl() == value.impl()) t = t.clone();  // never reduce the caller's tensor in place
-  if (comm_.world_size() > 1) comm_.all_reduce_sum(t);
+  if (comm_.world_size() > 1) {
+    comm_.all_reduce_sum(t);
+    comm_.wait_host();
+  }
   return t.item();
 }
 

@@ -44,6 +44,10 @@ class Communicator {
   virtual std::unique_ptr<Request> all_reduce_sum_async(const Tensor& t) = 0;
   virtual void broadcast(const Tensor& t, int root) = 0;
   virtual void barrier() = 0;
+  // Blocks the host until every collective queued so far has completed. MPI's and none's collectives
+  // are complete when they return; NCCL's run on a stream, and this waits for it with the timeout and
+  // error polling of BYOL_NCCL_TIMEOUT, so a read of a reduced value never blocks forever on a dead rank.
+  virtual void wait_host() {}
   // Ends the whole job with `message` (every rank, exit code 1). Never returns.
   [[noreturn]] virtual void abort(const std::string& message) = 0;
   bool is_root() const { return rank() == 0; }

@@ -107,6 +107,8 @@ class NcclCommunicator final : public Communicator {
     boot_->barrier();
   }
 
+  void wait_host() override { wait_host(record()); }
+
   [[noreturn]] void abort(const std::string& message) override {
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
