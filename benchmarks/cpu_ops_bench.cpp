@@ -3,8 +3,9 @@
 //
 //   build/benchmarks/cpu_ops_bench [batch=64] [repeats=5]
 //
-// conv2d runs two ways: im2col + GEMM (engine/cpu/conv.cpp) and oneDNN's direct convolutions
-// (engine/cpu/conv_onednn.cpp, when the build has oneDNN); both are timed in the same run. "GEMM-equivalent"
+// conv2d runs three ways: im2col + GEMM (engine/cpu/conv.cpp), oneDNN's direct convolutions, and oneDNN
+// with Winograd for the 3x3 stride-1 shapes (engine/cpu/conv_onednn.cpp, when the build has oneDNN); all
+// are timed in the same run. "GEMM-equivalent"
 // is the plain GEMM im2col reduces to:
 //   forward          [N*P*Q, R*S*C] x [R*S*C, K]
 //   backward data    [N*P*Q, K] x [K, R*S*C]
@@ -127,13 +128,18 @@ int main(int argc, char** argv) {
       {"layer4 down 1x1/2", 1, 8, 256, 512, 1, 2, 0},
   };
 
-  // Each shape through both CPU algorithms and the plain GEMM im2col reduces to, in one run.
+  // Each shape through every CPU algorithm and the plain GEMM im2col reduces to, in one run. Winograd
+  // applies to the 3x3 stride-1 shapes; elsewhere its column times the direct kernels again.
   const bool onednn = byol::cpu::onednn_available();
   const byol::cpu::ConvAlgorithm saved = byol::cpu::conv_algorithm();
-  std::printf("\nconv2d (NHWC, KRSC), GFLOP/s: im2col | oneDNN | GEMM-equivalent of im2col%s\n",
-              onednn ? "" : "  (oneDNN: not in this build)");
-  std::printf("  %-22s %-26s %-26s %-26s\n", "shape", "forward", "backward data", "backward filter");
-  double im2col_time = 0, onednn_time = 0, gemm_time = 0, total_flops = 0;
+  std::printf(
+      "\nconv2d (NHWC, KRSC), GFLOP/s: im2col | oneDNN direct | oneDNN Winograd | GEMM-equivalent of "
+      "im2col%s\n",
+      onednn ? "" : "  (oneDNN: not in this build)");
+  std::printf(
+      "  (Winograd: effective rate, direct-convolution FLOPs / time, activation reorders included)\n");
+  std::printf("  %-22s %-34s %-34s %-34s\n", "shape", "forward", "backward data", "backward filter");
+  double im2col_time = 0, direct_time = 0, wino_time = 0, gemm_time = 0, total_flops = 0;
   std::vector<std::string> impls;
   for (const ConvShape& s : shapes) {
     byol::cpu::ConvGeom g{N, s.hw, s.hw, s.c, s.k, s.r, s.r, 0, 0, s.stride, s.pad};
@@ -151,10 +157,11 @@ int main(int argc, char** argv) {
       t[2] = median_seconds(repeats,
                             [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g); });
     };
-    double t_im2col[3], t_onednn[3] = {0, 0, 0};
+    double t_im2col[3], t_direct[3] = {0, 0, 0}, t_wino[3] = {0, 0, 0};
     time_convs(byol::cpu::ConvAlgorithm::im2col, t_im2col);
     if (onednn) {
-      time_convs(byol::cpu::ConvAlgorithm::onednn, t_onednn);
+      time_convs(byol::cpu::ConvAlgorithm::onednn_direct, t_direct);
+      time_convs(byol::cpu::ConvAlgorithm::onednn_winograd, t_wino);
       impls.push_back(std::string(s.name) + ": " + byol::cpu::onednn_conv2d_implementation(g));
     }
     RowMat col = RowMat::Random(M, RSC), W = RowMat::Random(g.K, RSC), Y(M, g.K), DY = RowMat::Random(M, g.K);
@@ -163,11 +170,13 @@ int main(int argc, char** argv) {
                         median_seconds(repeats, [&] { DCOL.noalias() = DY * W; }),
                         median_seconds(repeats, [&] { DW.noalias() = DY.transpose() * col; })};
     std::printf("  %-22s", s.name);
+    auto rate = [&](double t) { return t > 0 ? flops / t / 1e9 : 0.0; };
     for (int i = 0; i < 3; ++i) {
-      std::printf(" %6.1f | %6.1f | %6.1f  ", flops / t_im2col[i] / 1e9,
-                  onednn ? flops / t_onednn[i] / 1e9 : 0.0, flops / t_gemm[i] / 1e9);
+      std::printf(" %6.1f | %6.1f | %6.1f | %6.1f ", rate(t_im2col[i]), rate(t_direct[i]), rate(t_wino[i]),
+                  rate(t_gemm[i]));
       im2col_time += s.count * t_im2col[i];
-      onednn_time += s.count * t_onednn[i];
+      direct_time += s.count * t_direct[i];
+      wino_time += s.count * t_wino[i];
       gemm_time += s.count * t_gemm[i];
       total_flops += s.count * flops;
     }
@@ -176,15 +185,22 @@ int main(int argc, char** argv) {
   byol::cpu::set_conv_algorithm(saved);
   std::printf("  whole network (weighted by use), forward + both backwards:\n");
   std::printf(
-      "    im2col %.1f GFLOP/s (%.0f%% of peak; %.0f%% of its GEMM-equivalent, %.1f GFLOP/s), %.3f s per "
-      "step\n",
+      "    im2col          %6.1f GFLOP/s (%3.0f%% of peak; %.0f%% of its GEMM-equivalent, %.1f GFLOP/s), "
+      "%.3f s "
+      "per step\n",
       total_flops / im2col_time / 1e9, 100 * total_flops / im2col_time / 1e9 / peak,
       100 * gemm_time / im2col_time, total_flops / gemm_time / 1e9, im2col_time);
   if (onednn) {
-    std::printf("    oneDNN %.1f GFLOP/s (%.0f%% of peak), %.3f s per step: %.2fx im2col\n",
-                total_flops / onednn_time / 1e9, 100 * total_flops / onednn_time / 1e9 / peak, onednn_time,
-                im2col_time / onednn_time);
-    std::printf("  oneDNN's implementations (forward / backward data / backward weights):\n");
+    std::printf("    oneDNN direct   %6.1f GFLOP/s (%3.0f%% of peak), %.3f s per step: %.2fx im2col\n",
+                total_flops / direct_time / 1e9, 100 * total_flops / direct_time / 1e9 / peak, direct_time,
+                im2col_time / direct_time);
+    std::printf(
+        "    oneDNN Winograd %6.1f GFLOP/s effective (%3.0f%% of peak), %.3f s per step: %.2fx im2col, "
+        "%.2fx direct\n",
+        total_flops / wino_time / 1e9, 100 * total_flops / wino_time / 1e9 / peak, wino_time,
+        im2col_time / wino_time, direct_time / wino_time);
+    std::printf(
+        "  oneDNN's implementations with Winograd on (forward / backward data / backward weights):\n");
     for (const std::string& line : impls) std::printf("    %s\n", line.c_str());
   }
   std::printf("  (per step of batch %lld: one forward and both backwards of each convolution, once)\n",

@@ -1,12 +1,14 @@
-// The oneDNN float32 convolutions (engine/cpu/conv_onednn.cpp) against the im2col reference run in float64
-// on the same inputs: forward, backward data and backward filter, on ResNet's shapes (where a fast oneDNN
-// kernel must be chosen, or the speed-up silently vanishes) and on odd ones (channel counts that are not
-// multiples of 8, non-square images, 5x5 and 7x7 filters, stride 2 with odd sizes). Outputs are poisoned
-// with NaN before each call, so an element the kernel does not write shows.
+// The oneDNN float32 convolutions (engine/cpu/conv_onednn.cpp), direct and with Winograd, against the
+// im2col reference run in float64 on the same inputs: forward, backward data and backward filter, on
+// ResNet's shapes (where a fast oneDNN kernel must be chosen — and Winograd for the 3x3 stride-1 ones —
+// or the speed-up silently vanishes) and on odd ones (channel counts that are not multiples of 8,
+// non-square images, 5x5 and 7x7 filters, stride 2 with odd sizes). Outputs are poisoned with NaN before
+// each call, so an element the kernel does not write shows.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
@@ -58,6 +60,7 @@ TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][o
       {"layer1 3x3", 2, 32, 32, 64, 64, 3, 1, 1, true},
       {"layer2 3x3 stride 2", 2, 32, 32, 64, 128, 3, 2, 1, true},
       {"layer2 1x1 downsample", 2, 32, 32, 64, 128, 1, 2, 0, true},
+      {"layer3 3x3", 2, 8, 8, 256, 256, 3, 1, 1, true},
       {"layer4 3x3", 2, 4, 4, 512, 512, 3, 1, 1, true},
       {"CIFAR stem", 3, 32, 32, 3, 64, 3, 1, 1, true},
       {"ImageNet stem", 2, 40, 40, 3, 64, 7, 2, 3, true},
@@ -67,39 +70,58 @@ TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][o
       {"1x1 odd", 2, 6, 6, 10, 12, 1, 1, 0, false},
       {"5x5", 1, 5, 5, 3, 2, 5, 1, 2, false},
       {"tiny test network", 6, 8, 8, 3, 3, 3, 1, 1, false},
+      {"3x3 odd size, 16 channels", 3, 9, 11, 16, 32, 3, 1, 1, false},
   };
-  std::mt19937_64 gen(11);
-  for (const Case& c : cases) {
-    cpu::ConvGeom g{c.n, c.h, c.w, c.c, c.k, c.r, c.r, 0, 0, c.stride, c.pad};
-    g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
-    g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
-    INFO(c.what << ": input [" << g.N << ", " << g.H << ", " << g.W << ", " << g.C << "], weight [" << g.K
-                << ", " << g.R << ", " << g.S << ", " << g.C << "], stride " << g.stride << ", oneDNN picks "
-                << cpu::onednn_conv2d_implementation(g));
-    const size_t nx = g.N * g.H * g.W * g.C, nw = g.K * g.R * g.S * g.C, ny = g.N * g.P * g.Q * g.K;
-    const std::vector<double> x = random_vector(nx, gen), w = random_vector(nw, gen),
-                              dy = random_vector(ny, gen);
-    std::vector<double> y_ref(ny), dx_ref(nx), dw_ref(nw);
-    cpu::conv2d_forward(x.data(), w.data(), y_ref.data(), g);
-    cpu::conv2d_backward_data(dy.data(), w.data(), dx_ref.data(), g);
-    cpu::conv2d_backward_filter(dy.data(), x.data(), dw_ref.data(), g);
+  const cpu::ConvAlgorithm saved = cpu::conv_algorithm();
+  for (const cpu::ConvAlgorithm algorithm :
+       {cpu::ConvAlgorithm::onednn_direct, cpu::ConvAlgorithm::onednn_winograd}) {
+    const bool winograd = algorithm == cpu::ConvAlgorithm::onednn_winograd;
+    cpu::set_conv_algorithm(algorithm);
+    std::mt19937_64 gen(11);
+    for (const Case& c : cases) {
+      cpu::ConvGeom g{c.n, c.h, c.w, c.c, c.k, c.r, c.r, 0, 0, c.stride, c.pad};
+      g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+      g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+      const std::string impl = cpu::onednn_conv2d_implementation(g);
+      INFO((winograd ? "winograd " : "direct ")
+           << c.what << ": input [" << g.N << ", " << g.H << ", " << g.W << ", " << g.C << "], weight ["
+           << g.K << ", " << g.R << ", " << g.S << ", " << g.C << "], stride " << g.stride
+           << ", oneDNN picks " << impl);
+      const size_t nx = g.N * g.H * g.W * g.C, nw = g.K * g.R * g.S * g.C, ny = g.N * g.P * g.Q * g.K;
+      const std::vector<double> x = random_vector(nx, gen), w = random_vector(nw, gen),
+                                dy = random_vector(ny, gen);
+      std::vector<double> y_ref(ny), dx_ref(nx), dw_ref(nw);
+      cpu::conv2d_forward(x.data(), w.data(), y_ref.data(), g);
+      cpu::conv2d_backward_data(dy.data(), w.data(), dx_ref.data(), g);
+      cpu::conv2d_backward_filter(dy.data(), x.data(), dw_ref.data(), g);
 
-    const std::vector<float> xf = to_float(x), wf = to_float(w), dyf = to_float(dy);
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    std::vector<float> y(ny, nan), dx(nx, nan), dw(nw, nan);
-    const bool fwd = cpu::onednn_conv2d_forward(xf.data(), wf.data(), y.data(), g);
-    const bool bwd_data = cpu::onednn_conv2d_backward_data(dyf.data(), wf.data(), dx.data(), g);
-    const bool bwd_filter = cpu::onednn_conv2d_backward_filter(dyf.data(), xf.data(), dw.data(), g);
-    if (c.resnet) {
-      CHECK(fwd);
-      CHECK(bwd_data);
-      CHECK(bwd_filter);
+      const std::vector<float> xf = to_float(x), wf = to_float(w), dyf = to_float(dy);
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> y(ny, nan), dx(nx, nan), dw(nw, nan);
+      const bool fwd = cpu::onednn_conv2d_forward(xf.data(), wf.data(), y.data(), g);
+      const bool bwd_data = cpu::onednn_conv2d_backward_data(dyf.data(), wf.data(), dx.data(), g);
+      const bool bwd_filter = cpu::onednn_conv2d_backward_filter(dyf.data(), xf.data(), dw.data(), g);
+      if (c.resnet) {
+        CHECK(fwd);
+        CHECK(bwd_data);
+        CHECK(bwd_filter);
+        // ResNet's 3x3 stride-1 convolutions must get Winograd when it is asked for: all three passes.
+        const bool expect_winograd = winograd && c.r == 3 && c.stride == 1 && c.c >= 16;
+        size_t wino_passes = 0;
+        for (size_t at = impl.find("wino"); at != std::string::npos; at = impl.find("wino", at + 1))
+          ++wino_passes;
+        CHECK(wino_passes == (expect_winograd ? 3u : 0u));
+      }
+      // float32 inputs rounded from the float64 ones: the results differ by float32 arithmetic only —
+      // accumulation order for the direct kernels, plus the Winograd transforms' rounding (measured here
+      // up to ~2e-6 relative; the bound leaves room for other CPUs' kernels).
+      const double tol = winograd ? 1e-5 : 2e-6;
+      if (fwd) CHECK(relative_error(y, y_ref) < tol);
+      if (bwd_data) CHECK(relative_error(dx, dx_ref) < tol);
+      if (bwd_filter) CHECK(relative_error(dw, dw_ref) < tol);
     }
-    // float32 inputs rounded from the float64 ones: the results differ by float32 accumulation only.
-    if (fwd) CHECK(relative_error(y, y_ref) < 2e-6);
-    if (bwd_data) CHECK(relative_error(dx, dx_ref) < 2e-6);
-    if (bwd_filter) CHECK(relative_error(dw, dw_ref) < 2e-6);
   }
+  cpu::set_conv_algorithm(saved);
 }
 
 TEST_CASE("the float32 conv2d entry points honour the algorithm setting", "[conv][onednn]") {
@@ -114,13 +136,14 @@ TEST_CASE("the float32 conv2d entry points honour the algorithm setting", "[conv
   CHECK(cpu::conv_algorithm() == cpu::ConvAlgorithm::im2col);
   cpu::conv2d_forward(x.data(), w.data(), a.data(), g);
   if (cpu::onednn_available()) {
-    cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn);
-    CHECK(cpu::conv_algorithm() == cpu::ConvAlgorithm::onednn);
+    cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn_winograd);
+    CHECK(cpu::conv_algorithm() == cpu::ConvAlgorithm::onednn_winograd);
     cpu::conv2d_forward(x.data(), w.data(), b.data(), g);
     const std::vector<double> ad(a.begin(), a.end());
     CHECK(relative_error(b, ad) < 2e-6);
   } else {
-    CHECK_THROWS_WITH(cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn), Catch::Contains("no oneDNN"));
+    CHECK_THROWS_WITH(cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn_direct),
+                      Catch::Contains("no oneDNN"));
   }
   cpu::set_conv_algorithm(saved);
 }

@@ -86,7 +86,7 @@ void col2im(const T* dcol, T* dx, const ConvGeom& g, int64_t n0, int64_t nb) {
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_algorithm() == ConvAlgorithm::onednn && onednn_conv2d_forward(x, w, y, g)) return;
+    if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_forward(x, w, y, g)) return;
   const int64_t rsc = g.R * g.S * g.C;
   CMap<T> W(w, g.K, rsc);
   if (g.is_pointwise()) {
@@ -106,7 +106,7 @@ void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
 template <class T>
 void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_algorithm() == ConvAlgorithm::onednn && onednn_conv2d_backward_data(dy, w, dx, g)) return;
+    if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_data(dy, w, dx, g)) return;
   const int64_t rsc = g.R * g.S * g.C;
   CMap<T> W(w, g.K, rsc);
   if (g.is_pointwise()) {
@@ -127,7 +127,7 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
 template <class T>
 void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_algorithm() == ConvAlgorithm::onednn && onednn_conv2d_backward_filter(dy, x, dw, g)) return;
+    if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_filter(dy, x, dw, g)) return;
   const int64_t rsc = g.R * g.S * g.C;
   MMap<T> dW(dw, g.K, rsc);
   if (g.is_pointwise()) {

@@ -1,14 +1,22 @@
 // Float32 NHWC convolutions on oneDNN (Debian's libdnnl), the library PyTorch's CPU convolutions use.
 //
-// oneDNN's direct convolutions (brgconv / jit) work on the activations in place — no im2col buffer, no
-// col2im scatter — and reach a larger share of the FMA peak than im2col + GEMM on ResNet shapes
-// (benchmarks/cpu_ops_bench prints both). Activations stay NHWC ("nhwc"), so only the weights are
-// reordered: from our KRSC ("ohwi") into the blocked layout the chosen kernel wants, and the weight
-// gradient back. Primitives are built once per geometry and cached (oneDNN JIT-compiles them).
+// Two oneDNN algorithms:
+//  - direct (brgconv / jit kernels) on the NHWC activations in place — no im2col buffer, no col2im
+//    scatter; only the weights are reordered, from our KRSC ("ohwi") into the blocked layout the kernel
+//    wants, and the weight gradient back;
+//  - Winograd F(4x4, 3x3) (jit_wino_4x3) for 3x3 stride-1 convolutions with at least 16 input channels,
+//    where oneDNN offers it: 36 multiplications per 4x4 output tile instead of 144. Its kernels need
+//    blocked activations (nChw16c), so the input and the output of each such convolution are reordered to
+//    and from NHWC around it (memory-bound passes, included in every timing). Its error against a float64 reference is of the same order as the direct
+//    kernels' (~1e-6 relative; tests/test_conv_onednn.cpp bounds both).
+// ConvAlgorithm::onednn_winograd (the default) uses Winograd where it applies and direct elsewhere;
+// onednn_direct never uses Winograd. benchmarks/cpu_ops_bench times every choice side by side.
+// Primitives are built once per geometry and algorithm and cached (oneDNN JIT-compiles them).
 //
 // The im2col path stays the reference: it handles float64 (the gradient checks), and it is used when
 // oneDNN would only offer its slow reference implementation for a geometry ("ref:any"), or when
-// set_conv_algorithm(ConvAlgorithm::im2col) / BYOL_CPU_CONV=im2col asks for it.
+// set_conv_algorithm(ConvAlgorithm::im2col) / BYOL_CPU_CONV=im2col asks for it. Calls are not meant to run
+// concurrently from several threads (oneDNN's library-managed scratchpad); the engine never does.
 #include "engine/common.h"
 #include "engine/cpu/cpu_backend.h"
 
@@ -29,9 +37,10 @@ namespace {
 ConvAlgorithm initial_algorithm() {
 #if BYOL_WITH_ONEDNN
   const char* env = std::getenv("BYOL_CPU_CONV");
-  if (env == nullptr || *env == 0 || std::strcmp(env, "onednn") == 0) return ConvAlgorithm::onednn;
+  if (env == nullptr || *env == 0 || std::strcmp(env, "winograd") == 0) return ConvAlgorithm::onednn_winograd;
+  if (std::strcmp(env, "direct") == 0) return ConvAlgorithm::onednn_direct;
   if (std::strcmp(env, "im2col") == 0) return ConvAlgorithm::im2col;
-  BYOL_FAIL("BYOL_CPU_CONV: expected 'onednn' or 'im2col', got '", env, "'");
+  BYOL_FAIL("BYOL_CPU_CONV: expected 'winograd' (the default), 'direct' or 'im2col', got '", env, "'");
 #else
   return ConvAlgorithm::im2col;
 #endif
@@ -76,61 +85,108 @@ bool is_reference(const char* impl) {
   return std::strncmp(impl, "ref", 3) == 0;
 }
 
-// Everything oneDNN needs for one geometry: the three primitives and the weight layouts they chose.
-struct ConvPlan {
-  memory::desc src, dst, user_weights;
-  dnnl::convolution_forward fwd;
-  dnnl::convolution_backward_data bwd_data;
-  dnnl::convolution_backward_weights bwd_weights;
-  memory::desc fwd_weights, bwd_data_weights, diff_weights;
-  bool fwd_ok = false, bwd_data_ok = false, bwd_weights_ok = false;
-  std::string impl;  // for diagnostics: the implementations oneDNN picked
+// One pass (forward, backward data or backward weights): its primitive and the layouts it runs on.
+// `in` / `out` are the activation layouts (NHWC for direct kernels, blocked for Winograd); `weights` is
+// the weight (or weight-gradient) layout.
+struct Pass {
+  dnnl::primitive prim;
+  memory::desc in, in2, out, weights;  // in2: backward weights' second activation input (diff_dst)
+  bool ok = false;
+  std::string impl;
 };
 
-using GeomKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+struct ConvPlan {
+  memory::desc src, dst, user_weights;  // the caller's NHWC activations and KRSC weights
+  Pass fwd, bwd_data, bwd_weights;
+};
 
-std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g) {
-  auto plan = std::make_unique<ConvPlan>();
+using PlanKey =
+    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+
+// The three passes with `alg` and activations in `act` layout (nhwc or any). Throws dnnl::error when
+// oneDNN has no implementation at all (the caller then tries the next choice).
+struct Pds {
+  dnnl::convolution_forward::primitive_desc fwd;
+  dnnl::convolution_backward_data::primitive_desc bwd_data;
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights;
+};
+Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act) {
   const memory::dims strides = {g.stride, g.stride}, pad = {g.pad, g.pad};
+  const memory::desc src({g.N, g.C, g.H, g.W}, DT::f32, act), dst({g.N, g.K, g.P, g.Q}, DT::f32, act);
+  const memory::desc weights({g.K, g.C, g.R, g.S}, DT::f32, Tag::any);
+  dnnl::engine& eng = cpu_engine();
+  dnnl::convolution_forward::primitive_desc fwd(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src, weights, dst, strides, pad,
+                                      pad),
+      eng);
+  dnnl::convolution_backward_data::primitive_desc bwd_data(
+      dnnl::convolution_backward_data::desc(alg, src, weights, dst, strides, pad, pad), eng, fwd);
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights(
+      dnnl::convolution_backward_weights::desc(alg, src, weights, dst, strides, pad, pad), eng, fwd);
+  return {fwd, bwd_data, bwd_weights};
+}
+
+void fill_passes(ConvPlan& plan, const Pds& p) {
+  plan.fwd.ok = !is_reference(p.fwd.impl_info_str());
+  plan.fwd.impl = p.fwd.impl_info_str();
+  plan.fwd.in = p.fwd.src_desc(), plan.fwd.out = p.fwd.dst_desc(), plan.fwd.weights = p.fwd.weights_desc();
+  if (plan.fwd.ok) plan.fwd.prim = dnnl::convolution_forward(p.fwd);
+  plan.bwd_data.ok = !is_reference(p.bwd_data.impl_info_str());
+  plan.bwd_data.impl = p.bwd_data.impl_info_str();
+  plan.bwd_data.in = p.bwd_data.diff_dst_desc(), plan.bwd_data.out = p.bwd_data.diff_src_desc();
+  plan.bwd_data.weights = p.bwd_data.weights_desc();
+  if (plan.bwd_data.ok) plan.bwd_data.prim = dnnl::convolution_backward_data(p.bwd_data);
+  plan.bwd_weights.ok = !is_reference(p.bwd_weights.impl_info_str());
+  plan.bwd_weights.impl = p.bwd_weights.impl_info_str();
+  plan.bwd_weights.in = p.bwd_weights.src_desc(), plan.bwd_weights.in2 = p.bwd_weights.diff_dst_desc();
+  plan.bwd_weights.weights = p.bwd_weights.diff_weights_desc();
+  if (plan.bwd_weights.ok) plan.bwd_weights.prim = dnnl::convolution_backward_weights(p.bwd_weights);
+}
+
+// 3x3 stride-1 convolutions with at least 16 input channels: Winograd's kernels work on 16-channel
+// blocks, and a 3-channel stem padded to 16 runs at a quarter of the direct kernel's speed
+// (benchmarks/cpu_ops_bench).
+bool winograd_applies(const ConvGeom& g) {
+  return g.R == 3 && g.S == 3 && g.stride == 1 && g.pad == 1 && g.C >= 16;
+}
+
+std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
+  auto plan = std::make_unique<ConvPlan>();
   plan->src = memory::desc({g.N, g.C, g.H, g.W}, DT::f32, Tag::nhwc);
   plan->dst = memory::desc({g.N, g.K, g.P, g.Q}, DT::f32, Tag::nhwc);
   plan->user_weights = memory::desc({g.K, g.C, g.R, g.S}, DT::f32, Tag::ohwi);
-  const memory::desc any_weights({g.K, g.C, g.R, g.S}, DT::f32, Tag::any);
-  dnnl::engine& eng = cpu_engine();
-  const dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training,
-                                           dnnl::algorithm::convolution_direct, plan->src, any_weights,
-                                           plan->dst, strides, pad, pad);
-  const dnnl::convolution_forward::primitive_desc fpd(fd, eng);
-  const dnnl::convolution_backward_data::desc bdd(dnnl::algorithm::convolution_direct, plan->src, any_weights,
-                                                  plan->dst, strides, pad, pad);
-  const dnnl::convolution_backward_data::primitive_desc bdpd(bdd, eng, fpd);
-  const dnnl::convolution_backward_weights::desc bwd(dnnl::algorithm::convolution_direct, plan->src,
-                                                     any_weights, plan->dst, strides, pad, pad);
-  const dnnl::convolution_backward_weights::primitive_desc bwpd(bwd, eng, fpd);
-  plan->fwd_ok = !is_reference(fpd.impl_info_str());
-  plan->bwd_data_ok = !is_reference(bdpd.impl_info_str());
-  plan->bwd_weights_ok = !is_reference(bwpd.impl_info_str());
-  plan->impl = std::string(fpd.impl_info_str()) + " / " + bdpd.impl_info_str() + " / " + bwpd.impl_info_str();
-  plan->fwd_weights = fpd.weights_desc();
-  plan->bwd_data_weights = bdpd.weights_desc();
-  plan->diff_weights = bwpd.diff_weights_desc();
-  if (plan->fwd_ok) plan->fwd = dnnl::convolution_forward(fpd);
-  if (plan->bwd_data_ok) plan->bwd_data = dnnl::convolution_backward_data(bdpd);
-  if (plan->bwd_weights_ok) plan->bwd_weights = dnnl::convolution_backward_weights(bwpd);
+  fill_passes(*plan, make_pds(g, dnnl::algorithm::convolution_direct, Tag::nhwc));
+  if (a == ConvAlgorithm::onednn_winograd && winograd_applies(g)) {
+    // Winograd where oneDNN has a real kernel for it; each pass keeps the direct kernel otherwise.
+    try {
+      const Pds w = make_pds(g, dnnl::algorithm::convolution_winograd, Tag::any);
+      ConvPlan wino;
+      fill_passes(wino, w);
+      auto take = [](Pass& into, Pass& from) {
+        if (from.ok && from.impl.find("wino") != std::string::npos) into = std::move(from);
+      };
+      take(plan->fwd, wino.fwd);
+      take(plan->bwd_data, wino.bwd_data);
+      take(plan->bwd_weights, wino.bwd_weights);
+    } catch (const dnnl::error&) {
+      // no Winograd implementation for this geometry on this CPU: the direct passes stay
+    }
+  }
   return plan;
 }
 
-// The cached plan of a geometry (built on first use). Plans are never evicted: a network has a few dozen
-// geometries per batch size.
+// The cached plan of a geometry and algorithm (built on first use). Plans are never evicted: a network
+// has a few dozen geometries per batch size.
 ConvPlan& plan_for(const ConvGeom& g) {
   static std::mutex mu;
-  static std::map<GeomKey, std::unique_ptr<ConvPlan>> plans;
-  const GeomKey key{g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.stride, g.pad};
+  static std::map<PlanKey, std::unique_ptr<ConvPlan>> plans;
+  const ConvAlgorithm a = conv_algorithm();
+  const PlanKey key{g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.stride, g.pad, static_cast<int>(a)};
   std::lock_guard<std::mutex> lock(mu);
   auto it = plans.find(key);
   if (it == plans.end()) {
     try {
-      it = plans.emplace(key, make_plan(g)).first;
+      it = plans.emplace(key, make_plan(g, a)).first;
     } catch (const dnnl::error& e) {
       BYOL_FAIL("conv2d (oneDNN): cannot build a convolution for input [", g.N, ", ", g.H, ", ", g.W, ", ",
                 g.C, "], weight [", g.K, ", ", g.R, ", ", g.S, ", ", g.C, "], stride ", g.stride,
@@ -151,27 +207,41 @@ void run_checked(const char* what, const ConvGeom& g, F&& body) {
   }
 }
 
-// The user's KRSC weights in the layout `want`: the user's memory itself when the layouts agree.
-memory weights_as(const memory::desc& want, const memory::desc& user_desc, const float* w, dnnl::stream& s) {
+// The caller's buffer `data` (layout `user`) as oneDNN memory in layout `want`: the buffer itself when
+// the layouts agree, else a reordered copy.
+memory as_layout(const memory::desc& want, const memory::desc& user, const float* data, dnnl::stream& s) {
   dnnl::engine& eng = cpu_engine();
-  memory user(user_desc, eng, const_cast<float*>(w));
-  if (want == user_desc) return user;
-  memory blocked(want, eng);
-  dnnl::reorder(user, blocked).execute(s, user, blocked);
-  return blocked;
+  memory m(user, eng, const_cast<float*>(data));
+  if (want == user) return m;
+  memory converted(want, eng);
+  dnnl::reorder(m, converted).execute(s, m, converted);
+  return converted;
+}
+
+// Where a pass writes: the caller's buffer when the layouts agree, else a scratch memory that
+// copy_back() reorders into the caller's buffer.
+memory output_memory(const memory::desc& want, const memory::desc& user, float* data) {
+  dnnl::engine& eng = cpu_engine();
+  return want == user ? memory(user, eng, data) : memory(want, eng);
+}
+void copy_back(const memory& m, const memory::desc& user, float* data, dnnl::stream& s) {
+  if (m.get_desc() == user) return;
+  memory dst(user, cpu_engine(), data);
+  dnnl::reorder(m, dst).execute(s, const_cast<memory&>(m), dst);
 }
 
 }  // namespace
 
 bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
   ConvPlan& plan = plan_for(g);
-  if (!plan.fwd_ok) return false;
+  if (!plan.fwd.ok) return false;
   run_checked("forward", g, [&] {
-    dnnl::engine& eng = cpu_engine();
-    dnnl::stream s(eng);
-    memory src(plan.src, eng, const_cast<float*>(x)), dst(plan.dst, eng, y);
-    memory wm = weights_as(plan.fwd_weights, plan.user_weights, w, s);
-    plan.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}});
+    dnnl::stream s(cpu_engine());
+    memory src = as_layout(plan.fwd.in, plan.src, x, s);
+    memory wm = as_layout(plan.fwd.weights, plan.user_weights, w, s);
+    memory dst = output_memory(plan.fwd.out, plan.dst, y);
+    plan.fwd.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}});
+    copy_back(dst, plan.dst, y, s);
     s.wait();
   });
   return true;
@@ -179,13 +249,15 @@ bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvG
 
 bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
   ConvPlan& plan = plan_for(g);
-  if (!plan.bwd_data_ok) return false;
+  if (!plan.bwd_data.ok) return false;
   run_checked("backward data", g, [&] {
-    dnnl::engine& eng = cpu_engine();
-    dnnl::stream s(eng);
-    memory ddst(plan.dst, eng, const_cast<float*>(dy)), dsrc(plan.src, eng, dx);
-    memory wm = weights_as(plan.bwd_data_weights, plan.user_weights, w, s);
-    plan.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}});
+    dnnl::stream s(cpu_engine());
+    memory ddst = as_layout(plan.bwd_data.in, plan.dst, dy, s);
+    memory wm = as_layout(plan.bwd_data.weights, plan.user_weights, w, s);
+    memory dsrc = output_memory(plan.bwd_data.out, plan.src, dx);
+    plan.bwd_data.prim.execute(
+        s, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}});
+    copy_back(dsrc, plan.src, dx, s);
     s.wait();
   });
   return true;
@@ -193,24 +265,23 @@ bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, con
 
 bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
   ConvPlan& plan = plan_for(g);
-  if (!plan.bwd_weights_ok) return false;
+  if (!plan.bwd_weights.ok) return false;
   run_checked("backward filter", g, [&] {
-    dnnl::engine& eng = cpu_engine();
-    dnnl::stream s(eng);
-    memory src(plan.src, eng, const_cast<float*>(x)), ddst(plan.dst, eng, const_cast<float*>(dy));
-    memory user(plan.user_weights, eng, dw);
-    const bool direct = plan.diff_weights == plan.user_weights;
-    memory dwm = direct ? user : memory(plan.diff_weights, eng);
-    plan.bwd_weights.execute(s,
-                             {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
-    if (!direct) dnnl::reorder(dwm, user).execute(s, dwm, user);
+    dnnl::stream s(cpu_engine());
+    memory src = as_layout(plan.bwd_weights.in, plan.src, x, s);
+    memory ddst = as_layout(plan.bwd_weights.in2, plan.dst, dy, s);
+    memory dwm = output_memory(plan.bwd_weights.weights, plan.user_weights, dw);
+    plan.bwd_weights.prim.execute(
+        s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
+    copy_back(dwm, plan.user_weights, dw, s);
     s.wait();
   });
   return true;
 }
 
 std::string onednn_conv2d_implementation(const ConvGeom& g) {
-  return plan_for(g).impl;
+  const ConvPlan& plan = plan_for(g);
+  return plan.fwd.impl + " / " + plan.bwd_data.impl + " / " + plan.bwd_weights.impl;
 }
 #else
 bool onednn_conv2d_forward(const float*, const float*, float*, const ConvGeom&) {

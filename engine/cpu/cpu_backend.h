@@ -20,10 +20,11 @@ struct ConvGeom {
   bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
 };
 
-// How float32 convolutions run: oneDNN's direct convolutions (the default when the build found oneDNN;
-// engine/cpu/conv_onednn.cpp) or im2col + GEMM (engine/cpu/conv.cpp; always used for float64, and the
-// reference the oneDNN path is tested against). BYOL_CPU_CONV=im2col|onednn sets the initial choice.
-enum class ConvAlgorithm { im2col, onednn };
+// How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
+// F(4x4, 3x3) for 3x3 stride-1 convolutions (the default when the build found oneDNN), oneDNN's direct
+// kernels only, or im2col + GEMM (engine/cpu/conv.cpp; always used for float64, and the reference the
+// oneDNN paths are tested against). BYOL_CPU_CONV=winograd|direct|im2col sets the initial choice.
+enum class ConvAlgorithm { im2col, onednn_direct, onednn_winograd };
 bool onednn_available();
 void set_conv_algorithm(ConvAlgorithm a);  // throws if oneDNN is asked for and not built in
 ConvAlgorithm conv_algorithm();
