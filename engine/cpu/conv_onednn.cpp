@@ -4,11 +4,12 @@
 //  - direct (brgconv / jit kernels) on the NHWC activations in place — no im2col buffer, no col2im
 //    scatter; only the weights are reordered, from our KRSC ("ohwi") into the blocked layout the kernel
 //    wants, and the weight gradient back;
-//  - Winograd F(4x4, 3x3) (jit_wino_4x3) for 3x3 stride-1 convolutions with at least 16 input channels,
-//    where oneDNN offers it: 36 multiplications per 4x4 output tile instead of 144. Its kernels need
-//    blocked activations (nChw16c), so the input and the output of each such convolution are reordered to
-//    and from NHWC around it (memory-bound passes, included in every timing). Its error against a float64 reference is of the same order as the direct
-//    kernels' (~1e-6 relative; tests/test_conv_onednn.cpp bounds both).
+//  - Winograd F(4x4, 3x3) (jit_wino_4x3) for 3x3 stride-1 convolutions with enough channels and outputs
+//    (winograd_applies below), where oneDNN offers it: 36 multiplications per 4x4 output tile instead of 144.
+//    Its kernels need blocked activations (nChw16c), so the input and the output of each such convolution are
+//    reordered to and from NHWC around it (memory-bound passes, included in every timing). Its error against
+//    a float64 reference is of the same order as the direct kernels' (~1e-6 relative;
+//    tests/test_conv_onednn.cpp bounds both).
 // ConvAlgorithm::onednn_winograd (the default) uses Winograd where it applies and direct elsewhere;
 // onednn_direct never uses Winograd. benchmarks/cpu_ops_bench times every choice side by side.
 // Primitives are built once per geometry and algorithm and cached (oneDNN JIT-compiles them).
@@ -143,11 +144,15 @@ void fill_passes(ConvPlan& plan, const Pds& p) {
   if (plan.bwd_weights.ok) plan.bwd_weights.prim = dnnl::convolution_backward_weights(p.bwd_weights);
 }
 
-// 3x3 stride-1 convolutions with at least 16 input channels: Winograd's kernels work on 16-channel
-// blocks, and a 3-channel stem padded to 16 runs at a quarter of the direct kernel's speed
-// (benchmarks/cpu_ops_bench).
+// 3x3 stride-1 convolutions large enough for Winograd to pay for its 4x4 tiles, 16-channel blocks and
+// activation reorders. Measured here (forward + both backwards, batch 64-128, AVX-512): it wins from 32
+// input channels at 8x8 outputs (1.2-1.9x) and from 128 channels at 4x4 (1.6-1.9x); it loses with 16
+// channels (2x slower at 7x7 to 32x32), with 32-64 channels at 4x4, and at 2x2 and 1x1 outputs (up to
+// 10x slower), as on Fashion-MNIST's 28x28 images; a 3-channel stem runs at a quarter of the direct speed.
 bool winograd_applies(const ConvGeom& g) {
-  return g.R == 3 && g.S == 3 && g.stride == 1 && g.pad == 1 && g.C >= 16;
+  const int64_t area = g.P * g.Q;
+  return g.R == 3 && g.S == 3 && g.stride == 1 && g.pad == 1 &&
+         ((g.C >= 32 && area >= 64) || (g.C >= 128 && area >= 16));
 }
 
 std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
