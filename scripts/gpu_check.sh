@@ -151,7 +151,7 @@ else
   tail -30 "$out/configure.log"
 fi
 targets=(byol_tests byol_step_bench byol-pretrain batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab
-         optimizers_lab)
+         optimizers_lab elementwise_lab)
 log "building ${targets[*]} with $jobs jobs"
 if cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$out/build.log" 2>&1; then
   record "build" PASS "$(grep -ci 'warning' "$out/build.log") warning lines"
@@ -239,7 +239,7 @@ else
 fi
 
 # --- kernel labs ----------------------------------------------------------------------------------------------
-for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab; do
+for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab elementwise_lab; do
   exe="$build/benchmarks/$lab"
   if [ ! -x "$exe" ]; then record "$lab" FAIL "not built"; continue; fi
   log "$lab"

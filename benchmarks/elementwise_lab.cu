@@ -1,0 +1,542 @@
+// Kernel lab: the elementwise kernels, full sums and casts of kernels/elementwise.cu and the pooling kernels
+// of kernels/pool.cu — the shipping launchers, validated against the CPU backend's own functions
+// (engine/cpu/cpu_backend.h, which share kernels/math/elementwise_math.h with the kernels), the CPU cast
+// (Tensor::to(DType)) or a CPU loop, then timed at ResNet-50 sizes.
+//
+//   build: cmake --build build-cuda --target elementwise_lab
+//   run:   build-cuda/benchmarks/elementwise_lab     (elementwise ops and casts on a [128, 56, 56, 256]
+//          activation, the sum over 35e6 floats (ResNet-50 + BYOL's heads), column_sums and add_row_bias
+//          on [4096, 4096], max pool 3x3/2 pad 1 on [128, 112, 112, 64], global average pool on
+//          [128, 7, 7, 2048]; all float32)
+//
+// Versions:
+//   1. shipping: one grid-stride launch per op, scalar loads/stores, one thread per output element (pool
+//      forward, column_sums) or per input element (max-pool backward, a gather); sum is CUB's device
+//      reduction in double.
+// Validation, float32 and float64 (casts: all nine pairs of f32, f64, bf16): n = 0, 1, 3, 5, 1001, 4099
+// and 4194319 (more than one grid of kMaxBlocks x kThreads threads); matrices [0, 5], [5, 0], [1, 1],
+// [3, 7], [7, 3], [33, 1001], [4096, 256], [3, 2097153]; max pools with C = 1, 3, 5, 7, 64, non-square
+// images, kernel 1/2/3, stride 1/2/3 (windows that overlap, and stride 3 with kernel 2, which leaves
+// inputs in no window), pad 0/1, inputs on a coarse grid (many ties) with a NaN every 101 values; global
+// average pools [N, HW, C] = [1, 1, 1], [2, 35, 3], [3, 49, 7], [5, 9, 2048], [64, 49, 2048]. Every
+// output buffer is poisoned (a NaN with a payload no kernel writes) before the launch, so an element left
+// unwritten fails; the 7 poisoned elements past n of every output must stay bitwise as they were (inputs
+// end in 7 NaNs of another payload, so a kernel that reads past n and passes what it read on shows too).
+// Tolerances:
+//   - bitwise (a NaN matches any NaN but the poison: a conversion on the GPU may canonicalise a NaN's
+//     payload) for relu forward/backward, add, add_inplace, scale, fill_from_scalar, add_row_bias, casts,
+//     max pool forward (values and argmax) and backward, global average pool backward: the same formula
+//     in the same type on both sides, with no multiply-add to contract; column_sums too: a double sum over
+//     rows in the same order on both sides, then one rounding to T;
+//   - sum: |got - want| <= eps_T |want| + 2 n 2^-53 |factor| sum|x|: CUB adds in another order than the CPU,
+//     in double (the recursive-summation bound (n - 1) 2^-53 sum|x| for each side), then both round the
+//     scaled double to T once (eps_T = 2^-23 for float covers both roundings);
+//   - global average pool forward: |got - want| <= eps_T (sum_k |x_k| + 2 |want|) per (n, c): the
+//     recursive-summation bound of HW terms added in T, for both sides, plus the roundings of 1 / HW and
+//     of the product. Both sides add in the same order today, so it is expected bitwise ("not bitwise"
+//     is printed); the tolerance only keeps a reordering on either side from reading as a bug.
+// Bytes counted (compulsory traffic, float32): relu forward and scale 2 n floats; relu backward, add and
+// add_inplace 3 n; fill_from_scalar n; sum n; casts n (source) + n (destination) elements at their sizes;
+// column_sums rows cols + cols; add_row_bias 2 rows cols + cols; max pool forward N H W C + 2 N P Q C (y
+// and the int32 argmax), backward 2 N P Q C + N H W C; global average pool N HW C + N C either way.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/context.h"
+#include "engine/cuda/timing.h"
+#include "engine/dtype.h"
+#include "engine/tensor.h"
+#include "kernels/elementwise.cuh"
+#include "kernels/pool.cuh"
+
+using namespace byol;
+
+namespace {
+
+constexpr int64_t kTail = 7;  // poisoned elements past n in every validation buffer
+constexpr int64_t kSizes[] = {0, 1, 3, 5, 1001, 4099, 4194319};
+constexpr std::pair<int64_t, int64_t> kMatrices[] = {{0, 5}, {5, 0},     {1, 1},      {3, 7},
+                                                     {7, 3}, {33, 1001}, {4096, 256}, {3, 2097153}};
+struct MaxPoolCase {
+  int64_t N, H, W, C;
+  int kernel, stride, pad;
+};
+constexpr MaxPoolCase kMaxPools[] = {{1, 1, 1, 1, 1, 1, 0},     {2, 5, 7, 3, 3, 2, 1}, {3, 9, 6, 7, 3, 2, 1},
+                                     {2, 8, 8, 5, 2, 2, 0},     {1, 7, 5, 7, 3, 1, 1}, {2, 7, 10, 3, 2, 3, 0},
+                                     {4, 112, 112, 64, 3, 2, 1}};
+struct AvgPoolCase {
+  int64_t N, HW, C;
+};
+constexpr AvgPoolCase kAvgPools[] = {{1, 1, 1}, {2, 35, 3}, {3, 49, 7}, {5, 9, 2048}, {64, 49, 2048}};
+
+// Timing shapes (float32).
+constexpr int64_t kAct = int64_t(128) * 56 * 56 * 256;  // a ResNet-50 stage-1 activation
+constexpr int64_t kSum = 35000000;                      // ResNet-50 + projector + predictor parameters
+constexpr int64_t kRows = 4096, kCols = 4096;           // the projector's hidden layer at batch 4096
+constexpr int64_t kPoolN = 128, kPoolH = 112, kPoolW = 112, kPoolC = 64, kPoolP = 56, kPoolQ = 56;
+constexpr int64_t kGapN = 128, kGapHW = 7 * 7, kGapC = 2048;
+
+// --- element bits: poison, NaN, comparison ----------------------------------------------------------------
+
+template <class T>
+using Bits =
+    std::conditional_t<sizeof(T) == 2, uint16_t, std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>>;
+
+template <class T>
+Bits<T> bits(T v) {
+  return std::bit_cast<Bits<T>>(v);
+}
+
+// Quiet NaNs with payloads no kernel writes (for int32, a value no argmax takes): `poison` fills outputs
+// and the tails of every buffer a kernel writes; `fence` the tails of inputs, so a kernel that reads past
+// n and writes what it read (even a NaN passed through) is seen in the output's tail.
+template <class T>
+T nan_pattern(uint16_t b16, uint32_t b32, uint64_t b64) {
+  if constexpr (sizeof(T) == 2) {
+    return std::bit_cast<T>(b16);
+  } else if constexpr (sizeof(T) == 4) {
+    return std::bit_cast<T>(b32);
+  } else {
+    return std::bit_cast<T>(b64);
+  }
+}
+template <class T>
+T poison() {
+  return nan_pattern<T>(0x7fed, 0x7fc0deadu, 0x7ff80000c0dedeadull);
+}
+template <class T>
+T fence() {
+  return nan_pattern<T>(0x7fe5, 0x7fc0beefu, 0x7ff80000c0debeefull);
+}
+
+template <class T>
+double as_double(T v) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return bf16_to_float(v);
+  } else {
+    return static_cast<double>(v);
+  }
+}
+
+template <class T>
+bool is_nan(T v) {
+  if constexpr (std::is_integral_v<T>) {
+    return false;
+  } else {
+    return std::isnan(as_double(v));
+  }
+}
+
+// Equal bits, or both NaN where the GPU's is not the poison.
+template <class T>
+bool same_value(T got, T want) {
+  return bits(got) == bits(want) || (is_nan(got) && is_nan(want) && bits(got) != bits(poison<T>()));
+}
+
+// --- buffers -----------------------------------------------------------------------------------------------
+
+template <class T>
+std::vector<T> random(int64_t n, std::mt19937_64& gen, double mean = 0.0, double stddev = 1.0) {
+  std::normal_distribution<double> d(mean, stddev);
+  std::vector<T> v(n);
+  for (T& x : v) x = static_cast<T>(d(gen));
+  return v;
+}
+
+// The values followed by kTail elements `tail`, on the GPU.
+template <class T>
+Tensor upload(std::vector<T> v, T tail = fence<T>()) {
+  v.resize(v.size() + kTail, tail);
+  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}).to(Device::cuda());
+}
+
+template <class T>
+Tensor poisoned(int64_t n) {
+  return upload(std::vector<T>(n, poison<T>()), poison<T>());
+}
+
+// --- one launcher's validation over all cases
+// ---------------------------------------------------------------
+
+struct Check {
+  const char* name;
+  bool bitwise;             // every element as the CPU's; else within the per-element tolerance
+  int64_t cases = 0;        // buffers compared
+  int64_t not_bitwise = 0;  // elements that differ from the CPU's (see same_value)
+  int64_t beyond = 0;       // elements off by more than their tolerance (or NaN)
+  int64_t tail = 0;         // poisoned elements past n that the GPU overwrote
+  double worst = 0;         // max |error| / tolerance of the finite errors
+
+  template <class T>
+  void compare(const Tensor& got_gpu, const std::vector<T>& want, const std::vector<double>& tol = {}) {
+    const std::vector<T> got = got_gpu.to_vector<T>();
+    const int64_t n = static_cast<int64_t>(want.size());
+    ++cases;
+    for (int64_t i = 0; i < n; ++i) {
+      not_bitwise += !same_value(got[i], want[i]);
+      if (bitwise) continue;
+      const double e = std::abs(as_double(got[i]) - as_double(want[i]));
+      if (!(e <= tol[i])) {
+        ++beyond;
+      } else if (e > 0) {
+        worst = std::max(worst, e / tol[i]);
+      }
+    }
+    for (int64_t i = n; i < n + kTail; ++i) tail += bits(got[i]) != bits(poison<T>());
+  }
+
+  bool report() const {
+    const bool ok = tail == 0 && (bitwise ? not_bitwise == 0 : beyond == 0);
+    if (bitwise) {
+      std::printf(
+          "validation vs CPU: %-28s %3lld cases, bitwise: %lld differ, %lld tail elements written: %s\n",
+          name, (long long)cases, (long long)not_bitwise, (long long)tail, ok ? "OK" : "FAILED");
+    } else {
+      std::printf(
+          "validation vs CPU: %-28s %3lld cases, max error %.1e of the tolerance, %lld beyond it, %lld not "
+          "bitwise, %lld tail elements written: %s\n",
+          name, (long long)cases, worst, (long long)beyond, (long long)not_bitwise, (long long)tail,
+          ok ? "OK" : "FAILED");
+    }
+    return ok;
+  }
+};
+
+struct Checks {
+  Check relu_forward{"relu_forward", true}, relu_backward{"relu_backward", true}, add{"add", true},
+      add_inplace{"add_inplace", true}, scale{"scale", true}, fill{"fill_from_scalar", true},
+      sum{"sum", false}, column_sums{"column_sums", true}, add_row_bias{"add_row_bias", true},
+      max_pool_forward{"max_pool2d_forward (+argmax)", true}, max_pool_backward{"max_pool2d_backward", true},
+      avg_pool_forward{"global_avg_pool_forward", false}, avg_pool_backward{"global_avg_pool_backward", true},
+      cast{"cast (f32, f64, bf16 pairs)", true};
+
+  bool report() const {
+    bool ok = true;
+    for (const Check* c :
+         {&relu_forward, &relu_backward, &add, &add_inplace, &scale, &fill, &sum, &column_sums, &add_row_bias,
+          &max_pool_forward, &max_pool_backward, &avg_pool_forward, &avg_pool_backward, &cast})
+      ok = c->report() && ok;
+    return ok;
+  }
+};
+
+template <class T>
+void validate_elementwise(Checks& c, std::mt19937_64& gen) {
+  cudaStream_t s = cuda::compute_stream();
+  constexpr double kAlpha = 0.3, kFactor = 1.0 / 3.0;
+  for (const int64_t n : kSizes) {
+    std::vector<T> x = random<T>(n, gen), b = random<T>(n, gen), y(n), want(n);
+    for (int64_t i = 0; i < n; i += 7) x[i] = i % 14 ? T(-0.0) : T(0);  // relu's boundary, both zeros
+    cpu::relu_forward(x.data(), y.data(), n);
+    const Tensor dx = upload(x), db = upload(b), dy = upload(y);
+    {
+      const Tensor out = poisoned<T>(n);
+      kernels::relu_forward(dx.data<T>(), out.data<T>(), n, s);
+      c.relu_forward.compare(out, y);
+    }
+    {
+      const Tensor out = poisoned<T>(n);
+      kernels::relu_backward(dy.data<T>(), db.data<T>(), out.data<T>(), n, s);
+      cpu::relu_backward(y.data(), b.data(), want.data(), n);
+      c.relu_backward.compare(out, want);
+    }
+    {
+      const Tensor out = poisoned<T>(n);
+      kernels::add(dx.data<T>(), db.data<T>(), out.data<T>(), n, s);
+      cpu::add(x.data(), b.data(), want.data(), n);
+      c.add.compare(out, want);
+    }
+    {
+      const Tensor acc = upload(b, poison<T>());
+      kernels::add_inplace(acc.data<T>(), dx.data<T>(), n, s);
+      want = b;
+      cpu::add_inplace(want.data(), x.data(), n);
+      c.add_inplace.compare(acc, want);
+    }
+    {
+      const Tensor out = poisoned<T>(n);
+      kernels::scale(dx.data<T>(), kAlpha, out.data<T>(), n, s);
+      cpu::scale(x.data(), kAlpha, want.data(), n);
+      c.scale.compare(out, want);
+    }
+    {
+      const T scalar = T(-1.7);
+      const Tensor out = poisoned<T>(n), dscalar = upload(std::vector<T>{scalar});
+      kernels::fill_from_scalar(out.data<T>(), dscalar.data<T>(), kFactor, n, s);
+      cpu::fill(want.data(), kFactor * static_cast<double>(scalar), n);
+      c.fill.compare(out, want);
+    }
+    {
+      const std::vector<T> v = random<T>(n, gen, 0.5);  // a mean away from zero: a meaningful relative error
+      const double factor = n > 0 ? 1.0 / static_cast<double>(n) : 1.0;  // a mean, as ops::mean asks
+      const Tensor dv = upload(v), out = poisoned<T>(1);
+      kernels::sum(dv.data<T>(), n, factor, out.data<T>(), s);
+      double abs_sum = 0;
+      for (const T e : v) abs_sum += std::abs(static_cast<double>(e));
+      const T total = static_cast<T>(factor * cpu::sum(v.data(), n));
+      const double tol = std::numeric_limits<T>::epsilon() * std::abs(static_cast<double>(total)) +
+                         2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * factor * abs_sum;
+      c.sum.compare(out, std::vector<T>{total}, {tol});
+    }
+  }
+  for (const auto& [rows, cols] : kMatrices) {
+    const std::vector<T> x = random<T>(rows * cols, gen), bias = random<T>(cols, gen);
+    const Tensor dx = upload(x), dbias = upload(bias);
+    {
+      const Tensor out = poisoned<T>(cols);
+      kernels::column_sums(dx.data<T>(), rows, cols, out.data<T>(), s);
+      std::vector<T> want(cols);
+      for (int64_t j = 0; j < cols; ++j) {
+        double acc = 0;
+        for (int64_t r = 0; r < rows; ++r) acc += static_cast<double>(x[r * cols + j]);
+        want[j] = static_cast<T>(acc);
+      }
+      c.column_sums.compare(out, want);
+    }
+    {
+      const Tensor acc = upload(x, poison<T>());
+      kernels::add_row_bias(acc.data<T>(), dbias.data<T>(), rows, cols, s);
+      std::vector<T> want = x;
+      for (int64_t i = 0; i < rows * cols; ++i) want[i] += bias[i % cols];
+      c.add_row_bias.compare(acc, want);
+    }
+  }
+}
+
+template <class T>
+void validate_pools(Checks& c, std::mt19937_64& gen) {
+  cudaStream_t s = cuda::compute_stream();
+  for (const MaxPoolCase& m : kMaxPools) {
+    const int64_t P = (m.H + 2 * m.pad - m.kernel) / m.stride + 1,
+                  Q = (m.W + 2 * m.pad - m.kernel) / m.stride + 1;
+    const int64_t in = m.N * m.H * m.W * m.C, out = m.N * P * Q * m.C;
+    std::vector<T> x = random<T>(in, gen);
+    for (T& v : x) v = std::round(v * T(2)) / T(2);  // a coarse grid: many ties within a window
+    for (int64_t i = 50; i < in; i += 101) x[i] = std::numeric_limits<T>::quiet_NaN();
+    std::vector<T> y(out);
+    std::vector<int32_t> arg(out);
+    cpu::max_pool2d_forward(x.data(), y.data(), arg.data(), m.N, m.H, m.W, m.C, P, Q, m.kernel, m.stride,
+                            m.pad);
+    {
+      const Tensor dx = upload(x), dy = poisoned<T>(out), darg = poisoned<int32_t>(out);
+      kernels::max_pool2d_forward(dx.data<T>(), dy.data<T>(), darg.data<int32_t>(), m.N, m.H, m.W, m.C, P, Q,
+                                  m.kernel, m.stride, m.pad, s);
+      c.max_pool_forward.compare(dy, y);
+      c.max_pool_forward.compare(darg, arg);
+    }
+    {
+      // The CPU's argmax for both sides, so backward is checked on its own.
+      const std::vector<T> g = random<T>(out, gen);
+      std::vector<T> want(in);
+      cpu::max_pool2d_backward(g.data(), arg.data(), want.data(), m.N, m.H, m.W, m.C, P, Q);
+      const Tensor dg = upload(g), darg = upload(arg), dx = poisoned<T>(in);
+      kernels::max_pool2d_backward(dg.data<T>(), darg.data<int32_t>(), dx.data<T>(), m.N, m.H, m.W, m.C, P, Q,
+                                   m.kernel, m.stride, m.pad, s);
+      c.max_pool_backward.compare(dx, want);
+    }
+  }
+  for (const AvgPoolCase& a : kAvgPools) {
+    const int64_t in = a.N * a.HW * a.C, out = a.N * a.C;
+    {
+      const std::vector<T> x = random<T>(in, gen, 0.5);
+      std::vector<T> want(out);
+      cpu::global_avg_pool_forward(x.data(), want.data(), a.N, a.HW, a.C);
+      std::vector<double> tol(out);
+      for (int64_t n = 0; n < a.N; ++n)
+        for (int64_t ch = 0; ch < a.C; ++ch) {
+          double abs_sum = 0;
+          for (int64_t k = 0; k < a.HW; ++k)
+            abs_sum += std::abs(static_cast<double>(x[(n * a.HW + k) * a.C + ch]));
+          const int64_t o = n * a.C + ch;
+          tol[o] =
+              std::numeric_limits<T>::epsilon() * (abs_sum + 2.0 * std::abs(static_cast<double>(want[o])));
+        }
+      const Tensor dx = upload(x), dy = poisoned<T>(out);
+      kernels::global_avg_pool_forward(dx.data<T>(), dy.data<T>(), a.N, a.HW, a.C, s);
+      c.avg_pool_forward.compare(dy, want, tol);
+    }
+    {
+      const std::vector<T> g = random<T>(out, gen);
+      std::vector<T> want(in);
+      cpu::global_avg_pool_backward(g.data(), want.data(), a.N, a.HW, a.C);
+      const Tensor dg = upload(g), dx = poisoned<T>(in);
+      kernels::global_avg_pool_backward(dg.data<T>(), dx.data<T>(), a.N, a.HW, a.C, s);
+      c.avg_pool_backward.compare(dx, want);
+    }
+  }
+}
+
+// One cast S -> D of `values` (first cast to S on the CPU) against the CPU's cast (Tensor::to).
+template <class S, class D>
+void validate_cast(Check& c, const std::vector<double>& values) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  const Tensor src = Tensor::from_vector(values, {n}).to(dtype_of<S>::value);
+  const std::vector<D> want = src.to(dtype_of<D>::value).template to_vector<D>();
+  const Tensor dsrc = upload(src.to_vector<S>()), dst = poisoned<D>(n);
+  kernels::cast(dsrc.raw_data(), static_cast<int>(dtype_of<S>::value), dst.raw_data(),
+                static_cast<int>(dtype_of<D>::value), n, cuda::compute_stream());
+  c.compare(dst, want);
+}
+
+template <class S>
+void validate_casts_from(Check& c, const std::vector<double>& values) {
+  validate_cast<S, float>(c, values);
+  validate_cast<S, double>(c, values);
+  validate_cast<S, bf16>(c, values);
+}
+
+void validate_casts(Check& c, std::mt19937_64& gen) {
+  // Values over 2^-20 .. 2^20 times a normal, and every 13th one special: NaN, infinities, signed zero,
+  // beyond float's range, float and double subnormals, bf16 rounding ties (to even: down, then up).
+  const double inf = std::numeric_limits<double>::infinity();
+  const double specials[] = {std::numeric_limits<double>::quiet_NaN(),
+                             inf,
+                             -inf,
+                             -0.0,
+                             1e300,
+                             -1e300,
+                             1e-40,
+                             5e-324,
+                             3.4e38,
+                             1.0 + std::ldexp(1.0, -8),
+                             1.0 + 3 * std::ldexp(1.0, -8),
+                             -(1.0 + std::ldexp(1.0, -8))};
+  constexpr int kSpecials = sizeof specials / sizeof specials[0];
+  std::normal_distribution<double> d;
+  for (const int64_t n : kSizes) {
+    std::vector<double> v(n);
+    for (int64_t i = 0; i < n; ++i)
+      v[i] = i % 13 == 12 ? specials[(i / 13) % kSpecials] : d(gen) * std::ldexp(1.0, int(i % 41) - 20);
+    validate_casts_from<float>(c, v);
+    validate_casts_from<double>(c, v);
+    validate_casts_from<bf16>(c, v);
+  }
+}
+
+bool validate() {
+  std::mt19937_64 gen(0);
+  Checks c;
+  validate_elementwise<float>(c, gen);
+  validate_elementwise<double>(c, gen);
+  validate_pools<float>(c, gen);
+  validate_pools<double>(c, gen);
+  validate_casts(c.cast, gen);
+  return c.report();
+}
+
+std::string with_n(const char* op, int64_t n) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s (n = %.1fM)", op, static_cast<double>(n) / 1e6);
+  return name;
+}
+
+}  // namespace
+
+int run() {
+  std::printf(
+      "elementwise_lab: elementwise ops and casts on n = %lld floats ([128, 56, 56, 256]), sum over %lld, "
+      "column_sums and add_row_bias on [%lld, %lld], max pool 3x3/2 pad 1 on [%lld, %lld, %lld, %lld], "
+      "global average pool on [%lld, 7, 7, %lld]\n",
+      (long long)kAct, (long long)kSum, (long long)kRows, (long long)kCols, (long long)kPoolN,
+      (long long)kPoolH, (long long)kPoolW, (long long)kPoolC, (long long)kGapN, (long long)kGapC);
+  if (!validate()) return 1;
+
+  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
+  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  const Device gpu = Device::cuda();
+  cudaStream_t s = cuda::compute_stream();
+  std::mt19937_64 gen(1);
+  // Distinct buffers (so no read hits another's lines), uploads of the same random values.
+  const Tensor host = Tensor::randn({kAct}, gen);
+  const Tensor xa = host.to(gpu), xb = host.to(gpu);
+  const Tensor ya = Tensor::empty({kAct}, DType::f32, gpu), yb = Tensor::empty({kAct}, DType::f32, gpu);
+  const Tensor half = Tensor::empty({kAct}, DType::bf16, gpu), wide = Tensor::empty({kSum}, DType::f64, gpu);
+  const Tensor one = Tensor::empty({1}, DType::f32, gpu);
+  const Tensor argmax = Tensor::empty({kPoolN * kPoolP * kPoolQ * kPoolC}, DType::i32, gpu);
+  const float *x = xa.data<float>(), *b = xb.data<float>();
+  float *y = ya.data<float>(), *z = yb.data<float>();
+  const double f = sizeof(float), n = static_cast<double>(kAct);
+  auto timed = [&](const std::string& name, const std::function<void()>& fn, double bytes) {
+    cuda::print_timing(name.c_str(), cuda::time_on_compute_stream(fn), bytes, copy_gbs);
+  };
+
+  timed(
+      with_n("v1 relu forward", kAct), [&] { kernels::relu_forward(x, y, kAct, s); }, 2 * n * f);
+  timed(
+      with_n("v1 relu backward", kAct), [&] { kernels::relu_backward(x, b, y, kAct, s); }, 3 * n * f);
+  timed(
+      with_n("v1 add", kAct), [&] { kernels::add(x, b, y, kAct, s); }, 3 * n * f);
+  timed(
+      with_n("v1 add_inplace", kAct), [&] { kernels::add_inplace(y, x, kAct, s); }, 3 * n * f);
+  timed(
+      with_n("v1 scale", kAct), [&] { kernels::scale(x, 0.5, y, kAct, s); }, 2 * n * f);
+  timed(
+      with_n("v1 fill_from_scalar", kAct), [&] { kernels::fill_from_scalar(y, b, 0.5, kAct, s); }, n * f);
+  timed(
+      with_n("v1 sum", kSum), [&] { kernels::sum(x, kSum, 1.0, one.data<float>(), s); }, kSum * f);
+
+  const double mat = static_cast<double>(kRows * kCols);
+  char name[64];
+  std::snprintf(name, sizeof name, "v1 column_sums [%lld, %lld]", (long long)kRows, (long long)kCols);
+  timed(
+      name, [&] { kernels::column_sums(x, kRows, kCols, y, s); }, (mat + kCols) * f);
+  std::snprintf(name, sizeof name, "v1 add_row_bias [%lld, %lld]", (long long)kRows, (long long)kCols);
+  timed(
+      name, [&] { kernels::add_row_bias(y, b, kRows, kCols, s); }, (2 * mat + kCols) * f);
+
+  bf16* h = half.data<bf16>();
+  timed(
+      with_n("v1 cast f32->bf16", kAct),
+      [&] { kernels::cast(x, int(DType::f32), h, int(DType::bf16), kAct, s); }, n * (f + 2));
+  timed(
+      with_n("v1 cast bf16->f32", kAct),
+      [&] { kernels::cast(h, int(DType::bf16), y, int(DType::f32), kAct, s); }, n * (2 + f));
+  timed(
+      with_n("v1 cast f32->f64", kSum),
+      [&] { kernels::cast(x, int(DType::f32), wide.raw_data(), int(DType::f64), kSum, s); }, kSum * (f + 8));
+
+  const double pool_in = static_cast<double>(kPoolN * kPoolH * kPoolW * kPoolC);
+  const double pool_out = static_cast<double>(kPoolN * kPoolP * kPoolQ * kPoolC);
+  int32_t* arg = argmax.data<int32_t>();
+  timed(
+      "v1 max_pool 3x3/2 forward",
+      [&] {
+        kernels::max_pool2d_forward(x, y, arg, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
+      },
+      (pool_in + 2 * pool_out) * f);
+  timed(
+      "v1 max_pool 3x3/2 backward",
+      [&] {
+        kernels::max_pool2d_backward(b, arg, z, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
+      },
+      (2 * pool_out + pool_in) * f);
+
+  const double gap = static_cast<double>(kGapN * kGapHW * kGapC + kGapN * kGapC) * f;
+  timed(
+      "v1 global_avg_pool forward", [&] { kernels::global_avg_pool_forward(x, y, kGapN, kGapHW, kGapC, s); },
+      gap);
+  timed(
+      "v1 global_avg_pool backward",
+      [&] { kernels::global_avg_pool_backward(b, z, kGapN, kGapHW, kGapC, s); }, gap);
+  return 0;
+}
+
+int main(int, char** argv) {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 1;
+  }
+}
