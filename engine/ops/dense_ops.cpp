@@ -94,8 +94,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return c;
 }
 
-Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
-  const char* op = "softmax_cross_entropy";
+namespace {
+// logits [N, K] floating and contiguous, labels [N] of i32 or i64, contiguous.
+void check_logits_and_labels(const char* op, const Tensor& logits, const Tensor& labels) {
   check_rank(op, "logits", logits, 2, "[N, K]");
   check_floating(op, "logits", logits);
   check_contiguous(op, "logits", logits);
@@ -103,9 +104,16 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
   BYOL_CHECK(labels.dtype() == DType::i32 || labels.dtype() == DType::i64, op,
              ": argument 'labels' expected dtype i32 or i64, got ", labels.describe());
   check_contiguous(op, "labels", labels);
+  BYOL_CHECK(labels.size(0) == logits.size(0), op,
+             ": argument 'labels' expected [N] with N = ", logits.size(0), " (the rows of 'logits'), got ",
+             labels.describe());
+}
+}  // namespace
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
+  const char* op = "softmax_cross_entropy";
+  check_logits_and_labels(op, logits, labels);
   const int64_t N = logits.size(0), K = logits.size(1);
-  BYOL_CHECK(labels.size(0) == N, op, ": argument 'labels' expected [N] with N = ", N,
-             " (the rows of 'logits'), got ", labels.describe());
   BYOL_CHECK(N > 0 && K > 0, op, ": expected a non-empty batch and at least one class, got ",
              logits.describe());
   BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
@@ -155,16 +163,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
 
 Tensor count_top1_correct(const Tensor& logits, const Tensor& labels) {
   const char* op = "count_top1_correct";
-  check_rank(op, "logits", logits, 2, "[N, K]");
-  check_floating(op, "logits", logits);
-  check_contiguous(op, "logits", logits);
-  check_rank(op, "labels", labels, 1, "[N]");
-  BYOL_CHECK(labels.dtype() == DType::i32 || labels.dtype() == DType::i64, op,
-             ": argument 'labels' expected dtype i32 or i64, got ", labels.describe());
-  check_contiguous(op, "labels", labels);
+  check_logits_and_labels(op, logits, labels);
   const int64_t N = logits.size(0), K = logits.size(1);
-  BYOL_CHECK(labels.size(0) == N, op, ": argument 'labels' expected [N] with N = ", N,
-             " (the rows of 'logits'), got ", labels.describe());
   BYOL_CHECK(K > 0, op, ": argument 'logits' expected at least one class, got ", logits.describe());
   BYOL_CHECK(N < (int64_t(1) << 24), op, ": ", N,
              " rows: the count is kept as a float, exact below 2^24 rows");
