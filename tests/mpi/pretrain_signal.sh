@@ -12,10 +12,10 @@ mkdir -p "$work"
 args=(--set run.device=cpu --set data.train=synthetic:512:4:16:1 --set data.side=16
       --set data.normalization=none --set data.workers=1 --set model.base_channels=4 --set model.stem=cifar
       --set model.projector_hidden=32 --set model.projection_dim=16 --set model.predictor_hidden=32
-      --set train.epochs=40 --set train.batch_size=64 --set train.warmup_epochs=1
+      --set train.epochs=8 --set train.batch_size=64 --set train.warmup_epochs=1
       --set run.log_every=5 --set run.checkpoint_every=10 --set run.knn_every=0 --set run.out="$work/run")
 
-timeout 120 "${mpirun[@]}" "$bin" "${args[@]}" > "$work/first.log" 2>&1 &
+timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" > "$work/first.log" 2>&1 &
 launcher=$!
 for _ in $(seq 1 1200); do
   if ls "$work/run/checkpoints/"step_*.safetensors > /dev/null 2>&1; then break; fi
@@ -38,7 +38,7 @@ step=$(sed -n -E 's/^(interrupted|terminated) at step ([0-9]+): checkpoint writt
 ckpt=$(printf '%s/run/checkpoints/step_%08d.safetensors' "$work" "$step")
 [ -f "$ckpt" ] || { ls "$work/run/checkpoints"; echo "FAIL: $ckpt missing"; exit 1; }
 
-timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" --set train.epochs=40 --resume > "$work/resume.log" 2>&1 ||
+timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" --resume > "$work/resume.log" 2>&1 ||
   { cat "$work/resume.log"; echo "FAIL: the resumed 2-rank run failed"; exit 1; }
 grep -q "resumed from .*step_0*$step.safetensors at step $step" "$work/resume.log" ||
   { cat "$work/resume.log"; echo "FAIL: did not resume at step $step"; exit 1; }
