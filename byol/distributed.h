@@ -9,7 +9,8 @@
 //    hook then all-reduces the f64 partial sums on that device;
 //  - synced batch norm (default): every BN layer all-reduces its per-channel partial sums between the
 //    reduce and normalise phases (forward) and its two reductions (backward), so the statistics are
-//    those of the global batch; with sync_bn = false each rank normalises by its own batch;
+//    those of the global batch (per view: both views share one message per layer and pass); with
+//    sync_bn = false each rank normalises by its own batch;
 //  - gradients: the online gradient buffer is cut into buckets of about bucket_bytes, in reverse
 //    registration order (the order backward produces them); a bucket's all-reduce starts as soon as
 //    backward has finished every parameter in it, while backward goes on; finish() waits for all

@@ -8,7 +8,8 @@
 // running statistics (its own statistics buffer); only parameters are averaged.
 //
 // One step on views v1, v2 of the same images:
-//   y_i = f(v_i), z_i = g(y_i), p_i = q(z_i)      each view separately: BN statistics per view
+//   y_i = f(v_i), z_i = g(y_i), p_i = q(z_i)      BN statistics per view (one pass over [v1; v2],
+//                                                  batch norm in two groups: ops::BatchNormOptions)
 //   z'_i = g'(f'(v_i))                             under no-grad, BN in training mode (as the official code)
 //   loss = mean_n [(2 - 2 cos(p1, z'2)) + (2 - 2 cos(p2, z'1))]
 //   backward -> online gradient buffer -> all-reduce hook -> LARS at lr(k) -> EMA with tau(k) -> k += 1

@@ -31,8 +31,8 @@ Tensor global_avg_pool(const Tensor& x);
 
 // --- normalisation -------------------------------------------------------------------------------------
 // All-reduces per-channel partial sums in place (a communicator fills it for synced batch norm). The
-// tensor is f64 on the host for the CPU backend; forward passes [count, sum[C], sum_sq[C]], backward
-// passes [sum(dy)[C], sum(dy * x_hat)[C]].
+// tensor is f64 on the input's device; forward passes [count, sum[C], sum_sq[C]] per group, backward
+// passes [sum(dy)[C], sum(dy * x_hat)[C]] per group (groups one after another).
 using StatsAllReduce = std::function<void(Tensor& partial_sums)>;
 
 struct BatchNormOptions {
@@ -40,6 +40,10 @@ struct BatchNormOptions {
   double decay = 0.9;  // running = decay * running + (1 - decay) * batch statistic
   double eps = 1e-5;
   StatsAllReduce all_reduce;  // empty: statistics of this process's batch only
+  // The batch dimension splits into `groups` equal consecutive parts, each normalised with its own
+  // statistics (running statistics updated once per group, in order) — exactly `groups` separate calls,
+  // with one all-reduce of [groups, ...] sums instead of `groups` of them. BYOL runs its two views this way.
+  int64_t groups = 1;
 };
 
 // x [..., C] (NHWC or [N, C]); gamma, beta, running_mean, running_var [C], same dtype as x.

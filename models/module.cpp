@@ -143,6 +143,7 @@ Tensor BatchNorm::forward(const Tensor& x, const ForwardContext& ctx) const {
   opt.decay = kDecay;
   opt.eps = kEps;
   opt.all_reduce = ctx.bn_all_reduce;
+  opt.groups = ctx.bn_groups;
   return ops::batch_norm(x, weight, bias, running_mean, running_var, opt);
 }
 

@@ -100,6 +100,9 @@ class ParamRegistry {
 struct ForwardContext {
   bool training = true;
   ops::StatsAllReduce bn_all_reduce;
+  // The batch holds this many equal consecutive parts that batch norm treats separately (BYOL's views
+  // concatenated into one pass: statistics per view, one all-reduce for all of them).
+  int64_t bn_groups = 1;
 };
 
 class Conv2d {

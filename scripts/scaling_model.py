@@ -66,13 +66,14 @@ def network():
     online_params = enc_params + proj_params + pred_params
     online_bn = enc_bn + proj_bn + pred_bn
     target_bn = enc_bn + proj_bn
-    # Synced BN: forward sends [count, sum[C], sum_sq[C]] (f64), backward [sum dy, sum dy*xhat] (f64).
-    # Online: both views forward and backward; target: both views forward only.
+    # Synced BN: forward sends [count, sum[C], sum_sq[C]] (f64), backward [sum dy, sum dy*xhat] (f64),
+    # for both views in one message (byol::Learner runs [v1; v2] in one pass, BN in two groups).
+    # Online: forward and backward; target: forward only.
     messages = []
     for c in online_bn:
-        messages += [8 * (2 * c + 1)] * 2 + [8 * 2 * c] * 2
+        messages += [2 * 8 * (2 * c + 1), 2 * 8 * 2 * c]
     for c in target_bn:
-        messages += [8 * (2 * c + 1)] * 2
+        messages += [2 * 8 * (2 * c + 1)]
     return dict(enc_params=enc_params, online_params=online_params, grad_bytes=4 * online_params,
                 online_bn=len(online_bn), target_bn=len(target_bn), bn_messages=messages)
 
@@ -153,9 +154,9 @@ def main():
     sys.stdout.write(
         f"Network: online {net['online_params'] / 1e6:.2f} M parameters ({net['grad_bytes'] / 2**20:.0f} MiB of "
         f"float32 gradients, {math.ceil(net['grad_bytes'] / BUCKET_BYTES)} buckets of 25 MiB); "
-        f"{len(net['bn_messages'])} synced-BN all-reduces per step ({net['online_bn']} online BN layers x 2 views "
-        f"x forward + backward, {net['target_bn']} target BN layers x 2 views), {sum(net['bn_messages']) / 1e6:.2f} "
-        f"MB in all.\n\n")
+        f"{len(net['bn_messages'])} synced-BN all-reduces per step ({net['online_bn']} online BN layers x forward + "
+        f"backward, {net['target_bn']} target BN layers x forward; both views in each), "
+        f"{sum(net['bn_messages']) / 1e6:.2f} MB in all.\n\n")
     if a.counts:
         return
     if a.sweep:

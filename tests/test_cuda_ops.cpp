@@ -293,6 +293,36 @@ TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statis
         2e-5);
     CHECK(gpu_calls == 2);  // forward and backward
   }
+  // Groups (BYOL's two views in one pass): statistics per group, running statistics group after group,
+  // one hook call per pass with every group's sums, and a group's mean far from the other's.
+  for (Shape s : {Shape{6, 3, 5, 9}, Shape{8, 33}}) {
+    const int64_t C = s.back();
+    Shape half = s;
+    half[0] /= 2;
+    const Tensor x = ops::concat({randn(half, gen, 3.0, 2.0), randn(half, gen, -1.0, 0.5)});
+    const Tensor gamma = randn({C}, gen, 1.0, 0.2), beta = randn({C}, gen);
+    Tensor rm_cpu = randn({C}, gen), rv_cpu = Tensor::uniform({C}, gen, 0.5, 2.0);
+    Tensor rm_gpu = rm_cpu.to(kGpu), rv_gpu = rv_cpu.to(kGpu);
+    int calls = 0;
+    ops::BatchNormOptions grouped;
+    grouped.groups = 2;
+    grouped.all_reduce = [&](Tensor& sums) {
+      if (sums.device().is_cuda()) {
+        ++calls;
+        CHECK((sums.numel() == 2 * (2 * C + 1) || sums.numel() == 2 * 2 * C));
+      }
+    };
+    check_against_cpu(
+        "batch_norm in 2 groups " + shape_str(s), {x, gamma, beta}, {true, true, true},
+        [&](const std::vector<Tensor>& in) {
+          const bool gpu = in[0].device().is_cuda();
+          return ops::batch_norm(in[0], in[1], in[2], gpu ? rm_gpu : rm_cpu, gpu ? rv_gpu : rv_cpu, grouped);
+        },
+        2e-5);
+    CHECK(rel_error(rm_gpu, rm_cpu) < 1e-5);
+    CHECK(rel_error(rv_gpu, rv_cpu) < 1e-5);
+    CHECK(calls == 2);
+  }
 }
 
 TEST_CASE("CUDA row ops match the CPU: l2_normalize, byol_loss, softmax_cross_entropy",

@@ -77,6 +77,19 @@ TEST_CASE("gradcheck batch_norm in training mode, NHWC and [N, C]", "[grad][bn]"
   }
 }
 
+TEST_CASE("gradcheck batch_norm in groups (statistics per group)", "[grad][bn]") {
+  for (Shape shape : {Shape{4, 2, 3, 3}, Shape{6, 4}}) {
+    INFO("x " << shape_str(shape));
+    const int64_t C = shape.back();
+    Tensor rm = Tensor::zeros({C}, DType::f64), rv = Tensor::full({C}, 1.0, DType::f64);
+    ops::BatchNormOptions opt;
+    opt.groups = 2;
+    gradcheck(
+        [&](const std::vector<Tensor>& in) { return ops::batch_norm(in[0], in[1], in[2], rm, rv, opt); },
+        {randn(shape), randn({C}), randn({C})}, rng(), {.eps = 1e-6, .tol = 1e-5});
+  }
+}
+
 TEST_CASE("gradcheck batch_norm in evaluation mode", "[grad][bn]") {
   const int64_t C = 4;
   Tensor rm = randn({C});

@@ -200,6 +200,62 @@ TEST_CASE("batch_norm with an all-reduce hook over two halves equals the whole b
   }
 }
 
+TEST_CASE("batch_norm in groups equals one call per group (forward, running statistics, backward)",
+          "[bn][groups]") {
+  // BYOL's two views in one pass: groups = 2 over [v1; v2] must give what two calls give, with the running
+  // statistics updated by group 1 then group 2, dgamma / dbeta summed, and the hook called once per pass
+  // with every group's sums.
+  for (Shape shape : {Shape{6, 3, 2, 4}, Shape{12, 5}}) {
+    for (int64_t groups : {2, 3}) {
+      INFO("x " << shape[0] << " rows, groups " << groups);
+      const int64_t C = shape.back(), n = shape[0] / groups;
+      Tensor x = Tensor::randn(shape, rng(), DType::f64), dy = Tensor::randn(shape, rng(), DType::f64);
+      Tensor gamma = Tensor::randn({C}, rng(), DType::f64), beta = Tensor::randn({C}, rng(), DType::f64);
+      auto leaf = [](const Tensor& t) {
+        Tensor c = t.clone();
+        c.set_requires_grad(true);
+        return c;
+      };
+      Tensor rm_a = Tensor::randn({C}, rng(), DType::f64), rv_a = Tensor::full({C}, 1.5, DType::f64);
+      Tensor rm_b = rm_a.clone(), rv_b = rv_a.clone();
+
+      Tensor xa = leaf(x), ga = leaf(gamma), ba = leaf(beta);
+      ops::BatchNormOptions opt;
+      opt.groups = groups;
+      int hook_calls = 0;
+      int64_t hook_values = 0;
+      opt.all_reduce = [&](Tensor& sums) {
+        ++hook_calls;
+        hook_values = sums.numel();
+      };
+      Tensor ya = ops::batch_norm(xa, ga, ba, rm_a, rv_a, opt);
+      CHECK(hook_calls == 1);
+      CHECK(hook_values == groups * (2 * C + 1));
+      ya.backward(dy);
+
+      Tensor xb = leaf(x), gb = leaf(gamma), bb = leaf(beta);
+      std::vector<Tensor> parts;
+      for (int64_t g = 0; g < groups; ++g)
+        parts.push_back(ops::batch_norm(ops::slice(xb, g * n, (g + 1) * n), gb, bb, rm_b, rv_b, {}));
+      Tensor yb = ops::concat(parts);
+      yb.backward(dy);
+
+      CHECK(max_rel_diff(ya, yb) < 1e-12);
+      CHECK(max_rel_diff(rm_a, rm_b) < 1e-12);
+      CHECK(max_rel_diff(rv_a, rv_b) < 1e-12);
+      CHECK(max_rel_diff(xa.grad(), xb.grad()) < 1e-12);
+      CHECK(max_rel_diff(ga.grad(), gb.grad()) < 1e-12);
+      CHECK(max_rel_diff(ba.grad(), bb.grad()) < 1e-12);
+      CHECK(hook_calls == 2);  // the backward pass: once more, for all groups
+      CHECK(hook_values == groups * 2 * C);
+    }
+  }
+  Tensor x = Tensor::randn({5, 3}, rng(), DType::f64), g = Tensor::full({3}, 1.0, DType::f64);
+  ops::BatchNormOptions opt;
+  opt.groups = 2;
+  CHECK_THROWS_WITH(ops::batch_norm(x, g, g, Tensor(), Tensor(), opt), Catch::Contains("'groups' (2)"));
+}
+
 TEST_CASE("l2_normalize gives unit rows and clamps tiny ones", "[loss]") {
   Tensor x = Tensor::randn({5, 7}, rng(), DType::f32, 0.0, 10.0);
   Tensor y = ops::l2_normalize(x);

@@ -60,82 +60,101 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
              ": expected eps > 0 and 0 <= decay <= 1, got eps ", opt.eps, " decay ", opt.decay);
   BYOL_CHECK(!opt.training || M > 0, op, ": training mode needs at least one value per channel, got ",
              x.describe());
+  BYOL_CHECK(opt.groups >= 1 && x.size(0) % opt.groups == 0, op, ": option 'groups' (", opt.groups,
+             ") must be >= 1 and divide the batch dimension of ", x.describe());
   if (!x.device().is_cpu())
     BYOL_ON_CUDA(op, x, return batch_norm_cuda(x, gamma, beta, running_mean, running_var, opt));
 
+  // Groups: the rows split into G equal consecutive parts with their own statistics (BYOL's two views
+  // in one pass). Stats, sums and the saved mean / invstd are [G, ...]; the hook sees all groups at once.
+  const int64_t G = opt.groups, Mg = M / G;
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean, invstd;
-  double count = static_cast<double>(M);
+  std::vector<double> counts(static_cast<size_t>(G), static_cast<double>(Mg));
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    std::vector<double> mean_d(C), invstd_d(C);
+    std::vector<double> mean_d(G * C), invstd_d(G * C);
     if (opt.training) {
-      Tensor stats = Tensor::empty({2 * C + 1}, DType::f64);
-      cpu::batch_norm_partial_sums(x.data<T>(), M, C, stats.data<double>());
-      call_all_reduce(opt, stats, 2 * C + 1);
-      const double* s = stats.data<double>();
-      count = s[0];
-      for (int64_t c = 0; c < C; ++c) {
-        const math::BnStats st = math::bn_stats_from_sums(count, s[1 + c], s[1 + C + c], opt.eps);
-        mean_d[c] = st.mean;
-        invstd_d[c] = st.invstd;
-      }
-      if (has_running) {
-        T* rm = running_mean.data<T>();
-        T* rv = running_var.data<T>();
-        const T decay = static_cast<T>(opt.decay);
+      Tensor stats = Tensor::empty({G * (2 * C + 1)}, DType::f64);
+      for (int64_t g = 0; g < G; ++g)
+        cpu::batch_norm_partial_sums(x.data<T>() + g * Mg * C, Mg, C, stats.data<double>() + g * (2 * C + 1));
+      call_all_reduce(opt, stats, G * (2 * C + 1));
+      for (int64_t g = 0; g < G; ++g) {
+        const double* s = stats.data<double>() + g * (2 * C + 1);
+        counts[g] = s[0];
         for (int64_t c = 0; c < C; ++c) {
-          const double var = math::bn_batch_var(count, s[1 + c], s[1 + C + c]);
-          rm[c] = math::bn_running_update(rm[c], static_cast<T>(mean_d[c]), decay);
-          rv[c] = math::bn_running_update(rv[c], static_cast<T>(var), decay);
+          const math::BnStats st = math::bn_stats_from_sums(s[0], s[1 + c], s[1 + C + c], opt.eps);
+          mean_d[g * C + c] = st.mean;
+          invstd_d[g * C + c] = st.invstd;
+        }
+        if (has_running) {  // one update per group, in order: as G separate calls would do
+          T* rm = running_mean.data<T>();
+          T* rv = running_var.data<T>();
+          const T decay = static_cast<T>(opt.decay);
+          for (int64_t c = 0; c < C; ++c) {
+            const double var = math::bn_batch_var(s[0], s[1 + c], s[1 + C + c]);
+            rm[c] = math::bn_running_update(rm[c], static_cast<T>(mean_d[g * C + c]), decay);
+            rv[c] = math::bn_running_update(rv[c], static_cast<T>(var), decay);
+          }
         }
       }
     } else {
       const T* rm = running_mean.data<T>();
       const T* rv = running_var.data<T>();
-      for (int64_t c = 0; c < C; ++c) {
-        mean_d[c] = rm[c];
-        invstd_d[c] = 1.0 / std::sqrt(static_cast<double>(rv[c]) + opt.eps);
-      }
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t c = 0; c < C; ++c) {
+          mean_d[g * C + c] = rm[c];
+          invstd_d[g * C + c] = 1.0 / std::sqrt(static_cast<double>(rv[c]) + opt.eps);
+        }
     }
     mean = channel_tensor<T>(mean_d, x.device());
     invstd = channel_tensor<T>(invstd_d, x.device());
-    cpu::batch_norm_apply(x.data<T>(), mean.data<T>(), invstd.data<T>(), gamma.data<T>(), beta.data<T>(),
-                          y.data<T>(), M, C);
+    for (int64_t g = 0; g < G; ++g)
+      cpu::batch_norm_apply(x.data<T>() + g * Mg * C, mean.data<T>() + g * C, invstd.data<T>() + g * C,
+                            gamma.data<T>(), beta.data<T>(), y.data<T>() + g * Mg * C, Mg, C);
   });
 
   GradRecorder rec(op, {x, gamma, beta});
   if (rec.active()) {
-    rec.record(y, [x, gamma, mean, invstd, count, M, C, training = opt.training, all_reduce = opt.all_reduce,
-                   need_dx = rec.needs(0)](const Tensor& dy_in) {
+    rec.record(y, [x, gamma, mean, invstd, counts, G, Mg, C, training = opt.training,
+                   all_reduce = opt.all_reduce, need_dx = rec.needs(0)](const Tensor& dy_in) {
       Tensor dy = dy_in.contiguous();
       Tensor dx, dgamma = Tensor::empty({C}, x.dtype()), dbeta = Tensor::empty({C}, x.dtype());
       dispatch_float(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        // Local sums give dgamma and dbeta (each rank's share; gradients are averaged later);
-        // dx of synced batch norm needs the sums over every rank's batch.
-        Tensor sums = Tensor::empty({2 * C}, DType::f64);
-        cpu::batch_norm_backward_sums(dy.data<T>(), x.data<T>(), mean.data<T>(), invstd.data<T>(), M, C,
-                                      sums.data<double>());
+        // Local sums give dgamma and dbeta (each rank's share, summed over groups; gradients are averaged
+        // later); dx of synced batch norm needs the sums over every rank's batch.
+        Tensor sums = Tensor::empty({G * 2 * C}, DType::f64);
+        double* sp = sums.data<double>();
+        for (int64_t g = 0; g < G; ++g)
+          cpu::batch_norm_backward_sums(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
+                                        mean.data<T>() + g * C, invstd.data<T>() + g * C, Mg, C,
+                                        sp + g * 2 * C);
         for (int64_t c = 0; c < C; ++c) {
-          dbeta.data<T>()[c] = static_cast<T>(sums.data<double>()[c]);
-          dgamma.data<T>()[c] = static_cast<T>(sums.data<double>()[C + c]);
+          double db = 0, dg = 0;
+          for (int64_t g = 0; g < G; ++g) db += sp[g * 2 * C + c], dg += sp[g * 2 * C + C + c];
+          dbeta.data<T>()[c] = static_cast<T>(db);
+          dgamma.data<T>()[c] = static_cast<T>(dg);
         }
         if (!need_dx) return;
         dx = Tensor::empty(x.shape(), x.dtype());
         if (training) {
           if (all_reduce) {
             all_reduce(sums);
-            BYOL_CHECK(sums.numel() == 2 * C && sums.dtype() == DType::f64,
+            BYOL_CHECK(sums.numel() == G * 2 * C && sums.dtype() == DType::f64,
                        "batch_norm backward: the "
                        "statistics all-reduce hook must leave an f64 tensor of ",
-                       2 * C, " values");
+                       G * 2 * C, " values");
           }
-          cpu::batch_norm_backward_dx(dy.data<T>(), x.data<T>(), mean.data<T>(), invstd.data<T>(),
-                                      gamma.data<T>(), sums.data<double>(), count, dx.data<T>(), M, C);
+          for (int64_t g = 0; g < G; ++g)
+            cpu::batch_norm_backward_dx(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
+                                        mean.data<T>() + g * C, invstd.data<T>() + g * C, gamma.data<T>(),
+                                        sums.data<double>() + g * 2 * C, counts[g], dx.data<T>() + g * Mg * C,
+                                        Mg, C);
         } else {
-          cpu::batch_norm_backward_dx_eval(dy.data<T>(), gamma.data<T>(), invstd.data<T>(), dx.data<T>(), M,
-                                           C);
+          for (int64_t g = 0; g < G; ++g)
+            cpu::batch_norm_backward_dx_eval(dy.data<T>() + g * Mg * C, gamma.data<T>(),
+                                             invstd.data<T>() + g * C, dx.data<T>() + g * Mg * C, Mg, C);
         }
       });
       return std::vector<Tensor>{dx, dgamma, dbeta};

@@ -44,7 +44,8 @@ check(model.head_counts(2048)[0] == sum(p.numel() for p in head.parameters()), "
 net = model.network()
 check(net["online_params"] == params + model.head_counts(2048)[0] + model.head_counts(256)[0],
       "online = encoder + projector + predictor")
-check(len(net["bn_messages"]) == 4 * (len(bn) + 2) + 2 * (len(bn) + 1), "synced-BN all-reduce count")
+check(len(net["bn_messages"]) == 2 * (len(bn) + 2) + (len(bn) + 1),
+      "synced-BN all-reduce count: one per online BN layer and pass, one per target BN layer (views together)")
 for key in ("nvlink", "ib"):
     fabric = model.FABRICS[key]
     effs = [model.step(n, 1000.0, fabric, net)["eff"] for n in (1, 2, 4, 8, 16, 64)]
