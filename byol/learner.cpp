@@ -92,6 +92,18 @@ void Learner::to(Device device) {
   }
 }
 
+bool Learner::views_in_one_pass() const {
+  switch (train_.view_passes) {
+    case TrainConfig::ViewPasses::one:
+      return true;
+    case TrainConfig::ViewPasses::two:
+      return false;
+    case TrainConfig::ViewPasses::automatic:
+      break;
+  }
+  return device().is_cuda() || static_cast<bool>(bn_all_reduce);
+}
+
 double Learner::lr_at(int64_t step) const {
   return learning_rate_at(step, train_.total_steps, train_.warmup_steps,
                           scaled_learning_rate(train_.base_lr, train_.batch_size));
@@ -112,25 +124,34 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   const bool with_probe = probe && labels.defined();
   BYOL_CHECK(!with_probe || labels.device() == device, "BYOL step: the labels (", labels.describe(),
              ") must be on the learner's device ", device_name(device));
-  // Both views go through each network in one pass, [view1; view2] along the batch, with batch norm in
-  // two groups: statistics per view exactly as two separate passes (running statistics updated view 1,
-  // then view 2), but one all-reduce per BN layer for both views when BN is synced, and kernels twice
-  // the batch.
-  const models::ForwardContext ctx{true, bn_all_reduce, /*bn_groups=*/2};
   nets.online.grads().zero_();
   const int64_t n = view1.size(0);
-  const Tensor views = ops::concat({view1, view2});
-
-  const Tensor y = nets.online_encoder->forward(views, ctx);
-  const Tensor p = nets.predictor->forward(nets.online_projector->forward(y, ctx), ctx);
-  Tensor t;
-  {
+  Tensor p1, p2, t1, t2, y1;
+  if (views_in_one_pass()) {
+    // [view1; view2] along the batch, batch norm in two groups: statistics per view exactly as two passes
+    // (running statistics updated view 1, then view 2), one all-reduce per BN layer for both views.
+    const models::ForwardContext ctx{true, bn_all_reduce, /*bn_groups=*/2};
+    const Tensor views = ops::concat({view1, view2});
+    const Tensor y = nets.online_encoder->forward(views, ctx);
+    const Tensor p = nets.predictor->forward(nets.online_projector->forward(y, ctx), ctx);
+    Tensor t;
+    {
+      NoGradGuard no_grad;
+      t = nets.target_projector->forward(nets.target_encoder->forward(views, ctx), ctx);
+    }
+    p1 = ops::slice(p, 0, n), p2 = ops::slice(p, n, 2 * n);
+    t1 = ops::slice(t, 0, n), t2 = ops::slice(t, n, 2 * n);
+    y1 = ops::slice(y, 0, n);
+  } else {
+    const models::ForwardContext ctx{true, bn_all_reduce};
+    y1 = nets.online_encoder->forward(view1, ctx);
+    p1 = nets.predictor->forward(nets.online_projector->forward(y1, ctx), ctx);
+    p2 = nets.predictor->forward(
+        nets.online_projector->forward(nets.online_encoder->forward(view2, ctx), ctx), ctx);
     NoGradGuard no_grad;
-    t = nets.target_projector->forward(nets.target_encoder->forward(views, ctx), ctx);
+    t1 = nets.target_projector->forward(nets.target_encoder->forward(view1, ctx), ctx);
+    t2 = nets.target_projector->forward(nets.target_encoder->forward(view2, ctx), ctx);
   }
-  const Tensor p1 = ops::slice(p, 0, n), p2 = ops::slice(p, n, 2 * n);
-  const Tensor t1 = ops::slice(t, 0, n), t2 = ops::slice(t, n, 2 * n);
-  const Tensor y1 = ops::slice(y, 0, n);
   Tensor loss = ops::byol_loss(p1, t2, p2, t1);
   if (grad_sync) grad_sync->begin();
   loss.backward();

@@ -73,6 +73,12 @@ struct TrainConfig {
   double probe_lr = 1e-3;
   uint64_t seed = 0;
   bool copy_target_init = false;
+  // How the two views go through the networks; the same numbers either way (batch norm keeps per-view
+  // statistics). one: [v1; v2] in one pass, batch norm in two groups: one synced-BN all-reduce per layer
+  // and pass for both views, kernels twice the batch. two: a pass per view, each half the working set (on
+  // a CPU the larger pass overflows the caches: 25-28 vs 34-38 images/s, benchmarks/byol_step_bench).
+  // auto: one on a GPU or with synced BN across ranks, two otherwise.
+  enum class ViewPasses { automatic, one, two } view_passes = ViewPasses::automatic;
 };
 
 // Averages gradients across ranks. begin() is called just before the BYOL loss's backward (so
@@ -115,6 +121,9 @@ class Learner {
   // Moves the online and target registries, the LARS state, the probe and its AdamW state to `device`.
   void to(Device device);
   Device device() const { return nets.online.device(); }
+
+  // Whether step() runs both views in one pass (TrainConfig::view_passes, resolved for this learner).
+  bool views_in_one_pass() const;
 
   // One BYOL step on two views [N, H, W, 3] of the same N images; labels [N] (i32/i64, in
   // [0, probe_classes)) feed the probe. Views and labels must be on device().

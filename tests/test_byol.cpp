@@ -212,6 +212,48 @@ TEST_CASE("learner steps lower the BYOL loss on a fixed batch; the probe learns 
   CHECK(p1.probe_accuracy == 1.0);
 }
 
+TEST_CASE("both views in one pass (batch norm in two groups) take the same steps as one pass per view",
+          "[byol][learner]") {
+  // TrainConfig::view_passes: the one-pass layout (GPU, synced BN) and the per-view passes (single-rank
+  // CPU) must agree on everything a step changes: loss, parameters after LARS, the EMA target, both
+  // networks' BN running statistics, the probe.
+  auto run = [](TrainConfig::ViewPasses passes) {
+    TrainConfig train = tiny_train(6);
+    train.warmup_steps = 0;
+    train.base_lr = 20.0;
+    train.view_passes = passes;
+    auto learner = std::make_unique<Learner>(tiny_network(), train);
+    std::mt19937_64 gen(9);
+    const Tensor v1 = Tensor::randn({6, 8, 8, 3}, gen), v2 = Tensor::randn({6, 8, 8, 3}, gen);
+    const Tensor labels = Tensor::from_vector<int64_t>({0, 1, 2, 1, 0, 2}, {6});
+    std::vector<double> losses;
+    for (int i = 0; i < 3; ++i) losses.push_back(learner->step(v1, v2, labels).read().loss);
+    return std::make_pair(std::move(learner), losses);
+  };
+  auto [one, loss_one] = run(TrainConfig::ViewPasses::one);
+  auto [two, loss_two] = run(TrainConfig::ViewPasses::two);
+  CHECK(one->views_in_one_pass());
+  CHECK_FALSE(two->views_in_one_pass());
+  for (size_t i = 0; i < loss_one.size(); ++i) CHECK(loss_one[i] == Approx(loss_two[i]).epsilon(1e-5));
+  auto rel = [](const Tensor& a, const Tensor& b) {
+    const std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
+    double d = 0, n = 0;
+    for (size_t i = 0; i < x.size(); ++i) d += (x[i] - y[i]) * double(x[i] - y[i]), n += double(y[i]) * y[i];
+    return std::sqrt(d / std::max(n, 1e-30));
+  };
+  CHECK(rel(one->nets.online.params(), two->nets.online.params()) < 1e-5);
+  CHECK(rel(one->nets.target.params(), two->nets.target.params()) < 1e-5);
+  CHECK(rel(one->nets.online.stats(), two->nets.online.stats()) < 1e-5);
+  CHECK(rel(one->nets.target.stats(), two->nets.target.stats()) < 1e-5);
+  CHECK(rel(one->probe_params.params(), two->probe_params.params()) < 1e-5);
+  // automatic: per-view passes on a single-rank CPU, one pass once synced BN is on
+  TrainConfig automatic = tiny_train(6);
+  Learner learner(tiny_network(), automatic);
+  CHECK_FALSE(learner.views_in_one_pass());
+  learner.bn_all_reduce = [](Tensor&) {};
+  CHECK(learner.views_in_one_pass());
+}
+
 TEST_CASE("checkpoint round trip is bitwise exact and a resumed run continues identically",
           "[byol][checkpoint]") {
   const byol::test_util::TempDir tmp;
