@@ -94,6 +94,9 @@ struct Pass {
   memory::desc in, in2, out, weights;  // in2: backward weights' second activation input (diff_dst)
   bool ok = false;
   std::string impl;
+  // From the caller's layouts into the pass's (in, in2, weights) and back (out); empty where they agree.
+  // Built once with the plan, so a call creates no primitive.
+  dnnl::reorder to_in, to_in2, to_weights, from_out;
 };
 
 struct ConvPlan {
@@ -177,6 +180,23 @@ std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
       // no Winograd implementation for this geometry on this CPU: the direct passes stay
     }
   }
+  auto reorder = [](const memory::desc& from, const memory::desc& to) {
+    dnnl::engine& eng = cpu_engine();
+    return from == to ? dnnl::reorder() : dnnl::reorder(dnnl::reorder::primitive_desc(eng, from, eng, to));
+  };
+  Pass &f = plan->fwd, &bd = plan->bwd_data, &bw = plan->bwd_weights;
+  if (f.ok) {
+    f.to_in = reorder(plan->src, f.in), f.to_weights = reorder(plan->user_weights, f.weights);
+    f.from_out = reorder(f.out, plan->dst);
+  }
+  if (bd.ok) {
+    bd.to_in = reorder(plan->dst, bd.in), bd.to_weights = reorder(plan->user_weights, bd.weights);
+    bd.from_out = reorder(bd.out, plan->src);
+  }
+  if (bw.ok) {
+    bw.to_in = reorder(plan->src, bw.in), bw.to_in2 = reorder(plan->dst, bw.in2);
+    bw.from_out = reorder(bw.weights, plan->user_weights);
+  }
   return plan;
 }
 
@@ -212,74 +232,81 @@ void run_checked(const char* what, const ConvGeom& g, F&& body) {
   }
 }
 
+dnnl::stream& cpu_stream() {
+  static dnnl::stream s(cpu_engine());
+  return s;
+}
+
 // The caller's buffer `data` (layout `user`) as oneDNN memory in layout `want`: the buffer itself when
-// the layouts agree, else a reordered copy.
-memory as_layout(const memory::desc& want, const memory::desc& user, const float* data, dnnl::stream& s) {
+// there is no reorder, else a copy made by the plan's reorder.
+memory as_layout(const dnnl::reorder& r, const memory::desc& want, const memory::desc& user,
+                 const float* data) {
   dnnl::engine& eng = cpu_engine();
   memory m(user, eng, const_cast<float*>(data));
-  if (want == user) return m;
+  if (!r) return m;
   memory converted(want, eng);
-  dnnl::reorder(m, converted).execute(s, m, converted);
+  r.execute(cpu_stream(), m, converted);
   return converted;
 }
 
-// Where a pass writes: the caller's buffer when the layouts agree, else a scratch memory that
+// Where a pass writes: the caller's buffer when there is no reorder back, else scratch memory that
 // copy_back() reorders into the caller's buffer.
-memory output_memory(const memory::desc& want, const memory::desc& user, float* data) {
+memory output_memory(const dnnl::reorder& r, const memory::desc& want, const memory::desc& user,
+                     float* data) {
   dnnl::engine& eng = cpu_engine();
-  return want == user ? memory(user, eng, data) : memory(want, eng);
+  return r ? memory(want, eng) : memory(user, eng, data);
 }
-void copy_back(const memory& m, const memory::desc& user, float* data, dnnl::stream& s) {
-  if (m.get_desc() == user) return;
+void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, float* data) {
+  if (!r) return;
   memory dst(user, cpu_engine(), data);
-  dnnl::reorder(m, dst).execute(s, const_cast<memory&>(m), dst);
+  r.execute(cpu_stream(), m, dst);
 }
 
 }  // namespace
 
 bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
   ConvPlan& plan = plan_for(g);
-  if (!plan.fwd.ok) return false;
+  Pass& p = plan.fwd;
+  if (!p.ok) return false;
   run_checked("forward", g, [&] {
-    dnnl::stream s(cpu_engine());
-    memory src = as_layout(plan.fwd.in, plan.src, x, s);
-    memory wm = as_layout(plan.fwd.weights, plan.user_weights, w, s);
-    memory dst = output_memory(plan.fwd.out, plan.dst, y);
-    plan.fwd.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}});
-    copy_back(dst, plan.dst, y, s);
-    s.wait();
+    memory src = as_layout(p.to_in, p.in, plan.src, x);
+    memory wm = as_layout(p.to_weights, p.weights, plan.user_weights, w);
+    memory dst = output_memory(p.from_out, p.out, plan.dst, y);
+    p.prim.execute(cpu_stream(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}});
+    copy_back(p.from_out, dst, plan.dst, y);
+    cpu_stream().wait();
   });
   return true;
 }
 
 bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
   ConvPlan& plan = plan_for(g);
-  if (!plan.bwd_data.ok) return false;
+  Pass& p = plan.bwd_data;
+  if (!p.ok) return false;
   run_checked("backward data", g, [&] {
-    dnnl::stream s(cpu_engine());
-    memory ddst = as_layout(plan.bwd_data.in, plan.dst, dy, s);
-    memory wm = as_layout(plan.bwd_data.weights, plan.user_weights, w, s);
-    memory dsrc = output_memory(plan.bwd_data.out, plan.src, dx);
-    plan.bwd_data.prim.execute(
-        s, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}});
-    copy_back(dsrc, plan.src, dx, s);
-    s.wait();
+    memory ddst = as_layout(p.to_in, p.in, plan.dst, dy);
+    memory wm = as_layout(p.to_weights, p.weights, plan.user_weights, w);
+    memory dsrc = output_memory(p.from_out, p.out, plan.src, dx);
+    p.prim.execute(cpu_stream(),
+                   {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}});
+    copy_back(p.from_out, dsrc, plan.src, dx);
+    cpu_stream().wait();
   });
   return true;
 }
 
 bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
   ConvPlan& plan = plan_for(g);
-  if (!plan.bwd_weights.ok) return false;
+  Pass& p = plan.bwd_weights;
+  if (!p.ok) return false;
   run_checked("backward filter", g, [&] {
-    dnnl::stream s(cpu_engine());
-    memory src = as_layout(plan.bwd_weights.in, plan.src, x, s);
-    memory ddst = as_layout(plan.bwd_weights.in2, plan.dst, dy, s);
-    memory dwm = output_memory(plan.bwd_weights.weights, plan.user_weights, dw);
-    plan.bwd_weights.prim.execute(
-        s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
-    copy_back(dwm, plan.user_weights, dw, s);
-    s.wait();
+    memory src = as_layout(p.to_in, p.in, plan.src, x);
+    memory ddst = as_layout(p.to_in2, p.in2, plan.dst, dy);
+    memory dwm = output_memory(p.from_out, p.weights, plan.user_weights, dw);
+    p.prim.execute(cpu_stream(),
+                   {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
+    copy_back(p.from_out, dwm, plan.user_weights, dw);
+    cpu_stream().wait();
   });
   return true;
 }
