@@ -70,6 +70,7 @@ data::AugmentOptions augment_options(const PretrainConfig& c) {
     o.contrast *= c.jitter_strength;
     o.saturation *= c.jitter_strength;
     o.hue = std::min(0.5, o.hue * c.jitter_strength);
+    o.jitter_style = data::parse_jitter_style(c.jitter);
     o.grayscale_p = c.grayscale_p;
     o.blur_p = v == 0 ? c.blur_p_view1 : c.blur_p_view2;
     o.solarize_p = v == 0 ? c.solarize_p_view1 : c.solarize_p_view2;
@@ -122,12 +123,25 @@ struct KnnMonitor {
   std::shared_ptr<const data::Dataset> train, test;
   data::AugmentOptions transform;
   int workers = 1;
-  double evaluate(const Learner& learner) const {
+  struct Result {
+    double top1 = 0;
+    eval::CollapseStats features, projections;  // the collapse monitor, on the test subset
+  };
+  Result evaluate(const Learner& learner) const {
     const eval::Features tr =
         eval::extract_features(*learner.nets.online_encoder, *train, transform, 256, workers);
     const eval::Features te =
         eval::extract_features(*learner.nets.online_encoder, *test, transform, 256, workers);
-    return eval::knn_classify(tr, te).top1;
+    Result r;
+    r.top1 = eval::knn_classify(tr, te).top1;
+    // Collapse: the encoder's features and the online projections (BN in evaluation mode) of up to
+    // 1,024 test images.
+    const Tensor y = te.x.slice_rows(0, std::min<int64_t>(te.size(), 1024));
+    r.features = eval::collapse_stats(y);
+    NoGradGuard no_grad;
+    r.projections = eval::collapse_stats(learner.nets.online_projector->forward(
+        y.contiguous().to(learner.device()), models::ForwardContext{false, {}}));
+    return r;
   }
 };
 
@@ -345,12 +359,20 @@ int run(int argc, char** argv) {
   auto run_knn = [&](int64_t step) {
     if (!knn) return;
     const auto t0 = std::chrono::steady_clock::now();
-    const double acc = knn->evaluate(learner);
+    const KnnMonitor::Result r = knn->evaluate(learner);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log({{"step", step}, {"knn_top1", acc}});
-    std::printf("%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s)\n",
-                isatty(1) ? "\n" : "", static_cast<long long>(step), 100 * acc,
-                static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs);
+    log({{"step", step},
+         {"knn_top1", r.top1},
+         {"feature_rank", r.features.effective_rank},
+         {"projection_rank", r.projections.effective_rank},
+         {"projection_std", r.projections.normalized_std}});
+    std::printf("%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
+                "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
+                isatty(1) ? "\n" : "", static_cast<long long>(step), 100 * r.top1,
+                static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs,
+                r.features.effective_rank, static_cast<long long>(learner.nets.embedding_dim()),
+                r.projections.effective_rank, static_cast<long long>(learner.nets.config().projection_dim),
+                r.projections.normalized_std);
     std::fflush(stdout);
   };
 

@@ -60,6 +60,7 @@ const std::map<std::string, Setter>& setters() {
       {"augment.crop_area_min", real(&C::crop_area_min)},
       {"augment.jitter_p", real(&C::jitter_p)},
       {"augment.jitter_strength", real(&C::jitter_strength)},
+      {"augment.jitter", text(&C::jitter)},
       {"augment.grayscale_p", real(&C::grayscale_p)},
       {"augment.blur_p_view1", real(&C::blur_p_view1)},
       {"augment.blur_p_view2", real(&C::blur_p_view2)},
@@ -158,6 +159,8 @@ void validate(const PretrainConfig& c) {
        cat("expected 0 < value <= 1, got ", c.crop_area_min));
   need(c.jitter_strength >= 0 && c.jitter_strength <= 2.5, "augment.jitter_strength",
        cat("expected 0..2.5, got ", c.jitter_strength));
+  need(c.jitter == "official" || c.jitter == "torchvision", "augment.jitter",
+       cat("expected \"official\" or \"torchvision\", got '", c.jitter, "'"));
   for (auto [key, v] : {std::pair{"augment.jitter_p", c.jitter_p},
                         {"augment.grayscale_p", c.grayscale_p},
                         {"augment.blur_p_view1", c.blur_p_view1},
@@ -205,7 +208,7 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nnormalization = " << q(c.normalization) << "\nworkers = " << c.workers
      << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false")
      << "\n\n[augment]\ncrop_area_min = " << c.crop_area_min << "\njitter_p = " << c.jitter_p
-     << "\njitter_strength = " << c.jitter_strength << "\ngrayscale_p = " << c.grayscale_p
+     << "\njitter_strength = " << c.jitter_strength << "\njitter = " << q(c.jitter) << "\ngrayscale_p = " << c.grayscale_p
      << "\nblur_p_view1 = " << c.blur_p_view1 << "\nblur_p_view2 = " << c.blur_p_view2
      << "\nsolarize_p_view1 = " << c.solarize_p_view1 << "\nsolarize_p_view2 = " << c.solarize_p_view2
      << "\n\n[model]\ndepth = " << c.depth << "\nwidth = " << c.width << "\nstem = " << q(c.stem)

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -166,6 +167,41 @@ Features extract_features(const models::ResNet& encoder, const data::Dataset& da
 }
 
 // --- kNN ---------------------------------------------------------------------------------------------------
+
+CollapseStats collapse_stats(const Tensor& x_in) {
+  BYOL_CHECK(x_in.defined() && x_in.dim() == 2 && x_in.size(0) >= 2 && x_in.size(1) >= 1,
+             "collapse_stats: expected features [N >= 2, D], got ", x_in.defined() ? x_in.describe() : "nothing");
+  const Tensor x = x_in.to(Device::cpu()).contiguous();
+  BYOL_CHECK(x.dtype() == DType::f32, "collapse_stats: expected f32 features, got ", x.describe());
+  const int64_t n = x.size(0), d = x.size(1);
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Mat X = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+                    x.data<float>(), n, d)
+                    .cast<double>();
+  CollapseStats out;
+  // Standard deviation over rows of the normalised rows, averaged over dimensions.
+  Mat U = X;
+  for (int64_t i = 0; i < n; ++i) {
+    const double norm = U.row(i).norm();
+    if (norm > 0) U.row(i) /= norm;
+  }
+  const Mat Uc = U.rowwise() - U.colwise().mean();
+  out.normalized_std = (Uc.colwise().squaredNorm() / static_cast<double>(n - 1)).cwiseSqrt().mean();
+  // Singular values of the centred X from the smaller Gram matrix's eigenvalues.
+  const Mat Xc = X.rowwise() - X.colwise().mean();
+  const Mat G = n < d ? Mat(Xc * Xc.transpose()) : Mat(Xc.transpose() * Xc);
+  const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<Mat>(G, Eigen::EigenvaluesOnly).eigenvalues();
+  const Eigen::VectorXd sv = ev.cwiseMax(0.0).cwiseSqrt();
+  const double total = sv.sum();
+  if (total <= 0) return {out.normalized_std, 1.0};
+  double entropy = 0;
+  for (Eigen::Index i = 0; i < sv.size(); ++i) {
+    const double p = sv[i] / total;
+    if (p > 0) entropy -= p * std::log(p);
+  }
+  out.effective_rank = std::exp(entropy);
+  return out;
+}
 
 ClassifyResult knn_classify(const Features& train, const Features& test, const KnnOptions& options) {
   check_features(train, "knn_classify: training set");

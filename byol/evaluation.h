@@ -79,6 +79,20 @@ struct ClassifyResult {
 
 ClassifyResult knn_classify(const Features& train, const Features& test, const KnnOptions& options = {});
 
+// --- collapse monitor --------------------------------------------------------------------------------------
+// Two signs of a (partial) collapse of a representation X [N, D] (rows are images), both cheap enough to
+// watch during training (byol-pretrain logs them at every kNN point):
+//   normalized_std  mean over dimensions of the standard deviation, over rows, of the L2-normalised rows:
+//                   about 1/sqrt(D) for directions spread over the sphere, 0 when every row is the same
+//                   (the BYOL paper's and SimSiam's collapse measure)
+//   effective_rank  exp of the entropy of the normalised singular values of the centred X (Roy & Vetterli
+//                   2007): D for isotropic features, 1 when all the variance lies along one direction
+struct CollapseStats {
+  double normalized_std = 0;
+  double effective_rank = 0;
+};
+CollapseStats collapse_stats(const Tensor& x);
+
 // --- linear evaluation -------------------------------------------------------------------------------------
 struct LinearEvalOptions {
   std::vector<double> lr_grid{0.01, 0.03, 0.1, 0.3, 1.0};

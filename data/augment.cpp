@@ -71,6 +71,16 @@ int decode_min_side(const AugmentOptions& options) {
   return static_cast<int>(std::ceil(need));
 }
 
+JitterStyle parse_jitter_style(const std::string& name) {
+  if (name == "official") return JitterStyle::official;
+  if (name == "torchvision") return JitterStyle::torchvision;
+  BYOL_FAIL("colour jitter style: expected 'official' or 'torchvision', got '", name, "'");
+}
+
+const char* jitter_style_name(JitterStyle style) {
+  return style == JitterStyle::torchvision ? "torchvision" : "official";
+}
+
 // --- randomness ----------------------------------------------------------------------------------------
 
 uint64_t mix_seed(uint64_t a, uint64_t b) {
@@ -176,6 +186,7 @@ AugmentParams sample_view(const ViewOptions& o, int src_h, int src_w, int out_h,
   p.blur_radius = math::blur_radius(std::min(out_h, out_w), float(o.blur_kernel_fraction));
   p.solarize = uniform01(gen) < o.solarize_p;
   p.solarize_threshold = float(o.solarize_threshold);
+  p.jitter_style = static_cast<uint8_t>(o.jitter_style);
   return p;
 }
 
@@ -320,7 +331,12 @@ void color_jitter(float* img, int h, int w, const AugmentParams& p) {
   for (int k = 0; k < 4; ++k) {
     switch (p.jitter_order[k]) {
       case kBrightness:
-        for (size_t i = 0; i < 3 * n; ++i) img[i] = math::adjust_brightness(img[i], p.brightness);
+        if (p.jitter_style == static_cast<uint8_t>(JitterStyle::torchvision)) {
+          const float factor = 1.0f + p.brightness;
+          for (size_t i = 0; i < 3 * n; ++i) img[i] = math::scale_brightness(img[i], factor);
+        } else {
+          for (size_t i = 0; i < 3 * n; ++i) img[i] = math::adjust_brightness(img[i], p.brightness);
+        }
         break;
       case kContrast: {
         // 48 independent double accumulators (16 pixels x 3 channels) so the sum vectorises.
@@ -332,7 +348,12 @@ void color_jitter(float* img, int h, int w, const AugmentParams& p) {
         for (int j = 0; j < 48; ++j) sum[j % 3] += part[j];
         for (; i < n; ++i)
           for (int c = 0; c < 3; ++c) sum[c] += img[3 * i + c];
-        const float mean[3] = {float(sum[0] / n), float(sum[1] / n), float(sum[2] / n)};
+        float mean[3] = {float(sum[0] / n), float(sum[1] / n), float(sum[2] / n)};
+        if (p.jitter_style == static_cast<uint8_t>(JitterStyle::torchvision)) {
+          // The grey image's mean (grayscale is linear, so it is the grey of the channel means).
+          const float grey = math::grayscale({mean[0], mean[1], mean[2]});
+          mean[0] = mean[1] = mean[2] = grey;
+        }
         for (size_t i = 0; i < n; ++i)
           for (int c = 0; c < 3; ++c)
             img[3 * i + c] = math::adjust_contrast(img[3 * i + c], mean[c], p.contrast);

@@ -12,7 +12,9 @@
 //   2. horizontal flip with p 0.5;
 //   3. colour jitter with p 0.8: brightness +U(-0.4, 0.4) (additive, as the official code), contrast
 //      xU(0.6, 1.4) around each channel's mean, saturation xU(0.8, 1.2), hue +U(-0.1, 0.1) turns, in a
-//      random order, each clipped to [0, 1];
+//      random order, each clipped to [0, 1]; JitterStyle::torchvision instead scales brightness by
+//      U(0.6, 1.4) and takes contrast around the image's grey mean (torchvision's ColorJitter; it learns
+//      more on small images, docs/results.md);
 //   4. grayscale with p 0.2 (0.2989 R + 0.5870 G + 0.1140 B in all three channels);
 //   5. Gaussian blur with p 1.0 / 0.1 (view 1 / 2), sigma U(0.1, 2.0), 2 * (side / 10 / 2) + 1 taps
 //      (23 at 224, 3 at 32), reflect padding (so a constant image stays constant);
@@ -27,6 +29,7 @@
 #include <array>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -35,6 +38,15 @@
 namespace byol::data {
 
 enum class CropMode : uint8_t { random_resized, center };
+
+// Brightness and contrast conventions of the colour jitter (saturation and hue are the same in both):
+//   official     brightness x + delta, contrast around each channel's mean (tf.image, the official code)
+//   torchvision  brightness x * (1 + delta), contrast around the mean of the image's grey version
+//                (torchvision's ColorJitter, which most PyTorch BYOL implementations use)
+enum class JitterStyle : uint8_t { official = 0, torchvision = 1 };
+// "official" or "torchvision"; anything else is an error naming the value.
+JitterStyle parse_jitter_style(const std::string& name);
+const char* jitter_style_name(JitterStyle style);
 
 struct ViewOptions {
   CropMode crop = CropMode::random_resized;
@@ -49,6 +61,7 @@ struct ViewOptions {
   double saturation = 0.2;  // factor ~ U(1 - s, 1 + s)
   double hue = 0.1;         // delta ~ U(-h, h) turns
   bool jitter_random_order = true;
+  JitterStyle jitter_style = JitterStyle::official;
   double grayscale_p = 0.2;
   double blur_p = 1.0;
   double blur_sigma_min = 0.1, blur_sigma_max = 2.0;
@@ -110,6 +123,7 @@ struct AugmentParams {
   uint8_t grayscale;
   uint8_t blur;
   uint8_t solarize;
+  uint8_t jitter_style;  // JitterStyle
 };
 static_assert(std::is_trivially_copyable_v<AugmentParams> && std::is_standard_layout_v<AugmentParams>);
 

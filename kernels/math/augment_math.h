@@ -41,6 +41,11 @@ BYOL_HD float adjust_brightness(float x, float delta) {
   return clamp01(x + delta);
 }
 
+// Brightness, multiplicative as torchvision's ColorJitter (PIL's ImageEnhance.Brightness): x * factor.
+BYOL_HD float scale_brightness(float x, float factor) {
+  return clamp01(x * factor);
+}
+
 // Contrast around the channel's mean over the image (tf.image.adjust_contrast):
 // (x - mean) * factor + mean. The mean is a per-image reduction taken before this op runs.
 BYOL_HD float adjust_contrast(float x, float channel_mean, float factor) {
