@@ -1,26 +1,61 @@
 #!/usr/bin/env bash
-# The GPU check of issue 6: configure and build byol.cpp with CUDA, run the [cuda] tests, a byol-pretrain
-# smoke run on the GPU (synthetic data: stop, resume, kNN monitor, export), the GPU step benchmark
-# (ResNet-18 CIFAR batch 256, ResNet-50 ImageNet 224x224 batch 128) next to the PyTorch reference, the
-# multi-GPU scaling model on the measured ResNet-50 rate, the kernel labs and compute-sanitizer memcheck
-# on the kernel tests, in that order, inside a deadline (GPU_CHECK_BUDGET_S, default 560 s); print a
-# summary table last (summary.txt grows as steps finish).
+# The GPU check (issues 6 and 11): build byol.cpp with CUDA on a machine with one NVIDIA GPU and run, in order
+# of value, each step under its own timeout and all of them inside one deadline (GPU_CHECK_BUDGET_S, default
+# 560 s, made for a remote machine that runs one command for at most 10 minutes):
 #
-#   scripts/gpu_check.sh [OUT_DIR]          (OUT_DIR defaults to $OUT, else ./gpu_check_out)
-#   scripts/gpu_check.sh prepare-carry      (on a Debian machine with scripts/setup.sh's packages)
+#   build       configure and build the targets the selected steps need (capped: GPU_CHECK_BUILD_S, 420 s)
+#   cuda_tests  byol_tests "[cuda]~[nccl]": every CUDA op, the whole BYOL step and the PyTorch reference step
+#               against the CPU
+#   memcheck    compute-sanitizer memcheck on the kernel tests (GPU_CHECK_SANITIZE_SPEC, "[cuda-kernels]")
+#   initcheck   compute-sanitizer initcheck (unwritten outputs) on the same tests
+#   nccl        the one-rank NCCL test, NCCL_DEBUG=WARN, on its own timeout (GPU_CHECK_NCCL_S, 90 s)
+#   smoke       byol-pretrain on the GPU: synthetic data, stop after 6 steps, --resume, kNN monitor, export
+#   labs        the kernel labs (validate against the CPU, then GB/s)
+#   bench       byol_step_bench --device cuda next to the PyTorch reference, then the multi-GPU scaling model
+#               (docs/scaling.md) from the measured ResNet-50 rate
 #
-# Made for a GPU machine that has nvcc, cmake, python3 and NVIDIA's pip packages but no Debian packages and
-# no network, and works as well on any machine with a system-wide CUDA toolkit, cuDNN and NCCL:
+#   scripts/gpu_check.sh [--dry-run] [OUT_DIR]   OUT_DIR: $OUT, else build-gpu-out/ in the repository
+#   scripts/gpu_check.sh prepare-carry           on a Debian machine with scripts/setup.sh's packages
+#
+# What comes back. Logs and run outputs go to a scratch folder (GPU_CHECK_SCRATCH, default build-gpu-check/);
+# OUT_DIR receives two files only, because the GPU machine returns at most 8 files of 16 MiB each:
+#   summary.txt  one line per result, then an excerpt (about 3 kB) of every failing step's log;
+#   logs.tgz     every log, metrics.jsonl, config.toml, scaling.md, steps.json (the results, one object per
+#                line of the summary) and the summary; no checkpoints and no exported weights.
+# Both are rewritten after every step, so a call cut short keeps what it finished. Each summary line is also
+# printed as it is recorded, and each failing step's excerpt right after it, so the output's tail alone
+# says what to fix.
+#
+# GPU_CHECK_STEPS selects steps: names from the list above, separated by commas or spaces, or
+#   all      every step (the default);
+#   left     the steps that have not passed in earlier calls on this machine (failed, skipped, cut off by the
+#            deadline, or not reached), with the build (a no-op when nothing changed);
+#   failed   the steps whose last result was a failure, with the build.
+# The record of earlier calls is GPU_CHECK_SCRATCH/state.tsv; the build folder (GPU_CHECK_BUILD, default
+# build-gpu/) is kept by a warm machine, so a second call continues an unfinished build.
+#
+# --dry-run runs the same orchestration on a machine without a GPU: GPU steps are reported as skipped and
+# their commands are printed instead of run, nothing is configured or built, a stand-in smoke-run folder
+# (with a placeholder checkpoint) is written where the real run writes one, and OUT_DIR gets the same
+# two files. tests/apps/gpu_check_dry_run.sh checks that layout in ctest.
+#
+# Dependencies. Made for a GPU machine with nvcc, cmake, python3 and NVIDIA's pip packages but no Debian
+# packages and no network; works as well with a system-wide CUDA toolkit, cuDNN and NCCL:
 #  - cuDNN / NCCL: $CUDNN_ROOT / $NCCL_ROOT if set, else python3's site-packages/nvidia/{cudnn,nccl}, else
 #    whatever CMake finds in the toolkit (without cuDNN the build still succeeds, but CUDA convolutions
-#    throw, so their tests fail and say why);
+#    throw, so their tests fail and say why); their folders go on LD_LIBRARY_PATH (cuDNN loads its engine
+#    libraries with dlopen);
 #  - Eigen, Catch2 (v2), nlohmann-json, zlib, CLI11, toml++: from the system, else from the git-ignored
-#    folder .carry/ in the repository root, which `scripts/gpu_check.sh prepare-carry` fills from the
-#    Debian packages (headers, CMake package files, libraries; relocatable, about 15 MB). Carry .carry/ to
-#    the GPU machine with the tree;
+#    .carry/ in the repository root, which `prepare-carry` fills from the Debian packages (headers, CMake
+#    package files, libraries; relocatable, about 15 MB). zlib is carried as headers and the static libz.a
+#    only, and no carried folder goes on LD_LIBRARY_PATH: the build tree's RPATH finds the carried toml++,
+#    and every other program keeps the system's libraries. Without .carry/ on a machine that lacks one of
+#    them, the check stops at once and says which;
 #  - OpenBLAS, MPI, libjpeg, libpng are optional and simply reported as not found.
-# Everything (configure and build logs, test output, sanitizer report, lab and benchmark output, the
-# summary) is written under OUT_DIR. Exit status: 0 when every step passed.
+#
+# Exit status: 0 every selected step passed; 1 a step failed; 2 the check could not start (setup); 3 nothing
+# failed but steps were skipped or not reached (run again with GPU_CHECK_STEPS=left). A dry run exits 0
+# unless its setup fails.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,17 +64,23 @@ carry="$root/.carry"
 # Header-only or build-time dependencies that a bare GPU machine lacks: copied with their CMake package
 # files (which locate everything relative to themselves) from these Debian packages, /usr -> .carry.
 carry_packages=(libeigen3-dev catch2 nlohmann-json3-dev zlib1g-dev libcli11-dev libtomlplusplus-dev)
+# Packages carried without their shared libraries (headers and the static library suffice): a carried copy
+# of a library every program uses must never stand in for the machine's own.
+carry_static_only=(zlib1g-dev)
 
-if [ "${1:-}" = "prepare-carry" ]; then
+prepare_carry() {
   set -e
   rm -rf "$carry"
   mkdir -p "$carry"
+  local pkg static_only f rel soname
   for pkg in "${carry_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-      echo "gpu_check: $pkg is not installed here, skipping it"
+      echo "gpu_check: $pkg is not installed here, skipping it (scripts/setup.sh installs it)"
       continue
     fi
-    dpkg -L "$pkg" | while read -r f; do
+    static_only=0
+    [[ " ${carry_static_only[*]} " == *" $pkg "* ]] && static_only=1
+    while read -r f; do
       [ -f "$f" ] || continue
       case "$f" in
         /usr/include/* | /usr/share/*/cmake/* | /usr/share/cmake/* | /usr/lib/cmake/* | /usr/lib/*/cmake/*)
@@ -49,6 +90,7 @@ if [ "${1:-}" = "prepare-carry" ]; then
           mkdir -p "$carry/$(dirname "${f#/usr/}")"
           cp "$f" "$carry/${f#/usr/}" ;;
         /usr/lib/*.so | /lib/*.so)  # a development symlink: the library itself, also under its SONAME
+          [ "$static_only" -eq 1 ] && continue
           rel="${f#/usr/}"
           rel="lib/${rel#lib/}"
           mkdir -p "$carry/$(dirname "$rel")"
@@ -56,220 +98,640 @@ if [ "${1:-}" = "prepare-carry" ]; then
           soname="$(objdump -p "$f" 2>/dev/null | awk '/SONAME/ {print $2}')"
           if [ -n "$soname" ]; then cp -L "$f" "$carry/$(dirname "$rel")/$soname"; fi ;;
       esac
-    done
+    done < <(dpkg -L "$pkg")
   done
-  echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1))"
+  echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1)); carry it with the tree (the device tool: carry [\".carry\"])"
+}
+
+all_steps=(build cuda_tests memcheck initcheck nccl smoke labs bench)
+gpu_steps=" cuda_tests memcheck initcheck nccl smoke labs bench "
+labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab elementwise_lab)
+
+usage() {
+  sed -n '2,/^set -uo pipefail/p' "$0" | sed '$d; s/^# \{0,1\}//'
+}
+
+dry=0
+out_arg=""
+if [ "${1:-}" = "prepare-carry" ]; then
+  prepare_carry
   exit 0
 fi
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry=1 ;;
+    -h | --help) usage; exit 0 ;;
+    -*) echo "gpu_check: unknown option '$1' (scripts/gpu_check.sh --help lists the usage)" >&2; exit 2 ;;
+    *)
+      if [ -n "$out_arg" ]; then
+        echo "gpu_check: one OUT_DIR only, got '$out_arg' and '$1'" >&2
+        exit 2
+      fi
+      out_arg=$1 ;;
+  esac
+  shift
+done
 
-out="${1:-${OUT:-$root/gpu_check_out}}"
-mkdir -p "$out"
+out="${out_arg:-${OUT:-$root/build-gpu-out}}"
+build="${GPU_CHECK_BUILD:-$root/build-gpu}"
+scratch="${GPU_CHECK_SCRATCH:-$root/build-gpu-check}"
+mkdir -p "$out" "$scratch" || { echo "gpu_check: cannot create $out or $scratch" >&2; exit 2; }
 out="$(cd "$out" && pwd)"
-build="$root/build-gpu"
-jobs="$(nproc 2>/dev/null || echo 8)"
-summary=()
-failed=0
-# Each result also goes to summary.txt at once, so a run cut short (the device's 10-minute limit) keeps
-# what it finished.
-: >"$out/summary.txt"
-record() {  # name, status, detail
-  local line
-  line="$(printf '%-34s %-8s %s' "$1" "$2" "$3")"
-  summary+=("$line")
-  echo "$line" >>"$out/summary.txt"
-  [ "$2" = "PASS" ] || [ "$2" = "INFO" ] || failed=1
-}
-# A deadline for the whole run (GPU_CHECK_BUDGET_S, default 560 s): each step's timeout is capped at the
-# time left, so the order below is the order of importance (build, [cuda] tests, the GPU training smoke
-# run, step benchmarks, scaling model, kernel labs, memcheck). A step reached with under 15 s left gets
-# 1 s and fails with rc 124 (timeout's code): read rc 124 in the summary as "out of time budget".
-deadline=$((SECONDS + ${GPU_CHECK_BUDGET_S:-560}))
-budget() {  # wanted seconds -> seconds allowed (never 0: GNU timeout treats 0 as no limit)
-  local left=$((deadline - SECONDS))
-  if [ "$left" -lt 15 ]; then echo 1; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
-}
-log() { echo "gpu_check: $*" | tee -a "$out/gpu_check.log"; }
+scratch="$(cd "$scratch" && pwd)"
+logs="$scratch/logs"
+runs="$scratch/runs"
+state="$scratch/state.tsv"
+case "$out/" in
+  "$logs/"* | "$runs/"*) echo "gpu_check: OUT_DIR $out lies inside the scratch folders that each call empties" >&2
+                         exit 2 ;;
+esac
+rm -rf "$logs" "$runs" "$scratch/excerpts.txt" "$scratch/steps.json"
+mkdir -p "$logs" "$runs"
+stray="$(find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name logs.tgz | wc -l)"
+[ "$stray" -gt 0 ] && echo "gpu_check: note: $out already holds $stray other entries; the GPU machine returns at most 8 files"
 
-# --- toolchain and GPU ------------------------------------------------------------------------------------
+# --- recording ----------------------------------------------------------------------------------------------
+lines=()            # the summary lines of this call, in order
+json=()             # the same results as JSON objects (steps.json)
+declare -A result   # step -> PASS | FAIL | SKIP, this call
+declare -A earlier  # step -> its last result in an earlier call (state.tsv)
+failed=0
+left=0
+started="$(date -u '+%Y-%m-%d %H:%M UTC')"
+header=""           # filled once the GPU is known
+
+json_str() {  # text -> a JSON string literal
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\t'/ }
+  s=${s//$'\r'/ }
+  s=${s//$'\n'/ }
+  printf '"%s"' "$(printf '%s' "$s" | tr -d '\000-\037')"
+}
+
+write_summary() {
+  {
+    echo "$header"
+    printf '%-44s %-5s %s\n' "result" "state" "detail"
+    local l
+    for l in "${lines[@]}"; do echo "$l"; done
+    if [ -s "$scratch/excerpts.txt" ]; then
+      echo
+      echo "=== excerpts of the failing steps' logs (all logs: logs.tgz) ==="
+      cat "$scratch/excerpts.txt"
+    fi
+  } >"$scratch/summary.txt"
+  cp "$scratch/summary.txt" "$out/summary.txt"
+}
+
+# Every log, metrics.jsonl, config.toml, scaling.md, steps.json and the summary, into OUT_DIR/logs.tgz. A log
+# over 4 MiB keeps its first 2 MiB and last 1 MiB. Checkpoints and exported weights (.safetensors) stay out.
+pack() {
+  local list="$scratch/pack.list" f size
+  {
+    printf '['
+    local i
+    for i in "${!json[@]}"; do
+      [ "$i" -gt 0 ] && printf ','
+      printf '\n  %s' "${json[$i]}"
+    done
+    printf '\n]\n'
+  } >"$scratch/steps.json"
+  (cd "$scratch" && find logs runs summary.txt steps.json state.tsv -type f \
+      \( -name '*.log' -o -name '*.jsonl' -o -name '*.json' -o -name '*.md' -o -name '*.txt' \
+         -o -name '*.toml' -o -name '*.tsv' -o -name '*.svg' \) \
+      ! -path '*/checkpoints/*' ! -name '*.safetensors' 2>/dev/null | sort) >"$list"
+  while read -r f; do
+    size="$(stat -c %s "$scratch/$f")"
+    if [ "$size" -gt $((4 << 20)) ]; then
+      { head -c $((2 << 20)) "$scratch/$f"
+        printf '\n[gpu_check: %s bytes cut here]\n' "$((size - (3 << 20)))"
+        tail -c $((1 << 20)) "$scratch/$f"; } >"$scratch/pack.trim" && mv "$scratch/pack.trim" "$scratch/$f"
+    fi
+  done <"$list"
+  if tar -czf "$scratch/logs.tgz.part" -C "$scratch" -T "$list" 2>"$scratch/pack.err"; then
+    cp "$scratch/logs.tgz.part" "$out/logs.tgz"
+    rm -f "$scratch/logs.tgz.part"
+    size="$(stat -c %s "$out/logs.tgz")"
+    [ "$size" -gt $((15 << 20)) ] && echo "gpu_check: warning: logs.tgz is $size bytes, near the 16 MiB a file may have"
+  else
+    echo "gpu_check: packing logs.tgz failed: $(head -c 300 "$scratch/pack.err")"
+  fi
+}
+
+save_state() {
+  local s
+  {
+    for s in "${all_steps[@]}"; do
+      if [ -n "${result[$s]:-}" ]; then echo "$s	${result[$s]}"
+      elif [ -n "${earlier[$s]:-}" ]; then echo "$s	${earlier[$s]}"; fi
+    done
+  } >"$state.part" && mv "$state.part" "$state"
+}
+
+record() {  # step, label, status (PASS INFO FAIL SKIP), detail: one line, printed, kept, written at once
+  local step=$1 label=$2 status=$3 detail=${4//$'\n'/; }
+  while [[ "$detail" == *"; ; "* ]]; do detail=${detail//; ; /; }; done  # parts that came out empty
+  detail=${detail#; }
+  detail=${detail%;}
+  [ ${#detail} -gt 400 ] && detail="${detail:0:400}..."
+  local line
+  line="$(printf '%-44s %-5s %s' "$label" "$status" "$detail")"
+  lines+=("$line")
+  json+=("{\"step\": $(json_str "$step"), \"result\": $(json_str "$label"), \"status\": $(json_str "$status"), \"detail\": $(json_str "$detail")}")
+  echo "== $line"
+  case "$status" in
+    FAIL) result[$step]=FAIL; failed=1 ;;
+    SKIP) [ "${result[$step]:-}" = FAIL ] || result[$step]=SKIP
+          [ "$dry" -eq 1 ] || left=1 ;;
+    *) [ -n "${result[$step]:-}" ] || result[$step]=PASS ;;
+  esac
+  write_summary
+}
+
+# A bounded excerpt (about 3 kB) of a failing step's log: compute-sanitizer's first errors (without the
+# driver's and libc's frames), the first failing assertions with their expansions and INFO messages (Catch2),
+# compiler and CMake errors, Python tracebacks, then the log's last lines not already shown. Printed, and kept
+# for summary.txt.
+excerpt() {  # log, title
+  local log=$1 title=$2 text total shown=0 from sanitizer=0
+  local noise='Host Frame:.*(libcuda|libcudart|libc\.so|ld-linux|__libc_start)'
+  local failure='FAILED:|: error|error:|Error:|ERROR:|terminate called|what\(\):|Segmentation fault|Aborted|Traceback|CMake Error'
+  [ -s "$log" ] || return 0
+  total="$(wc -l <"$log")"
+  grep -q '^========= ' "$log" && sanitizer=1
+  text="$(
+    echo "----- $title: ${log#"$scratch"/} -----"
+    if [ "$sanitizer" -eq 1 ]; then
+      grep -E '^========= ' "$log" | grep -vE "$noise" | head -n 40 | head -c 1500
+      echo
+    fi
+    if grep -qE "$failure" "$log"; then
+      grep -n -m 6 -B 5 -A 9 -E "$failure" "$log" | grep -vE '^[0-9]+[:-]=========' | head -c 1600
+      echo
+      shown=$(( $(grep -n -m 6 -E "$failure" "$log" | tail -1 | cut -d: -f1) + 9 ))
+    fi
+    from=$(( total - 11 ))
+    [ "$from" -le "$shown" ] && from=$(( shown + 1 ))
+    if [ "$from" -le "$total" ]; then
+      echo "... last lines (from line $from of $total):"
+      tail -n +"$from" "$log" | grep -vE "$noise" | { if [ "$sanitizer" -eq 1 ]; then grep -vE '^=========  '; else cat; fi; } |
+        cut -c1-200 | tail -c 700
+    fi
+  )"
+  text="$(printf '%s' "$text" | head -c 3200)"
+  printf '%s\n' "$text"
+  printf '%s\n\n' "$text" >>"$scratch/excerpts.txt"
+}
+
+deadline=$((SECONDS + ${GPU_CHECK_BUDGET_S:-560}))
+budget() {  # wanted seconds -> seconds allowed: the wanted time capped by what is left before the deadline
+  local left_s=$((deadline - SECONDS))
+  if [ "$left_s" -lt "$1" ]; then echo "$left_s"; else echo "$1"; fi
+}
+out_of_time() { [ $((deadline - SECONDS)) -lt 20 ]; }
+
+# run_cmd DIR LOG WANTED_S COMMAND...: COMMAND in DIR, output appended to LOG, under a timeout of WANTED_S
+# capped by the deadline; returns its status (124: cut by the timeout). A dry run only writes the command
+# line to LOG and prints it, and returns 0.
+run_cmd() {
+  local dir=$1 log=$2 t line
+  t="$(budget "$3")"
+  shift 3
+  line="$(printf ' %q' "$@")"
+  echo "+ (cd $dir &&$line)   # timeout ${t}s" >>"$log"
+  if [ "$dry" -eq 1 ]; then
+    echo "gpu_check: dry run, would run: (cd ${dir#"$root"/} &&$line)   # timeout ${t}s"
+    return 0
+  fi
+  # in the background, so that a TERM sent to this script is handled at once (the trap stops the command)
+  (cd "$dir" && exec timeout --kill-after=10 "$t" "$@") >>"$log" 2>&1 &
+  child=$!
+  local rc=0
+  wait "$child" || rc=$?
+  child=""
+  return "$rc"
+}
+
+# conclude STEP LABEL RC LOG DETAIL [STATUS_IF_OK]: records PASS (or STATUS_IF_OK) when RC is 0, else FAIL with
+# the exit status or the timeout in the detail, and prints the log's excerpt.
+conclude() {
+  local step=$1 label=$2 rc=$3 log=$4 detail=$5 ok=${6:-PASS} why
+  if [ "$rc" -eq 0 ]; then
+    record "$step" "$label" "$ok" "$detail"
+    return 0
+  fi
+  why="rc $rc"
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && why="timed out (rc $rc)"
+  record "$step" "$label" FAIL "$why${detail:+; $detail}"
+  excerpt "$log" "$label"
+  return 1
+}
+
+build_failed=0  # set when this call's build failed: binaries it did not bring up to date are not run
+need_exe() {  # step, label, executable: true when it can run (always in a dry run); else records the failure
+  [ "$dry" -eq 1 ] && return 0
+  if [ ! -x "$3" ]; then
+    record "$1" "$2" FAIL "${3#"$build"/} was not built$([ "$build_failed" -eq 1 ] && echo ': the build failed (see build above)' ||
+      echo " (select the build step: GPU_CHECK_STEPS=build,$1)")"
+    return 1
+  fi
+  # after a failed build, a binary left from an earlier build may not match the tree: ask ninja
+  if [ "$build_failed" -eq 1 ] && [ -f "$build/build.ninja" ] && command -v ninja >/dev/null &&
+     ! ninja -C "$build" -n "${3##*/}" 2>/dev/null | grep -q 'no work to do'; then
+    record "$1" "$2" FAIL "${3#"$build"/} is out of date and the build failed before relinking it (see build above)"
+    return 1
+  fi
+  return 0
+}
+
+dry_skip() {  # step, label [reason]: true (after recording the skip) in a dry run
+  [ "$dry" -eq 1 ] || return 1
+  record "$1" "$2" SKIP "dry run: ${3:-needs a GPU (command printed above)}"
+}
+
+finish() {  # the final table, the packed logs, the exit status
+  trap - TERM INT
+  save_state
+  write_summary
+  pack
+  echo
+  sed '/^=== excerpts/,$d' "$scratch/summary.txt"
+  local rest=()
+  local s
+  for s in "${all_steps[@]}"; do
+    if [ "${result[$s]:-}" = FAIL ] || [ "${result[$s]:-}" = SKIP ]; then rest+=("$s"); fi
+  done
+  if [ "$dry" -eq 0 ] && [ ${#rest[@]} -gt 0 ]; then
+    echo "next call: GPU_CHECK_STEPS=left scripts/gpu_check.sh   (not passed: ${rest[*]})"
+  fi
+  echo "gpu_check: $out holds summary.txt and logs.tgz; logs and run outputs are in $scratch"
+  if [ "${1:-}" != "" ]; then exit "$1"; fi
+  if [ "$failed" -ne 0 ]; then exit 1; fi
+  if [ "$left" -ne 0 ]; then exit 3; fi
+  exit 0
+}
+child=""         # the command run_cmd is waiting for
+current_step=""  # the step under way
+# shellcheck disable=SC2317  # reached through the trap
+on_signal() {
+  trap - TERM INT
+  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+  echo "gpu_check: interrupted; packing what finished"
+  [ -n "$current_step" ] && record "$current_step" "$current_step" FAIL "interrupted by a signal (the machine's time limit?)"
+  failed=1
+  finish 130
+}
+trap on_signal TERM INT
+
+setup_fail() {  # message: the check cannot start
+  record setup "setup" FAIL "$1"
+  finish 2
+}
+
+# --- the steps to run ---------------------------------------------------------------------------------------
+if [ -f "$state" ]; then
+  while IFS=$'\t' read -r s st; do [ -n "$s" ] && earlier[$s]=$st; done <"$state"
+fi
+declare -A want=()
+selection="${GPU_CHECK_STEPS:-all}"
+bad=""
+read -ra tokens <<<"${selection//,/ }"
+for tok in "${tokens[@]}"; do
+  case "$tok" in
+    all) for s in "${all_steps[@]}"; do want[$s]=1; done ;;
+    left | failed)
+      want[build]=1
+      if [ ! -f "$state" ]; then
+        echo "gpu_check: GPU_CHECK_STEPS=$tok: no earlier call recorded in $state, so every step runs"
+        for s in "${all_steps[@]}"; do want[$s]=1; done
+        continue
+      fi
+      for s in "${all_steps[@]}"; do
+        if [ "$tok" = left ] && [ "${earlier[$s]:-}" != PASS ]; then want[$s]=1; fi
+        if [ "$tok" = failed ] && [ "${earlier[$s]:-}" = FAIL ]; then want[$s]=1; fi
+      done ;;
+    *)
+      if [[ " ${all_steps[*]} " == *" $tok "* ]]; then want[$tok]=1; else bad+=" $tok"; fi ;;
+  esac
+done
+steps=()
+for s in "${all_steps[@]}"; do [ -n "${want[$s]:-}" ] && steps+=("$s"); done
+header="=== gpu_check summary, $started$([ "$dry" -eq 1 ] && echo ', DRY RUN'): steps ${steps[*]:-none} ==="
+if [ -n "$bad" ]; then
+  setup_fail "GPU_CHECK_STEPS='$selection': unknown step(s):$bad (steps: ${all_steps[*]}; or all, left, failed)"
+fi
+[ ${#steps[@]} -eq 0 ] && setup_fail "GPU_CHECK_STEPS='$selection' selects no step (steps: ${all_steps[*]}; or all, left, failed)"
+selected() { [ -n "${want[$1]:-}" ]; }
+
+# --- toolchain and GPU --------------------------------------------------------------------------------------
 nvcc_bin="$(command -v nvcc || true)"
 [ -z "$nvcc_bin" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc_bin=/usr/local/cuda/bin/nvcc
-if [ -z "$nvcc_bin" ]; then
-  log "no nvcc on PATH or in /usr/local/cuda/bin"; exit 1
+if [ -n "$nvcc_bin" ]; then
+  PATH="$(dirname "$nvcc_bin"):$PATH"
+  export PATH
+  nvcc_version="$("$nvcc_bin" --version 2>/dev/null | grep -o 'release [0-9.]*' | head -1)"
+elif [ "$dry" -eq 0 ] && selected build; then
+  setup_fail "no nvcc on PATH or in /usr/local/cuda/bin: this check builds the CUDA backend"
 fi
-PATH="$(dirname "$nvcc_bin"):$PATH"
-export PATH
 gpu="$(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 arch="$(echo "$gpu" | awk -F', ' '{print $2}' | tr -d '.')"
-log "nvcc: $("$nvcc_bin" --version | tail -1); GPU: ${gpu:-none visible}"
 [ -z "$arch" ] && arch="80;90"
+has_gpu=0
+[ -n "$gpu" ] && has_gpu=1
+tree="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo 'no git')"
+[ "$tree" != "no git" ] && [ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ] && tree+=" + changes"
+header="=== gpu_check summary, $started$([ "$dry" -eq 1 ] && echo ', DRY RUN'), ${gpu:-no GPU visible}, tree $tree: steps ${steps[*]} ==="
 
-# --- cuDNN and NCCL ---------------------------------------------------------------------------------------
+# --- dependencies: the system's, else .carry/ ---------------------------------------------------------------------
+dep_headers=("eigen3/Eigen/Core|Eigen (libeigen3-dev)" "catch2/catch.hpp|Catch2 v2 (catch2)"
+             "nlohmann/json.hpp|nlohmann-json (nlohmann-json3-dev)" "zlib.h|zlib (zlib1g-dev)"
+             "CLI/CLI.hpp|CLI11 (libcli11-dev)" "toml++/toml.h|toml++ (libtomlplusplus-dev)")
+include_dirs=(/usr/include /usr/local/include)
+IFS=: read -ra prefixes <<<"${CMAKE_PREFIX_PATH:-}"
+for p in "${prefixes[@]}"; do [ -n "$p" ] && include_dirs+=("$p/include"); done
+[ -d "$carry" ] && include_dirs+=("$carry/include")
+missing=()
+for entry in "${dep_headers[@]}"; do
+  found=0
+  for d in "${include_dirs[@]}"; do [ -f "$d/${entry%%|*}" ] && found=1 && break; done
+  [ $found -eq 0 ] && missing+=("${entry#*|}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  list="$(printf '%s, ' "${missing[@]}")"
+  list="${list%, }"
+  if [ -d "$carry" ]; then
+    setup_fail "neither this machine nor .carry/ has $list: run 'scripts/gpu_check.sh prepare-carry' again on a machine with scripts/setup.sh's packages"
+  else
+    setup_fail ".carry/ is missing and this machine lacks $list: run 'scripts/gpu_check.sh prepare-carry' on a machine with scripts/setup.sh's packages, then carry .carry/ with the tree (the device tool: carry [\".carry\"])"
+  fi
+fi
+
+# --- cuDNN and NCCL -------------------------------------------------------------------------------------------
 site_nvidia="$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null || true)"
 find_lib() {  # dir, stem -> newest lib<stem>.so* in dir
   find "$1" -maxdepth 1 -name "lib$2.so*" 2>/dev/null | sort -V | tail -1
 }
-cmake_args=(-DBYOL_CUDA=ON -DBYOL_OPENBLAS=OFF -DBYOL_BENCHMARKS=ON -DBYOL_TESTS=ON
-            "-DCMAKE_CUDA_COMPILER=$nvcc_bin" "-DCMAKE_CUDA_ARCHITECTURES=$arch")
+cmake_args=(-DBYOL_CUDA=ON -DBYOL_OPENBLAS=OFF -DBYOL_BENCHMARKS=ON -DBYOL_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch")
+[ -n "$nvcc_bin" ] && cmake_args+=("-DCMAKE_CUDA_COMPILER=$nvcc_bin")
 ld_dirs=()
+found_libs=""
 for pkg in cudnn nccl; do
   upper="$(echo "$pkg" | tr '[:lower:]' '[:upper:]')"
   root_var="${upper}_ROOT"
   dir="${!root_var:-}"
   [ -z "$dir" ] && [ -n "$site_nvidia" ] && [ -d "$site_nvidia/$pkg" ] && dir="$site_nvidia/$pkg"
+  lib=""
   if [ -n "$dir" ] && [ -d "$dir/include" ]; then
     lib="$(find_lib "$dir/lib" "$pkg")"
     [ -z "$lib" ] && lib="$(find_lib "$dir/lib64" "$pkg")"
-    if [ -n "$lib" ]; then
-      # pip wheels ship only lib<name>.so.<major>: hand CMake the file itself
-      cmake_args+=("-DBYOL_${upper}_INCLUDE=$dir/include" "-DBYOL_${upper}_LIB=$lib")
-      ld_dirs+=("$(dirname "$lib")")
-      log "$pkg: $lib"
-      continue
-    fi
   fi
-  log "$pkg: not given (set ${root_var}); CMake searches the toolkit"
+  if [ -n "$lib" ]; then
+    # pip wheels ship only lib<name>.so.<major>: hand CMake the file itself
+    cmake_args+=("-DBYOL_${upper}_INCLUDE=$dir/include" "-DBYOL_${upper}_LIB=$lib")
+    ld_dirs+=("$(dirname "$lib")")
+    found_libs+="$pkg ${lib##*/}; "
+  else
+    found_libs+="$pkg: not given (${root_var}), CMake searches the toolkit; "
+  fi
 done
-if [ -d "$carry" ]; then
-  while read -r d; do ld_dirs+=("$d"); done < <(find "$carry" -name '*.so*' -printf '%h\n' | sort -u)
-fi
+# Only NVIDIA's library folders go on LD_LIBRARY_PATH; the carried libraries are found through the build
+# tree's RPATH (and zlib is carried static), so no carried copy shadows a system library.
 if [ ${#ld_dirs[@]} -gt 0 ]; then
   LD_LIBRARY_PATH="$(IFS=:; echo "${ld_dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export LD_LIBRARY_PATH
 fi
-prefix="$carry"
-cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix")
+[ -d "$carry" ] && cmake_args+=("-DCMAKE_PREFIX_PATH=$carry")
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-
-# --- configure and build -------------------------------------------------------------------------------------
-log "configuring in $build"
-if cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}" \
-    >"$out/configure.log" 2>&1; then
-  record "configure" PASS "$(grep -E 'byol: (CUDA|cuDNN|NCCL):' "$out/configure.log" | sed 's/.*byol: //' | tr '\n' ';')"
-else
-  record "configure" FAIL "see configure.log"
-  tail -30 "$out/configure.log"
+if [ "$dry" -eq 0 ] && selected build && ! command -v cmake >/dev/null; then
+  setup_fail "no cmake on PATH"
 fi
-targets=(byol_tests byol_step_bench byol-pretrain batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab
-         optimizers_lab elementwise_lab)
-log "building ${targets[*]} with $jobs jobs"
-if cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$out/build.log" 2>&1; then
-  record "build" PASS "$(grep -ci 'warning' "$out/build.log") warning lines"
-else
-  record "build" FAIL "see build.log"
-  tail -40 "$out/build.log"
-fi
+record setup "setup" INFO "nvcc ${nvcc_version:-not found}; GPU ${gpu:-none visible}; ${found_libs}deps from $([ -d "$carry" ] && echo "the system and .carry/" || echo "the system")"
 
-# --- tests -----------------------------------------------------------------------------------------------
 tests="$build/tests/byol_tests"
-if [ -x "$tests" ]; then
-  log "[cuda] tests"
-  (cd "$build/tests" && timeout "$(budget 300)" "$tests" "[cuda]" --durations yes) >"$out/cuda_tests.log" 2>&1
-  rc=$?
-  result="$(grep -E '^(All tests passed|test cases:)' "$out/cuda_tests.log" | tail -1)"
-  record "[cuda] tests" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "rc $rc; $result"
-  log "CPU kernel-helper tests"
-  (cd "$build/tests" && timeout "$(budget 120)" "$tests" "[kernels]") >"$out/kernel_helper_tests.log" 2>&1
-  rc=$?
-  record "[kernels] helper tests (CPU)" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "rc $rc"
-else
-  record "[cuda] tests" FAIL "byol_tests was not built"
-fi
-
-# --- byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume ---------------
 pretrain="$build/apps/byol-pretrain"
-if [ -x "$pretrain" ]; then
-  smoke="$out/pretrain_smoke"
-  rm -rf "$smoke"
-  args=(--set data.train=synthetic:1024:10:32 --set data.side=32 --set data.normalization=none
-        --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32
-        --set model.stem=cifar --set train.batch_size=128 --set train.epochs=2 --set train.warmup_epochs=1
-        --set run.device=cuda --set run.log_every=2 --set run.checkpoint_every=4 --set run.out="$smoke")
-  log "byol-pretrain on the GPU (16 steps, stop at 6, resume)"
-  timeout "$(budget 240)" "$pretrain" "${args[@]}" --set run.max_steps=6 >"$out/pretrain_smoke.log" 2>&1
-  rc1=$?
-  timeout "$(budget 240)" "$pretrain" "${args[@]}" --resume >>"$out/pretrain_smoke.log" 2>&1
-  rc2=$?
-  ok=0
-  [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$out/pretrain_smoke.log" &&
-    grep -q '"knn_top1"' "$smoke/metrics.jsonl" && ok=1
-  record "byol-pretrain GPU smoke" "$([ $ok -eq 1 ] && echo PASS || echo FAIL)" \
-    "rc $rc1/$rc2; $(grep -E '^done:|error' "$out/pretrain_smoke.log" | tail -1)"
-else
-  record "byol-pretrain GPU smoke" FAIL "byol-pretrain not built"
-fi
-
-# --- the step benchmark next to PyTorch -----------------------------------------------------------------------
 bench="$build/benchmarks/byol_step_bench"
-torch_ok=0
-python3 -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1 && torch_ok=1
-# name, byol_step_bench arguments, byol_step_torch.py arguments (same model, stem, side and batch)
-step_benches=(
-  "resnet18_cifar_b256|256 20 64 32 4096 cifar --depth 18|256 20 1 --depth 18 --stem cifar --side 32"
-  "resnet50_imagenet224_b128|128 10 64 224 4096 imagenet --depth 50|128 10 1 --depth 50 --stem imagenet --side 224"
-)
-for entry in "${step_benches[@]}"; do
-  IFS='|' read -r name ours theirs <<< "$entry"
-  if [ ! -x "$bench" ]; then record "step $name" FAIL "byol_step_bench not built"; continue; fi
-  log "byol_step_bench --device cuda: $name"
-  # shellcheck disable=SC2086
-  timeout "$(budget 180)" "$bench" $ours --device cuda >"$out/step_$name.log" 2>&1
+
+# --- the steps ----------------------------------------------------------------------------------------------------
+step_build() {
+  local targets=() t0=$SECONDS rc detail
+  selected cuda_tests || selected memcheck || selected initcheck || selected nccl && targets+=(byol_tests)
+  selected smoke && targets+=(byol-pretrain)
+  selected labs && targets+=("${labs[@]}")
+  selected bench && targets+=(byol_step_bench)
+  [ ${#targets[@]} -eq 0 ] && targets=(byol_tests byol-pretrain byol_step_bench "${labs[@]}")
+  echo "gpu_check: configuring in $build"
+  run_cmd "$root" "$logs/configure.log" 120 cmake -S "$root" -B "$build" "${generator[@]}" \
+    -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}"
   rc=$?
-  record "step $name (byol.cpp)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/step_$name.log")"
-  if [ $torch_ok -eq 1 ]; then
+  if [ "$dry" -eq 0 ] && ! conclude build "build: configure" "$rc" "$logs/configure.log" \
+       "$(grep -E 'byol: (CUDA|cuDNN|NCCL):' "$logs/configure.log" | sed 's/.*byol: //' | tr '\n' ';')"; then
+    build_failed=1
+    return
+  fi
+  echo "gpu_check: building ${targets[*]} with $(nproc 2>/dev/null || echo 8) jobs"
+  run_cmd "$root" "$logs/build.log" "${GPU_CHECK_BUILD_S:-420}" cmake --build "$build" -j "$(nproc 2>/dev/null || echo 8)" \
+    --target "${targets[@]}"
+  rc=$?
+  dry_skip build "build" "nothing is configured or built (commands printed above)" && return
+  detail="$(grep -ci 'warning' "$logs/build.log") warning lines; $((SECONDS - t0)) s"
+  [ "$rc" -eq 124 ] && detail+="; the build folder is kept: a second call (GPU_CHECK_STEPS=left) continues it"
+  conclude build "build" "$rc" "$logs/build.log" "$detail" || build_failed=1
+}
+
+step_cuda_tests() {
+  local log="$logs/cuda_tests.log" t0=$SECONDS rc
+  need_exe cuda_tests "[cuda] tests" "$tests" || return
+  run_cmd "$build/tests" "$log" 240 "$tests" "[cuda]~[nccl]" --durations yes
+  rc=$?
+  dry_skip cuda_tests "[cuda] tests (no NCCL)" && return
+  if [ "$rc" -eq 77 ]; then
+    record cuda_tests "[cuda] tests (no NCCL)" SKIP "$(grep -m1 SKIPPED "$log")"
+    return
+  fi
+  conclude cuda_tests "[cuda] tests (no NCCL)" "$rc" "$log" \
+    "$(grep -E '^(All tests passed|test cases:)' "$log" | tail -1); $((SECONDS - t0)) s"
+}
+
+sanitizer_bin() {
+  local s
+  s="$(command -v compute-sanitizer || true)"
+  [ -z "$s" ] && [ -n "$nvcc_bin" ] && [ -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] && s="$(dirname "$nvcc_bin")/compute-sanitizer"
+  echo "$s"
+}
+
+step_sanitizer() {  # memcheck | initcheck
+  local tool=$1 log="$logs/$1.log" t0=$SECONDS rc sanitizer spec="${GPU_CHECK_SANITIZE_SPEC:-[cuda-kernels]}"
+  local label="$tool $spec" extra=()
+  need_exe "$tool" "$label" "$tests" || return
+  sanitizer="$(sanitizer_bin)"
+  if [ -z "$sanitizer" ]; then
+    [ "$dry" -eq 1 ] && sanitizer=compute-sanitizer
+    [ "$dry" -eq 1 ] || { record "$tool" "$label" FAIL "compute-sanitizer not found (PATH, next to nvcc)"; return; }
+  fi
+  [ "$tool" = memcheck ] && extra=(--leak-check no)
+  run_cmd "$build/tests" "$log" 180 "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "${extra[@]}" \
+    "$tests" "$spec"
+  rc=$?
+  dry_skip "$tool" "$label" && return
+  if grep -qE 'Device not supported|not supported on this (device|platform)' "$log"; then
+    record "$tool" "$label" SKIP "compute-sanitizer refused this machine (seen on gVisor): $(grep -m1 -E 'not supported' "$log" | cut -c1-160)"
+    return
+  fi
+  conclude "$tool" "$label" "$rc" "$log" \
+    "$(grep -E 'ERROR SUMMARY' "$log" | tail -1 | sed 's/^=* *//'); $((SECONDS - t0)) s"
+}
+
+step_nccl() {
+  local log="$logs/nccl.log" t0=$SECONDS rc
+  need_exe nccl "one-rank NCCL [nccl]" "$tests" || return
+  run_cmd "$build/tests" "$log" "${GPU_CHECK_NCCL_S:-90}" env NCCL_DEBUG=WARN "$tests" "[nccl]" --durations yes
+  rc=$?
+  dry_skip nccl "one-rank NCCL [nccl]" && return
+  if [ "$rc" -eq 0 ] && grep -q "skipped: this build has no NCCL" "$log"; then
+    record nccl "one-rank NCCL [nccl]" SKIP "this build has no NCCL (NCCL_ROOT, or python3's nvidia-nccl wheel)"
+    return
+  fi
+  conclude nccl "one-rank NCCL [nccl]" "$rc" "$log" \
+    "$(grep -E '^(All tests passed|test cases:)' "$log" | tail -1); $((SECONDS - t0)) s"
+}
+
+# byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume. The run folder
+# (checkpoints, exported encoder) stays in the scratch folder; metrics.jsonl and config.toml go into logs.tgz.
+step_smoke() {
+  local log="$logs/pretrain_smoke.log" smoke="$runs/pretrain_smoke" t0=$SECONDS rc1 rc2 ok=0
+  local label="byol-pretrain GPU smoke (stop, resume)"
+  need_exe smoke "$label" "$pretrain" || return
+  local args=(--set data.train=synthetic:1024:10:32 --set data.side=32 --set data.normalization=none
+              --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32
+              --set model.stem=cifar --set train.batch_size=128 --set train.epochs=2 --set train.warmup_epochs=1
+              --set run.device=cuda --set run.log_every=2 --set run.checkpoint_every=4 --set "run.out=$smoke")
+  run_cmd "$root" "$log" 150 "$pretrain" "${args[@]}" --set run.max_steps=6
+  rc1=$?
+  if [ "$rc1" -ne 0 ] && out_of_time; then
+    conclude smoke "$label" "$rc1" "$log" "the first half did not finish"
+    return
+  fi
+  run_cmd "$root" "$log" 150 "$pretrain" "${args[@]}" --resume
+  rc2=$?
+  if [ "$dry" -eq 1 ]; then  # the layout a real run leaves, so that the packing is tested against it
+    mkdir -p "$smoke/checkpoints"
+    echo "dry run: stands for a checkpoint, which logs.tgz must leave out" >"$smoke/checkpoints/step_00000016.safetensors"
+    echo "dry run: stands for the exported encoder" >"$smoke/encoder.safetensors"
+    echo '{"dry_run": true, "note": "byol-pretrain writes one object per logged step and kNN evaluation"}' >"$smoke/metrics.jsonl"
+    echo '# dry run: byol-pretrain writes the effective configuration here' >"$smoke/config.toml"
+  fi
+  dry_skip smoke "$label" && return
+  [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$log" &&
+    grep -q '"knn_top1"' "$smoke/metrics.jsonl" 2>/dev/null && ok=1
+  local detail
+  detail="rc $rc1/$rc2; $(grep -E '^done:|error' "$log" | tail -1 | cut -c1-200); $((SECONDS - t0)) s"
+  if [ $ok -eq 1 ]; then
+    record smoke "$label" PASS "$detail"
+  else
+    [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] &&
+      detail+="; missing: $([ -f "$smoke/encoder.safetensors" ] || echo 'encoder.safetensors ')$(grep -q 'on cuda' "$log" || echo "'on cuda' in the log ")$(grep -qs '"knn_top1"' "$smoke/metrics.jsonl" || echo 'knn_top1 in metrics.jsonl')"
+    record smoke "$label" FAIL "$detail"
+    excerpt "$log" "$label"
+  fi
+}
+
+step_labs() {
+  local lab exe log rc t0
+  for lab in "${labs[@]}"; do
+    if out_of_time; then record labs "lab $lab" SKIP "out of time budget"; continue; fi
+    exe="$build/benchmarks/$lab"
+    log="$logs/$lab.log"
+    need_exe labs "lab $lab" "$exe" || continue
+    t0=$SECONDS
+    run_cmd "$root" "$log" 60 "$exe"
+    rc=$?
+    dry_skip labs "lab $lab" && continue
+    conclude labs "lab $lab" "$rc" "$log" \
+      "$(grep -E '^v1' "$log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//; s/$/; /' | tr -d '\n')$((SECONDS - t0)) s"
+  done
+}
+
+step_bench() {
+  local torch_ok=0 entry name ours theirs log rc
+  if [ "$dry" -eq 1 ]; then
+    echo "gpu_check: dry run, would check: python3 -c 'import torch, torchvision; torch.cuda.is_available()'"
+  elif python3 -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+    torch_ok=1
+  fi
+  # name | byol_step_bench arguments | byol_step_torch.py arguments (same model, stem, side and batch)
+  local step_benches=(
+    "resnet18_cifar_b256|256 20 64 32 4096 cifar --depth 18|256 20 1 --depth 18 --stem cifar --side 32"
+    "resnet50_imagenet224_b128|128 10 64 224 4096 imagenet --depth 50|128 10 1 --depth 50 --stem imagenet --side 224"
+  )
+  for entry in "${step_benches[@]}"; do
+    IFS='|' read -r name ours theirs <<<"$entry"
+    if out_of_time; then record bench "step $name" SKIP "out of time budget"; continue; fi
+    need_exe bench "step $name (byol.cpp)" "$bench" || continue
+    log="$logs/step_$name.log"
+    # shellcheck disable=SC2086  # the argument lists above are word lists
+    run_cmd "$root" "$log" 180 "$bench" $ours --device cuda
+    rc=$?
+    if ! dry_skip bench "step $name (byol.cpp)"; then
+      conclude bench "step $name (byol.cpp)" "$rc" "$log" "$(tail -1 "$log")" INFO
+    fi
+    if [ "$dry" -eq 0 ] && [ $torch_ok -eq 0 ]; then
+      record bench "step $name (PyTorch)" INFO "skipped: python3 has no torch/torchvision with CUDA"
+      continue
+    fi
+    if out_of_time; then record bench "step $name (PyTorch)" SKIP "out of time budget"; continue; fi
+    log="$logs/step_${name}_torch.log"
     # shellcheck disable=SC2086
-    timeout "$(budget 180)" python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda \
-      >"$out/step_${name}_torch.log" 2>&1
+    run_cmd "$root" "$log" 180 python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda
     rc=$?
-    record "step $name (PyTorch)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" "$(tail -1 "$out/step_${name}_torch.log")"
-  else
-    record "step $name (PyTorch)" INFO "skipped: python3 has no torch/torchvision with CUDA"
-  fi
-done
-
-# --- the multi-GPU scaling model (docs/scaling.md) from the measured ResNet-50 step -------------------------
-if grep -q "ResNet-50 .* images/s" "$out/step_resnet50_imagenet224_b128.log" 2>/dev/null; then
-  python3 "$root/scripts/scaling_model.py" --from-log "$out/step_resnet50_imagenet224_b128.log" \
-    >"$out/scaling.md" 2>&1
-  rc=$?
-  record "scaling model (docs/scaling.md)" "$([ $rc -eq 0 ] && echo INFO || echo FAIL)" \
-    "$(grep -E '^\| 8 \||^\| 64 \|' "$out/scaling.md" | sed -E 's/ +/ /g' | tr '\n' ';')"
-else
-  record "scaling model (docs/scaling.md)" FAIL "no ResNet-50 step rate measured"
-fi
-
-# --- kernel labs ----------------------------------------------------------------------------------------------
-for lab in batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab elementwise_lab; do
-  exe="$build/benchmarks/$lab"
-  if [ ! -x "$exe" ]; then record "$lab" FAIL "not built"; continue; fi
-  log "$lab"
-  timeout "$(budget 180)" "$exe" >"$out/$lab.log" 2>&1
-  rc=$?
-  record "$lab" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
-    "$(grep -E '^v1' "$out/$lab.log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//' | tr '\n' ';')"
-done
-
-# --- compute-sanitizer memcheck on the kernel tests (last: the slowest) ------------------------------------
-if [ -x "$tests" ]; then
-  sanitizer="$(command -v compute-sanitizer || true)"
-  [ -z "$sanitizer" ] && [ -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] && sanitizer="$(dirname "$nvcc_bin")/compute-sanitizer"
-  if [ -n "$sanitizer" ]; then
-    log "compute-sanitizer memcheck on the kernel tests ([cuda-kernels])"
-    (cd "$build/tests" && timeout "$(budget 300)" "$sanitizer" --tool memcheck --error-exitcode 99 --leak-check no \
-       "$tests" "[cuda-kernels]") >"$out/memcheck.log" 2>&1
+    dry_skip bench "step $name (PyTorch)" && continue
+    conclude bench "step $name (PyTorch)" "$rc" "$log" "$(tail -1 "$log")" INFO
+  done
+  # the multi-GPU scaling model (docs/scaling.md) from the measured ResNet-50 step
+  local r50="$logs/step_resnet50_imagenet224_b128.log"
+  if [ "$dry" -eq 1 ]; then
+    run_cmd "$root" "$logs/scaling.log" 30 python3 "$root/scripts/scaling_model.py" --from-log "$r50"
+    record bench "scaling model (docs/scaling.md)" SKIP "dry run: needs the measured ResNet-50 rate"
+  elif grep -q "ResNet-50 .* images/s" "$r50" 2>/dev/null; then
+    timeout 30 python3 "$root/scripts/scaling_model.py" --from-log "$r50" >"$logs/scaling.md" 2>&1
     rc=$?
-    record "memcheck [cuda-kernels]" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" \
-      "rc $rc; $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
+    conclude bench "scaling model (docs/scaling.md)" "$rc" "$logs/scaling.md" \
+      "$(grep -E '^\| 8 \||^\| 64 \|' "$logs/scaling.md" | sed -E 's/ +/ /g' | tr '\n' ';')" INFO
   else
-    record "memcheck [cuda-kernels]" FAIL "compute-sanitizer not found"
+    record bench "scaling model (docs/scaling.md)" FAIL "no ResNet-50 step rate measured"
   fi
-fi
+}
 
-# --- summary -------------------------------------------------------------------------------------------------
-{
-  echo
-  echo "=== gpu_check summary (${gpu:-no GPU}) — logs in $out ==="
-  printf '%-34s %-8s %s\n' "step" "status" "detail"
-  for line in "${summary[@]}"; do echo "$line"; done
-} | tee "$out/summary.txt"
-exit $failed
+# --- run them, in order of value -----------------------------------------------------------------------------------
+[ "$dry" -eq 1 ] && echo "gpu_check: dry run: GPU steps are reported as skipped and their commands printed, nothing is built"
+selected build || echo "gpu_check: the build step is not selected: the binaries in $build are used as they are"
+for s in "${steps[@]}"; do
+  if out_of_time; then
+    record "$s" "$s" SKIP "out of time budget (GPU_CHECK_BUDGET_S=${GPU_CHECK_BUDGET_S:-560})"
+    save_state
+    continue
+  fi
+  if [ "$dry" -eq 0 ] && [ "$has_gpu" -eq 0 ] && [[ "$gpu_steps" == *" $s "* ]]; then
+    record "$s" "$s" SKIP "no GPU visible (nvidia-smi lists none); --dry-run tests the orchestration alone"
+    save_state
+    continue
+  fi
+  echo "gpu_check: --- $s ($((deadline - SECONDS)) s left)"
+  current_step=$s
+  case "$s" in
+    build) step_build ;;
+    cuda_tests) step_cuda_tests ;;
+    memcheck | initcheck) step_sanitizer "$s" ;;
+    nccl) step_nccl ;;
+    smoke) step_smoke ;;
+    labs) step_labs ;;
+    bench) step_bench ;;
+  esac
+  current_step=""
+  [ -n "${result[$s]:-}" ] || result[$s]=PASS
+  save_state
+  pack
+done
+finish
