@@ -24,7 +24,7 @@ struct PretrainConfig {
   double crop_area_min = 0.08;   // random resized crop: smallest fraction of the image area
   double jitter_p = 0.8;         // colour jitter probability
   double jitter_strength = 1.0;  // scales brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1
-  std::string jitter = "official";  // brightness/contrast convention: "official" or "torchvision"
+  std::string jitter = "torchvision";  // brightness/contrast convention: "torchvision" or "official"
   double grayscale_p = 0.2;
   double blur_p_view1 = 1.0, blur_p_view2 = 0.1;
   double solarize_p_view1 = 0.0, solarize_p_view2 = 0.2;

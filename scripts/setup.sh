@@ -17,6 +17,7 @@ packages=(
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image decoding (optional in the build)
   openmpi-bin libopenmpi-dev   # multi-process training and its mpirun -np 2 tests (optional in the build)
   dataset-fashion-mnist   # the default dataset on a fresh machine (IDX files under /usr/share/datasets)
+  python3-torchvision     # the PyTorch references: training-level checks, torchvision export, scaling model
 )
 
 missing=()

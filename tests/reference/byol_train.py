@@ -18,8 +18,10 @@ Each component can be switched to byol.cpp's convention, one at a time, to bisec
   --views FILE                    train on a recorded view stream instead of augmenting here: a
                                   safetensors file with view1, view2 u8 [steps, batch, side, side, 3]
                                   (written by --save-views here, or by byol.cpp's byol_views tool)
-  --save-views FILE               record this run's view stream (for byol.cpp's byol_views tool)
+  --save-views FILE               record this run's view stream (for byol.cpp's byol_views tool);
+                                  with --record-only, record it without training
   --eval-encoder FILE             only evaluate an encoder exported by byol.cpp (torchvision names, OIHW)
+                                  (--eval-baseline FILE: and its random-init baseline)
 
 Collapse is watched as it happens: every --monitor-every steps, on a fixed batch of 512 test images, the
 mean per-dimension standard deviation of the L2-normalised projections (1/sqrt(dim) for a spread-out
@@ -46,6 +48,18 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 # --- data ----------------------------------------------------------------------------------------------
+
+def load_fashion_mnist(split, root="/usr/share/datasets/fashion-mnist"):
+    """Debian's dataset-fashion-mnist (IDX, gzip) as u8 [N, 28, 28, 3] (grey in all three channels) and
+    labels [N], as byol.cpp's fashion-mnist:<split> reads it."""
+    import gzip
+    prefix = "train" if split == "train" else "t10k"
+    with gzip.open(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz")) as f:
+        images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz")) as f:
+        labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8).astype(np.int64)
+    return torch.from_numpy(np.repeat(images[..., None], 3, axis=3).copy()), torch.from_numpy(labels)
+
 
 def load_folder(root):
     """An image folder (<root>/<class>/*.jpg|png, classes sorted) as u8 [N, H, W, 3] and labels [N]."""
@@ -222,7 +236,8 @@ def load_byolcpp_encoder(encoder, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data-local/cifar10", help="folder with train/ and test/ image folders")
+    ap.add_argument("--data", default="data-local/cifar10",
+                    help="folder with train/ and test/ image folders, or fashion-mnist (Debian's package)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--side", type=int, default=32)
@@ -240,7 +255,9 @@ def main():
     ap.add_argument("--init", choices=["torch", "byolcpp"], default="torch")
     ap.add_argument("--views")
     ap.add_argument("--save-views")
+    ap.add_argument("--record-only", action="store_true", help="with --save-views: record the views, train nothing")
     ap.add_argument("--eval-encoder")
+    ap.add_argument("--eval-baseline", help="with --eval-encoder: a second encoder (the random-init baseline)")
     ap.add_argument("--train-subset", type=int, default=0, help="train on N random images (0: all)")
     ap.add_argument("--knn-train", type=int, default=0, help="kNN bank: N random training images (0: all)")
     ap.add_argument("--knn-test", type=int, default=0, help="kNN queries: N random test images (0: all)")
@@ -251,8 +268,11 @@ def main():
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    train = load_folder(os.path.join(args.data, "train"))
-    test = load_folder(os.path.join(args.data, "test"))
+    if args.data == "fashion-mnist":
+        train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    else:
+        train = load_folder(os.path.join(args.data, "train"))
+        test = load_folder(os.path.join(args.data, "test"))
     def subset(ds, n, seed):
         if n <= 0 or n >= len(ds[0]):
             return ds
@@ -266,6 +286,11 @@ def main():
         enc = bt.ResNet18Cifar(args.base)
         load_byolcpp_encoder(enc, args.eval_encoder)
         acc = knn_top1(enc, knn_train, knn_test)
+        if args.eval_baseline:
+            base = bt.ResNet18Cifar(args.base)
+            load_byolcpp_encoder(base, args.eval_baseline)
+            record["knn_init"] = knn_top1(base, knn_train, knn_test)
+            print(f"kNN top-1 of the baseline {args.eval_baseline}: {record['knn_init']:.2f} %")
         print(f"kNN top-1 of {args.eval_encoder}: {acc:.2f} %  (effective rank {effective_rank(features(enc, monitor_batch)):.2f})")
         record["knn"] = acc
         if args.json:
@@ -282,8 +307,8 @@ def main():
         target.load_state_dict({k: v for k, v in online.state_dict().items() if not k.startswith("predictor.")})
     online.train(), target.train()
 
-    knn0 = knn_top1(online.encoder, knn_train, knn_test)
-    print(f"step 0: kNN {knn0:.2f} %", flush=True)
+    knn0 = None if args.record_only else knn_top1(online.encoder, knn_train, knn_test)
+    print(f"step 0: kNN {knn0:.2f} %" if knn0 is not None else "recording views", flush=True)
     record["knn_init"] = knn0
 
     warmup = int(round(args.warmup_fraction * args.steps))
@@ -291,8 +316,9 @@ def main():
     views = None
     if args.views:
         views, _ = read_safetensors(args.views)
-        if views["view1"].shape[0] < args.steps or views["view1"].shape[1] != args.batch:
-            sys.exit(f"{args.views}: view1 is {list(views['view1'].shape)}, need [>= {args.steps}, {args.batch}, ...]")
+        want = [args.batch, args.side, args.side, 3]
+        if views["view1"].shape[0] < args.steps or list(views["view1"].shape[1:]) != want:
+            sys.exit(f"{args.views}: view1 is {list(views['view1'].shape)}, need [>= {args.steps}, {', '.join(map(str, want))}]")
     aug = Augment(args.side, args.jitter, args.seed)
     from PIL import Image
     pool = subset(train, args.train_subset, 4)[0]
@@ -314,6 +340,8 @@ def main():
             u2 = torch.stack([p[1] for p in pairs])
         if rec1 is not None:
             rec1[step], rec2[step] = u1, u2
+        if args.record_only:
+            continue
         x1, x2 = normalise(u1), normalise(u2)
         online.zero_grad(set_to_none=False)
         p1, p2 = online(x1), online(x2)
@@ -333,6 +361,9 @@ def main():
     if rec1 is not None:
         write_views(args.save_views, rec1, rec2, {"steps": args.steps, "batch": args.batch, "side": args.side,
                                                    "jitter": args.jitter, "seed": args.seed})
+    if args.record_only:
+        print(f"recorded {args.steps} batches of {args.batch} view pairs in {args.save_views}")
+        return 0
     knn1 = knn_top1(online.encoder, knn_train, knn_test)
     record["knn_final"] = knn1
     print(f"kNN top-1: {knn0:.2f} % at random init -> {knn1:.2f} % after {args.steps} steps ({knn1 - knn0:+.2f})")

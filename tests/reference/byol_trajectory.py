@@ -13,7 +13,10 @@ rounding alone does).
 
 Views are random images by default (--views random) or, with --cifar DIR, crops of real images
 (torchvision's augmentations), so the kernels see realistic activations.
-Exit status 0 when byol.cpp's loss stays within --tolerance of float64 PyTorch at every step.
+Passes (exit 0) when, at every step, byol.cpp's loss is as close to float64 PyTorch's as float32 rounding
+explains: |byol.cpp - f64| <= --factor x (the largest |f32 PyTorch - f64| so far) + --floor. A state
+that is carried wrongly from step to step (a stale cached weight, a momentum or EMA applied twice, a
+schedule off by one) moves the loss by far more than that within a few steps.
 """
 import argparse
 import os
@@ -100,7 +103,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary")
     ap.add_argument("work")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--side", type=int, default=16)
     ap.add_argument("--base", type=int, default=8)
@@ -116,7 +119,8 @@ def main():
     ap.add_argument("--tau-base", type=float, default=0.99)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cifar", help="an image folder (<dir>/<class>/*.jpg): views of real images")
-    ap.add_argument("--tolerance", type=float, default=2e-3, help="largest |loss - float64 loss| allowed")
+    ap.add_argument("--factor", type=float, default=20.0)
+    ap.add_argument("--floor", type=float, default=1e-4)
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -149,21 +153,25 @@ def main():
     ref32, _, _ = run_torch(args, online0, target0, v1, v2, torch.float32)
     ours_loss = got["loss"].tolist()
     print("step   float64 torch   float32 torch   byol.cpp   |cpp - f64|   |f32 - f64|")
-    worst = 0.0
+    failed, rounding = [], 0.0
     for s in range(args.steps):
         d, d32 = abs(ours_loss[s] - ref64[s]), abs(ref32[s] - ref64[s])
-        worst = max(worst, d)
-        print(f"{s:4d}   {ref64[s]:13.6f}   {ref32[s]:13.6f}   {ours_loss[s]:8.6f}   {d:11.2e}   {d32:11.2e}")
+        rounding = max(rounding, d32)
+        bound = args.factor * rounding + args.floor
+        if d > bound:
+            failed.append(s)
+        print(f"{s:4d}   {ref64[s]:13.6f}   {ref32[s]:13.6f}   {ours_loss[s]:8.6f}   {d:11.2e}   {d32:11.2e}"
+              f"{'   <- beyond ' + format(bound, '.1e') if d > bound else ''}")
     rel = []
     for n, p in on64.named_parameters():
         r = ours(p)
         c = got["final.online." + n]
         rel.append(((c.double() - r.double()).norm() / max(r.double().norm().item(), 1e-12)).item())
     print(f"final online parameters: worst relative difference {max(rel):.2e} (median {sorted(rel)[len(rel) // 2]:.2e})")
-    if worst > args.tolerance:
-        print(f"FAIL: byol.cpp's loss left float64 PyTorch's by {worst:.2e} (> {args.tolerance:.1e})")
+    if failed:
+        print(f"FAIL: byol.cpp's loss left float64 PyTorch's by more than float32 rounding explains at steps {failed}")
         return 1
-    print(f"OK: byol.cpp's loss within {worst:.2e} of float64 PyTorch over {args.steps} steps")
+    print(f"PASS: byol.cpp's loss follows float64 PyTorch's over {args.steps} steps as closely as float32 PyTorch does")
     return 0
 
 

@@ -1,16 +1,19 @@
 // Recorded view streams, to bisect a training difference between byol.cpp and the PyTorch reference
 // (tests/reference/byol_train.py): either side can train on the views the other one made.
 //
-//   byol_views record DATASET OUT.safetensors STEPS BATCH SIDE SEED [official|torchvision]
-//       runs byol.cpp's loader (BYOL's two view distributions, the given colour-jitter convention, ImageNet
-//       mean/std) for STEPS batches and writes view1, view2 as u8 [STEPS, BATCH, SIDE, SIDE, 3] (the
+//   byol_views record DATASET OUT.safetensors STEPS BATCH SIDE SEED [official|torchvision [AREA [STRENGTH]]]
+//       runs byol.cpp's loader (BYOL's two view distributions, the given colour-jitter convention, crops of
+//       at least AREA of the image (0.08), jitter strengths scaled by STRENGTH (1), ImageNet mean/std) for
+//       STEPS batches and writes view1, view2 as u8 [STEPS, BATCH, SIDE, SIDE, 3] (the
 //       normalisation undone and rounded to 1/255, the precision of a decoded image)
 //   byol_views train VIEWS.safetensors ENCODER.safetensors STEPS SEED copy|random [BASE HIDDEN DIM]
 //       trains byol.cpp's Learner on the first STEPS batches of a recorded stream with the recipe of
 //       docs/results.md (ResNet-18 CIFAR stem, base lr 1.0, weight decay 1e-6, tau_base 0.99, 10 % warmup)
-//       and exports the online encoder (torchvision names) for byol_train.py --eval-encoder
+//       and exports the online encoder (torchvision names) for byol_train.py --eval-encoder; STEPS = 0
+//       exports the initial encoder (the random-init baseline of the same draw)
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -25,16 +28,25 @@ namespace {
 using namespace byol;
 
 int record(int argc, char** argv) {
-  BYOL_CHECK(argc == 8 || argc == 9,
-             "usage: byol_views record DATASET OUT.safetensors STEPS BATCH SIDE SEED [official|torchvision]");
+  BYOL_CHECK(argc >= 8 && argc <= 11, "usage: byol_views record DATASET OUT.safetensors STEPS BATCH SIDE SEED "
+                                      "[official|torchvision [CROP_AREA_MIN [JITTER_STRENGTH]]]");
   const std::string spec = argv[2], out = argv[3];
   const int64_t steps = std::atoll(argv[4]), batch = std::atoll(argv[5]);
   const int side = std::atoi(argv[6]);
   const uint64_t seed = std::strtoull(argv[7], nullptr, 10);
-  const std::string jitter = argc == 9 ? argv[8] : "official";
+  const std::string jitter = argc >= 9 ? argv[8] : "official";
+  const double area_min = argc >= 10 ? std::atof(argv[9]) : 0.08;
+  const double strength = argc >= 11 ? std::atof(argv[10]) : 1.0;
+  BYOL_CHECK(area_min > 0 && area_min <= 1 && strength >= 0 && strength <= 2.5,
+             "CROP_AREA_MIN: expected (0, 1], JITTER_STRENGTH: expected [0, 2.5], got ", area_min, " and ", strength);
   const data::Normalization norm = data::Normalization::imagenet();
   data::AugmentOptions aug = data::AugmentOptions::byol(side, norm);
-  for (data::ViewOptions& v : aug.views) v.jitter_style = data::parse_jitter_style(jitter);
+  for (data::ViewOptions& v : aug.views) {
+    v.jitter_style = data::parse_jitter_style(jitter);
+    v.area_min = area_min;
+    v.brightness *= strength, v.contrast *= strength, v.saturation *= strength;
+    v.hue = std::min(0.5, v.hue * strength);
+  }
   data::LoaderOptions lo;
   lo.batch_size = batch;
   lo.seed = seed;
@@ -62,7 +74,8 @@ int record(int argc, char** argv) {
   }
   save_safetensors(out, {{"view1", v[0]}, {"view2", v[1]}},
                    {{"steps", std::to_string(steps)}, {"batch", std::to_string(batch)}, {"jitter", jitter},
-                    {"seed", std::to_string(seed)}, {"source", "byol.cpp loader " + spec}});
+                    {"seed", std::to_string(seed)}, {"crop_area_min", std::to_string(area_min)},
+                    {"jitter_strength", std::to_string(strength)}, {"source", "byol.cpp loader " + spec}});
   std::printf("byol_views: recorded %lld batches of %lld view pairs from %s into %s\n",
               static_cast<long long>(steps), static_cast<long long>(batch), spec.c_str(), out.c_str());
   return 0;
@@ -80,6 +93,7 @@ int train(int argc, char** argv) {
              target_init, "'");
   const Tensor& v1 = views.get("view1");
   const Tensor& v2 = views.get("view2");
+  BYOL_CHECK(steps >= 0, "STEPS: expected >= 0 (0 exports the initial encoder), got ", steps);
   BYOL_CHECK(v1.dtype() == DType::u8 && v1.dim() == 5 && v1.shape() == v2.shape() && v1.size(0) >= steps,
              argv[2], ": expected view1, view2 u8 [>= ", steps, ", batch, side, side, 3], got ", v1.describe(),
              " and ", v2.describe());
@@ -91,7 +105,7 @@ int train(int argc, char** argv) {
   net.projection_dim = argc == 10 ? std::atoll(argv[9]) : 128;
   TrainConfig t;
   t.batch_size = v1.size(1);
-  t.total_steps = steps;
+  t.total_steps = std::max<int64_t>(steps, 1);
   t.warmup_steps = static_cast<int64_t>(std::llround(0.1 * static_cast<double>(steps)));
   t.base_lr = 1.0;
   t.weight_decay = 1e-6;
