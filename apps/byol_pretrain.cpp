@@ -239,6 +239,7 @@ int run(int argc, char** argv) {
   train.probe_classes = dataset->num_classes();
   train.probe_lr = cfg.probe_lr;
   train.seed = cfg.seed;
+  train.copy_target_init = cfg.target_init == "copy";
   Learner learner(network_config(cfg), train);
   learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
   DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});

@@ -82,6 +82,7 @@ const std::map<std::string, Setter>& setters() {
       {"train.warmup_epochs", real(&C::warmup_epochs)},
       {"train.probe_lr", real(&C::probe_lr)},
       {"train.seed", integer(&C::seed)},
+      {"train.target_init", text(&C::target_init)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
       {"run.out", text(&C::out)},
@@ -159,6 +160,8 @@ void validate(const PretrainConfig& c) {
        cat("expected 0 < value <= 1, got ", c.crop_area_min));
   need(c.jitter_strength >= 0 && c.jitter_strength <= 2.5, "augment.jitter_strength",
        cat("expected 0..2.5, got ", c.jitter_strength));
+  need(c.target_init == "copy" || c.target_init == "random", "train.target_init",
+       cat("expected \"copy\" or \"random\", got '", c.target_init, "'"));
   need(c.jitter == "official" || c.jitter == "torchvision", "augment.jitter",
        cat("expected \"official\" or \"torchvision\", got '", c.jitter, "'"));
   for (auto [key, v] : {std::pair{"augment.jitter_p", c.jitter_p},
@@ -216,7 +219,7 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nprojection_dim = " << c.projection_dim << "\npredictor_hidden = " << c.predictor_hidden
      << "\n\n[train]\nepochs = " << c.epochs << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset
      << "\nbase_lr = " << c.base_lr << "\nweight_decay = " << c.weight_decay << "\ntau_base = " << c.tau_base
-     << "\nwarmup_epochs = " << c.warmup_epochs << "\nprobe_lr = " << c.probe_lr << "\nseed = " << c.seed
+     << "\nwarmup_epochs = " << c.warmup_epochs << "\nprobe_lr = " << c.probe_lr << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init)
      << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
      << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints

@@ -46,6 +46,9 @@ struct PretrainConfig {
   double warmup_epochs = 10;
   double probe_lr = 1e-3;
   uint64_t seed = 0;
+  // The target network at step 0: "copy" of the online network (as PyTorch implementations do; learns more
+  // in short runs, docs/results.md) or "random", its own draw from the initialisers.
+  std::string target_init = "copy";
   int threads = 0;  // OpenMP threads (0: all cores)
   bool sync_bn = true;
   // [run]

@@ -198,6 +198,43 @@ TEST_CASE("colour jitter applies its ops in the sampled order, contrast around e
   for (int i = 0; i < 6; ++i) CHECK(img[i] == Approx(want3[i]).margin(1e-6));
 }
 
+TEST_CASE("colour jitter in torchvision's convention: brightness scales, contrast around the grey mean",
+          "[augment]") {
+  // The expected values are torchvision 0.14's own (torchvision.transforms.functional.adjust_brightness
+  // and adjust_contrast on the float tensor [[0.2, 0.6], [0.4, 0.8], [0.6, 1.0]] (C, 1, 2)), not a copy of
+  // the formulas under test.
+  const std::vector<float> src = {0.2f, 0.4f, 0.6f, 0.6f, 0.8f, 1.0f};
+  AugmentParams p = identity_params(1, 2);
+  p.jitter_style = static_cast<uint8_t>(JitterStyle::torchvision);
+  p.brightness = 0.1f;  // factor 1.1
+  p.contrast = 2.0f;
+  p.jitter_order[0] = kBrightness, p.jitter_order[1] = kContrast, p.jitter_order[2] = kSaturation,
+  p.jitter_order[3] = kHue;
+  std::vector<float> img = src;
+  color_jitter(img.data(), 1, 2, p);
+  const std::vector<float> want1 = {0.0f, 0.266444027f, 0.706444025f, 0.706444025f, 1.0f, 1.0f};
+  for (int i = 0; i < 6; ++i) CHECK(img[i] == Approx(want1[i]).margin(1e-6));
+  std::swap(p.jitter_order[0], p.jitter_order[1]);
+  img = src;
+  color_jitter(img.data(), 1, 2, p);
+  const std::vector<float> want2 = {0.0f, 0.260743976f, 0.700744033f, 0.700744033f, 1.0f, 1.0f};
+  for (int i = 0; i < 6; ++i) CHECK(img[i] == Approx(want2[i]).margin(1e-6));
+  // contrast 0 gives the grey mean in every channel (the official convention keeps each channel's mean)
+  p = identity_params(1, 2);
+  p.jitter_style = static_cast<uint8_t>(JitterStyle::torchvision);
+  p.contrast = 0.0f;
+  img = src;
+  color_jitter(img.data(), 1, 2, p);
+  for (int i = 0; i < 6; ++i) CHECK(img[i] == Approx(0.56296003f).margin(1e-6));
+  // the style travels from the options into the sampled parameters
+  ViewOptions o = ViewOptions::byol_view1();
+  std::mt19937_64 gen(3);
+  CHECK(sample_view(o, 32, 32, 32, 32, gen).jitter_style == static_cast<uint8_t>(JitterStyle::official));
+  o.jitter_style = parse_jitter_style("torchvision");
+  CHECK(sample_view(o, 32, 32, 32, 32, gen).jitter_style == static_cast<uint8_t>(JitterStyle::torchvision));
+  CHECK_THROWS_WITH(parse_jitter_style("tf"), Catch::Contains("expected 'official' or 'torchvision', got 'tf'"));
+}
+
 TEST_CASE("apply_view composes crop, jitter, grayscale, blur, solarize and normalisation in order",
           "[augment]") {
   // A constant source keeps every spatial step trivial, so the expected colour follows by hand:
