@@ -38,6 +38,10 @@ namespace {
 ConvAlgorithm initial_algorithm() {
 #if BYOL_WITH_ONEDNN
   const char* env = std::getenv("BYOL_CPU_CONV");
+  // Without AVX-512 the oneDNN path was seen to crash (SIGSEGV in the evaluation tests at one thread) and
+  // to repeat runs only approximately (AMD EPYC, AVX2, 2026-12-03); its Winograd kernel needs AVX-512 too.
+  // There the default is the im2col path until that is understood; BYOL_CPU_CONV still selects oneDNN.
+  if ((env == nullptr || *env == 0) && !__builtin_cpu_supports("avx512f")) return ConvAlgorithm::im2col;
   if (env == nullptr || *env == 0 || std::strcmp(env, "winograd") == 0) return ConvAlgorithm::onednn_winograd;
   if (std::strcmp(env, "direct") == 0) return ConvAlgorithm::onednn_direct;
   if (std::strcmp(env, "im2col") == 0) return ConvAlgorithm::im2col;
