@@ -144,7 +144,9 @@ TEST_CASE("a checkpoint written by rank 0 resumes on two ranks and on one", "[mp
   CHECK(one.steps_done() == 2);
   CHECK(two.steps_done() == 2);
   CHECK(std::abs(loss1 - loss2) < 1e-5 * std::abs(loss1));
-  CHECK(rel_diff(two.nets.online.params(), one.nets.online.params()) < 1e-5);
+  // Two steps of float32 training sum the gradients in another order on two ranks: 2.2e-5 measured on the
+  // im2col convolutions (AVX2 host, 2026-12-03), so 1e-4 (a wrong all-reduce is off by far more).
+  CHECK(rel_diff(two.nets.online.params(), one.nets.online.params()) < 1e-4);
   comm.barrier();
   if (comm.is_root()) std::filesystem::remove(path);
 }
