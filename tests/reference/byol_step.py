@@ -27,7 +27,9 @@ import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: F401
+
+from byol_torch import ResNet18Cifar, mlp  # the networks, shared with the training-level references
 
 torch.manual_seed(20261124)
 DT = torch.float64
@@ -37,49 +39,6 @@ DT = torch.float64
 BATCH, SIDE, BASE = 6, 8, 4
 PROJ_HIDDEN, PROJ_DIM, PRED_HIDDEN = 32, 16, 32
 LR, WD, ETA, MOMENTUM, TAU = 0.8, 1e-2, 0.02, 0.9, 0.9
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, inp, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inp != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inp, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-        h = F.relu(self.bn1(self.conv1(x)))
-        h = self.bn2(self.conv2(h))
-        return F.relu(h + (self.downsample(x) if self.downsample is not None else x))
-
-
-class ResNet18Cifar(nn.Module):
-    def __init__(self, base):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, base, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(base)
-        inp = base
-        for stage in range(4):
-            planes = base << stage
-            blocks = []
-            for b in range(2):
-                blocks.append(BasicBlock(inp, planes, 2 if stage > 0 and b == 0 else 1))
-                inp = planes
-            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
-        self.out_features = inp
-
-    def forward(self, x):
-        h = F.relu(self.bn1(self.conv1(x)))
-        for stage in range(4):
-            h = getattr(self, f"layer{stage + 1}")(h)
-        return h.mean(dim=(2, 3))
-
-
-def mlp(inp, hidden, out):
-    return nn.Sequential(nn.Linear(inp, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out, bias=False))
 
 
 class Online(nn.Module):
