@@ -27,7 +27,6 @@ import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F  # noqa: F401
 
 from byol_torch import ResNet18Cifar, mlp  # the networks, shared with the training-level references
 
