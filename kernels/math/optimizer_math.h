@@ -7,13 +7,28 @@
 
 namespace byol::math {
 
+// a * b + c rounded once, on the host (std::fma) and on the device (CUDA's fma overloads: fmaf for
+// float). Formulas that both backends must compute bitwise alike write their products this way: left
+// to the compilers, nvcc contracts a * b + c into an FMA by default and GCC does so only where the
+// target has FMA instructions and -ffp-contract allows it, so the two results could differ in the last bit.
+template <class T>
+BYOL_HD T fused_multiply_add(T a, T b, T c) {
+#if defined(__CUDA_ARCH__)
+  return fma(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
 // Target EMA (BYOL eq. 1 of sec. 3.1): target <- tau * target + (1 - tau) * online, written as a lerp
 // from target toward online with weight w = 1 - tau. As in ATen's lerp, the formula is chosen by
-// |w| < 0.5 so that it stays exact at both ends (tau near 1 is the case that matters here).
+// |w| < 0.5 so that it stays exact at both ends (tau near 1 is the case that matters here). The
+// products are explicit FMAs, so the CPU loop and the kernel agree bitwise.
 template <class T>
 BYOL_HD T ema_update(T target, T online, T tau) {
   const T w = T(1) - tau;
-  return w < T(0.5) ? target + w * (online - target) : online - (online - target) * (T(1) - w);
+  const T diff = online - target;
+  return w < T(0.5) ? fused_multiply_add(w, diff, target) : fused_multiply_add(-diff, T(1) - w, online);
 }
 
 // LARS (You et al. 2017) as the official BYOL code chains it, per element of one tensor:
