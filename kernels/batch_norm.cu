@@ -1,10 +1,14 @@
 // Batch-norm kernels (see batch_norm.cuh for the phases and the partial-sum contract).
 //
 // Reductions: a block of 32 x 8 threads covers a 32-channel tile and a chunk of rows (launch.h's
-// bn_grid); lanes take consecutive channels, so each warp reads 128 contiguous bytes of a row. Each
-// thread accumulates in fp32, the block combines its 8 rows of partials in shared memory and writes one
-// fp32 partial per channel and chunk; a second kernel adds the chunks in double, in a fixed order, so
-// results are deterministic run to run.
+// bn_grid); lanes take consecutive channels, so each warp reads 128 contiguous bytes of a row. A second
+// kernel combines the chunks in double, in a fixed order, so results are deterministic run to run.
+//  - Forward statistics: each thread sums x - x0 and (x - x0)^2 in fp32, x0 being the first value it
+//    reads (shifted sums: a channel mean of 100 against a spread of 1 cancels nothing); its moments
+//    (count, mean, M2) are merged with the block's other rows (math::moments_merge, Chan's formula, in
+//    double) into one double partial per channel and chunk, and the chunks likewise.
+//  - Backward sums (dy and dy * x_hat, no cancellation to fear): fp32 per thread, the block's rows
+//    added in shared memory into one fp32 partial per channel and chunk.
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #include "kernels/batch_norm.cuh"
@@ -13,17 +17,6 @@
 
 namespace byol::kernels {
 namespace {
-
-// (x, x^2) for the forward statistics.
-template <class T>
-struct ForwardTerms {
-  const T* x;
-  int64_t C;
-  __device__ float2 operator()(int64_t r, int64_t c) const {
-    const float v = static_cast<float>(x[r * C + c]);
-    return make_float2(v, v * v);
-  }
-};
 
 // (dy, dy * x_hat) for the backward sums.
 template <class T>
@@ -69,6 +62,65 @@ __global__ void column_partials_kernel(Terms terms, int64_t M, int64_t C, int64_
     float* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
     out[c] = a;
     out[C + c] = b;
+  }
+}
+
+// Rows [r0, r1) of a chunk that thread row ty of the block reads: r0 + ty, r0 + ty + kBnTileRows, ...
+__device__ __forceinline__ int64_t rows_of_thread(int64_t r0, int64_t r1, int ty) {
+  return r1 - r0 > ty ? (r1 - r0 - ty + kBnTileRows - 1) / kBnTileRows : 0;
+}
+
+// partial[chunk][0][c] = mean, partial[chunk][1][c] = M2 of channel c over the chunk's rows (double).
+template <class T>
+__global__ void moments_partials_kernel(const T* __restrict__ x, int64_t M, int64_t C, int64_t rows_per_chunk,
+                                        double* __restrict__ partial) {
+  __shared__ double s_mean[kBnTileRows][kBnTileC + 1], s_m2[kBnTileRows][kBnTileC + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnTileC + tx;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
+  const int64_t r1 = r0 + rows_per_chunk < M ? r0 + rows_per_chunk : M;
+  math::Moments<double> m{0, 0, 0};
+  if (c < C && r0 + ty < r1) {
+    const float shift = static_cast<float>(x[(r0 + ty) * C + c]);
+    float s = 0.0f, ss = 0.0f;
+    for (int64_t r = r0 + ty; r < r1; r += kBnTileRows) {
+      const float d = static_cast<float>(x[r * C + c]) - shift;
+      s += d;
+      ss += d * d;
+    }
+    m = math::moments_from_shifted_sums<double>(static_cast<double>(rows_of_thread(r0, r1, ty)), shift, s,
+                                                ss);
+  }
+  s_mean[ty][tx] = m.mean;
+  s_m2[ty][tx] = m.m2;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+#pragma unroll
+    for (int k = 1; k < kBnTileRows; ++k) {
+      const math::Moments<double> other{static_cast<double>(rows_of_thread(r0, r1, k)), s_mean[k][tx],
+                                        s_m2[k][tx]};
+      m = math::moments_merge(m, other);
+    }
+    double* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
+    out[c] = m.mean;
+    out[C + c] = m.m2;
+  }
+}
+
+// Merges the chunks' moments in a fixed order: out[c] = sum, out[C + c] = sum of squares of channel c
+// (math::moments_to_sums), *count_out = M.
+__global__ void combine_moments_kernel(const double* __restrict__ partial, int64_t chunks,
+                                       int64_t rows_per_chunk, int64_t M, int64_t C, double* __restrict__ out,
+                                       double* __restrict__ count_out) {
+  for (int64_t c = global_thread(); c < C; c += grid_threads()) {
+    math::Moments<double> m{0, 0, 0};
+    for (int64_t k = 0; k < chunks; ++k) {
+      const int64_t rows = M - k * rows_per_chunk < rows_per_chunk ? M - k * rows_per_chunk : rows_per_chunk;
+      m = math::moments_merge(m, math::Moments<double>{static_cast<double>(rows), partial[k * 2 * C + c],
+                                                       partial[k * 2 * C + C + c]});
+    }
+    math::moments_to_sums(m, out[c], out[C + c]);
+    if (c == 0) *count_out = static_cast<double>(M);
   }
 }
 
@@ -172,8 +224,15 @@ __global__ void backward_dx_eval_kernel(const T* __restrict__ dy, const T* __res
 
 template <class T>
 void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats, cudaStream_t stream) {
-  column_sums_2(ForwardTerms<T>{x, C}, M, C, stats + 1, stats, static_cast<T*>(nullptr),
-                static_cast<T*>(nullptr), stream);
+  const BnGrid g = bn_grid(M, C);
+  cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(double));
+  const dim3 block(kBnTileC, kBnTileRows);
+  const dim3 grid(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_chunks));
+  moments_partials_kernel<<<grid, block, 0, stream>>>(x, M, C, g.rows_per_chunk, partial.as<double>());
+  BYOL_CUDA_CHECK_LAUNCH();
+  combine_moments_kernel<<<grid_1d(C), kThreads, 0, stream>>>(partial.as<double>(), g.row_chunks,
+                                                              g.rows_per_chunk, M, C, stats + 1, stats);
+  BYOL_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>

@@ -2,8 +2,9 @@
 //
 // Training forward runs in two phases so a communicator can all-reduce between them (synced BN):
 //   1. batch_norm_partial_sums: stats = [count, sum[C], sum_sq[C]] (2C + 1 doubles, device). Each
-//      block sums its rows of a 32-channel tile in fp32 (a few hundred values per thread); the per-block
-//      partials are combined in double, so a large channel mean does not cancel the variance away.
+//      thread sums a few hundred values of one channel in fp32, shifted by the first of them; threads,
+//      blocks and chunks are merged as (count, mean, M2) moments in double (Chan's formula), then turned
+//      into the two sums, which add across ranks. A large channel mean does not cancel the variance away.
 //   2. batch_norm_stats: mean and invstd from the (reduced) stats, and the running-statistics update;
 //      then batch_norm_apply normalises, scales and shifts.
 // Backward: batch_norm_backward_sums gives sums = [sum(dy)[C], sum(dy * x_hat)[C]] (double, device) and
