@@ -1,16 +1,21 @@
 #include "engine/cuda/conv_cudnn.h"
 
+#include "engine/cuda/blas.h"  // pointer_alignment
 #include "engine/cuda/context.h"
+#include "engine/cuda/conv_select.h"
 #include "engine/cuda/cuda_check.h"
 
 #if BYOL_WITH_CUDNN
 #include <cudnn.h>
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 #endif
 
 namespace byol::cuda {
@@ -110,116 +115,160 @@ cudnnHandle_t cudnn_handle() {
   return h;
 }
 
-// One direction's choice: algorithm, its workspace and the math type it was timed with.
-template <class Algo>
-struct Choice {
+// One direction's algorithms: every usable result of its Find, fastest first, and the one to run next
+// (conv_select.h). Found again when every one of them has failed.
+struct Direction {
   bool found = false;
-  Algo algo{};
-  size_t workspace = 0;
-  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  std::vector<ConvAlgoResult> candidates;
+  size_t next = 0;
 };
 
 struct ConvPlan {
-  ConvPlan(const cpu::ConvGeom& g, bool tf32)
-      : x(g.N, g.C, g.H, g.W), y(g.N, g.K, g.P, g.Q), w(g.K, g.C, g.R, g.S), conv(g.pad, g.stride) {
-    // TF32 tensor cores only where allowed; FMA math keeps full float32 products.
-    BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(conv.get(), tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
-  }
+  ConvPlan(const cpu::ConvGeom& g, bool tf32_on)
+      : tf32(tf32_on),
+        x(g.N, g.C, g.H, g.W),
+        y(g.N, g.K, g.P, g.Q),
+        w(g.K, g.C, g.R, g.S),
+        conv(g.pad, g.stride) {}
+  bool tf32;
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
-  Choice<cudnnConvolutionFwdAlgo_t> fwd;
-  Choice<cudnnConvolutionBwdDataAlgo_t> bwd_data;
-  Choice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter;
+  Direction fwd, bwd_data, bwd_filter;
   std::mutex mu;
 };
 
-ConvPlan& plan_for(const cpu::ConvGeom& g) {
+// Plans per geometry, TF32 setting, device and alignment class of the call's three pointers (the least
+// of their pointer_alignment): an algorithm timed on 256-byte-aligned buffers is not assumed to run on
+// a 64-byte-aligned flat-buffer window.
+ConvPlan& plan_for(const cpu::ConvGeom& g, const void* a, const void* b, const void* c) {
   static std::mutex mu;
-  static std::map<std::array<int64_t, 13>, std::unique_ptr<ConvPlan> > plans;
+  static std::map<std::array<int64_t, 14>, std::unique_ptr<ConvPlan> > plans;
   const bool tf32 = allow_tf32();
-  const std::array<int64_t, 13> key{
-      g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.P, g.Q, g.stride, g.pad, tf32 ? 1 : 0, current_device()};
+  const int64_t align = std::min({pointer_alignment(a), pointer_alignment(b), pointer_alignment(c)});
+  const std::array<int64_t, 14> key{
+      g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.P, g.Q, g.stride, g.pad, tf32 ? 1 : 0, current_device(), align};
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = plans[key];
   if (!slot) slot = std::make_unique<ConvPlan>(g, tf32);
   return *slot;
 }
 
-// Picks the fastest successful result that fits the workspace limit, and sets its math type.
-template <class Perf, class Algo>
-void choose(const Perf* results, int count, Choice<Algo>& choice, const char* what, const cpu::ConvGeom& g) {
-  for (int i = 0; i < count; ++i) {  // cuDNN returns them sorted by time
-    if (results[i].status != CUDNN_STATUS_SUCCESS || results[i].memory > kWorkspaceLimit) continue;
-    choice.algo = results[i].algo;
-    choice.workspace = results[i].memory;
-    choice.math = results[i].mathType;
-    choice.found = true;
-    return;
-  }
-  BYOL_FAIL("conv2d (cuDNN ", what, "): no algorithm fits the ", kWorkspaceLimit >> 20,
-            " MiB workspace for input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C, "] and filters [", g.K, ", ",
-            g.R, ", ", g.S, ", ", g.C, "] (stride ", g.stride, ", padding ", g.pad, ")");
+std::string describe(const char* what, const cpu::ConvGeom& g) {
+  return cat("conv2d (cuDNN ", what, ") for input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C, "] and filters [",
+             g.K, ", ", g.R, ", ", g.S, ", ", g.C, "] (stride ", g.stride, ", padding ", g.pad, ")");
 }
 
 constexpr int kMaxAlgos = 16;
 
+// Runs cudnnFind*AlgorithmEx through find(perf, &count) with the descriptor's math type reset to the
+// TF32 setting (the previous direction left its own there), and keeps the usable results.
+template <class Perf, class Find>
+void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Find&& find) {
+  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  Perf perf[kMaxAlgos];
+  int count = 0;
+  find(perf, &count);
+  std::vector<ConvAlgoResult> found;
+  std::string seen;
+  for (int i = 0; i < count; ++i) {
+    found.push_back({static_cast<int>(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS, perf[i].memory,
+                     static_cast<int>(perf[i].mathType)});
+    seen += cat(i ? ", " : "", static_cast<int>(perf[i].algo), " (", cudnnGetErrorString(perf[i].status),
+                ", ", perf[i].memory >> 20, " MiB, math ", static_cast<int>(perf[i].mathType), ")");
+  }
+  d.candidates = usable_conv_algorithms(found, kWorkspaceLimit, p.tf32, CUDNN_FMA_MATH);
+  d.next = 0;
+  BYOL_CHECK(!d.candidates.empty(), describe(what, g), ": no algorithm succeeded within the ",
+             kWorkspaceLimit >> 20, " MiB workspace", p.tf32 ? "" : " with FMA math (TF32 off)",
+             "; cuDNN found: ", seen.empty() ? "none" : seen);
+  d.found = true;
+}
+
+// Runs the direction's candidates in turn through exec(algo, workspace, bytes) until one succeeds.
+template <class Algo, class Exec>
+void execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Exec&& exec) {
+  try {
+    run_first_working(
+        d.candidates, d.next, describe(what, g), [&](const ConvAlgoResult& c, std::string& reason) {
+          BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(
+              p.conv.get(), p.tf32 ? static_cast<cudnnMathType_t>(c.math) : CUDNN_FMA_MATH));
+          void* ws = nullptr;
+          try {
+            ws = workspace(c.memory);
+          } catch (const Error& e) {  // no memory for this one's workspace: the next may need less
+            reason = e.what();
+            return false;
+          }
+          const cudnnStatus_t st = exec(static_cast<Algo>(c.algo), ws, c.memory);
+          if (st == CUDNN_STATUS_SUCCESS) return true;
+          reason = cudnnGetErrorString(st);
+          return false;
+        });
+  } catch (...) {
+    d.found = false;  // the next call finds again
+    throw;
+  }
+}
+
 }  // namespace
 
 void conv2d_forward(const float* x, const float* w, float* y, const cpu::ConvGeom& g) {
-  ConvPlan& p = plan_for(g);
+  ConvPlan& p = plan_for(g, x, w, y);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.fwd.found) {
-    cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
-    int count = 0;
-    BYOL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, p.x.get(), x, p.w.get(), w, p.conv.get(),
-                                                            p.y.get(), y, kMaxAlgos, &count, perf,
-                                                            workspace(kWorkspaceLimit), kWorkspaceLimit));
-    choose(perf, count, p.fwd, "forward", g);
+    find_algorithms<cudnnConvolutionFwdAlgoPerf_t>(p, p.fwd, "forward", g, [&](auto* perf, int* count) {
+      BYOL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, p.x.get(), x, p.w.get(), w, p.conv.get(),
+                                                              p.y.get(), y, kMaxAlgos, count, perf,
+                                                              workspace(kWorkspaceLimit), kWorkspaceLimit));
+    });
   }
-  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.fwd.math));
   const float one = 1.0f, zero = 0.0f;
-  BYOL_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x.get(), x, p.w.get(), w, p.conv.get(), p.fwd.algo,
-                                           workspace(p.fwd.workspace), p.fwd.workspace, &zero, p.y.get(), y));
+  execute<cudnnConvolutionFwdAlgo_t>(p, p.fwd, "forward", g, [&](auto algo, void* ws, size_t bytes) {
+    return cudnnConvolutionForward(h, &one, p.x.get(), x, p.w.get(), w, p.conv.get(), algo, ws, bytes, &zero,
+                                   p.y.get(), y);
+  });
 }
 
 void conv2d_backward_data(const float* dy, const float* w, float* dx, const cpu::ConvGeom& g) {
-  ConvPlan& p = plan_for(g);
+  ConvPlan& p = plan_for(g, dy, w, dx);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.bwd_data.found) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[kMaxAlgos];
-    int count = 0;
-    BYOL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-        h, p.w.get(), w, p.y.get(), dy, p.conv.get(), p.x.get(), dx, kMaxAlgos, &count, perf,
-        workspace(kWorkspaceLimit), kWorkspaceLimit));
-    choose(perf, count, p.bwd_data, "backward data", g);
+    find_algorithms<cudnnConvolutionBwdDataAlgoPerf_t>(
+        p, p.bwd_data, "backward data", g, [&](auto* perf, int* count) {
+          BYOL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+              h, p.w.get(), w, p.y.get(), dy, p.conv.get(), p.x.get(), dx, kMaxAlgos, count, perf,
+              workspace(kWorkspaceLimit), kWorkspaceLimit));
+        });
   }
-  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.bwd_data.math));
   const float one = 1.0f, zero = 0.0f;
-  BYOL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w.get(), w, p.y.get(), dy, p.conv.get(),
-                                                p.bwd_data.algo, workspace(p.bwd_data.workspace),
-                                                p.bwd_data.workspace, &zero, p.x.get(), dx));
+  execute<cudnnConvolutionBwdDataAlgo_t>(
+      p, p.bwd_data, "backward data", g, [&](auto algo, void* ws, size_t bytes) {
+        return cudnnConvolutionBackwardData(h, &one, p.w.get(), w, p.y.get(), dy, p.conv.get(), algo, ws,
+                                            bytes, &zero, p.x.get(), dx);
+      });
 }
 
 void conv2d_backward_filter(const float* dy, const float* x, float* dw, const cpu::ConvGeom& g) {
-  ConvPlan& p = plan_for(g);
+  ConvPlan& p = plan_for(g, dy, x, dw);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.bwd_filter.found) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[kMaxAlgos];
-    int count = 0;
-    BYOL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-        h, p.x.get(), x, p.y.get(), dy, p.conv.get(), p.w.get(), dw, kMaxAlgos, &count, perf,
-        workspace(kWorkspaceLimit), kWorkspaceLimit));
-    choose(perf, count, p.bwd_filter, "backward filter", g);
+    find_algorithms<cudnnConvolutionBwdFilterAlgoPerf_t>(
+        p, p.bwd_filter, "backward filter", g, [&](auto* perf, int* count) {
+          BYOL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+              h, p.x.get(), x, p.y.get(), dy, p.conv.get(), p.w.get(), dw, kMaxAlgos, count, perf,
+              workspace(kWorkspaceLimit), kWorkspaceLimit));
+        });
   }
-  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.bwd_filter.math));
   const float one = 1.0f, zero = 0.0f;
-  BYOL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x.get(), x, p.y.get(), dy, p.conv.get(),
-                                                  p.bwd_filter.algo, workspace(p.bwd_filter.workspace),
-                                                  p.bwd_filter.workspace, &zero, p.w.get(), dw));
+  execute<cudnnConvolutionBwdFilterAlgo_t>(
+      p, p.bwd_filter, "backward filter", g, [&](auto algo, void* ws, size_t bytes) {
+        return cudnnConvolutionBackwardFilter(h, &one, p.x.get(), x, p.y.get(), dy, p.conv.get(), algo, ws,
+                                              bytes, &zero, p.w.get(), dw);
+      });
 }
 
 #endif
