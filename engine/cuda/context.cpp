@@ -74,24 +74,27 @@ DeviceBuffer::DeviceBuffer(size_t bytes) {
 }
 
 DeviceBuffer::~DeviceBuffer() {
-  if (ptr_) cudaFreeAsync(ptr_, compute_stream());
+  device_free(ptr_, device_);
 }
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
   if (this != &other) {
-    if (ptr_) cudaFreeAsync(ptr_, compute_stream());
+    device_free(ptr_, device_);
     ptr_ = std::exchange(other.ptr_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
+    device_ = std::exchange(other.device_, -1);
   }
   return *this;
 }
 
 void DeviceBuffer::reserve(size_t bytes) {
-  if (bytes <= bytes_ && ptr_) return;
-  if (ptr_) BYOL_CUDA_CHECK(cudaFreeAsync(ptr_, compute_stream()));
+  const int dev = current_device();
+  if (bytes <= bytes_ && ptr_ && dev == device_) return;
+  device_free(ptr_, device_);
   ptr_ = nullptr;
   bytes_ = 0;
-  BYOL_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes == 0 ? 1 : bytes, compute_stream()));
+  ptr_ = device_alloc(bytes == 0 ? 1 : bytes, dev);
+  device_ = dev;
   bytes_ = bytes;
 }
 

@@ -9,7 +9,8 @@
 //  - The compute stream is a blocking stream, so the legacy default stream (synchronous cudaMemcpy
 //    in Tensor::copy_) is ordered with it in both directions.
 //  - DeviceBuffer is the RAII owner of raw, stream-ordered scratch memory (workspaces, partial sums):
-//    move-only, so a buffer is never freed twice or copied by accident.
+//    move-only, so a buffer is never freed twice or copied by accident. It remembers its device and
+//    frees on that device's compute stream, whichever device is current when it dies.
 #pragma once
 
 #include <cublasLt.h>
@@ -17,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <functional>
 #include <utility>
 
 namespace byol::cuda {
@@ -35,13 +37,27 @@ void set_allow_tf32(bool on);
 // Workspace limit for cuDNN algorithm selection and cuBLASLt (bytes).
 constexpr size_t kWorkspaceLimit = size_t(256) << 20;
 
+// Device memory of `device` (engine/cuda/device_memory.cu): stream-ordered on that device's compute
+// stream from its retained pool, or cudaMalloc / cudaFree where the device has no memory pools
+// (cudaDevAttrMemoryPoolsSupported = 0). device_free never throws; it ignores nullptr.
+void* device_alloc(size_t bytes, int device);
+void device_free(void* ptr, int device) noexcept;
+
+// Called with the device before every copy from device to host memory (Tensor::to(cpu), item(),
+// to_vector()): the NCCL communicator installs its timed wait for the collectives queued so far, so a read
+// of data that a dead rank's collective would write throws after BYOL_NCCL_TIMEOUT instead of blocking in
+// cudaMemcpy forever. An empty function removes it.
+void set_host_read_guard(std::function<void(int device)> guard);
+
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes);  // stream-ordered on compute_stream()
+  explicit DeviceBuffer(size_t bytes);  // stream-ordered on the current device's compute_stream()
   ~DeviceBuffer();
   DeviceBuffer(DeviceBuffer&& other) noexcept
-      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+      : ptr_(std::exchange(other.ptr_, nullptr)),
+        bytes_(std::exchange(other.bytes_, 0)),
+        device_(std::exchange(other.device_, -1)) {}
   DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
   DeviceBuffer(const DeviceBuffer&) = delete;  // no copies: a copy would be a double free or a hidden
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;  // device-to-device transfer
@@ -52,12 +68,14 @@ class DeviceBuffer {
     return static_cast<T*>(ptr_);
   }
   size_t bytes() const { return bytes_; }
-  // Grows (never shrinks) to at least `bytes`; the contents are not kept.
+  int device() const { return device_; }
+  // Grows (never shrinks) to at least `bytes`, on the current device; the contents are not kept.
   void reserve(size_t bytes);
 
  private:
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+  int device_ = -1;  // where ptr_ lives
 };
 
 // A device-side workspace of the compute stream that grows to the largest request and is reused by

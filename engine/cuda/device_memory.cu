@@ -1,10 +1,15 @@
 // Device memory for CUDA tensors: stream-ordered allocation on the backend's compute stream from the
 // device's default memory pool, which is told to retain freed memory (release threshold = max) so
-// steady-state training allocates nothing from the driver. Allocation, freeing, device-to-device copies
-// and memsets are ordered on the compute stream and never wait for the GPU; copies to and from the host
-// are synchronous (cudaMemcpy on the legacy stream, which the blocking compute stream is ordered with),
-// because the host buffer may be reused as soon as they return.
+// steady-state training allocates nothing from the driver. A device without memory pools
+// (cudaDevAttrMemoryPoolsSupported = 0: some virtualised GPUs, old drivers, MPS set-ups) gets plain
+// cudaMalloc / cudaFree instead, with one warning: correct, but every free waits for the device. Allocation,
+// freeing, device-to-device copies and memsets are ordered on the compute stream and never wait for the GPU;
+// copies to and from the host are synchronous (cudaMemcpy on the legacy stream, which the blocking compute
+// stream is ordered with), because the host buffer may be reused as soon as they return.
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <mutex>
 
 #include "engine/cuda/context.h"
@@ -24,17 +29,77 @@ struct DeviceGuard {
   ~DeviceGuard() { cudaSetDevice(previous); }
 };
 
-void retain_pool(int device) {
-  static bool done[64] = {};
-  if (device < 0 || device >= 64 || done[device]) return;
-  cudaMemPool_t pool;
-  BYOL_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
-  uint64_t threshold = UINT64_MAX;
-  BYOL_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-  done[device] = true;
+constexpr int kMaxDevices = 64;
+
+// Per device: 0 = not yet asked, 1 = stream-ordered pool (retained), 2 = no pools (cudaMalloc).
+std::atomic<int> g_pool_mode[kMaxDevices];
+
+// Whether `device` allocates from its stream-ordered pool; the first call asks the device and, with
+// pools, sets the default pool's release threshold to retain freed memory.
+bool uses_pool(int device) {
+  BYOL_CHECK(device >= 0 && device < kMaxDevices, "CUDA device index ", device, " is out of range");
+  const int mode = g_pool_mode[device].load();
+  if (mode != 0) return mode == 1;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (g_pool_mode[device].load() != 0) return g_pool_mode[device].load() == 1;
+  int supported = 0;
+  BYOL_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device));
+  if (supported) {
+    cudaMemPool_t pool;
+    BYOL_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t threshold = UINT64_MAX;
+    BYOL_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  } else {
+    std::fprintf(stderr,
+                 "warning: CUDA device %d does not support stream-ordered memory pools "
+                 "(cudaDevAttrMemoryPoolsSupported = 0); using cudaMalloc/cudaFree, which synchronise\n",
+                 device);
+  }
+  g_pool_mode[device].store(supported ? 1 : 2);
+  return supported != 0;
 }
 
+std::mutex g_guard_mu;
+std::function<void(int)> g_host_read_guard;
+
 }  // namespace
+
+namespace cuda {
+
+void* device_alloc(size_t bytes, int device) {
+  DeviceGuard guard(device);
+  void* ptr = nullptr;
+  if (uses_pool(device)) {
+    BYOL_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, compute_stream()));
+  } else {
+    BYOL_CUDA_CHECK(cudaMalloc(&ptr, bytes));
+  }
+  return ptr;
+}
+
+void device_free(void* ptr, int device) noexcept {
+  if (ptr == nullptr) return;
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess) return;  // no usable runtime left (process exit)
+  if (previous != device) cudaSetDevice(device);
+  try {
+    if (uses_pool(device)) {
+      cudaFreeAsync(ptr, compute_stream());  // on this device's stream, not the caller's current one
+    } else {
+      cudaFree(ptr);
+    }
+  } catch (...) {  // the stream could not be created: the pointer cannot have come from it either
+  }
+  if (previous != device) cudaSetDevice(previous);
+}
+
+void set_host_read_guard(std::function<void(int)> guard) {
+  std::lock_guard<std::mutex> lock(g_guard_mu);
+  g_host_read_guard = std::move(guard);
+}
+
+}  // namespace cuda
 
 bool cuda_compiled() {
   return true;
@@ -59,22 +124,11 @@ void* cuda_alloc(size_t bytes, int device) {
   int n = cuda_device_count();
   BYOL_CHECK(device >= 0 && device < n, "CUDA tensor on device ", device, " requested, but ", n,
              " CUDA device(s) are visible");
-  DeviceGuard guard(device);
-  retain_pool(device);
-  void* ptr = nullptr;
-  BYOL_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, cuda::compute_stream()));
-  return ptr;
+  return cuda::device_alloc(bytes, device);
 }
 
 void cuda_free(void* ptr, int device) noexcept {
-  int previous = 0;
-  cudaGetDevice(&previous);
-  cudaSetDevice(device);
-  try {
-    cudaFreeAsync(ptr, cuda::compute_stream());
-  } catch (...) {  // the stream could not be created: the pointer cannot have come from it either
-  }
-  cudaSetDevice(previous);
+  cuda::device_free(ptr, device);
 }
 
 void cuda_copy_to_device(void* dst, const void* src, size_t bytes, int device) {
@@ -83,7 +137,13 @@ void cuda_copy_to_device(void* dst, const void* src, size_t bytes, int device) {
 }
 
 void cuda_copy_to_host(void* dst, const void* src, size_t bytes, int device) {
+  std::function<void(int)> wait_for_collectives;
+  {
+    std::lock_guard<std::mutex> lock(g_guard_mu);
+    wait_for_collectives = g_host_read_guard;
+  }
   DeviceGuard guard(device);
+  if (wait_for_collectives) wait_for_collectives(device);  // throws, rather than hang, on a dead rank
   BYOL_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
@@ -102,7 +162,6 @@ namespace {
 // is kernels::fill_from_scalar(dst, one, value): stream-ordered and without a host copy.
 template <class T>
 const T* device_one(int device) {
-  constexpr int kMaxDevices = 64;
   static T* ones[kMaxDevices] = {};
   static std::mutex mu;
   BYOL_CHECK(device >= 0 && device < kMaxDevices, "cuda_fill: device ", device, " out of range");
