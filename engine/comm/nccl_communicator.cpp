@@ -6,8 +6,12 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "engine/comm/mpi_communicator.h"
@@ -45,12 +49,50 @@ double timeout_seconds() {
   return v && *v ? std::atof(v) : 600.0;
 }
 
+using Clock = std::chrono::steady_clock;
+Clock::time_point deadline_from_now() {
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_seconds()));
+}
+
+// ncclGetUniqueId on a helper thread, waited for until the deadline: it opens NCCL's bootstrap socket
+// and can hang on a misconfigured network interface. On a timeout the thread is left behind (it cannot be
+// stopped) and the error ends the job.
+ncclUniqueId unique_id_with_timeout() {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    ncclResult_t result = ncclSuccess;
+    ncclUniqueId id{};
+  };
+  auto shared = std::make_shared<Shared>();
+  std::thread([shared] {
+    ncclUniqueId id{};
+    const ncclResult_t r = ncclGetUniqueId(&id);
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->id = id;
+    shared->result = r;
+    shared->done = true;
+    shared->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(shared->mu);
+  const bool done = shared->cv.wait_until(lock, deadline_from_now(), [&] { return shared->done; });
+  BYOL_CHECK(done, "ncclGetUniqueId did not return within ", timeout_seconds(),
+             " s (BYOL_NCCL_TIMEOUT): NCCL could not open its bootstrap socket (check NCCL_SOCKET_IFNAME and "
+             "the network interfaces; NCCL_DEBUG=INFO says more)");
+  const ncclResult_t r = shared->result;
+  BYOL_CHECK(r == ncclSuccess, "ncclGetUniqueId failed (NCCL): ", ncclGetErrorString(r), " - ",
+             ncclGetLastError(nullptr));
+  return shared->id;
+}
+
 class NcclCommunicator;
 
 class NcclRequest final : public Request {
  public:
   NcclRequest(NcclCommunicator* owner, cudaEvent_t done) : owner_(owner), done_(done) {}
-  ~NcclRequest() override;
+  ~NcclRequest() override;  // never throws: an error is reported on stderr
   void wait() override;
 
  private:
@@ -65,18 +107,49 @@ class NcclCommunicator final : public Communicator {
     int devices = 0;
     BYOL_CUDA_CHECK(cudaGetDeviceCount(&devices));
     BYOL_CHECK(devices > 0, "NCCL communicator: no CUDA device is visible on rank ", boot_->rank());
-    BYOL_CUDA_CHECK(cudaSetDevice(local_rank % devices));
-    ncclUniqueId id;
-    if (boot_->is_root()) BYOL_NCCL_CHECK(ncclGetUniqueId(&id));
+    device_ = local_rank % devices;
+    BYOL_CUDA_CHECK(cudaSetDevice(device_));
+    ncclUniqueId id{};
+    if (boot_->is_root()) id = unique_id_with_timeout();
     Tensor id_bytes = Tensor::empty({static_cast<int64_t>(sizeof id)}, DType::u8);
     std::memcpy(id_bytes.raw_data(), &id, sizeof id);
     boot_->broadcast(id_bytes, 0);
     std::memcpy(&id, id_bytes.raw_data(), sizeof id);
     BYOL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    BYOL_NCCL_CHECK(ncclCommInitRank(&comm_, boot_->world_size(), id, boot_->rank()));
+    // Non-blocking initialisation, polled until the deadline: a rank that never joins (it died before
+    // ncclCommInitRank, or cannot reach rank 0) would otherwise hold this one here forever.
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    const ncclResult_t r = ncclCommInitRankConfig(&comm_, boot_->world_size(), id, boot_->rank(), &config);
+    if (r != ncclSuccess && r != ncclInProgress) {
+      if (comm_) ncclCommAbort(comm_);
+      comm_ = nullptr;
+      BYOL_FAIL("ncclCommInitRankConfig failed on rank ", rank(), " (NCCL): ", ncclGetErrorString(r), " - ",
+                ncclGetLastError(nullptr));
+    }
+    wait_ready("ncclCommInitRankConfig (joining the other ranks)");
+    cuda::set_host_read_guard([this](int device) {
+      if (device == device_ && comm_ != nullptr) wait_host(record());
+    });
   }
   ~NcclCommunicator() override {
-    if (comm_) ncclCommDestroy(comm_);
+    cuda::set_host_read_guard(nullptr);
+    if (comm_) {
+      // Finalize flushes what is queued; polled with the deadline, then destroyed, or aborted.
+      const ncclResult_t f = ncclCommFinalize(comm_);
+      bool clean = f == ncclSuccess || f == ncclInProgress;
+      const auto deadline = deadline_from_now();
+      ncclResult_t state = ncclInProgress;
+      while (clean && ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclInProgress) {
+        if (Clock::now() > deadline) clean = false;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      if (clean && state == ncclSuccess) {
+        ncclCommDestroy(comm_);
+      } else {
+        ncclCommAbort(comm_);
+      }
+    }
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -89,16 +162,18 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Request> all_reduce_sum_async(const Tensor& t) override {
     check_device("all_reduce", t);
     after_compute();
-    BYOL_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()),
-                                  nccl_type(t.dtype()), ncclSum, comm_, stream_));
+    enqueued(ncclAllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                           ncclSum, comm_, stream_),
+             "ncclAllReduce");
     return std::make_unique<NcclRequest>(this, record());
   }
 
   void broadcast(const Tensor& t, int root) override {
     check_device("broadcast", t);
     after_compute();
-    BYOL_NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()),
-                                  nccl_type(t.dtype()), root, comm_, stream_));
+    enqueued(ncclBroadcast(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
+                           root, comm_, stream_),
+             "ncclBroadcast");
     NcclRequest(this, record()).wait();
   }
 
@@ -110,6 +185,7 @@ class NcclCommunicator final : public Communicator {
   void wait_host() override { wait_host(record()); }
 
   [[noreturn]] void abort(const std::string& message) override {
+    cuda::set_host_read_guard(nullptr);
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
     boot_->abort(message);
@@ -121,29 +197,32 @@ class NcclCommunicator final : public Communicator {
     BYOL_CUDA_CHECK(cudaStreamWaitEvent(cuda::compute_stream(), done, 0));
   }
 
-  // Blocks the host until `done`, polling NCCL's asynchronous error state, with a timeout.
+  // Blocks the host until `done`, polling NCCL's asynchronous error state, with a timeout. Destroys `done`.
   void wait_host(cudaEvent_t done) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds());
+    struct EventOwner {
+      cudaEvent_t e;
+      ~EventOwner() { cudaEventDestroy(e); }
+    } owner{done};
+    const auto deadline = deadline_from_now();
     for (;;) {
       const cudaError_t q = cudaEventQuery(done);
       if (q == cudaSuccess) break;
       BYOL_CHECK(q == cudaErrorNotReady, "NCCL communicator on rank ", rank(), ": ", cudaGetErrorString(q));
+      BYOL_CHECK(comm_ != nullptr, "NCCL communicator on rank ", rank(),
+                 " was aborted after an earlier error");
       ncclResult_t async = ncclSuccess;
       BYOL_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
-      if (async != ncclSuccess) {
-        ncclCommAbort(comm_);
-        comm_ = nullptr;
+      if (async != ncclSuccess && async != ncclInProgress) {
+        abort_comm();
         BYOL_FAIL("NCCL error on rank ", rank(), ": ", ncclGetErrorString(async), "; communicator aborted");
       }
-      if (std::chrono::steady_clock::now() > deadline) {
-        ncclCommAbort(comm_);
-        comm_ = nullptr;
+      if (Clock::now() > deadline) {
+        abort_comm();
         BYOL_FAIL("NCCL collective on rank ", rank(), " did not finish within ", timeout_seconds(),
                   " s (BYOL_NCCL_TIMEOUT): another rank has probably failed; communicator aborted");
       }
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
-    cudaEventDestroy(done);
   }
 
  private:
@@ -151,6 +230,42 @@ class NcclCommunicator final : public Communicator {
     BYOL_CHECK(t.defined() && t.device().is_cuda() && t.is_contiguous(), "NCCL ", op,
                ": expected a contiguous CUDA tensor, got ", t.describe());
     BYOL_CHECK(comm_ != nullptr, "NCCL ", op, ": the communicator was aborted after an earlier error");
+  }
+  void abort_comm() {
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
+  // Polls the (non-blocking) communicator until its last call has completed, with the deadline; on an
+  // error or the timeout it aborts the communicator and throws, naming `what`.
+  void wait_ready(const char* what) {
+    const auto deadline = deadline_from_now();
+    for (;;) {
+      ncclResult_t state = ncclInProgress;
+      const ncclResult_t q = ncclCommGetAsyncError(comm_, &state);
+      if (q != ncclSuccess) state = q;
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) {
+        abort_comm();
+        BYOL_FAIL(what, " failed on rank ", rank(), " (NCCL): ", ncclGetErrorString(state), " - ",
+                  ncclGetLastError(nullptr), "; communicator aborted");
+      }
+      if (Clock::now() > deadline) {
+        abort_comm();
+        BYOL_FAIL(
+            what, " on rank ", rank(), " did not complete within ", timeout_seconds(),
+            " s (BYOL_NCCL_TIMEOUT): another rank has probably failed or cannot be reached; communicator "
+            "aborted");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  // A call on the non-blocking communicator returns ncclInProgress while it is still being enqueued; no
+  // other NCCL call (nor an event recorded after it) may follow before it has completed.
+  void enqueued(ncclResult_t r, const char* what) {
+    if (r == ncclSuccess) return;
+    if (r == ncclInProgress) return wait_ready(what);
+    BYOL_FAIL(what, " failed on rank ", rank(), " (NCCL): ", ncclGetErrorString(r), " - ",
+              ncclGetLastError(comm_));
   }
   // Our stream starts after everything already queued on the compute stream.
   void after_compute() {
@@ -168,6 +283,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   std::unique_ptr<Communicator> boot_;
+  int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
 };
@@ -175,14 +291,21 @@ class NcclCommunicator final : public Communicator {
 void NcclRequest::wait() {
   if (waited_) return;
   waited_ = true;
+  struct EventOwner {
+    cudaEvent_t e;
+    ~EventOwner() { cudaEventDestroy(e); }
+  } owner{done_};
   owner_->order_compute_after(done_);
-  cudaEventDestroy(done_);
 }
 
 NcclRequest::~NcclRequest() {
-  if (!waited_) {
-    owner_->order_compute_after(done_);
-    cudaEventDestroy(done_);
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: NCCL request: ordering the compute stream after the collective failed: %s\n",
+                 e.what());
+  } catch (...) {
+    std::fprintf(stderr, "error: NCCL request: ordering the compute stream after the collective failed\n");
   }
 }
 
