@@ -7,7 +7,8 @@
 #   cuda_tests  byol_tests "[cuda]~[nccl]": every CUDA op, the whole BYOL step and the PyTorch reference step
 #               against the CPU
 #   memcheck    compute-sanitizer memcheck on the kernel tests (GPU_CHECK_SANITIZE_SPEC, "[cuda-kernels]")
-#   initcheck   compute-sanitizer initcheck (unwritten outputs) on the same tests
+#   initcheck   compute-sanitizer initcheck (unwritten outputs) on the kernel tests and the whole BYOL step
+#               of the tiny network (GPU_CHECK_INITCHECK_SPEC, "[cuda-kernels],[cuda-step]")
 #   nccl        the one-rank NCCL test, NCCL_DEBUG=WARN, on its own timeout (GPU_CHECK_NCCL_S, 90 s)
 #   smoke       byol-pretrain on the GPU: synthetic data, stop after 6 steps, --resume, kNN monitor, export
 #   labs        the kernel labs (validate against the CPU, then GB/s)
@@ -564,6 +565,7 @@ sanitizer_bin() {
 
 step_sanitizer() {  # memcheck | initcheck
   local tool=$1 log="$logs/$1.log" t0=$SECONDS rc sanitizer spec="${GPU_CHECK_SANITIZE_SPEC:-[cuda-kernels]}"
+  [ "$tool" = initcheck ] && spec="${GPU_CHECK_INITCHECK_SPEC:-[cuda-kernels],[cuda-step]}"
   local label="$tool $spec" extra=()
   need_exe "$tool" "$label" "$tests" || return
   sanitizer="$(sanitizer_bin)"

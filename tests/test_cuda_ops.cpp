@@ -12,7 +12,8 @@
 // Then EMA and LARS over flat buffers, a whole BYOL step on the GPU against the same step on the CPU,
 // and the PyTorch reference step (tests/fixtures/byol_step.safetensors) reproduced on the GPU.
 // [cuda-kernels] marks the cases of the handwritten kernels, which scripts/gpu_check.sh also runs under
-// compute-sanitizer memcheck (the cuDNN/cuBLAS and whole-step cases are too slow under it).
+// compute-sanitizer memcheck and initcheck; [cuda-step] the whole step of the tiny network, which it runs
+// under initcheck too (unwritten outputs anywhere in a step; the other cuDNN/cuBLAS cases are too slow).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -602,7 +603,7 @@ TEST_CASE("checkpoints of a learner on the GPU load bitwise into a learner on th
       same(imported.nets.online.find("encoder.conv1.weight"), gpu.nets.online.find("encoder.conv1.weight")));
 }
 
-TEST_CASE("a whole BYOL step on the GPU matches the same step on the CPU", "[cuda]") {
+TEST_CASE("a whole BYOL step on the GPU matches the same step on the CPU", "[cuda][cuda-step]") {
   Tf32Guard tf32(false);
   TrainConfig train = tiny_train();
   train.probe_classes = 4;

@@ -14,7 +14,7 @@ fail() {
   echo "FAIL: $*"
   fails=$((fails + 1))
 }
-unset GPU_CHECK_STEPS GPU_CHECK_BUDGET_S GPU_CHECK_BUILD GPU_CHECK_SANITIZE_SPEC
+unset GPU_CHECK_STEPS GPU_CHECK_BUDGET_S GPU_CHECK_BUILD GPU_CHECK_SANITIZE_SPEC GPU_CHECK_INITCHECK_SPEC
 
 # --- the whole dry run ------------------------------------------------------------------------------------------
 out="$work/out"
