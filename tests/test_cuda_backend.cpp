@@ -288,7 +288,7 @@ TEST_CASE("flat-buffer parameter windows (64-byte aligned) through linear and co
       // x is a row slice starting one row in: with in = 33 its pointer is only 4-byte aligned
       const Tensor x_all = randn({9, in}, gen), dy = randn({8, 130}, gen);
       const Tensor xi = randn({2, 9, 9, 7}, gen), dyi = randn({2, 9, 9, 12}, gen);
-      Tensor x_cpu = x_all.slice_rows(1, 9).contiguous().set_requires_grad(true);
+      const Tensor x_cpu = x_all.slice_rows(1, 9).contiguous();
       Tensor x_gpu_all = x_all.to(kGpu);
       Tensor x_gpu = x_gpu_all.slice_rows(1, 9);
       REQUIRE(x_gpu.is_contiguous());
@@ -367,6 +367,11 @@ TEST_CASE("CUDA batch norm at ResNet scale: channels 64-2048, loops that run mor
     for (size_t i = 0; i < xv.size(); ++i) xv[i] += ov[i % static_cast<size_t>(C)];
     const Tensor x = Tensor::from_vector(xv, c.shape);
     const Tensor gamma = randn({C}, gen, 1.0, 0.2), beta = randn({C}, gen), dy = randn(c.shape, gen);
+    {  // the elementwise kernels' grid-stride loops at the same size (ReLU + residual add, as a block ends)
+      const Tensor xg = x.to(kGpu), dyg = dy.to(kGpu);
+      poison_device_pool();
+      CHECK(rel_error(ops::relu(ops::add(xg, dyg)), ops::relu(ops::add(x, dy))) == 0);
+    }
     for (bool training : {true, false}) {
       Tensor rm_cpu = offsets.clone(), rv_cpu = Tensor::full({C}, c.std * c.std);
       Tensor rm_gpu = rm_cpu.to(kGpu), rv_gpu = rv_cpu.to(kGpu);
