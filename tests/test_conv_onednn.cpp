@@ -3,7 +3,10 @@
 // ResNet's shapes (where a fast oneDNN kernel must be chosen — and Winograd for the 3x3 stride-1 ones —
 // or the speed-up silently vanishes) and on odd ones (channel counts that are not multiples of 8,
 // non-square images, 5x5 and 7x7 filters, stride 2 with odd sizes). Outputs are poisoned with NaN before
-// each call, so an element the kernel does not write shows.
+// each call, so an element the kernel does not write shows, and are followed by a guard zone that must stay
+// untouched, so a write past the end shows without a memory checker (oneDNN 2.6's AVX2 1x1 stride-2
+// backward-data kernel wrote past a 4-channel gradient and corrupted the heap).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -72,6 +75,10 @@ TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][o
       {"tiny test network", 6, 8, 8, 3, 3, 3, 1, 1, false},
       {"3x3 odd size, 32 channels", 3, 9, 11, 32, 48, 3, 1, 1, false},
       {"3x3 at 2x2, 64 channels", 4, 2, 2, 64, 64, 3, 1, 1, true},
+      {"1x1 stride 2, 4 channels (tiny test network's shortcut)", 4, 8, 8, 4, 8, 1, 2, 0, false},
+      {"1x1 stride 2, 12 channels", 2, 7, 7, 12, 20, 1, 2, 0, false},
+      {"1x1 stride 2, 16 channels", 2, 8, 8, 16, 32, 1, 2, 0, false},
+      {"3x3 stride 2, 4 channels", 4, 8, 8, 4, 8, 3, 2, 1, false},
   };
   const cpu::ConvAlgorithm saved = cpu::conv_algorithm();
   for (const cpu::ConvAlgorithm algorithm :
@@ -98,10 +105,20 @@ TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][o
 
       const std::vector<float> xf = to_float(x), wf = to_float(w), dyf = to_float(dy);
       const float nan = std::numeric_limits<float>::quiet_NaN();
-      std::vector<float> y(ny, nan), dx(nx, nan), dw(nw, nan);
+      constexpr size_t guard = 256;  // floats after each output that no kernel may write
+      constexpr float sentinel = 12345.0f;
+      std::vector<float> y(ny + guard, nan), dx(nx + guard, nan), dw(nw + guard, nan);
+      for (std::vector<float>* out : {&y, &dx, &dw}) std::fill(out->end() - guard, out->end(), sentinel);
       const bool fwd = cpu::onednn_conv2d_forward(xf.data(), wf.data(), y.data(), g);
       const bool bwd_data = cpu::onednn_conv2d_backward_data(dyf.data(), wf.data(), dx.data(), g);
       const bool bwd_filter = cpu::onednn_conv2d_backward_filter(dyf.data(), xf.data(), dw.data(), g);
+      auto untouched = [&](const std::vector<float>& out) {
+        return std::all_of(out.end() - guard, out.end(), [&](float v) { return v == sentinel; });
+      };
+      CHECK(untouched(y));
+      CHECK(untouched(dx));
+      CHECK(untouched(dw));
+      y.resize(ny), dx.resize(nx), dw.resize(nw);
       if (c.resnet) {
         CHECK(fwd);
         CHECK(bwd_data);
