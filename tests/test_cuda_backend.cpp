@@ -31,6 +31,9 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "engine/cuda/context.h"
+#if BYOL_WITH_CUDA
+#include "tests/cuda_test_helpers.h"
+#endif
 #include "engine/ops.h"
 #include "models/resnet.h"
 #endif
@@ -219,30 +222,13 @@ TEST_CASE("EMA: explicit FMAs, one rounding per product, exact at both ends", "[
 
 namespace {
 
-const Device kGpu = Device::cuda();
+using cuda_test::kGpu;
+using cuda_test::rel_error;
+using cuda_test::Tf32Guard;
 
-double rel_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const std::vector<float> a = got.contiguous().to_vector<float>(), b = want.contiguous().to_vector<float>();
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i]) && std::isfinite(b[i])) return std::numeric_limits<double>::infinity();
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
-}
-
-// NaN in the stream-ordered pool: an output element a kernel fails to write reads back as NaN.
 void poison_device_pool() {
-  Tensor::full({int64_t(1) << 24}, std::nan(""), DType::f32, kGpu);  // 64 MiB, freed at once
+  cuda_test::poison_device_pool((int64_t(1) << 24));  // 64 MiB, freed at once
 }
-
-struct Tf32Guard {
-  bool previous;
-  explicit Tf32Guard(bool on) : previous(cuda::allow_tf32()) { cuda::set_allow_tf32(on); }
-  ~Tf32Guard() { cuda::set_allow_tf32(previous); }
-};
 
 struct LtOffGuard {
   bool previous;

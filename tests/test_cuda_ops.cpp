@@ -26,6 +26,9 @@
 #include "byol/checkpoint.h"
 #include "byol/learner.h"
 #include "engine/cuda/context.h"
+#if BYOL_WITH_CUDA
+#include "tests/cuda_test_helpers.h"
+#endif
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "engine/upload.h"
@@ -103,31 +106,13 @@ TEST_CASE("LARS segment lookup finds each element's tensor and skips gaps", "[ke
 
 namespace {
 
-const Device kGpu = Device::cuda();
+using cuda_test::kGpu;
+using cuda_test::rel_error;
+using cuda_test::Tf32Guard;
 
-double rel_error(const Tensor& got, const Tensor& want) {
-  REQUIRE(got.shape() == want.shape());
-  const std::vector<float> a = got.contiguous().to_vector<float>(), b = want.contiguous().to_vector<float>();
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i]) && std::isfinite(b[i])) return std::numeric_limits<double>::infinity();
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
-}
-
-// Fills the stream-ordered pool with NaN: the next allocations reuse this memory, so an output element
-// that a kernel does not write reads back as NaN.
 void poison_device_pool() {
-  Tensor::full({int64_t(1) << 22}, std::nan(""), DType::f32, kGpu);  // 16 MiB, freed at once
+  cuda_test::poison_device_pool((int64_t(1) << 22));  // 16 MiB, freed at once
 }
-
-struct Tf32Guard {
-  bool previous;
-  explicit Tf32Guard(bool on) : previous(cuda::allow_tf32()) { cuda::set_allow_tf32(on); }
-  ~Tf32Guard() { cuda::set_allow_tf32(previous); }
-};
 
 // Runs fn on CPU copies and on GPU copies of `inputs` (those flagged in needs_grad become leaves that
 // require a gradient), back-propagates the same random seed gradient through both, and checks the
