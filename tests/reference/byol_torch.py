@@ -2,8 +2,9 @@
 training-level references: tests/reference/byol_trajectory.py (step-by-step against byol.cpp) and
 tests/reference/byol_train.py (whole training runs with kNN evaluation).
 
-  networks   ResNet-18 with the CIFAR stem (3x3/1 conv, no max pool) at any base width, torchvision's
-             names; projector and predictor Linear -> BN -> ReLU -> Linear (no bias on the last)
+  networks   ResNet-18 at any base width with the CIFAR stem (3x3/1 conv, no max pool) or the ImageNet
+             stem (7x7/2 conv, 3x3/2 max pool), torchvision's names; projector and predictor
+             Linear -> BN -> ReLU -> Linear (no bias on the last)
   loss       mean_n [(2 - 2 cos(p1, z'2)) + (2 - 2 cos(p2, z'1))], x * rsqrt(max(|x|^2, 1e-12))
   LARS       g' = g + wd w; trust = eta |w| / |g'| (1 when a norm is 0); m = mu m + trust g'; w -= lr m
              biases and BN parameters (every 1-D tensor) get neither weight decay nor the trust ratio
@@ -35,10 +36,13 @@ class BasicBlock(nn.Module):
         return F.relu(h + (self.downsample(x) if self.downsample is not None else x))
 
 
-class ResNet18Cifar(nn.Module):
-    def __init__(self, base):
+class ResNet18(nn.Module):
+    def __init__(self, base, stem="cifar"):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, base, 3, 1, 1, bias=False)
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem: expected cifar or imagenet, got {stem!r}")
+        self.imagenet_stem = stem == "imagenet"
+        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False) if self.imagenet_stem else nn.Conv2d(3, base, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(base)
         inp = base
         for stage in range(4):
@@ -52,9 +56,15 @@ class ResNet18Cifar(nn.Module):
 
     def forward(self, x):
         h = F.relu(self.bn1(self.conv1(x)))
+        if self.imagenet_stem:
+            h = F.max_pool2d(h, 3, 2, 1)
         for stage in range(4):
             h = getattr(self, f"layer{stage + 1}")(h)
         return h.mean(dim=(2, 3))
+
+
+def ResNet18Cifar(base):
+    return ResNet18(base, "cifar")
 
 
 def mlp(inp, hidden, out):
@@ -62,9 +72,9 @@ def mlp(inp, hidden, out):
 
 
 class Online(nn.Module):
-    def __init__(self, base, proj_hidden, proj_dim, pred_hidden):
+    def __init__(self, base, proj_hidden, proj_dim, pred_hidden, stem="cifar"):
         super().__init__()
-        self.encoder = ResNet18Cifar(base)
+        self.encoder = ResNet18(base, stem)
         self.projector = mlp(self.encoder.out_features, proj_hidden, proj_dim)
         self.predictor = mlp(proj_dim, pred_hidden, proj_dim)
 
@@ -73,9 +83,9 @@ class Online(nn.Module):
 
 
 class Target(nn.Module):
-    def __init__(self, base, proj_hidden, proj_dim):
+    def __init__(self, base, proj_hidden, proj_dim, stem="cifar"):
         super().__init__()
-        self.encoder = ResNet18Cifar(base)
+        self.encoder = ResNet18(base, stem)
         self.projector = mlp(self.encoder.out_features, proj_hidden, proj_dim)
 
     def forward(self, v):

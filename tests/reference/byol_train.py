@@ -43,8 +43,11 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import byol_torch as bt  # noqa: E402
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+# Per-channel mean and std of the input normalisation (--normalization; byol.cpp's data/augment.h).
+NORMALIZATIONS = {"imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+                  "fashion-mnist": ([0.2860] * 3, [0.3530] * 3)}
+MEAN = torch.tensor(NORMALIZATIONS["imagenet"][0]).view(1, 3, 1, 1)
+STD = torch.tensor(NORMALIZATIONS["imagenet"][1]).view(1, 3, 1, 1)
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -88,15 +91,15 @@ def normalise(u8_nhwc):
     return (x - MEAN) / STD
 
 
-def official_jitter(x, gen):
+def official_jitter(x, gen, strength=1.0):
     """The official code's colour jitter on a float [3, H, W] image in [0, 1], in a random order, each op
     clipped to [0, 1]: brightness + U(-0.4, 0.4), contrast x U(0.6, 1.4) around each channel's mean,
-    saturation x U(0.8, 1.2), hue + U(-0.1, 0.1) turns."""
+    saturation x U(0.8, 1.2), hue + U(-0.1, 0.1) turns (each range scaled by strength)."""
     import torchvision.transforms.functional as TF
-    b = (torch.rand(1, generator=gen).item() * 2 - 1) * 0.4
-    c = 0.6 + torch.rand(1, generator=gen).item() * 0.8
-    s = 0.8 + torch.rand(1, generator=gen).item() * 0.4
-    h = (torch.rand(1, generator=gen).item() * 2 - 1) * 0.1
+    b = (torch.rand(1, generator=gen).item() * 2 - 1) * 0.4 * strength
+    c = 1 + (torch.rand(1, generator=gen).item() * 2 - 1) * 0.4 * strength
+    s = 1 + (torch.rand(1, generator=gen).item() * 2 - 1) * 0.2 * strength
+    h = (torch.rand(1, generator=gen).item() * 2 - 1) * min(0.5, 0.1 * strength)
     for op in torch.randperm(4, generator=gen).tolist():
         if op == 0:
             x = (x + b).clamp(0, 1)
@@ -111,15 +114,19 @@ def official_jitter(x, gen):
 
 
 class Augment:
-    """BYOL's two view distributions at 32 px (blur 1.0 / 0.1, solarize 0 / 0.2), on PIL images."""
+    """BYOL's two view distributions at 32 px (blur 1.0 / 0.1, solarize 0 / 0.2), on PIL images; crops of
+    at least crop_min of the area (0.08 in the paper) and colour jitter ranges scaled by strength (byol.cpp's
+    augment.crop_area_min and augment.jitter_strength)."""
 
-    def __init__(self, side, jitter, seed):
+    def __init__(self, side, jitter, seed, crop_min=0.08, strength=1.0):
         import torchvision.transforms as T
         self.gen = torch.Generator().manual_seed(seed + 12345)
-        self.jitter = jitter
+        self.jitter, self.strength = jitter, strength
         I = T.InterpolationMode.BICUBIC
-        self.crop = T.Compose([T.RandomResizedCrop(side, interpolation=I), T.RandomHorizontalFlip()])
-        self.tv_jitter = T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8)
+        self.crop = T.Compose([T.RandomResizedCrop(side, scale=(crop_min, 1.0), interpolation=I),
+                               T.RandomHorizontalFlip()])
+        s = strength
+        self.tv_jitter = T.RandomApply([T.ColorJitter(0.4 * s, 0.4 * s, 0.2 * s, min(0.5, 0.1 * s))], p=0.8)
         self.gray = T.RandomGrayscale(0.2)
         self.blur = T.GaussianBlur(3, (0.1, 2.0))
         self.to_tensor = T.ToTensor()
@@ -132,7 +139,7 @@ class Augment:
         else:
             img = self.to_tensor(img)
             if torch.rand(1, generator=self.gen).item() < 0.8:
-                img = official_jitter(img, self.gen)
+                img = official_jitter(img, self.gen, self.strength)
         img = TF.rgb_to_grayscale(img, 3) if torch.rand(1).item() < 0.2 else img
         if torch.rand(1).item() < blur_p:
             img = self.blur(img)
@@ -242,6 +249,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--side", type=int, default=32)
     ap.add_argument("--base", type=int, default=16)
+    ap.add_argument("--stem", choices=["cifar", "imagenet"], default="cifar")
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--base-lr", type=float, default=1.0)
@@ -251,6 +259,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--jitter", choices=["torchvision", "official"], default="torchvision")
+    ap.add_argument("--jitter-strength", type=float, default=1.0, help="scales every colour-jitter range")
+    ap.add_argument("--crop-min", type=float, default=0.08, help="smallest crop, as a fraction of the area")
+    ap.add_argument("--normalization", choices=sorted(NORMALIZATIONS), default="imagenet")
     ap.add_argument("--target-init", choices=["copy", "random"], default="copy")
     ap.add_argument("--init", choices=["torch", "byolcpp"], default="torch")
     ap.add_argument("--views")
@@ -264,6 +275,9 @@ def main():
     ap.add_argument("--monitor-every", type=int, default=100)
     ap.add_argument("--json")
     args = ap.parse_args()
+    global MEAN, STD
+    MEAN = torch.tensor(NORMALIZATIONS[args.normalization][0]).view(1, 3, 1, 1)
+    STD = torch.tensor(NORMALIZATIONS[args.normalization][1]).view(1, 3, 1, 1)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -283,11 +297,11 @@ def main():
     record = {"args": vars(args), "monitor": []}
 
     if args.eval_encoder:
-        enc = bt.ResNet18Cifar(args.base)
+        enc = bt.ResNet18(args.base, args.stem)
         load_byolcpp_encoder(enc, args.eval_encoder)
         acc = knn_top1(enc, knn_train, knn_test)
         if args.eval_baseline:
-            base = bt.ResNet18Cifar(args.base)
+            base = bt.ResNet18(args.base, args.stem)
             load_byolcpp_encoder(base, args.eval_baseline)
             record["knn_init"] = knn_top1(base, knn_train, knn_test)
             print(f"kNN top-1 of the baseline {args.eval_baseline}: {record['knn_init']:.2f} %")
@@ -298,8 +312,8 @@ def main():
         return 0
 
     gen = torch.Generator().manual_seed(args.seed)
-    online = bt.Online(args.base, args.hidden, args.dim, args.hidden)
-    target = bt.Target(args.base, args.hidden, args.dim)
+    online = bt.Online(args.base, args.hidden, args.dim, args.hidden, args.stem)
+    target = bt.Target(args.base, args.hidden, args.dim, args.stem)
     if args.init == "byolcpp":
         bt.byolcpp_init_(online, gen)
         bt.byolcpp_init_(target, gen)
@@ -319,7 +333,7 @@ def main():
         want = [args.batch, args.side, args.side, 3]
         if views["view1"].shape[0] < args.steps or list(views["view1"].shape[1:]) != want:
             sys.exit(f"{args.views}: view1 is {list(views['view1'].shape)}, need [>= {args.steps}, {', '.join(map(str, want))}]")
-    aug = Augment(args.side, args.jitter, args.seed)
+    aug = Augment(args.side, args.jitter, args.seed, args.crop_min, args.jitter_strength)
     from PIL import Image
     pool = subset(train, args.train_subset, 4)[0]
     n_train = len(pool)
