@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""The training-quality regression check (ctest: training_vs_pytorch): byol.cpp must learn as much from BYOL
+as the PyTorch reference (tests/reference/byol_train.py, written from the paper and the official code) does
+with the same recipe.
+
+The recipe is the README's main job (configs/fashion_mnist.toml) cut to EPOCHS epochs: Fashion-MNIST, the
+quarter-width ResNet-18 with the ImageNet stem, 28 px views. Both sides are scored the same way: kNN top-1
+(k = 200, T = 0.1, cosine, BN in evaluation mode) on all 60,000 / 10,000 images, at random initialisation and
+after training; the gain is the difference.
+
+    training_check.py check BYOL_PRETRAIN WORK_DIR [--margin M]
+        byol-pretrain trains the recipe once (seed 0, 2 threads); passes when its gain is at least the
+        reference's mean gain minus M points. The reference is tests/reference/training_reference.json;
+        a reference measured for another recipe (the config or EPOCHS changed) fails, saying so.
+    training_check.py measure-reference SEED [SEED ...] [--jobs J] [--threads T] [--add]
+        runs byol_train.py on the recipe once per seed (J runs at a time, T threads each) and writes
+        training_reference.json (about 15 minutes per two seeds on two cores; not run by ctest); with
+        --add, the stored runs of other seeds are kept.
+    training_check.py measure-byolcpp BYOL_PRETRAIN WORK_DIR SEED [SEED ...]
+        byol-pretrain's gain at several seeds, for the spread (docs/results.md).
+
+The margin: a trainer that learns nothing (the failure this guards against: in 2026-11 byol.cpp gained
++0.0-0.8 points where PyTorch gained +3-5 on CIFAR) fails by far more; docs/results.md has the measured
+spread of both sides, from which the default margin is chosen.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CONFIG = os.path.join(ROOT, "configs", "fashion_mnist.toml")
+REFERENCE = os.path.join(HERE, "training_reference.json")
+EPOCHS = 3
+TRAIN_IMAGES = 60000  # Fashion-MNIST's training split
+DEFAULT_MARGIN = 3.0
+
+
+def recipe():
+    """The recipe from the main job's config, as byol-pretrain --set overrides and byol_train.py arguments."""
+    with open(CONFIG, "rb") as f:
+        c = tomllib.load(f)
+    d, m, a, t = c["data"], c["model"], c.get("augment", {}), c["train"]
+    if d["train"] != "fashion-mnist:train" or m["depth"] != 18 or m.get("width", 1) != 1:
+        sys.exit(f"{CONFIG}: the check's reference (byol_train.py) trains ResNet-18 on fashion-mnist:train")
+    per_epoch = TRAIN_IMAGES // t["batch_size"]
+    steps = int(EPOCHS * per_epoch)
+    warmup = min(steps, int(t["warmup_epochs"] * per_epoch))
+    # byol-pretrain's defaults where the config is silent (apps/pretrain_config.h).
+    jitter = a.get("jitter", "torchvision")
+    target_init = t.get("target_init", "copy")
+    torch_args = ["--data", "fashion-mnist", "--side", str(d["side"]), "--normalization", d["normalization"],
+                  "--stem", m["stem"], "--base", str(m["base_channels"]),
+                  "--hidden", str(m["projector_hidden"]), "--dim", str(m["projection_dim"]),
+                  "--batch", str(t["batch_size"]), "--steps", str(steps),
+                  "--warmup-fraction", repr(warmup / steps), "--base-lr", repr(float(t["base_lr"])),
+                  "--weight-decay", repr(float(t["weight_decay"])), "--tau-base", repr(float(t["tau_base"])),
+                  "--jitter", jitter, "--target-init", target_init, "--init", "byolcpp",
+                  "--crop-min", repr(float(a.get("crop_area_min", 0.08))),
+                  "--jitter-strength", repr(float(a.get("jitter_strength", 1.0)))]
+    if m["projector_hidden"] != m["predictor_hidden"]:
+        sys.exit(f"{CONFIG}: byol_train.py uses one hidden width for the projector and the predictor")
+    pretrain_sets = [f"train.epochs={EPOCHS}", "run.knn_every=0", "run.checkpoint_every=100000",
+                     "data.knn_train_images=0", "data.knn_test_images=0", "run.device=cpu"]
+    return torch_args, pretrain_sets, steps
+
+
+def torch_python():
+    return os.environ.get("BYOL_TORCH_PYTHON", "/usr/bin/python3")
+
+
+def run_byolcpp(binary, work, seed, threads):
+    """One byol-pretrain run of the recipe; returns (kNN at step 0, kNN at the end, steps, seconds)."""
+    _, sets, steps = recipe()
+    out = os.path.join(work, f"seed{seed}")
+    subprocess.run(["rm", "-rf", out], check=True)
+    cmd = [binary, "--config", CONFIG, "--set", f"run.out={out}", "--set", f"train.seed={seed}",
+           "--set", f"train.threads={threads}"]
+    for s in sets:
+        cmd += ["--set", s]
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    seconds = time.time() - t0
+    knn = []
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            j = json.loads(line)
+            if "knn_top1" in j:
+                knn.append((j["step"], 100.0 * j["knn_top1"]))
+    if len(knn) < 2 or knn[0][0] != 0 or knn[-1][0] != steps:
+        sys.exit(f"{out}/metrics.jsonl: expected kNN results at step 0 and step {steps}, got {knn}")
+    return knn[0][1], knn[-1][1], steps, seconds
+
+
+def measure_reference(args):
+    """byol_train.py once per seed, --jobs runs at a time with --threads threads each."""
+    torch_args, _, steps = recipe()
+    os.makedirs(args.work, exist_ok=True)
+    runs = []
+    if args.add:  # keep the stored runs of the same recipe, add these seeds
+        runs = [r for r in load_reference()["runs"] if r["seed"] not in args.seeds]
+    pending = list(args.seeds)
+    while pending:
+        batch, pending = pending[:args.jobs], pending[args.jobs:]
+        procs = []
+        for seed in batch:
+            path = os.path.join(args.work, f"reference_seed{seed}.json")
+            log = open(os.path.join(args.work, f"reference_seed{seed}.log"), "w")
+            cmd = [torch_python(), os.path.join(HERE, "byol_train.py"), *torch_args, "--seed", str(seed),
+                   "--threads", str(args.threads), "--monitor-every", "200", "--json", path]
+            procs.append((seed, path, time.time(), subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        for seed, path, t0, p in procs:
+            if p.wait() != 0:
+                sys.exit(f"byol_train.py failed for seed {seed}: see {args.work}/reference_seed{seed}.log")
+            with open(path) as f:
+                r = json.load(f)
+            runs.append({"seed": seed, "knn_init": r["knn_init"], "knn_final": r["knn_final"],
+                         "gain": r["knn_final"] - r["knn_init"], "seconds": round(time.time() - t0)})
+            print(f"reference seed {seed}: {r['knn_init']:.2f} -> {r['knn_final']:.2f} % "
+                  f"({runs[-1]['gain']:+.2f})", flush=True)
+    runs.sort(key=lambda r: r["seed"])
+    gains = [r["gain"] for r in runs]
+    ref = {"what": "kNN gain of tests/reference/byol_train.py on the check's recipe (training_check.py)",
+           "date": time.strftime("%Y-%m-%d"), "byol_train_args": torch_args, "steps": steps, "runs": runs,
+           "mean_gain": statistics.mean(gains),
+           "stdev_gain": statistics.stdev(gains) if len(gains) > 1 else None}
+    with open(REFERENCE + ".tmp", "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    os.replace(REFERENCE + ".tmp", REFERENCE)
+    print(f"{REFERENCE}: mean gain {ref['mean_gain']:+.2f} over seeds {[r['seed'] for r in runs]}")
+
+
+def load_reference():
+    torch_args, _, _ = recipe()
+    try:
+        with open(REFERENCE) as f:
+            ref = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"FAIL: cannot read the PyTorch reference {REFERENCE}: {e}")
+    if ref.get("byol_train_args") != torch_args:
+        sys.exit(f"FAIL: {REFERENCE} was measured for another recipe (configs/fashion_mnist.toml or EPOCHS "
+                 f"changed):\n  stored  {ref.get('byol_train_args')}\n  current {torch_args}\n"
+                 f"measure it again: {sys.argv[0]} measure-reference 0 1 2 3")
+    return ref
+
+
+def check(args):
+    ref = load_reference()
+    init, final, steps, seconds = run_byolcpp(args.binary, args.work, 0, 2)
+    gain = final - init
+    need = ref["mean_gain"] - args.margin
+    seeds = ", ".join(f"{r['gain']:+.2f}" for r in ref["runs"])
+    print(f"kNN gain over random init after {steps} steps (all 60,000 / 10,000 images):\n"
+          f"  PyTorch reference (byol_train.py, {ref['date']}): mean {ref['mean_gain']:+.2f} over seeds ({seeds})\n"
+          f"  byol.cpp (byol-pretrain, seed 0, {seconds:.0f} s): {init:.2f} -> {final:.2f} % ({gain:+.2f})\n"
+          f"  required: at least {need:+.2f} (the reference's mean minus {args.margin} points)")
+    if gain < need:
+        print("FAIL: byol.cpp learns less than the PyTorch reference")
+        return 1
+    print("PASS")
+    return 0
+
+
+def measure_byolcpp(args):
+    gains = []
+    for seed in args.seeds:
+        init, final, steps, seconds = run_byolcpp(args.binary, args.work, seed, args.threads)
+        gains.append(final - init)
+        print(f"byol.cpp seed {seed}: {init:.2f} -> {final:.2f} % ({gains[-1]:+.2f}) in {seconds:.0f} s", flush=True)
+    print(f"byol.cpp mean gain {statistics.mean(gains):+.2f}"
+          + (f", stdev {statistics.stdev(gains):.2f}" if len(gains) > 1 else ""))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    c = sub.add_parser("check")
+    c.add_argument("binary")
+    c.add_argument("work")
+    c.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    r = sub.add_parser("measure-reference")
+    r.add_argument("seeds", type=int, nargs="+")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    r.add_argument("--add", action="store_true", help="keep the stored reference's other seeds")
+    r.add_argument("--work", default=os.path.join(ROOT, "runs", "training_reference"))
+    b = sub.add_parser("measure-byolcpp")
+    b.add_argument("binary")
+    b.add_argument("work")
+    b.add_argument("seeds", type=int, nargs="+")
+    b.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        print("SKIPPED: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or scripts/setup.sh)")
+        return 77
+    if args.mode == "check":
+        return check(args)
+    if args.mode == "measure-reference":
+        return measure_reference(args)
+    return measure_byolcpp(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
