@@ -75,6 +75,26 @@ TEST_CASE("IDX files with a wrong magic number or size are errors naming the fil
   CHECK_THROWS_WITH(load_idx(tmp / "bad.gz", ""), Contains(tmp / "bad.gz"));
 }
 
+TEST_CASE("IDX shapes that wrap around or have no rows or columns are errors naming the file",
+          "[data_errors]") {
+  TempDir tmp;
+  // 2^31 x 2^31 x 4 = 2^64 wraps to 0, the size of this file's (empty) pixel data.
+  write_bytes(tmp / "wraps", idx_header(0x00000803, {0x80000000u, 0x80000000u, 4}));
+  CHECK_THROWS_WITH(load_idx(tmp / "wraps", ""),
+                    Contains(tmp / "wraps") && Contains("shape 2147483648 x 2147483648 x 4") &&
+                        Contains("needs more than 2^64 bytes (the file has 16)"));
+  write_bytes(tmp / "no-rows", idx_header(0x00000803, {5, 0, 28}));
+  CHECK_THROWS_WITH(load_idx(tmp / "no-rows", ""),
+                    Contains(tmp / "no-rows") && Contains("0 rows and 28 columns, expected 1.."));
+  write_bytes(tmp / "no-cols", idx_header(0x00000803, {5, 28, 0}));
+  CHECK_THROWS_WITH(load_idx(tmp / "no-cols", ""),
+                    Contains(tmp / "no-cols") && Contains("28 rows and 0 columns"));
+  // No images, but rows beyond int: nothing to read, still not a dataset of -1-row images.
+  write_bytes(tmp / "huge-rows", idx_header(0x00000803, {0, 0xFFFFFFFFu, 1}));
+  CHECK_THROWS_WITH(load_idx(tmp / "huge-rows", ""),
+                    Contains(tmp / "huge-rows") && Contains("4294967295 rows"));
+}
+
 TEST_CASE("a CIFAR file of the wrong size is an error naming the file", "[data_errors]") {
   TempDir tmp;
   write_bytes(tmp / "c/test_batch.bin", std::vector<uint8_t>(3073 * 2 + 5));
