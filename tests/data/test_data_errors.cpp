@@ -24,6 +24,27 @@ std::vector<uint8_t> idx_header(uint32_t magic, std::vector<uint32_t> dims) {
   return out;
 }
 
+// Appends `v` little-endian (the packed index's byte order).
+template <class T>
+void put_le(std::vector<uint8_t>& out, T v) {
+  for (size_t i = 0; i < sizeof v; ++i) out.push_back(uint8_t(uint64_t(v) >> (8 * i)));
+}
+
+// A packed index header: magic, version 1, `shards`, `count`, `classes`, 0 (class names and records
+// follow, appended by the caller).
+std::vector<uint8_t> pack_header(uint32_t shards, uint64_t count, uint32_t classes) {
+  std::vector<uint8_t> out = {'B', 'Y', 'O', 'L', 'P', 'A', 'K', '1'};
+  put_le<uint32_t>(out, 1), put_le(out, shards), put_le(out, count), put_le(out, classes);
+  put_le<uint32_t>(out, 0);
+  return out;
+}
+
+void put_record(std::vector<uint8_t>& out, uint32_t height, uint32_t width, uint32_t channels,
+                uint64_t offset) {
+  put_le<uint32_t>(out, 0), put_le(out, height), put_le(out, width), put_le(out, channels);
+  put_le(out, offset), put_le<int64_t>(out, -1);
+}
+
 }  // namespace
 
 TEST_CASE("truncated and corrupt JPEG / PNG files are errors naming the file", "[data_errors]") {
@@ -145,6 +166,40 @@ TEST_CASE("a truncated pack shard or a foreign index is an error naming the file
   CHECK_THROWS_WITH(PackedDataset(tmp / "p"), Contains(tmp / "p-00000.bin") && Contains("truncated"));
   write_bytes(tmp / "q.index", {'n', 'o', 'p', 'e', 0, 0, 0, 0, 0, 0, 0, 0});
   CHECK_THROWS_WITH(PackedDataset(tmp / "q"), Contains(tmp / "q.index") && Contains("BYOLPAK1"));
+}
+
+TEST_CASE("forged packed index fields are errors naming the file and the field, before any allocation",
+          "[data_errors]") {
+  TempDir tmp;
+  write_bytes(tmp / "p-00000.bin", std::vector<uint8_t>(16, 7));
+  // A class name of 4 GB in an index of 36 bytes.
+  std::vector<uint8_t> name = pack_header(1, 0, 1);
+  put_le<uint32_t>(name, 0xFFFFFFFFu);
+  write_bytes(tmp / "p.index", name);
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"),
+                    Contains(tmp / "p.index") && Contains("class 0 has a name of 4294967295 bytes"));
+  // 2^59 records of 32 bytes: 2^64 bytes wrap to the 0 bytes that follow the header.
+  write_bytes(tmp / "p.index", pack_header(1, uint64_t(1) << 59, 0));
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"),
+                    Contains(tmp / "p.index") && Contains("field 'count' is 576460752303423488"));
+  // offset + 1 byte wraps to 0.
+  std::vector<uint8_t> offset = pack_header(1, 1, 0);
+  put_record(offset, 1, 1, 1, ~uint64_t(0));
+  write_bytes(tmp / "p.index", offset);
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"),
+                    Contains(tmp / "p.index") && Contains("record 0 (field 'offset' 18446744073709551615"));
+  // (2^32 - 1)^2 x 3 wraps to 2^64 - 3 * 2^33 + 3; this offset wraps the sum to 0: a -1x-1 image.
+  std::vector<uint8_t> side = pack_header(1, 1, 0);
+  put_record(side, 0xFFFFFFFFu, 0xFFFFFFFFu, 3, 3 * (uint64_t(1) << 33) - 3);
+  write_bytes(tmp / "p.index", side);
+  CHECK_THROWS_WITH(
+      PackedDataset(tmp / "p"),
+      Contains(tmp / "p.index") && Contains("record 0 has fields 'height' x 'width' 4294967295x4294967295"));
+  // The well-formed version of the same index reads.
+  std::vector<uint8_t> good = pack_header(1, 1, 0);
+  put_record(good, 2, 2, 3, 4);
+  write_bytes(tmp / "p.index", good);
+  CHECK(PackedDataset(tmp / "p").size() == 1);
 }
 
 TEST_CASE("a corrupt image stops the loader with its name, or is skipped and reported", "[data_errors]") {
