@@ -1,6 +1,8 @@
 // Bad input: every error names the file and says what was expected. The tests write the bad files.
 #include <catch2/catch.hpp>
 
+#include <zlib.h>
+
 #include <set>
 
 #include "data/dataset.h"
@@ -70,6 +72,49 @@ TEST_CASE("truncated and corrupt JPEG / PNG files are errors naming the file", "
   CHECK_THROWS_WITH(f.image(1, scratch), Contains(tmp / "bad/c/short.png") && Contains("PNG"));
   CHECK_THROWS_WITH(f.image(2, scratch), Contains(tmp / "bad/c/text.jpg") && Contains("expected a JPEG"));
   CHECK_THROWS_WITH(f.image(3, scratch), Contains(tmp / "bad/c/truncated.jpg") && Contains("truncated JPEG"));
+}
+
+TEST_CASE("JPEG / PNG headers claiming more than max_image_pixels are errors before any allocation",
+          "[data_errors]") {
+  if (!jpeg_supported() || !png_supported()) {
+    WARN("SKIPPED: this build lacks libjpeg or libpng");
+    return;
+  }
+  const auto img = smooth_image(8, 8, 1);
+  // A PNG whose IHDR (width at byte 16, height at 20, CRC over bytes 12..28) claims 100000 x 100000:
+  // PNG_IMAGE_SIZE would wrap to 4.2 GB, allocated before libpng notices the missing rows.
+  std::vector<uint8_t> png = encode_png(img.view());
+  for (int at : {16, 20})
+    for (int s = 0; s < 4; ++s) png[at + s] = uint8_t(100000u >> (24 - 8 * s));
+  const uint32_t crc = uint32_t(crc32(0, png.data() + 12, 17));
+  for (int s = 0; s < 4; ++s) png[29 + s] = uint8_t(crc >> (24 - 8 * s));
+  // A JPEG whose SOF0 (FF C0, length, precision, height, width) claims 65500 x 65500: 12.9 GB of RGB.
+  std::vector<uint8_t> jpg = encode_jpeg(img.view(), 90);
+  size_t sof = 0;
+  while (sof + 9 < jpg.size() && !(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) ++sof;
+  REQUIRE(sof + 9 < jpg.size());
+  for (size_t at : {sof + 5, sof + 7}) jpg[at] = 0xFF, jpg[at + 1] = 0xDC;
+  std::vector<uint8_t> out;
+  CHECK_THROWS_WITH(decode_image(png.data(), png.size(), out, "forged.png"),
+                    Contains("forged.png") && Contains("PNG header claims 100000x100000") &&
+                        Contains("more than the limit of 268435456"));
+  CHECK(out.capacity() == 0);
+  CHECK_THROWS_WITH(decode_image(jpg.data(), jpg.size(), out, "forged.jpg"),
+                    Contains("forged.jpg") && Contains("JPEG header claims 65500x65500"));
+  CHECK_THROWS_WITH(decode_image(jpg.data(), jpg.size(), out, "forged.jpg", 32),  // DCT scaling too
+                    Contains("forged.jpg") && Contains("JPEG header claims 65500x65500"));
+  CHECK(out.capacity() == 0);
+  // The limit is a setting: 63 pixels rejects the real 8x8 images, 64 takes them.
+  const std::vector<uint8_t> real_png = encode_png(img.view()), real_jpg = encode_jpeg(img.view(), 90);
+  set_max_image_pixels(63);
+  CHECK_THROWS_WITH(decode_image(real_png.data(), real_png.size(), out, "real.png"),
+                    Contains("real.png") && Contains("8x8 = 64 pixels, more than the limit of 63"));
+  CHECK_THROWS_WITH(decode_image(real_jpg.data(), real_jpg.size(), out, "real.jpg"), Contains("real.jpg"));
+  set_max_image_pixels(64);
+  CHECK(decode_image(real_png.data(), real_png.size(), out, "real.png").height == 8);
+  CHECK(decode_image(real_jpg.data(), real_jpg.size(), out, "real.jpg").width == 8);
+  set_max_image_pixels(kDefaultMaxImagePixels);
+  CHECK_THROWS_WITH(set_max_image_pixels(0), Contains("expected >= 1"));
 }
 
 TEST_CASE("IDX files with a wrong magic number or size are errors naming the file", "[data_errors]") {
