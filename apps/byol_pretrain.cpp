@@ -263,14 +263,13 @@ int run(int argc, char** argv) {
   if (resume) {
     const auto found = checkpoints_in(ckpt_dir);
     BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir.string());
-    const auto meta = load_checkpoint(found.back().string(), learner);
-    BYOL_CHECK(meta.count("run.batch_size") && std::stoll(meta.at("run.batch_size")) == cfg.batch_size &&
-                   std::stoull(meta.at("run.seed")) == cfg.seed &&
-                   std::stoll(meta.at("run.total_steps")) == total_steps,
-               "--resume: ", found.back().string(), " was written with another batch size, seed or length (",
-               meta.count("run.batch_size") ? meta.at("run.batch_size") : "?", ", ",
-               meta.count("run.seed") ? meta.at("run.seed") : "?", ", ",
-               meta.count("run.total_steps") ? meta.at("run.total_steps") : "?",
+    const std::string ckpt = found.back().string();
+    const auto meta = load_checkpoint(ckpt, learner);
+    BYOL_CHECK(metadata_int(meta, "run.batch_size", ckpt) == cfg.batch_size &&
+                   metadata_uint(meta, "run.seed", ckpt) == cfg.seed &&
+                   metadata_int(meta, "run.total_steps", ckpt) == total_steps,
+               "--resume: ", ckpt, " was written with another batch size, seed or length (",
+               meta.at("run.batch_size"), ", ", meta.at("run.seed"), ", ", meta.at("run.total_steps"),
                " steps); resuming would not continue the same run");
     if (root) {
       std::ifstream in(metrics_path);
