@@ -37,6 +37,7 @@
 #include "data/loader.h"
 #include "engine/comm/nccl_communicator.h"
 #include "engine/device_memory.h"
+#include "engine/io/safetensors.h"
 #include "engine/upload.h"
 
 namespace fs = std::filesystem;
@@ -257,7 +258,13 @@ int run(int argc, char** argv) {
 
   // Outputs and resume.
   const fs::path out = cfg.out, ckpt_dir = out / "checkpoints", metrics_path = out / "metrics.jsonl";
-  if (root) fs::create_directories(ckpt_dir);
+  if (root) {
+    fs::create_directories(ckpt_dir);
+    // A run killed while writing a checkpoint (or the encoder) left its temporary file behind.
+    for (const fs::path& dir : {ckpt_dir, out})
+      for (const std::string& stale : remove_stale_temporaries(dir.string()))
+        std::printf("removed %s (the temporary file of an interrupted write)\n", stale.c_str());
+  }
   comm->barrier();
   std::vector<nlohmann::json> history;  // metrics entries, kept for the plot and rewritten on resume
   if (resume) {
@@ -272,10 +279,18 @@ int run(int argc, char** argv) {
                meta.at("run.batch_size"), ", ", meta.at("run.seed"), ", ", meta.at("run.total_steps"),
                " steps); resuming would not continue the same run");
     if (root) {
+      // Keep what the run had logged when it wrote the checkpoint: every line up to its step (step S's
+      // log line and kNN evaluation come before checkpoint S), except the final kNN evaluation, which
+      // follows the last checkpoint and is run again. Later lines are logged again by this run.
+      const int64_t resumed = learner.steps_done();
       std::ifstream in(metrics_path);
       for (std::string line; std::getline(in, line);) {
         auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.value("step", int64_t(-1)) < learner.steps_done()) history.push_back(j);
+        if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+          continue;
+        const int64_t s = j["step"].get<int64_t>();
+        if (s < resumed || (s == resumed && !(resumed == total_steps && j.contains("knn_top1"))))
+          history.push_back(j);
       }
       std::printf("resumed from %s at step %lld\n", found.back().string().c_str(),
                   static_cast<long long>(learner.steps_done()));
