@@ -37,6 +37,7 @@
 #include "data/loader.h"
 #include "engine/comm/nccl_communicator.h"
 #include "engine/device_memory.h"
+#include "engine/io/safetensors.h"
 #include "engine/upload.h"
 
 namespace fs = std::filesystem;
@@ -257,26 +258,39 @@ int run(int argc, char** argv) {
 
   // Outputs and resume.
   const fs::path out = cfg.out, ckpt_dir = out / "checkpoints", metrics_path = out / "metrics.jsonl";
-  if (root) fs::create_directories(ckpt_dir);
+  if (root) {
+    fs::create_directories(ckpt_dir);
+    // A run killed while writing a checkpoint (or the encoder) left its temporary file behind.
+    for (const fs::path& dir : {ckpt_dir, out})
+      for (const std::string& stale : remove_stale_temporaries(dir.string()))
+        std::printf("removed %s (the temporary file of an interrupted write)\n", stale.c_str());
+  }
   comm->barrier();
   std::vector<nlohmann::json> history;  // metrics entries, kept for the plot and rewritten on resume
   if (resume) {
     const auto found = checkpoints_in(ckpt_dir);
     BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir.string());
-    const auto meta = load_checkpoint(found.back().string(), learner);
-    BYOL_CHECK(meta.count("run.batch_size") && std::stoll(meta.at("run.batch_size")) == cfg.batch_size &&
-                   std::stoull(meta.at("run.seed")) == cfg.seed &&
-                   std::stoll(meta.at("run.total_steps")) == total_steps,
-               "--resume: ", found.back().string(), " was written with another batch size, seed or length (",
-               meta.count("run.batch_size") ? meta.at("run.batch_size") : "?", ", ",
-               meta.count("run.seed") ? meta.at("run.seed") : "?", ", ",
-               meta.count("run.total_steps") ? meta.at("run.total_steps") : "?",
+    const std::string ckpt = found.back().string();
+    const auto meta = load_checkpoint(ckpt, learner);
+    BYOL_CHECK(metadata_int(meta, "run.batch_size", ckpt) == cfg.batch_size &&
+                   metadata_uint(meta, "run.seed", ckpt) == cfg.seed &&
+                   metadata_int(meta, "run.total_steps", ckpt) == total_steps,
+               "--resume: ", ckpt, " was written with another batch size, seed or length (",
+               meta.at("run.batch_size"), ", ", meta.at("run.seed"), ", ", meta.at("run.total_steps"),
                " steps); resuming would not continue the same run");
     if (root) {
+      // Keep what the run had logged when it wrote the checkpoint: every line up to its step (step S's
+      // log line and kNN evaluation come before checkpoint S), except the final kNN evaluation, which
+      // follows the last checkpoint and is run again. Later lines are logged again by this run.
+      const int64_t resumed = learner.steps_done();
       std::ifstream in(metrics_path);
       for (std::string line; std::getline(in, line);) {
         auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.value("step", int64_t(-1)) < learner.steps_done()) history.push_back(j);
+        if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+          continue;
+        const int64_t s = j["step"].get<int64_t>();
+        if (s < resumed || (s == resumed && !(resumed == total_steps && j.contains("knn_top1"))))
+          history.push_back(j);
       }
       std::printf("resumed from %s at step %lld\n", found.back().string().c_str(),
                   static_cast<long long>(learner.steps_done()));

@@ -1,10 +1,15 @@
 #include "apps/pretrain_config.h"
 
 #include <toml++/toml.h>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "engine/common.h"
 
@@ -12,21 +17,68 @@ namespace byol::apps {
 
 namespace {
 
+// A TOML basic string: quotes, backslashes and control characters escaped, so any value (a path with a
+// quote or a newline) reads back as itself.
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04X", u);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// The shortest text that reads back as the same double (finite: validate() and the setters see to it).
+std::string toml_real(double v) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  BYOL_CHECK(ec == std::errc() && std::isfinite(v), "to_toml: cannot write the number ", v);
+  return std::string(buf, end);
+}
+
+// Whether what to_toml writes for `s` reads back as `s` (not for invalid UTF-8, which TOML cannot hold).
+bool reads_back(const std::string& s) {
+  try {
+    const toml::table t = toml::parse("v = " + toml_string(s));
+    return t["v"].value<std::string>() == s;
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
 // One setter per key: it reads a TOML node of the right type into the config, or explains the mismatch.
 using Setter = std::function<void(PretrainConfig&, const toml::node&, const std::string& where)>;
 
+// The value must fit the field's type before the cast: 4294967328 is not an int (cast, it would be 32).
 template <class T>
 Setter integer(T PretrainConfig::*field) {
   return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
-    auto v = n.value<int64_t>();
-    BYOL_CHECK(v && n.is_integer(), where, ": expected an integer");
-    c.*field = static_cast<T>(*v);
+    auto v = n.as_integer();
+    BYOL_CHECK(v, where, ": expected an integer");
+    const int64_t x = v->get();
+    BYOL_CHECK(std::in_range<T>(x), where, ": expected an integer in ", +std::numeric_limits<T>::min(), "..",
+               +std::numeric_limits<T>::max(), ", got ", x);
+    c.*field = static_cast<T>(x);
   };
 }
 Setter real(double PretrainConfig::*field) {
   return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
     auto v = n.value<double>();
     BYOL_CHECK(v && (n.is_floating_point() || n.is_integer()), where, ": expected a number");
+    BYOL_CHECK(std::isfinite(*v), where, ": expected a finite number, got ", *v);
     c.*field = *v;
   };
 }
@@ -34,6 +86,8 @@ Setter text(std::string PretrainConfig::*field) {
   return [field](PretrainConfig& c, const toml::node& n, const std::string& where) {
     auto v = n.value<std::string>();
     BYOL_CHECK(v && n.is_string(), where, ": expected a string");
+    BYOL_CHECK(reads_back(*v), where,
+               ": expected valid UTF-8 text (the configuration is written back as TOML)");
     c.*field = *v;
   };
 }
@@ -180,7 +234,9 @@ void validate(const PretrainConfig& c) {
        cat("expected 1..256, got ", c.base_channels));
   need(c.projector_hidden >= 1 && c.projection_dim >= 1 && c.predictor_hidden >= 1, "model.projector_hidden",
        "head sizes must be positive");
-  need(c.epochs > 0, "train.epochs", cat("expected > 0, got ", c.epochs));
+  // epochs x steps per epoch must fit the step counter: a million epochs is far beyond any real run.
+  need(c.epochs > 0 && c.epochs <= 1e6, "train.epochs",
+       cat("expected 0 < epochs <= 1000000, got ", c.epochs));
   need(c.batch_size >= 2, "train.batch_size", cat("expected >= 2, got ", c.batch_size));
   need(c.preset == 0 || c.preset == 40 || c.preset == 100 || c.preset == 300 || c.preset == 1000,
        "train.preset", cat("expected 0 (none), 40, 100, 300 or 1000, got ", c.preset));
@@ -204,24 +260,27 @@ void validate(const PretrainConfig& c) {
 
 std::string to_toml(const PretrainConfig& c) {
   std::ostringstream os;
-  auto q = [](const std::string& s) { return "\"" + s + "\""; };
+  auto q = toml_string;
+  auto r = toml_real;
   os << "[data]\ntrain = " << q(c.train) << "\nknn_train = " << q(c.knn_train)
      << "\nknn_test = " << q(c.knn_test) << "\nknn_train_images = " << c.knn_train_images
      << "\nknn_test_images = " << c.knn_test_images << "\nside = " << c.side
      << "\nnormalization = " << q(c.normalization) << "\nworkers = " << c.workers
      << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false")
-     << "\n\n[augment]\ncrop_area_min = " << c.crop_area_min << "\njitter_p = " << c.jitter_p
-     << "\njitter_strength = " << c.jitter_strength << "\njitter = " << q(c.jitter) << "\ngrayscale_p = " << c.grayscale_p
-     << "\nblur_p_view1 = " << c.blur_p_view1 << "\nblur_p_view2 = " << c.blur_p_view2
-     << "\nsolarize_p_view1 = " << c.solarize_p_view1 << "\nsolarize_p_view2 = " << c.solarize_p_view2
-     << "\n\n[model]\ndepth = " << c.depth << "\nwidth = " << c.width << "\nstem = " << q(c.stem)
-     << "\nbase_channels = " << c.base_channels << "\nprojector_hidden = " << c.projector_hidden
-     << "\nprojection_dim = " << c.projection_dim << "\npredictor_hidden = " << c.predictor_hidden
-     << "\n\n[train]\nepochs = " << c.epochs << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset
-     << "\nbase_lr = " << c.base_lr << "\nweight_decay = " << c.weight_decay << "\ntau_base = " << c.tau_base
-     << "\nwarmup_epochs = " << c.warmup_epochs << "\nprobe_lr = " << c.probe_lr << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init)
-     << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
-     << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
+     << "\n\n[augment]\ncrop_area_min = " << r(c.crop_area_min) << "\njitter_p = " << r(c.jitter_p)
+     << "\njitter_strength = " << r(c.jitter_strength) << "\njitter = " << q(c.jitter)
+     << "\ngrayscale_p = " << r(c.grayscale_p) << "\nblur_p_view1 = " << r(c.blur_p_view1)
+     << "\nblur_p_view2 = " << r(c.blur_p_view2) << "\nsolarize_p_view1 = " << r(c.solarize_p_view1)
+     << "\nsolarize_p_view2 = " << r(c.solarize_p_view2) << "\n\n[model]\ndepth = " << c.depth
+     << "\nwidth = " << c.width << "\nstem = " << q(c.stem) << "\nbase_channels = " << c.base_channels
+     << "\nprojector_hidden = " << c.projector_hidden << "\nprojection_dim = " << c.projection_dim
+     << "\npredictor_hidden = " << c.predictor_hidden << "\n\n[train]\nepochs = " << r(c.epochs)
+     << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset << "\nbase_lr = " << r(c.base_lr)
+     << "\nweight_decay = " << r(c.weight_decay) << "\ntau_base = " << r(c.tau_base)
+     << "\nwarmup_epochs = " << r(c.warmup_epochs) << "\nprobe_lr = " << r(c.probe_lr)
+     << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init) << "\nthreads = " << c.threads
+     << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
+     << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints
      << "\nmax_steps = " << c.max_steps << "\ndevice = " << q(c.device) << "\n";
   return os.str();

@@ -1,5 +1,7 @@
 #include "byol/checkpoint.h"
 
+#include <charconv>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "engine/io/safetensors.h"
@@ -65,7 +67,31 @@ void load_stats(const SafetensorsFile& f, const std::string& group, const models
   for (const auto& e : reg.stat_entries()) f.copy_to(group + "/" + e.name, *e.slot);
 }
 
+template <class T>
+T metadata_integer(const std::map<std::string, std::string>& meta, const std::string& key,
+                   const std::string& path) {
+  const auto it = meta.find(key);
+  BYOL_CHECK(it != meta.end(), path, ": metadata '", key, "' is missing");
+  const std::string& text = it->second;
+  T value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  BYOL_CHECK(!text.empty() && ec == std::errc() && end == text.data() + text.size(), path, ": metadata '",
+             key, "' is \"", text, "\", expected an integer in ", std::numeric_limits<T>::min(), "..",
+             std::numeric_limits<T>::max());
+  return value;
+}
+
 }  // namespace
+
+int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::string& key,
+                     const std::string& path) {
+  return metadata_integer<int64_t>(meta, key, path);
+}
+
+uint64_t metadata_uint(const std::map<std::string, std::string>& meta, const std::string& key,
+                       const std::string& path) {
+  return metadata_integer<uint64_t>(meta, key, path);
+}
 
 Tensor krsc_to_oihw(const Tensor& w) {
   static const int perm[4] = {0, 3, 1, 2};
@@ -127,6 +153,9 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Lear
   const nlohmann::json ours = network_json(learner.nets.config());
   BYOL_CHECK(stored["network"] == ours, path, ": the checkpoint's network ", stored["network"].dump(),
              " differs from this run's network ", ours.dump());
+  const int64_t step = metadata_int(f.metadata(), "step", path), total = learner.train_config().total_steps;
+  BYOL_CHECK(step >= 0 && step <= total, path, ": metadata 'step' is ", step, ", expected 0..", total,
+             " (this run's total_steps)");
   ByolNetworks& nets = learner.nets;
   load_group(f, "online", nets.online, nets.online.params());
   load_stats(f, "online_stats", nets.online);
@@ -139,9 +168,11 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Lear
     load_group(f, "probe", learner.probe_params, learner.probe_params.params());
     load_group(f, "probe_adam_m", learner.probe_params, learner.probe_optimizer->first_moment());
     load_group(f, "probe_adam_v", learner.probe_params, learner.probe_optimizer->second_moment());
-    learner.probe_optimizer->steps_taken() = std::stoll(f.metadata_value("probe_adam_steps"));
+    const int64_t adam_steps = metadata_int(f.metadata(), "probe_adam_steps", path);
+    BYOL_CHECK(adam_steps >= 0, path, ": metadata 'probe_adam_steps' is ", adam_steps, ", expected >= 0");
+    learner.probe_optimizer->steps_taken() = adam_steps;
   }
-  learner.set_steps_done(std::stoll(f.metadata_value("step")));
+  learner.set_steps_done(step);
   return f.metadata();
 }
 

@@ -26,8 +26,17 @@ std::string config_json(const NetworkConfig& net, const TrainConfig& train);
 void save_checkpoint(const std::string& path, const Learner& learner,
                      const std::map<std::string, std::string>& extra_metadata = {});
 // Restores `learner` (built with the same network configuration) from `path`; returns the metadata so
-// the caller can restore what it stored there. A network mismatch is an error naming both configs.
+// the caller can restore what it stored there. A network mismatch is an error naming both configs; a
+// step outside 0..the learner's total_steps is an error naming the file and the key.
 std::map<std::string, std::string> load_checkpoint(const std::string& path, Learner& learner);
+
+// An integer from a checkpoint's metadata (as load_checkpoint returns it), parsed strictly: decimal
+// digits only (a leading '-' for metadata_int), nothing before or after them, in the type's range. A
+// missing key, "abc", "16x" or an overflow is an error naming the file `path` and the key.
+int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::string& key,
+                     const std::string& path);
+uint64_t metadata_uint(const std::map<std::string, std::string>& meta, const std::string& key,
+                       const std::string& path);
 
 // Writes the encoder registered under `prefix` in `reg` with torchvision names and OIHW filters. With a
 // config, its JSON (encoder_config_json) goes into the metadata under "encoder_config", so tools can

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -229,9 +230,15 @@ InMemoryDataset::InMemoryDataset(std::string name, std::vector<uint8_t> pixels, 
       num_classes_(num_classes),
       class_names_(std::move(class_names)) {
   BYOL_CHECK(channels == 1 || channels == 3, name_, ": expected 1 or 3 channels, got ", channels);
-  BYOL_CHECK(int64_t(pixels_.size()) == count * height * width * channels, name_, ": expected ",
-             count * height * width * channels, " pixel bytes for ", count, " images of ", height, "x", width,
-             "x", channels, ", got ", pixels_.size());
+  BYOL_CHECK(count >= 0 && height >= 1 && width >= 1, name_,
+             ": expected a count >= 0 and images of at least 1x1, got ", count, " images of ", height, "x",
+             width);
+  uint64_t bytes = 0;  // unsigned: height * width * channels < 2^64 for any int sizes; the count may wrap
+  const bool wraps =
+      __builtin_mul_overflow(uint64_t(count), uint64_t(height) * uint64_t(width) * channels, &bytes);
+  BYOL_CHECK(!wraps && pixels_.size() == bytes, name_, ": expected ", count, " x ", height, " x ", width,
+             " x ", channels, " pixel bytes for ", count, " images of ", height, "x", width, "x", channels,
+             ", got ", pixels_.size());
   BYOL_CHECK(labels_.empty() || int64_t(labels_.size()) == count, name_, ": expected ", count,
              " labels, got ", labels_.size());
   BYOL_CHECK(!labels_.empty() || num_classes == 0, name_, ": num_classes ", num_classes,
@@ -408,13 +415,21 @@ std::vector<uint32_t> parse_idx_header(const std::vector<uint8_t>& bytes, int di
   const size_t header = 4 + 4 * size_t(dims);
   BYOL_CHECK(bytes.size() >= header, "IDX: '", path, "': truncated header (", bytes.size(), " bytes)");
   std::vector<uint32_t> shape;
-  uint64_t n = 1;
+  std::string shape_text;
   for (int i = 0; i < dims; ++i) {
     shape.push_back(read_be32(bytes.data() + 4 + 4 * i));
-    n *= shape.back();
+    shape_text += (i ? " x " : "") + std::to_string(shape.back());
   }
+  // The product in 64 bits, checked for wrapping: 2^31 x 2^31 x 4 must not pass for an empty file.
+  uint64_t n = 1;
+  bool wraps = false;
+  for (uint32_t d : shape) wraps = __builtin_mul_overflow(n, uint64_t(d), &n) || wraps;
+  if (std::find(shape.begin(), shape.end(), 0u) != shape.end()) n = 0, wraps = false;
+  wraps = wraps || n > std::numeric_limits<uint64_t>::max() - header;
+  BYOL_CHECK(!wraps, "IDX: '", path, "': the header's shape ", shape_text,
+             " needs more than 2^64 bytes (the file has ", bytes.size(), ")");
   BYOL_CHECK(bytes.size() == header + n, "IDX: '", path, "': expected ", header + n,
-             " bytes for its header's shape, got ", bytes.size());
+             " bytes for its header's shape ", shape_text, ", got ", bytes.size());
   return shape;
 }
 
@@ -424,6 +439,10 @@ std::shared_ptr<Dataset> load_idx(const std::string& images_path, const std::str
                                   int num_classes) {
   std::vector<uint8_t> images = read_file_maybe_gz(images_path);
   const std::vector<uint32_t> shape = parse_idx_header(images, 3, images_path);
+  constexpr uint32_t kIntMax = uint32_t(std::numeric_limits<int>::max());
+  BYOL_CHECK(shape[1] >= 1 && shape[2] >= 1 && shape[1] <= kIntMax && shape[2] <= kIntMax, "IDX: '",
+             images_path, "': the header's images have ", shape[1], " rows and ", shape[2],
+             " columns, expected 1..", kIntMax, " of each");
   std::vector<int64_t> labels;
   if (!labels_path.empty()) {
     const std::vector<uint8_t> lb = read_file_maybe_gz(labels_path);

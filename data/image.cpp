@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +32,32 @@ ImageFormat sniff_format(const uint8_t* b, size_t n) {
     return ImageFormat::png;
   return ImageFormat::unknown;
 }
+
+namespace {
+std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+}  // namespace
+
+void set_max_image_pixels(int64_t pixels) {
+  BYOL_CHECK(pixels >= 1, "set_max_image_pixels: expected >= 1, got ", pixels);
+  g_max_image_pixels.store(pixels);
+}
+
+int64_t max_image_pixels() {
+  return g_max_image_pixels.load();
+}
+
+namespace {
+
+// The header's size against the limit: an error naming the file, before anything is allocated for it.
+[[maybe_unused]] void check_image_pixels(uint64_t width, uint64_t height, const std::string& source,
+                                         const char* format) {
+  const int64_t limit = max_image_pixels();
+  BYOL_CHECK(width * height <= uint64_t(limit), "decode_image: ", source, ": the ", format, " header claims ",
+             width, "x", height, " = ", width * height, " pixels, more than the limit of ", limit,
+             " (data::set_max_image_pixels)");
+}
+
+}  // namespace
 
 bool jpeg_supported() {
   return BYOL_WITH_JPEG != 0;
@@ -77,17 +104,26 @@ struct JpegDecoder {
   JpegDecoder& operator=(const JpegDecoder&) = delete;
 };
 
-// Returns false with dec.err.message set on failure. Nothing with a destructor lives in this frame, so
-// the longjmp skips no C++ cleanup.
-bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int min_side,
-                      std::vector<uint8_t>& out, int* height, int* width) {
+enum class JpegResult { ok, failed, too_large };
+
+// Returns failed with dec.err.message set, or too_large (the header's width x height, in *width and
+// *height, exceed max_pixels) before jpeg_start_decompress allocates anything for the image. Nothing with
+// a destructor lives in this frame, so the longjmp skips no C++ cleanup.
+JpegResult decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int min_side,
+                            int64_t max_pixels, std::vector<uint8_t>& out, int64_t* height, int64_t* width) {
   jpeg_decompress_struct* cinfo = &dec.cinfo;
   if (setjmp(dec.err.jump)) {
     jpeg_abort_decompress(cinfo);
-    return false;
+    return JpegResult::failed;
   }
   jpeg_mem_src(cinfo, bytes, static_cast<unsigned long>(size));
   jpeg_read_header(cinfo, TRUE);
+  if (uint64_t(cinfo->image_width) * cinfo->image_height > uint64_t(max_pixels)) {
+    *height = cinfo->image_height;
+    *width = cinfo->image_width;
+    jpeg_abort_decompress(cinfo);
+    return JpegResult::too_large;
+  }
   const bool cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
   cinfo->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   cinfo->scale_num = 8;
@@ -128,7 +164,7 @@ bool decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size, int m
   }
   *height = h;
   *width = w;
-  return true;
+  return JpegResult::ok;
 }
 
 }  // namespace
@@ -140,10 +176,13 @@ ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& 
   if (format == ImageFormat::jpeg) {
 #if BYOL_WITH_JPEG
     thread_local JpegDecoder decoder;
-    int h = 0, w = 0;
-    if (!decode_jpeg_into(decoder, bytes, size, min_side, out, &h, &w))
+    int64_t h = 0, w = 0;
+    const JpegResult result =
+        decode_jpeg_into(decoder, bytes, size, min_side, max_image_pixels(), out, &h, &w);
+    if (result == JpegResult::failed)
       BYOL_FAIL("decode_image: ", source, ": corrupt or truncated JPEG (libjpeg: ", decoder.err.message, ")");
-    return {out.data(), h, w, 3};
+    if (result == JpegResult::too_large) check_image_pixels(uint64_t(w), uint64_t(h), source, "JPEG");
+    return {out.data(), int(h), int(w), 3};
 #else
     (void)min_side;
     BYOL_FAIL("decode_image: ", source,
@@ -158,8 +197,14 @@ ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& 
     img.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_memory(&img, bytes, size))
       BYOL_FAIL("decode_image: ", source, ": corrupt PNG (libpng: ", img.message, ")");
+    try {
+      check_image_pixels(img.width, img.height, source, "PNG");
+    } catch (...) {
+      png_image_free(&img);
+      throw;
+    }
     img.format = PNG_FORMAT_RGB;
-    out.resize(PNG_IMAGE_SIZE(img));
+    out.resize(size_t(img.width) * img.height * 3);  // PNG_IMAGE_SIZE computes in 32 bits and wraps
     if (!png_image_finish_read(&img, nullptr, out.data(), 0, nullptr)) {
       const std::string message = img.message;
       png_image_free(&img);

@@ -36,10 +36,19 @@ ImageFormat sniff_format(const uint8_t* bytes, size_t size);
 bool jpeg_supported();  // this build links libjpeg(-turbo)
 bool png_supported();   // this build links libpng
 
+// The most pixels (width x height, as the file's header states them) decode_image accepts. The check
+// runs on the header, before the codec allocates anything, so a forged header claiming 100000 x 100000
+// is an error naming the file instead of gigabytes of memory. The default, 2^28 (16384 x 16384), is far
+// above any image of a real dataset; the setting is process-wide (every loader thread reads it).
+constexpr int64_t kDefaultMaxImagePixels = int64_t(1) << 28;
+void set_max_image_pixels(int64_t pixels);  // >= 1
+int64_t max_image_pixels();
+
 // Decodes a JPEG or PNG held in memory into `out` (resized as needed), returns a view of it (3
-// channels). `min_side` > 0 lets the JPEG decoder use its DCT scaling (by 1/8 .. 8/8) to produce the
-// smallest image whose shorter side is still at least min_side; 0 decodes at full resolution. PNGs are
-// always decoded at full resolution. `source` names the file in error messages.
+// channels), after checking its header against max_image_pixels(). `min_side` > 0 lets the JPEG decoder use
+// its DCT scaling (by 1/8 .. 8/8) to produce the smallest image whose shorter side is still at least
+// min_side; 0 decodes at full resolution. PNGs are always decoded at full resolution. `source` names the file
+// in error messages.
 ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out,
                        const std::string& source, int min_side = 0);
 

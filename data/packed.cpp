@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "engine/common.h"
 
@@ -123,15 +124,22 @@ PackedDataset::PackedDataset(const std::string& prefix) : prefix_(prefix) {
   take(&count, 8);
   take(&classes, 4);
   take(&reserved, 4);
+  // Every count and length below is bounded by the bytes the index really holds before anything is
+  // allocated for it, so a forged field is an error, not a 4 GB allocation or a product that wraps.
+  BYOL_CHECK(classes <= (index.size() - pos) / 4, "PackedDataset: '", path, "': field 'classes' is ", classes,
+             ", more class names than the index's ", index.size(), " bytes can hold");
   for (uint32_t c = 0; c < classes; ++c) {
     uint32_t n = 0;
     take(&n, 4);
+    BYOL_CHECK(n <= index.size() - pos, "PackedDataset: '", path, "': class ", c, " has a name of ", n,
+               " bytes, longer than the ", index.size() - pos, " bytes left in the index");
     std::string name(n, '\0');
     take(name.data(), n);
     class_names_.push_back(std::move(name));
   }
-  BYOL_CHECK(index.size() - pos == count * 32, "PackedDataset: '", path, "': expected ", count,
-             " records of 32 bytes after the header, got ", index.size() - pos, " bytes");
+  const size_t left = index.size() - pos;
+  BYOL_CHECK(count <= left / 32 && left == count * 32, "PackedDataset: '", path, "': field 'count' is ",
+             count, ", expected as many records of 32 bytes as follow the header (", left, " bytes)");
   records_.resize(count);
   for (Record& r : records_) {
     take(&r.shard, 4), take(&r.height, 4), take(&r.width, 4), take(&r.channels, 4);
@@ -142,14 +150,23 @@ PackedDataset::PackedDataset(const std::string& prefix) : prefix_(prefix) {
     std::snprintf(name, sizeof name, "-%05u.bin", s);
     shards_.emplace_back(prefix + name);
   }
+  constexpr uint32_t kIntMax = uint32_t(std::numeric_limits<int>::max());
   for (size_t i = 0; i < records_.size(); ++i) {
     const Record& r = records_[i];
-    BYOL_CHECK(r.shard < shards && (r.channels == 1 || r.channels == 3) && r.height > 0 && r.width > 0,
-               "PackedDataset: '", path, "': record ", i, " is invalid");
-    const uint64_t bytes = uint64_t(r.height) * r.width * r.channels;
-    BYOL_CHECK(r.offset + bytes <= shards_[r.shard].size(), "PackedDataset: '", shards_[r.shard].path(),
-               "' is truncated: image ", i, " needs bytes up to ", r.offset + bytes, ", the shard has ",
-               shards_[r.shard].size());
+    BYOL_CHECK(r.shard < shards, "PackedDataset: '", path, "': record ", i, " has field 'shard' ", r.shard,
+               ", expected < ", shards);
+    BYOL_CHECK(r.channels == 1 || r.channels == 3, "PackedDataset: '", path, "': record ", i,
+               " has field 'channels' ", r.channels, ", expected 1 or 3");
+    BYOL_CHECK(r.height >= 1 && r.width >= 1 && r.height <= kIntMax && r.width <= kIntMax, "PackedDataset: '",
+               path, "': record ", i, " has fields 'height' x 'width' ", r.height, "x", r.width,
+               ", expected 1..", kIntMax, " each");
+    // height, width <= 2^31 and channels <= 3: the product stays below 2^64; offset + bytes could wrap, so
+    // the offset is compared with what is left of the shard after the image.
+    const uint64_t bytes = uint64_t(r.height) * r.width * r.channels, shard_size = shards_[r.shard].size();
+    BYOL_CHECK(bytes <= shard_size && r.offset <= shard_size - bytes, "PackedDataset: '",
+               shards_[r.shard].path(), "' is truncated or '", path, "' is corrupt: record ", i,
+               " (field 'offset' ", r.offset, ", ", r.height, "x", r.width, "x", r.channels, " = ", bytes,
+               " bytes) lies beyond the shard's ", shard_size, " bytes");
     BYOL_CHECK(classes == 0 ? r.label == -1 : (r.label >= 0 && r.label < int64_t(classes)),
                "PackedDataset: '", path, "': record ", i, " has label ", r.label, ", expected ",
                classes == 0 ? "-1" : "a class index");

@@ -311,6 +311,46 @@ TEST_CASE("bad checkpoints give clear errors", "[byol][checkpoint]") {
   CHECK_THROWS_WITH(load_checkpoint(enc, c), Contains("not a byol.cpp checkpoint"));
 }
 
+TEST_CASE("checkpoint metadata integers are parsed strictly, errors name the file and the key",
+          "[byol][checkpoint]") {
+  const std::map<std::string, std::string> meta = {{"a", "16"},
+                                                   {"b", "16x"},
+                                                   {"c", "abc"},
+                                                   {"d", ""},
+                                                   {"e", "-3"},
+                                                   {"f", " 7"},
+                                                   {"g", "99999999999999999999"}};
+  CHECK(metadata_int(meta, "a", "m.safetensors") == 16);
+  CHECK(metadata_int(meta, "e", "m.safetensors") == -3);
+  CHECK(metadata_uint(meta, "a", "m.safetensors") == 16);
+  for (const char* key : {"b", "c", "d", "f", "g"})
+    CHECK_THROWS_WITH(
+        metadata_int(meta, key, "m.safetensors"),
+        Contains("m.safetensors: metadata '" + std::string(key) + "'") && Contains("expected an integer"));
+  CHECK_THROWS_WITH(metadata_uint(meta, "e", "m.safetensors"), Contains("metadata 'e' is \"-3\""));
+  CHECK_THROWS_WITH(metadata_int(meta, "missing", "m.safetensors"),
+                    Contains("m.safetensors: metadata 'missing' is missing"));
+
+  // A checkpoint whose 'step' was rewritten: every bad value is an error naming the file and the key.
+  const byol::test_util::TempDir tmp;
+  const std::string path = (fs::path(tmp.path()) / "ckpt.safetensors").string();
+  Learner a(tiny_network(), tiny_train(1));
+  save_checkpoint(path, a);
+  const SafetensorsFile good = load_safetensors(path);
+  for (const char* bad : {"abc", "16x", "99999999999", "-1", ""}) {
+    std::map<std::string, std::string> m = good.metadata();
+    if (*bad) {
+      m["step"] = bad;
+    } else {
+      m.erase("step");
+    }
+    save_safetensors(path, good.tensors(), m);
+    Learner b(tiny_network(), tiny_train(1));
+    CHECK_THROWS_WITH(load_checkpoint(path, b), Contains("ckpt.safetensors: metadata 'step'"));
+    CHECK(b.steps_done() == 0);
+  }
+}
+
 TEST_CASE("an exported encoder imports back to the same encoder; torchvision names, OIHW", "[byol][export]") {
   const byol::test_util::TempDir tmp;
   const fs::path dir = tmp.path();

@@ -55,6 +55,23 @@ std::string os_error(int err) {
 // Writing
 // ---------------------------------------------------------------------------------------------------
 
+// The temporary file's name: ".<target's file name>.tmp-<pid>-<counter>-<random hex>", beside the target.
+constexpr char kTempMarker[] = ".tmp-";
+
+bool is_temporary_name(const std::string& name) {
+  const size_t at = name.rfind(kTempMarker);
+  if (name.size() < 2 || name[0] != '.' || at == std::string::npos || at < 2) return false;
+  // <pid>-<counter>-<hex>: two decimal numbers and a hexadecimal one, dash-separated.
+  const std::string rest = name.substr(at + std::strlen(kTempMarker));
+  const size_t d1 = rest.find('-'), d2 = d1 == std::string::npos ? d1 : rest.find('-', d1 + 1);
+  if (d2 == std::string::npos) return false;
+  auto all = [](const std::string& s, const char* digits) {
+    return !s.empty() && s.find_first_not_of(digits) == std::string::npos;
+  };
+  return all(rest.substr(0, d1), "0123456789") && all(rest.substr(d1 + 1, d2 - d1 - 1), "0123456789") &&
+         all(rest.substr(d2 + 1), "0123456789abcdef");
+}
+
 // A temporary file beside the target; removed on destruction unless commit() renamed it into place.
 class TempFile {
  public:
@@ -64,7 +81,7 @@ class TempFile {
     static std::atomic<uint64_t> counter{0};
     std::random_device rd;
     for (int attempt = 0; attempt < 16; ++attempt) {
-      const std::string candidate = cat(dir, "/.", p.filename().string(), ".tmp-", ::getpid(), "-",
+      const std::string candidate = cat(dir, "/.", p.filename().string(), kTempMarker, ::getpid(), "-",
                                         counter.fetch_add(1), "-", std::hex, rd());
       // 0666 before the umask, as for any new file (mkstemp would force 0600).
       fd_ = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -338,6 +355,17 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     file.write(host.raw_data(), static_cast<size_t>(host.numel()) * dtype_size(host.dtype()));
   }
   file.commit();
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec) || !is_temporary_name(e.path().filename().string())) continue;
+    if (std::filesystem::remove(e.path(), ec)) removed.push_back(e.path().string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

@@ -15,7 +15,8 @@
 //    order, as compact JSON padded with spaces so the data section starts 8-byte aligned.
 //  - Writes are atomic: a temporary file in the target's directory is written and fsync'ed, renamed
 //    over the target, then the directory is fsync'ed. A failed write leaves any previous file as it
-//    was and removes the temporary file.
+//    was and removes the temporary file; one left by a killed process is removed by
+//    remove_stale_temporaries.
 //  - Reading follows the reference implementation's checks: header length at most 100 MB and inside
 //    the file, a JSON object without duplicate keys, known dtypes, byte ranges that match shape x dtype
 //    size and, sorted by offset, tile the data section exactly (no overlap, no gap, no trailing bytes).
@@ -42,6 +43,12 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 // `metadata` to `path`, atomically. Throws an Error naming the path (and the OS error) on failure.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+// Removes the temporary files that a save_safetensors killed mid-write (SIGKILL, a crash, a power cut)
+// left in `dir`: regular files named ".<target>.tmp-<pid>-<n>-<hex>", which were never renamed into
+// place. Returns their paths. Call it only where no other process may be writing safetensors files into
+// `dir` at the same time (byol-pretrain: when a run starts or resumes, before its first checkpoint).
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
 // The contents of one safetensors file, held in memory.
 class SafetensorsFile {

@@ -35,6 +35,23 @@ expect "missing.toml" --config "$work/missing.toml"
 expect "has fewer images per rank than one batch of 256" --set data.train=synthetic:64:2:8 --set data.side=8 --set run.out="$work/x"
 expect "--resume: no checkpoint in" --resume --set data.train=synthetic:64:2:8 --set run.out="$work/empty" --set data.side=8 --set train.batch_size=16 --set model.base_channels=2
 expect "config key 'run.device': expected auto, cpu or cuda, got 'gpu'" --set run.device=gpu
+# Integers too large for their field, and non-finite numbers, are errors (not wrapped or clamped).
+expect "--set data.side: expected an integer in -2147483648..2147483647, got 4294967328" --set data.side=4294967328
+expect "--set train.epochs: expected a finite number, got inf" --set train.epochs=inf
+expect "--set train.base_lr: expected a finite number, got" --set train.base_lr=nan
+expect "--set train.seed: expected an integer in 0..18446744073709551615, got -1" --set train.seed=-1
+expect "config key 'train.epochs': expected 0 < epochs <= 1000000, got 1e+300" --set train.epochs=1e300
+# Strings with quotes, backslashes and newlines: the written configuration reads back as the same one.
+"$bin" --print-config --set 'data.train="a \"quoted\" path\\x\nsecond line"' --set train.base_lr=0.123456789012345 \
+  --set run.out="$work/o'ut" > "$work/written.toml" || { echo "FAIL: --print-config"; fails=$((fails + 1)); }
+if "$bin" --print-config --config "$work/written.toml" > "$work/reread.toml" && cmp -s "$work/written.toml" "$work/reread.toml" &&
+   grep -qF 'train = "a \"quoted\" path\\x\nsecond line"' "$work/written.toml"; then
+  echo "ok: the written configuration reads back unchanged"
+else
+  echo "FAIL: the written configuration does not read back:"
+  cat "$work/written.toml"
+  fails=$((fails + 1))
+fi
 # run.device = cuda where there is no GPU (or no CUDA backend) is an error naming the key, not a CPU run.
 if ! nvidia-smi -L > /dev/null 2>&1; then
   expect "config key 'run.device': \"cuda\"" --set run.device=cuda --set data.train=synthetic:64:2:8 --set data.side=8 --set train.batch_size=16 --set run.out="$work/nogpu"

@@ -25,8 +25,12 @@ common=(--set run.device=cpu --set data.train=synthetic:384:4:16:1 --set data.si
 "$bin" "${common[@]}" --set run.out="$work/a" > "$work/a.log"
 "$bin" "${common[@]}" --set run.out="$work/b" --set run.max_steps=7 > "$work/b1.log"
 grep -q "stopped at step 7 of 18" "$work/b1.log" || { cat "$work/b1.log"; echo "FAIL: run B did not stop at step 7"; exit 1; }
+# A checkpoint write killed halfway leaves its temporary file; the resumed run removes it.
+stale="$work/b/checkpoints/.step_00000008.safetensors.tmp-4242-0-1f2e3d"
+head -c 1000 /dev/zero > "$stale"
 "$bin" "${common[@]}" --set run.out="$work/b" --resume > "$work/b2.log"
 grep -q "resumed from .*step_00000007.safetensors at step 7" "$work/b2.log" || { cat "$work/b2.log"; echo "FAIL: B did not resume at 7"; exit 1; }
+[ ! -e "$stale" ] && grep -qF "removed $stale" "$work/b2.log" || { echo "FAIL: the stale temporary file of B was not removed"; exit 1; }
 
 # C: SIGINT as soon as the first checkpoint exists (the run writes one every 4 steps).
 "$bin" "${common[@]}" --set run.out="$work/c" > "$work/c1.log" &
@@ -60,6 +64,17 @@ for r in b c; do
       <(data_of "$work/$r/checkpoints/step_00000018.safetensors") ||
     { echo "FAIL: final checkpoint (all tensors) of run $r differs"; exit 1; }
 done
+# metrics.jsonl after a resume: every logged step exactly once. B adds step 7 (where it stopped) to A's
+# log points; C, interrupted anywhere, logs what A logs (plus its interrupted step if that was a log point).
+steps_of() { grep -o '"step":[0-9]*' "$1" | cut -d: -f2; }
+for r in b c; do
+  dups=$(steps_of "$work/$r/metrics.jsonl" | sort -n | uniq -d)
+  missing=$(comm -23 <(steps_of "$work/a/metrics.jsonl" | sort) <(steps_of "$work/$r/metrics.jsonl" | sort))
+  [ -z "$dups" ] && [ -z "$missing" ] ||
+    { echo "FAIL: metrics.jsonl of run $r: steps logged twice: [$dups], missing: [$missing]"; exit 1; }
+done
+steps_of "$work/b/metrics.jsonl" | grep -qx 7 || { echo "FAIL: metrics.jsonl of run B lost step 7, where it resumed"; exit 1; }
+
 # D: a NaN loss (injected at step 9) stops the run with status 1 at the next check (the log point after
 # step 9: the losses are checked there, steps 8 and 9 since the previous check), naming the last good
 # checkpoint (step 8), which stays; no checkpoint is written after it.

@@ -1,6 +1,8 @@
 // Bad input: every error names the file and says what was expected. The tests write the bad files.
 #include <catch2/catch.hpp>
 
+#include <zlib.h>
+
 #include <set>
 
 #include "data/dataset.h"
@@ -22,6 +24,27 @@ std::vector<uint8_t> idx_header(uint32_t magic, std::vector<uint32_t> dims) {
   for (uint32_t v : dims)
     for (int s = 24; s >= 0; s -= 8) out.push_back(uint8_t(v >> s));
   return out;
+}
+
+// Appends `v` little-endian (the packed index's byte order).
+template <class T>
+void put_le(std::vector<uint8_t>& out, T v) {
+  for (size_t i = 0; i < sizeof v; ++i) out.push_back(uint8_t(uint64_t(v) >> (8 * i)));
+}
+
+// A packed index header: magic, version 1, `shards`, `count`, `classes`, 0 (class names and records
+// follow, appended by the caller).
+std::vector<uint8_t> pack_header(uint32_t shards, uint64_t count, uint32_t classes) {
+  std::vector<uint8_t> out = {'B', 'Y', 'O', 'L', 'P', 'A', 'K', '1'};
+  put_le<uint32_t>(out, 1), put_le(out, shards), put_le(out, count), put_le(out, classes);
+  put_le<uint32_t>(out, 0);
+  return out;
+}
+
+void put_record(std::vector<uint8_t>& out, uint32_t height, uint32_t width, uint32_t channels,
+                uint64_t offset) {
+  put_le<uint32_t>(out, 0), put_le(out, height), put_le(out, width), put_le(out, channels);
+  put_le(out, offset), put_le<int64_t>(out, -1);
 }
 
 }  // namespace
@@ -51,6 +74,49 @@ TEST_CASE("truncated and corrupt JPEG / PNG files are errors naming the file", "
   CHECK_THROWS_WITH(f.image(3, scratch), Contains(tmp / "bad/c/truncated.jpg") && Contains("truncated JPEG"));
 }
 
+TEST_CASE("JPEG / PNG headers claiming more than max_image_pixels are errors before any allocation",
+          "[data_errors]") {
+  if (!jpeg_supported() || !png_supported()) {
+    WARN("SKIPPED: this build lacks libjpeg or libpng");
+    return;
+  }
+  const auto img = smooth_image(8, 8, 1);
+  // A PNG whose IHDR (width at byte 16, height at 20, CRC over bytes 12..28) claims 100000 x 100000:
+  // PNG_IMAGE_SIZE would wrap to 4.2 GB, allocated before libpng notices the missing rows.
+  std::vector<uint8_t> png = encode_png(img.view());
+  for (int at : {16, 20})
+    for (int s = 0; s < 4; ++s) png[at + s] = uint8_t(100000u >> (24 - 8 * s));
+  const uint32_t crc = uint32_t(crc32(0, png.data() + 12, 17));
+  for (int s = 0; s < 4; ++s) png[29 + s] = uint8_t(crc >> (24 - 8 * s));
+  // A JPEG whose SOF0 (FF C0, length, precision, height, width) claims 65500 x 65500: 12.9 GB of RGB.
+  std::vector<uint8_t> jpg = encode_jpeg(img.view(), 90);
+  size_t sof = 0;
+  while (sof + 9 < jpg.size() && !(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) ++sof;
+  REQUIRE(sof + 9 < jpg.size());
+  for (size_t at : {sof + 5, sof + 7}) jpg[at] = 0xFF, jpg[at + 1] = 0xDC;
+  std::vector<uint8_t> out;
+  CHECK_THROWS_WITH(decode_image(png.data(), png.size(), out, "forged.png"),
+                    Contains("forged.png") && Contains("PNG header claims 100000x100000") &&
+                        Contains("more than the limit of 268435456"));
+  CHECK(out.capacity() == 0);
+  CHECK_THROWS_WITH(decode_image(jpg.data(), jpg.size(), out, "forged.jpg"),
+                    Contains("forged.jpg") && Contains("JPEG header claims 65500x65500"));
+  CHECK_THROWS_WITH(decode_image(jpg.data(), jpg.size(), out, "forged.jpg", 32),  // DCT scaling too
+                    Contains("forged.jpg") && Contains("JPEG header claims 65500x65500"));
+  CHECK(out.capacity() == 0);
+  // The limit is a setting: 63 pixels rejects the real 8x8 images, 64 takes them.
+  const std::vector<uint8_t> real_png = encode_png(img.view()), real_jpg = encode_jpeg(img.view(), 90);
+  set_max_image_pixels(63);
+  CHECK_THROWS_WITH(decode_image(real_png.data(), real_png.size(), out, "real.png"),
+                    Contains("real.png") && Contains("8x8 = 64 pixels, more than the limit of 63"));
+  CHECK_THROWS_WITH(decode_image(real_jpg.data(), real_jpg.size(), out, "real.jpg"), Contains("real.jpg"));
+  set_max_image_pixels(64);
+  CHECK(decode_image(real_png.data(), real_png.size(), out, "real.png").height == 8);
+  CHECK(decode_image(real_jpg.data(), real_jpg.size(), out, "real.jpg").width == 8);
+  set_max_image_pixels(kDefaultMaxImagePixels);
+  CHECK_THROWS_WITH(set_max_image_pixels(0), Contains("expected >= 1"));
+}
+
 TEST_CASE("IDX files with a wrong magic number or size are errors naming the file", "[data_errors]") {
   TempDir tmp;
   std::vector<uint8_t> images = idx_header(0x00000803, {2, 2, 2});
@@ -73,6 +139,26 @@ TEST_CASE("IDX files with a wrong magic number or size are errors naming the fil
                     Contains(tmp / "labels3") && Contains("expected 2 labels"));
   write_bytes(tmp / "bad.gz", {0x1f, 0x8b, 0x08, 0x00, 0x01, 0x02});  // gzip magic, then garbage
   CHECK_THROWS_WITH(load_idx(tmp / "bad.gz", ""), Contains(tmp / "bad.gz"));
+}
+
+TEST_CASE("IDX shapes that wrap around or have no rows or columns are errors naming the file",
+          "[data_errors]") {
+  TempDir tmp;
+  // 2^31 x 2^31 x 4 = 2^64 wraps to 0, the size of this file's (empty) pixel data.
+  write_bytes(tmp / "wraps", idx_header(0x00000803, {0x80000000u, 0x80000000u, 4}));
+  CHECK_THROWS_WITH(load_idx(tmp / "wraps", ""),
+                    Contains(tmp / "wraps") && Contains("shape 2147483648 x 2147483648 x 4") &&
+                        Contains("needs more than 2^64 bytes (the file has 16)"));
+  write_bytes(tmp / "no-rows", idx_header(0x00000803, {5, 0, 28}));
+  CHECK_THROWS_WITH(load_idx(tmp / "no-rows", ""),
+                    Contains(tmp / "no-rows") && Contains("0 rows and 28 columns, expected 1.."));
+  write_bytes(tmp / "no-cols", idx_header(0x00000803, {5, 28, 0}));
+  CHECK_THROWS_WITH(load_idx(tmp / "no-cols", ""),
+                    Contains(tmp / "no-cols") && Contains("28 rows and 0 columns"));
+  // No images, but rows beyond int: nothing to read, still not a dataset of -1-row images.
+  write_bytes(tmp / "huge-rows", idx_header(0x00000803, {0, 0xFFFFFFFFu, 1}));
+  CHECK_THROWS_WITH(load_idx(tmp / "huge-rows", ""),
+                    Contains(tmp / "huge-rows") && Contains("4294967295 rows"));
 }
 
 TEST_CASE("a CIFAR file of the wrong size is an error naming the file", "[data_errors]") {
@@ -125,6 +211,40 @@ TEST_CASE("a truncated pack shard or a foreign index is an error naming the file
   CHECK_THROWS_WITH(PackedDataset(tmp / "p"), Contains(tmp / "p-00000.bin") && Contains("truncated"));
   write_bytes(tmp / "q.index", {'n', 'o', 'p', 'e', 0, 0, 0, 0, 0, 0, 0, 0});
   CHECK_THROWS_WITH(PackedDataset(tmp / "q"), Contains(tmp / "q.index") && Contains("BYOLPAK1"));
+}
+
+TEST_CASE("forged packed index fields are errors naming the file and the field, before any allocation",
+          "[data_errors]") {
+  TempDir tmp;
+  write_bytes(tmp / "p-00000.bin", std::vector<uint8_t>(16, 7));
+  // A class name of 4 GB in an index of 36 bytes.
+  std::vector<uint8_t> name = pack_header(1, 0, 1);
+  put_le<uint32_t>(name, 0xFFFFFFFFu);
+  write_bytes(tmp / "p.index", name);
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"),
+                    Contains(tmp / "p.index") && Contains("class 0 has a name of 4294967295 bytes"));
+  // 2^59 records of 32 bytes: 2^64 bytes wrap to the 0 bytes that follow the header.
+  write_bytes(tmp / "p.index", pack_header(1, uint64_t(1) << 59, 0));
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"),
+                    Contains(tmp / "p.index") && Contains("field 'count' is 576460752303423488"));
+  // offset + 1 byte wraps to 0.
+  std::vector<uint8_t> offset = pack_header(1, 1, 0);
+  put_record(offset, 1, 1, 1, ~uint64_t(0));
+  write_bytes(tmp / "p.index", offset);
+  CHECK_THROWS_WITH(PackedDataset(tmp / "p"),
+                    Contains(tmp / "p.index") && Contains("record 0 (field 'offset' 18446744073709551615"));
+  // (2^32 - 1)^2 x 3 wraps to 2^64 - 3 * 2^33 + 3; this offset wraps the sum to 0: a -1x-1 image.
+  std::vector<uint8_t> side = pack_header(1, 1, 0);
+  put_record(side, 0xFFFFFFFFu, 0xFFFFFFFFu, 3, 3 * (uint64_t(1) << 33) - 3);
+  write_bytes(tmp / "p.index", side);
+  CHECK_THROWS_WITH(
+      PackedDataset(tmp / "p"),
+      Contains(tmp / "p.index") && Contains("record 0 has fields 'height' x 'width' 4294967295x4294967295"));
+  // The well-formed version of the same index reads.
+  std::vector<uint8_t> good = pack_header(1, 1, 0);
+  put_record(good, 2, 2, 3, 4);
+  write_bytes(tmp / "p.index", good);
+  CHECK(PackedDataset(tmp / "p").size() == 1);
 }
 
 TEST_CASE("a corrupt image stops the loader with its name, or is skipped and reported", "[data_errors]") {

@@ -3,8 +3,10 @@
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <cstring>
@@ -420,6 +422,49 @@ TEST_CASE("saving replaces the previous file and leaves no temporary file", "[io
   save_safetensors("relative.safetensors", {{"a", Tensor::zeros({1})}});
   fs::current_path(cwd);
   CHECK(dir.entries() == std::set<std::string>{"ckpt.safetensors", "relative.safetensors"});
+}
+
+TEST_CASE("a save killed mid-write leaves a temporary file that remove_stale_temporaries removes", "[io]") {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.safetensors");
+  save_safetensors(path, {{"a", Tensor::full({3}, 1.0)}});
+  const std::string before = read_bytes(path);
+  const NamedTensors big = {{"w", Tensor::zeros({1 << 16})}};  // 256 KiB of data
+  // A child killed by SIGXFSZ (its default action) at 64 KiB: no destructor runs, as under SIGKILL.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit no_core {
+    }, small{};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::getrlimit(RLIMIT_FSIZE, &small);
+    small.rlim_cur = 64 << 10;
+    ::setrlimit(RLIMIT_FSIZE, &small);
+    std::signal(SIGXFSZ, SIG_DFL);
+    try {
+      save_safetensors(path, big);
+    } catch (...) {
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFSIGNALED(status));
+  const std::set<std::string> left = dir.entries();
+  REQUIRE(left.size() == 2);  // the target and the temporary file
+  const std::string temporary =
+      *std::find_if(left.begin(), left.end(), [](const std::string& n) { return n != "ckpt.safetensors"; });
+  CHECK(temporary.rfind(".ckpt.safetensors.tmp-", 0) == 0);
+  // Files that only resemble the pattern stay.
+  for (const char* keep : {"ckpt.safetensors.tmp-1-2-ab", ".ckpt.safetensors.tmp-x-2-ab", ".tmp-1-2-ab",
+                           ".ckpt.safetensors.tmp-1-2-", ".ckpt.safetensors.tmp-1-2-xyz"})
+    std::ofstream(dir.file(keep)) << "x";
+  CHECK(remove_stale_temporaries(dir.path.string()) == std::vector<std::string>{dir.file(temporary)});
+  CHECK(dir.entries().size() == 6);
+  CHECK(dir.entries().count("ckpt.safetensors") == 1);
+  CHECK(read_bytes(path) == before);
+  CHECK(remove_stale_temporaries(dir.path.string()).empty());
+  CHECK(remove_stale_temporaries(dir.file("missing")).empty());
 }
 
 TEST_CASE("a save that fails leaves the previous file intact and no temporary file", "[io]") {
