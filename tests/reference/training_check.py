@@ -1,27 +1,35 @@
 #!/usr/bin/env python3
-"""The training-quality regression check (ctest: training_vs_pytorch): byol.cpp must learn as much from BYOL
+"""The training-quality regression check (ctest: e2e_training_vs_pytorch): byol.cpp must learn as much from BYOL
 as the PyTorch reference (tests/reference/byol_train.py, written from the paper and the official code) does
 with the same recipe.
 
 The recipe is the README's main job (configs/fashion_mnist.toml) cut to EPOCHS epochs: Fashion-MNIST, the
-quarter-width ResNet-18 with the ImageNet stem, 28 px views. Both sides are scored the same way: kNN top-1
-(k = 200, T = 0.1, cosine, BN in evaluation mode) on all 60,000 / 10,000 images, at random initialisation and
-after training; the gain is the difference.
+quarter-width ResNet-18 with the ImageNet stem, 28 px views, byol.cpp's initialisers on both sides (with
+PyTorch's default initialisers the random network is already a 74 % kNN classifier that 3 epochs of BYOL
+do not beat, on either side). Both sides are scored the same way: kNN top-1 (k = 200, T = 0.1, cosine, BN in
+evaluation mode) on all 60,000 / 10,000 images, at random initialisation and after training; the gain is the
+difference. (byol-pretrain's monitor and byol_train.py's evaluator agree: 75.04 % for the same encoder.)
 
-    training_check.py check BYOL_PRETRAIN WORK_DIR [--margin M]
-        byol-pretrain trains the recipe once (seed 0, 2 threads); passes when its gain is at least the
-        reference's mean gain minus M points. The reference is tests/reference/training_reference.json;
-        a reference measured for another recipe (the config or EPOCHS changed) fails, saying so.
+    training_check.py check BYOL_PRETRAIN WORK_DIR [--margin M] [--seeds S ...]
+        byol-pretrain trains the recipe at seeds 0 and 1 (2 threads); passes when its mean kNN accuracy
+        after training is at least the reference's mean minus M points (with the same initialisers on both
+        sides, the random networks' accuracies have one distribution, so this compares the gains; it is
+        the less noisy statistic: see below). The reference is tests/reference/training_reference.json; a
+        reference measured for another recipe (the config or EPOCHS changed) fails, saying so.
     training_check.py measure-reference SEED [SEED ...] [--jobs J] [--threads T] [--add]
         runs byol_train.py on the recipe once per seed (J runs at a time, T threads each) and writes
         training_reference.json (about 15 minutes per two seeds on two cores; not run by ctest); with
         --add, the stored runs of other seeds are kept.
     training_check.py measure-byolcpp BYOL_PRETRAIN WORK_DIR SEED [SEED ...]
-        byol-pretrain's gain at several seeds, for the spread (docs/results.md).
+        byol-pretrain's results at several seeds, for the spread (docs/results.md).
 
-The margin: a trainer that learns nothing (the failure this guards against: in 2026-11 byol.cpp gained
-+0.0-0.8 points where PyTorch gained +3-5 on CIFAR) fails by far more; docs/results.md has the measured
-spread of both sides, from which the default margin is chosen.
+The statistic and the margin (measured over four seeds per side, docs/results.md): a random network's own
+kNN accuracy varies by several points with the seed, so one run's gain varies more (sd 2-4 points) than its
+final accuracy (sd about 2). The check's seeds are fixed, so its two random networks are too (68.48 and
+72.44 %, mean 70.46): a trainer that learns nothing (the failure this guards against: in 2026-11 byol.cpp
+gained +0.0-0.8 points where PyTorch gained +3-5 on CIFAR) ends near 70.5 % against a bar of about 72.6 % and
+fails, as does one that learns a third as much. A trainer as good as the reference, drawn anew whenever a
+change moves the rounding, falls below the bar a few times in a hundred (two-seed sd about 1.6 points).
 """
 import argparse
 import json
@@ -152,15 +160,23 @@ def load_reference():
 
 def check(args):
     ref = load_reference()
-    init, final, steps, seconds = run_byolcpp(args.binary, args.work, 0, 2)
-    gain = final - init
-    need = ref["mean_gain"] - args.margin
-    seeds = ", ".join(f"{r['gain']:+.2f}" for r in ref["runs"])
-    print(f"kNN gain over random init after {steps} steps (all 60,000 / 10,000 images):\n"
-          f"  PyTorch reference (byol_train.py, {ref['date']}): mean {ref['mean_gain']:+.2f} over seeds ({seeds})\n"
-          f"  byol.cpp (byol-pretrain, seed 0, {seconds:.0f} s): {init:.2f} -> {final:.2f} % ({gain:+.2f})\n"
-          f"  required: at least {need:+.2f} (the reference's mean minus {args.margin} points)")
-    if gain < need:
+    gains, finals, lines = [], [], []
+    for seed in args.seeds:
+        init, final, steps, seconds = run_byolcpp(args.binary, args.work, seed, 2)
+        gains.append(final - init)
+        finals.append(final)
+        lines.append(f"  byol.cpp (byol-pretrain, seed {seed}, {seconds:.0f} s): {init:.2f} -> {final:.2f} % "
+                     f"({gains[-1]:+.2f})")
+    gain, final = statistics.mean(gains), statistics.mean(finals)
+    ref_final = statistics.mean(r["knn_final"] for r in ref["runs"])
+    need = ref_final - args.margin
+    seeds = ", ".join(f"{r['knn_init']:.2f} -> {r['knn_final']:.2f}" for r in ref["runs"])
+    print(f"kNN top-1 after {steps} steps (all 60,000 / 10,000 images):\n"
+          f"  PyTorch reference (byol_train.py, {ref['date']}; seeds {seeds}): mean {ref_final:.2f} %, "
+          f"mean gain {ref['mean_gain']:+.2f}\n" + "\n".join(lines) + "\n"
+          f"  byol.cpp: mean {final:.2f} %, mean gain {gain:+.2f}\n"
+          f"  required: a mean of at least {need:.2f} % (the reference's mean minus {args.margin} points)")
+    if final < need:
         print("FAIL: byol.cpp learns less than the PyTorch reference")
         return 1
     print("PASS")
@@ -184,6 +200,7 @@ def main():
     c.add_argument("binary")
     c.add_argument("work")
     c.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     r = sub.add_parser("measure-reference")
     r.add_argument("seeds", type=int, nargs="+")
     r.add_argument("--threads", type=int, default=1)
