@@ -162,9 +162,7 @@ void apply(PretrainConfig& cfg, const std::string& key, const toml::node& node, 
   it->second(cfg, node, where);
 }
 
-}  // namespace
-
-void load_config(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides) {
+void load_config_unchecked(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides) {
   if (!path.empty()) {
     toml::table root;
     try {
@@ -195,6 +193,13 @@ void load_config(PretrainConfig& cfg, const std::string& path, const std::vector
     }
     apply(cfg, key, *t.get("v"), "--set " + key);
   }
+}
+
+}  // namespace
+
+void load_config(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides) {
+  with_context(path.empty() ? std::string("the command line's --set options") : path,
+               [&] { load_config_unchecked(cfg, path, overrides); });
 }
 
 void validate(const PretrainConfig& c) {

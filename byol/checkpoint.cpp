@@ -180,23 +180,44 @@ std::string encoder_config_json(const models::ResNetConfig& cfg) {
   return encoder_json(cfg).dump();
 }
 
-models::ResNetConfig encoder_config_from_json(const std::string& text) {
+models::ResNetConfig encoder_config_from_json(const std::string& text, const std::string& context) {
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  BYOL_CHECK(!j.is_discarded() && j.is_object(), "encoder config: not a JSON object: ", text);
+  BYOL_CHECK(!j.is_discarded() && j.is_object(), context, ": not a JSON object: ", text);
+  // Integers are read as int64 and range-checked before the narrowing cast, so 2^32 + 18 is not 18.
+  auto integer = [&](const nlohmann::json& v, const std::string& key, int64_t lo, int64_t hi) {
+    BYOL_CHECK(v.is_number_integer(), context, ": '", key, "' is ", v.dump(), ", expected an integer");
+    const int64_t x = v.get<int64_t>();
+    BYOL_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t(hi), context, ": '", key, "' is ",
+               v.dump(), ", expected ", lo, "..", hi);
+    BYOL_CHECK(x >= lo && x <= hi, context, ": '", key, "' is ", x, ", expected ", lo, "..", hi);
+    return x;
+  };
   models::ResNetConfig cfg;
   try {
-    cfg.depth = j.at("depth").get<int>();
-    cfg.width = j.at("width").get<int>();
-    const std::string stem = j.at("stem").get<std::string>();
-    BYOL_CHECK(stem == "cifar" || stem == "imagenet",
-               "encoder config: stem must be 'cifar' or 'imagenet', got '", stem, "'");
+    BYOL_CHECK(j.contains("depth") && j.contains("width") && j.contains("stem"), context,
+               ": needs 'depth', 'width' and 'stem', got ", text);
+    cfg.depth = static_cast<int>(integer(j["depth"], "depth", 18, 200));
+    cfg.width = static_cast<int>(integer(j["width"], "width", 1, models::kMaxWidth));
+    BYOL_CHECK(j["stem"].is_string(), context, ": 'stem' is ", j["stem"].dump(), ", expected a string");
+    const std::string stem = j["stem"].get<std::string>();
+    BYOL_CHECK(stem == "cifar" || stem == "imagenet", context, ": stem must be 'cifar' or 'imagenet', got '",
+               stem, "'");
     cfg.stem = stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
     cfg.zero_init_residual = j.value("zero_init_residual", false);
-    cfg.base_channels = j.value("base_channels", int64_t(64));
-    cfg.blocks = j.value("blocks", std::vector<int>{});
+    if (j.contains("base_channels"))
+      cfg.base_channels = integer(j["base_channels"], "base_channels", 1, models::kMaxBaseChannels);
+    if (j.contains("blocks")) {
+      const nlohmann::json& b = j["blocks"];
+      BYOL_CHECK(b.is_array() && (b.empty() || b.size() == 4), context, ": 'blocks' is ", b.dump(),
+                 ", expected an array of 4 block counts");
+      for (size_t s = 0; s < b.size(); ++s)
+        cfg.blocks.push_back(
+            static_cast<int>(integer(b[s], cat("blocks[", s, "]"), 1, models::kMaxBlocksPerStage)));
+    }
   } catch (const nlohmann::json::exception& e) {
-    BYOL_FAIL("encoder config ", text, ": ", e.what());
+    BYOL_FAIL(context, " ", text, ": ", e.what());
   }
+  models::check_resnet_config(cfg, context);
   return cfg;
 }
 

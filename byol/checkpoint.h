@@ -46,7 +46,10 @@ void export_encoder(const std::string& path, const models::ParamRegistry& reg,
 
 // A ResNet configuration as JSON text and back ({"depth":50,"width":1,"stem":"imagenet",...}).
 std::string encoder_config_json(const models::ResNetConfig& cfg);
-models::ResNetConfig encoder_config_from_json(const std::string& json);
+// Every field is bounded (models::check_resnet_config) before anything is built: the JSON may come
+// from a downloaded file. Errors start with `context` (say, the file's name).
+models::ResNetConfig encoder_config_from_json(const std::string& json,
+                                              const std::string& context = "encoder config");
 
 struct ImportReport {
   int loaded = 0;

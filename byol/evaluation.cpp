@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -747,7 +748,18 @@ models::ResNetConfig agreed_config(const std::string& path, const models::ResNet
   return stored;
 }
 
-void build(LoadedEncoder& out, const models::ResNetConfig& cfg) {
+// `file` (when not empty) claims to hold this encoder: it must have at least 4 bytes per parameter and
+// statistic, which bounds what a small file with a huge encoder_config can make us allocate.
+void build(LoadedEncoder& out, const models::ResNetConfig& cfg, const std::string& file = "") {
+  if (!file.empty()) {
+    const models::ResNetSize n = models::resnet_size(cfg);
+    std::error_code ec;
+    const uintmax_t bytes = std::filesystem::file_size(file, ec);
+    BYOL_CHECK(!ec, file, ": cannot read its size: ", ec.message());
+    BYOL_CHECK(uintmax_t(n.params + n.stats) * 4 <= bytes, file, ": its encoder configuration ",
+               encoder_config_json(cfg), " has ", n.params, " parameters and ", n.stats,
+               " statistics, more than the file's ", bytes, " bytes can hold");
+  }
   out.registry = std::make_unique<models::ParamRegistry>();
   out.encoder = std::make_unique<models::ResNet>(*out.registry, "", cfg);
   out.registry->finalize(false);
@@ -772,7 +784,11 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
     const nlohmann::json cfg = nlohmann::json::parse(f.metadata_value("config"), nullptr, false);
     BYOL_CHECK(!cfg.is_discarded() && cfg.contains("network"), source.path,
                ": metadata 'config' has no 'network' object");
-    build(out, agreed_config(source.path, encoder_config_from_json(cfg["network"].dump()), source.config));
+    build(out,
+          agreed_config(source.path,
+                        encoder_config_from_json(cfg["network"].dump(), source.path + ": metadata 'config' network"),
+                        source.config),
+          source.path);
     for (const models::ParamEntry& e : out.registry->param_entries()) {
       f.copy_to("online/encoder." + e.name, *e.slot);
       ++out.loaded;
@@ -785,8 +801,12 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
     return out;
   }
   if (f.has_metadata("encoder_config")) {
-    build(out, agreed_config(source.path, encoder_config_from_json(f.metadata_value("encoder_config")),
-                             source.config));
+    build(out,
+          agreed_config(source.path,
+                        encoder_config_from_json(f.metadata_value("encoder_config"),
+                                                 source.path + ": metadata 'encoder_config'"),
+                        source.config),
+          source.path);
     out.kind = "exported";
   } else {
     BYOL_CHECK(

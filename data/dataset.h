@@ -59,6 +59,7 @@ class ImageFolder : public Dataset {
   std::vector<std::string> class_names() const override { return classes_; }
 
  private:
+  void scan(const std::string& prefix);  // lists the images and classes under root_
   struct Item {
     std::string path;  // file path, or the member name inside the archive
     int label = -1;

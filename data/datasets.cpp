@@ -110,6 +110,16 @@ std::vector<TarMember> parse_tar(const std::vector<uint8_t>& tar, const std::str
       const size_t at = records.find(" path=");
       if (at != std::string::npos) long_name = records.substr(at + 6, records.find('\n', at) - at - 6);
     } else if (type == '0' || type == '\0' || type == '5') {
+      // A member must stay inside the archive's tree: '../../x.jpg' would name a class '..', and an
+      // absolute path belongs to no class folder. Refuse both, by name, rather than guess.
+      BYOL_CHECK(name.empty() || name.front() != '/', "ImageFolder: '", source, "' has a member with an absolute path, '",
+                 name, "' (expected paths relative to the archive's root)");
+      for (size_t a = 0; a <= name.size();) {
+        const size_t b = std::min(name.find('/', a), name.size());
+        BYOL_CHECK(name.compare(a, b - a, "..") != 0, "ImageFolder: '", source, "' has a member '", name,
+                   "' with a '..' component (a path outside the archive's root)");
+        a = b + 1;
+      }
       while (name.rfind("./", 0) == 0) name.erase(0, 2);
       if (!name.empty() && name.back() == '/') name.pop_back();
       if (!name.empty()) members.push_back({name, type == '5', data, size});
@@ -122,6 +132,11 @@ std::vector<TarMember> parse_tar(const std::vector<uint8_t>& tar, const std::str
 }  // namespace
 
 ImageFolder::ImageFolder(const std::string& root, const std::string& prefix) : root_(root) {
+  with_context(cat("ImageFolder: '", root, "'"), [&] { scan(prefix); });
+}
+
+void ImageFolder::scan(const std::string& prefix) {
+  const std::string& root = root_;
   std::error_code ec;
   if (!fs::exists(root, ec))
     BYOL_FAIL("ImageFolder: '", root, "' does not exist (expected a folder of images)");

@@ -170,8 +170,10 @@ JpegResult decode_jpeg_into(JpegDecoder& dec, const uint8_t* bytes, size_t size,
 }  // namespace
 #endif
 
-ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out,
-                       const std::string& source, int min_side) {
+namespace {
+
+ImageView decode(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out, const std::string& source,
+                 int min_side) {
   const ImageFormat format = sniff_format(bytes, size);
   if (format == ImageFormat::jpeg) {
 #if BYOL_WITH_JPEG
@@ -220,6 +222,13 @@ ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& 
   BYOL_FAIL("decode_image: ", source,
             ": expected a JPEG (starts with FF D8 FF) or a PNG (starts with 89 'PNG'), ", "got ",
             size < 4 ? "a file of " + std::to_string(size) + " bytes" : "unknown leading bytes");
+}
+
+}  // namespace
+
+ImageView decode_image(const uint8_t* bytes, size_t size, std::vector<uint8_t>& out,
+                       const std::string& source, int min_side) {
+  return with_context(cat("decode_image: ", source), [&] { return decode(bytes, size, out, source, min_side); });
 }
 
 std::vector<uint8_t> encode_jpeg(const ImageView& image, int quality) {

@@ -40,7 +40,9 @@ int64_t parse_int(const std::string& s, const std::string& what, const std::stri
 
 }  // namespace
 
-std::shared_ptr<Dataset> open_dataset(const std::string& spec) {
+namespace {
+
+std::shared_ptr<Dataset> open(const std::string& spec) {
   const std::vector<std::string> p = split_spec(spec);
   const std::string& kind = p[0];
   auto arg = [&](size_t i) { return i < p.size() ? p[i] : std::string(); };
@@ -97,6 +99,12 @@ std::shared_ptr<Dataset> open_dataset(const std::string& spec) {
       "open_dataset: '", spec, "': unknown dataset kind '", kind,
       "' (expected folder:, tar:, cifar10:, cifar100:, stl10:, idx:, fashion-mnist, packed:, synthetic:, or "
       "an existing directory)");
+}
+
+}  // namespace
+
+std::shared_ptr<Dataset> open_dataset(const std::string& spec) {
+  return with_context(cat("dataset '", spec, "'"), [&] { return open(spec); });
 }
 
 }  // namespace byol::data

@@ -11,8 +11,10 @@
 
 #include <cstdint>
 #include <sstream>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #if defined(__CUDACC__)
@@ -46,3 +48,31 @@ std::string cat(Parts&&... parts) {
   } while (0)
 
 #define BYOL_FAIL(...) ::byol::throw_error(::byol::cat(__VA_ARGS__), __FILE__, __LINE__)
+
+namespace byol {
+
+// Runs f() for a reader of untrusted input and turns the standard exceptions that bad input can raise
+// (std::bad_alloc or std::length_error from a size it declares, std::filesystem::filesystem_error and
+// other std::system_error, std::out_of_range / std::invalid_argument from a number it holds) into a
+// byol::Error that names `what` (a file, a dataset spec, a key). A byol::Error passes unchanged.
+template <class F>
+decltype(auto) with_context(const std::string& what, F&& f) {
+  try {
+    return std::forward<F>(f)();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    BYOL_FAIL(what, ": out of memory while reading it (std::bad_alloc: a size it declares is larger than this "
+              "machine can hold)");
+  } catch (const std::length_error& e) {
+    BYOL_FAIL(what, ": a size it declares is too large (std::length_error: ", e.what(), ")");
+  } catch (const std::system_error& e) {
+    BYOL_FAIL(what, ": ", e.what());
+  } catch (const std::out_of_range& e) {
+    BYOL_FAIL(what, ": a value in it is out of range (", e.what(), ")");
+  } catch (const std::invalid_argument& e) {
+    BYOL_FAIL(what, ": a value in it is not valid (", e.what(), ")");
+  }
+}
+
+}  // namespace byol

@@ -24,6 +24,47 @@ bool resnet_uses_bottleneck(int depth) {
   return depth >= 50;
 }
 
+void check_resnet_config(const ResNetConfig& cfg, const std::string& context) {
+  const int d = cfg.depth;
+  BYOL_CHECK(d == 18 || d == 34 || d == 50 || d == 101 || d == 152 || d == 200, context, ": depth ", d,
+             " is not one of 18, 34, 50, 101, 152, 200");
+  BYOL_CHECK(cfg.width >= 1 && cfg.width <= kMaxWidth, context, ": width ", cfg.width, ", expected 1..",
+             kMaxWidth);
+  BYOL_CHECK(cfg.base_channels >= 1 && cfg.base_channels <= kMaxBaseChannels, context, ": base_channels ",
+             cfg.base_channels, ", expected 1..", kMaxBaseChannels);
+  if (cfg.blocks.empty()) return;
+  BYOL_CHECK(cfg.blocks.size() == 4, context, ": blocks has ", cfg.blocks.size(), " stages, expected 4");
+  for (size_t s = 0; s < 4; ++s)
+    BYOL_CHECK(cfg.blocks[s] >= 1 && cfg.blocks[s] <= kMaxBlocksPerStage, context, ": blocks[", s, "] is ",
+               cfg.blocks[s], ", expected 1..", kMaxBlocksPerStage);
+}
+
+ResNetSize resnet_size(const ResNetConfig& cfg) {
+  check_resnet_config(cfg);
+  const std::vector<int> blocks = cfg.blocks.empty() ? resnet_blocks(cfg.depth) : cfg.blocks;
+  const bool bottleneck = resnet_uses_bottleneck(cfg.depth);
+  ResNetSize n;
+  auto conv = [&](int64_t in, int64_t out, int64_t k) { n.params += in * out * k * k; };
+  auto bn = [&](int64_t c) { n.params += 2 * c, n.stats += 2 * c; };
+  const int64_t base = cfg.base_channels * cfg.width;
+  conv(3, base, cfg.stem == Stem::imagenet ? 7 : 3), bn(base);
+  int64_t in = base;
+  for (int stage = 0; stage < 4; ++stage) {
+    const int64_t planes = base << stage;
+    const int64_t out = bottleneck ? planes * 4 : planes;
+    for (int b = 0; b < blocks[stage]; ++b) {
+      if (bottleneck) {
+        conv(in, planes, 1), bn(planes), conv(planes, planes, 3), bn(planes), conv(planes, out, 1), bn(out);
+      } else {
+        conv(in, planes, 3), bn(planes), conv(planes, planes, 3), bn(planes);
+      }
+      if ((stage > 0 && b == 0) || in != out) conv(in, out, 1), bn(out);
+      in = out;
+    }
+  }
+  return n;
+}
+
 namespace {
 
 // Projection shortcut: 1x1 conv with the block's stride + BN, when the shape changes.
@@ -96,10 +137,8 @@ class Bottleneck : public ResidualBlock {
 }  // namespace
 
 ResNet::ResNet(ParamRegistry& reg, const std::string& prefix, const ResNetConfig& cfg) : cfg_(cfg) {
-  BYOL_CHECK(cfg.width >= 1, "ResNet: width multiplier must be >= 1, got ", cfg.width);
-  BYOL_CHECK(cfg.base_channels >= 1, "ResNet: base_channels must be >= 1, got ", cfg.base_channels);
+  check_resnet_config(cfg);
   const std::vector<int> blocks = cfg.blocks.empty() ? resnet_blocks(cfg.depth) : cfg.blocks;
-  BYOL_CHECK(blocks.size() == 4, "ResNet: expected 4 stages of blocks, got ", blocks.size());
   const bool bottleneck = resnet_uses_bottleneck(cfg.depth);
   const int64_t base = cfg.base_channels * cfg.width;
   if (cfg.stem == Stem::imagenet) {

@@ -56,4 +56,19 @@ class ResNet {
 std::vector<int> resnet_blocks(int depth);
 bool resnet_uses_bottleneck(int depth);
 
+// Bounds on a configuration, checked before anything is built (a config can come from a downloaded
+// file): a standard depth, width 1..kMaxWidth, base_channels 1..kMaxBaseChannels, and, when `blocks` is
+// given, 4 stages of 1..kMaxBlocksPerStage blocks. Throws naming the field and `context`.
+inline constexpr int kMaxWidth = 8;
+inline constexpr int64_t kMaxBaseChannels = 1024;
+inline constexpr int kMaxBlocksPerStage = 64;
+void check_resnet_config(const ResNetConfig& cfg, const std::string& context = "ResNet");
+
+// Parameters (weights, BN scales and shifts) and running statistics the configuration registers,
+// counted without building it: a file that claims this encoder must hold at least 4 bytes per element.
+struct ResNetSize {
+  int64_t params = 0, stats = 0;
+};
+ResNetSize resnet_size(const ResNetConfig& cfg);
+
 }  // namespace byol::models

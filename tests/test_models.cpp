@@ -155,6 +155,59 @@ TEST_CASE("ResNet forward shapes for both stems, width multipliers and bottlenec
   }
 }
 
+TEST_CASE("resnet_size counts what the network registers, before building it", "[models]") {
+  // torchvision's resnet18 / resnet50 have 11,689,512 / 25,557,032 parameters, of which the fc layer
+  // (512 x 1000 + 1000 / 2048 x 1000 + 1000) is not part of an encoder.
+  ResNetConfig r18;
+  r18.depth = 18;
+  CHECK(resnet_size(r18).params == 11689512 - 513000);
+  ResNetConfig r50;
+  r50.depth = 50;
+  CHECK(resnet_size(r50).params == 25557032 - 2049000);
+  for (ResNetConfig cfg : {r18, r50}) {
+    for (Stem stem : {Stem::cifar, Stem::imagenet}) {
+      for (int64_t base : {int64_t(3), int64_t(16)}) {
+        cfg.stem = stem;
+        cfg.base_channels = base;
+        cfg.width = base == 3 ? 2 : 1;
+        ParamRegistry reg;
+        ResNet net(reg, "", cfg);
+        int64_t stats = 0;
+        for (const StatEntry& e : reg.stat_entries()) stats += shape_numel(e.shape);
+        INFO("depth " << cfg.depth << " base " << base);
+        CHECK(resnet_size(cfg).params == reg.param_count());
+        CHECK(resnet_size(cfg).stats == stats);
+      }
+    }
+  }
+}
+
+TEST_CASE("check_resnet_config bounds every field before anything is built", "[models]") {
+  auto rejects = [](ResNetConfig cfg, const std::string& field) {
+    INFO(field);
+    ParamRegistry reg;
+    CHECK_THROWS_WITH(ResNet(reg, "", cfg), Catch::Matchers::Contains(field));
+    CHECK_THROWS_WITH(resnet_size(cfg), Catch::Matchers::Contains(field));
+  };
+  ResNetConfig ok;
+  ok.depth = 18;
+  ResNetConfig c = ok;
+  c.depth = 19;
+  rejects(c, "depth 19");
+  c = ok, c.width = 0;
+  rejects(c, "width 0");
+  c = ok, c.width = 1 << 30;
+  rejects(c, "width 1073741824");
+  c = ok, c.base_channels = int64_t(1) << 40;
+  rejects(c, "base_channels 1099511627776");
+  c = ok, c.blocks = {2, 2, 2};
+  rejects(c, "blocks has 3 stages");
+  c = ok, c.blocks = {2, -1, 2, 2};
+  rejects(c, "blocks[1] is -1");
+  c = ok, c.blocks = {2, 2, 2000000000, 2};
+  rejects(c, "blocks[2] is 2000000000");
+}
+
 TEST_CASE("initialisation follows torchvision: He-normal fan-out convs, BN 1/0, zero-init residual",
           "[models]") {
   ParamRegistry reg;

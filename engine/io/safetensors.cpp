@@ -368,7 +368,9 @@ std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
   return removed;
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
+namespace {
+
+SafetensorsFile load(const std::string& path) {
   Fd fd;
   fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   BYOL_CHECK(fd.fd >= 0, path, ": cannot open: ", os_error(errno));
@@ -432,6 +434,12 @@ SafetensorsFile load_safetensors(const std::string& path) {
     tensors.emplace_back(e.name, std::move(t));
   }
   return SafetensorsFile(path, std::move(tensors), std::move(metadata));
+}
+
+}  // namespace
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  return with_context(path, [&] { return load(path); });
 }
 
 // ---------------------------------------------------------------------------------------------------

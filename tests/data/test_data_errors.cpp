@@ -284,3 +284,31 @@ TEST_CASE("a corrupt image stops the loader with its name, or is skipped and rep
   std::set<std::string> names{skipped[0].name, skipped[1].name};
   CHECK(names == std::set<std::string>{tmp / "root/c/3.png", tmp / "root/c/7.png"});
 }
+
+TEST_CASE("standard exceptions from the file system and from sizes become errors naming the input",
+          "[data_errors]") {
+  // Issue 14, finding 9: a std::filesystem_error, std::bad_alloc or std::length_error escaped the readers
+  // without saying which dataset, file or key it came from.
+  TempDir tmp;
+  write_bytes(tmp / "root/cat/a.png", {1, 2, 3});
+  std::filesystem::create_symlink(tmp / "root/loop", tmp / "root/loop");  // ELOOP when its status is read
+  const std::string root = tmp / "root";
+  CHECK_THROWS_AS(ImageFolder(root), byol::Error);
+  CHECK_THROWS_WITH(ImageFolder(root), Contains("ImageFolder: '" + root + "'") && Contains("loop"));
+  CHECK_THROWS_AS(open_dataset("folder:" + root), byol::Error);
+  CHECK_THROWS_WITH(open_dataset("folder:" + root), Contains(root + "/loop"));
+
+  // with_context itself, for each kind of standard exception a reader can meet.
+  auto fails_with = [](auto thrower, const std::string& says) {
+    CHECK_THROWS_AS(byol::with_context("input.bin", thrower), byol::Error);
+    CHECK_THROWS_WITH(byol::with_context("input.bin", thrower), Contains("input.bin: ") && Contains(says));
+  };
+  fails_with([]() -> int { throw std::bad_alloc(); }, "out of memory");
+  fails_with([] { std::vector<int>().reserve(size_t(-1)); }, "std::length_error");
+  fails_with([] { (void)std::stoll("abc"); }, "not valid");
+  fails_with([] { (void)std::stoll("99999999999999999999999"); }, "out of range");
+  fails_with([] { return std::filesystem::file_size("/nonexistent/byol/file"); }, "/nonexistent/byol/file");
+  // A byol::Error passes unchanged, and a value comes back.
+  CHECK_THROWS_WITH(byol::with_context("input.bin", [] { BYOL_FAIL("own message"); }), Contains("own message"));
+  CHECK(byol::with_context("input.bin", [] { return 7; }) == 7);
+}

@@ -207,6 +207,33 @@ TEST_CASE("ImageFolder reads image folders inside .tar and .tar.gz archives", "[
   CHECK(open_dataset("tar:" + tmp / "d.tar.gz" + ":set/train")->size() == 2);
 }
 
+TEST_CASE("ImageFolder refuses tar members outside the archive's root, naming them", "[datasets]") {
+  // Issue 14, finding 7: '../../x.jpg' silently became a class named '..'; an absolute member was dropped.
+  if (!png_supported()) {
+    WARN("SKIPPED: this build lacks libpng");
+    return;
+  }
+  TempDir tmp;
+  const auto a = smooth_image(5, 7, 3, 4);
+  auto archive_with = [&](const std::string& member) {
+    std::vector<uint8_t> tar;
+    tar_add(tar, "cat/a.png", encode_png(a.view()));
+    tar_add(tar, member, encode_png(a.view()));
+    tar.resize(tar.size() + 1024, 0);
+    const std::string path = tmp / "m.tar";
+    write_bytes(path, tar);
+    return path;
+  };
+  for (const char* bad : {"../../x.png", "dog/../../x.png", "dog/..", "/etc/x.png"}) {
+    INFO(bad);
+    const std::string path = archive_with(bad);
+    CHECK_THROWS_WITH(ImageFolder(path), Catch::Matchers::Contains(path) && Catch::Matchers::Contains("'" + std::string(bad) + "'"));
+  }
+  // '..' inside a name is not a parent-directory component.
+  const ImageFolder ok(archive_with("dog..s/x..png"));
+  CHECK(ok.class_names() == std::vector<std::string>{"cat", "dog..s"});
+}
+
 TEST_CASE("CIFAR-10 and CIFAR-100 binaries: CHW planes become HWC, labels read", "[datasets]") {
   TempDir tmp;
   auto value = [](int i, int c, int p) { return uint8_t((i * 7 + c * 50 + p * 3) % 256); };

@@ -160,3 +160,38 @@ TEST_CASE("load_encoder: files it cannot use give errors naming them", "[eval][l
   CHECK_THROWS_WITH(load_encoder({ckpt, std::nullopt, 0}),
                     Contains(ckpt) && Contains("online/encoder.layer1.0.conv1.weight"));
 }
+
+TEST_CASE("load_encoder: an encoder_config from the file is bounded before anything is built", "[eval][load]") {
+  // Issue 14, finding 4: a 292-byte exported encoder asking for 2e9 blocks made byol-eval hang with
+  // growing memory; base_channels x width overflowed; a negative block count was accepted.
+  testing::TempDir dir;
+  auto exported_with = [&](const std::string& config_json) {
+    const std::string path = dir / "evil.safetensors";
+    save_safetensors(path, {{"conv1.weight", Tensor::zeros({1})}},
+                     {{"format", "byol.cpp encoder (torchvision names, OIHW)"}, {"encoder_config", config_json}});
+    return path;
+  };
+  struct Case {
+    std::string json, says;
+  };
+  for (const Case& c : {
+           Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2000000000,2,2,2]})", "'blocks[0]' is 2000000000"},
+           Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2,-1,2,2]})", "'blocks[1]' is -1"},
+           Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2,2]})", "expected an array of 4"},
+           Case{R"({"depth":18,"width":4294967297,"stem":"cifar"})", "'width' is 4294967297"},
+           Case{R"({"depth":18,"width":1,"stem":"cifar","base_channels":9223372036854775807})",
+                "'base_channels' is 9223372036854775807"},
+           Case{R"({"depth":18,"width":1,"stem":"cifar","base_channels":18446744073709551615})",
+                "'base_channels' is 18446744073709551615"},
+           Case{R"({"depth":17,"width":1,"stem":"cifar"})", "'depth' is 17"},
+           Case{R"({"depth":"18","width":1,"stem":"cifar"})", "expected an integer"},
+           Case{R"({"depth":18,"width":1,"stem":7})", "'stem' is 7"},
+           Case{R"({"width":1,"stem":"cifar"})", "needs 'depth'"},
+           // In bounds, but a ResNet-200 at width 8 does not fit in a 300-byte file.
+           Case{R"({"depth":200,"width":8,"stem":"imagenet","base_channels":1024})", "more than the file's"},
+       }) {
+    INFO(c.json);
+    const std::string path = exported_with(c.json);
+    CHECK_THROWS_WITH(load_encoder({path, std::nullopt, 0}), Contains(path) && Contains(c.says));
+  }
+}

@@ -121,9 +121,17 @@ def main():
     ap.add_argument("--cifar", help="an image folder (<dir>/<class>/*.jpg): views of real images")
     ap.add_argument("--factor", type=float, default=20.0)
     ap.add_argument("--floor", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores)")
+    ap.add_argument("--perturb", type=float, default=0.0,
+                    help="multiply every initial weight by (1 + PERTURB x N(0,1)) drawn with --perturb-seed: a replicate"
+                         " of the same run that rounding sends down its own path")
+    ap.add_argument("--perturb-seed", type=int, default=1)
+    ap.add_argument("--no-float64", action="store_true",
+                    help="skip the float64 PyTorch run (long runs: compare the loss curves statistically instead)")
+    ap.add_argument("--json", help="write the per-step losses of every side to this file")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads if args.threads > 0 else max(1, os.cpu_count() or 1))
 
     gen = torch.Generator().manual_seed(args.seed)
     online = bt.Online(args.base, args.proj_hidden, args.proj_dim, args.pred_hidden)
@@ -131,6 +139,11 @@ def main():
     bt.byolcpp_init_(online, gen)
     bt.byolcpp_init_(target, gen)
     v1, v2 = make_views(args, gen)
+    if args.perturb > 0:
+        noise = torch.Generator().manual_seed(args.perturb_seed)
+        with torch.no_grad():
+            for p in list(online.parameters()) + list(target.parameters()):
+                p.mul_(1 + args.perturb * torch.randn(p.shape, generator=noise))
 
     tensors = {}
     for n, p in online.named_parameters():
@@ -149,9 +162,20 @@ def main():
     got = read_safetensors(fout)
 
     online0, target0 = online.state_dict(), target.state_dict()
-    ref64, on64, tg64 = run_torch(args, online0, target0, v1, v2, torch.float64)
-    ref32, _, _ = run_torch(args, online0, target0, v1, v2, torch.float32)
     ours_loss = got["loss"].tolist()
+    ref32, _, _ = run_torch(args, online0, target0, v1, v2, torch.float32)
+    if args.no_float64:
+        if args.json:
+            import json
+            with open(args.json, "w") as f:
+                json.dump({"args": vars(args), "byolcpp": ours_loss, "torch_f32": ref32}, f)
+        for a, b in ((0, 50), (50, 100), (100, 200), (200, 300), (300, 400), (400, 600), (600, 1000)):
+            if a < args.steps:
+                b = min(b, args.steps)
+                print(f"steps {a:4d}-{b:4d}: mean loss byol.cpp {sum(ours_loss[a:b]) / (b - a):.4f}"
+                      f"   float32 torch {sum(ref32[a:b]) / (b - a):.4f}")
+        return 0
+    ref64, on64, tg64 = run_torch(args, online0, target0, v1, v2, torch.float64)
     print("step   float64 torch   float32 torch   byol.cpp   |cpp - f64|   |f32 - f64|")
     failed, rounding = [], 0.0
     for s in range(args.steps):
