@@ -208,7 +208,9 @@ int main(int argc, char** argv) {
 
   std::printf("\nbatch_norm (training: sums + normalise; backward: sums + dx), GB/s of compulsory traffic\n");
   std::printf("  (copy = a parallel copy of the same number of bytes, read + write)\n");
-  for (auto [hw, c] : {std::pair<int64_t, int64_t>{32, 64}, {16, 128}, {8, 256}, {4, 512}}) {
+  // Plain variables, not a structured binding: the timing lambdas capture c (clang before 16 cannot).
+  for (const auto& shape : {std::pair<int64_t, int64_t>{32, 64}, {16, 128}, {8, 256}, {4, 512}}) {
+    const int64_t hw = shape.first, c = shape.second;
     const int64_t M = N * hw * hw;
     std::vector<float> x = random_vec(M * c, gen), y(M * c), dy = random_vec(M * c, gen), dx(M * c);
     std::vector<float> mean(c, 0.1f), invstd(c, 1.2f), gamma(c, 1.f), beta(c, 0.f);

@@ -78,6 +78,18 @@ T from_double(double v) {
   }
 }
 
+// One element of Tensor::to: float -> bf16 rounds once (through double it would round twice). A function
+// template of its own, not an `if constexpr` inside the nested generic lambdas, where clang 14 checks the
+// discarded float_to_bf16(bf16) call before the inner lambda's type is known.
+template <class D, class S>
+D cast_element(S v) {
+  if constexpr (std::is_same_v<D, bf16> && std::is_same_v<S, float>) {
+    return float_to_bf16(v);
+  } else {
+    return from_double<D>(to_double(v));
+  }
+}
+
 // Visits the element offsets of a strided view in row-major order.
 template <class F>
 void for_each_offset(const Shape& shape, const Shape& strides, int64_t base, F&& f) {
@@ -301,13 +313,7 @@ Tensor Tensor::to(DType target) const {
       using D = decltype(dtag);
       const S* s = src.data<S>();
       D* d = out.data<D>();
-      for (int64_t i = 0; i < src.numel(); ++i) {
-        if constexpr (std::is_same_v<D, bf16> && std::is_same_v<S, float>) {
-          d[i] = float_to_bf16(s[i]);
-        } else {
-          d[i] = from_double<D>(to_double(s[i]));
-        }
-      }
+      for (int64_t i = 0; i < src.numel(); ++i) d[i] = cast_element<D>(s[i]);
     });
   });
   return out;
