@@ -9,7 +9,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string folder = dir.substr(0, dir.rfind('/'));
   fuzz::expect_byol_error([&] {
     const auto d = data::load_cifar10(folder, data::Split::test);
-    BYOL_FUZZ_CHECK(d->num_classes() == 10 && d->size() >= 1 && size_t(d->size()) * 3073 == size, d->describe());
+    BYOL_FUZZ_CHECK(d->num_classes() == 10 && d->size() >= 1 && size_t(d->size()) * 3073 == size,
+                    d->describe());
     fuzz::check_dataset(*d);
   });
   fuzz::expect_byol_error([&] {

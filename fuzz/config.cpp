@@ -1,7 +1,7 @@
 // Fuzz target: byol-pretrain's TOML configuration (apps/pretrain_config.h): load_config on the input as a
-// file (and each further part after kSplit, fuzz_util.h, as a --set override), then validate. An accepted configuration must survive its own round trip: to_toml's text loads
-// and validates again and writes the same text (finding 5 of issue 14: strings with quotes or newlines
-// made the written config.toml unreadable).
+// file (and each further part after kSplit, fuzz_util.h, as a --set override), then validate. An accepted
+// configuration must survive its own round trip: to_toml's text loads and validates again and writes the same
+// text (finding 5 of issue 14: strings with quotes or newlines made the written config.toml unreadable).
 #include "apps/pretrain_config.h"
 #include "fuzz/fuzz_util.h"
 

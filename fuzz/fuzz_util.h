@@ -133,10 +133,11 @@ void expect_byol_error(F&& read) {
   }
 }
 
-#define BYOL_FUZZ_CHECK(cond, ...)                                                                      \
-  do {                                                                                                  \
-    if (!(cond)) ::byol::fuzz::finding("check failed: " #cond, ::byol::cat(__VA_ARGS__, " (", __FILE__, \
-                                                                           ":", __LINE__, ")"));        \
+#define BYOL_FUZZ_CHECK(cond, ...)                                                         \
+  do {                                                                                     \
+    if (!(cond))                                                                           \
+      ::byol::fuzz::finding("check failed: " #cond,                                        \
+                            ::byol::cat(__VA_ARGS__, " (", __FILE__, ":", __LINE__, ")")); \
   } while (0)
 
 // Reads every byte of the view (AddressSanitizer sees any byte outside its buffer) and checks its shape;
@@ -189,8 +190,8 @@ inline void check_dataset(const data::Dataset& d, int images = 4, bool scratch_v
                   classes, " classes");
   for (int64_t i = 0; i < n && i < 100000; ++i) {
     const int64_t label = d.label(i);
-    BYOL_FUZZ_CHECK(classes == 0 ? label == -1 : (label >= 0 && label < classes), "label ", label, " of image ",
-                    i, " with ", classes, " classes");
+    BYOL_FUZZ_CHECK(classes == 0 ? label == -1 : (label >= 0 && label < classes), "label ", label,
+                    " of image ", i, " with ", classes, " classes");
   }
   std::vector<int64_t> read;
   for (int64_t i = 0; i < n && i < images; ++i) read.push_back(i);

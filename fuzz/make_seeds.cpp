@@ -139,7 +139,7 @@ std::unique_ptr<Learner> tiny_learner(const NetworkConfig& net) {
   auto learner = std::make_unique<Learner>(net, fuzz::tiny_train());
   std::mt19937_64 gen(3);
   learner->step(Tensor::randn({4, 8, 8, 3}, gen), Tensor::randn({4, 8, 8, 3}, gen),
-               Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 0}, {4}));
+                Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 0}, {4}));
   return learner;
 }
 
@@ -228,7 +228,8 @@ void seeds() {
   for (const bool labeled : {true, false}) {
     const std::string prefix = fuzz::scratch_path(labeled ? "make_seeds/pl" : "make_seeds/pu");
     {
-      data::PackWriter w(prefix, labeled ? std::vector<std::string>{"cat", "dog"} : std::vector<std::string>{});
+      data::PackWriter w(prefix,
+                         labeled ? std::vector<std::string>{"cat", "dog"} : std::vector<std::string>{});
       w.add(smooth(4, 3, 3).view(), labeled ? 1 : -1);
       w.add(smooth(2, 5, 1).view(), labeled ? 0 : -1);
       w.add(smooth(3, 3, 3, 9).view(), labeled ? 1 : -1);
@@ -273,7 +274,8 @@ void seeds() {
   {
     const std::string text = "[data]\ntrain = \"synthetic:40:4:16\"\nside = 16\n[model]\nstem = \"cifar\"\n";
     emit("config", "overrides",
-         join({bytes(text), bytes("train.epochs=3"), bytes("train.warmup_epochs=1"), bytes("run.out=runs/x")}));
+         join({bytes(text), bytes("train.epochs=3"), bytes("train.warmup_epochs=1"),
+               bytes("run.out=runs/x")}));
   }
 }
 
@@ -325,12 +327,15 @@ void regressions() {
     const NamedTensors one = {{"conv1.weight", Tensor::zeros({4, 3, 3, 3})}};
     auto encoder = [&](const std::string& name, const std::string& config) {
       emit("encoder", name, written(name, [&](const std::string& p) {
-             save_safetensors(p, one, {{"format", "byol.cpp encoder (torchvision names, OIHW)"},
-                                       {"encoder_config", config}});
+             save_safetensors(
+                 p, one,
+                 {{"format", "byol.cpp encoder (torchvision names, OIHW)"}, {"encoder_config", config}});
            }));
     };
-    encoder("blocks-2e9", R"({"depth":18,"width":1,"stem":"cifar","base_channels":4,"blocks":[2000000000,1,1,1]})");
-    encoder("negative-blocks", R"({"depth":18,"width":1,"stem":"cifar","base_channels":4,"blocks":[-1,1,1,1]})");
+    encoder("blocks-2e9",
+            R"({"depth":18,"width":1,"stem":"cifar","base_channels":4,"blocks":[2000000000,1,1,1]})");
+    encoder("negative-blocks",
+            R"({"depth":18,"width":1,"stem":"cifar","base_channels":4,"blocks":[-1,1,1,1]})");
     encoder("base-channels-times-width-overflows",
             R"({"depth":50,"width":4,"stem":"imagenet","base_channels":4611686018427387904})");
     encoder("depth-2-to-the-32-plus-18", R"({"depth":4294967314,"width":1,"stem":"cifar"})");
@@ -351,9 +356,12 @@ void regressions() {
     const std::string path = fuzz::scratch_path("make_seeds/step.safetensors");
     save_checkpoint(path, learner);
     const std::map<std::string, std::string> meta = load_safetensors(path).metadata();
-    for (const auto& [name, step] : std::vector<std::pair<std::string, std::string>>{
-             {"step-abc", "abc"}, {"step-99999999999", "99999999999"}, {"step-16x", "16x"},
-             {"step-minus-1", "-1"}, {"step-missing", ""}}) {
+    for (const auto& [name, step] :
+         std::vector<std::pair<std::string, std::string>>{{"step-abc", "abc"},
+                                                          {"step-99999999999", "99999999999"},
+                                                          {"step-16x", "16x"},
+                                                          {"step-minus-1", "-1"},
+                                                          {"step-missing", ""}}) {
       std::map<std::string, std::string> m = meta;
       if (step.empty())
         m.erase("step");
