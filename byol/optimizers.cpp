@@ -119,9 +119,10 @@ void Sgd::step(double lr) {
     return;
   }
 #endif
-  for (const models::ParamEntry& e : reg_.param_entries())
-    for (int64_t j = e.offset; j < e.offset + e.numel(); ++j)
-      math::sgd_update(w[j], m[j], g[j], wd, flr, mom, opt_.nesterov);
+  // Every element of the flat buffer, as the CUDA kernel does: the gaps between aligned views have zero
+  // gradients and stay zero, and both backends update exactly the same elements.
+  const int64_t n = reg_.params().numel();
+  for (int64_t j = 0; j < n; ++j) math::sgd_update(w[j], m[j], g[j], wd, flr, mom, opt_.nesterov);
 }
 
 AdamW::AdamW(const models::ParamRegistry& reg, AdamWOptions opt) : reg_(reg), opt_(opt) {
@@ -156,9 +157,9 @@ void AdamW::step(double lr) {
     return;
   }
 #endif
-  for (const models::ParamEntry& e : reg_.param_entries())
-    for (int64_t j = e.offset; j < e.offset + e.numel(); ++j)
-      math::adamw_update(w[j], m[j], v[j], g[j], flr, beta1, beta2, eps, wd, bias1, bias2);
+  const int64_t n = reg_.params().numel();  // the whole flat buffer, as in Sgd::step
+  for (int64_t j = 0; j < n; ++j)
+    math::adamw_update(w[j], m[j], v[j], g[j], flr, beta1, beta2, eps, wd, bias1, bias2);
 }
 
 }  // namespace byol

@@ -86,9 +86,13 @@ def load_folder(root):
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
+DEVICE = torch.device("cpu")  # --device: where the networks train and the kNN runs
+
+
 def normalise(u8_nhwc):
+    """u8 NHWC images (on the CPU) -> normalised float NCHW on DEVICE."""
     x = u8_nhwc.permute(0, 3, 1, 2).float() / 255.0
-    return (x - MEAN) / STD
+    return ((x - MEAN) / STD).to(DEVICE)
 
 
 def official_jitter(x, gen, strength=1.0):
@@ -199,12 +203,13 @@ def knn_top1(encoder, train, test, k=200, temperature=0.1, classes=10):
     ftr = F.normalize(features(encoder, train[0]), dim=1)
     fte = F.normalize(features(encoder, test[0]), dim=1)
     correct = 0
+    train_labels, test_labels = train[1].to(DEVICE), test[1].to(DEVICE)
     for i in range(0, len(fte), 500):
         sim = fte[i:i + 500] @ ftr.T
         w, idx = sim.topk(k, dim=1)
         w = (w / temperature).exp()
-        votes = torch.zeros(len(w), classes).scatter_add_(1, train[1][idx], w)
-        correct += (votes.argmax(1) == test[1][i:i + 500]).sum().item()
+        votes = torch.zeros(len(w), classes, device=DEVICE).scatter_add_(1, train_labels[idx], w)
+        correct += (votes.argmax(1) == test_labels[i:i + 500]).sum().item()
     return 100.0 * correct / len(fte)
 
 
@@ -274,6 +279,9 @@ def main():
     ap.add_argument("--knn-test", type=int, default=0, help="kNN queries: N random test images (0: all)")
     ap.add_argument("--monitor-every", type=int, default=100)
     ap.add_argument("--json")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu or cuda: where the networks train and the kNN runs (views are made on the CPU); "
+                         "on cuda TF32 is allowed for convolutions and matrix products, as byol.cpp does")
     args = ap.parse_args()
     global MEAN, STD
     MEAN = torch.tensor(NORMALIZATIONS[args.normalization][0]).view(1, 3, 1, 1)
@@ -281,6 +289,11 @@ def main():
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
     if args.data == "fashion-mnist":
         train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
@@ -299,10 +312,12 @@ def main():
     if args.eval_encoder:
         enc = bt.ResNet18(args.base, args.stem)
         load_byolcpp_encoder(enc, args.eval_encoder)
+        enc.to(DEVICE)
         acc = knn_top1(enc, knn_train, knn_test)
         if args.eval_baseline:
             base = bt.ResNet18(args.base, args.stem)
             load_byolcpp_encoder(base, args.eval_baseline)
+            base.to(DEVICE)
             record["knn_init"] = knn_top1(base, knn_train, knn_test)
             print(f"kNN top-1 of the baseline {args.eval_baseline}: {record['knn_init']:.2f} %")
         print(f"kNN top-1 of {args.eval_encoder}: {acc:.2f} %  (effective rank {effective_rank(features(enc, monitor_batch)):.2f})")
@@ -319,6 +334,7 @@ def main():
         bt.byolcpp_init_(target, gen)
     if args.target_init == "copy":
         target.load_state_dict({k: v for k, v in online.state_dict().items() if not k.startswith("predictor.")})
+    online.to(DEVICE), target.to(DEVICE)
     online.train(), target.train()
 
     knn0 = None if args.record_only else knn_top1(online.encoder, knn_train, knn_test)

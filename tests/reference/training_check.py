@@ -20,11 +20,15 @@ documented benchmark command, not run by ctest: about 45 minutes per seed and si
         the less noisy statistic: see below). The reference is tests/reference/training_reference.json; a
         reference measured for another recipe (the config or EPOCHS changed) fails, saying so.
     training_check.py [--recipe R] measure-reference SEED [SEED ...] [--jobs J] [--threads T] [--add]
+                      [--device cuda]
         runs byol_train.py on the recipe once per seed (J runs at a time, T threads each) and writes
         training_reference.json (about 15 minutes per two seeds on two cores; not run by ctest); with
         --add, the stored runs of other seeds are kept.
-    training_check.py [--recipe R] measure-byolcpp BYOL_PRETRAIN WORK_DIR SEED [SEED ...]
+    training_check.py [--recipe R] measure-byolcpp BYOL_PRETRAIN WORK_DIR SEED [SEED ...] [--device cuda]
+                      [--workers W]
         byol-pretrain's results at several seeds, for the spread (docs/results.md).
+    --device cuda trains both sides on a GPU (TF32 allowed on both; the views are still made on the CPU):
+    minutes per run instead of most of an hour (scripts/gpu_check.sh's train step).
 
 The statistic and the margin (measured over four seeds per side, docs/results.md): a random network's own
 kNN accuracy varies by several points with the seed, so one run's gain varies more (sd 2-4 points) than its
@@ -74,8 +78,9 @@ RECIPES = {
 R = RECIPES["fashion-mnist"]  # set by --recipe
 
 
-def recipe():
-    """The recipe from its config, as byol-pretrain --set overrides and byol_train.py arguments."""
+def recipe(device="cpu"):
+    """The recipe from its config, as byol-pretrain --set overrides (training on `device`) and byol_train.py
+    arguments."""
     with open(R.config, "rb") as f:
         c = tomllib.load(f)
     d, m, a, t = c["data"], c["model"], c.get("augment", {}), c["train"]
@@ -101,7 +106,7 @@ def recipe():
     if m["projector_hidden"] != m["predictor_hidden"]:
         sys.exit(f"{R.config}: byol_train.py uses one hidden width for the projector and the predictor")
     pretrain_sets = [f"train.epochs={epochs}", "run.knn_every=0", "run.checkpoint_every=100000",
-                     "data.knn_train_images=0", "data.knn_test_images=0", "run.device=cpu"]
+                     "data.knn_train_images=0", "data.knn_test_images=0", f"run.device={device}"]
     # Relative dataset paths in the config are relative to the project root, wherever this runs from.
     for key in ("train", "knn_train", "knn_test"):
         kind, _, path = d[key].partition(":")
@@ -114,9 +119,12 @@ def torch_python():
     return os.environ.get("BYOL_TORCH_PYTHON", "/usr/bin/python3")
 
 
-def run_byolcpp(binary, work, seed, threads):
-    """One byol-pretrain run of the recipe; returns (kNN at step 0, kNN at the end, steps, seconds)."""
-    _, sets, steps = recipe()
+def run_byolcpp(binary, work, seed, threads, device="cpu", workers=0):
+    """One byol-pretrain run of the recipe on `device` (workers > 0: that many loader workers instead of the
+    config's); returns (kNN at step 0, kNN at the end, steps, seconds)."""
+    _, sets, steps = recipe(device)
+    if workers > 0:
+        sets = sets + [f"data.workers={workers}"]
     out = os.path.join(work, f"seed{seed}")
     subprocess.run(["rm", "-rf", out], check=True)
     cmd = [binary, "--config", R.config, "--set", f"run.out={out}", "--set", f"train.seed={seed}",
@@ -152,7 +160,8 @@ def measure_reference(args):
             path = os.path.join(args.work, f"reference_seed{seed}.json")
             log = open(os.path.join(args.work, f"reference_seed{seed}.log"), "w")
             cmd = [torch_python(), os.path.join(HERE, "byol_train.py"), *torch_args, "--seed", str(seed),
-                   "--threads", str(args.threads), "--monitor-every", "200", "--json", path]
+                   "--threads", str(args.threads), "--monitor-every", "200", "--json", path,
+                   "--device", args.device]
             procs.append((seed, path, time.time(),
                           subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)))
         for seed, path, t0, p in procs:
@@ -161,7 +170,8 @@ def measure_reference(args):
             with open(path) as f:
                 r = json.load(f)
             runs.append({"seed": seed, "knn_init": r["knn_init"], "knn_final": r["knn_final"],
-                         "gain": r["knn_final"] - r["knn_init"], "seconds": round(time.time() - t0)})
+                         "gain": r["knn_final"] - r["knn_init"], "seconds": round(time.time() - t0),
+                         "device": args.device})
             print(f"reference seed {seed}: {r['knn_init']:.2f} -> {r['knn_final']:.2f} % "
                   f"({runs[-1]['gain']:+.2f})", flush=True)
     runs.sort(key=lambda r: r["seed"])
@@ -219,11 +229,13 @@ def check(args):
 def measure_byolcpp(args):
     gains = []
     for seed in args.seeds:
-        init, final, steps, seconds = run_byolcpp(args.binary, args.work, seed, args.threads)
+        init, final, steps, seconds = run_byolcpp(args.binary, args.work, seed, args.threads, args.device,
+                                                  args.workers)
         gains.append(final - init)
         print(f"byol.cpp seed {seed}: {init:.2f} -> {final:.2f} % ({gains[-1]:+.2f}) in {seconds:.0f} s", flush=True)
         with open(os.path.join(args.work, "byolcpp_runs.jsonl"), "a") as f:
-            f.write(json.dumps({"recipe": R.name, "seed": seed, "threads": args.threads, "knn_init": init,
+            f.write(json.dumps({"recipe": R.name, "seed": seed, "threads": args.threads, "device": args.device,
+                                "knn_init": init,
                                 "knn_final": final, "gain": final - init, "seconds": round(seconds)}) + "\n")
     print(f"byol.cpp mean gain {statistics.mean(gains):+.2f}"
           + (f", stdev {statistics.stdev(gains):.2f}" if len(gains) > 1 else ""))
@@ -244,11 +256,14 @@ def main():
     r.add_argument("--jobs", type=int, default=2, help="runs at a time")
     r.add_argument("--add", action="store_true", help="keep the stored reference's other seeds")
     r.add_argument("--work", default=os.path.join(ROOT, "runs", "training_reference"))
+    r.add_argument("--device", default="cpu", help="byol_train.py --device (cpu or cuda)")
     b = sub.add_parser("measure-byolcpp")
     b.add_argument("binary")
     b.add_argument("work")
     b.add_argument("seeds", type=int, nargs="+")
     b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--device", default="cpu", help="byol-pretrain's run.device (cpu, cuda, auto)")
+    b.add_argument("--workers", type=int, default=0, help="loader workers (0: the config's)")
     args = ap.parse_args()
     global R
     R = RECIPES[args.recipe]

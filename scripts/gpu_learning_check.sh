@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The learning-quality comparison of issue 12 on one GPU: the cifar10-short recipe (configs/cifar10_short.toml,
+# 1000 steps of batch 128, ResNet-18 CIFAR stem at base width 16) trained by byol-pretrain and by the PyTorch
+# reference (tests/reference/byol_train.py) on the same GPU, every seed and both sides at once, each run
+# scored by its kNN gain (all 50,000 / 10,000 images) through tests/reference/training_check.py.
+#
+#   scripts/gpu_learning_check.sh BYOL_PRETRAIN OUT_DIR [SEED ...]      (default seeds: 0 1)
+#
+# CIFAR-10: data-local/cifar10 when unpacked, else unpacked there from $CIFAR10_TAR (default
+# .carry/cifar10.tar.gz, a copy of ../shared/data/cifar10.tar.gz carried to the GPU machine).
+# Python: $BYOL_TORCH_PYTHON, else the python3 on PATH (the GPU machine's, with PyTorch and CUDA).
+# Every run stops at GPU_LEARN_S seconds (default 400). Results, written as they come (a call cut short
+# keeps the seeds that finished): OUT_DIR/byolcpp_seed<S>.log and OUT_DIR/reference.log (each run's kNN
+# at random initialisation and after training), then OUT_DIR/learning.tgz (the per-run JSON and
+# byol-pretrain's metrics.jsonl). Views are made on the CPU on both sides; TF32 is allowed on both.
+set -uo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ $# -lt 2 ]; then
+  sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit 2
+fi
+bin=$1
+out=$2
+shift 2
+seeds=("$@")
+[ ${#seeds[@]} -eq 0 ] && seeds=(0 1)
+limit="${GPU_LEARN_S:-400}"
+[ -x "$bin" ] || { echo "gpu_learning_check: $bin is not an executable (build byol-pretrain first)" >&2; exit 2; }
+mkdir -p "$out" || exit 2
+out="$(cd "$out" && pwd)"
+export BYOL_TORCH_PYTHON="${BYOL_TORCH_PYTHON:-$(command -v python3)}"
+export PYTHONUNBUFFERED=1
+
+if [ ! -d "$root/data-local/cifar10/train" ]; then
+  tar_file="${CIFAR10_TAR:-$root/.carry/cifar10.tar.gz}"
+  [ -f "$tar_file" ] || { echo "gpu_learning_check: no data-local/cifar10 and no $tar_file" >&2; exit 2; }
+  mkdir -p "$root/data-local" && tar xzf "$tar_file" -C "$root/data-local" ||
+    { echo "gpu_learning_check: cannot unpack $tar_file" >&2; exit 2; }
+fi
+
+work="$root/runs/gpu_learning"
+rm -rf "$work"
+mkdir -p "$work"
+check="$root/tests/reference/training_check.py"
+pids=()
+for s in "${seeds[@]}"; do
+  timeout --kill-after=10 "$limit" "$BYOL_TORCH_PYTHON" "$check" --recipe cifar10-short measure-byolcpp "$bin" \
+    "$work/byolcpp_seed$s" "$s" --device cuda --workers 4 --threads 2 >"$out/byolcpp_seed$s.log" 2>&1 &
+  pids+=($!)
+done
+timeout --kill-after=10 "$limit" "$BYOL_TORCH_PYTHON" "$check" --recipe cifar10-short measure-reference \
+  "${seeds[@]}" --jobs "${#seeds[@]}" --threads 2 --device cuda --work "$work/reference" >"$out/reference.log" 2>&1 &
+pids+=($!)
+status=0
+for p in "${pids[@]}"; do wait "$p" || status=1; done
+cp "$root/tests/reference/training_reference_cifar10_short.json" "$work/reference/" 2>/dev/null
+(cd "$work" && find . \( -name '*.json' -o -name '*.jsonl' -o -name '*.log' -o -name 'config.toml' \) \
+   ! -path '*/checkpoints/*' -print0 | tar -czf "$out/learning.tgz" --null -T -)
+grep -h 'seed\|mean gain' "$out"/byolcpp_seed*.log "$out/reference.log"
+exit $status
