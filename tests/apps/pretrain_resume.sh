@@ -3,7 +3,8 @@
 #   pretrain_resume.sh BYOL_PRETRAIN WORK_DIR
 # Three runs on a small synthetic dataset: A uninterrupted; B stopped by run.max_steps mid-epoch and
 # resumed; C interrupted by SIGINT (a checkpoint is written after the current step) and resumed. The
-# final checkpoints and exported encoders must be byte-identical. D: a NaN loss stops a run cleanly.
+# final checkpoints and exported encoders must be byte-identical, as must E's: killed with SIGKILL at random
+# moments 8 times and resumed each time. D: a NaN loss stops a run cleanly.
 set -euo pipefail
 # Bitwise equality needs run-to-run deterministic kernels. On this development machine (2026-12-03) two
 # uninterrupted runs on oneDNN's convolutions already differ in the last bits (its backward-weights
@@ -22,7 +23,9 @@ common=(--set run.device=cpu --set data.train=synthetic:384:4:16:1 --set data.si
         --set train.epochs=3 --set train.batch_size=64 --set train.warmup_epochs=1 --set train.base_lr=2.0
         --set run.log_every=2 --set run.checkpoint_every=4 --set run.keep_checkpoints=2)
 
+t0=$(date +%s%3N)
 "$bin" "${common[@]}" --set run.out="$work/a" > "$work/a.log"
+run_ms=$(( $(date +%s%3N) - t0 ))  # the whole uninterrupted run, start-up included: the kill loop's scale
 "$bin" "${common[@]}" --set run.out="$work/b" --set run.max_steps=7 > "$work/b1.log"
 grep -q "stopped at step 7 of 18" "$work/b1.log" || { cat "$work/b1.log"; echo "FAIL: run B did not stop at step 7"; exit 1; }
 # A checkpoint write killed halfway leaves its temporary file; the resumed run removes it.
@@ -51,6 +54,35 @@ else
   echo "note: run C finished before the signal arrived (rc $rc); the resume check of C is vacuous"
 fi
 
+# E: kill -9 at random moments (start-up, steps, checkpoint writes), resume, again: 8 kills at times drawn
+# uniformly from 5-50 % of run A's duration after each start, then a last resume runs to the end.
+# Nothing may be left half-written: no temporary files at the end, every logged step exactly once, and the
+# result bitwise the uninterrupted run's (issue 14's kill loop).
+RANDOM=14
+kills=0
+for attempt in $(seq 1 9); do
+  resume=()
+  ls "$work/e/checkpoints/"step_*.safetensors > /dev/null 2>&1 && resume=(--resume)
+  "$bin" "${common[@]}" --set run.out="$work/e" "${resume[@]}" >> "$work/e.log" 2>&1 &
+  pid=$!
+  if [ "$attempt" -le 8 ]; then
+    delay_ms=$(( run_ms / 20 + (RANDOM % 1000) * (run_ms * 9 / 20) / 1000 ))
+    sleep "$((delay_ms / 1000)).$(printf '%03d' $((delay_ms % 1000)))"
+    if kill -KILL "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null || true
+      kills=$((kills + 1))
+      continue
+    fi
+  fi
+  wait "$pid" || { tail -20 "$work/e.log"; echo "FAIL: run E exited with an error after $kills kills"; exit 1; }
+  break
+done
+[ -e "$work/e/encoder.safetensors" ] || { tail -20 "$work/e.log"; echo "FAIL: run E did not finish"; exit 1; }
+left=$(find "$work/e" -name '*.tmp*')
+[ -z "$left" ] || { echo "FAIL: temporary files left after the kill loop: $left"; exit 1; }
+echo "kill loop: $kills kills with SIGKILL (run A took $run_ms ms), $(grep -c '^resumed from' "$work/e.log") resumes"
+[ "$kills" -ge 3 ] || echo "note: only $kills kills landed before run E finished by itself"
+
 # The data section of a safetensors file: everything after the 8-byte header length and the header
 # (the headers differ in their metadata: each run has its own run.out).
 data_of() {
@@ -58,16 +90,17 @@ data_of() {
   n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
   tail -c +$((9 + n)) "$1"
 }
-for r in b c; do
+for r in b c e; do
   cmp "$work/a/encoder.safetensors" "$work/$r/encoder.safetensors" || { echo "FAIL: encoder of run $r differs"; exit 1; }
   cmp <(data_of "$work/a/checkpoints/step_00000018.safetensors") \
       <(data_of "$work/$r/checkpoints/step_00000018.safetensors") ||
     { echo "FAIL: final checkpoint (all tensors) of run $r differs"; exit 1; }
 done
 # metrics.jsonl after a resume: every logged step exactly once. B adds step 7 (where it stopped) to A's
-# log points; C, interrupted anywhere, logs what A logs (plus its interrupted step if that was a log point).
+# log points; C, interrupted anywhere, logs what A logs (plus its interrupted step if that was a log point);
+# E, killed anywhere, logs what A logs.
 steps_of() { grep -o '"step":[0-9]*' "$1" | cut -d: -f2; }
-for r in b c; do
+for r in b c e; do
   dups=$(steps_of "$work/$r/metrics.jsonl" | sort -n | uniq -d)
   missing=$(comm -23 <(steps_of "$work/a/metrics.jsonl" | sort) <(steps_of "$work/$r/metrics.jsonl" | sort))
   [ -z "$dups" ] && [ -z "$missing" ] ||
