@@ -90,7 +90,10 @@ def make_views(args, gen):
                      T.RandomHorizontalFlip(), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
                      T.RandomGrayscale(0.2), T.ToTensor(), norm])
     torch.manual_seed(args.seed)
-    idx = torch.randperm(len(ds), generator=gen)[: args.steps * args.batch]
+    # Epochs of fresh permutations: more views than images (steps x batch > 50,000 on CIFAR-10) once left
+    # steps 391-499 of a 500-step run unfilled (torch.empty), which both sides then "learned" to a loss of 0.
+    need = args.steps * args.batch
+    idx = torch.cat([torch.randperm(len(ds), generator=gen) for _ in range((need + len(ds) - 1) // len(ds))])[:need]
     v1, v2 = torch.empty(shape), torch.empty(shape)
     for k, i in enumerate(idx.tolist()):
         img = ds[i][0]
