@@ -55,13 +55,14 @@ void Lars::step(double lr) {
             static_cast<uint8_t>(((e.tags & models::kNoWeightDecay) ? kernels::kLarsNoWeightDecay : 0) |
                                  ((e.tags & models::kNoLarsAdapt) ? kernels::kLarsNoAdapt : 0)));
       }
-      const std::vector<uint8_t> bytes = kernels::lars_pack_segments(seg);
-      Tensor host = Tensor::empty({static_cast<int64_t>(bytes.size())}, DType::u8);
-      std::memcpy(host.data<uint8_t>(), bytes.data(), bytes.size());
+      const kernels::LarsTable table = kernels::lars_pack_segments(seg, reg_.params().numel());
+      Tensor host = Tensor::empty({static_cast<int64_t>(table.bytes.size())}, DType::u8);
+      std::memcpy(host.data<uint8_t>(), table.bytes.data(), table.bytes.size());
       segment_table_ = host.to(reg_.params().device());
+      segment_chunks_ = table.chunks;
     }
     kernels::lars_step(reg_.params().data<float>(), reg_.grads().data<float>(), momentum_.data<float>(),
-                       reg_.params().numel(), segment_table_.data<uint8_t>(), segments,
+                       segment_table_.data<uint8_t>(), segments, segment_chunks_,
                        {lr, opt_.weight_decay, opt_.momentum, opt_.eta}, trust_.data<double>(),
                        cuda::compute_stream());
     return;

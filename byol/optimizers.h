@@ -41,8 +41,9 @@ class Lars {
   const models::ParamRegistry& reg_;
   LarsOptions opt_;
   Tensor momentum_;
-  Tensor trust_;          // f64 [param_entries]
-  Tensor segment_table_;  // on a GPU: the registry's tensor ranges and tags, packed once (kernels/lars.cuh)
+  Tensor trust_;            // f64 [param_entries]
+  Tensor segment_table_;    // on a GPU: the registry's tensor ranges and tags, packed once (kernels/lars.cuh)
+  int segment_chunks_ = 0;  // the table's chunk count
 };
 
 struct SgdOptions {

@@ -1,13 +1,17 @@
 // LARS over the online network's flat buffers on the GPU (You et al. 2017, as the official BYOL code
 // chains it; the per-element step is math::lars_update, the trust ratio math::lars_trust_ratio).
 //
-// Two phases, no host synchronisation between them:
-//   1. per-tensor sums (sum w^2, sum g^2, sum w*g) in double with one CUB segmented reduction over the
-//      registry's tensors (|g + wd w|^2 = g^2 + 2 wd w.g + wd^2 w^2 then follows per tensor);
-//   2. one update launch over the whole buffer: each element finds its tensor by binary search over the
-//      segment table (kernels/launch.h's segment_of; gaps between tensors are left untouched), forms the
-//      trust ratio from its tensor's sums and applies momentum, weight decay and the update.
-// Launchers that need scratch memory (reductions) take it from cuda::DeviceBuffer, which is ordered on
+// Three launches, no host synchronisation between them, deterministic (fixed summation order):
+//   1. per-chunk sums (sum w^2, sum g^2, sum w*g) in double, one block per chunk of at most kLarsChunk
+//      elements of one tensor (kernels/launch.h: lars_chunk_first, lars_chunk_range);
+//   2. per tensor, its chunks' sums in order, then its trust ratio (|g + wd w|^2 = g^2 + 2 wd w.g + wd^2 w^2),
+//      one thread per tensor;
+//   3. the update, one block per chunk again: momentum, weight decay and the step with its tensor's trust
+//      ratio. Gaps between tensors are never touched.
+// The first version (2026-11) reduced each tensor with one block (a CUB segmented reduction) and found
+// each element's tensor by binary search: 2.54 ms for ResNet-50's 23.5 M floats on an H200, 6.3 % of the
+// copy bandwidth (docs/benchmarks.md).
+// Launchers that need scratch memory take it from cuda::DeviceBuffer, which is ordered on
 // cuda::compute_stream(): pass that stream (every caller in the engine does).
 #pragma once
 
@@ -31,15 +35,22 @@ struct LarsHyper {
   double lr, weight_decay, momentum, eta;
 };
 
-// The segment table as the kernels read it, one block of bytes: begins[S], ends[S] (int64), flags[S].
-// Byol's Lars packs it once, keeps it on the device, and passes it to every step.
-std::vector<uint8_t> lars_pack_segments(const LarsSegments& segments);
+// The segment table as the kernels read it, one block of bytes: begins[S], ends[S], chunk_first[S + 1]
+// (int64), chunk_segment[chunks] (int32), flags[S]. Byol's Lars packs it once, keeps it on the device, and
+// passes it to every step with its counts.
+struct LarsTable {
+  std::vector<uint8_t> bytes;
+  int segments = 0;
+  int chunks = 0;
+};
+// Checks that the segments are sorted, disjoint and inside [0, n).
+LarsTable lars_pack_segments(const LarsSegments& segments, int64_t n);
 
-// Updates w and m (n elements: the whole flat buffer) in place; device_table is lars_pack_segments'
-// bytes in device memory, for `segments` tensors. With trust_out (device memory, one double per
-// segment) non-null, the trust ratio applied to each segment is written there on the device; nothing
+// Updates the tensors of w and m in place (the flat buffers; gaps untouched); device_table is
+// lars_pack_segments' bytes in device memory with its counts. With trust_out (device memory, one double
+// per segment) non-null, the trust ratio applied to each segment is written there on the device; nothing
 // waits for the GPU and nothing is copied from the host.
-void lars_step(float* w, const float* g, float* m, int64_t n, const void* device_table, int segments,
+void lars_step(float* w, const float* g, float* m, const void* device_table, int segments, int chunks,
                const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
 
 // The same with a host table, uploaded (from pageable memory) on every call: for one-off use.

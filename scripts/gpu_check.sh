@@ -652,7 +652,7 @@ step_labs() {
     rc=$?
     dry_skip labs "lab $lab" && continue
     conclude labs "lab $lab" "$rc" "$log" \
-      "$(grep -E '^v1' "$log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//; s/$/; /' | tr -d '\n')$((SECONDS - t0)) s"
+      "$(grep -E '^v[0-9]+ ' "$log" | sed -E 's/ +/ /g; s/ \(min [^)]*\)//; s/ of the copy bandwidth//; s/$/; /' | tr -d '\n')$((SECONDS - t0)) s"
   done
 }
 

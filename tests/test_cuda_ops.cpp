@@ -102,6 +102,29 @@ TEST_CASE("LARS segment lookup finds each element's tensor and skips gaps", "[ke
   CHECK(kernels::segment_of(begins.data(), ends.data(), 0, 3) == -1);
 }
 
+TEST_CASE("LARS chunks cover every element of every segment exactly once, and no gap", "[kernels]") {
+  const int64_t C = kernels::kLarsChunk;
+  // empty, one element, exactly one chunk, one chunk and one element, several chunks with a tail
+  const std::vector<int64_t> begins{0, 16, 32, 32 + C + 16, 64 + 3 * C},
+      ends{0, 17, 32 + C, 64 + 2 * C + 1, 64 + 6 * C + 7};
+  const std::vector<int64_t> first = kernels::lars_chunk_first(begins, ends);
+  REQUIRE(first.size() == begins.size() + 1);
+  CHECK(first == std::vector<int64_t>{0, 0, 1, 2, 4, 8});
+  std::vector<int> covered(static_cast<size_t>(ends.back()), 0);
+  for (size_t s = 0; s < begins.size(); ++s)
+    for (int64_t k = 0; k < first[s + 1] - first[s]; ++k) {
+      const kernels::IndexRange r = kernels::lars_chunk_range(begins[s], ends[s], k);
+      CHECK(r.first < r.last);
+      CHECK(r.last - r.first <= C);
+      for (int64_t i = r.first; i < r.last; ++i) ++covered[static_cast<size_t>(i)];
+    }
+  for (int64_t i = 0; i < ends.back(); ++i) {
+    const int expected = kernels::segment_of(begins.data(), ends.data(), 5, i) >= 0 ? 1 : 0;
+    if (covered[static_cast<size_t>(i)] != expected)
+      FAIL("element " << i << " covered " << covered[i] << " times");
+  }
+}
+
 #if BYOL_WITH_CUDA
 
 namespace {
