@@ -11,6 +11,10 @@
 #               of the tiny network (GPU_CHECK_INITCHECK_SPEC, "[cuda-kernels],[cuda-step]")
 #   nccl        the one-rank NCCL test, NCCL_DEBUG=WARN, on its own timeout (GPU_CHECK_NCCL_S, 90 s)
 #   smoke       byol-pretrain on the GPU: synthetic data, stop after 6 steps, --resume, kNN monitor, export
+#   learn       the learning-quality comparison of issue 12 (scripts/gpu_learning_check.sh): the cifar10-short
+#               recipe trained by byol-pretrain and by the PyTorch reference on this GPU, seeds
+#               GPU_CHECK_LEARN_SEEDS (default "0 1"), all at once, capped at GPU_CHECK_LEARN_S (300 s); needs
+#               CIFAR-10 (.carry/cifar10.tar.gz, which prepare-carry copies from ../shared/data/)
 #   labs        the kernel labs (validate against the CPU, then GB/s)
 #   bench       byol_step_bench --device cuda next to the PyTorch reference, then the multi-GPU scaling model
 #               (docs/scaling.md) from the measured ResNet-50 rate
@@ -101,11 +105,18 @@ prepare_carry() {
       esac
     done < <(dpkg -L "$pkg")
   done
+  # CIFAR-10 for the learn step, when this checkout sits next to the shared data (about 20 MB)
+  local cifar="$root/../shared/data/cifar10.tar.gz"
+  if [ -f "$cifar" ]; then
+    cp "$cifar" "$carry/cifar10.tar.gz"
+  else
+    echo "gpu_check: no $cifar: the learn step will be skipped unless .carry/cifar10.tar.gz is added"
+  fi
   echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1)); carry it with the tree (the device tool: carry [\".carry\"])"
 }
 
-all_steps=(build cuda_tests memcheck initcheck nccl smoke labs bench)
-gpu_steps=" cuda_tests memcheck initcheck nccl smoke labs bench "
+all_steps=(build cuda_tests memcheck initcheck nccl smoke learn labs bench)
+gpu_steps=" cuda_tests memcheck initcheck nccl smoke learn labs bench "
 labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab elementwise_lab)
 
 usage() {
@@ -519,7 +530,7 @@ bench="$build/benchmarks/byol_step_bench"
 step_build() {
   local targets=() t0=$SECONDS rc detail
   selected cuda_tests || selected memcheck || selected initcheck || selected nccl && targets+=(byol_tests)
-  selected smoke && targets+=(byol-pretrain)
+  selected smoke || selected learn && targets+=(byol-pretrain)
   selected labs && targets+=("${labs[@]}")
   selected bench && targets+=(byol_step_bench)
   [ ${#targets[@]} -eq 0 ] && targets=(byol_tests byol-pretrain byol_step_bench "${labs[@]}")
@@ -640,6 +651,30 @@ step_smoke() {
   fi
 }
 
+# The learning-quality comparison of issue 12 on this GPU (scripts/gpu_learning_check.sh): byol-pretrain and
+# the PyTorch reference train the cifar10-short recipe at each seed, all runs at once; each run's kNN gain.
+step_learn() {
+  local label="learning check, cifar10-short" log="$logs/learning.log" t0=$SECONDS rc t detail
+  local tarball="${CIFAR10_TAR:-$carry/cifar10.tar.gz}"
+  need_exe learn "$label" "$pretrain" || return
+  if [ "$dry" -eq 0 ] && [ ! -d "$root/data-local/cifar10/train" ] && [ ! -f "$tarball" ]; then
+    record learn "$label" SKIP "no CIFAR-10: neither data-local/cifar10/ nor $tarball (prepare-carry copies ../shared/data/cifar10.tar.gz)"
+    return
+  fi
+  if [ "$dry" -eq 0 ] && ! python3 -c 'import torch, torchvision, PIL, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+    record learn "$label" SKIP "python3 has no torch/torchvision with CUDA for the reference"
+    return
+  fi
+  t="$(budget "${GPU_CHECK_LEARN_S:-300}")"
+  # shellcheck disable=SC2086  # the seeds are a word list
+  run_cmd "$root" "$log" "$((t + 30))" env GPU_LEARN_S="$t" CIFAR10_TAR="$tarball" GPU_LEARN_WORK="$runs/learning" \
+    "$root/scripts/gpu_learning_check.sh" "$pretrain" "$logs/learning" ${GPU_CHECK_LEARN_SEEDS:-0 1}
+  rc=$?
+  dry_skip learn "$label" && return
+  detail="$(grep -hE '^(byol.cpp seed|reference seed|byol.cpp: mean|reference: mean)' "$log" | tr '\n' ';')"
+  conclude learn "$label" "$rc" "$log" "${detail}$((SECONDS - t0)) s" INFO
+}
+
 step_labs() {
   local lab exe log rc t0
   for lab in "${labs[@]}"; do
@@ -728,6 +763,7 @@ for s in "${steps[@]}"; do
     memcheck | initcheck) step_sanitizer "$s" ;;
     nccl) step_nccl ;;
     smoke) step_smoke ;;
+    learn) step_learn ;;
     labs) step_labs ;;
     bench) step_bench ;;
   esac

@@ -9,10 +9,12 @@
 # CIFAR-10: data-local/cifar10 when unpacked, else unpacked there from $CIFAR10_TAR (default
 # .carry/cifar10.tar.gz, a copy of ../shared/data/cifar10.tar.gz carried to the GPU machine).
 # Python: $BYOL_TORCH_PYTHON, else the python3 on PATH (the GPU machine's, with PyTorch and CUDA).
-# Every run stops at GPU_LEARN_S seconds (default 400). Results, written as they come (a call cut short
-# keeps the seeds that finished): OUT_DIR/byolcpp_seed<S>.log and OUT_DIR/reference.log (each run's kNN
-# at random initialisation and after training), then OUT_DIR/learning.tgz (the per-run JSON and
-# byol-pretrain's metrics.jsonl). Views are made on the CPU on both sides; TF32 is allowed on both.
+# Every run stops at GPU_LEARN_S seconds (default 400). Runs go to GPU_LEARN_WORK (default
+# runs/gpu_learning/). Results, written as they come (a call cut short keeps the seeds that finished):
+# OUT_DIR/byolcpp_seed<S>.log and OUT_DIR/reference.log (each run's kNN at random initialisation and after
+# training), then OUT_DIR/learning.tgz (the per-run JSON and byol-pretrain's metrics.jsonl), and on stdout
+# one line per run and the mean gain of each side. Views are made on the CPU on both sides; TF32 is
+# allowed on both. scripts/gpu_check.sh runs this as its learn step.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -39,7 +41,7 @@ if [ ! -d "$root/data-local/cifar10/train" ]; then
     { echo "gpu_learning_check: cannot unpack $tar_file" >&2; exit 2; }
 fi
 
-work="$root/runs/gpu_learning"
+work="${GPU_LEARN_WORK:-$root/runs/gpu_learning}"
 rm -rf "$work"
 mkdir -p "$work"
 check="$root/tests/reference/training_check.py"
@@ -57,5 +59,18 @@ for p in "${pids[@]}"; do wait "$p" || status=1; done
 cp "$root/tests/reference/training_reference_cifar10_short.json" "$work/reference/" 2>/dev/null
 (cd "$work" && find . \( -name '*.json' -o -name '*.jsonl' -o -name '*.log' -o -name 'config.toml' \) \
    ! -path '*/checkpoints/*' -print0 | tar -czf "$out/learning.tgz" --null -T -)
-grep -h 'seed\|mean gain' "$out"/byolcpp_seed*.log "$out/reference.log"
+grep -h '^byol.cpp seed\|^reference seed' "$out"/byolcpp_seed*.log "$out/reference.log"
+# Each side's mean gain over the seeds that finished (byol-pretrain's jsonl, byol_train.py's JSON).
+"$BYOL_TORCH_PYTHON" - "$work" "${seeds[@]}" <<'PY'
+import glob, json, os, statistics, sys
+work, seeds = sys.argv[1], [int(s) for s in sys.argv[2:]]
+ours = [json.loads(l) for f in glob.glob(os.path.join(work, "byolcpp_seed*", "byolcpp_runs.jsonl")) for l in open(f)]
+theirs = [json.load(open(f)) for f in glob.glob(os.path.join(work, "reference", "reference_seed*.json"))]
+for name, gains in (("byol.cpp", [r["gain"] for r in ours]),
+                    ("reference", [r["knn_final"] - r["knn_init"] for r in theirs if "knn_final" in r])):
+    if gains:
+        print(f"{name}: mean gain {statistics.mean(gains):+.2f} over {len(gains)} of {len(seeds)} seeds")
+    else:
+        print(f"{name}: no run finished")
+PY
 exit $status

@@ -33,16 +33,17 @@ if [ ! -f "$summary" ]; then
 else
   head -1 "$summary" | grep -q '^=== gpu_check summary.*DRY RUN' ||
     fail "summary.txt does not begin with its '=== gpu_check summary ... DRY RUN' header: $(head -1 "$summary")"
-  # the steps in order of value: build, [cuda] tests, memcheck, initcheck, NCCL, smoke run, labs, benchmarks
+  # the steps in order of value: build, [cuda] tests, memcheck, initcheck, NCCL, smoke run, learning check,
+  # labs, benchmarks
   prev=0
   for want in '^build ' '^\[cuda\] tests' '^memcheck ' '^initcheck ' '^one-rank NCCL' '^byol-pretrain GPU smoke' \
-              '^lab batch_norm_lab' '^step resnet18_cifar_b256 \(byol.cpp\)' '^scaling model'; do
+              '^learning check' '^lab batch_norm_lab' '^step resnet18_cifar_b256 \(byol.cpp\)' '^scaling model'; do
     n="$(grep -n -m1 -E "$want" "$summary" | cut -d: -f1)"
     if [ -z "$n" ]; then fail "summary.txt has no line matching '$want'"
     elif [ "$n" -le "$prev" ]; then fail "summary.txt: '$want' (line $n) comes before the step above it (line $prev)"
     else prev=$n; fi
   done
-  grep -E '^(build|\[cuda\]|memcheck|initcheck|one-rank|byol-pretrain|lab |step |scaling)' "$summary" | grep -vq ' SKIP ' &&
+  grep -E '^(build|\[cuda\]|memcheck|initcheck|one-rank|byol-pretrain|learning|lab |step |scaling)' "$summary" | grep -vq ' SKIP ' &&
     fail "a dry run should report every GPU step as skipped: $(grep -vE ' SKIP |^setup|^result|^===' "$summary" | head -3)"
   # each summary line is echoed as it is recorded
   while read -r line; do
