@@ -22,4 +22,9 @@ void global_avg_pool_forward(const T* x, T* y, int64_t N, int64_t HW, int64_t C,
 template <class T>
 void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t C, cudaStream_t stream);
 
+// The launchers use 32-bit index arithmetic when every index of a launch fits (a fast path: 64-bit
+// division is many instructions), else 64-bit. With `on`, every launch takes the 64-bit kernels, so the
+// lab validates both instantiations on the same small shapes.
+void force_64bit_pool_indices(bool on);
+
 }  // namespace byol::kernels
