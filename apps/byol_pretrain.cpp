@@ -210,10 +210,6 @@ int run(int argc, char** argv) {
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   BYOL_CHECK(cfg.batch_size % world == 0, "train.batch_size ", cfg.batch_size, " is not divisible by the ",
              world, " ranks");
-  if (cfg.preset > 0) {
-    const Preset& p = preset_for_epochs(cfg.preset);
-    cfg.base_lr = p.base_lr, cfg.weight_decay = p.weight_decay, cfg.tau_base = p.tau_base;
-  }
 
   // Data.
   auto dataset = std::shared_ptr<const data::Dataset>(data::open_dataset(cfg.train));

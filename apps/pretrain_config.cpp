@@ -11,6 +11,7 @@
 #include <sstream>
 #include <utility>
 
+#include "byol/schedules.h"
 #include "engine/common.h"
 
 namespace byol::apps {
@@ -163,6 +164,7 @@ void apply(PretrainConfig& cfg, const std::string& key, const toml::node& node, 
 }
 
 void load_config_unchecked(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides) {
+  std::set<std::string> given;  // every key the file or a --set named
   if (!path.empty()) {
     toml::table root;
     try {
@@ -177,6 +179,7 @@ void load_config_unchecked(PretrainConfig& cfg, const std::string& path, const s
       for (const auto& [key, node] : *t) {
         const std::string full = sec + "." + std::string(key.str());
         apply(cfg, full, node, path + ": key '" + full + "'");
+        given.insert(full);
       }
     }
   }
@@ -192,6 +195,16 @@ void load_config_unchecked(PretrainConfig& cfg, const std::string& path, const s
       t = toml::table{{"v", value}};
     }
     apply(cfg, key, *t.get("v"), "--set " + key);
+    given.insert(key);
+  }
+  // train.preset sets the paper's base_lr, weight_decay and tau_base for its length, except those the file
+  // or a --set gives explicitly: an explicit key wins, and --print-config shows what the run will use. (An
+  // unknown preset is left to validate(), which names the key.)
+  if (cfg.preset == 40 || cfg.preset == 100 || cfg.preset == 300 || cfg.preset == 1000) {
+    const Preset& p = preset_for_epochs(cfg.preset);
+    if (!given.count("train.base_lr")) cfg.base_lr = p.base_lr;
+    if (!given.count("train.weight_decay")) cfg.weight_decay = p.weight_decay;
+    if (!given.count("train.tau_base")) cfg.tau_base = p.tau_base;
   }
 }
 

@@ -39,7 +39,7 @@ struct PretrainConfig {
   // [train]
   double epochs = 100;
   int64_t batch_size = 256;  // global, over all ranks
-  int preset = 0;            // 40, 100, 300, 1000: base_lr, weight_decay, tau_base from the paper
+  int preset = 0;  // 40, 100, 300, 1000: base_lr, weight_decay, tau_base from the paper, where not given
   double base_lr = 0.45;
   double weight_decay = 1e-6;
   double tau_base = 0.99;

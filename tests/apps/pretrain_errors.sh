@@ -52,6 +52,16 @@ else
   cat "$work/written.toml"
   fails=$((fails + 1))
 fi
+# train.preset fills base_lr, weight_decay and tau_base with the paper's values for its length (here 1000
+# epochs: 0.2, 1.5e-6, 0.996) where they are not given; an explicit key wins, and --print-config shows what
+# the run uses (it once printed the explicit value and trained with the preset's).
+preset="$("$bin" --print-config --set train.preset=1000 --set train.base_lr=0.7 | grep -E '^(base_lr|weight_decay|tau_base) =' | tr '\n' ' ')"
+if [ "$preset" = "base_lr = 0.7 weight_decay = 1.5e-06 tau_base = 0.996 " ]; then
+  echo "ok: train.preset fills what is not given, an explicit train.base_lr wins"
+else
+  echo "FAIL: train.preset = 1000 with --set train.base_lr=0.7 gives: $preset"
+  fails=$((fails + 1))
+fi
 # run.device = cuda where there is no GPU (or no CUDA backend) is an error naming the key, not a CPU run.
 if ! nvidia-smi -L > /dev/null 2>&1; then
   expect "config key 'run.device': \"cuda\"" --set run.device=cuda --set data.train=synthetic:64:2:8 --set data.side=8 --set train.batch_size=16 --set run.out="$work/nogpu"
