@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,8 @@ struct Args {
   std::string stem = "cifar";
   int64_t base_channels = 64;
   bool zero_init_residual = false;
-  bool shape_given = false;  // any of the shape flags was on the command line
+  bool shape_given = false;           // any of the shape flags was on the command line
+  std::set<std::string> shape_flags;  // which ones (--depth, --width, --stem, --base-channels, ...)
   std::string train, test;
   int side = 32;
   std::string normalization = "imagenet";
@@ -135,6 +137,9 @@ int run(const Args& a) {
     cfg.base_channels = a.base_channels;
     cfg.zero_init_residual = a.zero_init_residual;
     source.config = cfg;
+    // Next to a file, only the flags given are compared with its stored shape (the others are defaults).
+    source.given = {a.shape_flags.count("--depth") > 0, a.shape_flags.count("--width") > 0,
+                    a.shape_flags.count("--stem") > 0, a.shape_flags.count("--base-channels") > 0};
   }
   const eval::LoadedEncoder enc = eval::load_encoder(source);
   const std::string encoder_name = enc.kind + (enc.path.empty() ? "" : ":" + enc.path);
@@ -328,7 +333,11 @@ int main(int argc, char** argv) {
   }
   for (CLI::App* sub : {knn, linear, finetune})
     if (sub->parsed()) a.mode = sub->get_name();
-  for (const CLI::Option* o : shape_options) a.shape_given = a.shape_given || o->count() > 0;
+  for (const CLI::Option* o : shape_options)
+    if (o->count() > 0) {
+      a.shape_given = true;
+      a.shape_flags.insert(o->get_name());
+    }
   try {
     if (!a.random_init && a.encoder.empty()) BYOL_FAIL("give --encoder PATH or --random-init");
     return run(a);

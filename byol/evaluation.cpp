@@ -171,7 +171,8 @@ Features extract_features(const models::ResNet& encoder, const data::Dataset& da
 
 CollapseStats collapse_stats(const Tensor& x_in) {
   BYOL_CHECK(x_in.defined() && x_in.dim() == 2 && x_in.size(0) >= 2 && x_in.size(1) >= 1,
-             "collapse_stats: expected features [N >= 2, D], got ", x_in.defined() ? x_in.describe() : "nothing");
+             "collapse_stats: expected features [N >= 2, D], got ",
+             x_in.defined() ? x_in.describe() : "nothing");
   const Tensor x = x_in.to(Device::cpu()).contiguous();
   BYOL_CHECK(x.dtype() == DType::f32, "collapse_stats: expected f32 features, got ", x.describe());
   const int64_t n = x.size(0), d = x.size(1);
@@ -732,19 +733,31 @@ namespace {
 
 constexpr const char* kCheckpointFormat = "byol.cpp checkpoint v1";
 
-// Two configurations build the same network (an empty block list means the depth's standard one).
-bool same_network(models::ResNetConfig a, models::ResNetConfig b) {
+// The stored configuration, after checking the fields that were given against it (an empty block list
+// means the depth's standard one).
+models::ResNetConfig agreed_config(const std::string& path, const models::ResNetConfig& stored,
+                                   const std::optional<models::ResNetConfig>& config,
+                                   const EncoderSource::Given& given) {
+  if (!config) return stored;
+  std::string differ;
+  const auto check = [&differ](bool on, const char* name, const auto& file, const auto& line) {
+    if (on && file != line) differ += cat(differ.empty() ? "" : ", ", name, " ", file, " (given ", line, ")");
+  };
+  const auto stem_name = [](models::Stem s) {
+    return std::string(s == models::Stem::cifar ? "cifar" : "imagenet");
+  };
+  models::ResNetConfig a = stored, b = *config;
   if (a.blocks.empty()) a.blocks = models::resnet_blocks(a.depth);
   if (b.blocks.empty()) b.blocks = models::resnet_blocks(b.depth);
-  return a.depth == b.depth && a.width == b.width && a.stem == b.stem && a.base_channels == b.base_channels &&
-         a.blocks == b.blocks;
-}
-
-models::ResNetConfig agreed_config(const std::string& path, const models::ResNetConfig& stored,
-                                   const std::optional<models::ResNetConfig>& given) {
-  BYOL_CHECK(!given || same_network(stored, *given), path, ": the file's encoder ",
-             encoder_config_json(stored), " differs from the one given on the command line ",
-             encoder_config_json(*given));
+  check(given.depth, "depth", a.depth, b.depth);
+  // (blocks only when the given configuration lists them: no command-line flag does)
+  if (given.depth && !config->blocks.empty() && a.blocks != b.blocks)
+    differ += cat(differ.empty() ? "" : ", ", "blocks");
+  check(given.width, "width", a.width, b.width);
+  check(given.stem, "stem", stem_name(a.stem), stem_name(b.stem));
+  check(given.base_channels, "base channels", a.base_channels, b.base_channels);
+  BYOL_CHECK(differ.empty(), path, ": the file's encoder ", encoder_config_json(stored),
+             " differs from the one given on the command line in ", differ);
   return stored;
 }
 
@@ -785,9 +798,10 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
     BYOL_CHECK(!cfg.is_discarded() && cfg.contains("network"), source.path,
                ": metadata 'config' has no 'network' object");
     build(out,
-          agreed_config(source.path,
-                        encoder_config_from_json(cfg["network"].dump(), source.path + ": metadata 'config' network"),
-                        source.config),
+          agreed_config(
+              source.path,
+              encoder_config_from_json(cfg["network"].dump(), source.path + ": metadata 'config' network"),
+              source.config, source.given),
           source.path);
     for (const models::ParamEntry& e : out.registry->param_entries()) {
       f.copy_to("online/encoder." + e.name, *e.slot);
@@ -805,7 +819,7 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
           agreed_config(source.path,
                         encoder_config_from_json(f.metadata_value("encoder_config"),
                                                  source.path + ": metadata 'encoder_config'"),
-                        source.config),
+                        source.config, source.given),
           source.path);
     out.kind = "exported";
   } else {

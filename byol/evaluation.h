@@ -209,10 +209,22 @@ FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegist
 //   exported     metadata "encoder_config" (export_encoder): torchvision names, OIHW
 //   torchvision  a tensor "conv1.weight" and neither of the above: the shape comes from `config`
 // An explicitly given `config` must agree with what a checkpoint or exported file says.
+// Which fields of an EncoderSource's config were given (byol-eval: the flags on the command line; the
+// others hold defaults): a file's stored configuration is checked against these only.
+struct EncoderFieldsGiven {
+  bool depth = true, width = true, stem = true, base_channels = true;
+};
+
 struct EncoderSource {
+  using Given = EncoderFieldsGiven;
+  EncoderSource(std::string path_ = {}, std::optional<models::ResNetConfig> config_ = std::nullopt,
+                uint64_t seed_ = 0, Given given_ = {})
+      : path(std::move(path_)), config(std::move(config_)), seed(seed_), given(given_) {}
+
   std::string path;
   std::optional<models::ResNetConfig> config;  // explicit shape (needed for random init and torchvision)
   uint64_t seed = 0;                           // random init
+  Given given;
 };
 
 struct LoadedEncoder {

@@ -78,7 +78,18 @@ TEST_CASE("load_encoder: a byol.cpp checkpoint", "[eval][load]") {
   CHECK(load_encoder({path, testing::tiny_encoder_config(), 0}).kind == "checkpoint");
   models::ResNetConfig other = testing::tiny_encoder_config();
   other.base_channels = 8;
-  CHECK_THROWS_WITH(load_encoder({path, other, 0}), Contains(path) && Contains("differs"));
+  CHECK_THROWS_WITH(load_encoder({path, other, 0}),
+                    Contains(path) && Contains("differs") && Contains("base channels 4 (given 8)"));
+  // Only the fields given are compared (byol-eval: the flags on its command line; the others hold
+  // defaults). `byol-eval knn --encoder CKPT --depth 18` once failed on the default stem and width.
+  models::ResNetConfig defaults;  // imagenet stem, base 64: defaults, as byol-eval fills them
+  defaults.depth = 18;
+  CHECK(load_encoder({path, defaults, 0, {true, false, false, false}}).kind == "checkpoint");
+  CHECK_THROWS_WITH(load_encoder({path, defaults, 0, {true, false, true, false}}),
+                    Contains(path) && Contains("stem cifar (given imagenet)"));
+  defaults.depth = 50;
+  CHECK_THROWS_WITH(load_encoder({path, defaults, 0, {true, false, false, false}}),
+                    Contains("depth 18 (given 50)"));
 }
 
 TEST_CASE("load_encoder: an exported encoder and a torchvision file", "[eval][load]") {
@@ -161,21 +172,24 @@ TEST_CASE("load_encoder: files it cannot use give errors naming them", "[eval][l
                     Contains(ckpt) && Contains("online/encoder.layer1.0.conv1.weight"));
 }
 
-TEST_CASE("load_encoder: an encoder_config from the file is bounded before anything is built", "[eval][load]") {
+TEST_CASE("load_encoder: an encoder_config from the file is bounded before anything is built",
+          "[eval][load]") {
   // Issue 14, finding 4: a 292-byte exported encoder asking for 2e9 blocks made byol-eval hang with
   // growing memory; base_channels x width overflowed; a negative block count was accepted.
   testing::TempDir dir;
   auto exported_with = [&](const std::string& config_json) {
     const std::string path = dir / "evil.safetensors";
-    save_safetensors(path, {{"conv1.weight", Tensor::zeros({1})}},
-                     {{"format", "byol.cpp encoder (torchvision names, OIHW)"}, {"encoder_config", config_json}});
+    save_safetensors(
+        path, {{"conv1.weight", Tensor::zeros({1})}},
+        {{"format", "byol.cpp encoder (torchvision names, OIHW)"}, {"encoder_config", config_json}});
     return path;
   };
   struct Case {
     std::string json, says;
   };
   for (const Case& c : {
-           Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2000000000,2,2,2]})", "'blocks[0]' is 2000000000"},
+           Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2000000000,2,2,2]})",
+                "'blocks[0]' is 2000000000"},
            Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2,-1,2,2]})", "'blocks[1]' is -1"},
            Case{R"({"depth":18,"width":1,"stem":"cifar","blocks":[2,2]})", "expected an array of 4"},
            Case{R"({"depth":18,"width":4294967297,"stem":"cifar"})", "'width' is 4294967297"},
