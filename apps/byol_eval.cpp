@@ -155,6 +155,8 @@ int run(const Args& a) {
   std::shared_ptr<data::Dataset> train = data::open_dataset(a.train), test = data::open_dataset(a.test);
   BYOL_CHECK(train->has_labels(), "--train: ", train->describe(), " has no labels");
   BYOL_CHECK(test->has_labels(), "--test: ", test->describe(), " has no labels");
+  if (const std::string w = data::test_overlap_warning(a.train, a.test); !w.empty())
+    std::fprintf(stderr, "warning: --train / --test: %s\n", w.c_str());
   progress(cat("train: ", train->describe()));
   progress(cat("test: ", test->describe()));
   const int classes = std::max(train->num_classes(), test->num_classes());

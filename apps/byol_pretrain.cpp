@@ -243,6 +243,8 @@ int run(int argc, char** argv) {
 
   std::unique_ptr<KnnMonitor> knn;
   if (!cfg.knn_train.empty() && root) {
+    if (const std::string w = data::test_overlap_warning(cfg.knn_train, cfg.knn_test); !w.empty())
+      std::fprintf(stderr, "warning: data.knn_train / data.knn_test: %s\n", w.c_str());
     knn = std::make_unique<KnnMonitor>();
     knn->train = subset(data::open_dataset(cfg.knn_train), cfg.knn_train_images, cfg.seed + 1);
     knn->test = subset(data::open_dataset(cfg.knn_test), cfg.knn_test_images, cfg.seed + 2);
@@ -377,13 +379,14 @@ int run(int argc, char** argv) {
          {"feature_rank", r.features.effective_rank},
          {"projection_rank", r.projections.effective_rank},
          {"projection_std", r.projections.normalized_std}});
-    std::printf("%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
-                "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
-                isatty(1) ? "\n" : "", static_cast<long long>(step), 100 * r.top1,
-                static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs,
-                r.features.effective_rank, static_cast<long long>(learner.nets.embedding_dim()),
-                r.projections.effective_rank, static_cast<long long>(learner.nets.config().projection_dim),
-                r.projections.normalized_std);
+    std::printf(
+        "%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
+        "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
+        isatty(1) ? "\n" : "", static_cast<long long>(step), 100 * r.top1,
+        static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs,
+        r.features.effective_rank, static_cast<long long>(learner.nets.embedding_dim()),
+        r.projections.effective_rank, static_cast<long long>(learner.nets.config().projection_dim),
+        r.projections.normalized_std);
     std::fflush(stdout);
   };
 

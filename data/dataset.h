@@ -173,4 +173,9 @@ SplitIndices split_indices(int64_t n, double val_fraction, uint64_t seed);
 //   synthetic:<count>:<classes>:<side>[:<seed>]
 std::shared_ptr<Dataset> open_dataset(const std::string& spec);
 
+// A warning (empty when there is none) for an evaluation whose test set repeats its training set: the
+// same spec, or synthetic sets with the same seed, classes and side, whose image i is the same image in
+// both (kNN then finds each test image itself in its bank, and the accuracy says little).
+std::string test_overlap_warning(const std::string& train_spec, const std::string& test_spec);
+
 }  // namespace byol::data

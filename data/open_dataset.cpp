@@ -107,4 +107,19 @@ std::shared_ptr<Dataset> open_dataset(const std::string& spec) {
   return with_context(cat("dataset '", spec, "'"), [&] { return open(spec); });
 }
 
+std::string test_overlap_warning(const std::string& train_spec, const std::string& test_spec) {
+  if (train_spec == test_spec)
+    return cat("the test set '", test_spec,
+               "' is the training set: its accuracy measures memory, not features");
+  const std::vector<std::string> a = split_spec(train_spec), b = split_spec(test_spec);
+  if (a.size() >= 4 && b.size() >= 4 && a[0] == "synthetic" && b[0] == "synthetic") {
+    const std::string seed_a = a.size() > 4 ? a[4] : "0", seed_b = b.size() > 4 ? b[4] : "0";
+    if (seed_a == seed_b && a[2] == b[2] && a[3] == b[3])
+      return cat("the synthetic sets '", train_spec, "' and '", test_spec, "' share seed ", seed_a,
+                 ": the test images are training images; give the test set its own seed (synthetic:", b[1],
+                 ":", b[2], ":", b[3], ":<seed>)");
+  }
+  return "";
+}
+
 }  // namespace byol::data

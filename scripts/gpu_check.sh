@@ -618,7 +618,7 @@ step_smoke() {
   local label="byol-pretrain GPU smoke (stop, resume)"
   need_exe smoke "$label" "$pretrain" || return
   local args=(--set data.train=synthetic:1024:10:32 --set data.side=32 --set data.normalization=none
-              --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32
+              --set data.workers=4 --set data.knn_train=synthetic:512:10:32 --set data.knn_test=synthetic:256:10:32:1
               --set model.stem=cifar --set train.batch_size=128 --set train.epochs=2 --set train.warmup_epochs=1
               --set run.device=cuda --set run.log_every=2 --set run.checkpoint_every=4 --set "run.out=$smoke")
   run_cmd "$root" "$log" 150 "$pretrain" "${args[@]}" --set run.max_steps=6

@@ -227,7 +227,8 @@ TEST_CASE("ImageFolder refuses tar members outside the archive's root, naming th
   for (const char* bad : {"../../x.png", "dog/../../x.png", "dog/..", "/etc/x.png"}) {
     INFO(bad);
     const std::string path = archive_with(bad);
-    CHECK_THROWS_WITH(ImageFolder(path), Catch::Matchers::Contains(path) && Catch::Matchers::Contains("'" + std::string(bad) + "'"));
+    CHECK_THROWS_WITH(ImageFolder(path), Catch::Matchers::Contains(path) &&
+                                             Catch::Matchers::Contains("'" + std::string(bad) + "'"));
   }
   // '..' inside a name is not a parent-directory component.
   const ImageFolder ok(archive_with("dog..s/x..png"));
@@ -400,4 +401,22 @@ TEST_CASE("dataset specs", "[datasets]") {
   CHECK_THROWS_WITH(open_dataset("imagenet:/x"), Catch::Contains("unknown dataset kind 'imagenet'"));
   CHECK_THROWS_WITH(open_dataset("synthetic:ten:5:16"), Catch::Contains("expected an integer for count"));
   CHECK_THROWS_WITH(open_dataset("cifar10:/x:val"), Catch::Contains("train, test or unlabeled"));
+}
+
+TEST_CASE("a test set that repeats its training set is named (same spec, synthetic sets with one seed)",
+          "[datasets]") {
+  using Catch::Contains;
+  // Synthetic image i depends on the seed, the classes and the side only: the same seed makes the test
+  // images training images (the first min(count) of them), so a random network's kNN is about 100 %.
+  const auto a = open_dataset("synthetic:40:4:16"), b = open_dataset("synthetic:20:4:16:0");
+  std::vector<uint8_t> sa, sb;
+  const ImageView ia = a->image(7, sa), ib = b->image(7, sb);
+  REQUIRE(ia.bytes() == ib.bytes());
+  CHECK(std::equal(ia.data, ia.data + ia.bytes(), ib.data));
+  CHECK_THAT(test_overlap_warning("synthetic:40:4:16", "synthetic:20:4:16:0"),
+             Contains("share seed 0") && Contains("synthetic:20:4:16:<seed>"));
+  CHECK_THAT(test_overlap_warning("folder:/data/x", "folder:/data/x"), Contains("is the training set"));
+  CHECK(test_overlap_warning("synthetic:40:4:16:1", "synthetic:20:4:16:2").empty());
+  CHECK(test_overlap_warning("synthetic:40:4:16", "synthetic:20:4:32").empty());  // other side: other images
+  CHECK(test_overlap_warning("cifar10:/d:train", "cifar10:/d:test").empty());
 }
