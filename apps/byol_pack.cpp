@@ -2,19 +2,22 @@
 // training reads uint8 pixels from memory-mapped shards instead of decoding JPEGs every epoch.
 //
 //   byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M] [--threads N]
-//             [--skip-corrupt]
+//             [--skip-corrupt] [--force]
 //
 // Examples:
 //   byol-pack folder:/data/imagenet/train /data/packed/imagenet-train-160 --short-side 160
 //   byol-pack tar:/work/shared/data/cifar10.tar.gz:cifar10/train /tmp/cifar10-train
 //
 // --short-side resizes so the shorter side is S (bicubic, antialiased); --crop then keeps the centred
-// S x S square. Dataset specs are those of data::open_dataset (data/dataset.h).
+// S x S square. Dataset specs are those of data::open_dataset (data/dataset.h). The prefix's folder is
+// created when missing; an existing pack under the prefix is replaced only with --force (the old one stays
+// readable until the new one is complete). Exit status: 0 done, 1 an error, 2 a usage error.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,13 +35,14 @@ struct Args {
   int64_t shard_mb = 1024;
   int threads = std::max(1u, std::thread::hardware_concurrency());
   bool skip_corrupt = false;
+  bool force = false;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "byol-pack: %s\n"
                "usage: byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M]\n"
-               "                 [--threads N] [--skip-corrupt]\n"
+               "                 [--threads N] [--skip-corrupt] [--force]\n"
                "dataset specs: folder:<dir>  tar:<file.tar[.gz]>[:<folder>]  cifar10:<dir>[:train|test]\n"
                "               cifar100:<dir>[:train|test]  stl10:<dir>[:train|test|unlabeled]\n"
                "               idx:<images>[:<labels>]  fashion-mnist[:<dir>][:train|test]  packed:<prefix>\n"
@@ -73,6 +77,8 @@ Args parse(int argc, char** argv) {
       a.threads = std::max(1, int(number()));
     else if (s == "--skip-corrupt")
       a.skip_corrupt = true;
+    else if (s == "--force")
+      a.force = true;
     else if (s == "-h" || s == "--help")
       usage("packs a dataset");
     else if (!s.empty() && s[0] == '-')
@@ -100,7 +106,16 @@ int main(int argc, char** argv) {
   try {
     using namespace byol::data;
     const auto start = std::chrono::steady_clock::now();
+    const std::filesystem::path index = args.prefix + ".index",
+                                folder = std::filesystem::path(args.prefix).parent_path();
+    if (std::filesystem::exists(index) && !args.force)
+      throw byol::Error(byol::cat(index.string(), " exists: give --force to replace that pack"));
     std::shared_ptr<Dataset> ds = open_dataset(args.spec);
+    if (!folder.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(folder, ec);
+      if (ec) throw byol::Error(byol::cat("cannot create the folder ", folder.string(), ": ", ec.message()));
+    }
     std::vector<std::string> classes = ds->class_names();
     if (ds->has_labels() && int(classes.size()) != ds->num_classes()) {
       classes.clear();

@@ -99,6 +99,10 @@ void PackWriter::finish() {
   write_file(tmp, index.data(), index.size());
   std::filesystem::rename(tmp, prefix_ + ".index");
   finished_ = true;
+  // Shards of an earlier, larger pack under the same prefix (byol-pack --force) belong to no index now.
+  std::error_code ec;
+  for (uint32_t s = shard_index_ + 1; std::filesystem::exists(shard_path(s, false), ec); ++s)
+    std::filesystem::remove(shard_path(s, false), ec);
 }
 
 PackedDataset::PackedDataset(const std::string& prefix) : prefix_(prefix) {
