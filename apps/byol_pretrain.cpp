@@ -220,6 +220,7 @@ int run(int argc, char** argv) {
   lopt.rank = comm->rank();
   lopt.world_size = world;
   lopt.skip_corrupt = cfg.skip_corrupt;
+  lopt.report_skipped = false;  // reported below, for epochs cut short too, and logged to metrics.jsonl
   data::Loader loader(dataset, augment_options(cfg), lopt);
   const int64_t per_epoch = loader.batches_per_epoch();
   BYOL_CHECK(per_epoch > 0, "data.train: ", dataset->describe(),
@@ -402,9 +403,27 @@ int run(int argc, char** argv) {
   double last_ips = 0;
   int64_t step = learner.steps_done();
   BatchUploader uploader;  // views and labels to the GPU through pinned memory and the copy stream
+  // data.skip_corrupt: every image the loader skipped, once, on stderr and in metrics.jsonl, at the end of
+  // each epoch, of an epoch the run ends inside, and before a signal's checkpoint (the loader's own report
+  // comes only after an epoch's last batch, which the run's last epoch never asks for).
+  size_t skips_reported = 0;
+  auto report_skips = [&](int64_t epoch) {
+    const std::vector<data::SkippedImage> skipped = loader.skipped();
+    if (skipped.size() <= skips_reported) return;
+    std::fprintf(stderr, "%sbyol-pretrain: rank %d skipped %zu corrupt image(s) in epoch %lld; first: %s\n",
+                 tty && root ? "\n" : "", comm->rank(), skipped.size() - skips_reported,
+                 static_cast<long long>(epoch), skipped[skips_reported].error.c_str());
+    for (size_t i = skips_reported; i < skipped.size(); ++i)
+      log({{"step", step},
+           {"epoch", epoch},
+           {"skipped_image",
+            {{"index", skipped[i].index}, {"name", skipped[i].name}, {"error", skipped[i].error}}}});
+    skips_reported = skipped.size();
+  };
   while (step < stop_at) {
     const int64_t epoch = step / per_epoch;
     loader.start_epoch(epoch, step % per_epoch);
+    skips_reported = 0;
     while (step < stop_at) {
       std::optional<data::Batch> batch = loader.next();
       if (!batch) break;
@@ -453,6 +472,7 @@ int run(int argc, char** argv) {
                   : 0;
       }
       if (sig != 0) {
+        report_skips(epoch);
         save(step);
         if (root)
           std::printf("\n%s at step %lld: checkpoint written to %s; continue with --resume\n",
@@ -462,6 +482,7 @@ int run(int argc, char** argv) {
       }
       if (step % cfg.checkpoint_every == 0 && step < stop_at) save(step);
     }
+    report_skips(epoch);
   }
   if (tty && root) std::printf("\n");
   save(step);
