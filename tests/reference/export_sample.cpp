@@ -1,8 +1,11 @@
 // Writes an exported encoder plus an input batch and the features byol.cpp computes for it, for
 // tests/reference/check_export_torchvision.py (ctest: torchvision_export).
 //
-//   export_sample DEPTH OUT_DIR  ->  OUT_DIR/resnetDEPTH.safetensors (torchvision names, OIHW)
-//                                    OUT_DIR/resnetDEPTH_io.safetensors ("input" NCHW, "features")
+//   export_sample DEPTH OUT_DIR [STEM BASE WIDTH NAME]
+//     ->  OUT_DIR/NAME.safetensors (torchvision names, OIHW; the encoder_config in the metadata)
+//         OUT_DIR/NAME_io.safetensors ("input" NCHW, "features")
+//   STEM imagenet or cifar, BASE the first stage's channels, WIDTH the multiplier; the defaults (imagenet,
+//   64, 1, resnetDEPTH) are torchvision's own ResNets.
 #include <cstdio>
 #include <cstdlib>
 
@@ -12,12 +15,21 @@
 int main(int argc, char** argv) {
   using namespace byol;
   try {
-    BYOL_CHECK(argc == 3, "usage: export_sample DEPTH OUT_DIR");
+    BYOL_CHECK(argc == 3 || argc == 7, "usage: export_sample DEPTH OUT_DIR [STEM BASE WIDTH NAME]");
     const int depth = std::atoi(argv[1]);
     const std::string dir = argv[2];
     models::ParamRegistry reg;
     models::ResNetConfig cfg;
     cfg.depth = depth;
+    std::string name = "resnet" + std::to_string(depth);
+    if (argc == 7) {
+      BYOL_CHECK(std::string(argv[3]) == "cifar" || std::string(argv[3]) == "imagenet",
+                 "STEM: cifar or imagenet");
+      cfg.stem = std::string(argv[3]) == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
+      cfg.base_channels = std::atoi(argv[4]);
+      cfg.width = std::atoi(argv[5]);
+      name = argv[6];
+    }
     models::ResNet net(reg, "encoder.", cfg);
     reg.finalize(false);
     std::mt19937_64 gen(depth);
@@ -30,8 +42,8 @@ int main(int argc, char** argv) {
       if (e.shape.size() == 1) e.slot->copy_(Tensor::uniform(e.shape, gen, 0.5, 1.5));
     Tensor x = Tensor::randn({2, 32, 32, 3}, gen);
     Tensor features = net.forward(x, models::ForwardContext{false, {}});
-    const std::string stem = dir + "/resnet" + std::to_string(depth);
-    export_encoder(stem + ".safetensors", reg);
+    const std::string stem = dir + "/" + name;
+    export_encoder(stem + ".safetensors", reg, "encoder.", &cfg);
     // NHWC -> NCHW for PyTorch: the same permutation as a KRSC -> OIHW filter.
     save_safetensors(stem + "_io.safetensors", {{"input", krsc_to_oihw(x)}, {"features", features}});
     std::printf("wrote %s.safetensors and %s_io.safetensors\n", stem.c_str(), stem.c_str());
