@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/version.h"
 #include "byol/checkpoint.h"
 #include "byol/evaluation.h"
 
@@ -274,6 +275,7 @@ int run(const Args& a) {
 int main(int argc, char** argv) {
   Args a;
   CLI::App app{"byol-eval: kNN, linear evaluation and fine-tuning of an encoder"};
+  app.set_version_flag("--version", byol::apps::version_line("byol-eval"));
   app.require_subcommand(1, 1);
   CLI::App* knn = app.add_subcommand("knn", "weighted kNN (k = 200, cosine, T = 0.1) on frozen features");
   CLI::App* linear =

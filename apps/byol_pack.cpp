@@ -2,7 +2,7 @@
 // training reads uint8 pixels from memory-mapped shards instead of decoding JPEGs every epoch.
 //
 //   byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M] [--threads N]
-//             [--skip-corrupt] [--force]
+//             [--skip-corrupt] [--force] [--version]
 //
 // Examples:
 //   byol-pack folder:/data/imagenet/train /data/packed/imagenet-train-160 --short-side 160
@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "apps/version.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/packed.h"
@@ -42,7 +43,7 @@ struct Args {
   std::fprintf(stderr,
                "byol-pack: %s\n"
                "usage: byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M]\n"
-               "                 [--threads N] [--skip-corrupt] [--force]\n"
+               "                 [--threads N] [--skip-corrupt] [--force] [--version]\n"
                "dataset specs: folder:<dir>  tar:<file.tar[.gz]>[:<folder>]  cifar10:<dir>[:train|test]\n"
                "               cifar100:<dir>[:train|test]  stl10:<dir>[:train|test|unlabeled]\n"
                "               idx:<images>[:<labels>]  fashion-mnist[:<dir>][:train|test]  packed:<prefix>\n"
@@ -81,7 +82,10 @@ Args parse(int argc, char** argv) {
       a.force = true;
     else if (s == "-h" || s == "--help")
       usage("packs a dataset");
-    else if (!s.empty() && s[0] == '-')
+    else if (s == "--version") {
+      std::printf("%s\n", byol::apps::version_line("byol-pack").c_str());
+      std::exit(0);
+    } else if (!s.empty() && s[0] == '-')
       usage(("unknown option " + s).c_str());
     else
       positional.push_back(s);

@@ -25,12 +25,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "apps/plot.h"
 #include "apps/pretrain_config.h"
+#include "apps/version.h"
 #include "byol/checkpoint.h"
 #include "byol/distributed.h"
 #include "byol/evaluation.h"
@@ -190,6 +192,7 @@ int run(int argc, char** argv) {
   cli.add_option("-s,--set", overrides, "override a key: section.key=value (repeatable)");
   cli.add_flag("--resume", resume, "continue from the newest checkpoint in run.out/checkpoints");
   cli.add_flag("--print-config", print_config, "print the effective configuration and exit");
+  cli.set_version_flag("--version", apps::version_line("byol-pretrain"));
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -302,6 +305,21 @@ int run(int argc, char** argv) {
   std::ofstream metrics;
   if (root) {
     std::ofstream(out / "config.toml") << apps::to_toml(cfg);
+    // Every start and resume of the run, one JSON line each: when, which build, which command line.
+    {
+      nlohmann::json inv;
+      const std::time_t now = std::time(nullptr);
+      char when[32];
+      std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+      inv["time"] = when;
+      inv["revision"] = apps::build_revision();
+      inv["build"] = apps::build_features();
+      inv["argv"] = std::vector<std::string>(argv, argv + argc);
+      inv["resume"] = resume;
+      inv["step"] = learner.steps_done();
+      inv["ranks"] = world;
+      std::ofstream(out / "invocations.jsonl", std::ios::app) << inv.dump() << "\n";
+    }
     metrics.open(metrics_path, std::ios::trunc);
     for (const auto& j : history) metrics << j.dump() << "\n";
     metrics.flush();

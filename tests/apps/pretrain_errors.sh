@@ -62,6 +62,14 @@ else
   echo "FAIL: train.preset = 1000 with --set train.base_lr=0.7 gives: $preset"
   fails=$((fails + 1))
 fi
+# --version names the build: the revision and the optional parts.
+if "$bin" --version > "$work/version.txt" 2>&1 && grep -qE '^byol-pretrain \(byol\.cpp [0-9a-f]+(\+changes)?|unknown revision' "$work/version.txt" &&
+   grep -q 'with.*(.*, ' "$work/version.txt"; then
+  echo "ok: --version: $(cat "$work/version.txt")"
+else
+  echo "FAIL: --version printed: $(cat "$work/version.txt")"
+  fails=$((fails + 1))
+fi
 # run.device = cuda where there is no GPU (or no CUDA backend) is an error naming the key, not a CPU run.
 if ! nvidia-smi -L > /dev/null 2>&1; then
   expect "config key 'run.device': \"cuda\"" --set run.device=cuda --set data.train=synthetic:64:2:8 --set data.side=8 --set train.batch_size=16 --set run.out="$work/nogpu"

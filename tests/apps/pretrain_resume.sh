@@ -34,6 +34,11 @@ head -c 1000 /dev/zero > "$stale"
 "$bin" "${common[@]}" --set run.out="$work/b" --resume > "$work/b2.log"
 grep -q "resumed from .*step_00000007.safetensors at step 7" "$work/b2.log" || { cat "$work/b2.log"; echo "FAIL: B did not resume at 7"; exit 1; }
 [ ! -e "$stale" ] && grep -qF "removed $stale" "$work/b2.log" || { echo "FAIL: the stale temporary file of B was not removed"; exit 1; }
+# The run folder records every start and resume: time, build, command line, the step it started from.
+[ "$(wc -l < "$work/b/invocations.jsonl")" -eq 2 ] && sed -n 2p "$work/b/invocations.jsonl" | grep -q '"resume":true' &&
+  sed -n 2p "$work/b/invocations.jsonl" | grep -q '"step":7' && grep -q '"argv":\[' "$work/b/invocations.jsonl" &&
+  grep -q '"revision":' "$work/b/invocations.jsonl" ||
+  { cat "$work/b/invocations.jsonl"; echo "FAIL: invocations.jsonl should hold B's start and its resume at step 7"; exit 1; }
 
 # C: SIGINT as soon as the first checkpoint exists (the run writes one every 4 steps).
 "$bin" "${common[@]}" --set run.out="$work/c" > "$work/c1.log" &
