@@ -276,6 +276,9 @@ int main(int argc, char** argv) {
   Args a;
   CLI::App app{"byol-eval: kNN, linear evaluation and fine-tuning of an encoder"};
   app.set_version_flag("--version", byol::apps::version_line("byol-eval"));
+  bool verbose_flag = false;  // read by main() through apps::verbose_errors, before and after parsing
+  app.add_flag("--verbose", verbose_flag,
+               "errors name the source location that raised them (also BYOL_VERBOSE=1)");
   app.require_subcommand(1, 1);
   CLI::App* knn = app.add_subcommand("knn", "weighted kNN (k = 200, cosine, T = 0.1) on frozen features");
   CLI::App* linear =
@@ -346,7 +349,7 @@ int main(int argc, char** argv) {
     if (!a.random_init && a.encoder.empty()) BYOL_FAIL("give --encoder PATH or --random-init");
     return run(a);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", byol::error_text(e, byol::apps::verbose_errors(argc, argv)).c_str());
     return 1;
   }
 }

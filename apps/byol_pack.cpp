@@ -2,7 +2,7 @@
 // training reads uint8 pixels from memory-mapped shards instead of decoding JPEGs every epoch.
 //
 //   byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M] [--threads N]
-//             [--skip-corrupt] [--force] [--version]
+//             [--skip-corrupt] [--force] [--version] [--verbose]
 //
 // Examples:
 //   byol-pack folder:/data/imagenet/train /data/packed/imagenet-train-160 --short-side 160
@@ -43,7 +43,7 @@ struct Args {
   std::fprintf(stderr,
                "byol-pack: %s\n"
                "usage: byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M]\n"
-               "                 [--threads N] [--skip-corrupt] [--force] [--version]\n"
+               "                 [--threads N] [--skip-corrupt] [--force] [--version] [--verbose]\n"
                "dataset specs: folder:<dir>  tar:<file.tar[.gz]>[:<folder>]  cifar10:<dir>[:train|test]\n"
                "               cifar100:<dir>[:train|test]  stl10:<dir>[:train|test|unlabeled]\n"
                "               idx:<images>[:<labels>]  fashion-mnist[:<dir>][:train|test]  packed:<prefix>\n"
@@ -80,6 +80,8 @@ Args parse(int argc, char** argv) {
       a.skip_corrupt = true;
     else if (s == "--force")
       a.force = true;
+    else if (s == "--verbose")
+      continue;  // read by main(): errors show their source location
     else if (s == "-h" || s == "--help")
       usage("packs a dataset");
     else if (s == "--version") {
@@ -182,7 +184,8 @@ int main(int argc, char** argv) {
                 s);
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "byol-pack: error: %s\n", e.what());
+    std::fprintf(stderr, "byol-pack: error: %s\n",
+                 byol::error_text(e, byol::apps::verbose_errors(argc, argv)).c_str());
     return 1;
   }
 }

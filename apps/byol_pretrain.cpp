@@ -193,6 +193,9 @@ int run(int argc, char** argv) {
   cli.add_flag("--resume", resume, "continue from the newest checkpoint in run.out/checkpoints");
   cli.add_flag("--print-config", print_config, "print the effective configuration and exit");
   cli.set_version_flag("--version", apps::version_line("byol-pretrain"));
+  bool verbose_flag = false;  // read by main() through apps::verbose_errors, before and after parsing
+  cli.add_flag("--verbose", verbose_flag,
+               "errors name the source location that raised them (also BYOL_VERBOSE=1)");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -547,7 +550,7 @@ int main(int argc, char** argv) {
       } catch (...) {
       }
     }
-    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    std::fprintf(stderr, "\nerror: %s\n", error_text(e, apps::verbose_errors(argc, argv)).c_str());
     return 1;
   }
 }

@@ -163,7 +163,8 @@ void apply(PretrainConfig& cfg, const std::string& key, const toml::node& node, 
   it->second(cfg, node, where);
 }
 
-void load_config_unchecked(PretrainConfig& cfg, const std::string& path, const std::vector<std::string>& overrides) {
+void load_config_unchecked(PretrainConfig& cfg, const std::string& path,
+                           const std::vector<std::string>& overrides) {
   std::set<std::string> given;  // every key the file or a --set named
   if (!path.empty()) {
     toml::table root;

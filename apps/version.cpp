@@ -1,5 +1,8 @@
 #include "apps/version.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "byol_build_info.h"
 
 namespace byol::apps {
@@ -14,6 +17,13 @@ std::string build_features() {
 
 std::string version_line(const std::string& program) {
   return program + " (byol.cpp " + build_revision() + "), " + build_features();
+}
+
+bool verbose_errors(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--verbose") == 0) return true;
+  const char* env = std::getenv("BYOL_VERBOSE");
+  return env && *env && std::strcmp(env, "0") != 0;
 }
 
 }  // namespace byol::apps

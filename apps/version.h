@@ -12,4 +12,8 @@ std::string build_features();  // "with MPI, libjpeg-turbo, ..., without CUDA, .
 // "<program> (byol.cpp <revision>), <features>": what --version prints.
 std::string version_line(const std::string& program);
 
+// --verbose on the command line, or BYOL_VERBOSE set and not "0": error messages then keep the source
+// location that raised them (byol::error_text).
+bool verbose_errors(int argc, char** argv);
+
 }  // namespace byol::apps

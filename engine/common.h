@@ -10,8 +10,8 @@
 #pragma once
 
 #include <cstdint>
-#include <sstream>
 #include <new>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -25,10 +25,25 @@
 
 namespace byol {
 
+// what() is the message and, for errors raised by BYOL_CHECK / BYOL_FAIL, the source location
+// (" [file.cpp:123]"); message() is the message alone, what the apps show their users (--verbose adds the
+// location back).
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message, std::string location = {})
+      : std::runtime_error(location.empty() ? message : message + " [" + location + "]"),
+        message_(message),
+        location_(std::move(location)) {}
+  const std::string& message() const { return message_; }
+  const std::string& location() const { return location_; }
+
+ private:
+  std::string message_, location_;
 };
+
+// What a user sees for an exception: a byol::Error's message without its source location unless
+// `verbose`, any other exception's what().
+std::string error_text(const std::exception& e, bool verbose = false);
 
 // Concatenates anything that has an operator<< into one string.
 template <class... Parts>
@@ -62,7 +77,8 @@ decltype(auto) with_context(const std::string& what, F&& f) {
   } catch (const Error&) {
     throw;
   } catch (const std::bad_alloc&) {
-    BYOL_FAIL(what, ": out of memory while reading it (std::bad_alloc: a size it declares is larger than this "
+    BYOL_FAIL(what,
+              ": out of memory while reading it (std::bad_alloc: a size it declares is larger than this "
               "machine can hold)");
   } catch (const std::length_error& e) {
     BYOL_FAIL(what, ": a size it declares is too large (std::length_error: ", e.what(), ")");

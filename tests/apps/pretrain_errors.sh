@@ -62,6 +62,15 @@ else
   echo "FAIL: train.preset = 1000 with --set train.base_lr=0.7 gives: $preset"
   fails=$((fails + 1))
 fi
+# Errors show the message alone; --verbose (or BYOL_VERBOSE=1) adds the source location that raised it.
+"$bin" --set train.epochs=-1 > "$work/quiet.txt" 2>&1
+"$bin" --set train.epochs=-1 --verbose > "$work/verbose.txt" 2>&1
+if grep -q "got -1$" "$work/quiet.txt" && grep -qE 'got -1 \[pretrain_config\.cpp:[0-9]+\]$' "$work/verbose.txt"; then
+  echo "ok: errors without the source location, --verbose with it"
+else
+  echo "FAIL: error text: '$(tail -1 "$work/quiet.txt")' / with --verbose: '$(tail -1 "$work/verbose.txt")'"
+  fails=$((fails + 1))
+fi
 # --version names the build: the revision and the optional parts.
 if "$bin" --version > "$work/version.txt" 2>&1 && grep -qE '^byol-pretrain \(byol\.cpp [0-9a-f]+(\+changes)?|unknown revision' "$work/version.txt" &&
    grep -q 'with.*(.*, ' "$work/version.txt"; then
