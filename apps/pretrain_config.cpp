@@ -1,6 +1,7 @@
 #include "apps/pretrain_config.h"
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "byol/schedules.h"
 #include "engine/common.h"
@@ -151,9 +153,33 @@ const std::map<std::string, Setter>& setters() {
   return s;
 }
 
+// Levenshtein distance, for "did you mean" on an unknown key.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
 void apply(PretrainConfig& cfg, const std::string& key, const toml::node& node, const std::string& where) {
   auto it = setters().find(key);
   if (it == setters().end()) {
+    // The nearest known key, when it is near: a typo or a key in the wrong section.
+    std::string nearest;
+    size_t best = 4;  // at most 3 edits, and fewer than half the key
+    for (const auto& [k, _] : setters()) {
+      const size_t d = edit_distance(key, k);
+      if (d < best && 2 * d < key.size()) best = d, nearest = k;
+    }
+    if (!nearest.empty()) BYOL_FAIL(where, ": unknown key; did you mean '", nearest, "'?");
     std::string known;
     for (const auto& [k, _] : setters())
       if (k.substr(0, k.find('.')) == key.substr(0, key.find('.'))) known += (known.empty() ? "" : ", ") + k;

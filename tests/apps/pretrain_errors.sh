@@ -30,6 +30,8 @@ expect "syntax.toml:1" --config "$work/syntax.toml"
 expect "config key 'model.depth': expected 18, 34, 50, 101, 152 or 200, got 19" --set model.depth=19
 expect "config key 'train.tau_base': expected 0..1, got 1.5" --set train.tau_base=1.5
 expect "--set model.heads: unknown key" --set model.heads=3
+expect "--set train.base_lrr: unknown key; did you mean 'train.base_lr'?" --set train.base_lrr=0.1
+expect "--set augment.jitter_strenght: unknown key; did you mean 'augment.jitter_strength'?" --set augment.jitter_strenght=1
 expect "expected section.key=value" --set train.epochs
 expect "missing.toml" --config "$work/missing.toml"
 expect "has fewer images per rank than one batch of 256" --set data.train=synthetic:64:2:8 --set data.side=8 --set run.out="$work/x"
