@@ -32,6 +32,7 @@
 
 #include "apps/plot.h"
 #include "apps/pretrain_config.h"
+#include "apps/progress.h"
 #include "apps/version.h"
 #include "byol/checkpoint.h"
 #include "byol/distributed.h"
@@ -108,6 +109,12 @@ std::vector<fs::path> checkpoints_in(const fs::path& dir) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::string fixed(double v, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  return text;
 }
 
 std::string format_duration(double s) {
@@ -391,6 +398,7 @@ int run(int argc, char** argv) {
     }
     comm->barrier();
   };
+  const apps::ProgressStyle style = apps::progress_style();
   auto run_knn = [&](int64_t step) {
     if (!knn) return;
     const auto t0 = std::chrono::steady_clock::now();
@@ -404,7 +412,7 @@ int run(int argc, char** argv) {
     std::printf(
         "%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
         "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
-        isatty(1) ? "\n" : "", static_cast<long long>(step), 100 * r.top1,
+        apps::progress_break(style), static_cast<long long>(step), 100 * r.top1,
         static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs,
         r.features.effective_rank, static_cast<long long>(learner.nets.embedding_dim()),
         r.projections.effective_rank, static_cast<long long>(learner.nets.config().projection_dim),
@@ -418,7 +426,6 @@ int run(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   const int64_t stop_at = cfg.max_steps > 0 ? std::min(cfg.max_steps, total_steps) : total_steps;
-  const bool tty = isatty(1);
   auto t_start = std::chrono::steady_clock::now(), t_window = t_start;
   int64_t window_images = 0;
   double last_ips = 0;
@@ -432,7 +439,7 @@ int run(int argc, char** argv) {
     const std::vector<data::SkippedImage> skipped = loader.skipped();
     if (skipped.size() <= skips_reported) return;
     std::fprintf(stderr, "%sbyol-pretrain: rank %d skipped %zu corrupt image(s) in epoch %lld; first: %s\n",
-                 tty && root ? "\n" : "", comm->rank(), skipped.size() - skips_reported,
+                 root ? apps::progress_break(style) : "", comm->rank(), skipped.size() - skips_reported,
                  static_cast<long long>(epoch), skipped[skips_reported].error.c_str());
     for (size_t i = skips_reported; i < skipped.size(); ++i)
       log({{"step", step},
@@ -472,12 +479,11 @@ int run(int argc, char** argv) {
              {"images_per_s", last_ips}});
         if (root) {
           const double eta = (stop_at - step) * cfg.batch_size / std::max(last_ips, 1e-9);
-          std::printf(
-              "%sepoch %6.2f  step %lld/%lld  loss %.4f  lr %.4f  tau %.5f  probe %.1f%%  %.0f img/s  ETA "
-              "%s%s",
-              tty ? "\r" : "", static_cast<double>(step) / per_epoch, static_cast<long long>(step),
-              static_cast<long long>(total_steps), loss, m.lr, m.tau, 100 * probe, last_ips,
-              format_duration(eta).c_str(), tty ? "   " : "\n");
+          const std::string line = cat(
+              "epoch ", fixed(static_cast<double>(step) / per_epoch, 2), "  step ", step, "/", total_steps,
+              "  loss ", fixed(loss, 4), "  lr ", fixed(m.lr, 4), "  tau ", fixed(m.tau, 5), "  probe ",
+              fixed(100 * probe, 1), "%  ", fixed(last_ips, 0), " img/s  ETA ", format_duration(eta));
+          std::fputs(apps::progress_text(style, line).c_str(), stdout);
           std::fflush(stdout);
         }
       }
@@ -505,7 +511,7 @@ int run(int argc, char** argv) {
     }
     report_skips(epoch);
   }
-  if (tty && root) std::printf("\n");
+  if (root) std::fputs(apps::progress_break(style), stdout);
   save(step);
   if (step < total_steps) {
     if (root)
