@@ -193,11 +193,20 @@ int run(int argc, char** argv) {
   CLI::App cli{"byol-pretrain: BYOL self-supervised pretraining"};
   std::string config_path;
   std::vector<std::string> overrides;
-  bool resume = false, print_config = false;
+  bool print_config = false, auto_resume = false;
+  std::string resume_from;
   cli.add_option("-c,--config", config_path, "TOML configuration (see configs/README.md)")
       ->check(CLI::ExistingFile);
   cli.add_option("-s,--set", overrides, "override a key: section.key=value (repeatable)");
-  cli.add_flag("--resume", resume, "continue from the newest checkpoint in run.out/checkpoints");
+  CLI::Option* resume_opt =
+      cli.add_option("--resume", resume_from,
+                     "continue a run: alone, the one in run.out (its config.toml, the newest checkpoint); "
+                     "with a run folder, "
+                     "that run; with a checkpoint file, from that checkpoint. --set keys still apply");
+  resume_opt->expected(0, 1);
+  cli.add_flag(
+      "--auto-resume", auto_resume,
+      "continue the run in run.out when it has a checkpoint, else start it (for jobs that are rerun)");
   cli.add_flag("--print-config", print_config, "print the effective configuration and exit");
   cli.set_version_flag("--version", apps::version_line("byol-pretrain"));
   bool verbose_flag = false;  // read by main() through apps::verbose_errors, before and after parsing
@@ -209,8 +218,39 @@ int run(int argc, char** argv) {
     return cli.exit(e);
   }
 
+  bool resume = resume_opt->count() > 0;
+  BYOL_CHECK(!(resume && auto_resume), "give --resume or --auto-resume, not both");
   PretrainConfig cfg;
+  fs::path resume_checkpoint;  // --resume FILE: this checkpoint, not the newest
+  fs::path resume_dir;         // --resume FOLDER or FILE: that run's folder
+  if (resume && !resume_from.empty()) {
+    const fs::path p = resume_from;
+    fs::path run_dir;
+    if (fs::is_directory(p)) {
+      run_dir = p;
+    } else if (fs::is_regular_file(p)) {
+      BYOL_CHECK(p.parent_path().filename() == "checkpoints", "--resume ", p.string(),
+                 ": a checkpoint file must lie in a run folder's checkpoints/ "
+                 "(run.out/checkpoints/step_*.safetensors)");
+      resume_checkpoint = p;
+      run_dir = p.parent_path().parent_path();
+    } else {
+      BYOL_FAIL("--resume ", p.string(), ": neither a run folder nor a checkpoint file");
+    }
+    resume_dir = run_dir;
+  }
   apps::load_config(cfg, config_path, overrides);
+  if (!resume_dir.empty()) cfg.out = resume_dir.string();  // the run named by --resume, whatever run.out says
+  // Resuming without --config: the run's own configuration (run.out/config.toml), then the --set keys.
+  if ((resume || auto_resume) && config_path.empty() && fs::exists(fs::path(cfg.out) / "config.toml")) {
+    config_path = (fs::path(cfg.out) / "config.toml").string();
+    // run.max_steps stopped one invocation; it is not part of the run (B stopped at 7 would stop at 7 again)
+    std::vector<std::string> sets{"run.max_steps=0"};
+    sets.insert(sets.end(), overrides.begin(), overrides.end());
+    cfg = PretrainConfig{};
+    apps::load_config(cfg, config_path, sets);
+    if (!resume_dir.empty()) cfg.out = resume_dir.string();
+  }
   apps::validate(cfg);
   if (print_config) {
     std::fputs(apps::to_toml(cfg).c_str(), stdout);
@@ -279,10 +319,16 @@ int run(int argc, char** argv) {
   }
   comm->barrier();
   std::vector<nlohmann::json> history;  // metrics entries, kept for the plot and rewritten on resume
+  if (auto_resume) {
+    resume = !checkpoints_in(ckpt_dir).empty();
+    if (root)
+      std::printf("--auto-resume: %s\n",
+                  resume ? "a checkpoint exists, continuing the run" : "no checkpoint yet, starting the run");
+  }
   if (resume) {
     const auto found = checkpoints_in(ckpt_dir);
     BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir.string());
-    const std::string ckpt = found.back().string();
+    const std::string ckpt = resume_checkpoint.empty() ? found.back().string() : resume_checkpoint.string();
     const auto meta = load_checkpoint(ckpt, learner);
     BYOL_CHECK(metadata_int(meta, "run.batch_size", ckpt) == cfg.batch_size &&
                    metadata_uint(meta, "run.seed", ckpt) == cfg.seed &&
@@ -304,17 +350,22 @@ int run(int argc, char** argv) {
         if (s < resumed || (s == resumed && !(resumed == total_steps && j.contains("knn_top1"))))
           history.push_back(j);
       }
-      std::printf("resumed from %s at step %lld\n", found.back().string().c_str(),
+      std::printf("resumed from %s at step %lld\n", ckpt.c_str(),
                   static_cast<long long>(learner.steps_done()));
     }
   } else {
     dp.broadcast_from_root();
     BYOL_CHECK(checkpoints_in(ckpt_dir).empty() || !root, "run.out ", out.string(),
-               " already holds checkpoints: pass --resume to continue that run, or choose another run.out");
+               " already holds checkpoints: pass --resume (or --auto-resume) to continue that run, or choose "
+               "another run.out");
   }
   std::ofstream metrics;
   if (root) {
-    std::ofstream(out / "config.toml") << apps::to_toml(cfg);
+    {  // atomically: a resume reads it back (--resume RUN_FOLDER, --auto-resume)
+      const fs::path tmp = out / "config.toml.tmp";
+      std::ofstream(tmp, std::ios::trunc) << apps::to_toml(cfg);
+      fs::rename(tmp, out / "config.toml");
+    }
     // Every start and resume of the run, one JSON line each: when, which build, which command line.
     {
       nlohmann::json inv;

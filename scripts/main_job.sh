@@ -16,12 +16,9 @@ done
 
 if [ -f "$out/encoder.safetensors" ]; then
   echo "== $out already holds a finished run; evaluating it again (delete $out to pretrain again)"
-elif ls "$out"/checkpoints/step_*.safetensors > /dev/null 2>&1; then
-  echo "== resuming the interrupted pretraining in $out"
-  "$build/apps/byol-pretrain" --config "$config" --resume
 else
-  echo "== BYOL pretraining on Fashion-MNIST ($config)"
-  "$build/apps/byol-pretrain" --config "$config"
+  echo "== BYOL pretraining on Fashion-MNIST ($config; an interrupted run in $out continues)"
+  "$build/apps/byol-pretrain" --config "$config" --auto-resume
 fi
 
 # The encoder's shape, for the random-init baseline: the same network as the config's.

@@ -88,6 +88,26 @@ left=$(find "$work/e" -name '*.tmp*')
 echo "kill loop: $kills kills with SIGKILL (run A took $run_ms ms), $(grep -c '^resumed from' "$work/e.log") resumes"
 [ "$kills" -ge 3 ] || echo "note: only $kills kills landed before run E finished by itself"
 
+# F, G, H: the ways to name the run to continue. F stops at step 7 like B, then `--resume RUN_FOLDER` alone
+# continues it from the folder's config.toml (run.max_steps, which stopped one invocation, is lifted). G continues F's copy from an
+# older checkpoint file (step 4). H uses --auto-resume twice: the first starts the run (no checkpoint yet),
+# the second continues it.
+"$bin" "${common[@]}" --set run.out="$work/f" --set run.max_steps=7 > "$work/f1.log" 2>&1
+cp -r "$work/f" "$work/g"
+"$bin" --resume "$work/f" > "$work/f2.log" 2>&1 ||
+  { tail -5 "$work/f2.log"; echo "FAIL: --resume RUN_FOLDER alone did not continue run F"; exit 1; }
+grep -q "resumed from .*f/checkpoints/step_00000007.safetensors at step 7" "$work/f2.log" ||
+  { cat "$work/f2.log"; echo "FAIL: F did not resume at step 7"; exit 1; }
+"$bin" --resume "$work/g/checkpoints/step_00000004.safetensors" > "$work/g2.log" 2>&1 ||
+  { tail -5 "$work/g2.log"; echo "FAIL: --resume CHECKPOINT did not continue run G"; exit 1; }
+grep -q "resumed from .*g/checkpoints/step_00000004.safetensors at step 4" "$work/g2.log" ||
+  { cat "$work/g2.log"; echo "FAIL: G did not resume at step 4"; exit 1; }
+"$bin" "${common[@]}" --set run.out="$work/h" --set run.max_steps=7 --auto-resume > "$work/h1.log" 2>&1
+grep -q "no checkpoint yet, starting the run" "$work/h1.log" || { cat "$work/h1.log"; echo "FAIL: H's first --auto-resume did not start"; exit 1; }
+"$bin" "${common[@]}" --set run.out="$work/h" --auto-resume > "$work/h2.log" 2>&1
+grep -q "resumed from .*h/checkpoints/step_00000007.safetensors at step 7" "$work/h2.log" ||
+  { cat "$work/h2.log"; echo "FAIL: H's second --auto-resume did not continue at step 7"; exit 1; }
+
 # The data section of a safetensors file: everything after the 8-byte header length and the header
 # (the headers differ in their metadata: each run has its own run.out).
 data_of() {
@@ -95,7 +115,7 @@ data_of() {
   n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
   tail -c +$((9 + n)) "$1"
 }
-for r in b c e; do
+for r in b c e f g h; do
   cmp "$work/a/encoder.safetensors" "$work/$r/encoder.safetensors" || { echo "FAIL: encoder of run $r differs"; exit 1; }
   cmp <(data_of "$work/a/checkpoints/step_00000018.safetensors") \
       <(data_of "$work/$r/checkpoints/step_00000018.safetensors") ||
@@ -105,7 +125,7 @@ done
 # log points; C, interrupted anywhere, logs what A logs (plus its interrupted step if that was a log point);
 # E, killed anywhere, logs what A logs.
 steps_of() { grep -o '"step":[0-9]*' "$1" | cut -d: -f2; }
-for r in b c e; do
+for r in b c e f g h; do
   dups=$(steps_of "$work/$r/metrics.jsonl" | sort -n | uniq -d)
   missing=$(comm -23 <(steps_of "$work/a/metrics.jsonl" | sort) <(steps_of "$work/$r/metrics.jsonl" | sort))
   [ -z "$dups" ] && [ -z "$missing" ] ||
