@@ -23,9 +23,11 @@
 #include <string>
 #include <vector>
 
+#include "apps/device_arg.h"
 #include "apps/version.h"
 #include "byol/checkpoint.h"
 #include "byol/evaluation.h"
+#include "engine/device_memory.h"
 
 namespace {
 
@@ -48,6 +50,8 @@ struct Args {
   double center_fraction = 0.875;
   int64_t batch_size = 256;
   int workers = 2, threads = 0;
+  std::string device = "auto";  // where the encoder runs (knn, linear: feature extraction)
+  bool tf32 = true;
   uint64_t seed = 0;
   std::string json_path;
   // knn
@@ -143,6 +147,15 @@ int run(const Args& a) {
                     a.shape_flags.count("--stem") > 0, a.shape_flags.count("--base-channels") > 0};
   }
   const eval::LoadedEncoder enc = eval::load_encoder(source);
+  // The encoder runs on the device (feature extraction); the kNN vote and the linear classifier work on
+  // the extracted features on the CPU. Fine-tuning trains on the CPU only.
+  Device device = apps::resolve_device(a.device, 0, 1, "--device");
+  if (a.mode == "finetune" && !device.is_cpu()) {
+    BYOL_CHECK(a.device == "auto", "--device ", a.device, ": byol-eval finetune trains on the CPU only");
+    device = Device::cpu();
+  }
+  cuda_set_tf32(a.tf32);
+  if (!device.is_cpu()) enc.registry->to(device);
   const std::string encoder_name = enc.kind + (enc.path.empty() ? "" : ":" + enc.path);
   progress(cat("encoder: ", encoder_name, " ", encoder_config_json(enc.encoder->config()), ", ",
                enc.encoder->out_features(), " features",
@@ -170,6 +183,7 @@ int run(const Args& a) {
 
   json result = {
       {"mode", a.mode},
+      {"device", device_name(device)},
       {"encoder",
        {{"kind", enc.kind},
         {"path", enc.path.empty() ? json(nullptr) : json(enc.path)},
@@ -304,6 +318,10 @@ int main(int argc, char** argv) {
         sub->add_flag("--zero-init-residual", a.zero_init_residual, "random init: zero last BN scale"));
     sub->add_option("--train", a.train, "training dataset spec (see data/dataset.h)")->required();
     sub->add_option("--test", a.test, "test dataset spec")->required();
+    sub->add_option("--device", a.device, "auto, cpu, cuda or cuda:N: where the encoder runs (finetune: cpu)")
+        ->capture_default_str();
+    sub->add_option("--tf32", a.tf32, "TF32 for float32 convolutions and GEMMs on a GPU (true/false)")
+        ->capture_default_str();
     sub->add_option("--side", a.side, "image side fed to the encoder")->capture_default_str();
     sub->add_option("--normalization", a.normalization,
                     "cifar10, cifar100, imagenet, fashion-mnist, stl10 or none")

@@ -30,6 +30,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "apps/device_arg.h"
 #include "apps/plot.h"
 #include "apps/pretrain_config.h"
 #include "apps/progress.h"
@@ -156,19 +157,6 @@ struct KnnMonitor {
 };
 
 // run.device -> the device this rank trains on; a GPU is the local rank's (modulo the visible count).
-Device resolve_device(const std::string& name, int local_rank) {
-  if (name == "cpu") return Device::cpu();
-  const int gpus = cuda_device_count();
-  if (name == "auto" && gpus == 0) return Device::cpu();
-  BYOL_CHECK(cuda_compiled(), "config key 'run.device': \"", name,
-             "\" needs the CUDA backend, and this build of byol-pretrain has none (configure with nvcc "
-             "available and -DBYOL_CUDA=ON), or set run.device = \"cpu\"");
-  BYOL_CHECK(
-      gpus > 0, "config key 'run.device': \"", name,
-      "\" but no CUDA device is visible on this machine (check nvidia-smi and CUDA_VISIBLE_DEVICES), or "
-      "set run.device = \"cpu\"");
-  return Device::cuda(local_rank % gpus);
-}
 
 // The communicator for the device: MPI (or none) on the CPU; on a GPU, NCCL when the build has it
 // (it also serves one rank), else a single rank only.
@@ -256,7 +244,10 @@ int run(int argc, char** argv) {
     std::fputs(apps::to_toml(cfg).c_str(), stdout);
     return 0;
   }
-  const Device device = resolve_device(cfg.device, comm::detect_environment().local_rank);
+  const comm::DistEnv dist_env = comm::detect_environment();
+  const Device device =
+      apps::resolve_device(cfg.device, dist_env.local_rank, dist_env.world_size, "config key 'run.device'");
+  cuda_set_tf32(cfg.tf32);
   std::unique_ptr<comm::Communicator> comm = make_communicator(device);
   const bool root = comm->is_root();
   const int world = comm->world_size();

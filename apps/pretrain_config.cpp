@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "apps/device_arg.h"
 #include "byol/schedules.h"
 #include "engine/common.h"
 
@@ -149,6 +150,7 @@ const std::map<std::string, Setter>& setters() {
       {"run.keep_checkpoints", integer(&C::keep_checkpoints)},
       {"run.max_steps", integer(&C::max_steps)},
       {"run.device", text(&C::device)},
+      {"run.tf32", boolean(&C::tf32)},
   };
   return s;
 }
@@ -299,8 +301,8 @@ void validate(const PretrainConfig& c) {
   need(c.checkpoint_every >= 1, "run.checkpoint_every", cat("expected >= 1, got ", c.checkpoint_every));
   need(c.keep_checkpoints >= 1, "run.keep_checkpoints", cat("expected >= 1, got ", c.keep_checkpoints));
   need(c.max_steps >= 0, "run.max_steps", "expected >= 0");
-  need(c.device == "auto" || c.device == "cpu" || c.device == "cuda", "run.device",
-       cat("expected auto, cpu or cuda, got '", c.device, "'"));
+  need(valid_device_name(c.device), "run.device",
+       cat("expected auto, cpu, cuda or cuda:N, got '", c.device, "'"));
 }
 
 std::string to_toml(const PretrainConfig& c) {
@@ -327,7 +329,8 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
      << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints
-     << "\nmax_steps = " << c.max_steps << "\ndevice = " << q(c.device) << "\n";
+     << "\nmax_steps = " << c.max_steps << "\ndevice = " << q(c.device)
+     << "\ntf32 = " << (c.tf32 ? "true" : "false") << "\n";
   return os.str();
 }
 

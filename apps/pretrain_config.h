@@ -21,9 +21,9 @@ struct PretrainConfig {
   int workers = 1;
   bool skip_corrupt = false;
   // [augment] (the paper's recipe by default; both views unless named per view)
-  double crop_area_min = 0.08;   // random resized crop: smallest fraction of the image area
-  double jitter_p = 0.8;         // colour jitter probability
-  double jitter_strength = 1.0;  // scales brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1
+  double crop_area_min = 0.08;         // random resized crop: smallest fraction of the image area
+  double jitter_p = 0.8;               // colour jitter probability
+  double jitter_strength = 1.0;        // scales brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1
   std::string jitter = "torchvision";  // brightness/contrast convention: "torchvision" or "official"
   double grayscale_p = 0.2;
   double blur_p_view1 = 1.0, blur_p_view2 = 0.1;
@@ -58,7 +58,8 @@ struct PretrainConfig {
   int64_t checkpoint_every = 500;
   int keep_checkpoints = 3;
   int64_t max_steps = 0;        // stop (with a checkpoint) after this many steps in total (0: run to the end)
-  std::string device = "auto";  // auto (a GPU when the build has CUDA and one is visible), cpu or cuda
+  std::string device = "auto";  // auto (a GPU when the build has CUDA and one is visible), cpu, cuda, cuda:N
+  bool tf32 = true;             // TF32 for float32 convolutions and GEMMs on a GPU (ignored on the CPU)
 };
 
 // Applies `path` (if not empty) and then each "section.key=value" override to `cfg`.

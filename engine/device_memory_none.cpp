@@ -14,6 +14,7 @@ namespace {
 bool cuda_compiled() {
   return false;
 }
+void cuda_set_tf32(bool) {}
 int cuda_device_count() {
   return 0;
 }

@@ -105,6 +105,10 @@ bool cuda_compiled() {
   return true;
 }
 
+void cuda_set_tf32(bool on) {
+  cuda::set_allow_tf32(on);
+}
+
 int cuda_device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

@@ -31,12 +31,14 @@ expect "config key 'model.depth': expected 18, 34, 50, 101, 152 or 200, got 19" 
 expect "config key 'train.tau_base': expected 0..1, got 1.5" --set train.tau_base=1.5
 expect "--set model.heads: unknown key" --set model.heads=3
 expect "--set train.base_lrr: unknown key; did you mean 'train.base_lr'?" --set train.base_lrr=0.1
+expect "config key 'run.device': expected auto, cpu, cuda or cuda:N, got 'cuda:x'" --set run.device=cuda:x
+expect "--set run.tf32: expected true or false" --set run.tf32=2
 expect "--set augment.jitter_strenght: unknown key; did you mean 'augment.jitter_strength'?" --set augment.jitter_strenght=1
 expect "expected section.key=value" --set train.epochs
 expect "missing.toml" --config "$work/missing.toml"
 expect "has fewer images per rank than one batch of 256" --set data.train=synthetic:64:2:8 --set data.side=8 --set run.out="$work/x"
 expect "--resume: no checkpoint in" --resume --set data.train=synthetic:64:2:8 --set run.out="$work/empty" --set data.side=8 --set train.batch_size=16 --set model.base_channels=2
-expect "config key 'run.device': expected auto, cpu or cuda, got 'gpu'" --set run.device=gpu
+expect "config key 'run.device': expected auto, cpu, cuda or cuda:N, got 'gpu'" --set run.device=gpu
 # Integers too large for their field, and non-finite numbers, are errors (not wrapped or clamped).
 expect "--set data.side: expected an integer in -2147483648..2147483647, got 4294967328" --set data.side=4294967328
 expect "--set train.epochs: expected a finite number, got inf" --set train.epochs=inf
