@@ -18,6 +18,8 @@ packages=(
   openmpi-bin libopenmpi-dev   # multi-process training and its mpirun -np 2 tests (optional in the build)
   dataset-fashion-mnist   # the default dataset on a fresh machine (IDX files under /usr/share/datasets)
   python3-torchvision     # the PyTorch references: training-level checks, torchvision export, scaling model
+  python3-numpy python3-pip   # the safetensors interop test: numpy from Debian, pip for PyPI's safetensors
+  bsdutils                # script(1): the progress-output test's pseudo-terminal (Essential on Debian)
 )
 
 missing=()
