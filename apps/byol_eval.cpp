@@ -352,9 +352,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return 2;  // a usage error (as byol-pretrain and byol-pack); 1 is an error while running
   }
   for (CLI::App* sub : {knn, linear, finetune})
     if (sub->parsed()) a.mode = sub->get_name();

@@ -203,7 +203,10 @@ int run(int argc, char** argv) {
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
+    // --help and --version exit 0; a usage error prints CLI11's message and exits 2 (as byol-eval and
+    // byol-pack); an error while running exits 1, a signal 128 + its number.
+    const int rc = cli.exit(e);
+    return rc == 0 ? 0 : 2;
   }
 
   bool resume = resume_opt->count() > 0;

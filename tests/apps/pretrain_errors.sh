@@ -75,6 +75,13 @@ else
   echo "FAIL: error text: '$(tail -1 "$work/quiet.txt")' / with --verbose: '$(tail -1 "$work/verbose.txt")'"
   fails=$((fails + 1))
 fi
+# Exit status: 2 for a usage error (an unknown option), 1 for an error while running (a bad value).
+"$bin" --no-such-option > /dev/null 2>&1
+rc_usage=$?
+"$bin" --set train.epochs=-1 > /dev/null 2>&1
+rc_value=$?
+[ $rc_usage -eq 2 ] && [ $rc_value -eq 1 ] && echo "ok: exit status 2 for a usage error, 1 for a bad value" ||
+  { echo "FAIL: exit status $rc_usage for an unknown option (expected 2), $rc_value for a bad value (expected 1)"; fails=$((fails + 1)); }
 # --version names the build: the revision and the optional parts.
 if "$bin" --version > "$work/version.txt" 2>&1 && grep -qE '^byol-pretrain \(byol\.cpp [0-9a-f]+(\+changes)?|unknown revision' "$work/version.txt" &&
    grep -q 'with.*(.*, ' "$work/version.txt"; then

@@ -2,7 +2,8 @@
 #   -DEXE=<byol-eval> -DARGS=<;-separated arguments> -DOUT=<folder>
 #   -DEXPECT=ok    exit 0, the table's header and one row for MODE, and a JSON result in OUT/<MODE>.json
 #                  whose fields agree with each other (top1 = correct1 / test_images, ...)
-#   -DEXPECT=error exit 1 and exactly one line on stderr: "error: ..." containing MESSAGE
+#   -DEXPECT=error exit STATUS (default 1; 2 for command-line usage errors) and exactly one line on stderr:
+#                  "error: ..." containing MESSAGE
 cmake_minimum_required(VERSION 3.24)
 if(EXPECT STREQUAL "ok")
   set(json_file "${OUT}/${MODE}.json")
@@ -12,8 +13,11 @@ endif()
 execute_process(COMMAND "${EXE}" ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message(STATUS "stdout:\n${out}")
 if(EXPECT STREQUAL "error")
-  if(NOT rc EQUAL 1)
-    message(FATAL_ERROR "expected exit status 1, got ${rc}; stderr:\n${err}")
+  if(NOT DEFINED STATUS)
+    set(STATUS 1)
+  endif()
+  if(NOT rc EQUAL STATUS)
+    message(FATAL_ERROR "expected exit status ${STATUS}, got ${rc}; stderr:\n${err}")
   endif()
   string(STRIP "${err}" stripped)
   if(NOT stripped MATCHES "^error: [^\n]*$")
