@@ -181,7 +181,7 @@ int run(int argc, char** argv) {
   CLI::App cli{"byol-pretrain: BYOL self-supervised pretraining"};
   std::string config_path;
   std::vector<std::string> overrides;
-  bool print_config = false, auto_resume = false;
+  bool print_config = false, auto_resume = false, dry_run = false;
   std::string resume_from;
   cli.add_option("-c,--config", config_path, "TOML configuration (see configs/README.md)")
       ->check(CLI::ExistingFile);
@@ -196,6 +196,10 @@ int run(int argc, char** argv) {
       "--auto-resume", auto_resume,
       "continue the run in run.out when it has a checkpoint, else start it (for jobs that are rerun)");
   cli.add_flag("--print-config", print_config, "print the effective configuration and exit");
+  cli.add_flag(
+      "--dry-run", dry_run,
+      "open the data, build the networks, print the steps, sizes and the first batch's shapes, and exit "
+      "without writing anything");
   cli.set_version_flag("--version", apps::version_line("byol-pretrain"));
   bool verbose_flag = false;  // read by main() through apps::verbose_errors, before and after parsing
   cli.add_flag("--verbose", verbose_flag,
@@ -288,6 +292,37 @@ int run(int argc, char** argv) {
   Learner learner(network_config(cfg), train);
   learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
   DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});
+
+  if (dry_run) {
+    // What the run would do, without writing anything: the plan, the sizes of the flat buffers, the first
+    // batch as the loader makes it (so a bad dataset or augmentation shows now, not hours later).
+    if (root) {
+      const auto mib = [](const Tensor& t) { return t.defined() ? t.numel() * 4.0 / 1048576.0 : 0.0; };
+      const double online = mib(learner.nets.online.params()), target = mib(learner.nets.target.params()),
+                   stats = mib(learner.nets.online.stats()) + mib(learner.nets.target.stats()),
+                   probe = mib(learner.probe_params.params());
+      std::printf(
+          "byol-pretrain --dry-run: %s\n  %d rank(s) x %lld images per step, %lld steps per epoch, %lld "
+          "steps "
+          "(%lld warmup), device %s\n  online network %lld parameters (%.1f MiB), target %.1f MiB, BN "
+          "statistics %.2f MiB, probe %.2f MiB\n  per rank, float32: parameters + gradients + LARS momentum "
+          "+ "
+          "target = %.1f MiB; activations come on top and grow with the batch and the image side\n",
+          dataset->describe().c_str(), world, static_cast<long long>(lopt.batch_size),
+          static_cast<long long>(per_epoch), static_cast<long long>(total_steps),
+          static_cast<long long>(train.warmup_steps), device_name(device).c_str(),
+          static_cast<long long>(learner.nets.online.param_count()), online, target, stats, probe,
+          3 * online + target + stats + 3 * probe);
+    }
+    loader.start_epoch(0);
+    const std::optional<data::Batch> b = loader.next();
+    BYOL_CHECK(b.has_value(), "--dry-run: the loader gave no batch");
+    if (root)
+      std::printf("  first batch: views %s and %s, labels %s\n", b->views[0].describe().c_str(),
+                  b->views[1].describe().c_str(),
+                  b->labels.defined() ? b->labels.describe().c_str() : "none");
+    return 0;
+  }
 
   std::unique_ptr<KnnMonitor> knn;
   if (!cfg.knn_train.empty() && root) {

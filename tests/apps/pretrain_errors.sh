@@ -82,6 +82,17 @@ rc_usage=$?
 rc_value=$?
 [ $rc_usage -eq 2 ] && [ $rc_value -eq 1 ] && echo "ok: exit status 2 for a usage error, 1 for a bad value" ||
   { echo "FAIL: exit status $rc_usage for an unknown option (expected 2), $rc_value for a bad value (expected 1)"; fails=$((fails + 1)); }
+# --dry-run: the plan, the sizes and the first batch's shapes, and nothing written.
+"$bin" --dry-run --set data.train=synthetic:300:3:16 --set data.side=16 --set train.batch_size=32 \
+  --set model.base_channels=4 --set run.device=cpu --set run.out="$work/dry" > "$work/dry.txt" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q "9 steps per epoch" "$work/dry.txt" && grep -q "first batch: views f32\[32, 16, 16, 3\]" "$work/dry.txt" &&
+   [ ! -e "$work/dry" ]; then
+  echo "ok: --dry-run printed the plan and the first batch and wrote nothing"
+else
+  echo "FAIL: --dry-run (exit $rc, run folder $([ -e "$work/dry" ] && echo written || echo absent)): $(cat "$work/dry.txt")"
+  fails=$((fails + 1))
+fi
 # --version names the build: the revision and the optional parts.
 if "$bin" --version > "$work/version.txt" 2>&1 && grep -qE '^byol-pretrain \(byol\.cpp [0-9a-f]+(\+changes)?|unknown revision' "$work/version.txt" &&
    grep -q 'with.*(.*, ' "$work/version.txt"; then
