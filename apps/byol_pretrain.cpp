@@ -464,8 +464,56 @@ int run(int argc, char** argv) {
     loss_watch.zero_();
     watch_first = watch_last + 1;
   };
+  // curves.svg and metrics.csv from what the run has logged: at every checkpoint, on interruption and at
+  // the end, so a long run can be looked at (and a crashed one keeps its picture). Root only.
+  const std::string heading = cat(out.filename().string(), ": ResNet-", cfg.depth, " x", cfg.width, " (",
+                                  cfg.stem, " stem, base ", cfg.base_channels, "), ", dataset->describe());
+  auto write_reports = [&] {
+    if (!root) return;
+    apps::Series loss{"BYOL loss", "loss", {}}, acc{"kNN top-1 accuracy (k = 200)", "accuracy", {}},
+        lr{"learning rate", "lr", {}}, tau{"target EMA tau", "tau", {}},
+        probe{"online probe top-1", "accuracy", {}};
+    const std::vector<std::string> columns = {"step",
+                                              "epoch",
+                                              "loss",
+                                              "lr",
+                                              "tau",
+                                              "probe_loss",
+                                              "probe_top1",
+                                              "images_per_s",
+                                              "knn_top1",
+                                              "feature_rank",
+                                              "projection_rank",
+                                              "projection_std"};
+    std::string csv;
+    for (size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + columns[c];
+    csv += "\n";
+    for (const auto& j : history) {
+      if (!j.contains("step") || j.contains("skipped_image")) continue;
+      const double s = j["step"].get<double>();
+      const auto add = [&](apps::Series& series, const char* key) {
+        if (j.contains(key) && j[key].is_number()) series.points.emplace_back(s, j[key].get<double>());
+      };
+      add(loss, "loss"), add(acc, "knn_top1"), add(lr, "lr"), add(tau, "tau"), add(probe, "probe_top1");
+      for (size_t c = 0; c < columns.size(); ++c) {
+        if (c) csv += ",";
+        if (j.contains(columns[c]) && j[columns[c]].is_number()) csv += j[columns[c]].dump();
+      }
+      csv += "\n";
+    }
+    std::vector<apps::Series> panels = {loss};
+    if (!acc.points.empty()) panels.push_back(acc);
+    if (!probe.points.empty()) panels.push_back(probe);
+    panels.push_back(lr);
+    panels.push_back(tau);
+    apps::write_svg_chart((out / "curves.svg").string(), heading, panels);
+    const fs::path tmp = out / "metrics.csv.tmp";
+    std::ofstream(tmp, std::ios::trunc) << csv;
+    fs::rename(tmp, out / "metrics.csv");
+  };
   auto save = [&](int64_t step) {
     check_finite();  // never write a checkpoint after a non-finite loss
+    write_reports();
     if (root) {
       save_checkpoint((ckpt_dir / checkpoint_name(step)).string(), learner,
                       {{"run.batch_size", std::to_string(cfg.batch_size)},
@@ -603,14 +651,7 @@ int run(int argc, char** argv) {
   if (root) {
     export_encoder((out / "encoder.safetensors").string(), learner.nets.online, "encoder.",
                    &learner.nets.config().encoder);
-    apps::Series loss{"BYOL loss", "loss", {}}, acc{"kNN top-1 accuracy (k = 200)", "accuracy", {}};
-    for (const auto& j : history) {
-      if (j.contains("loss")) loss.points.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
-      if (j.contains("knn_top1"))
-        acc.points.emplace_back(j["step"].get<double>(), j["knn_top1"].get<double>());
-    }
-    apps::write_svg_chart((out / "curves.svg").string(), "byol-pretrain: " + dataset->describe(),
-                          {loss, acc});
+    write_reports();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     std::printf("done: %lld steps in %s; encoder: %s, curves: %s, metrics: %s\n",
                 static_cast<long long>(step), format_duration(secs).c_str(),

@@ -28,6 +28,10 @@ t0=$(date +%s%3N)
 run_ms=$(( $(date +%s%3N) - t0 ))  # the whole uninterrupted run, start-up included: the kill loop's scale
 "$bin" "${common[@]}" --set run.out="$work/b" --set run.max_steps=7 > "$work/b1.log"
 grep -q "stopped at step 7 of 18" "$work/b1.log" || { cat "$work/b1.log"; echo "FAIL: run B did not stop at step 7"; exit 1; }
+# A stopped run already has its picture and its CSV (written at every checkpoint, not only at the end).
+[ -f "$work/b/curves.svg" ] && [ "$(head -1 "$work/b/metrics.csv" | cut -d, -f1-3)" = "step,epoch,loss" ] &&
+  [ "$(tail -1 "$work/b/metrics.csv" | cut -d, -f1)" = "7" ] ||
+  { ls "$work/b"; echo "FAIL: run B stopped at step 7 without curves.svg and a metrics.csv up to step 7"; exit 1; }
 # A checkpoint write killed halfway leaves its temporary file; the resumed run removes it.
 stale="$work/b/checkpoints/.step_00000008.safetensors.tmp-4242-0-1f2e3d"
 head -c 1000 /dev/zero > "$stale"
