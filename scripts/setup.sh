@@ -19,6 +19,7 @@ packages=(
   dataset-fashion-mnist   # the default dataset on a fresh machine (IDX files under /usr/share/datasets)
   python3-torchvision     # the PyTorch references: training-level checks, torchvision export, scaling model
   python3-numpy python3-pip   # the safetensors interop test: numpy from Debian, pip for PyPI's safetensors
+  python3-matplotlib      # scripts/plot_runs.py (overlays runs' curves) and its test
   bsdutils                # script(1): the progress-output test's pseudo-terminal (Essential on Debian)
 )
 
