@@ -15,6 +15,7 @@
 // resident FMA loop on every OpenMP thread, so it reflects this machine's clocks, not a datasheet.
 #include <omp.h>
 
+#include <CLI/CLI.hpp>
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
@@ -102,8 +103,20 @@ std::vector<float> random_vec(size_t n, std::mt19937& gen) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int64_t N = argc > 1 ? std::atol(argv[1]) : 64;
-  const int repeats = argc > 2 ? std::atoi(argv[2]) : 5;
+  CLI::App cli{"cpu_ops_bench: ResNet-18 (CIFAR stem) convolutions and batch norms on the CPU next to GEMMs"};
+  int64_t N = 64;
+  int repeats = 5;
+  cli.add_option("batch", N, "batch size")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
+  cli.add_option("repeats", repeats, "timed repeats per op (the median is reported)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e) == 0 ? 0 : 2;  // --help: 0; a usage error: 2, as the apps
+  }
   std::mt19937 gen(1);
 
   std::printf("CPU op benchmark, %d OpenMP threads, batch %lld, median of %d\n", omp_get_max_threads(),
