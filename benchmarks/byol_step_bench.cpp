@@ -15,6 +15,7 @@
 //    `byol_step_torch.py --device cuda` with the same model and batch.
 #include <omp.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,30 +32,39 @@
 
 int main(int argc, char** argv) {
   using namespace byol;
-  std::string device_name_arg = "cpu";
-  int depth = 18;
-  std::vector<const char*> pos;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-      device_name_arg = argv[++i];
-    } else if (std::strcmp(argv[i], "--depth") == 0 && i + 1 < argc) {
-      depth = std::atoi(argv[++i]);
-    } else {
-      pos.push_back(argv[i]);
-    }
+  // The positional order is the one scripts/gpu_check.sh and benchmarks/run_step_bench.sh use.
+  CLI::App cli{"byol_step_bench: images/s of whole BYOL steps (online and target passes, loss, LARS, EMA)"};
+  int64_t batch = 64, base = 64, side = 32, hidden = 4096;
+  int steps = 3, depth = 18;
+  std::string stem = "cifar", device_name_arg = "cpu";
+  cli.add_option("batch", batch, "images per step")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 16))
+      ->capture_default_str();
+  cli.add_option("steps", steps, "timed steps")->check(CLI::Range(1, 100000))->capture_default_str();
+  cli.add_option("base_channels", base, "the first stage's channels")
+      ->check(CLI::Range(int64_t(1), int64_t(1024)))
+      ->capture_default_str();
+  cli.add_option("side", side, "image side")
+      ->check(CLI::Range(int64_t(8), int64_t(1024)))
+      ->capture_default_str();
+  cli.add_option("mlp_hidden", hidden, "projector and predictor hidden width")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 16))
+      ->capture_default_str();
+  cli.add_option("stem", stem, "cifar or imagenet")
+      ->check(CLI::IsMember({"cifar", "imagenet"}))
+      ->capture_default_str();
+  cli.add_option("--device", device_name_arg, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cli.add_option("--depth", depth, "ResNet depth")
+      ->check(CLI::IsMember({18, 34, 50, 101, 152, 200}))
+      ->capture_default_str();
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e) == 0 ? 0 : 2;  // --help: 0; a usage error: 2
   }
-  auto arg = [&](size_t i, const char* fallback) { return i < pos.size() ? pos[i] : fallback; };
-  const int64_t batch = std::atol(arg(0, "64"));
-  const int steps = std::atoi(arg(1, "3"));
-  const int64_t base = std::atol(arg(2, "64"));
-  const int64_t side = std::atol(arg(3, "32"));
-  const int64_t hidden = std::atol(arg(4, "4096"));
-  const bool imagenet_stem = std::string(arg(5, "cifar")) == "imagenet";
-  if (device_name_arg != "cpu" && device_name_arg != "cuda") {
-    std::fprintf(stderr, "byol_step_bench: --device expects cpu or cuda, got '%s'\n",
-                 device_name_arg.c_str());
-    return 2;
-  }
+  const bool imagenet_stem = stem == "imagenet";
   const bool gpu = device_name_arg == "cuda";
   if (gpu && (!cuda_compiled() || cuda_device_count() == 0)) {
     std::fprintf(stderr, "byol_step_bench: --device cuda, but %s\n",
