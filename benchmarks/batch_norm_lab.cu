@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/ops.h"
@@ -102,10 +103,7 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+  return byol::lab::lab_main(
+      argc, argv, "batch_norm_lab [N H W C]   (default 128 28 28 256: a ResNet-50 stage-2 batch norm)",
+      [&] { return run(argc, argv); });
 }

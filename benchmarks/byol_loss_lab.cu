@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/ops.h"
@@ -84,10 +85,7 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+  return byol::lab::lab_main(argc, argv,
+                             "byol_loss_lab [N D]   (default 4096 256: a per-GPU batch, projection 256)",
+                             [&] { return run(argc, argv); });
 }

@@ -55,6 +55,7 @@
 #include <utility>
 #include <vector>
 
+#include "benchmarks/lab_main.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
@@ -539,11 +540,7 @@ int run() {
   return 0;
 }
 
-int main(int, char** argv) {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+int main(int argc, char** argv) {
+  return byol::lab::lab_main(argc, argv, "elementwise_lab   (fixed ResNet-50 sizes; see the file header)",
+                             [&] { return run(); });
 }

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "benchmarks/lab_main.h"
 #include "byol/learner.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
@@ -42,10 +43,6 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+  return byol::lab::lab_main(argc, argv, "ema_lab [n]   (default 28e6 floats: ResNet-50 + projector)",
+                             [&] { return run(argc, argv); });
 }

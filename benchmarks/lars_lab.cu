@@ -17,6 +17,7 @@
 #include <cstring>
 #include <random>
 
+#include "benchmarks/lab_main.h"
 #include "byol/optimizers.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
@@ -90,10 +91,6 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+  return byol::lab::lab_main(argc, argv, "lars_lab [depth]   (default 50: ResNet-50's 161 tensors)",
+                             [&] { return run(argc, argv); });
 }

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/ops.h"
@@ -118,10 +119,6 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+  return byol::lab::lab_main(argc, argv, "metrics_lab [N K]   (default [256, 10], then [4096, 1000])",
+                             [&] { return run(argc, argv); });
 }

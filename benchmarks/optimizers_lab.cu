@@ -24,6 +24,7 @@
 #include <random>
 #include <vector>
 
+#include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/tensor.h"
@@ -172,10 +173,6 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-    return 1;
-  }
+  return byol::lab::lab_main(argc, argv, "optimizers_lab [n]   (default 35e6 floats)",
+                             [&] { return run(argc, argv); });
 }
