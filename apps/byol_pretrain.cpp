@@ -6,8 +6,10 @@
 //
 // Outputs under run.out: config.toml (the effective configuration), metrics.jsonl (one JSON object per
 // logged step and per kNN evaluation), checkpoints/step_NNNNNNNN.safetensors (the last
-// run.keep_checkpoints, written atomically), and at the end encoder.safetensors (torchvision names,
-// loadable by torchvision's ResNets and byol-eval) and curves.svg (loss and kNN accuracy).
+// run.keep_checkpoints, written atomically), events.out.tfevents.* (the same scalars for TensorBoard:
+// `tensorboard --logdir runs/`), curves.svg and metrics.csv (at every checkpoint, on interruption and at
+// the end), and at the end encoder.safetensors (torchvision names, loadable by torchvision's ResNets and
+// byol-eval).
 // --resume continues from the newest checkpoint exactly as if the run had not stopped. SIGINT/SIGTERM
 // write a checkpoint after the current step (with several ranks: at the next log point, where the ranks
 // agree on it) and exit (status 128 + signal); a NaN/Inf loss stops the run (status 1), keeping the last
@@ -34,6 +36,7 @@
 #include "apps/plot.h"
 #include "apps/pretrain_config.h"
 #include "apps/progress.h"
+#include "apps/tensorboard.h"
 #include "apps/version.h"
 #include "byol/checkpoint.h"
 #include "byol/distributed.h"
@@ -127,6 +130,28 @@ std::string format_duration(double s) {
     std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
   }
   return buf;
+}
+
+double unix_time() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// metrics.jsonl's keys as TensorBoard tags: the part before '/' is the section TensorBoard groups them in.
+std::string tensorboard_tag(const std::string& key) {
+  static const std::pair<const char*, const char*> tags[] = {{"loss", "train/loss"},
+                                                             {"lr", "train/lr"},
+                                                             {"tau", "train/tau"},
+                                                             {"epoch", "train/epoch"},
+                                                             {"images_per_s", "train/images_per_s"},
+                                                             {"probe_loss", "probe/loss"},
+                                                             {"probe_top1", "probe/top1"},
+                                                             {"knn_top1", "knn/top1"},
+                                                             {"feature_rank", "collapse/feature_rank"},
+                                                             {"projection_rank", "collapse/projection_rank"},
+                                                             {"projection_std", "collapse/projection_std"}};
+  for (const auto& [k, tag] : tags)
+    if (key == k) return tag;
+  return key;
 }
 
 // The periodic kNN monitor: features of two fixed labeled subsets through the online encoder.
@@ -389,6 +414,15 @@ int run(int argc, char** argv) {
                "another run.out");
   }
   std::ofstream metrics;
+  std::unique_ptr<apps::EventFile> events;  // TensorBoard's copy of metrics.jsonl's scalars
+  auto to_events = [&](const nlohmann::json& j) {
+    std::vector<std::pair<std::string, float>> values;
+    for (const auto& [key, value] : j.items())
+      if (value.is_number() && key != "step" && key != "time")
+        values.emplace_back(tensorboard_tag(key), value.get<float>());
+    const double when = j.contains("time") && j["time"].is_number() ? j["time"].get<double>() : unix_time();
+    events->scalars(j["step"].get<int64_t>(), when, values);
+  };
   if (root) {
     {  // atomically: a resume reads it back (--resume RUN_FOLDER, --auto-resume)
       const fs::path tmp = out / "config.toml.tmp";
@@ -413,6 +447,17 @@ int run(int argc, char** argv) {
     metrics.open(metrics_path, std::ios::trunc);
     for (const auto& j : history) metrics << j.dump() << "\n";
     metrics.flush();
+    // One event file per run folder, rewritten from the history on every start (a resume drops the steps
+    // after its checkpoint, as metrics.jsonl does), then appended to at every log point.
+    for (const auto& entry : fs::directory_iterator(out))
+      if (entry.path().filename().string().starts_with("events.out.tfevents.")) fs::remove(entry.path());
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    const double now = unix_time();
+    events = std::make_unique<apps::EventFile>(
+        (out / cat("events.out.tfevents.", static_cast<long long>(now), ".", host)).string(), now);
+    for (const auto& j : history) to_events(j);
+    events->flush();
     std::printf(
         "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld) on %s (%s), %lld steps "
         "per epoch, %lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; "
@@ -427,11 +472,14 @@ int run(int argc, char** argv) {
         static_cast<long long>(cfg.batch_size), cfg.tau_base, cfg.weight_decay);
     std::fflush(stdout);
   }
-  auto log = [&](const nlohmann::json& j) {
+  auto log = [&](nlohmann::json j) {
     if (!root) return;
+    j["time"] = unix_time();  // seconds since 1970: TensorBoard's wall-time axis
     history.push_back(j);
     metrics << j.dump() << "\n";
     metrics.flush();
+    to_events(j);
+    events->flush();
   };
   // The NaN/Inf stop. Each step adds its loss to a device-side sum (NaN and Inf survive a sum); the sum
   // is read at every log point and before every checkpoint (check_finite), never inside a step.
