@@ -9,7 +9,8 @@
 //   byol-eval finetune --random-init --depth 18 --stem cifar --train ... --test ... --fraction 0.01
 //
 // Prints a short table on stdout (and, with --json, writes a JSON result atomically); progress goes to
-// stderr. Any error prints one line "error: ..." on stderr and exits with status 1.
+// stderr. Any error prints one line "error: ..." on stderr and exits with status 1. --dry-run loads the
+// encoder (checking the shape flags against it) and opens both datasets, then exits without evaluating.
 #include <omp.h>
 #include <unistd.h>
 
@@ -62,6 +63,7 @@ struct Args {
   std::vector<double> lr_grid{0.01, 0.03, 0.1, 0.3, 1.0};
   double val_fraction = 0.1;
   bool augment = false;
+  bool dry_run = false;
   // linear and finetune
   double weight_decay = 0.0;
   // finetune
@@ -174,6 +176,15 @@ int run(const Args& a) {
   progress(cat("train: ", train->describe()));
   progress(cat("test: ", test->describe()));
   const int classes = std::max(train->num_classes(), test->num_classes());
+  if (a.dry_run) {
+    std::printf(
+        "byol-eval %s --dry-run: encoder %s (%lld features) on %s; %lld train / %lld test images, %d "
+        "classes, %d px; nothing evaluated\n",
+        a.mode.c_str(), encoder_name.c_str(), static_cast<long long>(enc.encoder->out_features()),
+        device_name(device).c_str(), static_cast<long long>(train->size()),
+        static_cast<long long>(test->size()), classes, a.side);
+    return 0;
+  }
   const data::AugmentOptions test_transform = data::AugmentOptions::eval(a.side, norm, a.center_fraction);
   const data::AugmentOptions train_transform = data::AugmentOptions::crop_flip(a.side, norm);
   eval::ExtractOptions extract;
@@ -335,6 +346,8 @@ int main(int argc, char** argv) {
     sub->add_option("--seed", a.seed, "seed of splits, batch order, initialisations, augmentation")
         ->capture_default_str();
     sub->add_option("--json", a.json_path, "write the result as JSON to this file");
+    sub->add_flag("--dry-run", a.dry_run,
+                  "load the encoder and open the datasets, then exit without evaluating");
   }
   knn->add_option("--k", a.k, "neighbours")->capture_default_str();
   knn->add_option("--temperature", a.temperature, "vote weight exp(sim / T)")->capture_default_str();

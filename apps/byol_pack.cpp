@@ -2,7 +2,7 @@
 // training reads uint8 pixels from memory-mapped shards instead of decoding JPEGs every epoch.
 //
 //   byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M] [--threads N]
-//             [--skip-corrupt] [--force] [--version] [--verbose]
+//             [--skip-corrupt] [--force] [--dry-run] [--version] [--verbose]
 //
 // Examples:
 //   byol-pack folder:/data/imagenet/train /data/packed/imagenet-train-160 --short-side 160
@@ -37,18 +37,20 @@ struct Args {
   int threads = std::max(1u, std::thread::hardware_concurrency());
   bool skip_corrupt = false;
   bool force = false;
+  bool dry_run = false;  // open the dataset and check the prefix, write nothing
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "byol-pack: %s\n"
-               "usage: byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M]\n"
-               "                 [--threads N] [--skip-corrupt] [--force] [--version] [--verbose]\n"
-               "dataset specs: folder:<dir>  tar:<file.tar[.gz]>[:<folder>]  cifar10:<dir>[:train|test]\n"
-               "               cifar100:<dir>[:train|test]  stl10:<dir>[:train|test|unlabeled]\n"
-               "               idx:<images>[:<labels>]  fashion-mnist[:<dir>][:train|test]  packed:<prefix>\n"
-               "               synthetic:<count>:<classes>:<side>[:<seed>]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "byol-pack: %s\n"
+      "usage: byol-pack <dataset spec> <output prefix> [--short-side S] [--crop S] [--shard-mb M]\n"
+      "                 [--threads N] [--skip-corrupt] [--force] [--dry-run] [--version] [--verbose]\n"
+      "dataset specs: folder:<dir>  tar:<file.tar[.gz]>[:<folder>]  cifar10:<dir>[:train|test]\n"
+      "               cifar100:<dir>[:train|test]  stl10:<dir>[:train|test|unlabeled]\n"
+      "               idx:<images>[:<labels>]  fashion-mnist[:<dir>][:train|test]  packed:<prefix>\n"
+      "               synthetic:<count>:<classes>:<side>[:<seed>]\n",
+      why);
   std::exit(2);
 }
 
@@ -80,6 +82,8 @@ Args parse(int argc, char** argv) {
       a.skip_corrupt = true;
     else if (s == "--force")
       a.force = true;
+    else if (s == "--dry-run")
+      a.dry_run = true;
     else if (s == "--verbose")
       continue;  // read by main(): errors show their source location
     else if (s == "-h" || s == "--help")
@@ -117,6 +121,13 @@ int main(int argc, char** argv) {
     if (std::filesystem::exists(index) && !args.force)
       throw byol::Error(byol::cat(index.string(), " exists: give --force to replace that pack"));
     std::shared_ptr<Dataset> ds = open_dataset(args.spec);
+    if (args.dry_run) {
+      std::printf(
+          "byol-pack --dry-run: %s (%lld images) -> %s.index (+ shards of %lld MiB); nothing written\n",
+          ds->describe().c_str(), static_cast<long long>(ds->size()), args.prefix.c_str(),
+          static_cast<long long>(args.shard_mb));
+      return 0;
+    }
     if (!folder.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(folder, ec);
