@@ -2,7 +2,8 @@
 // kernels/batch_norm.cu, validated against the CPU backend, then timed.
 //
 //   build: cmake --build build-cuda --target batch_norm_lab
-//   run:   build-cuda/benchmarks/batch_norm_lab [N H W C]     (default 128 28 28 256: a ResNet-50 stage-2 BN)
+//   run:   build-cuda/benchmarks/batch_norm_lab [N H W C] [--json FILE]
+//          (default 128 28 28 256: a ResNet-50 stage-2 BN)
 //
 // Versions (add one by adding a case to `run_version`):
 //   1. shipping: fp32 partial sums per (32-channel tile x row chunk) block, combined in double; then
@@ -14,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
@@ -35,7 +38,7 @@ double rel_error(const Tensor& got, const Tensor& want) {
   return std::sqrt(d) / std::max(std::sqrt(n), 1e-30);
 }
 
-bool validate(const Tensor& x, const Tensor& gamma, const Tensor& beta) {
+bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const Tensor& beta) {
   auto run = [&](Device d, Tensor& y, Tensor& dx, Tensor& dg) {
     Tensor xi = x.to(d), g = gamma.to(d), b = beta.to(d);
     if (d.is_cpu()) xi = xi.clone(), g = g.clone(), b = b.clone();
@@ -53,6 +56,8 @@ bool validate(const Tensor& x, const Tensor& gamma, const Tensor& beta) {
   run(Device::cuda(), yg, dxg, dgg);
   const double ey = rel_error(yg, yc), edx = rel_error(dxg, dxc), edg = rel_error(dgg, dgc);
   const bool ok = ey < 2e-5 && edx < 2e-5 && edg < 2e-5;
+  for (const auto& [name, e] : {std::pair<const char*, double>{"y", ey}, {"dx", edx}, {"dgamma", edg}})
+    report.validated(name, e < 2e-5, {{"rel_l2_error", e}, {"tolerance", 2e-5}});
   std::printf("validation vs CPU: y %.2e, dx %.2e, dgamma %.2e (tolerance 2e-5): %s\n", ey, edx, edg,
               ok ? "OK" : "FAILED");
   return ok;
@@ -60,16 +65,18 @@ bool validate(const Tensor& x, const Tensor& gamma, const Tensor& beta) {
 
 }  // namespace
 
-int run(int argc, char** argv) {
-  const int64_t N = argc > 4 ? std::atoll(argv[1]) : 128, H = argc > 4 ? std::atoll(argv[2]) : 28,
-                W = argc > 4 ? std::atoll(argv[3]) : 28, C = argc > 4 ? std::atoll(argv[4]) : 256;
+int run(lab::Report& report, const std::vector<int64_t>& sizes) {
+  const bool given = !sizes.empty();
+  const int64_t N = given ? sizes[0] : 128, H = given ? sizes[1] : 28, W = given ? sizes[2] : 28,
+                C = given ? sizes[3] : 256;
   const int64_t M = N * H * W;
+  report.options = {{"N", N}, {"H", H}, {"W", W}, {"C", C}};
   std::printf("batch_norm_lab: x [%lld, %lld, %lld, %lld] (M = %lld rows, C = %lld)\n", (long long)N,
               (long long)H, (long long)W, (long long)C, (long long)M, (long long)C);
   std::mt19937_64 gen(0);
   const Tensor x = Tensor::randn({N, H, W, C}, gen, DType::f32, 1.0, 2.0);
   const Tensor gamma = Tensor::randn({C}, gen, DType::f32, 1.0, 0.1), beta = Tensor::randn({C}, gen);
-  if (!validate(x, gamma, beta)) return 1;
+  if (!validate(report, x, gamma, beta)) return 1;
 
   const Device gpu = Device::cuda();
   const Tensor dx_in = x.to(gpu), dgamma = gamma.to(gpu), dbeta = beta.to(gpu), ddy = x.to(gpu);
@@ -94,16 +101,16 @@ int run(int argc, char** argv) {
                                     invstd.data<float>(), dgamma.data<float>(), sums.data<double>(),
                                     stats.data<double>(), dx.data<float>(), M, C, s);
   };
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   const double elems = static_cast<double>(M * C) * sizeof(float);
-  cuda::print_timing("v1 forward (training)", cuda::time_on_compute_stream(forward), 3 * elems, copy_gbs);
-  cuda::print_timing("v1 backward", cuda::time_on_compute_stream(backward), 5 * elems, copy_gbs);
+  report.timing("v1 forward (training)", cuda::time_on_compute_stream(forward), 3 * elems);
+  report.timing("v1 backward", cuda::time_on_compute_stream(backward), 5 * elems);
   return 0;
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(
-      argc, argv, "batch_norm_lab [N H W C]   (default 128 28 28 256: a ResNet-50 stage-2 batch norm)",
-      [&] { return run(argc, argv); });
+  return lab::lab_main(
+      argc, argv, "batch_norm_lab",
+      "batch_norm_lab [N H W C] [--json FILE]   (default 128 28 28 256: a ResNet-50 stage-2 batch norm)",
+      {0, 4}, run);
 }

@@ -2,7 +2,8 @@
 // of kernels/byol_loss.cu, validated against the CPU backend, then timed.
 //
 //   build: cmake --build build-cuda --target byol_loss_lab
-//   run:   build-cuda/benchmarks/byol_loss_lab [N D]     (default 4096 256: a per-GPU batch, projection 256)
+//   run:   build-cuda/benchmarks/byol_loss_lab [N D] [--json FILE]
+//          (default 4096 256: a per-GPU batch, projection 256)
 //
 // Versions:
 //   1. shipping: one warp per row, both terms in one launch, fp32 dot products, the batch mean by the
@@ -11,8 +12,8 @@
 // gradients (12 N D floats; the second read mostly hits L1/L2, so the GB/s is a lower bound).
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <random>
+#include <vector>
 
 #include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
@@ -36,8 +37,9 @@ double rel_error(const Tensor& got, const Tensor& want) {
 
 }  // namespace
 
-int run(int argc, char** argv) {
-  const int64_t N = argc > 2 ? std::atoll(argv[1]) : 4096, D = argc > 2 ? std::atoll(argv[2]) : 256;
+int run(lab::Report& report, const std::vector<int64_t>& sizes) {
+  const int64_t N = sizes.empty() ? 4096 : sizes[0], D = sizes.empty() ? 256 : sizes[1];
+  report.options = {{"N", N}, {"D", D}};
   std::printf("byol_loss_lab: N = %lld rows, D = %lld\n", (long long)N, (long long)D);
   std::mt19937_64 gen(0);
   std::vector<Tensor> in;
@@ -58,6 +60,7 @@ int run(int argc, char** argv) {
     for (int i = 0; i < 4; ++i) worst = std::max(worst, rel_error(g[i].grad(), c[i].grad()));
   }
   const bool ok = worst < 1e-5;
+  report.validated("loss and gradients", ok, {{"max_rel_error", worst}, {"tolerance", 1e-5}});
   std::printf("validation vs CPU: worst relative error %.2e (tolerance 1e-5): %s\n", worst,
               ok ? "OK" : "FAILED");
   if (!ok) return 1;
@@ -76,16 +79,15 @@ int run(int argc, char** argv) {
   auto backward = [&] {
     kernels::byol_loss_backward(p(0), p(1), p(2), p(3), g.data<float>(), q(0), q(1), q(2), q(3), N, D, s);
   };
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   const double bytes = static_cast<double>(N * D) * sizeof(float);
-  cuda::print_timing("v1 forward", cuda::time_on_compute_stream(forward), 4 * bytes, copy_gbs);
-  cuda::print_timing("v1 backward", cuda::time_on_compute_stream(backward), 12 * bytes, copy_gbs);
+  report.timing("v1 forward", cuda::time_on_compute_stream(forward), 4 * bytes);
+  report.timing("v1 backward", cuda::time_on_compute_stream(backward), 12 * bytes);
   return 0;
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(argc, argv,
-                             "byol_loss_lab [N D]   (default 4096 256: a per-GPU batch, projection 256)",
-                             [&] { return run(argc, argv); });
+  return lab::lab_main(
+      argc, argv, "byol_loss_lab",
+      "byol_loss_lab [N D] [--json FILE]   (default 4096 256: a per-GPU batch, projection 256)", {0, 2}, run);
 }

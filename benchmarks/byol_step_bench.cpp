@@ -3,7 +3,7 @@
 // and backward of both views, target forward of both views, the loss, LARS and the EMA.
 //
 //   build/benchmarks/byol_step_bench [batch=64] [steps=3] [base_channels=64] [side=32] [mlp_hidden=4096]
-//   [stem=cifar|imagenet] [--device cpu|cuda] [--depth 18|34|50|101|152|200]
+//   [stem=cifar|imagenet] [--device cpu|cuda] [--depth 18|34|50|101|152|200] [--json FILE]
 //
 // Prints images/s (images, not views: each image is seen twice) after one warm-up step.
 //  - cpu (default): wall-clock time of `steps` steps, each step's loss read as it ends.
@@ -13,6 +13,7 @@
 //    back with no host synchronisation between them and timed with CUDA events on the compute stream
 //    around all of them (the loss is read once, after the last). scripts/gpu_check.sh runs it next to
 //    `byol_step_torch.py --device cuda` with the same model and batch.
+// --json FILE writes the options and the step's figures as one JSON object (benchmarks/bench_json.h).
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_json.h"
 #include "byol/learner.h"
 #include "engine/device_memory.h"
 #if BYOL_WITH_CUDA
@@ -59,6 +61,8 @@ int main(int argc, char** argv) {
   cli.add_option("--depth", depth, "ResNet depth")
       ->check(CLI::IsMember({18, 34, 50, 101, 152, 200}))
       ->capture_default_str();
+  std::string json_path;
+  cli.add_option("--json", json_path, "also write the results to FILE as one JSON object")->type_name("FILE");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -112,9 +116,19 @@ int main(int argc, char** argv) {
     s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
   }
   char where[64];
+  bench::Json result = bench::result_header("byol_step_bench");
   if (gpu) {
     std::snprintf(where, sizeof where, "GPU");
+#if BYOL_WITH_CUDA
+    int id = 0;
+    cudaDeviceProp props{};
+    BYOL_CUDA_CHECK(cudaGetDevice(&id));
+    BYOL_CUDA_CHECK(cudaGetDeviceProperties(&props, id));
+    result["device"] = props.name;
+#endif
   } else {
+    result["device"] = "cpu";
+    result["openmp_threads"] = omp_get_max_threads();
     std::snprintf(where, sizeof where, "%d threads", omp_get_max_threads());
   }
   std::printf(
@@ -123,5 +137,18 @@ int main(int argc, char** argv) {
       depth, imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
       static_cast<long long>(side), static_cast<long long>(hidden), static_cast<long long>(batch), where, s,
       batch / s, loss);
+  result["options"] = {
+      {"batch", batch},       {"steps", steps}, {"base_channels", base},     {"side", side},
+      {"mlp_hidden", hidden}, {"stem", stem},   {"device", device_name_arg}, {"depth", depth}};
+  result["rows"] = {
+      {{"name", "byol step"}, {"step_ms", 1e3 * s}, {"images_per_s", batch / s}, {"loss", loss}}};
+  if (!json_path.empty()) {
+    try {
+      bench::write_json_atomically(json_path, result);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "byol_step_bench: %s\n", e.what());
+      return 1;
+    }
+  }
   return 0;
 }

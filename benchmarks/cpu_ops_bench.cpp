@@ -1,7 +1,7 @@
 // CPU op benchmark: the convolutions and batch norms of ResNet-18 with the CIFAR stem at batch 64,
 // each next to the Eigen GEMM of the same matrix sizes, plus the machine's measured FP32 peak.
 //
-//   build/benchmarks/cpu_ops_bench [batch=64] [repeats=5]
+//   build/benchmarks/cpu_ops_bench [batch=64] [repeats=5] [--json FILE]
 //
 // conv2d runs three ways: im2col + GEMM (engine/cpu/conv.cpp), oneDNN's direct convolutions, and oneDNN
 // with Winograd for the 3x3 stride-1 shapes (engine/cpu/conv_onednn.cpp, when the build has oneDNN); all
@@ -13,6 +13,9 @@
 // and comparing im2col with it tells what im2col, col2im and chunking cost. Times are medians over the
 // repeats after one warm-up; FLOPs count a multiply-add as two. The peak is measured with a register-
 // resident FMA loop on every OpenMP thread, so it reflects this machine's clocks, not a datasheet.
+// --json FILE writes every printed figure as one JSON object (benchmarks/bench_json.h), one row per line
+// of the tables: "gemm", "conv2d" (per shape: each pass's time and GFLOP/s per algorithm),
+// "conv2d_network" and "batch_norm".
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -26,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_json.h"
 #include "engine/cpu/cpu_backend.h"
 
 namespace {
@@ -112,6 +116,8 @@ int main(int argc, char** argv) {
   cli.add_option("repeats", repeats, "timed repeats per op (the median is reported)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  std::string json_path;
+  cli.add_option("--json", json_path, "also write the results to FILE as one JSON object")->type_name("FILE");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -123,11 +129,28 @@ int main(int argc, char** argv) {
               static_cast<long long>(N), repeats);
   const double peak = measured_peak_gflops();
   std::printf("measured FP32 peak (FMA loop, all threads): %.1f GFLOP/s\n\n", peak);
+  const bool onednn = byol::cpu::onednn_available();
+  byol::bench::Json result = byol::bench::result_header("cpu_ops_bench");
+  result["openmp_threads"] = omp_get_max_threads();
+  result["onednn"] = onednn;
+  result["peak_gflops"] = peak;
+  result["options"] = {{"batch", N}, {"repeats", repeats}};
+  byol::bench::Json& rows = result["rows"] = byol::bench::Json::array();
+  // A pass's figures under `prefix`: its time and rate, left out when it was not measured.
+  auto timed = [&](byol::bench::Json& row, const std::string& prefix, double seconds, double flops) {
+    if (seconds <= 0) return;
+    row[prefix + "_ms"] = 1e3 * seconds;
+    row[prefix + "_gflops"] = flops / seconds / 1e9;
+  };
 
   std::printf("Eigen SGEMM, square n x n x n\n");
   for (int n : {256, 512, 1024, 2048}) {
     RowMat a = RowMat::Random(n, n), b = RowMat::Random(n, n), c(n, n);
     const double s = median_seconds(repeats, [&] { c.noalias() = a * b; });
+    byol::bench::Json row = {{"table", "gemm"}, {"name", "sgemm " + std::to_string(n)}, {"n", n}};
+    timed(row, "median", s, 2.0 * n * n * n);
+    row["peak_percent"] = 100 * 2.0 * n * n * n / s / 1e9 / peak;
+    rows.push_back(row);
     std::printf("  n = %4d  %7.1f GFLOP/s  (%4.0f%% of peak)\n", n, 2.0 * n * n * n / s / 1e9,
                 100 * 2.0 * n * n * n / s / 1e9 / peak);
   }
@@ -143,7 +166,6 @@ int main(int argc, char** argv) {
 
   // Each shape through every CPU algorithm and the plain GEMM im2col reduces to, in one run. Winograd
   // applies to the 3x3 stride-1 shapes; elsewhere its column times the direct kernels again.
-  const bool onednn = byol::cpu::onednn_available();
   const byol::cpu::ConvAlgorithm saved = byol::cpu::conv_algorithm();
   std::printf(
       "\nconv2d (NHWC, KRSC), GFLOP/s: im2col | oneDNN direct | oneDNN Winograd | GEMM-equivalent of "
@@ -182,6 +204,28 @@ int main(int argc, char** argv) {
     double t_gemm[3] = {median_seconds(repeats, [&] { Y.noalias() = col * W.transpose(); }),
                         median_seconds(repeats, [&] { DCOL.noalias() = DY * W; }),
                         median_seconds(repeats, [&] { DW.noalias() = DY.transpose() * col; })};
+    byol::bench::Json row = {{"table", "conv2d"},
+                             {"name", s.name},
+                             {"uses", s.count},
+                             {"sizes",
+                              {{"N", N},
+                               {"H", g.H},
+                               {"W", g.W},
+                               {"C", g.C},
+                               {"K", g.K},
+                               {"R", g.R},
+                               {"S", g.S},
+                               {"stride", g.stride},
+                               {"pad", g.pad}}}};
+    const char* passes[] = {"forward", "backward_data", "backward_filter"};
+    for (int i = 0; i < 3; ++i) {
+      byol::bench::Json& pass = row[passes[i]] = byol::bench::Json::object();
+      timed(pass, "im2col", t_im2col[i], flops);
+      timed(pass, "onednn_direct", t_direct[i], flops);
+      timed(pass, "onednn_winograd", t_wino[i], flops);
+      timed(pass, "gemm_equivalent", t_gemm[i], flops);
+    }
+    rows.push_back(row);
     std::printf("  %-22s", s.name);
     auto rate = [&](double t) { return t > 0 ? flops / t / 1e9 : 0.0; };
     for (int i = 0; i < 3; ++i) {
@@ -203,7 +247,17 @@ int main(int argc, char** argv) {
       "per step\n",
       total_flops / im2col_time / 1e9, 100 * total_flops / im2col_time / 1e9 / peak,
       100 * gemm_time / im2col_time, total_flops / gemm_time / 1e9, im2col_time);
+  auto network_row = [&](const char* name, double seconds) {
+    byol::bench::Json row = {{"table", "conv2d_network"}, {"name", name}};
+    timed(row, "step", seconds, total_flops);
+    row["peak_percent"] = 100 * total_flops / seconds / 1e9 / peak;
+    rows.push_back(row);
+  };
+  network_row("im2col", im2col_time);
+  network_row("gemm_equivalent", gemm_time);
   if (onednn) {
+    network_row("onednn_direct", direct_time);
+    network_row("onednn_winograd", wino_time);
     std::printf("    oneDNN direct   %6.1f GFLOP/s (%3.0f%% of peak), %.3f s per step: %.2fx im2col\n",
                 total_flops / direct_time / 1e9, 100 * total_flops / direct_time / 1e9 / peak, direct_time,
                 im2col_time / direct_time);
@@ -215,6 +269,7 @@ int main(int argc, char** argv) {
     std::printf(
         "  oneDNN's implementations with Winograd on (forward / backward data / backward weights):\n");
     for (const std::string& line : impls) std::printf("    %s\n", line.c_str());
+    result["onednn_implementations"] = impls;
   }
   std::printf("  (per step of batch %lld: one forward and both backwards of each convolution, once)\n",
               static_cast<long long>(N));
@@ -246,6 +301,26 @@ int main(int argc, char** argv) {
         static_cast<long long>(N), static_cast<long long>(hw), static_cast<long long>(hw),
         static_cast<long long>(c), bytes / 1e6, copy, 3 * bytes / tf / 1e9, 100 * 3 * bytes / tf / 1e9 / copy,
         5 * bytes / tb / 1e9, 100 * 5 * bytes / tb / 1e9 / copy);
+    rows.push_back({{"table", "batch_norm"},
+                    {"name", "batch_norm [" + std::to_string(N) + ", " + std::to_string(hw) + ", " +
+                                 std::to_string(hw) + ", " + std::to_string(c) + "]"},
+                    {"sizes", {{"N", N}, {"H", hw}, {"W", hw}, {"C", c}}},
+                    {"megabytes", bytes / 1e6},
+                    {"copy_gb_s", copy},
+                    {"forward_ms", 1e3 * tf},
+                    {"forward_gb_s", 3 * bytes / tf / 1e9},
+                    {"forward_copy_percent", 100 * 3 * bytes / tf / 1e9 / copy},
+                    {"backward_ms", 1e3 * tb},
+                    {"backward_gb_s", 5 * bytes / tb / 1e9},
+                    {"backward_copy_percent", 100 * 5 * bytes / tb / 1e9 / copy}});
+  }
+  if (!json_path.empty()) {
+    try {
+      byol::bench::write_json_atomically(json_path, result);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cpu_ops_bench: %s\n", e.what());
+      return 1;
+    }
   }
   return 0;
 }

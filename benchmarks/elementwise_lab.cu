@@ -4,10 +4,10 @@
 // (Tensor::to(DType)) or a CPU loop, then timed at ResNet-50 sizes.
 //
 //   build: cmake --build build-cuda --target elementwise_lab
-//   run:   build-cuda/benchmarks/elementwise_lab     (elementwise ops and casts on a [128, 56, 56, 256]
-//          activation, the sum over 35e6 floats (ResNet-50 + BYOL's heads), column_sums and add_row_bias
-//          on [4096, 4096], max pool 3x3/2 pad 1 on [128, 112, 112, 64], global average pool on
-//          [128, 7, 7, 2048]; all float32)
+//   run:   build-cuda/benchmarks/elementwise_lab [--json FILE]
+//          (elementwise ops and casts on a [128, 56, 56, 256] activation, the sum over 35e6 floats
+//          (ResNet-50 + BYOL's heads), column_sums and add_row_bias on [4096, 4096], max pool 3x3/2 pad 1
+//          on [128, 112, 112, 64], global average pool on [128, 7, 7, 2048]; all float32)
 //
 // Versions:
 //   1. shipping: one grid-stride launch per op, scalar loads/stores, one thread per output element (pool
@@ -200,8 +200,12 @@ struct Check {
     for (int64_t i = n; i < n + kTail; ++i) tail += bits(got[i]) != bits(poison<T>());
   }
 
-  bool report() const {
+  bool report(lab::Report& report) const {
     const bool ok = tail == 0 && (bitwise ? not_bitwise == 0 : beyond == 0);
+    lab::Json figures = {{"bitwise", bitwise}, {"cases", cases}, {"not_bitwise", not_bitwise}};
+    if (!bitwise) figures.update({{"max_error_of_tolerance", worst}, {"beyond_tolerance", beyond}});
+    figures["tail_written"] = tail;
+    report.validated(name, ok, figures);
     if (bitwise) {
       std::printf(
           "validation vs CPU: %-28s %3lld cases, bitwise: %lld differ, %lld tail elements written: %s\n",
@@ -225,12 +229,12 @@ struct Checks {
       avg_pool_forward{"global_avg_pool_forward", false}, avg_pool_backward{"global_avg_pool_backward", true},
       cast{"cast (f32, f64, bf16 pairs)", true};
 
-  bool report() const {
+  bool report(lab::Report& report) const {
     bool ok = true;
     for (const Check* c :
          {&relu_forward, &relu_backward, &add, &add_inplace, &scale, &fill, &sum, &column_sums, &add_row_bias,
           &max_pool_forward, &max_pool_backward, &avg_pool_forward, &avg_pool_backward, &cast})
-      ok = c->report() && ok;
+      ok = c->report(report) && ok;
     return ok;
   }
 };
@@ -428,7 +432,7 @@ void validate_casts(Check& c, std::mt19937_64& gen) {
   }
 }
 
-bool validate() {
+bool validate(lab::Report& report) {
   std::mt19937_64 gen(0);
   Checks c;
   validate_elementwise<float>(c, gen);
@@ -440,7 +444,7 @@ bool validate() {
   }
   kernels::force_64bit_pool_indices(false);
   validate_casts(c.cast, gen);
-  return c.report();
+  return c.report(report);
 }
 
 std::string with_n(const char* op, int64_t n) {
@@ -451,17 +455,21 @@ std::string with_n(const char* op, int64_t n) {
 
 }  // namespace
 
-int run() {
+int run(lab::Report& report, const std::vector<int64_t>&) {
+  report.options = {{"elementwise_n", kAct},
+                    {"sum_n", kSum},
+                    {"matrix", {kRows, kCols}},
+                    {"max_pool_nhwc", {kPoolN, kPoolH, kPoolW, kPoolC}},
+                    {"global_avg_pool_nhwc", {kGapN, 7, 7, kGapC}}};
   std::printf(
       "elementwise_lab: elementwise ops and casts on n = %lld floats ([128, 56, 56, 256]), sum over %lld, "
       "column_sums and add_row_bias on [%lld, %lld], max pool 3x3/2 pad 1 on [%lld, %lld, %lld, %lld], "
       "global average pool on [%lld, 7, 7, %lld]\n",
       (long long)kAct, (long long)kSum, (long long)kRows, (long long)kCols, (long long)kPoolN,
       (long long)kPoolH, (long long)kPoolW, (long long)kPoolC, (long long)kGapN, (long long)kGapC);
-  if (!validate()) return 1;
+  if (!validate(report)) return 1;
 
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   const Device gpu = Device::cuda();
   cudaStream_t s = cuda::compute_stream();
   std::mt19937_64 gen(1);
@@ -476,7 +484,7 @@ int run() {
   float *y = ya.data<float>(), *z = yb.data<float>();
   const double f = sizeof(float), n = static_cast<double>(kAct);
   auto timed = [&](const std::string& name, const std::function<void()>& fn, double bytes) {
-    cuda::print_timing(name.c_str(), cuda::time_on_compute_stream(fn), bytes, copy_gbs);
+    report.timing(name, cuda::time_on_compute_stream(fn), bytes);
   };
 
   timed(
@@ -541,6 +549,7 @@ int run() {
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(argc, argv, "elementwise_lab   (fixed ResNet-50 sizes; see the file header)",
-                             [&] { return run(); });
+  return lab::lab_main(argc, argv, "elementwise_lab",
+                       "elementwise_lab [--json FILE]   (fixed ResNet-50 sizes; see the file header)", {0},
+                       run);
 }

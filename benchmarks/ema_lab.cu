@@ -2,15 +2,17 @@
 // kernels/ema.cu, validated against the CPU (byol::ema_update_target), then timed.
 //
 //   build: cmake --build build-cuda --target ema_lab
-//   run:   build-cuda/benchmarks/ema_lab [n]     (default 28e6 floats: ResNet-50 + projector)
+//   run:   build-cuda/benchmarks/ema_lab [n] [--json FILE]     (default 28e6 floats: ResNet-50 + projector)
 //
 // Versions:
 //   1. shipping: in place, one launch, float4 loads/stores (scalar for unaligned buffers).
 // Bytes counted: reads target and online, writes target (3 n floats).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <vector>
 
 #include "benchmarks/lab_main.h"
 #include "byol/learner.h"
@@ -20,29 +22,34 @@
 
 using namespace byol;
 
-int run(int argc, char** argv) {
-  const int64_t n = argc > 1 ? std::atoll(argv[1]) : 28000000;
+int run(lab::Report& report, const std::vector<int64_t>& sizes) {
+  const int64_t n = sizes.empty() ? 28000000 : sizes[0];
+  report.options = {{"n", n}};
   std::printf("ema_lab: n = %lld floats\n", (long long)n);
   std::mt19937_64 gen(0);
   const Tensor target = Tensor::randn({n}, gen), online = Tensor::randn({n}, gen);
   Tensor t_cpu = target.clone(), t_gpu = target.to(Device::cuda()), o_gpu = online.to(Device::cuda());
   ema_update_target(t_cpu, online, 0.996);
   ema_update_target(t_gpu, o_gpu, 0.996);
-  const bool ok = t_gpu.to_vector<float>() == t_cpu.to_vector<float>();
+  const std::vector<float> got = t_gpu.to_vector<float>(), want = t_cpu.to_vector<float>();
+  const bool ok = got == want;
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(double(got[i]) - want[i]));
+  report.validated("ema_update", ok, {{"bitwise", true}, {"max_abs_error", worst}});
   std::printf("validation vs CPU: %s (bitwise: one formula, float on both sides)\n", ok ? "OK" : "FAILED");
   if (!ok) return 1;
 
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   auto run = [&] {
     kernels::ema_update(t_gpu.data<float>(), o_gpu.data<float>(), n, 0.996, cuda::compute_stream());
   };
-  cuda::print_timing("v1 ema (float4, in place)", cuda::time_on_compute_stream(run),
-                     3.0 * static_cast<double>(n) * sizeof(float), copy_gbs);
+  report.timing("v1 ema (float4, in place)", cuda::time_on_compute_stream(run),
+                3.0 * static_cast<double>(n) * sizeof(float));
   return 0;
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(argc, argv, "ema_lab [n]   (default 28e6 floats: ResNet-50 + projector)",
-                             [&] { return run(argc, argv); });
+  return lab::lab_main(argc, argv, "ema_lab",
+                       "ema_lab [n] [--json FILE]   (default 28e6 floats: ResNet-50 + projector)", {0, 1},
+                       run);
 }

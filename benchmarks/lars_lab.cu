@@ -2,7 +2,8 @@
 // validated against the CPU optimizer (byol::Lars), then timed.
 //
 //   build: cmake --build build-cuda --target lars_lab
-//   run:   build-cuda/benchmarks/lars_lab [depth]     (default 50: ResNet-50's 161 tensors, 23.5e6 floats)
+//   run:   build-cuda/benchmarks/lars_lab [depth] [--json FILE]
+//          (default 50: ResNet-50's 161 tensors, 23.5e6 floats)
 //
 // Versions:
 //   1. (2026-11, replaced) per-tensor sums (w.w, g.g, w.g) in double by one CUB segmented reduction (one
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <vector>
 
 #include "benchmarks/lab_main.h"
 #include "byol/optimizers.h"
@@ -27,15 +29,16 @@
 
 using namespace byol;
 
-int run(int argc, char** argv) {
+int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   models::ResNetConfig cfg;
-  cfg.depth = argc > 1 ? std::atoi(argv[1]) : 50;
+  cfg.depth = sizes.empty() ? 50 : static_cast<int>(sizes[0]);
   models::ParamRegistry reg;
   models::ResNet net(reg, "encoder.", cfg);
   reg.finalize(true);
   std::mt19937_64 gen(0);
   reg.initialize(gen);
   const int64_t n = reg.params().numel();
+  report.options = {{"depth", cfg.depth}, {"tensors", reg.param_entries().size()}, {"n", n}};
   std::printf("lars_lab: ResNet-%d, %zu tensors, %lld floats\n", cfg.depth, reg.param_entries().size(),
               (long long)n);
   reg.grads().copy_(Tensor::randn({n}, gen, DType::f32, 0.0, 1e-3));
@@ -68,12 +71,14 @@ int run(int argc, char** argv) {
     nn += double(wc[i]) * wc[i];
   }
   const bool ok = worst < 1e-6 && std::sqrt(d / nn) < 1e-6;
+  report.validated("trust ratios", worst < 1e-6, {{"max_rel_error", worst}, {"tolerance", 1e-6}});
+  report.validated("parameters", std::sqrt(d / nn) < 1e-6,
+                   {{"rel_l2_error", std::sqrt(d / nn)}, {"tolerance", 1e-6}});
   std::printf("validation vs CPU: trust ratios %.2e, parameters %.2e (tolerance 1e-6): %s\n", worst,
               std::sqrt(d / nn), ok ? "OK" : "FAILED");
   if (!ok) return 1;
 
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   // Timed as byol::Lars runs it: the segment table packed and uploaded once, outside the loop.
   const kernels::LarsTable packed = kernels::lars_pack_segments(seg, n);
   Tensor table_host = Tensor::empty({static_cast<int64_t>(packed.bytes.size())}, DType::u8);
@@ -85,12 +90,12 @@ int run(int argc, char** argv) {
     kernels::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), table.data<uint8_t>(),
                        packed.segments, packed.chunks, hyper, nullptr, cuda::compute_stream());
   };
-  cuda::print_timing("v2 lars (chunked sums, trust, chunked update)", cuda::time_on_compute_stream(run),
-                     7.0 * static_cast<double>(n) * sizeof(float), copy_gbs);
+  report.timing("v2 lars (chunked sums, trust, chunked update)", cuda::time_on_compute_stream(run),
+                7.0 * static_cast<double>(n) * sizeof(float), {{"chunks", packed.chunks}});
   return 0;
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(argc, argv, "lars_lab [depth]   (default 50: ResNet-50's 161 tensors)",
-                             [&] { return run(argc, argv); });
+  return lab::lab_main(argc, argv, "lars_lab",
+                       "lars_lab [depth] [--json FILE]   (default 50: ResNet-50's 161 tensors)", {0, 1}, run);
 }

@@ -3,8 +3,8 @@
 // (ops::count_top1_correct), then timed.
 //
 //   build: cmake --build build-cuda --target metrics_lab
-//   run:   build-cuda/benchmarks/metrics_lab [N K]     (default [256, 10]: a CIFAR-10 batch, then
-//          [4096, 1000]: an ImageNet per-GPU batch)
+//   run:   build-cuda/benchmarks/metrics_lab [N K] [--json FILE]
+//          (default [256, 10]: a CIFAR-10 batch, then [4096, 1000]: an ImageNet per-GPU batch)
 //
 // Versions:
 //   1. shipping: one block, one thread per row (a serial argmax over K), a fixed-order shared-memory sum.
@@ -17,9 +17,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -44,7 +44,7 @@ double gpu_count(const Tensor& logits, const Tensor& labels, int64_t N, int64_t 
   return count.item();
 }
 
-bool validate() {
+bool validate(lab::Report& report) {
   std::mt19937_64 gen(0);
   const Device gpu = Device::cuda();
   bool ok = true;
@@ -79,6 +79,10 @@ bool validate() {
         (long long)N, (long long)K, (long long)expected, op, g64, g32, (long long)ties,
         same ? "" : "  MISMATCH");
     ok = ok && same;
+    const double want = double(expected);
+    const double e = std::max({std::abs(op - want), std::abs(g64 - want), std::abs(g32 - want)});
+    report.validated("[" + std::to_string(N) + ", " + std::to_string(K) + "]", same,
+                     {{"N", N}, {"K", K}, {"exact", true}, {"max_count_error", e}});
   }
   std::printf("validation vs CPU: counts exact, i64 and i32 labels: %s\n", ok ? "OK" : "FAILED");
   return ok;
@@ -86,17 +90,16 @@ bool validate() {
 
 }  // namespace
 
-int run(int argc, char** argv) {
-  const std::vector<Shape2> shapes = argc > 2
-                                         ? std::vector<Shape2>{{std::atoll(argv[1]), std::atoll(argv[2])}}
-                                         : std::vector<Shape2>{{256, 10}, {4096, 1000}};
+int run(lab::Report& report, const std::vector<int64_t>& sizes) {
+  const std::vector<Shape2> shapes = sizes.empty() ? std::vector<Shape2>{{256, 10}, {4096, 1000}}
+                                                   : std::vector<Shape2>{{sizes[0], sizes[1]}};
+  for (const auto& [N, K] : shapes) report.options["shapes"].push_back({{"N", N}, {"K", K}});
   std::printf("metrics_lab: count_top1_correct on");
   for (const auto& [N, K] : shapes) std::printf(" [%lld, %lld]", (long long)N, (long long)K);
   std::printf(" logits, i64 labels\n");
-  if (!validate()) return 1;
+  if (!validate(report)) return 1;
 
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   const Device gpu = Device::cuda();
   cudaStream_t s = cuda::compute_stream();
   std::mt19937_64 gen(1);
@@ -112,13 +115,14 @@ int run(int argc, char** argv) {
     };
     char name[64];
     std::snprintf(name, sizeof name, "v1 top1 [%lld, %lld]", (long long)N, (long long)K);
-    cuda::print_timing(name, cuda::time_on_compute_stream(top1), static_cast<double>(N * K) * sizeof(float),
-                       copy_gbs);
+    report.timing(name, cuda::time_on_compute_stream(top1), static_cast<double>(N * K) * sizeof(float),
+                  {{"N", N}, {"K", K}});
   }
   return 0;
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(argc, argv, "metrics_lab [N K]   (default [256, 10], then [4096, 1000])",
-                             [&] { return run(argc, argv); });
+  return lab::lab_main(argc, argv, "metrics_lab",
+                       "metrics_lab [N K] [--json FILE]   (default [256, 10], then [4096, 1000])", {0, 2},
+                       run);
 }

@@ -3,8 +3,8 @@
 // (math::adamw_update, math::sgd_update of kernels/math/optimizer_math.h), then timed.
 //
 //   build: cmake --build build-cuda --target optimizers_lab
-//   run:   build-cuda/benchmarks/optimizers_lab [n]     (default 35e6 floats: ResNet-50 + BYOL's projector
-//          and predictor, then 11e6: ResNet-18)
+//   run:   build-cuda/benchmarks/optimizers_lab [n] [--json FILE]
+//          (default 35e6 floats: ResNet-50 + BYOL's projector and predictor, then 11e6: ResNet-18)
 //
 // Versions:
 //   1. shipping: one grid-stride launch per step, scalar loads/stores, hyper-parameters by value.
@@ -20,7 +20,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -87,8 +86,13 @@ struct Check {
     for (int64_t i = n; i < n + kTail; ++i) tail += std::bit_cast<uint32_t>(got[i]) != kPoison;
   }
 
-  bool report(const char* name) const {
+  bool report(lab::Report& report, const char* name) const {
     const bool ok = worst < kTolerance && unchanged == 0 && tail == 0;
+    report.validated(name, ok,
+                     {{"max_rel_error", worst},
+                      {"tolerance", kTolerance},
+                      {"unchanged", unchanged},
+                      {"tail_written", tail}});
     std::printf(
         "validation vs CPU: %-14s %.2e (tolerance %.0e), %lld unchanged, %lld tail floats written: %s\n",
         name, worst, kTolerance, (long long)unchanged, (long long)tail, ok ? "OK" : "FAILED");
@@ -96,7 +100,7 @@ struct Check {
   }
 };
 
-bool validate() {
+bool validate(lab::Report& report) {
   std::mt19937_64 gen(0);
   Check adamw, sgd, nesterov;
   for (const int64_t n : {0, 1, 3, 5, 1001, 4099, 4194319}) {
@@ -130,22 +134,22 @@ bool validate() {
       c.compare(dm, m, m0, n);
     }
   }
-  const bool a = adamw.report("adamw"), b = sgd.report("sgd"), c = nesterov.report("sgd nesterov");
+  const bool a = adamw.report(report, "adamw"), b = sgd.report(report, "sgd"),
+             c = nesterov.report(report, "sgd nesterov");
   return a && b && c;
 }
 
 }  // namespace
 
-int run(int argc, char** argv) {
-  const std::vector<int64_t> sizes =
-      argc > 1 ? std::vector<int64_t>{std::atoll(argv[1])} : std::vector<int64_t>{35000000, 11000000};
+int run(lab::Report& report, const std::vector<int64_t>& given) {
+  const std::vector<int64_t> sizes = given.empty() ? std::vector<int64_t>{35000000, 11000000} : given;
+  report.options = {{"n", sizes}};
   std::printf("optimizers_lab: n =");
   for (const int64_t n : sizes) std::printf(" %lld", (long long)n);
   std::printf(" floats\n");
-  if (!validate()) return 1;
+  if (!validate(report)) return 1;
 
-  const double copy_gbs = cuda::device_copy_bandwidth_gbs();
-  std::printf("device-to-device copy: %.1f GB/s\n", copy_gbs);
+  report.measure_copy_bandwidth();
   const Device gpu = Device::cuda();
   cudaStream_t s = cuda::compute_stream();
   std::mt19937_64 gen(1);
@@ -163,16 +167,16 @@ int run(int argc, char** argv) {
     const double floats = static_cast<double>(n) * sizeof(float);
     char name[64];
     std::snprintf(name, sizeof name, "v1 adamw (n = %.1fM)", n / 1e6);
-    cuda::print_timing(name, cuda::time_on_compute_stream(adamw), 7 * floats, copy_gbs);
+    report.timing(name, cuda::time_on_compute_stream(adamw), 7 * floats, {{"n", n}});
     std::snprintf(name, sizeof name, "v1 sgd momentum (n = %.1fM)", n / 1e6);
-    cuda::print_timing(name, cuda::time_on_compute_stream([&] { sgd(false); }), 5 * floats, copy_gbs);
+    report.timing(name, cuda::time_on_compute_stream([&] { sgd(false); }), 5 * floats, {{"n", n}});
     std::snprintf(name, sizeof name, "v1 sgd nesterov (n = %.1fM)", n / 1e6);
-    cuda::print_timing(name, cuda::time_on_compute_stream([&] { sgd(true); }), 5 * floats, copy_gbs);
+    report.timing(name, cuda::time_on_compute_stream([&] { sgd(true); }), 5 * floats, {{"n", n}});
   }
   return 0;
 }
 
 int main(int argc, char** argv) {
-  return byol::lab::lab_main(argc, argv, "optimizers_lab [n]   (default 35e6 floats)",
-                             [&] { return run(argc, argv); });
+  return lab::lab_main(argc, argv, "optimizers_lab",
+                       "optimizers_lab [n] [--json FILE]   (default 35e6 floats, then 11e6)", {0, 1}, run);
 }
