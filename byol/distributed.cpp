@@ -26,6 +26,7 @@ DataParallel::DataParallel(Learner& learner, comm::Communicator& comm, DataParal
     buckets_.back().begin = 0;
   }
   if (comm.world_size() > 1) {
+    // [byol:sync-bn]
     if (opt.sync_bn) learner.bn_all_reduce = [&comm](Tensor& sums) { comm.all_reduce_sum(sums); };
     learner.grad_sync = this;
   }
@@ -81,6 +82,7 @@ void DataParallel::begin() {
     b.remaining = b.params;
     b.request.reset();
   }
+  // [byol:allreduce]
   previous_hook_ = set_leaf_ready_hook([this](const TensorImpl& leaf) {
     auto it = bucket_of_.find(&leaf);
     if (it == bucket_of_.end()) return;

@@ -205,6 +205,7 @@ CollapseStats collapse_stats(const Tensor& x_in) {
   return out;
 }
 
+// [byol:knn]
 ClassifyResult knn_classify(const Features& train, const Features& test, const KnnOptions& options) {
   check_features(train, "knn_classify: training set");
   check_features(test, "knn_classify: test set");

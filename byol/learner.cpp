@@ -8,6 +8,7 @@
 
 namespace byol {
 
+// [byol:networks]
 ByolNetworks::ByolNetworks(const NetworkConfig& cfg) : cfg_(cfg) {
   BYOL_CHECK(cfg.projector_hidden > 0 && cfg.projection_dim > 0 && cfg.predictor_hidden > 0,
              "BYOL networks: projector/predictor sizes must be positive");
@@ -29,12 +30,14 @@ ByolNetworks::ByolNetworks(const NetworkConfig& cfg) : cfg_(cfg) {
                "BYOL networks: target layout diverges from the online layout at '", tg[i].name, "'");
 }
 
+// [byol:target-init]
 void ByolNetworks::initialize(std::mt19937_64& gen, bool copy_online_to_target) {
   online.initialize(gen);
   target.initialize(gen);
   if (copy_online_to_target) target.params().copy_(online.params().slice_rows(0, target_extent()));
 }
 
+// [byol:ema-pass]
 void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau) {
   BYOL_CHECK(target_params.numel() <= online_params.numel(), "EMA: the target (", target_params.describe(),
              ") is larger than the online buffer (", online_params.describe(), ")");
@@ -130,10 +133,13 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   if (views_in_one_pass()) {
     // [view1; view2] along the batch, batch norm in two groups: statistics per view exactly as two passes
     // (running statistics updated view 1, then view 2), one all-reduce per BN layer for both views.
+    // [byol:bn-groups]
     const models::ForwardContext ctx{true, bn_all_reduce, /*bn_groups=*/2};
     const Tensor views = ops::concat({view1, view2});
+    // [byol:online]
     const Tensor y = nets.online_encoder->forward(views, ctx);
     const Tensor p = nets.predictor->forward(nets.online_projector->forward(y, ctx), ctx);
+    // [byol:stop-gradient]
     Tensor t;
     {
       NoGradGuard no_grad;
@@ -152,7 +158,9 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     t1 = nets.target_projector->forward(nets.target_encoder->forward(view1, ctx), ctx);
     t2 = nets.target_projector->forward(nets.target_encoder->forward(view2, ctx), ctx);
   }
+  // [byol:loss-symmetric]
   Tensor loss = ops::byol_loss(p1, t2, p2, t1);
+  // [byol:backward]
   if (grad_sync) grad_sync->begin();
   loss.backward();
   if (grad_sync) grad_sync->finish();
@@ -164,9 +172,11 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
   m.values = Tensor::zeros({3}, DType::f32, device);
   m.values.window(0, {}).copy_(loss.detach());
+  // [byol:update]
   lars.step(m.lr);
   ema_update_target(nets.target.params(), nets.online.params(), m.tau);
 
+  // [byol:probe]
   if (with_probe) {
     probe_params.grads().zero_();
     Tensor logits = probe->forward(y1.detach());

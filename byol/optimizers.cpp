@@ -81,6 +81,7 @@ void Lars::step(double lr) {
     float* m = m_all + e.offset;
     const int64_t n = e.numel();
     const double wd = (e.tags & models::kNoWeightDecay) ? 0.0 : opt_.weight_decay;
+    // [byol:lars-trust]
     double trust = 1.0;
     if (!(e.tags & models::kNoLarsAdapt)) {
       double ww = 0, uu = 0;

@@ -17,6 +17,7 @@ double cosine_decay(int64_t step, int64_t steps) {
 }
 }  // namespace
 
+// [byol:lr]
 double scaled_learning_rate(double base_lr, int64_t batch_size) {
   BYOL_CHECK(batch_size > 0, "learning rate: batch size must be positive, got ", batch_size);
   return base_lr * static_cast<double>(batch_size) / 256.0;
@@ -30,12 +31,14 @@ double learning_rate_at(int64_t step, int64_t total_steps, int64_t warmup_steps,
   return scaled_lr * cosine_decay(step - warmup_steps, total_steps - warmup_steps);
 }
 
+// [byol:tau]
 double tau_at(int64_t step, int64_t total_steps, double tau_base) {
   BYOL_CHECK(total_steps > 0, "tau: total_steps must be positive, got ", total_steps);
   BYOL_CHECK(tau_base >= 0 && tau_base <= 1, "tau: tau_base must be in [0, 1], got ", tau_base);
   return 1.0 - (1.0 - tau_base) * cosine_decay(step, total_steps);
 }
 
+// [byol:presets]
 const Preset& preset_for_epochs(int epochs) {
   static const Preset presets[] = {
       {40, 0.45, 1e-6, 0.97},

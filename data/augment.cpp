@@ -13,6 +13,7 @@ namespace byol::data {
 
 // --- options -------------------------------------------------------------------------------------------
 
+// [byol:views]
 ViewOptions ViewOptions::byol_view1() {
   ViewOptions o;
   o.blur_p = 1.0;

@@ -7,6 +7,7 @@
 // buffer, while the layers see ordinary named tensors (llm.c's idea).
 //
 // Names follow torchvision (`conv1.weight`, `layer1.0.bn2.running_var`) below the registry's prefix.
+// [byol:lars-exclusions]
 // Tags, not names, say what LARS leaves alone: biases and BN scale/shift carry kNoWeightDecay and
 // kNoLarsAdapt. Views start at multiples of kAlign elements (64 bytes) so vector kernels can assume
 // aligned tensor starts; the gaps between views stay zero.

@@ -161,6 +161,7 @@ RowDots row_dots(const T* p, const T* z, int64_t D) {
 
 }  // namespace
 
+// [byol:loss] The BYOL loss of one batch: mean over rows of (2 - 2 cos(p1, z2)) + (2 - 2 cos(p2, z1)).
 template <class T>
 double byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64_t N, int64_t D) {
   double total = 0;

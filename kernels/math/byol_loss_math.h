@@ -32,6 +32,7 @@ BYOL_HD T l2_normalize_backward(T dy, T y, T inv_norm, T y_dot_dy, bool clamped)
   return inv_norm * (dy - (clamped ? T(0) : y * y_dot_dy));
 }
 
+// [byol:loss-grad]
 // Coefficients of the loss gradient for one row: dL/dp_k = a_p * z_k + b_p * p_k and
 // dL/dz_k = a_z * p_k + b_z * z_k, for the row term 2 - 2 cos(p, z) scaled by g.
 struct CosineGrad {

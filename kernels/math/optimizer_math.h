@@ -20,6 +20,7 @@ BYOL_HD T fused_multiply_add(T a, T b, T c) {
 #endif
 }
 
+// [byol:ema]
 // Target EMA (BYOL eq. 1 of sec. 3.1): target <- tau * target + (1 - tau) * online, written as a lerp
 // from target toward online with weight w = 1 - tau. As in ATen's lerp, the formula is chosen by
 // |w| < 0.5 so that it stays exact at both ends (tau near 1 is the case that matters here). The
@@ -31,6 +32,7 @@ BYOL_HD T ema_update(T target, T online, T tau) {
   return w < T(0.5) ? fused_multiply_add(w, diff, target) : fused_multiply_add(-diff, T(1) - w, online);
 }
 
+// [byol:lars]
 // LARS (You et al. 2017) as the official BYOL code chains it, per element of one tensor:
 //   g' = g + wd * w                       (wd = 0 for tensors tagged no-weight-decay)
 //   u  = trust * g',  trust = eta * |w| / |g'|  (1 if either norm is 0, or tagged no-adapt)
