@@ -683,7 +683,7 @@ step_labs() {
     log="$logs/$lab.log"
     need_exe labs "lab $lab" "$exe" || continue
     t0=$SECONDS
-    run_cmd "$root" "$log" 60 "$exe"
+    run_cmd "$root" "$log" 60 "$exe" --json "$logs/$lab.json"  # the figures as JSON too (in logs.tgz)
     rc=$?
     dry_skip labs "lab $lab" && continue
     conclude labs "lab $lab" "$rc" "$log" \
@@ -709,7 +709,7 @@ step_bench() {
     need_exe bench "step $name (byol.cpp)" "$bench" || continue
     log="$logs/step_$name.log"
     # shellcheck disable=SC2086  # the argument lists above are word lists
-    run_cmd "$root" "$log" 180 "$bench" $ours --device cuda
+    run_cmd "$root" "$log" 180 "$bench" $ours --device cuda --json "$logs/step_$name.json"
     rc=$?
     if ! dry_skip bench "step $name (byol.cpp)"; then
       conclude bench "step $name (byol.cpp)" "$rc" "$log" "$(tail -1 "$log")" INFO
