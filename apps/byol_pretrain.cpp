@@ -138,17 +138,21 @@ double unix_time() {
 
 // metrics.jsonl's keys as TensorBoard tags: the part before '/' is the section TensorBoard groups them in.
 std::string tensorboard_tag(const std::string& key) {
-  static const std::pair<const char*, const char*> tags[] = {{"loss", "train/loss"},
-                                                             {"lr", "train/lr"},
-                                                             {"tau", "train/tau"},
-                                                             {"epoch", "train/epoch"},
-                                                             {"images_per_s", "train/images_per_s"},
-                                                             {"probe_loss", "probe/loss"},
-                                                             {"probe_top1", "probe/top1"},
-                                                             {"knn_top1", "knn/top1"},
-                                                             {"feature_rank", "collapse/feature_rank"},
-                                                             {"projection_rank", "collapse/projection_rank"},
-                                                             {"projection_std", "collapse/projection_std"}};
+  static const std::pair<const char*, const char*> tags[] = {
+      {"loss", "train/loss"},
+      {"lr", "train/lr"},
+      {"tau", "train/tau"},
+      {"epoch", "train/epoch"},
+      {"images_per_s", "train/images_per_s"},
+      {"probe_loss", "probe/loss"},
+      {"probe_top1", "probe/top1"},
+      {"knn_top1", "knn/top1"},
+      {"feature_rank", "collapse/feature_rank"},
+      {"projection_rank", "collapse/projection_rank"},
+      {"projection_std", "collapse/projection_std"},
+      {"train_projection_std", "collapse/train_projection_std"},
+      {"train_projection_rank", "collapse/train_projection_rank"},
+      {"online_target_cos", "collapse/online_target_cos"}};
   for (const auto& [k, tag] : tags)
     if (key == k) return tag;
   return key;
@@ -314,6 +318,8 @@ int run(int argc, char** argv) {
   train.probe_lr = cfg.probe_lr;
   train.seed = cfg.seed;
   train.copy_target_init = cfg.target_init == "copy";
+  train.predictor = cfg.predictor;
+  train.target_network = cfg.target_network;
   Learner learner(network_config(cfg), train);
   learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
   DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});
@@ -532,12 +538,15 @@ int run(int argc, char** argv) {
                                               "knn_top1",
                                               "feature_rank",
                                               "projection_rank",
-                                              "projection_std"};
+                                              "projection_std",
+                                              "train_projection_std",
+                                              "train_projection_rank",
+                                              "online_target_cos"};
     std::string csv;
     for (size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + columns[c];
     csv += "\n";
     for (const auto& j : history) {
-      if (!j.contains("step") || j.contains("skipped_image")) continue;
+      if (!j.contains("step") || j.contains("skipped_image") || j.contains("collapse_warning")) continue;
       const double s = j["step"].get<double>();
       const auto add = [&](apps::Series& series, const char* key) {
         if (j.contains(key) && j[key].is_number()) series.points.emplace_back(s, j[key].get<double>());
@@ -575,6 +584,31 @@ int run(int argc, char** argv) {
     comm->barrier();
   };
   const apps::ProgressStyle style = apps::progress_style();
+  // Collapse: after the warmup, the spread of the normalised online projections (batch norm in training
+  // mode) below 30 % of a healthy one (1/sqrt(d): directions spread over the sphere) at three log points in
+  // a row. BYOL keeps it near 80 %; without predictor and target network it falls below 25 % within 40
+  // steps of a small synthetic run (tests/apps/pretrain_collapse.sh). Said once, on stderr and in
+  // metrics.jsonl.
+  const double healthy_std = 1.0 / std::sqrt(static_cast<double>(learner.nets.config().projection_dim));
+  int64_t low_since = -1, low_points = 0;
+  bool collapse_reported = false;
+  auto watch_collapse = [&](int64_t step, double projection_std) {
+    if (step <= train.warmup_steps || !(projection_std < 0.3 * healthy_std)) {
+      low_since = -1, low_points = 0;
+      return;
+    }
+    if (low_since < 0) low_since = step;
+    if (++low_points < 3 || collapse_reported) return;
+    collapse_reported = true;
+    std::fprintf(stderr,
+                 "%swarning: the representation is collapsing: since step %lld the normalised projections' "
+                 "standard deviation per dimension is %.2g, against about %.3f (1/sqrt(%lld)) when healthy; "
+                 "the online and target outputs agree whatever the image (online-target cosine near 1)\n",
+                 apps::progress_break(style), static_cast<long long>(low_since), projection_std, healthy_std,
+                 static_cast<long long>(learner.nets.config().projection_dim));
+    log({{"step", step},
+         {"collapse_warning", {{"since_step", low_since}, {"projection_std", projection_std}}}});
+  };
   auto run_knn = [&](int64_t step) {
     if (!knn) return;
     const auto t0 = std::chrono::steady_clock::now();
@@ -645,6 +679,11 @@ int run(int argc, char** argv) {
         last_ips = window_images / std::max(1e-9, std::chrono::duration<double>(now - t_window).count());
         t_window = now;
         window_images = 0;
+        // The collapse monitor (docs/byol.md, section 7): the spread of this step's online projections (view
+        // 1 of rank 0's batch, batch norm in training mode), and the mean online-target cosine: each of the
+        // loss's two terms is 2 - 2 cos, so it is 1 - loss / 4.
+        const eval::CollapseStats cs =
+            root ? eval::collapse_stats(learner.last_projections()) : eval::CollapseStats{};
         log({{"step", step},
              {"epoch", static_cast<double>(step) / per_epoch},
              {"loss", loss},
@@ -652,7 +691,11 @@ int run(int argc, char** argv) {
              {"tau", m.tau},
              {"probe_loss", v.probe_loss},
              {"probe_top1", probe},
-             {"images_per_s", last_ips}});
+             {"images_per_s", last_ips},
+             {"train_projection_std", cs.normalized_std},
+             {"train_projection_rank", cs.effective_rank},
+             {"online_target_cos", 1 - loss / 4}});
+        if (root) watch_collapse(step, cs.normalized_std);
         if (root) {
           const double eta = (stop_at - step) * cfg.batch_size / std::max(last_ips, 1e-9);
           const std::string line = cat(

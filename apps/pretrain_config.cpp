@@ -141,6 +141,8 @@ const std::map<std::string, Setter>& setters() {
       {"train.probe_lr", real(&C::probe_lr)},
       {"train.seed", integer(&C::seed)},
       {"train.target_init", text(&C::target_init)},
+      {"train.predictor", boolean(&C::predictor)},
+      {"train.target_network", boolean(&C::target_network)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
       {"run.out", text(&C::out)},
@@ -325,7 +327,9 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset << "\nbase_lr = " << r(c.base_lr)
      << "\nweight_decay = " << r(c.weight_decay) << "\ntau_base = " << r(c.tau_base)
      << "\nwarmup_epochs = " << r(c.warmup_epochs) << "\nprobe_lr = " << r(c.probe_lr)
-     << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init) << "\nthreads = " << c.threads
+     << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init)
+     << "\npredictor = " << (c.predictor ? "true" : "false")
+     << "\ntarget_network = " << (c.target_network ? "true" : "false") << "\nthreads = " << c.threads
      << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
      << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints

@@ -49,6 +49,10 @@ struct PretrainConfig {
   // The target network at step 0: "copy" of the online network (as PyTorch implementations do; learns more
   // in short runs, docs/results.md) or "random", its own draw from the initialisers.
   std::string target_init = "copy";
+  // The paper's ablations (byol/learner.h, TrainConfig): no predictor (p = z); no target network (the
+  // targets are the online projections under stop-gradient). Off both, BYOL collapses.
+  bool predictor = true;
+  bool target_network = true;
   int threads = 0;  // OpenMP threads (0: all cores)
   bool sync_bn = true;
   // [run]

@@ -73,6 +73,12 @@ struct TrainConfig {
   double probe_lr = 1e-3;
   uint64_t seed = 0;
   bool copy_target_init = false;
+  // The paper's ablations (its section 5; docs/byol.md, section 7). predictor = false: the online
+  // projections are the predictions (p = z). target_network = false: the targets are the online network's
+  // own projections of the other view under stop-gradient (z' = sg(z)), and the EMA is skipped. Both false
+  // collapse within a short run; the collapse monitor of byol-pretrain says so.
+  bool predictor = true;
+  bool target_network = true;
   // How the two views go through the networks; the same numbers either way (batch norm keeps per-view
   // statistics). one: [v1; v2] in one pass, batch norm in two groups: one synced-BN all-reduce per layer
   // and pass for both views, kernels twice the batch. two: a pass per view, each half the working set (on
@@ -132,6 +138,10 @@ class Learner {
   // The online encoder's embedding (no grad, BN in evaluation mode): for kNN and linear evaluation.
   Tensor embed(const Tensor& images) const;
 
+  // The last step's online projections z = g(f(v1)) of view 1 [N, D], detached, on device(): the
+  // collapse monitor's input (byol/evaluation.h, collapse_stats). Undefined before the first step.
+  const Tensor& last_projections() const { return last_projections_; }
+
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t step) { step_ = step; }
   double lr_at(int64_t step) const;
@@ -153,6 +163,7 @@ class Learner {
  private:
   TrainConfig train_;
   int64_t step_ = 0;
+  Tensor last_projections_;
 };
 
 // EMA of the target over the shared prefix: target <- tau * target + (1 - tau) * online.

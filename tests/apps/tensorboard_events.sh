@@ -33,7 +33,9 @@ if len(files) != 1:
 tags = {"loss": "train/loss", "lr": "train/lr", "tau": "train/tau", "epoch": "train/epoch",
         "images_per_s": "train/images_per_s", "probe_loss": "probe/loss", "probe_top1": "probe/top1",
         "knn_top1": "knn/top1", "feature_rank": "collapse/feature_rank",
-        "projection_rank": "collapse/projection_rank", "projection_std": "collapse/projection_std"}
+        "projection_rank": "collapse/projection_rank", "projection_std": "collapse/projection_std",
+        "train_projection_std": "collapse/train_projection_std",
+        "train_projection_rank": "collapse/train_projection_rank", "online_target_cos": "collapse/online_target_cos"}
 expected = {}
 for line in open(os.path.join(run, "metrics.jsonl")):
     j = json.loads(line)

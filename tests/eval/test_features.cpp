@@ -126,3 +126,34 @@ TEST_CASE("balanced_subset: the same number per class, seeded, sorted, within ea
   const data::InMemoryDataset unlabeled("u", std::vector<uint8_t>(4, 0), 1, 2, 2, 1, {}, 0);
   CHECK_THROWS_WITH(balanced_subset(unlabeled, 0.1, 0), Contains("no labels"));
 }
+
+TEST_CASE("collapse_stats: 0 and rank 1 on a constant embedding, 1/sqrt(D) and near-full rank on random vectors",
+          "[eval][collapse]") {
+  const int64_t n = 4096, d = 64;
+  std::mt19937_64 gen(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Tensor constant = Tensor::empty({n, d}), random = Tensor::empty({n, d});
+  std::vector<float> row(d);
+  for (float& v : row) v = normal(gen);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < d; ++k) {
+      constant.data<float>()[i * d + k] = row[k];
+      random.data<float>()[i * d + k] = normal(gen);
+    }
+  const CollapseStats c = collapse_stats(constant);
+  CHECK(c.normalized_std < 1e-6);
+  CHECK(c.effective_rank == Approx(1.0));
+  // Gaussian rows normalised are uniform on the sphere: each coordinate has variance 1/D, so its standard
+  // deviation is 1/sqrt(D), up to sampling error of order 1/sqrt(N).
+  const CollapseStats r = collapse_stats(random);
+  CHECK(r.normalized_std == Approx(1.0 / std::sqrt(double(d))).epsilon(0.02));
+  CHECK(r.effective_rank > 0.95 * d);
+  // A half-collapsed embedding (every row's second half equal) lies in between.
+  Tensor half = random.clone();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = d / 2; k < d; ++k) half.data<float>()[i * d + k] = row[k];
+  const CollapseStats h = collapse_stats(half);
+  CHECK(h.normalized_std < 0.8 * r.normalized_std);
+  CHECK(h.effective_rank < 0.55 * d);
+  CHECK_THROWS_WITH(collapse_stats(Tensor::empty({1, d})), Contains("expected features [N >= 2, D]"));
+}
