@@ -132,6 +132,17 @@ std::string format_duration(double s) {
   return buf;
 }
 
+// A dataset named by a config key; an error that does not say which key gets it prefixed.
+std::shared_ptr<data::Dataset> open_for_key(const std::string& key, const std::string& spec) {
+  try {
+    return data::open_dataset(spec);
+  } catch (const Error& e) {
+    if (e.message().rfind(key, 0) == 0) throw;
+    throw Error(cat(key, " = \"", spec, "\": ", e.message()),
+                e.location());  // the location stays for --verbose
+  }
+}
+
 double unix_time() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -292,7 +303,7 @@ int run(int argc, char** argv) {
              world, " ranks");
 
   // Data.
-  auto dataset = std::shared_ptr<const data::Dataset>(data::open_dataset(cfg.train));
+  auto dataset = std::shared_ptr<const data::Dataset>(open_for_key("data.train", cfg.train));
   data::LoaderOptions lopt;
   lopt.batch_size = cfg.batch_size / world;
   lopt.workers = cfg.workers;
@@ -324,6 +335,19 @@ int run(int argc, char** argv) {
   learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
   DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});
 
+  std::unique_ptr<KnnMonitor> knn;
+  if (!cfg.knn_train.empty() && root) {
+    if (const std::string w = data::test_overlap_warning(cfg.knn_train, cfg.knn_test); !w.empty())
+      std::fprintf(stderr, "warning: data.knn_train / data.knn_test: %s\n", w.c_str());
+    knn = std::make_unique<KnnMonitor>();
+    knn->train = subset(open_for_key("data.knn_train", cfg.knn_train), cfg.knn_train_images, cfg.seed + 1);
+    knn->test = subset(open_for_key("data.knn_test", cfg.knn_test), cfg.knn_test_images, cfg.seed + 2);
+    knn->transform = data::AugmentOptions::eval(cfg.side, normalization(cfg.normalization), 1.0);
+    knn->workers = std::max(cfg.workers, 1);
+    BYOL_CHECK(knn->train->has_labels() && knn->test->has_labels(),
+               "data.knn_train / data.knn_test must be labeled");
+  }
+
   if (dry_run) {
     // What the run would do, without writing anything: the plan, the sizes of the flat buffers, the first
     // batch as the loader makes it (so a bad dataset or augmentation shows now, not hours later).
@@ -348,24 +372,13 @@ int run(int argc, char** argv) {
     loader.start_epoch(0);
     const std::optional<data::Batch> b = loader.next();
     BYOL_CHECK(b.has_value(), "--dry-run: the loader gave no batch");
+    if (root && knn)
+      std::printf("  kNN monitor: %s / %s\n", knn->train->describe().c_str(), knn->test->describe().c_str());
     if (root)
       std::printf("  first batch: views %s and %s, labels %s\n", b->views[0].describe().c_str(),
                   b->views[1].describe().c_str(),
                   b->labels.defined() ? b->labels.describe().c_str() : "none");
     return 0;
-  }
-
-  std::unique_ptr<KnnMonitor> knn;
-  if (!cfg.knn_train.empty() && root) {
-    if (const std::string w = data::test_overlap_warning(cfg.knn_train, cfg.knn_test); !w.empty())
-      std::fprintf(stderr, "warning: data.knn_train / data.knn_test: %s\n", w.c_str());
-    knn = std::make_unique<KnnMonitor>();
-    knn->train = subset(data::open_dataset(cfg.knn_train), cfg.knn_train_images, cfg.seed + 1);
-    knn->test = subset(data::open_dataset(cfg.knn_test), cfg.knn_test_images, cfg.seed + 2);
-    knn->transform = data::AugmentOptions::eval(cfg.side, normalization(cfg.normalization), 1.0);
-    knn->workers = std::max(cfg.workers, 1);
-    BYOL_CHECK(knn->train->has_labels() && knn->test->has_labels(),
-               "data.knn_train / data.knn_test must be labeled");
   }
 
   // Outputs and resume.

@@ -39,6 +39,10 @@ expect "missing.toml" --config "$work/missing.toml"
 expect "has fewer images per rank than one batch of 256" --set data.train=synthetic:64:2:8 --set data.side=8 --set run.out="$work/x"
 expect "--resume: no checkpoint in" --resume --set data.train=synthetic:64:2:8 --set run.out="$work/empty" --set data.side=8 --set train.batch_size=16 --set model.base_channels=2
 expect "config key 'run.device': expected auto, cpu, cuda or cuda:N, got 'gpu'" --set run.device=gpu
+# A dataset that cannot be opened is named by its key, also the kNN sets a config sets (and --dry-run opens them).
+expect "data.knn_train = \"folder:$work/no_such_folder\": ImageFolder:" --set data.train=synthetic:64:2:8 --set data.side=8 \
+  --set train.batch_size=16 --set data.knn_train="folder:$work/no_such_folder" --set data.knn_test=synthetic:16:2:8:1 --dry-run
+expect "data.train = \"folder:$work/no_such_folder\": ImageFolder:" --set data.train="folder:$work/no_such_folder"
 # Integers too large for their field, and non-finite numbers, are errors (not wrapped or clamped).
 expect "--set data.side: expected an integer in -2147483648..2147483647, got 4294967328" --set data.side=4294967328
 expect "--set train.epochs: expected a finite number, got inf" --set train.epochs=inf
