@@ -331,6 +331,7 @@ int run(int argc, char** argv) {
   train.copy_target_init = cfg.target_init == "copy";
   train.predictor = cfg.predictor;
   train.target_network = cfg.target_network;
+  train.constant_tau = cfg.tau_schedule == "constant";
   Learner learner(network_config(cfg), train);
   learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
   DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});

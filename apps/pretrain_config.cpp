@@ -143,6 +143,7 @@ const std::map<std::string, Setter>& setters() {
       {"train.target_init", text(&C::target_init)},
       {"train.predictor", boolean(&C::predictor)},
       {"train.target_network", boolean(&C::target_network)},
+      {"train.tau_schedule", text(&C::tau_schedule)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
       {"run.out", text(&C::out)},
@@ -263,6 +264,8 @@ void validate(const PretrainConfig& c) {
        cat("expected 0 < value <= 1, got ", c.crop_area_min));
   need(c.jitter_strength >= 0 && c.jitter_strength <= 2.5, "augment.jitter_strength",
        cat("expected 0..2.5, got ", c.jitter_strength));
+  need(c.tau_schedule == "cosine" || c.tau_schedule == "constant", "train.tau_schedule",
+       cat("expected \"cosine\" or \"constant\", got '", c.tau_schedule, "'"));
   need(c.target_init == "copy" || c.target_init == "random", "train.target_init",
        cat("expected \"copy\" or \"random\", got '", c.target_init, "'"));
   need(c.jitter == "official" || c.jitter == "torchvision", "augment.jitter",
@@ -329,7 +332,8 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nwarmup_epochs = " << r(c.warmup_epochs) << "\nprobe_lr = " << r(c.probe_lr)
      << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init)
      << "\npredictor = " << (c.predictor ? "true" : "false")
-     << "\ntarget_network = " << (c.target_network ? "true" : "false") << "\nthreads = " << c.threads
+     << "\ntarget_network = " << (c.target_network ? "true" : "false")
+     << "\ntau_schedule = " << q(c.tau_schedule) << "\nthreads = " << c.threads
      << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
      << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints

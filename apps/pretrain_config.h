@@ -53,7 +53,8 @@ struct PretrainConfig {
   // targets are the online projections under stop-gradient). Off both, BYOL collapses.
   bool predictor = true;
   bool target_network = true;
-  int threads = 0;  // OpenMP threads (0: all cores)
+  std::string tau_schedule = "cosine";  // or "constant" (tau = tau_base throughout: the tau ablation)
+  int threads = 0;                      // OpenMP threads (0: all cores)
   bool sync_bn = true;
   // [run]
   std::string out = "runs/byol";

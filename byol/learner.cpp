@@ -113,6 +113,7 @@ double Learner::lr_at(int64_t step) const {
 }
 
 double Learner::tau_at_step(int64_t step) const {
+  if (train_.constant_tau) return train_.tau_base;
   return tau_at(step, train_.total_steps, train_.tau_base);
 }
 

@@ -79,6 +79,10 @@ struct TrainConfig {
   // collapse within a short run; the collapse monitor of byol-pretrain says so.
   bool predictor = true;
   bool target_network = true;
+  // tau constant at tau_base instead of the cosine rise to 1: the paper's tau ablation (tau_base 0: the
+  // target is a copy of the online network after every step; 1 with a random target init: a fixed random
+  // target).
+  bool constant_tau = false;
   // How the two views go through the networks; the same numbers either way (batch norm keeps per-view
   // statistics). one: [v1; v2] in one pass, batch norm in two groups: one synced-BN all-reduce per layer
   // and pass for both views, kernels twice the batch. two: a pass per view, each half the working set (on
