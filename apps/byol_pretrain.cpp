@@ -696,8 +696,12 @@ int run(int argc, char** argv) {
         // The collapse monitor (docs/byol.md, section 7): the spread of this step's online projections (view
         // 1 of rank 0's batch, batch norm in training mode), and the mean online-target cosine: each of the
         // loss's two terms is 2 - 2 cos, so it is 1 - loss / 4.
+        // At most 256 rows of view 1: a small copy to the host and a 256 x d Gram matrix, whatever the batch.
+        const Tensor& z = learner.last_projections();
         const eval::CollapseStats cs =
-            root ? eval::collapse_stats(learner.last_projections()) : eval::CollapseStats{};
+            root
+                ? eval::collapse_stats(ops::slice(z, 0, std::min<int64_t>({z.size(0), lopt.batch_size, 256})))
+                : eval::CollapseStats{};
         log({{"step", step},
              {"epoch", static_cast<double>(step) / per_epoch},
              {"loss", loss},

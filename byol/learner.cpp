@@ -130,7 +130,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
              ") must be on the learner's device ", device_name(device));
   nets.online.grads().zero_();
   const int64_t n = view1.size(0);
-  Tensor p1, p2, t1, t2, y1, z1;
+  Tensor p1, p2, t1, t2, y1;
   if (views_in_one_pass()) {
     // [view1; view2] along the batch, batch norm in two groups: statistics per view exactly as two passes
     // (running statistics updated view 1, then view 2), one all-reduce per BN layer for both views.
@@ -152,11 +152,11 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     p1 = ops::slice(p, 0, n), p2 = ops::slice(p, n, 2 * n);
     t1 = ops::slice(t, 0, n), t2 = ops::slice(t, n, 2 * n);
     y1 = ops::slice(y, 0, n);
-    z1 = ops::slice(z.detach(), 0, n);
+    last_projections_ = z.detach();  // [2N, D]: view 1's rows first
   } else {
     const models::ForwardContext ctx{true, bn_all_reduce};
     y1 = nets.online_encoder->forward(view1, ctx);
-    z1 = nets.online_projector->forward(y1, ctx);
+    const Tensor z1 = nets.online_projector->forward(y1, ctx);
     p1 = train_.predictor ? nets.predictor->forward(z1, ctx) : z1;
     const Tensor z2 = nets.online_projector->forward(nets.online_encoder->forward(view2, ctx), ctx);
     p2 = train_.predictor ? nets.predictor->forward(z2, ctx) : z2;
@@ -167,8 +167,8 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     } else {
       t1 = z1.detach(), t2 = z2.detach();
     }
+    last_projections_ = z1.detach();
   }
-  last_projections_ = z1.detach();
   // [byol:loss-symmetric]
   Tensor loss = ops::byol_loss(p1, t2, p2, t1);
   // [byol:backward]

@@ -142,8 +142,9 @@ class Learner {
   // The online encoder's embedding (no grad, BN in evaluation mode): for kNN and linear evaluation.
   Tensor embed(const Tensor& images) const;
 
-  // The last step's online projections z = g(f(v1)) of view 1 [N, D], detached, on device(): the
-  // collapse monitor's input (byol/evaluation.h, collapse_stats). Undefined before the first step.
+  // The last step's online projections z = g(f(v)), detached (no copy), on device(): [N, D] of view 1, or
+  // [2N, D] with view 1's rows first when both views ran in one pass. The collapse monitor's input
+  // (byol/evaluation.h, collapse_stats). Undefined before the first step.
   const Tensor& last_projections() const { return last_projections_; }
 
   int64_t steps_done() const { return step_; }

@@ -21,12 +21,10 @@ listed, not run. What a command needs and this machine may lack is made or repla
   the docs are): replaced by `synthetic:<count>:10:<side>`; for byol-pretrain, the config's own data keys
   too. A batch above 256 is cut to 64 for the dry run (its first batch of 4096 at 224 px would take 5 GB).
 """
-import json
 import os
 import re
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 import tomllib
@@ -96,21 +94,6 @@ def usable(spec):
     return spec.replace(p, absolute, 1)
 
 
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, t in tensors.items():
-        b = t.detach().float().contiguous().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
-
-
 class Check:
     def __init__(self, apps_dir, work):
         self.apps, self.work = apps_dir, work
@@ -164,12 +147,15 @@ class Check:
             return
         import torch
         import torchvision
+        sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+        from byol_step import write_safetensors  # the reference fixtures' writer
         depth = int(args.get("--depth", 18))
         if args.get("--stem", "cifar") != "imagenet" or args.get("--base-channels", "64") != "64":
             raise RuntimeError(f"{path}: only torchvision's own ResNets (ImageNet stem, base 64) can be made here")
         torch.manual_seed(0)
         net = getattr(torchvision.models, f"resnet{depth}")()
-        write_safetensors(target, {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")})
+        write_safetensors(target, {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")},
+                          {})
         self.notes.append(f"{path}: torchvision's resnet{depth} with random weights")
 
     def command(self, where, text):
