@@ -331,6 +331,8 @@ int run(int argc, char** argv) {
   train.copy_target_init = cfg.target_init == "copy";
   train.predictor = cfg.predictor;
   train.target_network = cfg.target_network;
+  train.stop_gradient = cfg.stop_gradient;
+  train.objective = {cfg.beta, cfg.temperature};
   train.constant_tau = cfg.tau_schedule == "constant";
   Learner learner(network_config(cfg), train);
   learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
@@ -712,7 +714,7 @@ int run(int argc, char** argv) {
              {"images_per_s", last_ips},
              {"train_projection_std", cs.normalized_std},
              {"train_projection_rank", cs.effective_rank},
-             {"online_target_cos", 1 - loss / 4}});
+             {"online_target_cos", 1 - v.regression_loss / 4}});
         if (root) watch_collapse(step, cs.normalized_std);
         if (root) {
           const double eta = (stop_at - step) * cfg.batch_size / std::max(last_ips, 1e-9);

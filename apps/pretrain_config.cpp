@@ -143,6 +143,9 @@ const std::map<std::string, Setter>& setters() {
       {"train.target_init", text(&C::target_init)},
       {"train.predictor", boolean(&C::predictor)},
       {"train.target_network", boolean(&C::target_network)},
+      {"train.stop_gradient", boolean(&C::stop_gradient)},
+      {"train.beta", real(&C::beta)},
+      {"train.temperature", real(&C::temperature)},
       {"train.tau_schedule", text(&C::tau_schedule)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
@@ -296,6 +299,11 @@ void validate(const PretrainConfig& c) {
   need(c.weight_decay >= 0 && c.weight_decay < 1, "train.weight_decay",
        cat("expected 0..1, got ", c.weight_decay));
   need(c.tau_base >= 0 && c.tau_base <= 1, "train.tau_base", cat("expected 0..1, got ", c.tau_base));
+  need(c.stop_gradient || !c.target_network, "train.stop_gradient",
+       "false needs train.target_network = false (the target network's projections carry no gradient)");
+  need(c.beta >= 0 && c.beta <= 1, "train.beta", cat("expected 0..1, got ", c.beta));
+  need(c.temperature > 0 && c.temperature <= 100, "train.temperature",
+       cat("expected 0 < value <= 100, got ", c.temperature));
   need(c.warmup_epochs >= 0 && c.warmup_epochs <= c.epochs, "train.warmup_epochs",
        cat("expected 0..train.epochs (", c.epochs, "), got ", c.warmup_epochs));
   need(c.probe_lr >= 0, "train.probe_lr", "expected >= 0");
@@ -333,9 +341,10 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nseed = " << c.seed << "\ntarget_init = " << q(c.target_init)
      << "\npredictor = " << (c.predictor ? "true" : "false")
      << "\ntarget_network = " << (c.target_network ? "true" : "false")
-     << "\ntau_schedule = " << q(c.tau_schedule) << "\nthreads = " << c.threads
-     << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
-     << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
+     << "\nstop_gradient = " << (c.stop_gradient ? "true" : "false") << "\nbeta = " << r(c.beta)
+     << "\ntemperature = " << r(c.temperature) << "\ntau_schedule = " << q(c.tau_schedule)
+     << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
+     << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints
      << "\nmax_steps = " << c.max_steps << "\ndevice = " << q(c.device)
      << "\ntf32 = " << (c.tf32 ? "true" : "false") << "\n";

@@ -53,6 +53,12 @@ struct PretrainConfig {
   // targets are the online projections under stop-gradient). Off both, BYOL collapses.
   bool predictor = true;
   bool target_network = true;
+  // Without a target network: stop-gradient on the online projections used as targets (false: SimCLR).
+  bool stop_gradient = true;
+  // The unified objective (byol/objective.h): weight of the InfoNCE term (0: BYOL, 1: contrastive) and its
+  // temperature alpha.
+  double beta = 0;
+  double temperature = 0.1;
   std::string tau_schedule = "cosine";  // or "constant" (tau = tau_base throughout: the tau ablation)
   int threads = 0;                      // OpenMP threads (0: all cores)
   bool sync_bn = true;

@@ -29,11 +29,14 @@ DataParallel::DataParallel(Learner& learner, comm::Communicator& comm, DataParal
     // [byol:sync-bn]
     if (opt.sync_bn) learner.bn_all_reduce = [&comm](Tensor& sums) { comm.all_reduce_sum(sums); };
     learner.grad_sync = this;
+    learner.candidates = {comm.rank(), comm.world_size(),
+                          [&comm](Tensor& rows) { comm.all_reduce_sum(rows); }};
   }
 }
 
 DataParallel::~DataParallel() {
   if (learner_.grad_sync == this) learner_.grad_sync = nullptr;
+  learner_.candidates = {};
 }
 
 void DataParallel::broadcast_from_root() {
@@ -57,6 +60,7 @@ StepValues DataParallel::mean_over_ranks(const StepMetrics& m) {
   out.loss = v[0] / world;
   out.probe_loss = v[1] / world;
   out.probe_accuracy = m.probe_rows > 0 ? v[2] / world / static_cast<double>(m.probe_rows) : 0.0;
+  out.regression_loss = v[3] / world;
   return out;
 }
 

@@ -59,10 +59,16 @@ void ema_update_target(const Tensor& target_params, const Tensor& online_params,
 }
 
 Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
-    : nets(net), lars(nets.online, {train.weight_decay, train.lars_momentum, train.lars_eta}), train_(train) {
+    : nets(net),
+      lars(nets.online, {train.weight_decay, train.lars_momentum, train.lars_eta}),
+      train_(train),
+      objective_(train.objective) {
   BYOL_CHECK(train.batch_size > 0 && train.total_steps > 0 && train.warmup_steps >= 0 &&
                  train.warmup_steps <= train.total_steps,
              "BYOL training: expected batch_size > 0, total_steps > 0 and 0 <= warmup_steps <= total_steps");
+  BYOL_CHECK(train.stop_gradient || !train.target_network,
+             "BYOL training: stop_gradient = false needs target_network = false (the target network's "
+             "projections have no gradient to stop)");
   std::mt19937_64 gen(train.seed);
   nets.initialize(gen, train.copy_target_init);
   if (train.probe_classes > 0) {
@@ -75,13 +81,14 @@ Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
 }
 
 StepValues StepMetrics::read() const {
-  BYOL_CHECK(values.defined() && values.numel() == 3,
-             "StepMetrics::read(): no step values (expected f32 [3])");
+  BYOL_CHECK(values.defined() && values.numel() == 4,
+             "StepMetrics::read(): no step values (expected f32 [4])");
   const std::vector<float> v = values.to_vector<float>();
   StepValues out;
   out.loss = v[0];
   out.probe_loss = v[1];
   out.probe_accuracy = probe_rows > 0 ? v[2] / static_cast<double>(probe_rows) : 0.0;
+  out.regression_loss = v[3];
   return out;
 }
 
@@ -147,7 +154,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
       NoGradGuard no_grad;
       t = nets.target_projector->forward(nets.target_encoder->forward(views, ctx), ctx);
     } else {
-      t = z.detach();  // ablation: the online projections themselves, under stop-gradient
+      t = train_.stop_gradient ? z.detach() : z;  // ablation: the online projections themselves
     }
     p1 = ops::slice(p, 0, n), p2 = ops::slice(p, n, 2 * n);
     t1 = ops::slice(t, 0, n), t2 = ops::slice(t, n, 2 * n);
@@ -165,12 +172,18 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
       t1 = nets.target_projector->forward(nets.target_encoder->forward(view1, ctx), ctx);
       t2 = nets.target_projector->forward(nets.target_encoder->forward(view2, ctx), ctx);
     } else {
-      t1 = z1.detach(), t2 = z2.detach();
+      t1 = train_.stop_gradient ? z1.detach() : z1;
+      t2 = train_.stop_gradient ? z2.detach() : z2;
     }
     last_projections_ = z1.detach();
   }
   // [byol:loss-symmetric]
-  Tensor loss = ops::byol_loss(p1, t2, p2, t1);
+  Tensor loss = objective_.loss(p1, t2, p2, t1, candidates);
+  Tensor regression = loss;
+  if (train_.objective.beta != 0) {
+    NoGradGuard no_grad;
+    regression = ops::byol_loss(p1.detach(), t2.detach(), p2.detach(), t1.detach());
+  }
   // [byol:backward]
   if (grad_sync) grad_sync->begin();
   loss.backward();
@@ -181,8 +194,9 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   m.lr = lr_at(step_);
   m.tau = tau_at_step(step_);
   // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
-  m.values = Tensor::zeros({3}, DType::f32, device);
+  m.values = Tensor::zeros({4}, DType::f32, device);
   m.values.window(0, {}).copy_(loss.detach());
+  m.values.window(3, {}).copy_(regression.detach());
   // [byol:update]
   lars.step(m.lr);
   if (train_.target_network) ema_update_target(nets.target.params(), nets.online.params(), m.tau);

@@ -24,6 +24,7 @@
 #include <memory>
 #include <random>
 
+#include "byol/objective.h"
 #include "byol/optimizers.h"
 #include "byol/schedules.h"
 #include "models/mlp.h"
@@ -79,6 +80,13 @@ struct TrainConfig {
   // collapse within a short run; the collapse monitor of byol-pretrain says so.
   bool predictor = true;
   bool target_network = true;
+  // Without a target network: whether the online projections used as targets are under stop-gradient
+  // (true, as BYOL's no-target ablation and SimSiam) or carry gradients like the predictions (false, as
+  // SimCLR). With a target network there is nothing to differentiate: it must stay true.
+  bool stop_gradient = true;
+  // The unified objective of the paper's comparison with SimCLR (byol/objective.h): beta = 0 is BYOL's
+  // loss; beta = 1 with predictor, target_network and stop_gradient all false is SimCLR's NT-Xent.
+  ObjectiveConfig objective;
   // tau constant at tau_base instead of the cosine rise to 1: the paper's tau ablation (tau_base 0: the
   // target is a copy of the online network after every step; 1 with a random target init: a fixed random
   // target).
@@ -108,6 +116,9 @@ struct StepValues {
   double loss = 0;
   double probe_loss = 0;      // when the probe is on and labels were given
   double probe_accuracy = 0;  // top-1 on this batch
+  // BYOL's regression term, mean_i [(2 - 2 cos(p1, z'2)) + (2 - 2 cos(p2, z'1))], whatever the objective
+  // (the loss itself when beta = 0): the online-target cosine is 1 - regression_loss / 4.
+  double regression_loss = 0;
 };
 
 // What a step reports. The schedule values are host numbers; the measured values stay on the step's
@@ -117,7 +128,8 @@ struct StepMetrics {
   double lr = 0;
   double tau = 0;
   int64_t probe_rows = 0;  // rows the probe was trained on (0: no probe, or no labels this step)
-  Tensor values;           // f32 [3] on the step's device: loss, probe loss, probe top-1 correct count
+  // f32 [4] on the step's device: loss, probe loss, probe top-1 correct count, regression loss
+  Tensor values;
   // Copies `values` to the host in one transfer (waits for the GPU) and forms the accuracy.
   StepValues read() const;
 };
@@ -164,9 +176,12 @@ class Learner {
   // across ranks. Empty / null: one rank.
   ops::StatsAllReduce bn_all_reduce;
   GradientSync* grad_sync = nullptr;
+  // The InfoNCE term's candidates across ranks (used only when objective.beta > 0).
+  CandidateGather candidates;
 
  private:
   TrainConfig train_;
+  UnifiedObjective objective_;
   int64_t step_ = 0;
   Tensor last_projections_;
 };

@@ -89,6 +89,12 @@ Tensor count_top1_correct(const Tensor& logits, const Tensor& labels);
 // --- batch-dimension shape ops -------------------------------------------------------------------------
 Tensor concat(const std::vector<Tensor>& parts);            // along dim 0
 Tensor slice(const Tensor& x, int64_t start, int64_t end);  // rows [start, end) of dim 0
+// Every rank's x [N, ...] stacked in rank order -> [world * N, ...] (the same N on every rank), through
+// `sum` (an in-place sum across the ranks, as the synced-BN hook; empty when world is 1): this rank's
+// rows are written into zeros and summed. Backward sums the gradient across the ranks the same way and
+// keeps this rank's rows, so a loss over the gathered rows reaches every rank's own inputs. A collective
+// in both passes: every rank calls it, in the same order. world 1 returns x itself.
+Tensor all_gather_rows(const Tensor& x, int64_t rank, int64_t world, const StatsAllReduce& sum);
 
 // dst += src in place, outside autograd (gradient accumulation, tests).
 void add_(Tensor& dst, const Tensor& src);

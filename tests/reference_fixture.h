@@ -37,6 +37,15 @@ inline std::unique_ptr<Learner> learner_from_fixture(const SafetensorsFile& ref)
   train.weight_decay = fixture_meta(ref, "weight_decay");
   train.lars_eta = fixture_meta(ref, "eta");
   train.lars_momentum = fixture_meta(ref, "momentum");
+  // The objective variants (byol_step.py --beta/--temperature/--no-predictor/--no-target); BYOL without them.
+  auto flag = [&](const char* key, bool otherwise) {
+    return ref.has_metadata(key) ? fixture_meta(ref, key) != 0 : otherwise;
+  };
+  train.predictor = flag("predictor", true);
+  train.target_network = flag("target_network", true);
+  train.stop_gradient = flag("stop_gradient", true);
+  if (ref.has_metadata("beta"))
+    train.objective = {fixture_meta(ref, "beta"), fixture_meta(ref, "temperature")};
   auto learner = std::make_unique<Learner>(net, train);
   const auto& online = learner->nets.online;
   const auto& target = learner->nets.target;

@@ -25,6 +25,7 @@
 #if BYOL_WITH_CUDA
 #include "byol/checkpoint.h"
 #include "byol/learner.h"
+#include "byol/objective.h"
 #include "engine/cuda/context.h"
 #if BYOL_WITH_CUDA
 #include "tests/cuda_test_helpers.h"
@@ -702,6 +703,19 @@ TEST_CASE("the PyTorch reference step reproduces on the GPU", "[cuda]") {
     check("target stat " + e.name, *e.slot, "updated.target_stats." + e.name);
   std::printf("reference step on the GPU: worst relative error %.2e (%s); loss %.8f vs %.8f\n", worst,
               worst_name.c_str(), m.loss, ref_loss);
+}
+
+TEST_CASE("CUDA unified objective (InfoNCE term, beta 0.5 and 1) matches the CPU", "[cuda]") {
+  std::mt19937_64 gen(16);
+  for (Shape s : {Shape{1, 3}, Shape{7, 33}, Shape{64, 128}}) {
+    for (double beta : {0.5, 1.0}) {
+      UnifiedObjective objective({beta, 0.2});
+      check_against_cpu(
+          "unified objective beta " + std::to_string(beta) + " " + shape_str(s),
+          {randn(s, gen), randn(s, gen), randn(s, gen), randn(s, gen)}, {true, true, true, true},
+          [&](const std::vector<Tensor>& in) { return objective.loss(in[0], in[1], in[2], in[3]); }, 1e-5);
+    }
+  }
 }
 
 #endif  // BYOL_WITH_CUDA

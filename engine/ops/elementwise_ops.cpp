@@ -195,6 +195,34 @@ Tensor slice(const Tensor& x, int64_t start, int64_t end) {
   return y;
 }
 
+Tensor all_gather_rows(const Tensor& x, int64_t rank, int64_t world, const StatsAllReduce& sum) {
+  const char* op = "all_gather_rows";
+  check_defined(op, "input", x);
+  check_contiguous(op, "input", x);
+  BYOL_CHECK(x.dim() >= 1, op, ": argument 'input' expected at least one dimension, got ", x.describe());
+  BYOL_CHECK(world >= 1 && 0 <= rank && rank < world, op, ": expected 0 <= rank < world, got rank ", rank,
+             " of world ", world);
+  if (world == 1) return x;
+  BYOL_CHECK(static_cast<bool>(sum), op, ": world ", world, " needs a cross-rank sum");
+  // Device-neutral (zeros, slice_rows, copy_ and the communicator's sum), so it runs on a GPU as it is.
+  const int64_t n = x.size(0);
+  Shape shape = x.shape();
+  shape[0] = world * n;
+  Tensor y = Tensor::zeros(shape, x.dtype(), x.device());
+  y.slice_rows(rank * n, (rank + 1) * n).copy_(x);
+  sum(y);
+  GradRecorder rec(op, {x});
+  if (rec.active()) {
+    rec.record(y, [rank, n, sum](const Tensor& dy) {
+      Tensor total = dy.contiguous();
+      if (total.impl() == dy.impl()) total = total.clone();  // never sum the caller's gradient in place
+      sum(total);
+      return std::vector<Tensor>{total.slice_rows(rank * n, (rank + 1) * n)};
+    });
+  }
+  return y;
+}
+
 void add_(Tensor& dst, const Tensor& src) {
   const char* op = "add_";
   check_float_input(op, "dst", dst);

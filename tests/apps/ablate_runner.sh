@@ -31,9 +31,9 @@ batch_size = 64
 device = "cpu"
 log_every = 2
 TOML
-BUILD=$build LINEAR_EPOCHS=1 "$root/scripts/ablate.sh" "$work/base.toml" "$work/out" byol tau_0 no_target > "$work/first.log" 2>&1 ||
+BUILD=$build LINEAR_EPOCHS=1 "$root/scripts/ablate.sh" "$work/base.toml" "$work/out" byol tau_0 no_target simclr > "$work/first.log" 2>&1 ||
   { tail -5 "$work/first.log"; echo "FAIL: ablate.sh"; exit 1; }
-for name in byol tau_0 no_target; do
+for name in byol tau_0 no_target simclr; do
   grep -qE "^\| \`$name\` \| [0-9.]+ \| [0-9.]+ \| [+-][0-9.]+ \| [0-9.]+ \| (yes|no) \| .+ \|$" "$work/out/ablations.md" ||
     { cat "$work/out/ablations.md"; echo "FAIL: no row for $name"; exit 1; }
 done
@@ -41,6 +41,22 @@ grep -q "tau_schedule = \"constant\"" "$work/out/tau_0/config.toml" && grep -q "
   grep -q '"tau":0.0[,}]' "$work/out/tau_0/metrics.jsonl" ||
   { grep tau "$work/out/tau_0/config.toml"; echo "FAIL: tau_0 did not run with tau = 0 throughout"; exit 1; }
 grep -q "target_network = false" "$work/out/no_target/config.toml" || { echo "FAIL: no_target's key not applied"; exit 1; }
+grep -q "^beta = 1$" "$work/out/simclr/config.toml" && grep -q "stop_gradient = false" "$work/out/simclr/config.toml" ||
+  { echo "FAIL: simclr's keys not applied"; exit 1; }
+# Every preset is a valid set of keys (byol-pretrain --dry-run checks the whole configuration).
+for f in "$root"/configs/ablations/*.toml; do
+  sets=()
+  while IFS= read -r kv; do sets+=(--set "$kv"); done < <(python3 - "$f" <<'PY'
+import sys, tomllib
+for section, keys in tomllib.load(open(sys.argv[1], "rb")).items():
+    for key, value in keys.items():
+        print(f"{section}.{key}={('true' if value else 'false') if isinstance(value, bool) else value}")
+PY
+)
+  [ ${#sets[@]} -gt 0 ] || [ "$(basename "$f")" = byol.toml ] || { echo "FAIL: $f sets no key"; exit 1; }
+  "$build/apps/byol-pretrain" --config "$work/base.toml" "${sets[@]}" --set run.out="$work/dry" --dry-run \
+    > "$work/dry.log" 2>&1 || { tail -3 "$work/dry.log"; echo "FAIL: configs/ablations/$(basename "$f") is rejected"; exit 1; }
+done
 before=$(stat -c %Y "$work/out/byol/encoder.safetensors")
 BUILD=$build LINEAR_EPOCHS=1 "$root/scripts/ablate.sh" "$work/base.toml" "$work/out" byol > "$work/again.log" 2>&1 ||
   { tail -3 "$work/again.log"; echo "FAIL: ablate.sh again"; exit 1; }
@@ -49,4 +65,4 @@ BUILD=$build "$root/scripts/ablate.sh" "$work/base.toml" "$work/out" no_such > "
 rc=$?
 [ $rc -eq 2 ] && grep -q "no configs/ablations/no_such.toml (have: .*random_target" "$work/bad.log" ||
   { cat "$work/bad.log"; echo "FAIL: an unknown ablation should exit 2 naming the ones that exist (got $rc)"; exit 1; }
-echo "PASS: three ablations run and tabulated; a finished run is kept; an unknown name is a usage error"
+echo "PASS: every preset accepted; four ablations run and tabulated; a finished run is kept; an unknown name is a usage error"

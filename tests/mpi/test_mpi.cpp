@@ -88,6 +88,33 @@ TEST_CASE("two ranks at batch B/2 take the same step as one rank at batch B (syn
   }
 }
 
+TEST_CASE("the InfoNCE term's negatives span both ranks: two ranks at B/2 step as one rank at B", "[mpi]") {
+  comm::Communicator& comm = world();
+  // SimCLR (gradients through the gathered candidates back to the rank that owns them) and an
+  // intermediate beta with predictor and target network.
+  for (bool simclr : {true, false}) {
+    INFO((simclr ? "SimCLR" : "beta 0.5 with predictor and target"));
+    TrainConfig t = tiny_train(1);
+    t.objective = {simclr ? 1.0 : 0.5, 0.2};
+    t.predictor = t.target_network = t.stop_gradient = !simclr;
+    Learner single(tiny_network(), t);
+    Learner dist(tiny_network(), t);
+    DataParallel dp(dist, comm, {size_t(1) << 10, true});
+    dp.broadcast_from_root();
+    for (int step = 0; step < 2; ++step) {
+      const Batch full = make_batch(30 + step), mine = full.half(comm.rank(), 2);
+      const StepValues ref = single.step(full.v1, full.v2, full.labels).read();
+      const StepValues mean = dp.mean_over_ranks(dist.step(mine.v1, mine.v2, mine.labels));
+      INFO("step " << step << " rank " << comm.rank() << ": loss " << mean.loss << " vs " << ref.loss);
+      CHECK(std::abs(mean.loss - ref.loss) < 1e-5 * std::abs(ref.loss));
+      CHECK(std::abs(mean.regression_loss - ref.regression_loss) < 1e-5 * std::abs(ref.regression_loss));
+      CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) < 1e-4);
+      CHECK(rel_diff(dist.nets.online.params(), single.nets.online.params()) < 1e-5);
+      CHECK(rel_diff(dist.nets.target.params(), single.nets.target.params()) < 1e-5);
+    }
+  }
+}
+
 TEST_CASE("with per-rank batch norm the two-rank step differs, as it must", "[mpi]") {
   comm::Communicator& comm = world();
   Learner single(tiny_network(), tiny_train(1));

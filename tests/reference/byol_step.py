@@ -18,9 +18,23 @@ byol.cpp:
   official code uses; torch's own BatchNorm would track the unbiased one, so the expected running
   statistics are computed by hooks here).
 
+Variants of the objective (the paper's comparison with SimCLR, byol/objective.h), for the same networks
+and inputs: --beta B --temperature A replace the loss by the paper's unified objective summed over both
+orders of the views, written here from the paper's formula (a log-sum-exp over the other view's targets
+and the own view's other targets), not from byol.cpp's decomposition:
+
+  loss = sum over (v, v') in {(v1, v2), (v2, v1)} of  2 - InfoNCE_{alpha,beta}(v, v')
+  InfoNCE = 2/B sum_i cos(p_i, z'_i) - beta 2 alpha/B sum_i ln( sum_{j != i} exp(cos(p_i, z_j) / alpha)
+                                                              + sum_j exp(cos(p_i, z'_j) / alpha) )
+
+--no-predictor makes p = z (the online projection), --no-target makes the targets the online projections
+themselves, with gradients through them (SimCLR; no EMA, the target network is left as it was). The
+metadata records the variant; tests/test_reference_step.cpp configures the Learner from it.
+
 The fixture is a safetensors file (written by hand below: 8-byte header length, JSON header, raw
 little-endian float32). Tensors are in byol.cpp's layouts: images NHWC, conv filters KRSC.
 """
+import argparse
 import json
 import struct
 import sys
@@ -122,7 +136,7 @@ def write_safetensors(path, tensors, metadata):
             f.write(b)
 
 
-def main(path):
+def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True):
     online, target = Online().to(DT), Target().to(DT)
     randomise(online)
     randomise(target)
@@ -151,26 +165,42 @@ def main(path):
     online_stats = BiasedRunningStats(online, "")
     target_stats = BiasedRunningStats(target, "")
 
-    def predict(v):
-        return online.predictor(online.projector(online.encoder(v)))
+    def project(v):
+        return online.projector(online.encoder(v))
 
-    p1, p2 = predict(v1), predict(v2)
-    with torch.no_grad():
-        z1 = target.projector(target.encoder(v1))
-        z2 = target.projector(target.encoder(v2))
+    o1, o2 = project(v1), project(v2)
+    p1, p2 = (online.predictor(o1), online.predictor(o2)) if predictor else (o1, o2)
+    if target_network:
+        with torch.no_grad():
+            z1 = target.projector(target.encoder(v1))
+            z2 = target.projector(target.encoder(v2))
+    else:
+        z1, z2 = o1, o2  # gradients flow through the targets too (SimCLR)
 
-    def regression(p, z):  # 2 - 2 cos, with the official x * rsqrt(max(|x|^2, 1e-12)) normalisation
-        pn = p * torch.rsqrt(torch.clamp((p * p).sum(-1, keepdim=True), min=1e-12))
-        zn = z * torch.rsqrt(torch.clamp((z * z).sum(-1, keepdim=True), min=1e-12))
-        return 2 - 2 * (pn * zn).sum(-1)
+    def unit(x):  # the official x * rsqrt(max(|x|^2, 1e-12)) normalisation
+        return x * torch.rsqrt(torch.clamp((x * x).sum(-1, keepdim=True), min=1e-12))
 
-    loss = (regression(p1, z2) + regression(p2, z1)).mean()
+    def regression(p, z):  # 2 - 2 cos
+        return 2 - 2 * (unit(p) * unit(z)).sum(-1)
+
+    def two_minus_infonce(p, z_other, z_same):
+        n = p.shape[0]
+        pu, ou, su = unit(p), unit(z_other), unit(z_same)
+        positive = (pu * ou).sum(-1)
+        same = (pu @ su.T / temperature).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+        lse = torch.logsumexp(torch.cat([pu @ ou.T / temperature, same], dim=1), dim=1)
+        return 2 - (2.0 / n * positive.sum() - beta * 2.0 * temperature / n * lse.sum())
+
+    if beta == 0:
+        loss = (regression(p1, z2) + regression(p2, z1)).mean()
+    else:
+        loss = two_minus_infonce(p1, z2, z1) + two_minus_infonce(p2, z1, z2)
     loss.backward()
     out["loss"] = torch.tensor([loss.item()], dtype=torch.float32)
 
     with torch.no_grad():
         for n, p in online.named_parameters():
-            g = p.grad
+            g = p.grad if p.grad is not None else torch.zeros_like(p)  # the unused predictor: no gradient
             out["grad." + n] = ours(n, g)
             excluded = p.dim() == 1
             u = g if excluded else g + WD * p
@@ -182,7 +212,8 @@ def main(path):
             p.sub_(LR * momentum[n])
         online_params = dict(online.named_parameters())
         for n, t in target.named_parameters():
-            t.copy_(TAU * t + (1 - TAU) * online_params[n])
+            if target_network:
+                t.copy_(TAU * t + (1 - TAU) * online_params[n])
     for n, p in online.named_parameters():
         out["updated.online." + n] = ours(n, p)
         out["updated.momentum." + n] = ours(n, momentum[n])
@@ -195,13 +226,21 @@ def main(path):
 
     meta = dict(batch=BATCH, side=SIDE, base_channels=BASE, projector_hidden=PROJ_HIDDEN,
                 projection_dim=PROJ_DIM, predictor_hidden=PRED_HIDDEN, lr=LR, weight_decay=WD, eta=ETA,
-                momentum=MOMENTUM, tau=TAU, torch=torch.__version__)
+                momentum=MOMENTUM, tau=TAU, torch=torch.__version__, beta=beta, temperature=temperature,
+                predictor=int(predictor), target_network=int(target_network),
+                stop_gradient=int(target_network))
     write_safetensors(path, out, meta)
     size = sum(t.numel() for t in out.values()) * 4
     print(f"wrote {path}: {len(out)} tensors, {size / 1e6:.2f} MB of data, loss {loss.item():.6f}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: byol_step.py OUTPUT.safetensors")
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description="Writes the PyTorch reference state of one BYOL step.")
+    parser.add_argument("output", help="the .safetensors fixture to write")
+    parser.add_argument("--beta", type=float, default=0.0, help="weight of the InfoNCE term (0: BYOL)")
+    parser.add_argument("--temperature", type=float, default=0.1, help="the InfoNCE term's alpha")
+    parser.add_argument("--no-predictor", action="store_true", help="p = z")
+    parser.add_argument("--no-target", action="store_true",
+                        help="targets are the online projections, with gradients (SimCLR)")
+    a = parser.parse_args()
+    main(a.output, a.beta, a.temperature, not a.no_predictor, not a.no_target)
