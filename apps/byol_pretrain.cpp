@@ -301,6 +301,9 @@ int run(int argc, char** argv) {
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   BYOL_CHECK(cfg.batch_size % world == 0, "train.batch_size ", cfg.batch_size, " is not divisible by the ",
              world, " ranks");
+  BYOL_CHECK((cfg.batch_size / world) % cfg.accumulation_steps == 0, "train.accumulation_steps ",
+             cfg.accumulation_steps, " does not divide each rank's batch of ", cfg.batch_size / world,
+             " (train.batch_size ", cfg.batch_size, " over ", world, " ranks)");
 
   // Data.
   auto dataset = std::shared_ptr<const data::Dataset>(open_for_key("data.train", cfg.train));
@@ -332,6 +335,7 @@ int run(int argc, char** argv) {
   train.predictor = cfg.predictor;
   train.target_network = cfg.target_network;
   train.stop_gradient = cfg.stop_gradient;
+  train.accumulation_steps = cfg.accumulation_steps;
   train.objective = {cfg.beta, cfg.temperature};
   train.constant_tau = cfg.tau_schedule == "constant";
   Learner learner(network_config(cfg), train);

@@ -146,6 +146,7 @@ const std::map<std::string, Setter>& setters() {
       {"train.stop_gradient", boolean(&C::stop_gradient)},
       {"train.beta", real(&C::beta)},
       {"train.temperature", real(&C::temperature)},
+      {"train.accumulation_steps", integer(&C::accumulation_steps)},
       {"train.tau_schedule", text(&C::tau_schedule)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
@@ -302,6 +303,8 @@ void validate(const PretrainConfig& c) {
   need(c.stop_gradient || !c.target_network, "train.stop_gradient",
        "false needs train.target_network = false (the target network's projections carry no gradient)");
   need(c.beta >= 0 && c.beta <= 1, "train.beta", cat("expected 0..1, got ", c.beta));
+  need(c.accumulation_steps >= 1 && c.batch_size % c.accumulation_steps == 0, "train.accumulation_steps",
+       cat("expected a divisor of train.batch_size (", c.batch_size, "), got ", c.accumulation_steps));
   need(c.temperature > 0 && c.temperature <= 100, "train.temperature",
        cat("expected 0 < value <= 100, got ", c.temperature));
   need(c.warmup_epochs >= 0 && c.warmup_epochs <= c.epochs, "train.warmup_epochs",
@@ -342,9 +345,10 @@ std::string to_toml(const PretrainConfig& c) {
      << "\npredictor = " << (c.predictor ? "true" : "false")
      << "\ntarget_network = " << (c.target_network ? "true" : "false")
      << "\nstop_gradient = " << (c.stop_gradient ? "true" : "false") << "\nbeta = " << r(c.beta)
-     << "\ntemperature = " << r(c.temperature) << "\ntau_schedule = " << q(c.tau_schedule)
-     << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
-     << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
+     << "\ntemperature = " << r(c.temperature) << "\naccumulation_steps = " << c.accumulation_steps
+     << "\ntau_schedule = " << q(c.tau_schedule) << "\nthreads = " << c.threads
+     << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
+     << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints
      << "\nmax_steps = " << c.max_steps << "\ndevice = " << q(c.device)
      << "\ntf32 = " << (c.tf32 ? "true" : "false") << "\n";

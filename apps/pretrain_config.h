@@ -59,6 +59,9 @@ struct PretrainConfig {
   // temperature alpha.
   double beta = 0;
   double temperature = 0.1;
+  // Micro-batches per step (gradient accumulation, byol/learner.h): for batches beyond memory; each
+  // micro-batch has its own batch-norm statistics, so it is not the same run as the large batch.
+  int64_t accumulation_steps = 1;
   std::string tau_schedule = "cosine";  // or "constant" (tau = tau_base throughout: the tau ablation)
   int threads = 0;                      // OpenMP threads (0: all cores)
   bool sync_bn = true;

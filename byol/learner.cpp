@@ -66,6 +66,8 @@ Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
   BYOL_CHECK(train.batch_size > 0 && train.total_steps > 0 && train.warmup_steps >= 0 &&
                  train.warmup_steps <= train.total_steps,
              "BYOL training: expected batch_size > 0, total_steps > 0 and 0 <= warmup_steps <= total_steps");
+  BYOL_CHECK(train.accumulation_steps >= 1, "BYOL training: accumulation_steps must be >= 1, got ",
+             train.accumulation_steps);
   BYOL_CHECK(train.stop_gradient || !train.target_network,
              "BYOL training: stop_gradient = false needs target_network = false (the target network's "
              "projections have no gradient to stop)");
@@ -124,18 +126,7 @@ double Learner::tau_at_step(int64_t step) const {
   return tau_at(step, train_.total_steps, train_.tau_base);
 }
 
-StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor& labels) {
-  BYOL_CHECK(view1.defined() && view2.defined() && view1.shape() == view2.shape(),
-             "BYOL step: the two views must have the same shape, got ", view1.describe(), " and ",
-             view2.describe());
-  const Device device = this->device();
-  BYOL_CHECK(view1.device() == device && view2.device() == device, "BYOL step: the views (", view1.describe(),
-             ", ", view2.describe(), ") must be on the learner's device ", device_name(device),
-             " (Learner::to moves the learner)");
-  const bool with_probe = probe && labels.defined();
-  BYOL_CHECK(!with_probe || labels.device() == device, "BYOL step: the labels (", labels.describe(),
-             ") must be on the learner's device ", device_name(device));
-  nets.online.grads().zero_();
+Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
   const int64_t n = view1.size(0);
   Tensor p1, p2, t1, t2, y1;
   if (views_in_one_pass()) {
@@ -178,16 +169,60 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     last_projections_ = z1.detach();
   }
   // [byol:loss-symmetric]
-  Tensor loss = objective_.loss(p1, t2, p2, t1, candidates);
-  Tensor regression = loss;
+  Forward f;
+  f.loss = objective_.loss(p1, t2, p2, t1, candidates);
+  f.regression = f.loss;
   if (train_.objective.beta != 0) {
     NoGradGuard no_grad;
-    regression = ops::byol_loss(p1.detach(), t2.detach(), p2.detach(), t1.detach());
+    f.regression = ops::byol_loss(p1.detach(), t2.detach(), p2.detach(), t1.detach());
   }
-  // [byol:backward]
-  if (grad_sync) grad_sync->begin();
-  loss.backward();
-  if (grad_sync) grad_sync->finish();
+  f.y1 = y1;
+  return f;
+}
+
+StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor& labels) {
+  BYOL_CHECK(view1.defined() && view2.defined() && view1.shape() == view2.shape(),
+             "BYOL step: the two views must have the same shape, got ", view1.describe(), " and ",
+             view2.describe());
+  const Device device = this->device();
+  BYOL_CHECK(view1.device() == device && view2.device() == device, "BYOL step: the views (", view1.describe(),
+             ", ", view2.describe(), ") must be on the learner's device ", device_name(device),
+             " (Learner::to moves the learner)");
+  const bool with_probe = probe && labels.defined();
+  BYOL_CHECK(!with_probe || labels.device() == device, "BYOL step: the labels (", labels.describe(),
+             ") must be on the learner's device ", device_name(device));
+  const int64_t k = train_.accumulation_steps, n = view1.size(0);
+  BYOL_CHECK(n % k == 0, "BYOL step: a batch of ", n, " rows cannot be cut into ", k,
+             " equal micro-batches (train.accumulation_steps)");
+  nets.online.grads().zero_();
+  Tensor loss, regression, y1;
+  if (k == 1) {
+    const Forward f = forward(view1, view2);
+    // [byol:backward]
+    if (grad_sync) grad_sync->begin();
+    f.loss.backward();
+    if (grad_sync) grad_sync->finish();
+    loss = f.loss.detach(), regression = f.regression.detach(), y1 = f.y1.detach();
+  } else {
+    // [byol:accumulate] k micro-batches of n / k rows, each its own forward (its own batch-norm
+    // statistics, its own InfoNCE negatives) and backward of loss / k into the same gradient buffer; the
+    // all-reduce overlaps the last backward, whose contributions complete every parameter's gradient.
+    const int64_t m = n / k;
+    std::vector<Tensor> y1s;
+    for (int64_t i = 0; i < k; ++i) {
+      const Forward f = forward(ops::slice(view1, i * m, (i + 1) * m), ops::slice(view2, i * m, (i + 1) * m));
+      const bool last = i == k - 1;
+      if (grad_sync && last) grad_sync->begin();
+      ops::scale(f.loss, 1.0 / static_cast<double>(k)).backward();
+      if (grad_sync && last) grad_sync->finish();
+      loss = i == 0 ? f.loss.detach() : ops::add(loss, f.loss.detach());
+      regression = i == 0 ? f.regression.detach() : ops::add(regression, f.regression.detach());
+      y1s.push_back(f.y1.detach());
+    }
+    loss = ops::scale(loss, 1.0 / static_cast<double>(k));
+    regression = ops::scale(regression, 1.0 / static_cast<double>(k));
+    y1 = ops::concat(y1s);
+  }
 
   StepMetrics m;
   m.step = step_;
@@ -195,8 +230,8 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   m.tau = tau_at_step(step_);
   // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
   m.values = Tensor::zeros({4}, DType::f32, device);
-  m.values.window(0, {}).copy_(loss.detach());
-  m.values.window(3, {}).copy_(regression.detach());
+  m.values.window(0, {}).copy_(loss);
+  m.values.window(3, {}).copy_(regression);
   // [byol:update]
   lars.step(m.lr);
   if (train_.target_network) ema_update_target(nets.target.params(), nets.online.params(), m.tau);
@@ -204,7 +239,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   // [byol:probe]
   if (with_probe) {
     probe_params.grads().zero_();
-    Tensor logits = probe->forward(y1.detach());
+    Tensor logits = probe->forward(y1);
     Tensor probe_loss = ops::softmax_cross_entropy(logits, labels);
     probe_loss.backward();
     if (grad_sync) grad_sync->average(probe_params.grads());

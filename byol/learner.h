@@ -87,6 +87,12 @@ struct TrainConfig {
   // The unified objective of the paper's comparison with SimCLR (byol/objective.h): beta = 0 is BYOL's
   // loss; beta = 1 with predictor, target_network and stop_gradient all false is SimCLR's NT-Xent.
   ObjectiveConfig objective;
+  // Gradient accumulation: each step's batch (this rank's rows) is cut into this many micro-batches, each
+  // a forward and backward of its own into the same gradient buffer, then one optimizer step and EMA. It
+  // reaches a batch that does not fit in memory with the same learning rate and update count, but not the
+  // same batch-norm statistics (each micro-batch normalises by its own) or InfoNCE negatives (each
+  // micro-batch's own): not a large-batch run, a memory-bounded approximation of one.
+  int64_t accumulation_steps = 1;
   // tau constant at tau_base instead of the cosine rise to 1: the paper's tau ablation (tau_base 0: the
   // target is a copy of the online network after every step; 1 with a random target init: a fixed random
   // target).
@@ -180,6 +186,12 @@ class Learner {
   CandidateGather candidates;
 
  private:
+  // One forward pass of both views through the online and target networks, and the objective.
+  struct Forward {
+    Tensor loss, regression, y1;
+  };
+  Forward forward(const Tensor& view1, const Tensor& view2);
+
   TrainConfig train_;
   UnifiedObjective objective_;
   int64_t step_ = 0;

@@ -257,6 +257,59 @@ TEST_CASE("both views in one pass (batch norm in two groups) take the same steps
   CHECK(learner.views_in_one_pass());
 }
 
+TEST_CASE("gradient accumulation: the mean of the micro-batches' gradients, one LARS step and one EMA",
+          "[byol][learner]") {
+  // Micro-batches of 4 rows: a learner at accumulation 2 on 8 rows against two learners at accumulation 1
+  // on each half (same start; each normalises by its own 4 rows, as a micro-batch does).
+  for (double beta : {0.0, 1.0}) {
+    INFO("beta " << beta);
+    TrainConfig train = tiny_train(12);
+    train.batch_size = 8;
+    train.warmup_steps = 0;
+    train.base_lr = 20.0;
+    train.objective = {beta, 0.2};
+    TrainConfig accumulating = train;
+    accumulating.accumulation_steps = 2;
+    Learner whole(tiny_network(), accumulating), half_a(tiny_network(), train), half_b(tiny_network(), train),
+        replay(tiny_network(), train);
+    std::mt19937_64 gen(13);
+    const Tensor v1 = Tensor::randn({8, 8, 8, 3}, gen), v2 = Tensor::randn({8, 8, 8, 3}, gen);
+    const Tensor labels = Tensor::from_vector<int64_t>({0, 1, 2, 1, 0, 2, 2, 1}, {8});
+    const StepValues w = whole.step(v1, v2, labels).read();
+    const StepValues a = half_a.step(v1.slice_rows(0, 4).clone(), v2.slice_rows(0, 4).clone()).read();
+    const StepValues b = half_b.step(v1.slice_rows(4, 8).clone(), v2.slice_rows(4, 8).clone()).read();
+    CHECK(w.loss == Approx((a.loss + b.loss) / 2).epsilon(1e-6));
+    CHECK(w.regression_loss == Approx((a.regression_loss + b.regression_loss) / 2).epsilon(1e-6));
+    CHECK(w.probe_accuracy >= 0);
+    const std::vector<float> gw = whole.nets.online.grads().to_vector<float>(),
+                             ga = half_a.nets.online.grads().to_vector<float>(),
+                             gb = half_b.nets.online.grads().to_vector<float>();
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < gw.size(); ++i) {
+      const double want = (double(ga[i]) + gb[i]) / 2;
+      diff += (gw[i] - want) * (gw[i] - want), norm += want * want;
+    }
+    CHECK(std::sqrt(diff / norm) < 1e-5);
+    // One LARS step on that gradient and one EMA: replayed by hand on a fourth learner from the same start.
+    replay.nets.online.grads().copy_(whole.nets.online.grads());
+    replay.lars.step(replay.lr_at(0));
+    ema_update_target(replay.nets.target.params(), replay.nets.online.params(), replay.tau_at_step(0));
+    CHECK(bitwise_equal(whole.nets.online.params(), replay.nets.online.params()));
+    CHECK(bitwise_equal(whole.nets.target.params(), replay.nets.target.params()));
+    CHECK(whole.steps_done() == 1);
+  }
+  TrainConfig bad = tiny_train(1);
+  bad.accumulation_steps = 3;
+  Learner learner(tiny_network(), bad);
+  std::mt19937_64 gen(1);
+  const Tensor v = Tensor::randn({4, 8, 8, 3}, gen);
+  CHECK_THROWS_WITH(learner.step(v, v),
+                    Catch::Matchers::Contains("cannot be cut into 3 equal micro-batches"));
+  bad.accumulation_steps = 0;
+  CHECK_THROWS_WITH(Learner(tiny_network(), bad),
+                    Catch::Matchers::Contains("accumulation_steps must be >= 1"));
+}
+
 TEST_CASE("checkpoint round trip is bitwise exact and a resumed run continues identically",
           "[byol][checkpoint]") {
   const byol::test_util::TempDir tmp;

@@ -115,6 +115,27 @@ TEST_CASE("the InfoNCE term's negatives span both ranks: two ranks at B/2 step a
   }
 }
 
+TEST_CASE("gradient accumulation over two ranks: the gradients average over every micro-batch", "[mpi]") {
+  // Per-rank batch norm over micro-batches of 2 rows: two ranks at accumulation 2 (rows 0-3 | 4-7) see the
+  // same four micro-batches as one rank at accumulation 4, so the averaged gradients and the step agree.
+  comm::Communicator& comm = world();
+  TrainConfig t = tiny_train(3);
+  t.accumulation_steps = 4;
+  Learner single(tiny_network(), t);
+  t.accumulation_steps = 2;
+  Learner dist(tiny_network(), t);
+  DataParallel dp(dist, comm, {size_t(1) << 10, false});
+  dp.broadcast_from_root();
+  const Batch full = make_batch(40), mine = full.half(comm.rank(), 2);
+  const StepValues ref = single.step(full.v1, full.v2, full.labels).read();
+  const StepValues mean = dp.mean_over_ranks(dist.step(mine.v1, mine.v2, mine.labels));
+  INFO("rank " << comm.rank() << ": loss " << mean.loss << " vs " << ref.loss);
+  CHECK(std::abs(mean.loss - ref.loss) < 1e-5 * std::abs(ref.loss));
+  CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) < 1e-4);
+  CHECK(rel_diff(dist.nets.online.params(), single.nets.online.params()) < 1e-5);
+  CHECK(rel_diff(dist.nets.target.params(), single.nets.target.params()) < 1e-5);
+}
+
 TEST_CASE("with per-rank batch norm the two-rank step differs, as it must", "[mpi]") {
   comm::Communicator& comm = world();
   Learner single(tiny_network(), tiny_train(1));
