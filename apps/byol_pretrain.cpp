@@ -93,6 +93,8 @@ NetworkConfig network_config(const PretrainConfig& c) {
   n.encoder.stem = c.stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
   n.encoder.base_channels = c.base_channels;
   n.projector_hidden = c.projector_hidden;
+  n.projector_depth = c.projector_depth;
+  n.predictor_depth = c.predictor_depth;
   n.projection_dim = c.projection_dim;
   n.predictor_hidden = c.predictor_hidden;
   return n;

@@ -131,6 +131,8 @@ const std::map<std::string, Setter>& setters() {
       {"model.projector_hidden", integer(&C::projector_hidden)},
       {"model.projection_dim", integer(&C::projection_dim)},
       {"model.predictor_hidden", integer(&C::predictor_hidden)},
+      {"model.projector_depth", integer(&C::projector_depth)},
+      {"model.predictor_depth", integer(&C::predictor_depth)},
       {"train.epochs", real(&C::epochs)},
       {"train.batch_size", integer(&C::batch_size)},
       {"train.preset", integer(&C::preset)},
@@ -290,6 +292,10 @@ void validate(const PretrainConfig& c) {
        cat("expected 1..256, got ", c.base_channels));
   need(c.projector_hidden >= 1 && c.projection_dim >= 1 && c.predictor_hidden >= 1, "model.projector_hidden",
        "head sizes must be positive");
+  need(c.projector_depth >= 1 && c.projector_depth <= 8, "model.projector_depth",
+       cat("expected 1..8 linear layers, got ", c.projector_depth));
+  need(c.predictor_depth >= 1 && c.predictor_depth <= 8, "model.predictor_depth",
+       cat("expected 1..8 linear layers, got ", c.predictor_depth));
   // epochs x steps per epoch must fit the step counter: a million epochs is far beyond any real run.
   need(c.epochs > 0 && c.epochs <= 1e6, "train.epochs",
        cat("expected 0 < epochs <= 1000000, got ", c.epochs));
@@ -337,7 +343,8 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nsolarize_p_view2 = " << r(c.solarize_p_view2) << "\n\n[model]\ndepth = " << c.depth
      << "\nwidth = " << c.width << "\nstem = " << q(c.stem) << "\nbase_channels = " << c.base_channels
      << "\nprojector_hidden = " << c.projector_hidden << "\nprojection_dim = " << c.projection_dim
-     << "\npredictor_hidden = " << c.predictor_hidden << "\n\n[train]\nepochs = " << r(c.epochs)
+     << "\npredictor_hidden = " << c.predictor_hidden << "\nprojector_depth = " << c.projector_depth
+     << "\npredictor_depth = " << c.predictor_depth << "\n\n[train]\nepochs = " << r(c.epochs)
      << "\nbatch_size = " << c.batch_size << "\npreset = " << c.preset << "\nbase_lr = " << r(c.base_lr)
      << "\nweight_decay = " << r(c.weight_decay) << "\ntau_base = " << r(c.tau_base)
      << "\nwarmup_epochs = " << r(c.warmup_epochs) << "\nprobe_lr = " << r(c.probe_lr)

@@ -35,6 +35,8 @@ struct PretrainConfig {
   int64_t base_channels = 64;
   int64_t projector_hidden = 4096;
   int64_t projection_dim = 256;
+  int projector_depth = 2;  // linear layers of the projector (models/mlp.h)
+  int predictor_depth = 2;  // and of the predictor
   int64_t predictor_hidden = 4096;
   // [train]
   double epochs = 100;

@@ -26,6 +26,9 @@ nlohmann::json network_json(const NetworkConfig& net) {
   j["projector_hidden"] = net.projector_hidden;
   j["projection_dim"] = net.projection_dim;
   j["predictor_hidden"] = net.predictor_hidden;
+  // Recorded only when not the paper's 2, so checkpoints written before the key existed still resume.
+  if (net.projector_depth != 2) j["projector_depth"] = net.projector_depth;
+  if (net.predictor_depth != 2) j["predictor_depth"] = net.predictor_depth;
   return j;
 }
 

@@ -14,13 +14,15 @@ ByolNetworks::ByolNetworks(const NetworkConfig& cfg) : cfg_(cfg) {
              "BYOL networks: projector/predictor sizes must be positive");
   // Registration order fixes the layout: the target's buffer equals the online buffer's prefix.
   online_encoder = std::make_unique<models::ResNet>(online, "encoder.", cfg.encoder);
-  online_projector = std::make_unique<models::MlpHead>(online, "projector", online_encoder->out_features(),
-                                                       cfg.projector_hidden, cfg.projection_dim);
+  online_projector =
+      std::make_unique<models::MlpHead>(online, "projector", online_encoder->out_features(),
+                                        cfg.projector_hidden, cfg.projection_dim, cfg.projector_depth);
   predictor = std::make_unique<models::MlpHead>(online, "predictor", cfg.projection_dim, cfg.predictor_hidden,
-                                                cfg.projection_dim);
+                                                cfg.projection_dim, cfg.predictor_depth);
   target_encoder = std::make_unique<models::ResNet>(target, "encoder.", cfg.encoder);
-  target_projector = std::make_unique<models::MlpHead>(target, "projector", target_encoder->out_features(),
-                                                       cfg.projector_hidden, cfg.projection_dim);
+  target_projector =
+      std::make_unique<models::MlpHead>(target, "projector", target_encoder->out_features(),
+                                        cfg.projector_hidden, cfg.projection_dim, cfg.projector_depth);
   online.finalize(/*requires_grad=*/true);
   target.finalize(/*requires_grad=*/false);
   const auto& on = online.param_entries();

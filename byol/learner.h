@@ -37,6 +37,8 @@ struct NetworkConfig {
   int64_t projector_hidden = 4096;
   int64_t projection_dim = 256;
   int64_t predictor_hidden = 4096;
+  int projector_depth = 2;  // linear layers per head (models/mlp.h): 2 in the paper
+  int predictor_depth = 2;
 };
 
 class ByolNetworks {

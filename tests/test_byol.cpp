@@ -357,6 +357,17 @@ TEST_CASE("bad checkpoints give clear errors", "[byol][checkpoint]") {
   Learner other(wider, tiny_train(1));
   CHECK_THROWS_WITH(load_checkpoint(path, other),
                     Contains("ckpt.safetensors") && Contains("differs from this run"));
+  NetworkConfig deeper = tiny_network();  // a head depth other than 2 is part of the network's identity
+  deeper.predictor_depth = 3;
+  Learner deep(deeper, tiny_train(1));
+  CHECK_THROWS_WITH(load_checkpoint(path, deep), Contains("differs from this run"));
+  const std::string deep_path = (dir / "deep.safetensors").string();
+  save_checkpoint(deep_path, deep);
+  Learner deep_again(deeper, tiny_train(2));
+  load_checkpoint(deep_path, deep_again);
+  CHECK(bitwise_equal(deep_again.nets.online.params(), deep.nets.online.params()));
+  Learner shallow(tiny_network(), tiny_train(1));
+  CHECK_THROWS_WITH(load_checkpoint(deep_path, shallow), Contains("differs from this run"));
   fs::resize_file(path, fs::file_size(path) - 10);
   Learner c(tiny_network(), tiny_train(1));
   CHECK_THROWS_WITH(load_checkpoint(path, c), Contains("ckpt.safetensors"));

@@ -106,6 +106,34 @@ TEST_CASE("ResNet names, shapes (exported as OIHW) and parameter counts match to
   }
 }
 
+TEST_CASE("MLP heads of depth 1, 2 and 3: nn.Sequential names, shapes, forward", "[models]") {
+  struct Case {
+    int depth;
+    std::vector<std::string> names;
+  };
+  for (const Case& c :
+       {Case{1, {"head.0.weight"}},
+        Case{2, {"head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias", "head.3.weight"}},
+        Case{3,
+             {"head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias", "head.3.weight", "head.3.bias",
+              "head.4.weight", "head.4.bias", "head.6.weight"}}}) {
+    INFO("depth " << c.depth);
+    ParamRegistry reg;
+    MlpHead head(reg, "head", 5, 7, 3, c.depth);
+    reg.finalize(false);
+    std::mt19937_64 gen(1);
+    reg.initialize(gen);
+    std::vector<std::string> names;
+    for (const ParamEntry& e : reg.param_entries()) names.push_back(e.name);
+    CHECK(names == c.names);
+    CHECK(reg.param_entries().back().shape == Shape{3, c.depth == 1 ? 5 : 7});
+    const Tensor y = head.forward(Tensor::randn({4, 5}, gen), ForwardContext{true, {}});
+    CHECK(y.shape() == Shape{4, 3});
+  }
+  ParamRegistry reg;
+  CHECK_THROWS_WITH(MlpHead(reg, "head", 5, 7, 3, 0), Catch::Matchers::Contains("depth must be >= 1"));
+}
+
 TEST_CASE("LARS exclusion tags: every 1-D parameter (bias, BN) excluded, every weight included", "[models]") {
   for (int depth : {18, 34, 50, 101, 152, 200}) {
     INFO("resnet" << depth);
