@@ -18,6 +18,11 @@
 #   labs        the kernel labs (validate against the CPU, then GB/s)
 #   bench       byol_step_bench --device cuda next to the PyTorch reference, then the multi-GPU scaling model
 #               (docs/scaling.md) from the measured ResNet-50 rate
+#   ablate      the paper's ablations at GPU scale (issue 16): scripts/ablate.sh on configs/cifar10_gpu.toml
+#               for the rows GPU_CHECK_ABLATIONS names (default "byol simclr no_predictor tau_0"), one after
+#               another, capped at GPU_CHECK_ABLATE_S (300 s); finished rows are kept by the scratch folder
+#               and tabulated (ablations.md in logs.tgz), so a later call on a warm machine goes on where
+#               this one stopped; needs CIFAR-10 as the learn step does
 #
 #   scripts/gpu_check.sh [--dry-run] [OUT_DIR]   OUT_DIR: $OUT, else build-gpu-out/ in the repository
 #   scripts/gpu_check.sh prepare-carry           on a Debian machine with scripts/setup.sh's packages
@@ -115,8 +120,8 @@ prepare_carry() {
   echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1)); carry it with the tree (the device tool: carry [\".carry\"])"
 }
 
-all_steps=(build cuda_tests memcheck initcheck nccl smoke learn labs bench)
-gpu_steps=" cuda_tests memcheck initcheck nccl smoke learn labs bench "
+all_steps=(build cuda_tests memcheck initcheck nccl smoke learn labs bench ablate)
+gpu_steps=" cuda_tests memcheck initcheck nccl smoke learn labs bench ablate "
 labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab metrics_lab optimizers_lab elementwise_lab)
 
 usage() {
@@ -530,7 +535,8 @@ bench="$build/benchmarks/byol_step_bench"
 step_build() {
   local targets=() t0=$SECONDS rc detail
   selected cuda_tests || selected memcheck || selected initcheck || selected nccl && targets+=(byol_tests)
-  selected smoke || selected learn && targets+=(byol-pretrain)
+  selected smoke || selected learn || selected ablate && targets+=(byol-pretrain)
+  selected ablate && targets+=(byol-eval)
   selected labs && targets+=("${labs[@]}")
   selected bench && targets+=(byol_step_bench)
   [ ${#targets[@]} -eq 0 ] && targets=(byol_tests byol-pretrain byol_step_bench "${labs[@]}")
@@ -675,6 +681,45 @@ step_learn() {
   conclude learn "$label" "$rc" "$log" "${detail}$((SECONDS - t0)) s" INFO
 }
 
+# The paper's ablations at GPU scale (scripts/ablate.sh, configs/cifar10_gpu.toml): each named row pretrained,
+# scored by kNN and a linear probe; the rows finished in the time allowed are tabulated.
+step_ablate() {
+  local label="ablations, cifar10_gpu" log="$logs/ablate.log" t0=$SECONDS rc t name done_rows=""
+  local tarball="${CIFAR10_TAR:-$carry/cifar10.tar.gz}"
+  local -a names
+  read -r -a names <<<"${GPU_CHECK_ABLATIONS:-byol simclr no_predictor tau_0}"
+  need_exe ablate "$label" "$pretrain" || return
+  need_exe ablate "$label" "$build/apps/byol-eval" || return
+  if [ "$dry" -eq 0 ] && [ ! -d "$root/data-local/cifar10/train" ]; then
+    if [ ! -f "$tarball" ]; then
+      record ablate "$label" SKIP "no CIFAR-10: neither data-local/cifar10/ nor $tarball (prepare-carry copies ../shared/data/cifar10.tar.gz)"
+      return
+    fi
+    mkdir -p "$root/data-local" && tar xzf "$tarball" -C "$root/data-local" ||
+      { record ablate "$label" FAIL "cannot unpack $tarball"; return; }
+  fi
+  t="$(budget "${GPU_CHECK_ABLATE_S:-300}")"
+  run_cmd "$root" "$log" "$t" env BUILD="$build" "$root/scripts/ablate.sh" "$root/configs/cifar10_gpu.toml" \
+    "$runs/ablations" "${names[@]}"
+  rc=$?
+  dry_skip ablate "$label" && return
+  for name in "${names[@]}"; do
+    [ -f "$runs/ablations/$name/linear.json" ] && done_rows+="$name "
+    cp "$runs/ablations/$name/metrics.jsonl" "$logs/ablation_$name.metrics.jsonl" 2>/dev/null
+  done
+  if [ "$rc" -ne 0 ] && [ -n "$done_rows" ]; then
+    # cut off: tabulate the rows that finished (ablate.sh only tabulates, they are not run again)
+    # shellcheck disable=SC2086  # the finished rows are a word list
+    (cd "$root" && BUILD="$build" scripts/ablate.sh configs/cifar10_gpu.toml "$runs/ablations" $done_rows) >>"$log" 2>&1
+  fi
+  cp "$runs/ablations/ablations.md" "$logs/ablations.md" 2>/dev/null
+  if [ -z "$done_rows" ]; then
+    conclude ablate "$label" "$([ "$rc" -eq 0 ] && echo 1 || echo "$rc")" "$log" "no row finished; $((SECONDS - t0)) s"
+  else
+    record ablate "$label" INFO "finished: ${done_rows% }$([ "$rc" -ne 0 ] && echo " (rc $rc: the others were cut off or failed)"); $(grep -E '^\| `' "$runs/ablations/ablations.md" | awk -F'|' '{gsub(/ /, "", $2); printf "%s kNN %s linear %s; ", $2, $5, $6}')$((SECONDS - t0)) s"
+  fi
+}
+
 step_labs() {
   local lab exe log rc t0
   for lab in "${labs[@]}"; do
@@ -766,6 +811,7 @@ for s in "${steps[@]}"; do
     learn) step_learn ;;
     labs) step_labs ;;
     bench) step_bench ;;
+    ablate) step_ablate ;;
   esac
   current_step=""
   [ -n "${result[$s]:-}" ] || result[$s]=PASS
