@@ -1,10 +1,6 @@
 #include "byol/learner.h"
 
-#include "kernels/math/optimizer_math.h"
-#if BYOL_WITH_CUDA
-#include "engine/cuda/context.h"
-#include "kernels/ema.cuh"
-#endif
+#include "engine/optim_ops.h"
 
 namespace byol {
 
@@ -39,25 +35,12 @@ void ByolNetworks::initialize(std::mt19937_64& gen, bool copy_online_to_target) 
   if (copy_online_to_target) target.params().copy_(online.params().slice_rows(0, target_extent()));
 }
 
-// [byol:ema-pass]
 void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau) {
   BYOL_CHECK(target_params.numel() <= online_params.numel(), "EMA: the target (", target_params.describe(),
              ") is larger than the online buffer (", online_params.describe(), ")");
   BYOL_CHECK(target_params.device() == online_params.device(), "EMA: the target (", target_params.describe(),
              ") and online (", online_params.describe(), ") buffers are on different devices");
-#if BYOL_WITH_CUDA
-  if (target_params.device().is_cuda()) {
-    kernels::ema_update(target_params.data<float>(), online_params.data<float>(), target_params.numel(), tau,
-                        cuda::compute_stream());
-    return;
-  }
-#endif
-  float* t = target_params.data<float>();
-  const float* o = online_params.data<float>();
-  const float ftau = static_cast<float>(tau);
-  const int64_t n = target_params.numel();
-#pragma omp parallel for simd schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) t[i] = math::ema_update(t[i], o[i], ftau);
+  ops::ema_(target_params, online_params, tau);
 }
 
 Learner::Learner(const NetworkConfig& net, const TrainConfig& train)

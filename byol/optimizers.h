@@ -3,10 +3,10 @@
 // tensor in place from its window of the gradient buffer.
 //
 // Devices: the state is allocated where the registry's buffers are when the optimizer is built, and
-// to(Device) moves it (the Learner moves registries and optimizers together). step() runs on the
-// parameters' device — CUDA kernels (kernels/lars.cuh, kernels/optimizers.cuh) or the CPU loops, both
-// through the per-element math of kernels/math/optimizer_math.h — and throws, naming the optimizer and
-// both devices, when the state is elsewhere. Nothing in step() waits for the GPU.
+// to(Device) moves it (the Learner moves registries and optimizers together). step() is one engine op
+// on the parameters' device (engine/optim_ops.h: the CPU loops or the CUDA kernels, both through the
+// per-element math of kernels/math/optimizer_math.h) and throws, naming the optimizer and both devices,
+// when the state is elsewhere. Nothing in step() waits for the GPU.
 //
 // Lars: BYOL's pretraining optimizer (see kernels/math/optimizer_math.h for the exact chain); the
 // per-tensor norms use double accumulation. Tags decide exclusions: kNoWeightDecay, kNoLarsAdapt.
@@ -15,6 +15,7 @@
 
 #include <vector>
 
+#include "engine/optim_ops.h"
 #include "models/module.h"
 
 namespace byol {
@@ -41,9 +42,8 @@ class Lars {
   const models::ParamRegistry& reg_;
   LarsOptions opt_;
   Tensor momentum_;
+  ops::LarsLayout layout_;  // the registry's tensors and exclusions (packed once per device on a GPU)
   Tensor trust_;            // f64 [param_entries]
-  Tensor segment_table_;    // on a GPU: the registry's tensor ranges and tags, packed once (kernels/lars.cuh)
-  int segment_chunks_ = 0;  // the table's chunk count
 };
 
 struct SgdOptions {

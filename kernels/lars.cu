@@ -15,12 +15,12 @@ constexpr int kLarsThreads = 256;  // threads per chunk block: 64 elements each 
 constexpr int kLarsUnroll = 4;     // loads in flight per thread in the reduction
 
 struct NormSums {
-  double ww, gg, wg;
+  double ww, uu;  // sum w^2 and sum (g + wd w)^2
 };
 
 struct AddNormSums {
   __device__ NormSums operator()(const NormSums& a, const NormSums& b) const {
-    return {a.ww + b.ww, a.gg + b.gg, a.wg + b.wg};
+    return {a.ww + b.ww, a.uu + b.uu};
   }
 };
 
@@ -54,12 +54,13 @@ __device__ Chunk chunk_of_block(const Table& t) {
   return {s, lars_chunk_range(t.begins[s], t.ends[s], c - t.chunk_first[s])};
 }
 
-// 1. One block per chunk: sum w^2, g^2, w g in double; partial[chunk].
+// 1. One block per chunk: sum w^2 and sum (g + wd w)^2 in double (wd of the chunk's tensor); partial[chunk].
 __global__ void __launch_bounds__(kLarsThreads)
     lars_chunk_sums_kernel(const float* __restrict__ w, const float* __restrict__ g, Table t,
-                           NormSums* __restrict__ partial) {
+                           double weight_decay, NormSums* __restrict__ partial) {
   const Chunk ch = chunk_of_block(t);
-  NormSums acc{0, 0, 0};
+  const double wd = (t.flags[ch.segment] & kLarsNoWeightDecay) ? 0.0 : weight_decay;
+  NormSums acc{0, 0};
   const int64_t end = ch.range.last;
   int64_t i = ch.range.first + threadIdx.x;
   // kLarsUnroll independent loads per thread before the arithmetic, then the tail one at a time.
@@ -72,17 +73,15 @@ __global__ void __launch_bounds__(kLarsThreads)
     }
 #pragma unroll
     for (int u = 0; u < kLarsUnroll; ++u) {
-      const double wi = wv[u], gi = gv[u];
+      const double wi = wv[u], ui = math::lars_decayed_gradient(gv[u], wv[u], wd);
       acc.ww += wi * wi;
-      acc.gg += gi * gi;
-      acc.wg += wi * gi;
+      acc.uu += ui * ui;
     }
   }
   for (; i < end; i += kLarsThreads) {
-    const double wi = w[i], gi = g[i];
+    const double wi = w[i], ui = math::lars_decayed_gradient(g[i], w[i], wd);
     acc.ww += wi * wi;
-    acc.gg += gi * gi;
-    acc.wg += wi * gi;
+    acc.uu += ui * ui;
   }
   using BlockReduce = cub::BlockReduce<NormSums, kLarsThreads>;
   __shared__ typename BlockReduce::TempStorage scratch;
@@ -91,17 +90,15 @@ __global__ void __launch_bounds__(kLarsThreads)
 }
 
 // 2. One thread per segment: its chunks' sums in chunk order (deterministic), then its trust ratio.
-__global__ void lars_trust_kernel(Table t, int segments, const NormSums* __restrict__ partial,
-                                  double weight_decay, double eta, double* __restrict__ trust) {
+__global__ void lars_trust_kernel(Table t, int segments, const NormSums* __restrict__ partial, double eta,
+                                  double* __restrict__ trust) {
   for (int64_t s = global_thread(); s < segments; s += grid_threads()) {
     const uint8_t f = t.flags[s];
     double r = 1.0;
     if (!(f & kLarsNoAdapt)) {
-      NormSums sum{0, 0, 0};
+      NormSums sum{0, 0};
       for (int64_t c = t.chunk_first[s]; c < t.chunk_first[s + 1]; ++c) sum = AddNormSums{}(sum, partial[c]);
-      const double wd = (f & kLarsNoWeightDecay) ? 0.0 : weight_decay;
-      const double uu = sum.gg + 2.0 * wd * sum.wg + wd * wd * sum.ww;
-      r = math::lars_trust_ratio(sqrt(sum.ww), sqrt(uu > 0 ? uu : 0.0), eta);
+      r = math::lars_trust_ratio(sqrt(sum.ww), sqrt(sum.uu), eta);
     }
     trust[s] = r;
   }
@@ -167,11 +164,12 @@ void lars_step(float* w, const float* g, float* m, const void* device_table, int
   double* trust = trust_out ? trust_out : trust_scratch.as<double>();
   cuda::DeviceBuffer partial(static_cast<size_t>(chunks > 0 ? chunks : 1) * sizeof(NormSums));
   if (chunks > 0) {
-    lars_chunk_sums_kernel<<<chunks, kLarsThreads, 0, stream>>>(w, g, t, partial.as<NormSums>());
+    lars_chunk_sums_kernel<<<chunks, kLarsThreads, 0, stream>>>(w, g, t, h.weight_decay,
+                                                                partial.as<NormSums>());
     BYOL_CUDA_CHECK_LAUNCH();
   }
-  lars_trust_kernel<<<grid_1d(segments), kThreads, 0, stream>>>(t, segments, partial.as<NormSums>(),
-                                                                h.weight_decay, h.eta, trust);
+  lars_trust_kernel<<<grid_1d(segments), kThreads, 0, stream>>>(t, segments, partial.as<NormSums>(), h.eta,
+                                                                trust);
   BYOL_CUDA_CHECK_LAUNCH();
   if (chunks > 0) {
     lars_chunk_update_kernel<<<chunks, kLarsThreads, 0, stream>>>(w, g, m, t, trust, static_cast<float>(h.lr),

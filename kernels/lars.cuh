@@ -2,10 +2,10 @@
 // chains it; the per-element step is math::lars_update, the trust ratio math::lars_trust_ratio).
 //
 // Three launches, no host synchronisation between them, deterministic (fixed summation order):
-//   1. per-chunk sums (sum w^2, sum g^2, sum w*g) in double, one block per chunk of at most kLarsChunk
-//      elements of one tensor (kernels/launch.h: lars_chunk_first, lars_chunk_range);
-//   2. per tensor, its chunks' sums in order, then its trust ratio (|g + wd w|^2 = g^2 + 2 wd w.g + wd^2 w^2),
-//      one thread per tensor;
+//   1. per-chunk sums (sum w^2, sum (g + wd w)^2 with math::lars_decayed_gradient, as the CPU sums them) in
+//      double, one block per chunk of at most kLarsChunk elements of one tensor (kernels/launch.h:
+//      lars_chunk_first, lars_chunk_range);
+//   2. per tensor, its chunks' sums in order, then its trust ratio, one thread per tensor;
 //   3. the update, one block per chunk again: momentum, weight decay and the step with its tensor's trust
 //      ratio. Gaps between tensors are never touched.
 // The first version (2026-11) reduced each tensor with one block (a CUB segmented reduction) and found

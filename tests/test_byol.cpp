@@ -465,7 +465,7 @@ TEST_CASE("step metrics stay a tensor until read; Learner::to(cpu) keeps the lea
   const Tensor v1 = Tensor::randn({4, 8, 8, 3}, gen), v2 = Tensor::randn({4, 8, 8, 3}, gen);
   const Tensor labels = Tensor::from_vector<int64_t>({0, 2, 1, 2}, {4});
   const StepMetrics ma = a.step(v1, v2, labels), mb = b.step(v1, v2, labels);
-  REQUIRE(ma.values.shape() == Shape{3});
+  REQUIRE(ma.values.shape() == Shape{4});
   CHECK(ma.values.device() == Device::cpu());
   CHECK(ma.probe_rows == 4);
   const StepValues va = ma.read(), vb = mb.read();
@@ -477,6 +477,8 @@ TEST_CASE("step metrics stay a tensor until read; Learner::to(cpu) keeps the lea
   CHECK(va.loss == double(raw[0]));
   CHECK(va.probe_loss == double(raw[1]));
   CHECK(va.probe_accuracy == double(raw[2]) / 4);
+  CHECK(va.regression_loss == double(raw[3]));
+  CHECK(va.regression_loss == va.loss);  // beta 0: the loss is the regression loss
   CHECK(raw[2] == std::round(raw[2]));
   // Without labels the probe is skipped and its entries stay 0.
   const StepMetrics no_probe = a.step(v1, v2);

@@ -13,6 +13,7 @@
 #include "engine/cpu/cpu_backend.h"  // ConvGeom
 #include "engine/ops.h"
 #include "engine/ops/check.h"
+#include "engine/optim_ops.h"
 
 #if BYOL_WITH_CUDA
 #define BYOL_ON_CUDA(op, t, stmt) stmt
@@ -38,6 +39,19 @@ Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b);
 Tensor matmul_cuda(const Tensor& a, const Tensor& b);
 Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels);
 Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels);
+
+// The optimizer ops (engine/optim_ops.h; engine/cuda/optimizers_cuda.cpp): kernels/ema.cu, lars.cu and
+// optimizers.cu on the compute stream.
+struct AdamWFloats {
+  float lr, beta1, beta2, eps, weight_decay, bias1, bias2;
+};
+void ema_cuda(const Tensor& target, const Tensor& online, double tau);
+void lars_step_cuda(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLayout& layout,
+                    const LarsHyper& h, const Tensor& trust_out);
+void sgd_step_cuda(const Tensor& w, const Tensor& m, const Tensor& g, float lr, float momentum,
+                   float weight_decay, bool nesterov);
+void adamw_step_cuda(const Tensor& w, const Tensor& m, const Tensor& v, const Tensor& g,
+                     const AdamWFloats& h);
 
 Tensor relu_cuda(const Tensor& x);
 Tensor add_cuda(const Tensor& a, const Tensor& b);

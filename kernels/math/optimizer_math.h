@@ -46,6 +46,12 @@ BYOL_HD void lars_update(T& w, T& m, T g, T weight_decay, T trust, T lr, T momen
   w = w - lr * m;
 }
 
+// The decayed gradient g' = g + wd * w in double, element by element: |g'| is the trust ratio's denominator,
+// summed the same way on both backends (engine/cpu/optimizers.cpp, kernels/lars.cu).
+BYOL_HD double lars_decayed_gradient(double g, double w, double weight_decay) {
+  return g + weight_decay * w;
+}
+
 BYOL_HD double lars_trust_ratio(double param_norm, double update_norm, double eta) {
   return (param_norm > 0 && update_norm > 0) ? eta * param_norm / update_norm : 1.0;
 }

@@ -1,0 +1,69 @@
+// Optimizer updates over flat parameter buffers: EMA, LARS, SGD and AdamW as engine ops, in place and
+// outside autograd, one front end for both backends (engine/ops/optimizer_ops.cpp checks the arguments,
+// then runs the CPU loops of engine/cpu/optimizers.cpp or the CUDA kernels of kernels/ema.cu, lars.cu and
+// optimizers.cu). Both backends apply the same per-element formulas, kernels/math/optimizer_math.h.
+// Every buffer is f32, contiguous and on one device; nothing here waits for a GPU.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace byol::ops {
+
+// target[i] <- tau * target[i] + (1 - tau) * online[i] for every i < target.numel(): the target may be a
+// prefix of the online buffer (BYOL's target network has no predictor).
+void ema_(const Tensor& target, const Tensor& online, double tau);
+
+// The tensors of a flat buffer as LARS updates them: sorted, disjoint element ranges [begin, end) with
+// their exclusions. On a GPU the kernels read a packed copy of it, made and uploaded once per device and
+// kept here, so a step copies nothing from the host.
+class LarsLayout {
+ public:
+  struct Segment {
+    int64_t begin = 0, end = 0;
+    bool no_weight_decay = false;  // biases and BN parameters in BYOL
+    bool no_adapt = false;         // trust ratio 1
+  };
+  // Checks that the segments are sorted, disjoint and inside a buffer of `numel` elements.
+  LarsLayout(std::vector<Segment> segments, int64_t numel);
+  const std::vector<Segment>& segments() const { return segments_; }
+  int64_t numel() const { return numel_; }
+
+  // The packed table on `device` (CUDA backend only): built on first use there.
+  struct DeviceTable {
+    Tensor bytes;  // u8 on the device
+    int chunks = 0;
+  };
+  const DeviceTable& device_table(Device device) const;
+
+ private:
+  std::vector<Segment> segments_;
+  int64_t numel_ = 0;
+  mutable DeviceTable table_;
+};
+
+struct LarsHyper {
+  double lr = 0, weight_decay = 0, momentum = 0, eta = 0;
+};
+
+// One LARS step (kernels/math/optimizer_math.h: g' = g + wd w, trust = eta |w| / |g'| per tensor, m = mu m +
+// trust g', w -= lr m) on the tensors of the layout; gaps between them are not touched. trust_out: f64
+// [segments] on the buffers' device, the trust ratio applied to each tensor.
+void lars_step_(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLayout& layout,
+                const LarsHyper& h, const Tensor& trust_out);
+
+// SGD with momentum, PyTorch's torch.optim.SGD (dampening 0), over every element of the buffers.
+void sgd_step_(const Tensor& w, const Tensor& m, const Tensor& g, double lr, double momentum,
+               double weight_decay, bool nesterov);
+
+struct AdamWHyper {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  int64_t step = 1;  // the step being taken, from 1: the bias corrections 1 - beta^step
+};
+
+// AdamW, PyTorch's torch.optim.AdamW, over every element of the buffers.
+void adamw_step_(const Tensor& w, const Tensor& m, const Tensor& v, const Tensor& g, const AdamWHyper& h);
+
+}  // namespace byol::ops
