@@ -54,7 +54,9 @@ for section, keys in tomllib.load(open(sys.argv[1], "rb")).items():
 PY
 )
   [ ${#sets[@]} -gt 0 ] || [ "$(basename "$f")" = byol.toml ] || { echo "FAIL: $f sets no key"; exit 1; }
-  "$build/apps/byol-pretrain" --config "$work/base.toml" "${sets[@]}" --set run.out="$work/dry" --dry-run \
+  # (4096 synthetic images: enough for one batch of the largest batch-size row)
+  "$build/apps/byol-pretrain" --config "$work/base.toml" --set data.train=synthetic:4096:4:16:1 "${sets[@]}" \
+    --set run.out="$work/dry" --dry-run \
     > "$work/dry.log" 2>&1 || { tail -3 "$work/dry.log"; echo "FAIL: configs/ablations/$(basename "$f") is rejected"; exit 1; }
 done
 before=$(stat -c %Y "$work/out/byol/encoder.safetensors")

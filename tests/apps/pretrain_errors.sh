@@ -24,7 +24,7 @@ expect() {  # expect "message fragment" args...
 printf '[train]\nepochs = 2\nbogus = 1\n' > "$work/unknown.toml"
 printf '[train]\nepochs = "many"\n' > "$work/type.toml"
 printf '[train\nepochs = 2\n' > "$work/syntax.toml"
-expect "key 'train.bogus': unknown key (keys of that section: train.base_lr" --config "$work/unknown.toml"
+expect "key 'train.bogus': unknown key (keys of that section: train.accumulation_steps, train.base_lr" --config "$work/unknown.toml"
 expect "key 'train.epochs': expected a number" --config "$work/type.toml"
 expect "syntax.toml:1" --config "$work/syntax.toml"
 expect "config key 'model.depth': expected 18, 34, 50, 101, 152 or 200, got 19" --set model.depth=19
