@@ -282,7 +282,7 @@ void validate_elementwise(Checks& c, std::mt19937_64& gen) {
       const T scalar = T(-1.7);
       const Tensor out = poisoned<T>(n), dscalar = upload(std::vector<T>{scalar});
       kernels::fill_from_scalar(out.data<T>(), dscalar.data<T>(), kFactor, n, s);
-      cpu::fill(want.data(), kFactor * static_cast<double>(scalar), n);
+      cpu::fill_from_scalar(want.data(), &scalar, kFactor, n);
       c.fill.compare(out, want);
     }
     {
@@ -292,7 +292,8 @@ void validate_elementwise(Checks& c, std::mt19937_64& gen) {
       kernels::sum(dv.data<T>(), n, factor, out.data<T>(), s);
       double abs_sum = 0;
       for (const T e : v) abs_sum += std::abs(static_cast<double>(e));
-      const T total = static_cast<T>(factor * cpu::sum(v.data(), n));
+      T total;
+      cpu::sum(v.data(), n, factor, &total);
       const double tol = std::numeric_limits<T>::epsilon() * std::abs(static_cast<double>(total)) +
                          2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * factor * abs_sum;
       c.sum.compare(out, std::vector<T>{total}, {tol});

@@ -90,13 +90,13 @@ template <class T>
 void l2_normalize_backward(const T* dy, const T* x, const T* y, const T* inv_norm, T* dx, int64_t N,
                            int64_t D);
 
-// BYOL loss: returns mean_i [(2 - 2cos(p1_i, z2_i)) + (2 - 2cos(p2_i, z1_i))]. Backward writes the
-// gradients (scaled by g) of the non-null outputs.
+// BYOL loss: *loss = mean_i [(2 - 2cos(p1_i, z2_i)) + (2 - 2cos(p2_i, z1_i))] (summed in double).
+// Backward writes the gradients (scaled by *g) of the non-null outputs. The CUDA backend's signatures.
 template <class T>
-double byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64_t N, int64_t D);
+void byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64_t N, int64_t D, T* loss);
 template <class T>
-void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, double g, T* dp1, T* dz2, T* dp2,
-                        T* dz1, int64_t N, int64_t D);
+void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, const T* g, T* dp1, T* dz2,
+                        T* dp2, T* dz1, int64_t N, int64_t D);
 
 // Softmax cross-entropy with integer labels (I = int32_t or int64_t); returns the mean loss.
 template <class T, class I>
@@ -116,9 +116,11 @@ template <class T>
 void add_inplace(T* y, const T* x, int64_t n);
 template <class T>
 void scale(const T* x, double alpha, T* y, int64_t n);
+// *out = factor * sum(x) (the sum in double); y[i] = factor * *scalar. The same signatures as the CUDA
+// backend's (engine/cuda/cuda_backend.h), whose scalars stay in device memory.
 template <class T>
-double sum(const T* x, int64_t n);
+void sum(const T* x, int64_t n, double factor, T* out);
 template <class T>
-void fill(T* y, double value, int64_t n);
+void fill_from_scalar(T* y, const T* scalar, double factor, int64_t n);
 
 }  // namespace byol::cpu

@@ -40,16 +40,16 @@ void scale(const T* x, double alpha, T* y, int64_t n) {
 }
 
 template <class T>
-double sum(const T* x, int64_t n) {
+void sum(const T* x, int64_t n, double factor, T* out) {
   double s = 0;
 #pragma omp parallel for simd schedule(static) reduction(+ : s) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) s += x[i];
-  return s;
+  *out = static_cast<T>(factor * s);
 }
 
 template <class T>
-void fill(T* y, double value, int64_t n) {
-  const T v = static_cast<T>(value);
+void fill_from_scalar(T* y, const T* scalar, double factor, int64_t n) {
+  const T v = static_cast<T>(factor * static_cast<double>(*scalar));
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] = v;
 }
@@ -60,8 +60,8 @@ void fill(T* y, double value, int64_t n) {
   template void add<T>(const T*, const T*, T*, int64_t);           \
   template void add_inplace<T>(T*, const T*, int64_t);             \
   template void scale<T>(const T*, double, T*, int64_t);           \
-  template double sum<T>(const T*, int64_t);                       \
-  template void fill<T>(T*, double, int64_t);
+  template void sum<T>(const T*, int64_t, double, T*);             \
+  template void fill_from_scalar<T>(T*, const T*, double, int64_t);
 BYOL_INSTANTIATE_ELEMENTWISE(float)
 BYOL_INSTANTIATE_ELEMENTWISE(double)
 

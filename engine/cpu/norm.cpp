@@ -163,7 +163,7 @@ RowDots row_dots(const T* p, const T* z, int64_t D) {
 
 // [byol:loss] The BYOL loss of one batch: mean over rows of (2 - 2 cos(p1, z2)) + (2 - 2 cos(p2, z1)).
 template <class T>
-double byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64_t N, int64_t D) {
+void byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64_t N, int64_t D, T* loss) {
   double total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (N * D > 32768)
   for (int64_t i = 0; i < N; ++i) {
@@ -174,13 +174,13 @@ double byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int
       total += 2.0 - 2.0 * d.pz * math::l2_inv_norm(d.pp) * math::l2_inv_norm(d.zz);
     }
   }
-  return total / static_cast<double>(N);
+  *loss = static_cast<T>(total / static_cast<double>(N));
 }
 
 template <class T>
-void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, double g, T* dp1, T* dz2, T* dp2,
-                        T* dz1, int64_t N, int64_t D) {
-  const double row_g = g / static_cast<double>(N);
+void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, const T* g, T* dp1, T* dz2,
+                        T* dp2, T* dz1, int64_t N, int64_t D) {
+  const double row_g = static_cast<double>(*g) / static_cast<double>(N);
 #pragma omp parallel for schedule(static) if (N * D > 32768)
   for (int64_t i = 0; i < N; ++i) {
     for (int term = 0; term < 2; ++term) {
@@ -208,8 +208,8 @@ void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, doub
   template void batch_norm_backward_dx_eval<T>(const T*, const T*, const T*, T*, int64_t, int64_t);          \
   template void l2_normalize_forward<T>(const T*, T*, T*, int64_t, int64_t);                                 \
   template void l2_normalize_backward<T>(const T*, const T*, const T*, const T*, T*, int64_t, int64_t);      \
-  template double byol_loss_forward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t);            \
-  template void byol_loss_backward<T>(const T*, const T*, const T*, const T*, double, T*, T*, T*, T*,        \
+  template void byol_loss_forward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*);          \
+  template void byol_loss_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*,      \
                                       int64_t, int64_t);
 BYOL_INSTANTIATE_NORM(float)
 BYOL_INSTANTIATE_NORM(double)

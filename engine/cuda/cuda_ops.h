@@ -32,8 +32,6 @@ Tensor global_avg_pool_cuda(const Tensor& x);
 // reduced sums in place on that device, e.g. with an in-place NCCL all-reduce on the compute stream.
 Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                        const Tensor& running_var, const BatchNormOptions& opt);
-Tensor l2_normalize_cuda(const Tensor& x);
-Tensor byol_loss_cuda(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Tensor& z1);
 
 Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b);
 Tensor matmul_cuda(const Tensor& a, const Tensor& b);
@@ -53,10 +51,6 @@ void sgd_step_cuda(const Tensor& w, const Tensor& m, const Tensor& g, float lr, 
 void adamw_step_cuda(const Tensor& w, const Tensor& m, const Tensor& v, const Tensor& g,
                      const AdamWFloats& h);
 
-Tensor relu_cuda(const Tensor& x);
-Tensor add_cuda(const Tensor& a, const Tensor& b);
-Tensor scale_cuda(const Tensor& x, double alpha);
-Tensor sum_cuda(const Tensor& x, bool mean);
 void add_inplace_cuda(Tensor& dst, const Tensor& src);
 
 // Tensor::to(DType) between f32, f64 and bf16 on the tensor's GPU.

@@ -191,44 +191,6 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   return y;
 }
 
-Tensor l2_normalize_cuda(const Tensor& x) {
-  require_f32("l2_normalize", "input", x);
-  const int64_t N = x.size(0), D = x.size(1);
-  Tensor y = like({N, D}, x), inv_norm = like({N}, x);
-  kernels::l2_normalize_forward(f(x), f(y), f(inv_norm), N, D, stream());
-  GradRecorder rec("l2_normalize", {x});
-  if (rec.active()) {
-    rec.record(y, [x, y_saved = y.view(y.shape()), inv_norm, N, D](const Tensor& dy_in) {
-      Tensor dy = dy_in.contiguous();
-      Tensor dx = like({N, D}, dy);
-      kernels::l2_normalize_backward(f(dy), f(x), f(y_saved), f(inv_norm), f(dx), N, D, stream());
-      return std::vector<Tensor>{dx};
-    });
-  }
-  return y;
-}
-
-Tensor byol_loss_cuda(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Tensor& z1) {
-  require_f32("byol_loss", "p1", p1);
-  const int64_t N = p1.size(0), D = p1.size(1);
-  Tensor loss = like({}, p1);
-  kernels::byol_loss_forward(f(p1), f(z2), f(p2), f(z1), N, D, f(loss), stream());
-  GradRecorder rec("byol_loss", {p1, z2, p2, z1});
-  if (rec.active()) {
-    const std::array<bool, 4> need{rec.needs(0), rec.needs(1), rec.needs(2), rec.needs(3)};
-    rec.record(loss, [p1, z2, p2, z1, N, D, need](const Tensor& g_in) {
-      Tensor g = g_in.contiguous();
-      std::vector<Tensor> grads(4);
-      for (int i = 0; i < 4; ++i)
-        if (need[i]) grads[i] = like({N, D}, p1);
-      kernels::byol_loss_backward(f(p1), f(z2), f(p2), f(z1), f(g), f_or_null(grads[0]), f_or_null(grads[1]),
-                                  f_or_null(grads[2]), f_or_null(grads[3]), N, D, stream());
-      return grads;
-    });
-  }
-  return loss;
-}
-
 // --- dense ---------------------------------------------------------------------------------------------
 
 Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b) {
@@ -332,68 +294,6 @@ Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels) {
 }
 
 // --- elementwise and reductions --------------------------------------------------------------------------
-
-Tensor relu_cuda(const Tensor& x) {
-  require_f32("relu", "input", x);
-  Tensor y = like(x.shape(), x);
-  kernels::relu_forward(f(x), f(y), x.numel(), stream());
-  GradRecorder rec("relu", {x});
-  if (rec.active()) {
-    rec.record(y, [ys = y.view(y.shape())](const Tensor& dy_in) {
-      Tensor dy = dy_in.contiguous();
-      Tensor dx = like(ys.shape(), ys);
-      kernels::relu_backward(f(ys), f(dy), f(dx), ys.numel(), stream());
-      return std::vector<Tensor>{dx};
-    });
-  }
-  return y;
-}
-
-Tensor add_cuda(const Tensor& a, const Tensor& b) {
-  require_f32("add", "a", a);
-  Tensor y = like(a.shape(), a);
-  kernels::add(f(a), f(b), f(y), a.numel(), stream());
-  GradRecorder rec("add", {a, b});
-  if (rec.active()) rec.record(y, [](const Tensor& dy) { return std::vector<Tensor>{dy, dy}; });
-  return y;
-}
-
-namespace {
-Tensor scaled_cuda(const Tensor& x, double alpha) {
-  Tensor y = like(x.shape(), x);
-  kernels::scale(f(x), alpha, f(y), x.numel(), stream());
-  return y;
-}
-}  // namespace
-
-Tensor scale_cuda(const Tensor& x, double alpha) {
-  require_f32("scale", "input", x);
-  Tensor y = scaled_cuda(x, alpha);
-  GradRecorder rec("scale", {x});
-  if (rec.active()) {
-    rec.record(
-        y, [alpha](const Tensor& dy) { return std::vector<Tensor>{scaled_cuda(dy.contiguous(), alpha)}; });
-  }
-  return y;
-}
-
-Tensor sum_cuda(const Tensor& x, bool mean) {
-  const char* op = mean ? "mean" : "sum";
-  require_f32(op, "input", x);
-  const double factor = mean ? 1.0 / static_cast<double>(x.numel()) : 1.0;
-  Tensor y = like({}, x);
-  kernels::sum(f(x), x.numel(), factor, f(y), stream());
-  GradRecorder rec(op, {x});
-  if (rec.active()) {
-    rec.record(y, [shape = x.shape(), factor](const Tensor& g_in) {
-      Tensor g = g_in.contiguous();
-      Tensor dx = like(shape, g);
-      kernels::fill_from_scalar(f(dx), f(g), factor, dx.numel(), stream());
-      return std::vector<Tensor>{dx};
-    });
-  }
-  return y;
-}
 
 void add_inplace_cuda(Tensor& dst, const Tensor& src) {
   require_f32("add_", "dst", dst);

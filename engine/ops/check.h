@@ -28,4 +28,19 @@ void dispatch_float(DType t, F&& f) {
   }
 }
 
+// Runs an op's backend for the device of `t`: cpu(T{}) on the CPU, T the tensor's floating dtype (float or
+// double); cuda() on a GPU, whose backend runs float only. The cuda lambda wraps its calls in BYOL_ON_CUDA
+// (engine/cuda/cuda_ops.h), so a CPU-only build reports the device instead of referencing them. The front
+// ends call this in forward and in the backward they record, once for both backends.
+template <class Cpu, class Cuda>
+void on_backend(const char* op, const Tensor& t, Cpu&& cpu, Cuda&& cuda) {
+  if (t.device().is_cpu()) {
+    dispatch_float(t.dtype(), cpu);
+    return;
+  }
+  BYOL_CHECK(t.dtype() == DType::f32, op, ": ", t.describe(),
+             " on a GPU: the CUDA backend runs float32 (f64 runs on the CPU)");
+  cuda();
+}
+
 }  // namespace byol::ops::detail

@@ -1,5 +1,6 @@
 // Front ends of the elementwise ops, full reductions and batch-dimension shape ops.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
@@ -14,21 +15,41 @@ void check_float_input(const char* op, const char* arg, const Tensor& x) {
   check_contiguous(op, arg, x);
 }
 
-Tensor scaled(const Tensor& x, double alpha) {
+// x * alpha into a new tensor (scale's forward and backward).
+Tensor scaled(const char* op, const Tensor& x, double alpha) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::scale(x.data<T>(), alpha, y.data<T>(), x.numel());
-  });
+  on_backend(
+      op, x,
+      [&](auto tag) { cpu::scale(x.data<decltype(tag)>(), alpha, y.data<decltype(tag)>(), x.numel()); },
+      [&] { BYOL_ON_CUDA(op, x, cuda::scale(x.data<float>(), alpha, y.data<float>(), x.numel())); });
   return y;
 }
 
-Tensor filled_like(const Tensor& like, const Shape& shape, double value) {
-  Tensor y = Tensor::empty(shape, like.dtype(), like.device());
-  dispatch_float(like.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::fill(y.data<T>(), value, y.numel());
-  });
+// factor * sum(x) as a [] tensor, and its backward: every element of the input gets factor * g (g stays on
+// the device on a GPU).
+Tensor scaled_sum(const char* op, const Tensor& x, double factor) {
+  Tensor y = Tensor::empty({}, x.dtype(), x.device());
+  on_backend(
+      op, x, [&](auto tag) { cpu::sum(x.data<decltype(tag)>(), x.numel(), factor, y.data<decltype(tag)>()); },
+      [&] { BYOL_ON_CUDA(op, x, cuda::sum(x.data<float>(), x.numel(), factor, y.data<float>())); });
+  GradRecorder rec(op, {x});
+  if (rec.active()) {
+    rec.record(y, [op, shape = x.shape(), factor](const Tensor& g_in) {
+      const Tensor g = g_in.contiguous();
+      Tensor dx = Tensor::empty(shape, g.dtype(), g.device());
+      on_backend(
+          op, g,
+          [&](auto tag) {
+            using T = decltype(tag);
+            cpu::fill_from_scalar(dx.data<T>(), g.data<T>(), factor, dx.numel());
+          },
+          [&] {
+            BYOL_ON_CUDA(op, g,
+                         cuda::fill_from_scalar(dx.data<float>(), g.data<float>(), factor, dx.numel()));
+          });
+      return std::vector<Tensor>{dx};
+    });
+  }
   return y;
 }
 
@@ -37,22 +58,28 @@ Tensor filled_like(const Tensor& like, const Shape& shape, double value) {
 Tensor relu(const Tensor& x) {
   const char* op = "relu";
   check_float_input(op, "input", x);
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return relu_cuda(x));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::relu_forward(x.data<T>(), y.data<T>(), x.numel());
-  });
+  on_backend(
+      op, x,
+      [&](auto tag) { cpu::relu_forward(x.data<decltype(tag)>(), y.data<decltype(tag)>(), x.numel()); },
+      [&] { BYOL_ON_CUDA(op, x, cuda::relu_forward(x.data<float>(), y.data<float>(), x.numel())); });
   GradRecorder rec(op, {x});
   if (rec.active()) {
     // Save the output through a plain view: capturing y itself would make y's node own y.
-    rec.record(y, [ys = y.view(y.shape())](const Tensor& dy_in) {
-      Tensor dy = dy_in.contiguous();
+    rec.record(y, [op, ys = y.view(y.shape())](const Tensor& dy_in) {
+      const Tensor dy = dy_in.contiguous();
       Tensor dx = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
-      dispatch_float(ys.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        cpu::relu_backward(ys.data<T>(), dy.data<T>(), dx.data<T>(), ys.numel());
-      });
+      on_backend(
+          op, ys,
+          [&](auto tag) {
+            using T = decltype(tag);
+            cpu::relu_backward(ys.data<T>(), dy.data<T>(), dx.data<T>(), ys.numel());
+          },
+          [&] {
+            BYOL_ON_CUDA(
+                op, ys,
+                cuda::relu_backward(ys.data<float>(), dy.data<float>(), dx.data<float>(), ys.numel()));
+          });
       return std::vector<Tensor>{dx};
     });
   }
@@ -67,12 +94,14 @@ Tensor add(const Tensor& a, const Tensor& b) {
              " (that of 'a'; add does not broadcast), got ", b.describe());
   check_like(op, "b", b, "a", a);
   check_contiguous(op, "b", b);
-  if (!a.device().is_cpu()) BYOL_ON_CUDA(op, a, return add_cuda(a, b));
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  dispatch_float(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::add(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
-  });
+  on_backend(
+      op, a,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::add(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+      },
+      [&] { BYOL_ON_CUDA(op, a, cuda::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel())); });
   GradRecorder rec(op, {a, b});
   if (rec.active()) {
     rec.record(y, [](const Tensor& dy) { return std::vector<Tensor>{dy, dy}; });
@@ -83,11 +112,11 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor scale(const Tensor& x, double alpha) {
   const char* op = "scale";
   check_float_input(op, "input", x);
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return scale_cuda(x, alpha));
-  Tensor y = scaled(x, alpha);
+  Tensor y = scaled(op, x, alpha);
   GradRecorder rec(op, {x});
   if (rec.active()) {
-    rec.record(y, [alpha](const Tensor& dy) { return std::vector<Tensor>{scaled(dy.contiguous(), alpha)}; });
+    rec.record(
+        y, [op, alpha](const Tensor& dy) { return std::vector<Tensor>{scaled(op, dy.contiguous(), alpha)}; });
   }
   return y;
 }
@@ -95,39 +124,14 @@ Tensor scale(const Tensor& x, double alpha) {
 Tensor sum(const Tensor& x) {
   const char* op = "sum";
   check_float_input(op, "input", x);
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return sum_cuda(x, /*mean=*/false));
-  Tensor y = Tensor::empty({}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    *y.data<T>() = static_cast<T>(cpu::sum(x.data<T>(), x.numel()));
-  });
-  GradRecorder rec(op, {x});
-  if (rec.active()) {
-    rec.record(y, [shape = x.shape()](const Tensor& g) {
-      return std::vector<Tensor>{filled_like(g, shape, g.item())};
-    });
-  }
-  return y;
+  return scaled_sum(op, x, 1.0);
 }
 
 Tensor mean(const Tensor& x) {
   const char* op = "mean";
   check_float_input(op, "input", x);
   BYOL_CHECK(x.numel() > 0, op, ": the mean of an empty tensor is undefined, got ", x.describe());
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return sum_cuda(x, /*mean=*/true));
-  const double n = static_cast<double>(x.numel());
-  Tensor y = Tensor::empty({}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    *y.data<T>() = static_cast<T>(cpu::sum(x.data<T>(), x.numel()) / n);
-  });
-  GradRecorder rec(op, {x});
-  if (rec.active()) {
-    rec.record(y, [shape = x.shape(), n](const Tensor& g) {
-      return std::vector<Tensor>{filled_like(g, shape, g.item() / n)};
-    });
-  }
-  return y;
+  return scaled_sum(op, x, 1.0 / static_cast<double>(x.numel()));
 }
 
 Tensor concat(const std::vector<Tensor>& parts) {

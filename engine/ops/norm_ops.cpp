@@ -1,7 +1,9 @@
 // Front ends of batch_norm, l2_normalize and byol_loss.
+#include <array>
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
@@ -163,29 +165,50 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   return y;
 }
 
+namespace {
+// A gradient's data, or null for an input that needs none (the backends skip it).
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+}  // namespace
+
 Tensor l2_normalize(const Tensor& x) {
   const char* op = "l2_normalize";
   check_rank(op, "input", x, 2, "[N, D]");
   check_floating(op, "input", x);
   check_contiguous(op, "input", x);
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return l2_normalize_cuda(x));
   const int64_t N = x.size(0), D = x.size(1);
   Tensor y = Tensor::empty({N, D}, x.dtype(), x.device());
   Tensor inv_norm = Tensor::empty({N}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::l2_normalize_forward(x.data<T>(), y.data<T>(), inv_norm.data<T>(), N, D);
-  });
+  on_backend(
+      op, x,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::l2_normalize_forward(x.data<T>(), y.data<T>(), inv_norm.data<T>(), N, D);
+      },
+      [&] {
+        BYOL_ON_CUDA(
+            op, x,
+            cuda::l2_normalize_forward(x.data<float>(), y.data<float>(), inv_norm.data<float>(), N, D));
+      });
   GradRecorder rec(op, {x});
   if (rec.active()) {
-    rec.record(y, [x, y_saved = y.view(y.shape()), inv_norm, N, D](const Tensor& dy_in) {
-      Tensor dy = dy_in.contiguous();
+    rec.record(y, [op, x, y_saved = y.view(y.shape()), inv_norm, N, D](const Tensor& dy_in) {
+      const Tensor dy = dy_in.contiguous();
       Tensor dx = Tensor::empty({N, D}, dy.dtype(), dy.device());
-      dispatch_float(dy.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        cpu::l2_normalize_backward(dy.data<T>(), x.data<T>(), y_saved.data<T>(), inv_norm.data<T>(),
-                                   dx.data<T>(), N, D);
-      });
+      on_backend(
+          op, dy,
+          [&](auto tag) {
+            using T = decltype(tag);
+            cpu::l2_normalize_backward(dy.data<T>(), x.data<T>(), y_saved.data<T>(), inv_norm.data<T>(),
+                                       dx.data<T>(), N, D);
+          },
+          [&] {
+            BYOL_ON_CUDA(op, dy,
+                         cuda::l2_normalize_backward(dy.data<float>(), x.data<float>(), y_saved.data<float>(),
+                                                     inv_norm.data<float>(), dx.data<float>(), N, D));
+          });
       return std::vector<Tensor>{dx};
     });
   }
@@ -203,27 +226,43 @@ Tensor byol_loss(const Tensor& p1, const Tensor& z2, const Tensor& p2, const Ten
     check_contiguous(op, arg, *t);
   }
   BYOL_CHECK(p1.size(0) > 0, op, ": expected a non-empty batch, got ", p1.describe());
-  if (!p1.device().is_cpu()) BYOL_ON_CUDA(op, p1, return byol_loss_cuda(p1, z2, p2, z1));
   const int64_t N = p1.size(0), D = p1.size(1);
+  // The loss (and, in backward, its gradient) stays on the inputs' device: nothing waits for a GPU.
   Tensor loss = Tensor::empty({}, p1.dtype(), p1.device());
-  dispatch_float(p1.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    *loss.data<T>() =
-        static_cast<T>(cpu::byol_loss_forward(p1.data<T>(), z2.data<T>(), p2.data<T>(), z1.data<T>(), N, D));
-  });
+  on_backend(
+      op, p1,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::byol_loss_forward(p1.data<T>(), z2.data<T>(), p2.data<T>(), z1.data<T>(), N, D, loss.data<T>());
+      },
+      [&] {
+        BYOL_ON_CUDA(op, p1,
+                     cuda::byol_loss_forward(p1.data<float>(), z2.data<float>(), p2.data<float>(),
+                                             z1.data<float>(), N, D, loss.data<float>()));
+      });
   GradRecorder rec(op, {p1, z2, p2, z1});
   if (rec.active()) {
-    bool need[4] = {rec.needs(0), rec.needs(1), rec.needs(2), rec.needs(3)};
-    rec.record(loss, [p1, z2, p2, z1, N, D, need = std::to_array(need)](const Tensor& g) {
+    const std::array<bool, 4> need{rec.needs(0), rec.needs(1), rec.needs(2), rec.needs(3)};
+    rec.record(loss, [op, p1, z2, p2, z1, N, D, need](const Tensor& g_in) {
+      const Tensor g = g_in.contiguous();
       std::vector<Tensor> grads(4);
       for (int i = 0; i < 4; ++i)
         if (need[i]) grads[i] = Tensor::empty({N, D}, p1.dtype(), p1.device());
-      dispatch_float(p1.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        auto ptr = [&](int i) { return need[i] ? grads[i].data<T>() : nullptr; };
-        cpu::byol_loss_backward(p1.data<T>(), z2.data<T>(), p2.data<T>(), z1.data<T>(), g.item(), ptr(0),
-                                ptr(1), ptr(2), ptr(3), N, D);
-      });
+      on_backend(
+          op, p1,
+          [&](auto tag) {
+            using T = decltype(tag);
+            auto ptr = [&](int i) { return need[i] ? grads[i].data<T>() : nullptr; };
+            cpu::byol_loss_backward(p1.data<T>(), z2.data<T>(), p2.data<T>(), z1.data<T>(), g.data<T>(),
+                                    ptr(0), ptr(1), ptr(2), ptr(3), N, D);
+          },
+          [&] {
+            BYOL_ON_CUDA(op, p1,
+                         cuda::byol_loss_backward(
+                             p1.data<float>(), z2.data<float>(), p2.data<float>(), z1.data<float>(),
+                             g.data<float>(), data_or_null<float>(grads[0]), data_or_null<float>(grads[1]),
+                             data_or_null<float>(grads[2]), data_or_null<float>(grads[3]), N, D));
+          });
       return grads;
     });
   }

@@ -1,0 +1,46 @@
+// The raw CUDA functions of engine/cuda/cuda_backend.h: the handwritten kernels (kernels/) on the compute
+// stream.
+#include "engine/cuda/cuda_backend.h"
+
+#include "engine/cuda/context.h"
+#include "kernels/byol_loss.cuh"
+#include "kernels/elementwise.cuh"
+
+namespace byol::cuda {
+
+void relu_forward(const float* x, float* y, int64_t n) {
+  kernels::relu_forward(x, y, n, compute_stream());
+}
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
+  kernels::relu_backward(y, dy, dx, n, compute_stream());
+}
+void add(const float* a, const float* b, float* y, int64_t n) {
+  kernels::add(a, b, y, n, compute_stream());
+}
+void scale(const float* x, double alpha, float* y, int64_t n) {
+  kernels::scale(x, alpha, y, n, compute_stream());
+}
+void sum(const float* x, int64_t n, double factor, float* out) {
+  kernels::sum(x, n, factor, out, compute_stream());
+}
+void fill_from_scalar(float* y, const float* scalar, double factor, int64_t n) {
+  kernels::fill_from_scalar(y, scalar, factor, n, compute_stream());
+}
+
+void l2_normalize_forward(const float* x, float* y, float* inv_norm, int64_t N, int64_t D) {
+  kernels::l2_normalize_forward(x, y, inv_norm, N, D, compute_stream());
+}
+void l2_normalize_backward(const float* dy, const float* x, const float* y, const float* inv_norm, float* dx,
+                           int64_t N, int64_t D) {
+  kernels::l2_normalize_backward(dy, x, y, inv_norm, dx, N, D, compute_stream());
+}
+void byol_loss_forward(const float* p1, const float* z2, const float* p2, const float* z1, int64_t N,
+                       int64_t D, float* loss) {
+  kernels::byol_loss_forward(p1, z2, p2, z1, N, D, loss, compute_stream());
+}
+void byol_loss_backward(const float* p1, const float* z2, const float* p2, const float* z1, const float* g,
+                        float* dp1, float* dz2, float* dp2, float* dz1, int64_t N, int64_t D) {
+  kernels::byol_loss_backward(p1, z2, p2, z1, g, dp1, dz2, dp2, dz1, N, D, compute_stream());
+}
+
+}  // namespace byol::cuda

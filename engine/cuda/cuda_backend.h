@@ -1,0 +1,28 @@
+// The CUDA backend's raw functions for the op front ends (engine/ops/*.cpp), with the signatures of the CPU
+// backend's (engine/cpu/cpu_backend.h) for float: device pointers and sizes, launched on the compute stream
+// (cuda::compute_stream()), nothing waits for the GPU, scalars (losses, their gradients) stay in device
+// memory. A front end records each op's backward once and calls cpu::X or cuda::X by the tensors' device.
+// Plain C++ (no CUDA header), so the front ends include it in every build; calls go through BYOL_ON_CUDA
+// (engine/cuda/cuda_ops.h), and the definitions (engine/cuda/cuda_backend.cpp) exist in CUDA builds only.
+#pragma once
+
+#include <cstdint>
+
+namespace byol::cuda {
+
+void relu_forward(const float* x, float* y, int64_t n);
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
+void add(const float* a, const float* b, float* y, int64_t n);
+void scale(const float* x, double alpha, float* y, int64_t n);
+void sum(const float* x, int64_t n, double factor, float* out);
+void fill_from_scalar(float* y, const float* scalar, double factor, int64_t n);
+
+void l2_normalize_forward(const float* x, float* y, float* inv_norm, int64_t N, int64_t D);
+void l2_normalize_backward(const float* dy, const float* x, const float* y, const float* inv_norm, float* dx,
+                           int64_t N, int64_t D);
+void byol_loss_forward(const float* p1, const float* z2, const float* p2, const float* z1, int64_t N,
+                       int64_t D, float* loss);
+void byol_loss_backward(const float* p1, const float* z2, const float* p2, const float* z1, const float* g,
+                        float* dp1, float* dz2, float* dp2, float* dz1, int64_t N, int64_t D);
+
+}  // namespace byol::cuda
