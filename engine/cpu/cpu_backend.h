@@ -98,11 +98,12 @@ template <class T>
 void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, const T* g, T* dp1, T* dz2,
                         T* dp2, T* dz1, int64_t N, int64_t D);
 
-// Softmax cross-entropy with integer labels (I = int32_t or int64_t); returns the mean loss.
+// Softmax cross-entropy with integer labels (I = int32_t or int64_t): *loss = the mean loss (summed in
+// double), probs kept for backward; backward scales by *g. The CUDA backend's signatures.
 template <class T, class I>
-double softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, int64_t N, int64_t K);
+void softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, T* loss, int64_t N, int64_t K);
 template <class T, class I>
-void softmax_cross_entropy_backward(const T* probs, const I* labels, double g, T* dlogits, int64_t N,
+void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g, T* dlogits, int64_t N,
                                     int64_t K);
 
 // Elementwise and reductions over n values.

@@ -50,7 +50,8 @@ void matmul(const T* a, const T* b, T* c, int64_t M, int64_t K, int64_t N, bool 
 }
 
 template <class T, class I>
-double softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, int64_t N, int64_t K) {
+void softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, T* loss, int64_t N,
+                                   int64_t K) {
   double total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (N * K > 32768)
   for (int64_t i = 0; i < N; ++i) {
@@ -63,28 +64,30 @@ double softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs,
     for (int64_t k = 0; k < K; ++k) probs[i * K + k] = static_cast<T>(std::exp(row[k] - log_z));
     total += log_z - row[labels[i]];
   }
-  return total / static_cast<double>(N);
+  *loss = static_cast<T>(total / static_cast<double>(N));
 }
 
 template <class T, class I>
-void softmax_cross_entropy_backward(const T* probs, const I* labels, double g, T* dlogits, int64_t N,
+void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g, T* dlogits, int64_t N,
                                     int64_t K) {
-  const T s = static_cast<T>(g / static_cast<double>(N));
+  const T s = static_cast<T>(static_cast<double>(*g) / static_cast<double>(N));
   for (int64_t i = 0; i < N; ++i) {
     for (int64_t k = 0; k < K; ++k) dlogits[i * K + k] = probs[i * K + k] * s;
     dlogits[i * K + labels[i]] -= s;
   }
 }
 
-#define BYOL_INSTANTIATE_DENSE(T)                                                                            \
-  template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);              \
-  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t);     \
-  template void matmul<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, bool);                    \
-  template double softmax_cross_entropy_forward<T, int32_t>(const T*, const int32_t*, T*, int64_t, int64_t); \
-  template double softmax_cross_entropy_forward<T, int64_t>(const T*, const int64_t*, T*, int64_t, int64_t); \
-  template void softmax_cross_entropy_backward<T, int32_t>(const T*, const int32_t*, double, T*, int64_t,    \
-                                                           int64_t);                                         \
-  template void softmax_cross_entropy_backward<T, int64_t>(const T*, const int64_t*, double, T*, int64_t,    \
+#define BYOL_INSTANTIATE_DENSE(T)                                                                           \
+  template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);             \
+  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t);    \
+  template void matmul<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, bool);                   \
+  template void softmax_cross_entropy_forward<T, int32_t>(const T*, const int32_t*, T*, T*, int64_t,        \
+                                                          int64_t);                                         \
+  template void softmax_cross_entropy_forward<T, int64_t>(const T*, const int64_t*, T*, T*, int64_t,        \
+                                                          int64_t);                                         \
+  template void softmax_cross_entropy_backward<T, int32_t>(const T*, const int32_t*, const T*, T*, int64_t, \
+                                                           int64_t);                                        \
+  template void softmax_cross_entropy_backward<T, int64_t>(const T*, const int64_t*, const T*, T*, int64_t, \
                                                            int64_t);
 BYOL_INSTANTIATE_DENSE(float)
 BYOL_INSTANTIATE_DENSE(double)

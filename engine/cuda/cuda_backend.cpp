@@ -5,6 +5,7 @@
 #include "engine/cuda/context.h"
 #include "kernels/byol_loss.cuh"
 #include "kernels/elementwise.cuh"
+#include "kernels/pool.cuh"
 
 namespace byol::cuda {
 
@@ -41,6 +42,40 @@ void byol_loss_forward(const float* p1, const float* z2, const float* p2, const 
 void byol_loss_backward(const float* p1, const float* z2, const float* p2, const float* z1, const float* g,
                         float* dp1, float* dz2, float* dp2, float* dz1, int64_t N, int64_t D) {
   kernels::byol_loss_backward(p1, z2, p2, z1, g, dp1, dz2, dp2, dz1, N, D, compute_stream());
+}
+
+template <class I>
+void softmax_cross_entropy_forward(const float* logits, const I* labels, float* probs, float* loss, int64_t N,
+                                   int64_t K) {
+  kernels::softmax_cross_entropy_forward(logits, labels, probs, loss, N, K, compute_stream());
+}
+template <class I>
+void softmax_cross_entropy_backward(const float* probs, const I* labels, const float* g, float* dlogits,
+                                    int64_t N, int64_t K) {
+  kernels::softmax_cross_entropy_backward(probs, labels, g, dlogits, N, K, compute_stream());
+}
+template void softmax_cross_entropy_forward<int32_t>(const float*, const int32_t*, float*, float*, int64_t,
+                                                     int64_t);
+template void softmax_cross_entropy_forward<int64_t>(const float*, const int64_t*, float*, float*, int64_t,
+                                                     int64_t);
+template void softmax_cross_entropy_backward<int32_t>(const float*, const int32_t*, const float*, float*,
+                                                      int64_t, int64_t);
+template void softmax_cross_entropy_backward<int64_t>(const float*, const int64_t*, const float*, float*,
+                                                      int64_t, int64_t);
+
+void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t P, int64_t Q, int kernel, int stride, int pad) {
+  kernels::max_pool2d_forward(x, y, argmax, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
+}
+void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t H, int64_t W,
+                         int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad) {
+  kernels::max_pool2d_backward(dy, argmax, dx, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
+}
+void global_avg_pool_forward(const float* x, float* y, int64_t N, int64_t HW, int64_t C) {
+  kernels::global_avg_pool_forward(x, y, N, HW, C, compute_stream());
+}
+void global_avg_pool_backward(const float* dy, float* dx, int64_t N, int64_t HW, int64_t C) {
+  kernels::global_avg_pool_backward(dy, dx, N, HW, C, compute_stream());
 }
 
 }  // namespace byol::cuda

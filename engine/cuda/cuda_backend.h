@@ -25,4 +25,20 @@ void byol_loss_forward(const float* p1, const float* z2, const float* p2, const 
 void byol_loss_backward(const float* p1, const float* z2, const float* p2, const float* z1, const float* g,
                         float* dp1, float* dz2, float* dp2, float* dz1, int64_t N, int64_t D);
 
+// I = int32_t or int64_t (instantiated for both). The labels are not read back (no host synchronisation):
+// a label outside [0, K) makes the loss NaN on the device.
+template <class I>
+void softmax_cross_entropy_forward(const float* logits, const I* labels, float* probs, float* loss, int64_t N,
+                                   int64_t K);
+template <class I>
+void softmax_cross_entropy_backward(const float* probs, const I* labels, const float* g, float* dlogits,
+                                    int64_t N, int64_t K);
+
+void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t P, int64_t Q, int kernel, int stride, int pad);
+void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t H, int64_t W,
+                         int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad);
+void global_avg_pool_forward(const float* x, float* y, int64_t N, int64_t HW, int64_t C);
+void global_avg_pool_backward(const float* dy, float* dx, int64_t N, int64_t HW, int64_t C);
+
 }  // namespace byol::cuda

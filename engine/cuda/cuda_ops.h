@@ -24,8 +24,6 @@
 namespace byol::ops::detail {
 
 Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const cpu::ConvGeom& g);
-Tensor max_pool2d_cuda(const Tensor& x, int kernel, int stride, int padding, int64_t P, int64_t Q);
-Tensor global_avg_pool_cuda(const Tensor& x);
 
 // Synced batch norm on a GPU: the hook receives the partial sums as an f64 tensor on the input's device
 // (the CPU backend passes an f64 host tensor; the layout is the same, see ops.h) and must leave the
@@ -35,7 +33,6 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
 
 Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b);
 Tensor matmul_cuda(const Tensor& a, const Tensor& b);
-Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels);
 Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels);
 
 // The optimizer ops (engine/optim_ops.h; engine/cuda/optimizers_cuda.cpp): kernels/ema.cu, lars.cu and

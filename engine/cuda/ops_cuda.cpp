@@ -12,7 +12,6 @@
 #include "kernels/byol_loss.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/metrics.cuh"
-#include "kernels/pool.cuh"
 
 namespace byol::ops::detail {
 namespace {
@@ -64,44 +63,6 @@ Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const cpu::ConvGeom& g) {
                  }
                  return {dx, dw};
                });
-  }
-  return y;
-}
-
-Tensor max_pool2d_cuda(const Tensor& x, int kernel, int stride, int padding, int64_t P, int64_t Q) {
-  require_f32("max_pool2d", "input", x);
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  Tensor y = like({N, P, Q, C}, x);
-  Tensor argmax = Tensor::empty({N, P, Q, C}, DType::i32, x.device());
-  kernels::max_pool2d_forward(f(x), f(y), argmax.data<int32_t>(), N, H, W, C, P, Q, kernel, stride, padding,
-                              stream());
-  GradRecorder rec("max_pool2d", {x});
-  if (rec.active()) {
-    rec.record(
-        y, [argmax, N, H, W, C, P, Q, kernel, stride, padding](const Tensor& dy_in) -> std::vector<Tensor> {
-          Tensor dy = dy_in.contiguous();
-          Tensor dx = like({N, H, W, C}, dy);
-          kernels::max_pool2d_backward(f(dy), argmax.data<int32_t>(), f(dx), N, H, W, C, P, Q, kernel, stride,
-                                       padding, stream());
-          return {dx};
-        });
-  }
-  return y;
-}
-
-Tensor global_avg_pool_cuda(const Tensor& x) {
-  require_f32("global_avg_pool", "input", x);
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  Tensor y = like({N, C}, x);
-  kernels::global_avg_pool_forward(f(x), f(y), N, H * W, C, stream());
-  GradRecorder rec("global_avg_pool", {x});
-  if (rec.active()) {
-    rec.record(y, [N, H, W, C](const Tensor& dy_in) -> std::vector<Tensor> {
-      Tensor dy = dy_in.contiguous();
-      Tensor dx = like({N, H, W, C}, dy);
-      kernels::global_avg_pool_backward(f(dy), f(dx), N, H * W, C, stream());
-      return {dx};
-    });
   }
   return y;
 }
@@ -247,38 +208,6 @@ Tensor matmul_cuda(const Tensor& a, const Tensor& b) {
     });
   }
   return c;
-}
-
-Tensor softmax_cross_entropy_cuda(const Tensor& logits, const Tensor& labels) {
-  const char* op = "softmax_cross_entropy";
-  require_f32(op, "logits", logits);
-  const int64_t N = logits.size(0), K = logits.size(1);
-  // The labels are not read back to be validated (that would make the BYOL step's probe wait for the
-  // GPU): a label outside [0, K) makes the loss NaN on the device (kernels/byol_loss.cuh).
-  Tensor loss = like({}, logits), probs = like({N, K}, logits);
-  if (labels.dtype() == DType::i32) {
-    kernels::softmax_cross_entropy_forward(f(logits), labels.data<int32_t>(), f(probs), f(loss), N, K,
-                                           stream());
-  } else {
-    kernels::softmax_cross_entropy_forward(f(logits), labels.data<int64_t>(), f(probs), f(loss), N, K,
-                                           stream());
-  }
-  GradRecorder rec(op, {logits, labels});
-  if (rec.active()) {
-    rec.record(loss, [probs, labels, N, K](const Tensor& g_in) {
-      Tensor g = g_in.contiguous();
-      Tensor dlogits = like({N, K}, probs);
-      if (labels.dtype() == DType::i32) {
-        kernels::softmax_cross_entropy_backward(f(probs), labels.data<int32_t>(), f(g), f(dlogits), N, K,
-                                                stream());
-      } else {
-        kernels::softmax_cross_entropy_backward(f(probs), labels.data<int64_t>(), f(g), f(dlogits), N, K,
-                                                stream());
-      }
-      return std::vector<Tensor>{dlogits, Tensor()};
-    });
-  }
-  return loss;
 }
 
 Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels) {

@@ -1,5 +1,6 @@
 // Front ends of conv2d, max_pool2d and global_avg_pool: argument checks, dispatch, autograd records.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
@@ -73,26 +74,42 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {
   BYOL_CHECK(H * W * C < (int64_t(1) << 31), op, ": one image of ", x.describe(),
              " has more than 2^31 elements");
   const int64_t P = (H + 2 * padding - kernel) / stride + 1, Q = (W + 2 * padding - kernel) / stride + 1;
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return max_pool2d_cuda(x, kernel, stride, padding, P, Q));
-
   Tensor y = Tensor::empty({N, P, Q, C}, x.dtype(), x.device());
   Tensor argmax = Tensor::empty({N, P, Q, C}, DType::i32, x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::max_pool2d_forward(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), N, H, W, C, P, Q, kernel,
-                            stride, padding);
-  });
+  on_backend(
+      op, x,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::max_pool2d_forward(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), N, H, W, C, P, Q, kernel,
+                                stride, padding);
+      },
+      [&] {
+        BYOL_ON_CUDA(op, x,
+                     cuda::max_pool2d_forward(x.data<float>(), y.data<float>(), argmax.data<int32_t>(), N, H,
+                                              W, C, P, Q, kernel, stride, padding));
+      });
   GradRecorder rec(op, {x});
   if (rec.active()) {
-    rec.record(y, [argmax, N, H, W, C, P, Q](const Tensor& dy_in) -> std::vector<Tensor> {
-      Tensor dy = dy_in.contiguous();
-      Tensor dx = Tensor::empty({N, H, W, C}, dy.dtype(), dy.device());
-      dispatch_float(dy.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        cpu::max_pool2d_backward(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), N, H, W, C, P, Q);
-      });
-      return {dx};
-    });
+    rec.record(
+        y,
+        [op, argmax, N, H, W, C, P, Q, kernel, stride, padding](const Tensor& dy_in) -> std::vector<Tensor> {
+          const Tensor dy = dy_in.contiguous();
+          Tensor dx = Tensor::empty({N, H, W, C}, dy.dtype(), dy.device());
+          on_backend(
+              op, dy,
+              [&](auto tag) {
+                using T = decltype(tag);
+                cpu::max_pool2d_backward(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), N, H, W, C, P,
+                                         Q);
+              },
+              [&] {
+                BYOL_ON_CUDA(
+                    op, dy,
+                    cuda::max_pool2d_backward(dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(), N,
+                                              H, W, C, P, Q, kernel, stride, padding));
+              });
+          return {dx};
+        });
   }
   return y;
 }
@@ -104,22 +121,31 @@ Tensor global_avg_pool(const Tensor& x) {
   check_contiguous(op, "input", x);
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   BYOL_CHECK(H * W > 0, op, ": argument 'input' expected a non-empty image, got ", x.describe());
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return global_avg_pool_cuda(x));
-
   Tensor y = Tensor::empty({N, C}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::global_avg_pool_forward(x.data<T>(), y.data<T>(), N, H * W, C);
-  });
+  on_backend(
+      op, x,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::global_avg_pool_forward(x.data<T>(), y.data<T>(), N, H * W, C);
+      },
+      [&] {
+        BYOL_ON_CUDA(op, x, cuda::global_avg_pool_forward(x.data<float>(), y.data<float>(), N, H * W, C));
+      });
   GradRecorder rec(op, {x});
   if (rec.active()) {
-    rec.record(y, [N, H, W, C](const Tensor& dy_in) -> std::vector<Tensor> {
-      Tensor dy = dy_in.contiguous();
+    rec.record(y, [op, N, H, W, C](const Tensor& dy_in) -> std::vector<Tensor> {
+      const Tensor dy = dy_in.contiguous();
       Tensor dx = Tensor::empty({N, H, W, C}, dy.dtype(), dy.device());
-      dispatch_float(dy.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        cpu::global_avg_pool_backward(dy.data<T>(), dx.data<T>(), N, H * W, C);
-      });
+      on_backend(
+          op, dy,
+          [&](auto tag) {
+            using T = decltype(tag);
+            cpu::global_avg_pool_backward(dy.data<T>(), dx.data<T>(), N, H * W, C);
+          },
+          [&] {
+            BYOL_ON_CUDA(op, dy,
+                         cuda::global_avg_pool_backward(dy.data<float>(), dx.data<float>(), N, H * W, C));
+          });
       return {dx};
     });
   }

@@ -1,5 +1,6 @@
 // Front ends of linear, matmul, softmax_cross_entropy and count_top1_correct.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
@@ -118,7 +119,6 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
              logits.describe());
   BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
              device_name(logits.device()), ", got ", labels.describe());
-  if (!logits.device().is_cpu()) BYOL_ON_CUDA(op, logits, return softmax_cross_entropy_cuda(logits, labels));
   auto with_labels = [&](auto&& f) {
     if (labels.dtype() == DType::i32) {
       f(labels.data<int32_t>());
@@ -126,35 +126,53 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
       f(labels.data<int64_t>());
     }
   };
-  with_labels([&](const auto* lab) {
-    for (int64_t i = 0; i < N; ++i)
-      BYOL_CHECK(lab[i] >= 0 && lab[i] < K, op, ": argument 'labels' expected values in [0, ", K, "), got ",
-                 static_cast<int64_t>(lab[i]), " at index ", i);
-  });
+  // On the CPU the labels are checked here; a GPU's are not read back (that would make the BYOL step's
+  // probe wait for the GPU): there a label outside [0, K) makes the loss NaN.
+  if (logits.device().is_cpu()) {
+    with_labels([&](const auto* lab) {
+      for (int64_t i = 0; i < N; ++i)
+        BYOL_CHECK(lab[i] >= 0 && lab[i] < K, op, ": argument 'labels' expected values in [0, ", K, "), got ",
+                   static_cast<int64_t>(lab[i]), " at index ", i);
+    });
+  }
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   Tensor probs = Tensor::empty({N, K}, logits.dtype(), logits.device());
-  dispatch_float(logits.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    with_labels([&](const auto* lab) {
-      *loss.data<T>() =
-          static_cast<T>(cpu::softmax_cross_entropy_forward(logits.data<T>(), lab, probs.data<T>(), N, K));
-    });
+  with_labels([&](const auto* lab) {
+    on_backend(
+        op, logits,
+        [&](auto tag) {
+          using T = decltype(tag);
+          cpu::softmax_cross_entropy_forward(logits.data<T>(), lab, probs.data<T>(), loss.data<T>(), N, K);
+        },
+        [&] {
+          BYOL_ON_CUDA(op, logits,
+                       cuda::softmax_cross_entropy_forward(logits.data<float>(), lab, probs.data<float>(),
+                                                           loss.data<float>(), N, K));
+        });
   });
   GradRecorder rec(op, {logits, labels});
   if (rec.active()) {
-    rec.record(loss, [probs, labels, N, K](const Tensor& g) {
+    rec.record(loss, [op, probs, labels, N, K](const Tensor& g_in) {
+      const Tensor g = g_in.contiguous();
       Tensor dlogits = Tensor::empty({N, K}, probs.dtype(), probs.device());
-      const double gv = g.item();
-      dispatch_float(probs.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        if (labels.dtype() == DType::i32) {
-          cpu::softmax_cross_entropy_backward(probs.data<T>(), labels.data<int32_t>(), gv, dlogits.data<T>(),
-                                              N, K);
-        } else {
-          cpu::softmax_cross_entropy_backward(probs.data<T>(), labels.data<int64_t>(), gv, dlogits.data<T>(),
-                                              N, K);
-        }
-      });
+      auto backward = [&](const auto* lab) {
+        on_backend(
+            op, probs,
+            [&](auto tag) {
+              using T = decltype(tag);
+              cpu::softmax_cross_entropy_backward(probs.data<T>(), lab, g.data<T>(), dlogits.data<T>(), N, K);
+            },
+            [&] {
+              BYOL_ON_CUDA(op, probs,
+                           cuda::softmax_cross_entropy_backward(probs.data<float>(), lab, g.data<float>(),
+                                                                dlogits.data<float>(), N, K));
+            });
+      };
+      if (labels.dtype() == DType::i32) {
+        backward(labels.data<int32_t>());
+      } else {
+        backward(labels.data<int64_t>());
+      }
       return std::vector<Tensor>{dlogits, Tensor()};
     });
   }
