@@ -2,6 +2,7 @@
 // stream.
 #include "engine/cuda/cuda_backend.h"
 
+#include "engine/cuda/blas.h"
 #include "engine/cuda/context.h"
 #include "kernels/byol_loss.cuh"
 #include "kernels/elementwise.cuh"
@@ -42,6 +43,13 @@ void byol_loss_forward(const float* p1, const float* z2, const float* p2, const 
 void byol_loss_backward(const float* p1, const float* z2, const float* p2, const float* z1, const float* g,
                         float* dp1, float* dz2, float* dp2, float* dz1, int64_t N, int64_t D) {
   kernels::byol_loss_backward(p1, z2, p2, z1, g, dp1, dz2, dp2, dz1, N, D, compute_stream());
+}
+
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                     int64_t N, int64_t in, int64_t out) {
+  if (dx) gemm(dy, w, dx, N, out, in, false, false);  // dx[N, in] = dy[N, out] w[out, in]
+  if (dw) gemm(dy, x, dw, out, N, in, true, false);   // dw[out, in] = dy[N, out]^T x[N, in]
+  if (db) kernels::column_sums(dy, N, out, db, compute_stream());
 }
 
 template <class I>

@@ -25,6 +25,11 @@ void byol_loss_forward(const float* p1, const float* z2, const float* p2, const 
 void byol_loss_backward(const float* p1, const float* z2, const float* p2, const float* z1, const float* g,
                         float* dp1, float* dz2, float* dp2, float* dz1, int64_t N, int64_t D);
 
+// dy [N, out] -> dx = dy w, dw = dy^T x, db = column sums of dy; a null output is skipped (and its input
+// may be null). The CPU backend's linear_backward arguments.
+void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                     int64_t N, int64_t in, int64_t out);
+
 // I = int32_t or int64_t (instantiated for both). The labels are not read back (no host synchronisation):
 // a label outside [0, K) makes the loss NaN on the device.
 template <class I>

@@ -41,32 +41,6 @@ cudaStream_t stream() {
 
 // --- convolution and pooling -------------------------------------------------------------------------
 
-Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const cpu::ConvGeom& g) {
-  require_f32("conv2d", "input", x);
-  Tensor y = like({g.N, g.P, g.Q, g.K}, x);
-  cuda::conv2d_forward(f(x), f(w), f(y), g);
-  GradRecorder rec("conv2d", {x, w});
-  if (rec.active()) {
-    const bool need_dx = rec.needs(0), need_dw = rec.needs(1);
-    rec.record(y,
-               [g, xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), need_dx,
-                need_dw](const Tensor& dy_in) -> std::vector<Tensor> {
-                 Tensor dy = dy_in.contiguous();
-                 Tensor dx, dw;
-                 if (need_dx) {
-                   dx = like({g.N, g.H, g.W, g.C}, dy);
-                   cuda::conv2d_backward_data(f(dy), f(ws), f(dx), g);
-                 }
-                 if (need_dw) {
-                   dw = like({g.K, g.R, g.S, g.C}, dy);
-                   cuda::conv2d_backward_filter(f(dy), f(xs), f(dw), g);
-                 }
-                 return {dx, dw};
-               });
-  }
-  return y;
-}
-
 // --- normalisation -------------------------------------------------------------------------------------
 
 namespace {
@@ -153,62 +127,6 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
 }
 
 // --- dense ---------------------------------------------------------------------------------------------
-
-Tensor linear_cuda(const Tensor& x, const Tensor& w, const Tensor& b) {
-  require_f32("linear", "input", x);
-  const int64_t N = x.size(0), in = x.size(1), out = w.size(0);
-  Tensor y = like({N, out}, x);
-  cuda::linear_forward(f(x), f(w), f_or_null(b), f(y), N, in, out);
-  GradRecorder rec("linear", {x, w, b});
-  if (rec.active()) {
-    const bool need_dx = rec.needs(0), need_dw = rec.needs(1), need_db = rec.needs(2);
-    rec.record(y, [xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), N, in, out, need_dx, need_dw,
-                   need_db](const Tensor& dy_in) {
-      Tensor dy = dy_in.contiguous();
-      Tensor dx, dw, db;
-      if (need_dx) {  // dx[N, in] = dy[N, out] w[out, in]
-        dx = like({N, in}, dy);
-        cuda::gemm(f(dy), f(ws), f(dx), N, out, in, false, false);
-      }
-      if (need_dw) {  // dw[out, in] = dy[N, out]^T x[N, in]
-        dw = like({out, in}, dy);
-        cuda::gemm(f(dy), f(xs), f(dw), out, N, in, true, false);
-      }
-      if (need_db) {
-        db = like({out}, dy);
-        kernels::column_sums(f(dy), N, out, f(db), stream());
-      }
-      return std::vector<Tensor>{dx, dw, db};
-    });
-  }
-  return y;
-}
-
-Tensor matmul_cuda(const Tensor& a, const Tensor& b) {
-  require_f32("matmul", "a", a);
-  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  Tensor c = like({M, N}, a);
-  cuda::gemm(f(a), f(b), f(c), M, K, N, false, false);
-  GradRecorder rec("matmul", {a, b});
-  if (rec.active()) {
-    const bool need_a = rec.needs(0), need_b = rec.needs(1);
-    rec.record(c, [as = need_b ? a : Tensor(), bs = need_a ? b : Tensor(), M, K, N, need_a,
-                   need_b](const Tensor& dc_in) {
-      Tensor dc = dc_in.contiguous();
-      Tensor da, db;
-      if (need_a) {  // da[M, K] = dc[M, N] b[K, N]^T
-        da = like({M, K}, dc);
-        cuda::gemm(f(dc), f(bs), f(da), M, N, K, false, true);
-      }
-      if (need_b) {  // db[K, N] = a[M, K]^T dc[M, N]
-        db = like({K, N}, dc);
-        cuda::gemm(f(as), f(dc), f(db), K, M, N, true, false);
-      }
-      return std::vector<Tensor>{da, db};
-    });
-  }
-  return c;
-}
 
 Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels) {
   require_f32("count_top1_correct", "logits", logits);

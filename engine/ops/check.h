@@ -28,6 +28,12 @@ void dispatch_float(DType t, F&& f) {
   }
 }
 
+// An optional tensor's data, or null: no bias, a gradient no input needs (the backends skip a null output).
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
 // Runs an op's backend for the device of `t`: cpu(T{}) on the CPU, T the tensor's floating dtype (float or
 // double); cuda() on a GPU, whose backend runs float only. The cuda lambda wraps its calls in BYOL_ON_CUDA
 // (engine/cuda/cuda_ops.h), so a CPU-only build reports the device instead of referencing them. The front

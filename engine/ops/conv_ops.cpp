@@ -1,5 +1,6 @@
 // Front ends of conv2d, max_pool2d and global_avg_pool: argument checks, dispatch, autograd records.
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/conv_cudnn.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
@@ -26,34 +27,45 @@ Tensor conv2d(const Tensor& x, const Tensor& w, Conv2dParams prm) {
              " filter does not fit the padded input ", x.describe(), " (padding ", g.pad, ")");
   g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
   g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
-  if (!x.device().is_cpu()) BYOL_ON_CUDA(op, x, return conv2d_cuda(x, w, g));
-
   Tensor y = Tensor::empty({g.N, g.P, g.Q, g.K}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::conv2d_forward(x.data<T>(), w.data<T>(), y.data<T>(), g);
-  });
+  on_backend(
+      op, x,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::conv2d_forward(x.data<T>(), w.data<T>(), y.data<T>(), g);
+      },
+      [&] {
+        BYOL_ON_CUDA(op, x, cuda::conv2d_forward(x.data<float>(), w.data<float>(), y.data<float>(), g));
+      });
 
   GradRecorder rec(op, {x, w});
   if (rec.active()) {
     const bool need_dx = rec.needs(0), need_dw = rec.needs(1);
     // dx needs only the weights, dw only the input: save just what is required.
     rec.record(y,
-               [g, xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), need_dx,
+               [op, g, xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), need_dx,
                 need_dw](const Tensor& dy_in) -> std::vector<Tensor> {
-                 Tensor dy = dy_in.contiguous();
+                 const Tensor dy = dy_in.contiguous();
                  Tensor dx, dw;
-                 dispatch_float(dy.dtype(), [&](auto tag) {
-                   using T = decltype(tag);
-                   if (need_dx) {
-                     dx = Tensor::empty({g.N, g.H, g.W, g.C}, dy.dtype(), dy.device());
-                     cpu::conv2d_backward_data(dy.data<T>(), ws.data<T>(), dx.data<T>(), g);
-                   }
-                   if (need_dw) {
-                     dw = Tensor::empty({g.K, g.R, g.S, g.C}, dy.dtype(), dy.device());
-                     cpu::conv2d_backward_filter(dy.data<T>(), xs.data<T>(), dw.data<T>(), g);
-                   }
-                 });
+                 if (need_dx) dx = Tensor::empty({g.N, g.H, g.W, g.C}, dy.dtype(), dy.device());
+                 if (need_dw) dw = Tensor::empty({g.K, g.R, g.S, g.C}, dy.dtype(), dy.device());
+                 on_backend(
+                     op, dy,
+                     [&](auto tag) {
+                       using T = decltype(tag);
+                       if (need_dx) cpu::conv2d_backward_data(dy.data<T>(), ws.data<T>(), dx.data<T>(), g);
+                       if (need_dw) cpu::conv2d_backward_filter(dy.data<T>(), xs.data<T>(), dw.data<T>(), g);
+                     },
+                     [&] {
+                       if (need_dx)
+                         BYOL_ON_CUDA(op, dy,
+                                      cuda::conv2d_backward_data(dy.data<float>(), ws.data<float>(),
+                                                                 dx.data<float>(), g));
+                       if (need_dw)
+                         BYOL_ON_CUDA(op, dy,
+                                      cuda::conv2d_backward_filter(dy.data<float>(), xs.data<float>(),
+                                                                   dw.data<float>(), g));
+                     });
                  return {dx, dw};
                });
   }

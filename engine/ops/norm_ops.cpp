@@ -165,14 +165,6 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   return y;
 }
 
-namespace {
-// A gradient's data, or null for an input that needs none (the backends skip it).
-template <class T>
-T* data_or_null(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
-}  // namespace
-
 Tensor l2_normalize(const Tensor& x) {
   const char* op = "l2_normalize";
   check_rank(op, "input", x, 2, "[N, D]");
