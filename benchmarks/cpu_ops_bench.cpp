@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
     const int64_t hw = shape.first, c = shape.second;
     const int64_t M = N * hw * hw;
     std::vector<float> x = random_vec(M * c, gen), y(M * c), dy = random_vec(M * c, gen), dx(M * c);
-    std::vector<float> mean(c, 0.1f), invstd(c, 1.2f), gamma(c, 1.f), beta(c, 0.f);
+    std::vector<float> mean(c, 0.1f), invstd(c, 1.2f), gamma(c, 1.f), beta(c, 0.f), dgamma(c), dbeta(c);
     std::vector<double> stats(2 * c + 1), sums(2 * c);
     const double tf = median_seconds(repeats, [&] {
       byol::cpu::batch_norm_partial_sums(x.data(), M, c, stats.data());
@@ -289,9 +289,11 @@ int main(int argc, char** argv) {
                                   M, c);
     });
     const double tb = median_seconds(repeats, [&] {
-      byol::cpu::batch_norm_backward_sums(dy.data(), x.data(), mean.data(), invstd.data(), M, c, sums.data());
+      const double count = static_cast<double>(M);
+      byol::cpu::batch_norm_backward_sums(dy.data(), x.data(), mean.data(), invstd.data(), M, c, sums.data(),
+                                          dbeta.data(), dgamma.data());
       byol::cpu::batch_norm_backward_dx(dy.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
-                                        sums.data(), double(M), dx.data(), M, c);
+                                        sums.data(), &count, dx.data(), M, c);
     });
     const double bytes = 4.0 * M * c, copy = copy_gbs(static_cast<size_t>(bytes), repeats);
     // forward: read x twice, write y once; backward: read dy and x twice, write dx once.

@@ -55,20 +55,28 @@ void global_avg_pool_forward(const T* x, T* y, int64_t N, int64_t HW, int64_t C)
 template <class T>
 void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t C);
 
-// Batch norm over [M, C]. Partial sums are double: stats = [count, sum[C], sum_sq[C]] (2C + 1 values).
+// Batch norm over [M, C], with the CUDA backend's arguments (engine/cuda/cuda_backend.h). Partial sums are
+// double: stats = [count, sum[C], sum_sq[C]] (2C + 1 values). batch_norm_stats: mean and invstd from the
+// (reduced) stats, and the running-statistics update when running_mean / running_var are not null.
 template <class T>
 void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats);
 template <class T>
+void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, T* mean, T* invstd,
+                      T* running_mean, T* running_var);
+template <class T>
+void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t C, double eps, T* mean,
+                           T* invstd);
+template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
                       int64_t M, int64_t C);
-// sums = [sum(dy)[C], sum(dy * x_hat)[C]].
+// sums = [sum(dy)[C], sum(dy * x_hat)[C]] of these M rows; dbeta = sum(dy), dgamma = sum(dy * x_hat).
 template <class T>
 void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
-                              double* sums);
-// dx for training mode; count is the (possibly all-reduced) number of values per channel.
+                              double* sums, T* dbeta, T* dgamma);
+// dx for training mode; *count is the (possibly all-reduced) number of values per channel: stats[0].
 template <class T>
 void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            const double* sums, double count, T* dx, int64_t M, int64_t C);
+                            const double* sums, const double* count, T* dx, int64_t M, int64_t C);
 
 // dx for evaluation mode (fixed statistics): dy * gamma * invstd.
 template <class T>

@@ -54,6 +54,31 @@ void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats) {
 }
 
 template <class T>
+void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, T* mean, T* invstd,
+                      T* running_mean, T* running_var) {
+  const T d = static_cast<T>(decay);
+  for (int64_t c = 0; c < C; ++c) {
+    const math::BnStats st = math::bn_stats_from_sums(stats[0], stats[1 + c], stats[1 + C + c], eps);
+    mean[c] = static_cast<T>(st.mean);
+    invstd[c] = static_cast<T>(st.invstd);
+    if (running_mean) {
+      const double var = math::bn_batch_var(stats[0], stats[1 + c], stats[1 + C + c]);
+      running_mean[c] = math::bn_running_update(running_mean[c], static_cast<T>(st.mean), d);
+      running_var[c] = math::bn_running_update(running_var[c], static_cast<T>(var), d);
+    }
+  }
+}
+
+template <class T>
+void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t C, double eps, T* mean,
+                           T* invstd) {
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = running_mean[c];
+    invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
+  }
+}
+
+template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
                       int64_t M, int64_t C) {
 #pragma omp parallel for schedule(static) if (M * C > 32768)
@@ -67,7 +92,7 @@ void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma
 
 template <class T>
 void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
-                              double* sums) {
+                              double* sums, T* dbeta, T* dgamma) {
   reduce_rows(M, 2 * C, sums, [&](int64_t begin, int64_t end, double* acc) {
     double* s1 = acc;
     double* s2 = acc + C;
@@ -81,17 +106,21 @@ void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* i
       }
     }
   });
+  for (int64_t c = 0; c < C; ++c) {
+    dbeta[c] = static_cast<T>(sums[c]);
+    dgamma[c] = static_cast<T>(sums[C + c]);
+  }
 }
 
 template <class T>
 void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            const double* sums, double count, T* dx, int64_t M, int64_t C) {
+                            const double* sums, const double* count, T* dx, int64_t M, int64_t C) {
   std::vector<T> s1(C), s2(C);
   for (int64_t c = 0; c < C; ++c) {
     s1[c] = static_cast<T>(sums[c]);
     s2[c] = static_cast<T>(sums[C + c]);
   }
-  const T n = static_cast<T>(count);
+  const T n = static_cast<T>(*count);
 #pragma omp parallel for schedule(static) if (M * C > 32768)
   for (int64_t m = 0; m < M; ++m) {
     const T* g = dy + m * C;
@@ -201,10 +230,12 @@ void byol_loss_backward(const T* p1, const T* z2, const T* p2, const T* z1, cons
 #define BYOL_INSTANTIATE_NORM(T)                                                                             \
   template void batch_norm_partial_sums<T>(const T*, int64_t, int64_t, double*);                             \
   template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t); \
+  template void batch_norm_stats<T>(const double*, int64_t, double, double, T*, T*, T*, T*);                 \
+  template void batch_norm_eval_stats<T>(const T*, const T*, int64_t, double, T*, T*);                       \
   template void batch_norm_backward_sums<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,        \
-                                            double*);                                                        \
+                                            double*, T*, T*);                                                \
   template void batch_norm_backward_dx<T>(const T*, const T*, const T*, const T*, const T*, const double*,   \
-                                          double, T*, int64_t, int64_t);                                     \
+                                          const double*, T*, int64_t, int64_t);                              \
   template void batch_norm_backward_dx_eval<T>(const T*, const T*, const T*, T*, int64_t, int64_t);          \
   template void l2_normalize_forward<T>(const T*, T*, T*, int64_t, int64_t);                                 \
   template void l2_normalize_backward<T>(const T*, const T*, const T*, const T*, T*, int64_t, int64_t);      \

@@ -4,6 +4,7 @@
 
 #include "engine/cuda/blas.h"
 #include "engine/cuda/context.h"
+#include "kernels/batch_norm.cuh"
 #include "kernels/byol_loss.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/pool.cuh"
@@ -27,6 +28,39 @@ void sum(const float* x, int64_t n, double factor, float* out) {
 }
 void fill_from_scalar(float* y, const float* scalar, double factor, int64_t n) {
   kernels::fill_from_scalar(y, scalar, factor, n, compute_stream());
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+  kernels::add_inplace(y, x, n, compute_stream());
+}
+
+void batch_norm_partial_sums(const float* x, int64_t M, int64_t C, double* stats) {
+  kernels::batch_norm_partial_sums(x, M, C, stats, compute_stream());
+}
+void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, float* mean, float* invstd,
+                      float* running_mean, float* running_var) {
+  kernels::batch_norm_stats(stats, C, eps, decay, mean, invstd, running_mean, running_var, compute_stream());
+}
+void batch_norm_eval_stats(const float* running_mean, const float* running_var, int64_t C, double eps,
+                           float* mean, float* invstd) {
+  kernels::batch_norm_eval_stats(running_mean, running_var, C, eps, mean, invstd, compute_stream());
+}
+void batch_norm_apply(const float* x, const float* mean, const float* invstd, const float* gamma,
+                      const float* beta, float* y, int64_t M, int64_t C) {
+  kernels::batch_norm_apply(x, mean, invstd, gamma, beta, y, M, C, compute_stream());
+}
+void batch_norm_backward_sums(const float* dy, const float* x, const float* mean, const float* invstd,
+                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma) {
+  kernels::batch_norm_backward_sums(dy, x, mean, invstd, M, C, sums, dbeta, dgamma, compute_stream());
+}
+void batch_norm_backward_dx(const float* dy, const float* x, const float* mean, const float* invstd,
+                            const float* gamma, const double* sums, const double* count, float* dx, int64_t M,
+                            int64_t C) {
+  kernels::batch_norm_backward_dx(dy, x, mean, invstd, gamma, sums, count, dx, M, C, compute_stream());
+}
+void batch_norm_backward_dx_eval(const float* dy, const float* gamma, const float* invstd, float* dx,
+                                 int64_t M, int64_t C) {
+  kernels::batch_norm_backward_dx_eval(dy, gamma, invstd, dx, M, C, compute_stream());
 }
 
 void l2_normalize_forward(const float* x, float* y, float* inv_norm, int64_t N, int64_t D) {

@@ -17,6 +17,23 @@ void scale(const float* x, double alpha, float* y, int64_t n);
 void sum(const float* x, int64_t n, double factor, float* out);
 void fill_from_scalar(float* y, const float* scalar, double factor, int64_t n);
 
+void add_inplace(float* y, const float* x, int64_t n);
+
+void batch_norm_partial_sums(const float* x, int64_t M, int64_t C, double* stats);
+void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, float* mean, float* invstd,
+                      float* running_mean, float* running_var);
+void batch_norm_eval_stats(const float* running_mean, const float* running_var, int64_t C, double eps,
+                           float* mean, float* invstd);
+void batch_norm_apply(const float* x, const float* mean, const float* invstd, const float* gamma,
+                      const float* beta, float* y, int64_t M, int64_t C);
+void batch_norm_backward_sums(const float* dy, const float* x, const float* mean, const float* invstd,
+                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma);
+void batch_norm_backward_dx(const float* dy, const float* x, const float* mean, const float* invstd,
+                            const float* gamma, const double* sums, const double* count, float* dx, int64_t M,
+                            int64_t C);
+void batch_norm_backward_dx_eval(const float* dy, const float* gamma, const float* invstd, float* dx,
+                                 int64_t M, int64_t C);
+
 void l2_normalize_forward(const float* x, float* y, float* inv_norm, int64_t N, int64_t D);
 void l2_normalize_backward(const float* dy, const float* x, const float* y, const float* inv_norm, float* dx,
                            int64_t N, int64_t D);

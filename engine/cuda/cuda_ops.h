@@ -23,12 +23,6 @@
 
 namespace byol::ops::detail {
 
-// Synced batch norm on a GPU: the hook receives the partial sums as an f64 tensor on the input's device
-// (the CPU backend passes an f64 host tensor; the layout is the same, see ops.h) and must leave the
-// reduced sums in place on that device, e.g. with an in-place NCCL all-reduce on the compute stream.
-Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                       const Tensor& running_var, const BatchNormOptions& opt);
-
 Tensor count_top1_correct_cuda(const Tensor& logits, const Tensor& labels);
 
 // The optimizer ops (engine/optim_ops.h; engine/cuda/optimizers_cuda.cpp): kernels/ema.cu, lars.cu and

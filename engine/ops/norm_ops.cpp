@@ -7,28 +7,21 @@
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
-#include "kernels/math/batch_norm_math.h"
 
 namespace byol::ops {
 using namespace detail;
 
 namespace {
 
-// Per-channel tensor of T from doubles.
-template <class T>
-Tensor channel_tensor(const std::vector<double>& v, Device device) {
-  Tensor t = Tensor::empty({static_cast<int64_t>(v.size())}, dtype_of<T>::value, device);
-  T* p = t.data<T>();
-  for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<T>(v[i]);
-  return t;
-}
-
-void call_all_reduce(const BatchNormOptions& opt, Tensor& sums, int64_t expected) {
-  if (!opt.all_reduce) return;
-  opt.all_reduce(sums);
-  BYOL_CHECK(sums.defined() && sums.numel() == expected && sums.dtype() == DType::f64,
-             "batch_norm: the statistics all-reduce hook must leave an f64 tensor of ", expected,
-             " values in place, got ", sums.describe());
+// The synced-BN hook (BatchNormOptions::all_reduce) sums `sums` across the ranks in place, on its device.
+void call_stats_hook(const StatsAllReduce& hook, Tensor& sums, int64_t expected, const Device& device,
+                     const char* phase) {
+  if (!hook) return;
+  hook(sums);
+  BYOL_CHECK(
+      sums.defined() && sums.numel() == expected && sums.dtype() == DType::f64 && sums.device() == device,
+      "batch_norm", phase, ": the statistics all-reduce hook must leave an f64 tensor of ", expected,
+      " values on ", device_name(device), " in place, got ", sums.describe());
 }
 
 }  // namespace
@@ -64,101 +57,150 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
              x.describe());
   BYOL_CHECK(opt.groups >= 1 && x.size(0) % opt.groups == 0, op, ": option 'groups' (", opt.groups,
              ") must be >= 1 and divide the batch dimension of ", x.describe());
-  if (!x.device().is_cpu())
-    BYOL_ON_CUDA(op, x, return batch_norm_cuda(x, gamma, beta, running_mean, running_var, opt));
-
-  // Groups: the rows split into G equal consecutive parts with their own statistics (BYOL's two views
-  // in one pass). Stats, sums and the saved mean / invstd are [G, ...]; the hook sees all groups at once.
-  const int64_t G = opt.groups, Mg = M / G;
+  // Groups: the rows split into G equal consecutive parts with their own statistics (BYOL's two views in
+  // one pass). Every buffer below is [G, ...] on the input's device, and the backend runs once per group
+  // on pointer offsets, in order (so the running statistics are updated group after group); the hook
+  // all-reduces all groups at once.
+  const int64_t G = opt.groups, Mg = M / G, S = 2 * C + 1;  // stats: [count, sum[C], sum_sq[C]] per group
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean, invstd;
-  std::vector<double> counts(static_cast<size_t>(G), static_cast<double>(Mg));
-  dispatch_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    std::vector<double> mean_d(G * C), invstd_d(G * C);
-    if (opt.training) {
-      Tensor stats = Tensor::empty({G * (2 * C + 1)}, DType::f64);
-      for (int64_t g = 0; g < G; ++g)
-        cpu::batch_norm_partial_sums(x.data<T>() + g * Mg * C, Mg, C, stats.data<double>() + g * (2 * C + 1));
-      call_all_reduce(opt, stats, G * (2 * C + 1));
-      for (int64_t g = 0; g < G; ++g) {
-        const double* s = stats.data<double>() + g * (2 * C + 1);
-        counts[g] = s[0];
-        for (int64_t c = 0; c < C; ++c) {
-          const math::BnStats st = math::bn_stats_from_sums(s[0], s[1 + c], s[1 + C + c], opt.eps);
-          mean_d[g * C + c] = st.mean;
-          invstd_d[g * C + c] = st.invstd;
-        }
-        if (has_running) {  // one update per group, in order: as G separate calls would do
-          T* rm = running_mean.data<T>();
-          T* rv = running_var.data<T>();
-          const T decay = static_cast<T>(opt.decay);
-          for (int64_t c = 0; c < C; ++c) {
-            const double var = math::bn_batch_var(s[0], s[1 + c], s[1 + C + c]);
-            rm[c] = math::bn_running_update(rm[c], static_cast<T>(mean_d[g * C + c]), decay);
-            rv[c] = math::bn_running_update(rv[c], static_cast<T>(var), decay);
-          }
-        }
-      }
-    } else {
-      const T* rm = running_mean.data<T>();
-      const T* rv = running_var.data<T>();
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t c = 0; c < C; ++c) {
-          mean_d[g * C + c] = rm[c];
-          invstd_d[g * C + c] = 1.0 / std::sqrt(static_cast<double>(rv[c]) + opt.eps);
-        }
-    }
-    mean = channel_tensor<T>(mean_d, x.device());
-    invstd = channel_tensor<T>(invstd_d, x.device());
+  Tensor mean = Tensor::empty({G * C}, x.dtype(), x.device()),
+         invstd = Tensor::empty({G * C}, x.dtype(), x.device());
+  Tensor stats;  // f64; stats[g * S] is backward's count of group g
+  if (opt.training) {
+    stats = Tensor::empty({G * S}, DType::f64, x.device());
+    double* sp = stats.data<double>();
     for (int64_t g = 0; g < G; ++g)
-      cpu::batch_norm_apply(x.data<T>() + g * Mg * C, mean.data<T>() + g * C, invstd.data<T>() + g * C,
-                            gamma.data<T>(), beta.data<T>(), y.data<T>() + g * Mg * C, Mg, C);
-  });
+      on_backend(
+          op, x,
+          [&](auto tag) {
+            cpu::batch_norm_partial_sums(x.data<decltype(tag)>() + g * Mg * C, Mg, C, sp + g * S);
+          },
+          [&] {
+            BYOL_ON_CUDA(op, x,
+                         cuda::batch_norm_partial_sums(x.data<float>() + g * Mg * C, Mg, C, sp + g * S));
+          });
+    call_stats_hook(opt.all_reduce, stats, G * S, x.device(), "");
+    sp = stats.data<double>();  // in case the hook replaced the tensor
+    for (int64_t g = 0; g < G; ++g)
+      on_backend(
+          op, x,
+          [&](auto tag) {
+            using T = decltype(tag);
+            cpu::batch_norm_stats(sp + g * S, C, opt.eps, opt.decay, mean.data<T>() + g * C,
+                                  invstd.data<T>() + g * C, data_or_null<T>(running_mean),
+                                  data_or_null<T>(running_var));
+          },
+          [&] {
+            BYOL_ON_CUDA(
+                op, x,
+                cuda::batch_norm_stats(sp + g * S, C, opt.eps, opt.decay, mean.data<float>() + g * C,
+                                       invstd.data<float>() + g * C, data_or_null<float>(running_mean),
+                                       data_or_null<float>(running_var)));
+          });
+  } else {
+    for (int64_t g = 0; g < G; ++g)
+      on_backend(
+          op, x,
+          [&](auto tag) {
+            using T = decltype(tag);
+            cpu::batch_norm_eval_stats(running_mean.data<T>(), running_var.data<T>(), C, opt.eps,
+                                       mean.data<T>() + g * C, invstd.data<T>() + g * C);
+          },
+          [&] {
+            BYOL_ON_CUDA(
+                op, x,
+                cuda::batch_norm_eval_stats(running_mean.data<float>(), running_var.data<float>(), C, opt.eps,
+                                            mean.data<float>() + g * C, invstd.data<float>() + g * C));
+          });
+  }
+  for (int64_t g = 0; g < G; ++g)
+    on_backend(
+        op, x,
+        [&](auto tag) {
+          using T = decltype(tag);
+          cpu::batch_norm_apply(x.data<T>() + g * Mg * C, mean.data<T>() + g * C, invstd.data<T>() + g * C,
+                                gamma.data<T>(), beta.data<T>(), y.data<T>() + g * Mg * C, Mg, C);
+        },
+        [&] {
+          BYOL_ON_CUDA(op, x,
+                       cuda::batch_norm_apply(x.data<float>() + g * Mg * C, mean.data<float>() + g * C,
+                                              invstd.data<float>() + g * C, gamma.data<float>(),
+                                              beta.data<float>(), y.data<float>() + g * Mg * C, Mg, C));
+        });
 
   GradRecorder rec(op, {x, gamma, beta});
   if (rec.active()) {
-    rec.record(y, [x, gamma, mean, invstd, counts, G, Mg, C, training = opt.training,
+    rec.record(y, [op, x, gamma, mean, invstd, stats, G, Mg, C, S, training = opt.training,
                    all_reduce = opt.all_reduce, need_dx = rec.needs(0)](const Tensor& dy_in) {
-      Tensor dy = dy_in.contiguous();
-      Tensor dx, dgamma = Tensor::empty({C}, x.dtype()), dbeta = Tensor::empty({C}, x.dtype());
-      dispatch_float(x.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        // Local sums give dgamma and dbeta (each rank's share, summed over groups; gradients are averaged
-        // later); dx of synced batch norm needs the sums over every rank's batch.
-        Tensor sums = Tensor::empty({G * 2 * C}, DType::f64);
-        double* sp = sums.data<double>();
-        for (int64_t g = 0; g < G; ++g)
-          cpu::batch_norm_backward_sums(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
-                                        mean.data<T>() + g * C, invstd.data<T>() + g * C, Mg, C,
-                                        sp + g * 2 * C);
-        for (int64_t c = 0; c < C; ++c) {
-          double db = 0, dg = 0;
-          for (int64_t g = 0; g < G; ++g) db += sp[g * 2 * C + c], dg += sp[g * 2 * C + C + c];
-          dbeta.data<T>()[c] = static_cast<T>(db);
-          dgamma.data<T>()[c] = static_cast<T>(dg);
-        }
-        if (!need_dx) return;
-        dx = Tensor::empty(x.shape(), x.dtype());
-        if (training) {
-          if (all_reduce) {
-            all_reduce(sums);
-            BYOL_CHECK(sums.numel() == G * 2 * C && sums.dtype() == DType::f64,
-                       "batch_norm backward: the "
-                       "statistics all-reduce hook must leave an f64 tensor of ",
-                       G * 2 * C, " values");
-          }
-          for (int64_t g = 0; g < G; ++g)
-            cpu::batch_norm_backward_dx(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
-                                        mean.data<T>() + g * C, invstd.data<T>() + g * C, gamma.data<T>(),
-                                        sums.data<double>() + g * 2 * C, counts[g], dx.data<T>() + g * Mg * C,
-                                        Mg, C);
-        } else {
-          for (int64_t g = 0; g < G; ++g)
-            cpu::batch_norm_backward_dx_eval(dy.data<T>() + g * Mg * C, gamma.data<T>(),
-                                             invstd.data<T>() + g * C, dx.data<T>() + g * Mg * C, Mg, C);
-        }
-      });
+      const Tensor dy = dy_in.contiguous();
+      Tensor dgamma = Tensor::empty({C}, x.dtype(), x.device()),
+             dbeta = Tensor::empty({C}, x.dtype(), x.device()), dx;
+      // Local sums give dgamma and dbeta (each rank's share, summed over the groups; gradients are averaged
+      // later); dx of synced batch norm needs the sums over every rank's batch.
+      Tensor sums = Tensor::empty({G * 2 * C}, DType::f64, x.device());
+      Tensor dgamma_g = G > 1 ? Tensor::empty({C}, x.dtype(), x.device()) : Tensor();
+      Tensor dbeta_g = G > 1 ? Tensor::empty({C}, x.dtype(), x.device()) : Tensor();
+      for (int64_t g = 0; g < G; ++g) {
+        // Group 0 writes dbeta / dgamma; later groups go to scratch and are added.
+        const Tensor& db = g == 0 ? dbeta : dbeta_g;
+        const Tensor& dg = g == 0 ? dgamma : dgamma_g;
+        double* sp = sums.data<double>() + g * 2 * C;
+        on_backend(
+            op, x,
+            [&](auto tag) {
+              using T = decltype(tag);
+              cpu::batch_norm_backward_sums(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
+                                            mean.data<T>() + g * C, invstd.data<T>() + g * C, Mg, C, sp,
+                                            db.data<T>(), dg.data<T>());
+              if (g > 0) {
+                cpu::add_inplace(dbeta.data<T>(), dbeta_g.data<T>(), C);
+                cpu::add_inplace(dgamma.data<T>(), dgamma_g.data<T>(), C);
+              }
+            },
+            [&] {
+              BYOL_ON_CUDA(
+                  op, x,
+                  cuda::batch_norm_backward_sums(dy.data<float>() + g * Mg * C, x.data<float>() + g * Mg * C,
+                                                 mean.data<float>() + g * C, invstd.data<float>() + g * C, Mg,
+                                                 C, sp, db.data<float>(), dg.data<float>()));
+              if (g > 0) {
+                BYOL_ON_CUDA(op, x, cuda::add_inplace(dbeta.data<float>(), dbeta_g.data<float>(), C));
+                BYOL_ON_CUDA(op, x, cuda::add_inplace(dgamma.data<float>(), dgamma_g.data<float>(), C));
+              }
+            });
+      }
+      if (!need_dx) return std::vector<Tensor>{dx, dgamma, dbeta};
+      dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+      if (training) call_stats_hook(all_reduce, sums, G * 2 * C, x.device(), " backward");
+      for (int64_t g = 0; g < G; ++g) {
+        const double* sp = sums.data<double>() + g * 2 * C;
+        const double* count = training ? stats.data<double>() + g * S : nullptr;
+        on_backend(
+            op, x,
+            [&](auto tag) {
+              using T = decltype(tag);
+              if (training)
+                cpu::batch_norm_backward_dx(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
+                                            mean.data<T>() + g * C, invstd.data<T>() + g * C, gamma.data<T>(),
+                                            sp, count, dx.data<T>() + g * Mg * C, Mg, C);
+              else
+                cpu::batch_norm_backward_dx_eval(dy.data<T>() + g * Mg * C, gamma.data<T>(),
+                                                 invstd.data<T>() + g * C, dx.data<T>() + g * Mg * C, Mg, C);
+            },
+            [&] {
+              if (training)
+                BYOL_ON_CUDA(op, x,
+                             cuda::batch_norm_backward_dx(
+                                 dy.data<float>() + g * Mg * C, x.data<float>() + g * Mg * C,
+                                 mean.data<float>() + g * C, invstd.data<float>() + g * C,
+                                 gamma.data<float>(), sp, count, dx.data<float>() + g * Mg * C, Mg, C));
+              else
+                BYOL_ON_CUDA(op, x,
+                             cuda::batch_norm_backward_dx_eval(
+                                 dy.data<float>() + g * Mg * C, gamma.data<float>(),
+                                 invstd.data<float>() + g * C, dx.data<float>() + g * Mg * C, Mg, C));
+            });
+      }
       return std::vector<Tensor>{dx, dgamma, dbeta};
     });
   }
