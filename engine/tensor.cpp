@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "engine/autograd.h"
-#include "engine/cuda/cuda_ops.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/device_memory.h"
 
 namespace byol {
@@ -301,7 +301,16 @@ Tensor Tensor::to(Device device) const {
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
 #if BYOL_WITH_CUDA
-  if (device().is_cuda()) return ops::detail::cast_cuda(*this, target);
+  if (device().is_cuda()) {
+    const auto supported = [](DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; };
+    BYOL_CHECK(supported(dtype()) && supported(target), "Tensor::to(", dtype_name(target), "): casting ",
+               describe(), " on a GPU supports f32, f64 and bf16; copy it to the CPU for other dtypes");
+    const Tensor src = contiguous();
+    Tensor out = empty(shape(), target, device());
+    cuda::cast(src.raw_data(), static_cast<int>(src.dtype()), out.raw_data(), static_cast<int>(target),
+               numel());
+    return out;
+  }
 #endif
   BYOL_CHECK(device().is_cpu(), "Tensor::to(", dtype_name(target), "): casting ", describe(),
              " is only available on the CPU in this build; copy it to the CPU first");

@@ -114,6 +114,11 @@ template <class T, class I>
 void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g, T* dlogits, int64_t N,
                                     int64_t K);
 
+// *count = the number of rows whose first maximum is at the label (I = int32_t or int64_t; a label outside
+// [0, K) never matches).
+template <class T, class I>
+void count_top1_correct(const T* logits, const I* labels, int64_t N, int64_t K, T* count);
+
 // Elementwise and reductions over n values.
 template <class T>
 void relu_forward(const T* x, T* y, int64_t n);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "kernels/math/elementwise_math.h"
 
 namespace byol::cpu {
 namespace {
@@ -77,6 +78,14 @@ void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g,
   }
 }
 
+template <class T, class I>
+void count_top1_correct(const T* logits, const I* labels, int64_t N, int64_t K, T* count) {
+  int64_t correct = 0;
+  for (int64_t i = 0; i < N; ++i)
+    correct += math::argmax_first(logits + i * K, K) == static_cast<int64_t>(labels[i]);
+  *count = static_cast<T>(correct);
+}
+
 #define BYOL_INSTANTIATE_DENSE(T)                                                                           \
   template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);             \
   template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t);    \
@@ -88,7 +97,9 @@ void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g,
   template void softmax_cross_entropy_backward<T, int32_t>(const T*, const int32_t*, const T*, T*, int64_t, \
                                                            int64_t);                                        \
   template void softmax_cross_entropy_backward<T, int64_t>(const T*, const int64_t*, const T*, T*, int64_t, \
-                                                           int64_t);
+                                                           int64_t);                                        \
+  template void count_top1_correct<T, int32_t>(const T*, const int32_t*, int64_t, int64_t, T*);             \
+  template void count_top1_correct<T, int64_t>(const T*, const int64_t*, int64_t, int64_t, T*);
 BYOL_INSTANTIATE_DENSE(float)
 BYOL_INSTANTIATE_DENSE(double)
 

@@ -7,6 +7,7 @@
 #include "kernels/batch_norm.cuh"
 #include "kernels/byol_loss.cuh"
 #include "kernels/elementwise.cuh"
+#include "kernels/metrics.cuh"
 #include "kernels/pool.cuh"
 
 namespace byol::cuda {
@@ -104,6 +105,17 @@ template void softmax_cross_entropy_backward<int32_t>(const float*, const int32_
                                                       int64_t, int64_t);
 template void softmax_cross_entropy_backward<int64_t>(const float*, const int64_t*, const float*, float*,
                                                       int64_t, int64_t);
+
+template <class I>
+void count_top1_correct(const float* logits, const I* labels, int64_t N, int64_t K, float* count) {
+  kernels::count_top1_correct(logits, labels, N, K, count, compute_stream());
+}
+template void count_top1_correct<int32_t>(const float*, const int32_t*, int64_t, int64_t, float*);
+template void count_top1_correct<int64_t>(const float*, const int64_t*, int64_t, int64_t, float*);
+
+void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n) {
+  kernels::cast(src, src_dtype, dst, dst_dtype, n, compute_stream());
+}
 
 void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
                         int64_t P, int64_t Q, int kernel, int stride, int pad) {

@@ -56,6 +56,12 @@ template <class I>
 void softmax_cross_entropy_backward(const float* probs, const I* labels, const float* g, float* dlogits,
                                     int64_t N, int64_t K);
 
+template <class I>
+void count_top1_correct(const float* logits, const I* labels, int64_t N, int64_t K, float* count);
+
+// Tensor::to(DType) on a GPU: dtypes as int (DType), f32, f64 and bf16.
+void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
+
 void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
                         int64_t P, int64_t Q, int kernel, int stride, int pad);
 void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t H, int64_t W,

@@ -5,7 +5,6 @@
 #include "engine/cuda/cuda_ops.h"
 #include "engine/ops.h"
 #include "engine/ops/check.h"
-#include "kernels/math/elementwise_math.h"
 
 namespace byol::ops {
 using namespace detail;
@@ -214,19 +213,24 @@ Tensor count_top1_correct(const Tensor& logits, const Tensor& labels) {
              " rows: the count is kept as a float, exact below 2^24 rows");
   BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
              device_name(logits.device()), ", got ", labels.describe());
-  if (!logits.device().is_cpu()) BYOL_ON_CUDA(op, logits, return count_top1_correct_cuda(logits, labels));
   Tensor count = Tensor::empty({}, logits.dtype(), logits.device());
-  dispatch_float(logits.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* l = logits.data<T>();
-    int64_t correct = 0;
-    for (int64_t i = 0; i < N; ++i) {
-      const int64_t label =
-          labels.dtype() == DType::i64 ? labels.data<int64_t>()[i] : labels.data<int32_t>()[i];
-      correct += math::argmax_first(l + i * K, K) == label;
-    }
-    *count.data<T>() = static_cast<T>(correct);
-  });
+  auto run = [&](const auto* lab) {
+    on_backend(
+        op, logits,
+        [&](auto tag) {
+          using T = decltype(tag);
+          cpu::count_top1_correct(logits.data<T>(), lab, N, K, count.data<T>());
+        },
+        [&] {
+          BYOL_ON_CUDA(op, logits,
+                       cuda::count_top1_correct(logits.data<float>(), lab, N, K, count.data<float>()));
+        });
+  };
+  if (labels.dtype() == DType::i32) {
+    run(labels.data<int32_t>());
+  } else {
+    run(labels.data<int64_t>());
+  }
   return count;
 }
 

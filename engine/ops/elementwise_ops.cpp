@@ -234,12 +234,14 @@ void add_(Tensor& dst, const Tensor& src) {
   BYOL_CHECK(src.shape() == dst.shape(), op, ": argument 'src' expected shape ", shape_str(dst.shape()),
              " (that of 'dst'), got ", src.describe());
   check_like(op, "src", src, "dst", dst);
-  if (!dst.device().is_cpu()) BYOL_ON_CUDA(op, dst, return add_inplace_cuda(dst, src));
-  Tensor s = src.contiguous();
-  dispatch_float(dst.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::add_inplace(dst.data<T>(), s.data<T>(), dst.numel());
-  });
+  const Tensor s = src.contiguous();
+  on_backend(
+      op, dst,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::add_inplace(dst.data<T>(), s.data<T>(), dst.numel());
+      },
+      [&] { BYOL_ON_CUDA(op, dst, cuda::add_inplace(dst.data<float>(), s.data<float>(), dst.numel())); });
 }
 
 }  // namespace byol::ops
