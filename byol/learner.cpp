@@ -106,9 +106,9 @@ double Learner::lr_at(int64_t step) const {
                           scaled_learning_rate(train_.base_lr, train_.batch_size));
 }
 
-double Learner::tau_at_step(int64_t step) const {
+double Learner::tau_at(int64_t step) const {
   if (train_.constant_tau) return train_.tau_base;
-  return tau_at(step, train_.total_steps, train_.tau_base);
+  return byol::tau_at(step, train_.total_steps, train_.tau_base);
 }
 
 Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
@@ -212,7 +212,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   StepMetrics m;
   m.step = step_;
   m.lr = lr_at(step_);
-  m.tau = tau_at_step(step_);
+  m.tau = tau_at(step_);
   // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
   m.values = Tensor::zeros({4}, DType::f32, device);
   m.values.window(0, {}).copy_(loss);

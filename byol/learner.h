@@ -170,7 +170,7 @@ class Learner {
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t step) { step_ = step; }
   double lr_at(int64_t step) const;
-  double tau_at_step(int64_t step) const;
+  double tau_at(int64_t step) const;
   const TrainConfig& train_config() const { return train_; }
 
   ByolNetworks nets;

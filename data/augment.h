@@ -2,7 +2,7 @@
 // evaluation transforms, split into two halves so that a GPU kernel can replay the CPU's work:
 //
 //   sample_view(options, source size, output size, generator) -> AugmentParams   (host, seeded)
-//   apply_view(image, params, ...) -> float HWC view                             (CPU; later CUDA)
+//   apply_view(image, params, ...) -> float HWC view                             (CPU; a CUDA twin is issue 18)
 //
 // One view of one image, in order:
 //   1. crop: random resized crop (area U(0.08, 1) of the source, aspect log-U(3/4, 4/3), torchvision's

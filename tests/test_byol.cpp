@@ -293,7 +293,7 @@ TEST_CASE("gradient accumulation: the mean of the micro-batches' gradients, one 
     // One LARS step on that gradient and one EMA: replayed by hand on a fourth learner from the same start.
     replay.nets.online.grads().copy_(whole.nets.online.grads());
     replay.lars.step(replay.lr_at(0));
-    ema_update_target(replay.nets.target.params(), replay.nets.online.params(), replay.tau_at_step(0));
+    ema_update_target(replay.nets.target.params(), replay.nets.online.params(), replay.tau_at(0));
     CHECK(bitwise_equal(whole.nets.online.params(), replay.nets.online.params()));
     CHECK(bitwise_equal(whole.nets.target.params(), replay.nets.target.params()));
     CHECK(whole.steps_done() == 1);

@@ -66,7 +66,7 @@ void check_reference_step(const std::string& path) {
   const Tensor online_before = online.params().clone(), target_before = target.params().clone();
 
   CHECK(learner.lr_at(0) == Approx(meta("lr")).epsilon(1e-12));
-  CHECK(learner.tau_at_step(0) == Approx(meta("tau")).epsilon(1e-12));
+  CHECK(learner.tau_at(0) == Approx(meta("tau")).epsilon(1e-12));
   const StepValues m = learner.step(ref.get("input.view1"), ref.get("input.view2")).read();
   const double ref_loss = ref.get("loss").item();
   INFO("loss: ours " << m.loss << ", reference " << ref_loss);
