@@ -518,7 +518,7 @@ int run(int argc, char** argv) {
   int64_t watch_first = learner.steps_done(), watch_last = -1;  // steps in the sum since the last check
   double watch_lr = 0;
   auto watch = [&](const StepMetrics& m) {
-    Tensor loss = m.values.window(0, {});
+    Tensor loss = m.value(StepMetrics::kLoss);
     if (m.step == nan_at_step) loss = Tensor::full({}, std::nan(""), DType::f32, device);  // fault injection
     loss_watch = ops::add(loss_watch, loss);
     watch_last = m.step;

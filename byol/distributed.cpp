@@ -57,10 +57,11 @@ StepValues DataParallel::mean_over_ranks(const StepMetrics& m) {
   const std::vector<double> v = total.values.to_vector<double>();
   const double world = comm_.world_size();
   StepValues out;
-  out.loss = v[0] / world;
-  out.probe_loss = v[1] / world;
-  out.probe_accuracy = m.probe_rows > 0 ? v[2] / world / static_cast<double>(m.probe_rows) : 0.0;
-  out.regression_loss = v[3] / world;
+  out.loss = v[StepMetrics::kLoss] / world;
+  out.probe_loss = v[StepMetrics::kProbeLoss] / world;
+  out.probe_accuracy =
+      m.probe_rows > 0 ? v[StepMetrics::kProbeCorrect] / world / static_cast<double>(m.probe_rows) : 0.0;
+  out.regression_loss = v[StepMetrics::kRegressionLoss] / world;
   return out;
 }
 

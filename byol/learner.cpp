@@ -68,14 +68,14 @@ Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
 }
 
 StepValues StepMetrics::read() const {
-  BYOL_CHECK(values.defined() && values.numel() == 4,
-             "StepMetrics::read(): no step values (expected f32 [4])");
+  BYOL_CHECK(values.defined() && values.numel() == kSlots,
+             "StepMetrics::read(): no step values (expected f32 [", int64_t(kSlots), "])");
   const std::vector<float> v = values.to_vector<float>();
   StepValues out;
-  out.loss = v[0];
-  out.probe_loss = v[1];
-  out.probe_accuracy = probe_rows > 0 ? v[2] / static_cast<double>(probe_rows) : 0.0;
-  out.regression_loss = v[3];
+  out.loss = v[kLoss];
+  out.probe_loss = v[kProbeLoss];
+  out.probe_accuracy = probe_rows > 0 ? v[kProbeCorrect] / static_cast<double>(probe_rows) : 0.0;
+  out.regression_loss = v[kRegressionLoss];
   return out;
 }
 
@@ -214,9 +214,9 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   m.lr = lr_at(step_);
   m.tau = tau_at(step_);
   // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
-  m.values = Tensor::zeros({4}, DType::f32, device);
-  m.values.window(0, {}).copy_(loss);
-  m.values.window(3, {}).copy_(regression);
+  m.values = Tensor::zeros({StepMetrics::kSlots}, DType::f32, device);
+  m.value(StepMetrics::kLoss).copy_(loss);
+  m.value(StepMetrics::kRegressionLoss).copy_(regression);
   // [byol:update]
   lars.step(m.lr);
   if (train_.target_network) ema_update_target(nets.target.params(), nets.online.params(), m.tau);
@@ -229,8 +229,8 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     probe_loss.backward();
     if (grad_sync) grad_sync->average(probe_params.grads());
     probe_optimizer->step(train_.probe_lr);
-    m.values.window(1, {}).copy_(probe_loss.detach());
-    m.values.window(2, {}).copy_(ops::count_top1_correct(logits.detach(), labels));
+    m.value(StepMetrics::kProbeLoss).copy_(probe_loss.detach());
+    m.value(StepMetrics::kProbeCorrect).copy_(ops::count_top1_correct(logits.detach(), labels));
     m.probe_rows = logits.size(0);
   }
   ++step_;

@@ -136,8 +136,10 @@ struct StepMetrics {
   double lr = 0;
   double tau = 0;
   int64_t probe_rows = 0;  // rows the probe was trained on (0: no probe, or no labels this step)
-  // f32 [4] on the step's device: loss, probe loss, probe top-1 correct count, regression loss
+  // The slots of `values`, f32 [kSlots] on the step's device.
+  enum Slot : int64_t { kLoss, kProbeLoss, kProbeCorrect, kRegressionLoss, kSlots };
   Tensor values;
+  Tensor value(Slot s) const { return values.window(s, {}); }  // one slot, a [] view
   // Copies `values` to the host in one transfer (waits for the GPU) and forms the accuracy.
   StepValues read() const;
 };
