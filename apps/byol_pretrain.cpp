@@ -724,10 +724,12 @@ int run(int argc, char** argv) {
         if (root) watch_collapse(step, cs.normalized_std);
         if (root) {
           const double eta = (stop_at - step) * cfg.batch_size / std::max(last_ips, 1e-9);
-          const std::string line = cat(
-              "epoch ", fixed(static_cast<double>(step) / per_epoch, 2), "  step ", step, "/", total_steps,
-              "  loss ", fixed(loss, 4), "  lr ", fixed(m.lr, 4), "  tau ", fixed(m.tau, 5), "  probe ",
-              fixed(100 * probe, 1), "%  ", fixed(last_ips, 0), " img/s  ETA ", format_duration(eta));
+          const std::string line =
+              cat("epoch ", fixed(static_cast<double>(step) / per_epoch, 2), "  step ", step, "/",
+                  total_steps, "  loss ", fixed(loss, 4), "  lr ", fixed(m.lr, 4), "  tau ", fixed(m.tau, 5),
+                  "  probe ", fixed(100 * probe, 1), "%  std ", fixed(cs.normalized_std, 4), "  cos ",
+                  fixed(1 - v.regression_loss / 4, 3), "  ", fixed(last_ips, 0), " img/s  ETA ",
+                  format_duration(eta));
           std::fputs(apps::progress_text(style, line).c_str(), stdout);
           std::fflush(stdout);
         }
