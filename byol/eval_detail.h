@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "byol/evaluation.h"
+#include "kernels/math/elementwise_math.h"
 
 namespace byol::eval::detail {
 
@@ -64,13 +65,8 @@ int64_t label_rank(const T* scores, int64_t classes, int64_t label) {
   return rank;
 }
 
-template <class T>
-int64_t argmax_first(const T* scores, int64_t classes) {
-  int64_t best = 0;
-  for (int64_t c = 1; c < classes; ++c)
-    if (scores[c] > scores[best]) best = c;
-  return best;
-}
+// The predicted class: math::argmax_first (the first maximum, as std::max_element), shared with the engine.
+using math::argmax_first;
 
 inline void finish(ClassifyResult& r) {
   r.top1 = r.count ? double(r.correct1) / double(r.count) : 0.0;

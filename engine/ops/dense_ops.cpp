@@ -134,6 +134,16 @@ void check_logits_and_labels(const char* op, const Tensor& logits, const Tensor&
              ": argument 'labels' expected [N] with N = ", logits.size(0), " (the rows of 'logits'), got ",
              labels.describe());
 }
+
+// f(labels as const int32_t* or const int64_t*): the label dtypes the ops take (checked before).
+template <class F>
+void with_labels(const Tensor& labels, F&& f) {
+  if (labels.dtype() == DType::i32) {
+    f(labels.data<int32_t>());
+  } else {
+    f(labels.data<int64_t>());
+  }
+}
 }  // namespace
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
@@ -144,17 +154,10 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
              logits.describe());
   BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
              device_name(logits.device()), ", got ", labels.describe());
-  auto with_labels = [&](auto&& f) {
-    if (labels.dtype() == DType::i32) {
-      f(labels.data<int32_t>());
-    } else {
-      f(labels.data<int64_t>());
-    }
-  };
   // On the CPU the labels are checked here; a GPU's are not read back (that would make the BYOL step's
   // probe wait for the GPU): there a label outside [0, K) makes the loss NaN.
   if (logits.device().is_cpu()) {
-    with_labels([&](const auto* lab) {
+    with_labels(labels, [&](const auto* lab) {
       for (int64_t i = 0; i < N; ++i)
         BYOL_CHECK(lab[i] >= 0 && lab[i] < K, op, ": argument 'labels' expected values in [0, ", K, "), got ",
                    static_cast<int64_t>(lab[i]), " at index ", i);
@@ -162,7 +165,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
   }
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   Tensor probs = Tensor::empty({N, K}, logits.dtype(), logits.device());
-  with_labels([&](const auto* lab) {
+  with_labels(labels, [&](const auto* lab) {
     on_backend(
         op, logits,
         [&](auto tag) {
@@ -180,7 +183,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
     rec.record(loss, [op, probs, labels, N, K](const Tensor& g_in) {
       const Tensor g = g_in.contiguous();
       Tensor dlogits = Tensor::empty({N, K}, probs.dtype(), probs.device());
-      auto backward = [&](const auto* lab) {
+      with_labels(labels, [&](const auto* lab) {
         on_backend(
             op, probs,
             [&](auto tag) {
@@ -192,12 +195,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
                            cuda::softmax_cross_entropy_backward(probs.data<float>(), lab, g.data<float>(),
                                                                 dlogits.data<float>(), N, K));
             });
-      };
-      if (labels.dtype() == DType::i32) {
-        backward(labels.data<int32_t>());
-      } else {
-        backward(labels.data<int64_t>());
-      }
+      });
       return std::vector<Tensor>{dlogits, Tensor()};
     });
   }
@@ -214,7 +212,7 @@ Tensor count_top1_correct(const Tensor& logits, const Tensor& labels) {
   BYOL_CHECK(labels.device() == logits.device(), op, ": argument 'labels' expected device ",
              device_name(logits.device()), ", got ", labels.describe());
   Tensor count = Tensor::empty({}, logits.dtype(), logits.device());
-  auto run = [&](const auto* lab) {
+  with_labels(labels, [&](const auto* lab) {
     on_backend(
         op, logits,
         [&](auto tag) {
@@ -225,12 +223,7 @@ Tensor count_top1_correct(const Tensor& logits, const Tensor& labels) {
           BYOL_ON_CUDA(op, logits,
                        cuda::count_top1_correct(logits.data<float>(), lab, N, K, count.data<float>()));
         });
-  };
-  if (labels.dtype() == DType::i32) {
-    run(labels.data<int32_t>());
-  } else {
-    run(labels.data<int64_t>());
-  }
+  });
   return count;
 }
 
