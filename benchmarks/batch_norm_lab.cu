@@ -1,5 +1,5 @@
 // Kernel lab: batch norm over an [M, C] (NHWC) activation — the shipping kernels of
-// kernels/batch_norm.cu, validated against the CPU backend, then timed.
+// engine/cuda/batch_norm.cu, validated against the CPU backend, then timed.
 //
 //   build: cmake --build build-cuda --target batch_norm_lab
 //   run:   build-cuda/benchmarks/batch_norm_lab [N H W C] [--json FILE]
@@ -22,7 +22,7 @@
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/ops.h"
-#include "kernels/batch_norm.cuh"
+#include "engine/cuda/batch_norm.cuh"
 
 using namespace byol;
 

@@ -1,5 +1,5 @@
 // Kernel lab: BYOL's regression loss (both symmetric terms), forward and backward — the shipping kernels
-// of kernels/byol_loss.cu, validated against the CPU backend, then timed.
+// of engine/cuda/byol_loss.cu, validated against the CPU backend, then timed.
 //
 //   build: cmake --build build-cuda --target byol_loss_lab
 //   run:   build-cuda/benchmarks/byol_loss_lab [N D] [--json FILE]
@@ -19,7 +19,7 @@
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/ops.h"
-#include "kernels/byol_loss.cuh"
+#include "engine/cuda/byol_loss.cuh"
 
 using namespace byol;
 

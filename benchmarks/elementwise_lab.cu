@@ -1,6 +1,6 @@
-// Kernel lab: the elementwise kernels, full sums and casts of kernels/elementwise.cu and the pooling kernels
-// of kernels/pool.cu — the shipping launchers, validated against the CPU backend's own functions
-// (engine/cpu/cpu_backend.h, which share kernels/math/elementwise_math.h with the kernels), the CPU cast
+// Kernel lab: the elementwise kernels, full sums and casts of engine/cuda/elementwise.cu and the pooling kernels
+// of engine/cuda/pool.cu — the shipping launchers, validated against the CPU backend's own functions
+// (engine/cpu/cpu_backend.h, which share engine/math/elementwise.h with the kernels), the CPU cast
 // (Tensor::to(DType)) or a CPU loop, then timed at ResNet-50 sizes.
 //
 //   build: cmake --build build-cuda --target elementwise_lab
@@ -61,8 +61,8 @@
 #include "engine/cuda/timing.h"
 #include "engine/dtype.h"
 #include "engine/tensor.h"
-#include "kernels/elementwise.cuh"
-#include "kernels/pool.cuh"
+#include "engine/cuda/elementwise.cuh"
+#include "engine/cuda/pool.cuh"
 
 using namespace byol;
 

@@ -1,5 +1,5 @@
 // Kernel lab: the target network's EMA over its flat parameter buffer — the shipping kernel of
-// kernels/ema.cu, validated against the CPU (byol::ema_update_target), then timed.
+// engine/cuda/ema.cu, validated against the CPU (byol::ema_update_target), then timed.
 //
 //   build: cmake --build build-cuda --target ema_lab
 //   run:   build-cuda/benchmarks/ema_lab [n] [--json FILE]     (default 28e6 floats: ResNet-50 + projector)
@@ -18,7 +18,7 @@
 #include "byol/learner.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
-#include "kernels/ema.cuh"
+#include "engine/cuda/ema.cuh"
 
 using namespace byol;
 

@@ -1,4 +1,4 @@
-// Kernel lab: LARS over a ResNet's flat parameter buffer — the shipping kernels of kernels/lars.cu,
+// Kernel lab: LARS over a ResNet's flat parameter buffer — the shipping kernels of engine/cuda/lars.cu,
 // validated against the CPU optimizer (byol::Lars), then timed.
 //
 //   build: cmake --build build-cuda --target lars_lab
@@ -23,8 +23,8 @@
 #include "byol/optimizers.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
-#include "kernels/lars.cuh"
-#include "kernels/launch.h"
+#include "engine/cuda/lars.cuh"
+#include "engine/cuda/launch.h"
 #include "models/resnet.h"
 
 using namespace byol;

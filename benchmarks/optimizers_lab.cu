@@ -1,6 +1,6 @@
 // Kernel lab: AdamW and SGD (momentum, Nesterov) over a flat parameter buffer — the shipping kernels of
-// kernels/optimizers.cu, validated against a CPU loop over the same per-element functions
-// (math::adamw_update, math::sgd_update of kernels/math/optimizer_math.h), then timed.
+// engine/cuda/optimizers.cu, validated against a CPU loop over the same per-element functions
+// (math::adamw_update, math::sgd_update of engine/math/optimizers.h), then timed.
 //
 //   build: cmake --build build-cuda --target optimizers_lab
 //   run:   build-cuda/benchmarks/optimizers_lab [n] [--json FILE]
@@ -27,8 +27,8 @@
 #include "engine/cuda/context.h"
 #include "engine/cuda/timing.h"
 #include "engine/tensor.h"
-#include "kernels/math/optimizer_math.h"
-#include "kernels/optimizers.cuh"
+#include "engine/math/optimizers.h"
+#include "engine/cuda/optimizers.cuh"
 
 using namespace byol;
 

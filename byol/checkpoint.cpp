@@ -10,7 +10,7 @@ namespace byol {
 
 namespace {
 
-constexpr const char* kFormat = "byol.cpp checkpoint v1";
+using namespace checkpoint_names;
 
 nlohmann::json encoder_json(const models::ResNetConfig& e) {
   return {{"depth", e.depth},
@@ -128,10 +128,10 @@ void save_checkpoint(const std::string& path, const Learner& learner,
                      const std::map<std::string, std::string>& extra_metadata) {
   const ByolNetworks& nets = learner.nets;
   NamedTensors tensors;
-  add_group(tensors, "online", nets.online, nets.online.params());
-  add_stats(tensors, "online_stats", nets.online);
-  add_group(tensors, "target", nets.target, nets.target.params());
-  add_stats(tensors, "target_stats", nets.target);
+  add_group(tensors, kOnline, nets.online, nets.online.params());
+  add_stats(tensors, kOnlineStats, nets.online);
+  add_group(tensors, kTarget, nets.target, nets.target.params());
+  add_stats(tensors, kTargetStats, nets.target);
   add_group(tensors, "lars_momentum", nets.online, learner.lars.momentum());
   std::map<std::string, std::string> meta = extra_metadata;
   if (learner.probe) {
@@ -160,10 +160,10 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Lear
   BYOL_CHECK(step >= 0 && step <= total, path, ": metadata 'step' is ", step, ", expected 0..", total,
              " (this run's total_steps)");
   ByolNetworks& nets = learner.nets;
-  load_group(f, "online", nets.online, nets.online.params());
-  load_stats(f, "online_stats", nets.online);
-  load_group(f, "target", nets.target, nets.target.params());
-  load_stats(f, "target_stats", nets.target);
+  load_group(f, kOnline, nets.online, nets.online.params());
+  load_stats(f, kOnlineStats, nets.online);
+  load_group(f, kTarget, nets.target, nets.target.params());
+  load_stats(f, kTargetStats, nets.target);
   load_group(f, "lars_momentum", nets.online, learner.lars.momentum());
   if (learner.probe) {
     BYOL_CHECK(f.has_metadata("probe_adam_steps"), path,
@@ -233,7 +233,7 @@ void export_encoder(const std::string& path, const models::ParamRegistry& reg, c
   for (const auto& e : reg.stat_entries())
     if (e.name.rfind(prefix, 0) == 0) tensors.emplace_back(e.name.substr(prefix.size()), *e.slot);
   BYOL_CHECK(!tensors.empty(), "export_encoder: no parameters under the prefix '", prefix, "'");
-  std::map<std::string, std::string> meta = {{"format", "byol.cpp encoder (torchvision names, OIHW)"}};
+  std::map<std::string, std::string> meta = {{"format", kEncoderFormat}};
   if (config) meta["encoder_config"] = encoder_config_json(*config);
   save_safetensors(path, tensors, meta);
 }

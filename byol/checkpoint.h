@@ -20,6 +20,17 @@
 
 namespace byol {
 
+// The names a checkpoint file is read and written by, in one place (checkpoint.cpp writes and reads them,
+// encoder_loading.cpp reads the online encoder out of a checkpoint).
+namespace checkpoint_names {
+constexpr const char* kFormat = "byol.cpp checkpoint v1";  // metadata "format" of a checkpoint
+constexpr const char* kEncoderFormat = "byol.cpp encoder (torchvision names, OIHW)";  // of an export
+constexpr const char* kOnline = "online";             // online parameters: "online/<name>"
+constexpr const char* kOnlineStats = "online_stats";  // online BN running statistics
+constexpr const char* kTarget = "target";             // target parameters
+constexpr const char* kTargetStats = "target_stats";  // target BN running statistics
+}  // namespace checkpoint_names
+
 // The configuration as JSON text (also stored in checkpoints).
 std::string config_json(const NetworkConfig& net, const TrainConfig& train);
 

@@ -18,7 +18,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
-#include "kernels/math/optimizer_math.h"
+#include "engine/math/optimizers.h"
 
 namespace byol::eval {
 using namespace detail;
@@ -27,8 +27,6 @@ using namespace detail;
 // ---------------------------------------------------------------------------------------
 
 namespace {
-
-constexpr const char* kCheckpointFormat = "byol.cpp checkpoint v1";
 
 // The stored configuration, after checking the fields that were given against it (an empty block list
 // means the depth's standard one).
@@ -90,7 +88,7 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
     return out;
   }
   const SafetensorsFile f = load_safetensors(source.path);
-  if (f.has_metadata("format") && f.metadata_value("format") == kCheckpointFormat) {
+  if (f.has_metadata("format") && f.metadata_value("format") == checkpoint_names::kFormat) {
     const nlohmann::json cfg = nlohmann::json::parse(f.metadata_value("config"), nullptr, false);
     BYOL_CHECK(!cfg.is_discarded() && cfg.contains("network"), source.path,
                ": metadata 'config' has no 'network' object");
@@ -101,11 +99,11 @@ LoadedEncoder load_encoder(const EncoderSource& source) {
               source.config, source.given),
           source.path);
     for (const models::ParamEntry& e : out.registry->param_entries()) {
-      f.copy_to("online/encoder." + e.name, *e.slot);
+      f.copy_to(std::string(checkpoint_names::kOnline) + "/encoder." + e.name, *e.slot);
       ++out.loaded;
     }
     for (const models::StatEntry& e : out.registry->stat_entries()) {
-      f.copy_to("online_stats/encoder." + e.name, *e.slot);
+      f.copy_to(std::string(checkpoint_names::kOnlineStats) + "/encoder." + e.name, *e.slot);
       ++out.loaded;
     }
     out.kind = "checkpoint";

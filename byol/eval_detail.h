@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "byol/evaluation.h"
-#include "kernels/math/elementwise_math.h"
+#include "engine/math/cross_entropy.h"
 
 namespace byol::eval::detail {
 

@@ -132,20 +132,23 @@ struct Standardizer {
 class LinearHeads {
  public:
   LinearHeads(int64_t dim, int classes, int heads, const LinearEvalOptions& options);
-  // One step on x f32 [B, D] and labels i64 [B]; lrs[h] is head h's learning rate for this step.
+  // One step on x f32 [B, D] and labels i64 [B] (engine ops: linear, softmax cross-entropy, autograd,
+  // sgd_step_); lrs[h] is head h's learning rate for this step.
   void step(const Tensor& x, const Tensor& labels, const std::vector<double>& lrs);
   Tensor logits(int head, const Tensor& x) const;  // f32 [N, C]
-  Tensor weight(int head) const { return weight_.slice_rows(head * classes_, (head + 1) * classes_); }
-  Tensor bias(int head) const { return bias_.slice_rows(head * classes_, (head + 1) * classes_); }
+  Tensor weight(int head) const { return rows(weight_, head); }
+  Tensor bias(int head) const { return rows(bias_, head); }
   int heads() const { return heads_; }
 
  private:
+  Tensor rows(const Tensor& buffer, int head) const;  // rows [h C, (h + 1) C)
   int64_t dim_;
   int classes_, heads_;
   double momentum_, weight_decay_;
-  Tensor weight_, bias_;         // [H * C, D], [H * C]: head h owns rows [h C, (h + 1) C)
-  Tensor weight_m_, bias_m_;     // momentum buffers
-  Tensor logits_, weight_grad_;  // scratch [B, H * C], [H * C, D]
+  Tensor weight_, bias_;                         // [H * C, D], [H * C]: head h owns rows [h C, (h + 1) C)
+  Tensor weight_m_, bias_m_;                     // momentum buffers
+  Tensor weight_grad_, bias_grad_;               // gradient buffers
+  std::vector<Tensor> head_weight_, head_bias_;  // the heads' leaves (windows of weight_ and bias_)
 };
 
 // The linear classifier alone: trains on (train.x, train.labels) with `lr` for options.epochs and

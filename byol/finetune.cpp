@@ -18,7 +18,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
-#include "kernels/math/optimizer_math.h"
+#include "engine/math/optimizers.h"
 
 namespace byol::eval {
 using namespace detail;

@@ -1,8 +1,6 @@
 // The linear protocol: standardised features, a sweep of linear heads, the final head (byol/evaluation.h).
 #include <omp.h>
 
-#include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,7 +16,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
-#include "kernels/math/optimizer_math.h"
+#include "engine/optim_ops.h"
 
 namespace byol::eval {
 using namespace detail;
@@ -94,15 +92,29 @@ LinearHeads::LinearHeads(int64_t dim, int classes, int heads, const LinearEvalOp
   const Tensor b0 = Tensor::uniform({classes}, gen, -bound, bound);
   weight_ = Tensor::empty({int64_t(heads) * classes, dim});
   bias_ = Tensor::empty({int64_t(heads) * classes});
+  weight_m_ = Tensor::zeros(weight_.shape());
+  bias_m_ = Tensor::zeros(bias_.shape());
+  weight_grad_ = Tensor::zeros(weight_.shape());
+  bias_grad_ = Tensor::zeros(bias_.shape());
+  // Head h is a window of rows [h C, (h + 1) C) of each buffer: a leaf whose gradient lands in the same
+  // rows of the gradient buffers, so each head's SGD step runs over contiguous slices.
   for (int h = 0; h < heads; ++h) {
     weight(h).copy_(w0);
     bias(h).copy_(b0);
+    Tensor w = weight(h), b = bias(h);
+    w.set_requires_grad(true).set_grad(rows(weight_grad_, h));
+    b.set_requires_grad(true).set_grad(rows(bias_grad_, h));
+    head_weight_.push_back(w);
+    head_bias_.push_back(b);
   }
-  weight_m_ = Tensor::zeros(weight_.shape());
-  bias_m_ = Tensor::zeros(bias_.shape());
-  weight_grad_ = Tensor::empty(weight_.shape());
 }
 
+Tensor LinearHeads::rows(const Tensor& buffer, int head) const {
+  return buffer.slice_rows(int64_t(head) * classes_, int64_t(head + 1) * classes_);
+}
+
+// One step of every head: the heads share nothing, so the backward of the sum of their losses gives each
+// head the gradient of its own loss; then each takes PyTorch's SGD step (Nesterov) with its own lr.
 void LinearHeads::step(const Tensor& x, const Tensor& labels, const std::vector<double>& lrs) {
   BYOL_CHECK(x.dim() == 2 && x.size(1) == dim_ && x.dtype() == DType::f32 && x.is_contiguous(),
              "LinearHeads::step: x expected contiguous f32 [B, ", dim_, "], got ", x.describe());
@@ -110,44 +122,19 @@ void LinearHeads::step(const Tensor& x, const Tensor& labels, const std::vector<
              "LinearHeads::step: labels expected i64 [", x.size(0), "], got ", labels.describe());
   BYOL_CHECK(int(lrs.size()) == heads_, "LinearHeads::step: ", lrs.size(), " learning rates for ", heads_,
              " heads");
-  const int64_t b = x.size(0), hc = int64_t(heads_) * classes_;
-  Eigen::Map<const RowMatrix> X(x.data<float>(), b, dim_);
-  Eigen::Map<RowMatrix> W(weight_.data<float>(), hc, dim_);
-  if (!logits_.defined() || logits_.numel() != b * hc) logits_ = Tensor::empty({b, hc});
-  Eigen::Map<RowMatrix> L(logits_.data<float>(), b, hc);
-  L.noalias() = X * W.transpose();
-  // L becomes the gradient of the mean loss with respect to the logits: (softmax - onehot) / B.
-  const float* bias = bias_.data<float>();
-  const int64_t* y = labels.data<int64_t>();
-  for (int64_t r = 0; r < b; ++r) {
-    BYOL_CHECK(y[r] >= 0 && y[r] < classes_, "LinearHeads::step: label ", y[r], " outside [0, ", classes_,
-               ")");
-    for (int h = 0; h < heads_; ++h) {
-      float* z = L.data() + r * hc + int64_t(h) * classes_;
-      const float* bh = bias + int64_t(h) * classes_;
-      float top = -INFINITY;
-      for (int c = 0; c < classes_; ++c) top = std::max(top, z[c] += bh[c]);
-      double sum = 0;
-      for (int c = 0; c < classes_; ++c) sum += std::exp(double(z[c] - top));
-      for (int c = 0; c < classes_; ++c)
-        z[c] = static_cast<float>((std::exp(double(z[c] - top)) / sum - (c == y[r] ? 1.0 : 0.0)) / double(b));
-    }
-  }
-  Eigen::Map<RowMatrix> G(weight_grad_.data<float>(), hc, dim_);
-  G.noalias() = L.transpose() * X;
-  const Eigen::VectorXf bias_grad = L.colwise().sum().transpose();
-  float* w = weight_.data<float>();
-  float* wm = weight_m_.data<float>();
-  float* bb = bias_.data<float>();
-  float* bm = bias_m_.data<float>();
-  const float* g = weight_grad_.data<float>();
-  const float mom = float(momentum_), wd = float(weight_decay_);
+  weight_grad_.zero_();
+  bias_grad_.zero_();
+  Tensor total;
   for (int h = 0; h < heads_; ++h) {
-    const float lr = float(lrs[h]);
-    for (int64_t j = int64_t(h) * classes_ * dim_; j < int64_t(h + 1) * classes_ * dim_; ++j)
-      math::sgd_update(w[j], wm[j], g[j], wd, lr, mom, true);
-    for (int64_t j = int64_t(h) * classes_; j < int64_t(h + 1) * classes_; ++j)
-      math::sgd_update(bb[j], bm[j], bias_grad[j], wd, lr, mom, true);
+    const Tensor loss = ops::softmax_cross_entropy(ops::linear(x, head_weight_[h], head_bias_[h]), labels);
+    total = h == 0 ? loss : ops::add(total, loss);
+  }
+  total.backward();
+  for (int h = 0; h < heads_; ++h) {
+    ops::sgd_step_(weight(h), rows(weight_m_, h), rows(weight_grad_, h), lrs[h], momentum_, weight_decay_,
+                   /*nesterov=*/true);
+    ops::sgd_step_(bias(h), rows(bias_m_, h), rows(bias_grad_, h), lrs[h], momentum_, weight_decay_,
+                   /*nesterov=*/true);
   }
 }
 

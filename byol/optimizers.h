@@ -5,10 +5,10 @@
 // Devices: the state is allocated where the registry's buffers are when the optimizer is built, and
 // to(Device) moves it (the Learner moves registries and optimizers together). step() is one engine op
 // on the parameters' device (engine/optim_ops.h: the CPU loops or the CUDA kernels, both through the
-// per-element math of kernels/math/optimizer_math.h) and throws, naming the optimizer and both devices,
+// per-element math of engine/math/optimizers.h) and throws, naming the optimizer and both devices,
 // when the state is elsewhere. Nothing in step() waits for the GPU.
 //
-// Lars: BYOL's pretraining optimizer (see kernels/math/optimizer_math.h for the exact chain); the
+// Lars: BYOL's pretraining optimizer (see engine/math/optimizers.h for the exact chain); the
 // per-tensor norms use double accumulation. Tags decide exclusions: kNoWeightDecay, kNoLarsAdapt.
 // Sgd and AdamW: for evaluation heads (linear probe, fine-tuning), PyTorch semantics.
 #pragma once

@@ -1,5 +1,5 @@
 // CPU implementation of the BYOL augmentations (see augment.h for the recipe and the conventions).
-// The per-pixel formulas are in kernels/math/augment_math.h, shared with the CUDA kernel.
+// The per-pixel formulas are in engine/math/augment.h, shared with the CUDA kernel.
 #include "data/augment.h"
 
 #include <algorithm>
@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "engine/common.h"
-#include "kernels/math/augment_math.h"
+#include "engine/math/augment.h"
 
 namespace byol::data {
 

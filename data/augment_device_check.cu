@@ -1,6 +1,6 @@
 // Compiles the augmentation's per-pixel formulas for the device, so a change that makes one of them
 // host-only breaks the CUDA build rather than the first GPU run. Nothing here is launched.
-#include "kernels/math/augment_math.h"
+#include "engine/math/augment.h"
 
 namespace byol::math {
 

@@ -5,7 +5,7 @@
 //    (op, argument, tensor, file) and what was expected. Nothing in the library calls exit().
 //  - BYOL_CHECK(cond, parts...) throws with the parts concatenated plus the source location; use it for
 //    preconditions at API boundaries. Messages read "<op>: <argument> expected <what>, got <what>".
-//  - BYOL_HD marks the per-element math that one formula serves to both backends
+//  - BYOL_HD (engine/math/hd.h) marks the per-element math that one formula serves to both backends
 //    (__host__ __device__ under nvcc, nothing under the host compiler).
 #pragma once
 
@@ -17,11 +17,7 @@
 #include <system_error>
 #include <utility>
 
-#if defined(__CUDACC__)
-#define BYOL_HD __host__ __device__ __forceinline__
-#else
-#define BYOL_HD inline
-#endif
+#include "engine/math/hd.h"  // BYOL_HD
 
 namespace byol {
 

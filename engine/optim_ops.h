@@ -1,7 +1,7 @@
 // Optimizer updates over flat parameter buffers: EMA, LARS, SGD and AdamW as engine ops, in place and
-// outside autograd, one front end for both backends (engine/ops/optimizer_ops.cpp checks the arguments,
-// then runs the CPU loops of engine/cpu/optimizers.cpp or the CUDA kernels of kernels/ema.cu, lars.cu and
-// optimizers.cu). Both backends apply the same per-element formulas, kernels/math/optimizer_math.h.
+// outside autograd, one front end for both backends (engine/ops/optimizers.cpp checks the arguments,
+// then runs the CPU loops of engine/cpu/optimizers.cpp or the CUDA kernels of engine/cuda/ema.cu, lars.cu and
+// optimizers.cu). Both backends apply the same per-element formulas, engine/math/optimizers.h.
 // Every buffer is f32, contiguous and on one device; nothing here waits for a GPU.
 #pragma once
 
@@ -48,7 +48,7 @@ struct LarsHyper {
   double lr = 0, weight_decay = 0, momentum = 0, eta = 0;
 };
 
-// One LARS step (kernels/math/optimizer_math.h: g' = g + wd w, trust = eta |w| / |g'| per tensor, m = mu m +
+// One LARS step (engine/math/optimizers.h: g' = g + wd w, trust = eta |w| / |g'| per tensor, m = mu m +
 // trust g', w -= lr m) on the tensors of the layout; gaps between them are not touched. trust_out: f64
 // [segments] on the buffers' device, the trust ratio applied to each tensor.
 void lars_step_(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLayout& layout,

@@ -327,9 +327,8 @@ void regressions() {
     const NamedTensors one = {{"conv1.weight", Tensor::zeros({4, 3, 3, 3})}};
     auto encoder = [&](const std::string& name, const std::string& config) {
       emit("encoder", name, written(name, [&](const std::string& p) {
-             save_safetensors(
-                 p, one,
-                 {{"format", "byol.cpp encoder (torchvision names, OIHW)"}, {"encoder_config", config}});
+             save_safetensors(p, one,
+                              {{"format", checkpoint_names::kEncoderFormat}, {"encoder_config", config}});
            }));
     };
     encoder("blocks-2e9",

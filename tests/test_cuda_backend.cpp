@@ -22,9 +22,9 @@
 
 #include "engine/cuda/blas.h"  // pointer_alignment (host-only inline)
 #include "engine/cuda/conv_select.h"
-#include "kernels/launch.h"
-#include "kernels/math/batch_norm_math.h"
-#include "kernels/math/optimizer_math.h"
+#include "engine/cuda/launch.h"
+#include "engine/math/batch_norm.h"
+#include "engine/math/optimizers.h"
 #if BYOL_WITH_CUDA
 #include "byol/evaluation.h"
 #include "byol/learner.h"

@@ -1,7 +1,7 @@
 // The CUDA backend against the CPU backend.
 //
 // Untagged cases (run everywhere, no GPU needed): the host-callable launch geometry and index helpers of
-// kernels/launch.h — every grid covers its range exactly once, the pooling-window inversion and the
+// engine/cuda/launch.h — every grid covers its range exactly once, the pooling-window inversion and the
 // LARS segment lookup agree with brute force.
 //
 // [cuda] cases (skipped, saying so, without a GPU): every op forward and backward on fresh random inputs
@@ -21,7 +21,7 @@
 #include <limits>
 #include <set>
 
-#include "kernels/launch.h"
+#include "engine/cuda/launch.h"
 #if BYOL_WITH_CUDA
 #include "byol/checkpoint.h"
 #include "byol/learner.h"

@@ -144,7 +144,8 @@ bool faulty_kernel(const ConvGeom& g, const std::string& impl) {
   return impl.rfind("jit_1x1", 0) == 0 && g.R == 1 && g.S == 1 && g.stride > 1 && g.C < 16;
 }
 
-// A pass is used when oneDNN offers a real kernel for it (not the reference one) that is not known to be faulty.
+// A pass is used when oneDNN offers a real kernel for it (not the reference one) that is not known to be
+// faulty.
 void set_pass(Pass& pass, const char* impl, const ConvGeom& g) {
   pass.impl = impl;
   pass.ok = !is_reference(impl) && !faulty_kernel(g, pass.impl);

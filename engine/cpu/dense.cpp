@@ -1,9 +1,8 @@
-// Linear layers, matrix products and softmax cross-entropy on the CPU (Eigen GEMM).
+// Linear layers and matrix products on the CPU (Eigen GEMM).
 #include <Eigen/Core>
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
-#include "kernels/math/elementwise_math.h"
 
 namespace byol::cpu {
 namespace {
@@ -50,56 +49,10 @@ void matmul(const T* a, const T* b, T* c, int64_t M, int64_t K, int64_t N, bool 
   }
 }
 
-template <class T, class I>
-void softmax_cross_entropy_forward(const T* logits, const I* labels, T* probs, T* loss, int64_t N,
-                                   int64_t K) {
-  double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (N * K > 32768)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* row = logits + i * K;
-    double mx = row[0];
-    for (int64_t k = 1; k < K; ++k) mx = std::max<double>(mx, row[k]);
-    double z = 0;
-    for (int64_t k = 0; k < K; ++k) z += std::exp(static_cast<double>(row[k]) - mx);
-    const double log_z = mx + std::log(z);
-    for (int64_t k = 0; k < K; ++k) probs[i * K + k] = static_cast<T>(std::exp(row[k] - log_z));
-    total += log_z - row[labels[i]];
-  }
-  *loss = static_cast<T>(total / static_cast<double>(N));
-}
-
-template <class T, class I>
-void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g, T* dlogits, int64_t N,
-                                    int64_t K) {
-  const T s = static_cast<T>(static_cast<double>(*g) / static_cast<double>(N));
-  for (int64_t i = 0; i < N; ++i) {
-    for (int64_t k = 0; k < K; ++k) dlogits[i * K + k] = probs[i * K + k] * s;
-    dlogits[i * K + labels[i]] -= s;
-  }
-}
-
-template <class T, class I>
-void count_top1_correct(const T* logits, const I* labels, int64_t N, int64_t K, T* count) {
-  int64_t correct = 0;
-  for (int64_t i = 0; i < N; ++i)
-    correct += math::argmax_first(logits + i * K, K) == static_cast<int64_t>(labels[i]);
-  *count = static_cast<T>(correct);
-}
-
-#define BYOL_INSTANTIATE_DENSE(T)                                                                           \
-  template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);             \
-  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t);    \
-  template void matmul<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, bool);                   \
-  template void softmax_cross_entropy_forward<T, int32_t>(const T*, const int32_t*, T*, T*, int64_t,        \
-                                                          int64_t);                                         \
-  template void softmax_cross_entropy_forward<T, int64_t>(const T*, const int64_t*, T*, T*, int64_t,        \
-                                                          int64_t);                                         \
-  template void softmax_cross_entropy_backward<T, int32_t>(const T*, const int32_t*, const T*, T*, int64_t, \
-                                                           int64_t);                                        \
-  template void softmax_cross_entropy_backward<T, int64_t>(const T*, const int64_t*, const T*, T*, int64_t, \
-                                                           int64_t);                                        \
-  template void count_top1_correct<T, int32_t>(const T*, const int32_t*, int64_t, int64_t, T*);             \
-  template void count_top1_correct<T, int64_t>(const T*, const int64_t*, int64_t, int64_t, T*);
+#define BYOL_INSTANTIATE_DENSE(T)                                                                        \
+  template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);          \
+  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t); \
+  template void matmul<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, bool);
 BYOL_INSTANTIATE_DENSE(float)
 BYOL_INSTANTIATE_DENSE(double)
 

@@ -1,7 +1,7 @@
 // Elementwise ops and full reductions on the CPU; parallel only when the tensor is large enough to
 // pay for waking the OpenMP team.
+#include "engine/math/elementwise.h"
 #include "engine/cpu/cpu_backend.h"
-#include "kernels/math/elementwise_math.h"
 
 namespace byol::cpu {
 

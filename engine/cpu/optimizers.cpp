@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "kernels/math/optimizer_math.h"
+#include "engine/math/optimizers.h"
 
 namespace byol::cpu {
 

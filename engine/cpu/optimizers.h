@@ -1,5 +1,5 @@
 // The CPU loops of the optimizer ops (engine/optim_ops.h), over raw f32 pointers: the per-element
-// formulas of kernels/math/optimizer_math.h, the same functions the CUDA kernels call.
+// formulas of engine/math/optimizers.h, the same functions the CUDA kernels call.
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,7 @@
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
-#include "kernels/elementwise.cuh"
+#include "engine/cuda/elementwise.cuh"
 
 namespace byol::cuda {
 namespace {

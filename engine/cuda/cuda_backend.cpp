@@ -4,11 +4,11 @@
 
 #include "engine/cuda/blas.h"
 #include "engine/cuda/context.h"
-#include "kernels/batch_norm.cuh"
-#include "kernels/byol_loss.cuh"
-#include "kernels/elementwise.cuh"
-#include "kernels/metrics.cuh"
-#include "kernels/pool.cuh"
+#include "engine/cuda/batch_norm.cuh"
+#include "engine/cuda/byol_loss.cuh"
+#include "engine/cuda/elementwise.cuh"
+#include "engine/cuda/cross_entropy.cuh"
+#include "engine/cuda/pool.cuh"
 
 namespace byol::cuda {
 

@@ -3,7 +3,7 @@
 // (cuda::compute_stream()), nothing waits for the GPU, scalars (losses, their gradients) stay in device
 // memory. A front end records each op's backward once and calls cpu::X or cuda::X by the tensors' device.
 // Plain C++ (no CUDA header), so the front ends include it in every build; calls go through BYOL_ON_CUDA
-// (engine/cuda/cuda_ops.h), and the definitions (engine/cuda/cuda_backend.cpp) exist in CUDA builds only.
+// (engine/ops/check.h), and the definitions (engine/cuda/cuda_backend.cpp) exist in CUDA builds only.
 #pragma once
 
 #include <cstdint>

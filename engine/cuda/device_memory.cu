@@ -14,8 +14,8 @@
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/cuda/elementwise.cuh"
 #include "engine/device_memory.h"
-#include "kernels/elementwise.cuh"
 
 namespace byol {
 namespace {

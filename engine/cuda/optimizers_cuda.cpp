@@ -1,13 +1,13 @@
-// The CUDA halves of the optimizer ops (engine/optim_ops.h): the handwritten kernels of kernels/ema.cu,
-// lars.cu and optimizers.cu on the compute stream. The front ends (engine/ops/optimizer_ops.cpp) have
-// checked every buffer.
+// The CUDA halves of the optimizer ops (engine/cuda/optimizers_cuda.h): the handwritten kernels of
+// engine/cuda/ema.cu, lars.cu and optimizers.cu on the compute stream, and the LARS layout's device table.
+// The front ends (engine/ops/optimizers.cpp) have checked every buffer.
 #include <cstring>
 
 #include "engine/cuda/context.h"
-#include "engine/cuda/cuda_ops.h"
-#include "kernels/ema.cuh"
-#include "kernels/lars.cuh"
-#include "kernels/optimizers.cuh"
+#include "engine/cuda/ema.cuh"
+#include "engine/cuda/lars.cuh"
+#include "engine/cuda/optimizers.cuh"
+#include "engine/cuda/optimizers_cuda.h"
 
 namespace byol::ops {
 
@@ -29,35 +29,31 @@ const LarsLayout::DeviceTable& LarsLayout::device_table(Device device) const {
   return table_;
 }
 
-namespace detail {
+}  // namespace byol::ops
 
-void ema_cuda(const Tensor& target, const Tensor& online, double tau) {
-  kernels::ema_update(target.data<float>(), online.data<float>(), target.numel(), tau,
-                      cuda::compute_stream());
+namespace byol::cuda {
+
+void ema(float* target, const float* online, int64_t n, float tau) {
+  kernels::ema_update(target, online, n, tau, compute_stream());
 }
 
-void lars_step_cuda(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLayout& layout,
-                    const LarsHyper& h, const Tensor& trust_out) {
+void lars_step(float* w, const float* g, float* m, const ops::LarsLayout& layout, const ops::LarsHyper& h,
+               double* trust_out) {
   const int segments = static_cast<int>(layout.segments().size());
   if (segments == 0) return;
-  const LarsLayout::DeviceTable& table = layout.device_table(w.device());
-  kernels::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), table.bytes.data<uint8_t>(), segments,
-                     table.chunks, {h.lr, h.weight_decay, h.momentum, h.eta}, trust_out.data<double>(),
-                     cuda::compute_stream());
+  const ops::LarsLayout::DeviceTable& table = layout.device_table(Device::cuda(current_device()));
+  kernels::lars_step(w, g, m, table.bytes.data<uint8_t>(), segments, table.chunks,
+                     {h.lr, h.weight_decay, h.momentum, h.eta}, trust_out, compute_stream());
 }
 
-void sgd_step_cuda(const Tensor& w, const Tensor& m, const Tensor& g, float lr, float momentum,
-                   float weight_decay, bool nesterov) {
-  kernels::sgd_step(w.data<float>(), m.data<float>(), g.data<float>(), w.numel(), lr, momentum, weight_decay,
-                    nesterov, cuda::compute_stream());
+void sgd_step(float* w, float* m, const float* g, int64_t n, float lr, float momentum, float weight_decay,
+              bool nesterov) {
+  kernels::sgd_step(w, m, g, n, lr, momentum, weight_decay, nesterov, compute_stream());
 }
 
-void adamw_step_cuda(const Tensor& w, const Tensor& m, const Tensor& v, const Tensor& g,
-                     const AdamWFloats& h) {
-  kernels::adamw_step(w.data<float>(), m.data<float>(), v.data<float>(), g.data<float>(), w.numel(),
-                      {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.bias1, h.bias2},
-                      cuda::compute_stream());
+void adamw_step(float* w, float* m, float* v, const float* g, int64_t n, float lr, float beta1, float beta2,
+                float eps, float weight_decay, float bias1, float bias2) {
+  kernels::adamw_step(w, m, v, g, n, {lr, beta1, beta2, eps, weight_decay, bias1, bias2}, compute_stream());
 }
 
-}  // namespace detail
-}  // namespace byol::ops
+}  // namespace byol::cuda

@@ -4,6 +4,15 @@
 
 #include "engine/tensor.h"
 
+// BYOL_ON_CUDA(op, t, stmt) runs stmt in a CUDA build and reports "no kernel for this device" in a
+// CPU-only one, so the front ends (compiled in every build) reference the cuda:: functions
+// (engine/cuda/cuda_backend.h, blas.h, conv_cudnn.h, optimizers_cuda.h) only where they are defined.
+#if BYOL_WITH_CUDA
+#define BYOL_ON_CUDA(op, t, stmt) stmt
+#else
+#define BYOL_ON_CUDA(op, t, stmt) ::byol::ops::detail::unsupported_device(op, t)
+#endif
+
 namespace byol::ops::detail {
 
 void check_defined(const char* op, const char* arg, const Tensor& t);
@@ -36,7 +45,7 @@ T* data_or_null(const Tensor& t) {
 
 // Runs an op's backend for the device of `t`: cpu(T{}) on the CPU, T the tensor's floating dtype (float or
 // double); cuda() on a GPU, whose backend runs float only. The cuda lambda wraps its calls in BYOL_ON_CUDA
-// (engine/cuda/cuda_ops.h), so a CPU-only build reports the device instead of referencing them. The front
+// (above), so a CPU-only build reports the device instead of referencing them. The front
 // ends call this in forward and in the backward they record, once for both backends.
 template <class Cpu, class Cuda>
 void on_backend(const char* op, const Tensor& t, Cpu&& cpu, Cuda&& cuda) {

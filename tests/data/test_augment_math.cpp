@@ -1,10 +1,10 @@
-// The per-pixel formulas of kernels/math/augment_math.h against independent formulas written here.
+// The per-pixel formulas of engine/math/augment.h against independent formulas written here.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <random>
 
-#include "kernels/math/augment_math.h"
+#include "engine/math/augment.h"
 
 using namespace byol::math;
 

@@ -1,0 +1,48 @@
+// Batch norm over an [M, C] view (NHWC activations or [N, C] MLP activations) on the GPU (launchers).
+//
+// Training forward runs in two phases so a communicator can all-reduce between them (synced BN):
+//   1. batch_norm_partial_sums: stats = [count, sum[C], sum_sq[C]] (2C + 1 doubles, device). Each
+//      thread sums a few hundred values of one channel in fp32, shifted by the first of them; threads,
+//      blocks and chunks are merged as (count, mean, M2) moments in double (Chan's formula), then turned
+//      into the two sums, which add across ranks. A large channel mean does not cancel the variance away.
+//   2. batch_norm_stats: mean and invstd from the (reduced) stats, and the running-statistics update;
+//      then batch_norm_apply normalises, scales and shifts.
+// Backward: batch_norm_backward_sums gives sums = [sum(dy)[C], sum(dy * x_hat)[C]] (double, device) and
+// writes dbeta / dgamma from this process's sums; after the hook has reduced `sums`, batch_norm_backward_dx
+// reads them and the (reduced) count stats[0] on the device, so nothing is read back to the host.
+// The per-element formulas are engine/math/batch_norm.h, the same ones the CPU backend uses.
+// Launchers that need scratch memory (reductions) take it from cuda::DeviceBuffer, which is ordered on
+// cuda::compute_stream(): pass that stream (every caller in the engine does).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace byol::kernels {
+
+template <class T>
+void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats, cudaStream_t stream);
+// running_mean / running_var may be null (no update).
+template <class T>
+void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, T* mean, T* invstd,
+                      T* running_mean, T* running_var, cudaStream_t stream);
+template <class T>
+void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t C, double eps, T* mean,
+                           T* invstd, cudaStream_t stream);
+template <class T>
+void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
+                      int64_t M, int64_t C, cudaStream_t stream);
+template <class T>
+void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
+                              double* sums, T* dbeta, T* dgamma, cudaStream_t stream);
+// count points at the (reduced) number of values per channel: stats[0] of the forward pass.
+template <class T>
+void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
+                            const double* sums, const double* count, T* dx, int64_t M, int64_t C,
+                            cudaStream_t stream);
+template <class T>
+void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T* dx, int64_t M, int64_t C,
+                                 cudaStream_t stream);
+
+}  // namespace byol::kernels

@@ -1,0 +1,60 @@
+// LARS over the online network's flat buffers on the GPU (You et al. 2017, as the official BYOL code
+// chains it; the per-element step is math::lars_update, the trust ratio math::lars_trust_ratio).
+//
+// Three launches, no host synchronisation between them, deterministic (fixed summation order):
+//   1. per-chunk sums (sum w^2, sum (g + wd w)^2 with math::lars_decayed_gradient, as the CPU sums them) in
+//      double, one block per chunk of at most kLarsChunk elements of one tensor (engine/cuda/launch.h:
+//      lars_chunk_first, lars_chunk_range);
+//   2. per tensor, its chunks' sums in order, then its trust ratio, one thread per tensor;
+//   3. the update, one block per chunk again: momentum, weight decay and the step with its tensor's trust
+//      ratio. Gaps between tensors are never touched.
+// The first version (2026-11) reduced each tensor with one block (a CUB segmented reduction) and found
+// each element's tensor by binary search: 2.54 ms for ResNet-50's 23.5 M floats on an H200, 6.3 % of the
+// copy bandwidth (docs/benchmarks.md).
+// Launchers that need scratch memory take it from cuda::DeviceBuffer, which is ordered on
+// cuda::compute_stream(): pass that stream (every caller in the engine does).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace byol::kernels {
+
+constexpr uint8_t kLarsNoWeightDecay = 1u << 0;
+constexpr uint8_t kLarsNoAdapt = 1u << 1;
+
+// The registry's tensors as sorted, disjoint ranges [begins[s], ends[s]) of the flat buffer.
+struct LarsSegments {
+  std::vector<int64_t> begins, ends;
+  std::vector<uint8_t> flags;  // kLarsNoWeightDecay | kLarsNoAdapt
+};
+
+struct LarsHyper {
+  double lr, weight_decay, momentum, eta;
+};
+
+// The segment table as the kernels read it, one block of bytes: begins[S], ends[S], chunk_first[S + 1]
+// (int64), chunk_segment[chunks] (int32), flags[S]. Byol's Lars packs it once, keeps it on the device, and
+// passes it to every step with its counts.
+struct LarsTable {
+  std::vector<uint8_t> bytes;
+  int segments = 0;
+  int chunks = 0;
+};
+// Checks that the segments are sorted, disjoint and inside [0, n).
+LarsTable lars_pack_segments(const LarsSegments& segments, int64_t n);
+
+// Updates the tensors of w and m in place (the flat buffers; gaps untouched); device_table is
+// lars_pack_segments' bytes in device memory with its counts. With trust_out (device memory, one double
+// per segment) non-null, the trust ratio applied to each segment is written there on the device; nothing
+// waits for the GPU and nothing is copied from the host.
+void lars_step(float* w, const float* g, float* m, const void* device_table, int segments, int chunks,
+               const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
+
+// The same with a host table, uploaded (from pageable memory) on every call: for one-off use.
+void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& segments,
+               const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
+
+}  // namespace byol::kernels

@@ -1,0 +1,142 @@
+// Per-pixel math of the BYOL augmentations, shared by the CPU implementation (data/augment.cpp) and
+// the CUDA augmentation kernel, so that both apply one formula to the same AugmentParams.
+//
+// Conventions:
+//  - Pixel values are floats in [0, 1]; every colour op clips its result to [0, 1], as the official
+//    BYOL code does after each of brightness, contrast, saturation and hue.
+//  - Hue is measured in turns ([0, 1) is the full colour circle), as in TensorFlow's adjust_hue, which
+//    the official BYOL code uses: a hue delta of 1/3 maps red to green.
+//  - Only <cmath> functions that have device overloads are used (floorf, fabsf, expf). Minima and maxima
+//    are written as comparisons: fminf / fmaxf are library calls on the host without -ffast-math (NaN
+//    rules), which made them the hottest instructions of the CPU loader.
+#pragma once
+
+#include <cmath>
+
+#include "engine/math/hd.h"
+
+namespace byol::math {
+
+struct Rgb {
+  float r, g, b;
+};
+
+BYOL_HD float max3(float a, float b, float c) {
+  const float m = a > b ? a : b;
+  return m > c ? m : c;
+}
+
+BYOL_HD float min3(float a, float b, float c) {
+  const float m = a < b ? a : b;
+  return m < c ? m : c;
+}
+
+BYOL_HD float clamp01(float x) {
+  x = x > 0.0f ? x : 0.0f;
+  return x < 1.0f ? x : 1.0f;
+}
+
+// Brightness, additive as in the official BYOL code (tf.image.adjust_brightness): x + delta.
+BYOL_HD float adjust_brightness(float x, float delta) {
+  return clamp01(x + delta);
+}
+
+// Brightness, multiplicative as torchvision's ColorJitter (PIL's ImageEnhance.Brightness): x * factor.
+BYOL_HD float scale_brightness(float x, float factor) {
+  return clamp01(x * factor);
+}
+
+// Contrast around the channel's mean over the image (tf.image.adjust_contrast):
+// (x - mean) * factor + mean. The mean is a per-image reduction taken before this op runs.
+BYOL_HD float adjust_contrast(float x, float channel_mean, float factor) {
+  return clamp01((x - channel_mean) * factor + channel_mean);
+}
+
+// Saturation: scale S of HSV by factor, clip S to [0, 1], keep H and V. With V = max(r, g, b) and
+// S = (V - min) / V, the HSV round trip reduces to moving every channel towards V:
+//   c' = V - (V - c) * S' / S.
+// A gray pixel (S = 0) stays as it is.
+BYOL_HD Rgb adjust_saturation(Rgb c, float factor) {
+  const float v = max3(c.r, c.g, c.b);
+  const float mn = min3(c.r, c.g, c.b);
+  const float d = v - mn;
+  if (!(d > 0.0f)) return c;
+  const float s = d / v;
+  const float s_new = clamp01(s * factor);
+  const float k = s_new / s;
+  return {clamp01(v - (v - c.r) * k), clamp01(v - (v - c.g) * k), clamp01(v - (v - c.b) * k)};
+}
+
+// Hue: rotate H of HSV by delta turns (wrapping), keep S and V. Branch-free (selects only), because
+// per-pixel branches on which channel is largest mispredict on natural images. With h in sixths of a
+// turn, each channel of the rotated colour is V - (V - min) * clamp(min(k, 4 - k), 0, 1), where
+// k = (n + h) mod 6 and n = 5, 3, 1 for R, G, B (the closed form of HSV -> RGB).
+BYOL_HD float hue_channel(float n, float h, float v, float d) {
+  float k = n + h;
+  k = k >= 6.0f ? k - 6.0f : k;
+  float t = k < 4.0f - k ? k : 4.0f - k;
+  return clamp01(v - d * clamp01(t));
+}
+
+BYOL_HD Rgb adjust_hue(Rgb c, float delta) {
+  const float v = max3(c.r, c.g, c.b);
+  const float d = v - min3(c.r, c.g, c.b);
+  const float inv_d = d > 0.0f ? 1.0f / d : 0.0f;  // gray: every channel comes out as V
+  float h =
+      v == c.r ? (c.g - c.b) * inv_d : (v == c.g ? (c.b - c.r) * inv_d + 2.0f : (c.r - c.g) * inv_d + 4.0f);
+  h += delta * 6.0f;
+  h -= 6.0f * floorf(h * (1.0f / 6.0f));  // [0, 6)
+  h = h >= 6.0f ? 0.0f : h;
+  return {hue_channel(5.0f, h, v, d), hue_channel(3.0f, h, v, d), hue_channel(1.0f, h, v, d)};
+}
+
+// ITU-R 601 luma with the weights of tf.image.rgb_to_grayscale / the official BYOL code.
+BYOL_HD float grayscale(Rgb c) {
+  return 0.2989f * c.r + 0.5870f * c.g + 0.1140f * c.b;
+}
+
+// Solarize: values at or above the threshold are inverted.
+BYOL_HD float solarize(float x, float threshold) {
+  return x < threshold ? x : 1.0f - x;
+}
+
+// Keys' cubic convolution kernel with a = -0.5 (PIL's and TensorFlow's bicubic). Interpolating:
+// w(0) = 1 and w(+-1) = w(+-2) = 0; the taps of any shift sum to one.
+BYOL_HD float cubic_weight(float x) {
+  const float a = -0.5f;
+  x = fabsf(x);
+  if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
+  if (x < 2.0f) return (((x - 5.0f) * x + 8.0f) * x - 4.0f) * a;
+  return 0.0f;
+}
+
+// Unnormalised Gaussian tap at integer offset k; the caller divides by the sum over the kernel.
+BYOL_HD float gaussian_weight(int k, float sigma) {
+  const float x = static_cast<float>(k) / sigma;
+  return expf(-0.5f * x * x);
+}
+
+// Blur kernel radius for an output of the given side: the official BYOL code takes kernel_size =
+// side * fraction (truncated; side / 10 by default), then radius = kernel_size / 2 and a kernel of
+// 2 * radius + 1 taps: 23 taps at 224, 3 taps at 32.
+BYOL_HD int blur_radius(int side, float fraction) {
+  const int kernel_size = static_cast<int>(static_cast<float>(side) * fraction);
+  return kernel_size / 2;
+}
+
+// Mirror an index into [0, n) without repeating the edge pixel (torchvision's "reflect" padding),
+// for any distance outside the range.
+BYOL_HD int reflect_index(int i, int n) {
+  if (n == 1) return 0;
+  const int period = 2 * (n - 1);
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - i;
+}
+
+// Mean/std normalisation, the last step of every view.
+BYOL_HD float normalize(float x, float mean, float inv_std) {
+  return (x - mean) * inv_std;
+}
+
+}  // namespace byol::math
