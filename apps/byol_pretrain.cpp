@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "apps/device_arg.h"
 #include "apps/plot.h"
@@ -219,27 +220,36 @@ std::shared_ptr<const data::Dataset> subset(std::shared_ptr<const data::Dataset>
   return std::make_shared<data::Subset>(d, std::move(idx));
 }
 
-int run(int argc, char** argv) {
-  CLI::App cli{"byol-pretrain: BYOL self-supervised pretraining"};
+// --- the command line -----------------------------------------------------------------------------
+
+struct CommandLine {
   std::string config_path;
   std::vector<std::string> overrides;
   bool print_config = false, auto_resume = false, dry_run = false;
-  std::string resume_from;
-  cli.add_option("-c,--config", config_path, "TOML configuration (see configs/README.md)")
+  bool resume = false;      // --resume given
+  std::string resume_from;  // its argument (a run folder or a checkpoint), if any
+};
+
+// Parses argv into `cl`; returns an exit status when the program stops here: --help and --version exit 0,
+// a usage error prints CLI11's message and exits 2 (as byol-eval and byol-pack). An error while running
+// exits 1, a signal 128 + its number.
+std::optional<int> parse_command_line(int argc, char** argv, CommandLine& cl) {
+  CLI::App cli{"byol-pretrain: BYOL self-supervised pretraining"};
+  cli.add_option("-c,--config", cl.config_path, "TOML configuration (see configs/README.md)")
       ->check(CLI::ExistingFile);
-  cli.add_option("-s,--set", overrides, "override a key: section.key=value (repeatable)");
+  cli.add_option("-s,--set", cl.overrides, "override a key: section.key=value (repeatable)");
   CLI::Option* resume_opt =
-      cli.add_option("--resume", resume_from,
+      cli.add_option("--resume", cl.resume_from,
                      "continue a run: alone, the one in run.out (its config.toml, the newest checkpoint); "
                      "with a run folder, "
                      "that run; with a checkpoint file, from that checkpoint. --set keys still apply");
   resume_opt->expected(0, 1);
   cli.add_flag(
-      "--auto-resume", auto_resume,
+      "--auto-resume", cl.auto_resume,
       "continue the run in run.out when it has a checkpoint, else start it (for jobs that are rerun)");
-  cli.add_flag("--print-config", print_config, "print the effective configuration and exit");
+  cli.add_flag("--print-config", cl.print_config, "print the effective configuration and exit");
   cli.add_flag(
-      "--dry-run", dry_run,
+      "--dry-run", cl.dry_run,
       "open the data, build the networks, print the steps, sizes and the first batch's shapes, and exit "
       "without writing anything");
   cli.set_version_flag("--version", apps::version_line("byol-pretrain"));
@@ -249,213 +259,300 @@ int run(int argc, char** argv) {
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // --help and --version exit 0; a usage error prints CLI11's message and exits 2 (as byol-eval and
-    // byol-pack); an error while running exits 1, a signal 128 + its number.
     const int rc = cli.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  cl.resume = resume_opt->count() > 0;
+  return std::nullopt;
+}
 
-  bool resume = resume_opt->count() > 0;
-  BYOL_CHECK(!(resume && auto_resume), "give --resume or --auto-resume, not both");
-  PretrainConfig cfg;
-  fs::path resume_checkpoint;  // --resume FILE: this checkpoint, not the newest
-  fs::path resume_dir;         // --resume FOLDER or FILE: that run's folder
-  if (resume && !resume_from.empty()) {
-    const fs::path p = resume_from;
-    fs::path run_dir;
+// The effective configuration: the TOML file, then the --set keys. Resuming without --config, the run's
+// own config.toml instead (in the folder --resume names, or run.out). resume_checkpoint is set to
+// --resume FILE's checkpoint.
+PretrainConfig resolve_config(CommandLine& cl, fs::path& resume_checkpoint) {
+  BYOL_CHECK(!(cl.resume && cl.auto_resume), "give --resume or --auto-resume, not both");
+  fs::path resume_dir;  // --resume FOLDER or FILE: that run's folder
+  if (cl.resume && !cl.resume_from.empty()) {
+    const fs::path p = cl.resume_from;
     if (fs::is_directory(p)) {
-      run_dir = p;
+      resume_dir = p;
     } else if (fs::is_regular_file(p)) {
       BYOL_CHECK(p.parent_path().filename() == "checkpoints", "--resume ", p.string(),
                  ": a checkpoint file must lie in a run folder's checkpoints/ "
                  "(run.out/checkpoints/step_*.safetensors)");
       resume_checkpoint = p;
-      run_dir = p.parent_path().parent_path();
+      resume_dir = p.parent_path().parent_path();
     } else {
       BYOL_FAIL("--resume ", p.string(), ": neither a run folder nor a checkpoint file");
     }
-    resume_dir = run_dir;
   }
-  apps::load_config(cfg, config_path, overrides);
+  PretrainConfig cfg;
+  apps::load_config(cfg, cl.config_path, cl.overrides);
   if (!resume_dir.empty()) cfg.out = resume_dir.string();  // the run named by --resume, whatever run.out says
-  // Resuming without --config: the run's own configuration (run.out/config.toml), then the --set keys.
-  if ((resume || auto_resume) && config_path.empty() && fs::exists(fs::path(cfg.out) / "config.toml")) {
-    config_path = (fs::path(cfg.out) / "config.toml").string();
+  if ((cl.resume || cl.auto_resume) && cl.config_path.empty() &&
+      fs::exists(fs::path(cfg.out) / "config.toml")) {
+    cl.config_path = (fs::path(cfg.out) / "config.toml").string();
     // run.max_steps stopped one invocation; it is not part of the run (B stopped at 7 would stop at 7 again)
     std::vector<std::string> sets{"run.max_steps=0"};
-    sets.insert(sets.end(), overrides.begin(), overrides.end());
+    sets.insert(sets.end(), cl.overrides.begin(), cl.overrides.end());
     cfg = PretrainConfig{};
-    apps::load_config(cfg, config_path, sets);
+    apps::load_config(cfg, cl.config_path, sets);
     if (!resume_dir.empty()) cfg.out = resume_dir.string();
   }
   apps::validate(cfg);
-  if (print_config) {
-    std::fputs(apps::to_toml(cfg).c_str(), stdout);
-    return 0;
-  }
+  return cfg;
+}
+
+// --- the run ---------------------------------------------------------------------------------------
+
+// One pretraining run on this rank. The constructor sets it up (device, communicator, data, learner,
+// data parallelism, kNN monitor); then either dry_run(), or open_outputs(), train() and finish().
+class PretrainRun {
+ public:
+  explicit PretrainRun(const PretrainConfig& cfg);
+  int dry_run();
+  // Continues from a checkpoint (resume) or starts the run; writes config.toml and invocations.jsonl, and
+  // rewrites metrics.jsonl and the event file from what the checkpoint's run had logged.
+  void open_outputs(bool resume, bool auto_resume, const fs::path& resume_checkpoint,
+                    const std::vector<std::string>& argv);
+  // Steps until run.max_steps or the end of the run; 128 + the signal's number when a signal stopped it.
+  int train();
+  // The last checkpoint; at the end of the run also the final kNN, the encoder and the reports.
+  int finish();
+
+ private:
+  void print_banner();
+  void log(nlohmann::json j);  // metrics.jsonl and the event file (root only)
+  void to_events(const nlohmann::json& j);
+  void watch(const StepMetrics& m);
+  void check_finite();
+  void log_point(const StepMetrics& m);
+  void watch_collapse(int64_t step, double projection_std);
+  void run_knn(int64_t step);
+  int agreed_signal();
+  int stop_on_signal(int sig, int64_t epoch);
+  void report_skips(int64_t epoch);
+  void write_reports();
+  void save(int64_t step);
+  bool is_log_point() const { return step_ % cfg_.log_every == 0 || step_ == stop_at_; }
+
+  const PretrainConfig cfg_;
+  Device device_;
+  std::unique_ptr<comm::Communicator> comm_;
+  bool root_ = true;
+  int world_ = 1;
+  std::shared_ptr<const data::Dataset> dataset_;
+  data::LoaderOptions lopt_;
+  std::unique_ptr<data::Loader> loader_;
+  int64_t per_epoch_ = 0, total_steps_ = 0;
+  TrainConfig train_;
+  std::unique_ptr<Learner> learner_;
+  std::unique_ptr<DataParallel> dp_;
+  std::unique_ptr<KnnMonitor> knn_;
+  const apps::ProgressStyle style_ = apps::progress_style();
+
+  // Outputs (rank 0 writes them).
+  fs::path out_, ckpt_dir_, metrics_path_;
+  std::string heading_;                  // of curves.svg
+  std::vector<nlohmann::json> history_;  // metrics entries, kept for the plot and rewritten on resume
+  std::ofstream metrics_;
+  std::unique_ptr<apps::EventFile> events_;  // TensorBoard's copy of metrics.jsonl's scalars
+  bool resume_ = false;
+
+  // The NaN/Inf stop. Each step adds its loss to a device-side sum (NaN and Inf survive a sum); the sum
+  // is read at every log point and before every checkpoint (check_finite), never inside a step.
+  // BYOL_TEST_NAN_AT_STEP=k (tests) makes step k's loss NaN.
+  int64_t nan_at_step_ = -1;
+  Tensor loss_watch_;
+  int64_t watch_first_ = 0, watch_last_ = -1;  // steps in the sum since the last check
+  double watch_lr_ = 0;
+
+  // Collapse: after the warmup, the spread of the normalised online projections (batch norm in training
+  // mode) below 30 % of a healthy one (1/sqrt(d): directions spread over the sphere) at three log points in
+  // a row. BYOL keeps it near 80 %; without predictor and target network it falls below 25 % within 40
+  // steps of a small synthetic run (tests/apps/pretrain_collapse.sh). Said once, on stderr and in
+  // metrics.jsonl.
+  double healthy_std_ = 0;
+  int64_t low_since_ = -1, low_points_ = 0;
+  bool collapse_reported_ = false;
+
+  // The loop.
+  int64_t step_ = 0, stop_at_ = 0;
+  std::chrono::steady_clock::time_point t_start_, t_window_;
+  int64_t window_images_ = 0;
+  double last_ips_ = 0;
+  // data.skip_corrupt: every image the loader skipped, once, on stderr and in metrics.jsonl, at the end of
+  // each epoch, of an epoch the run ends inside, and before a signal's checkpoint (the loader's own report
+  // comes only after an epoch's last batch, which the run's last epoch never asks for).
+  size_t skips_reported_ = 0;
+  std::unique_ptr<BatchUploader> uploader_;  // views and labels to the GPU through pinned memory
+};
+
+PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   const comm::DistEnv dist_env = comm::detect_environment();
-  const Device device =
-      apps::resolve_device(cfg.device, dist_env.local_rank, dist_env.world_size, "config key 'run.device'");
-  cuda_set_tf32(cfg.tf32);
-  std::unique_ptr<comm::Communicator> comm = make_communicator(device);
-  const bool root = comm->is_root();
-  const int world = comm->world_size();
-  if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
-  BYOL_CHECK(cfg.batch_size % world == 0, "train.batch_size ", cfg.batch_size, " is not divisible by the ",
-             world, " ranks");
-  BYOL_CHECK((cfg.batch_size / world) % cfg.accumulation_steps == 0, "train.accumulation_steps ",
-             cfg.accumulation_steps, " does not divide each rank's batch of ", cfg.batch_size / world,
-             " (train.batch_size ", cfg.batch_size, " over ", world, " ranks)");
+  device_ =
+      apps::resolve_device(cfg_.device, dist_env.local_rank, dist_env.world_size, "config key 'run.device'");
+  cuda_set_tf32(cfg_.tf32);
+  comm_ = make_communicator(device_);
+  root_ = comm_->is_root();
+  world_ = comm_->world_size();
+  if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
+  BYOL_CHECK(cfg_.batch_size % world_ == 0, "train.batch_size ", cfg_.batch_size, " is not divisible by the ",
+             world_, " ranks");
+  BYOL_CHECK((cfg_.batch_size / world_) % cfg_.accumulation_steps == 0, "train.accumulation_steps ",
+             cfg_.accumulation_steps, " does not divide each rank's batch of ", cfg_.batch_size / world_,
+             " (train.batch_size ", cfg_.batch_size, " over ", world_, " ranks)");
 
   // Data.
-  auto dataset = std::shared_ptr<const data::Dataset>(open_for_key("data.train", cfg.train));
-  data::LoaderOptions lopt;
-  lopt.batch_size = cfg.batch_size / world;
-  lopt.workers = cfg.workers;
-  lopt.seed = cfg.seed;
-  lopt.rank = comm->rank();
-  lopt.world_size = world;
-  lopt.skip_corrupt = cfg.skip_corrupt;
-  lopt.report_skipped = false;  // reported below, for epochs cut short too, and logged to metrics.jsonl
-  data::Loader loader(dataset, augment_options(cfg), lopt);
-  const int64_t per_epoch = loader.batches_per_epoch();
-  BYOL_CHECK(per_epoch > 0, "data.train: ", dataset->describe(),
-             " has fewer images per rank than one batch of ", lopt.batch_size);
-  const int64_t total_steps = std::max<int64_t>(1, static_cast<int64_t>(cfg.epochs * per_epoch));
+  dataset_ = open_for_key("data.train", cfg_.train);
+  lopt_.batch_size = cfg_.batch_size / world_;
+  lopt_.workers = cfg_.workers;
+  lopt_.seed = cfg_.seed;
+  lopt_.rank = comm_->rank();
+  lopt_.world_size = world_;
+  lopt_.skip_corrupt = cfg_.skip_corrupt;
+  lopt_.report_skipped = false;  // reported by report_skips, for epochs cut short too, and logged
+  loader_ = std::make_unique<data::Loader>(dataset_, augment_options(cfg_), lopt_);
+  per_epoch_ = loader_->batches_per_epoch();
+  BYOL_CHECK(per_epoch_ > 0, "data.train: ", dataset_->describe(),
+             " has fewer images per rank than one batch of ", lopt_.batch_size);
+  total_steps_ = std::max<int64_t>(1, static_cast<int64_t>(cfg_.epochs * per_epoch_));
 
-  TrainConfig train;
-  train.batch_size = cfg.batch_size;
-  train.total_steps = total_steps;
-  train.warmup_steps = std::min<int64_t>(total_steps, static_cast<int64_t>(cfg.warmup_epochs * per_epoch));
-  train.base_lr = cfg.base_lr;
-  train.weight_decay = cfg.weight_decay;
-  train.tau_base = cfg.tau_base;
-  train.probe_classes = dataset->num_classes();
-  train.probe_lr = cfg.probe_lr;
-  train.seed = cfg.seed;
-  train.copy_target_init = cfg.target_init == "copy";
-  train.predictor = cfg.predictor;
-  train.target_network = cfg.target_network;
-  train.stop_gradient = cfg.stop_gradient;
-  train.accumulation_steps = cfg.accumulation_steps;
-  train.objective = {cfg.beta, cfg.temperature};
-  train.constant_tau = cfg.tau_schedule == "constant";
-  Learner learner(network_config(cfg), train);
-  learner.to(device);  // before DataParallel: its collectives run on the learner's buffers
-  DataParallel dp(learner, *comm, {size_t(25) << 20, cfg.sync_bn});
+  // The learner.
+  train_.batch_size = cfg_.batch_size;
+  train_.total_steps = total_steps_;
+  train_.warmup_steps =
+      std::min<int64_t>(total_steps_, static_cast<int64_t>(cfg_.warmup_epochs * per_epoch_));
+  train_.base_lr = cfg_.base_lr;
+  train_.weight_decay = cfg_.weight_decay;
+  train_.tau_base = cfg_.tau_base;
+  train_.probe_classes = dataset_->num_classes();
+  train_.probe_lr = cfg_.probe_lr;
+  train_.seed = cfg_.seed;
+  train_.copy_target_init = cfg_.target_init == "copy";
+  train_.predictor = cfg_.predictor;
+  train_.target_network = cfg_.target_network;
+  train_.stop_gradient = cfg_.stop_gradient;
+  train_.accumulation_steps = cfg_.accumulation_steps;
+  train_.objective = {cfg_.beta, cfg_.temperature};
+  train_.constant_tau = cfg_.tau_schedule == "constant";
+  learner_ = std::make_unique<Learner>(network_config(cfg_), train_);
+  learner_->to(device_);  // before DataParallel: its collectives run on the learner's buffers
+  dp_ =
+      std::make_unique<DataParallel>(*learner_, *comm_, DataParallelOptions{size_t(25) << 20, cfg_.sync_bn});
 
-  std::unique_ptr<KnnMonitor> knn;
-  if (!cfg.knn_train.empty() && root) {
-    if (const std::string w = data::test_overlap_warning(cfg.knn_train, cfg.knn_test); !w.empty())
+  if (!cfg_.knn_train.empty() && root_) {
+    if (const std::string w = data::test_overlap_warning(cfg_.knn_train, cfg_.knn_test); !w.empty())
       std::fprintf(stderr, "warning: data.knn_train / data.knn_test: %s\n", w.c_str());
-    knn = std::make_unique<KnnMonitor>();
-    knn->train = subset(open_for_key("data.knn_train", cfg.knn_train), cfg.knn_train_images, cfg.seed + 1);
-    knn->test = subset(open_for_key("data.knn_test", cfg.knn_test), cfg.knn_test_images, cfg.seed + 2);
-    knn->transform = data::AugmentOptions::eval(cfg.side, normalization(cfg.normalization), 1.0);
-    knn->workers = std::max(cfg.workers, 1);
-    BYOL_CHECK(knn->train->has_labels() && knn->test->has_labels(),
+    knn_ = std::make_unique<KnnMonitor>();
+    knn_->train =
+        subset(open_for_key("data.knn_train", cfg_.knn_train), cfg_.knn_train_images, cfg_.seed + 1);
+    knn_->test = subset(open_for_key("data.knn_test", cfg_.knn_test), cfg_.knn_test_images, cfg_.seed + 2);
+    knn_->transform = data::AugmentOptions::eval(cfg_.side, normalization(cfg_.normalization), 1.0);
+    knn_->workers = std::max(cfg_.workers, 1);
+    BYOL_CHECK(knn_->train->has_labels() && knn_->test->has_labels(),
                "data.knn_train / data.knn_test must be labeled");
   }
 
-  if (dry_run) {
-    // What the run would do, without writing anything: the plan, the sizes of the flat buffers, the first
-    // batch as the loader makes it (so a bad dataset or augmentation shows now, not hours later).
-    if (root) {
-      const auto mib = [](const Tensor& t) { return t.defined() ? t.numel() * 4.0 / 1048576.0 : 0.0; };
-      const double online = mib(learner.nets.online.params()), target = mib(learner.nets.target.params()),
-                   stats = mib(learner.nets.online.stats()) + mib(learner.nets.target.stats()),
-                   probe = mib(learner.probe_params.params());
-      std::printf(
-          "byol-pretrain --dry-run: %s\n  %d rank(s) x %lld images per step, %lld steps per epoch, %lld "
-          "steps "
-          "(%lld warmup), device %s\n  online network %lld parameters (%.1f MiB), target %.1f MiB, BN "
-          "statistics %.2f MiB, probe %.2f MiB\n  per rank, float32: parameters + gradients + LARS momentum "
-          "+ "
-          "target = %.1f MiB; activations come on top and grow with the batch and the image side\n",
-          dataset->describe().c_str(), world, static_cast<long long>(lopt.batch_size),
-          static_cast<long long>(per_epoch), static_cast<long long>(total_steps),
-          static_cast<long long>(train.warmup_steps), device_name(device).c_str(),
-          static_cast<long long>(learner.nets.online.param_count()), online, target, stats, probe,
-          3 * online + target + stats + 3 * probe);
-    }
-    loader.start_epoch(0);
-    const std::optional<data::Batch> b = loader.next();
-    BYOL_CHECK(b.has_value(), "--dry-run: the loader gave no batch");
-    if (root && knn)
-      std::printf("  kNN monitor: %s / %s\n", knn->train->describe().c_str(), knn->test->describe().c_str());
-    if (root)
-      std::printf("  first batch: views %s and %s, labels %s\n", b->views[0].describe().c_str(),
-                  b->views[1].describe().c_str(),
-                  b->labels.defined() ? b->labels.describe().c_str() : "none");
-    return 0;
-  }
+  out_ = cfg_.out;
+  ckpt_dir_ = out_ / "checkpoints";
+  metrics_path_ = out_ / "metrics.jsonl";
+  heading_ = cat(out_.filename().string(), ": ResNet-", cfg_.depth, " x", cfg_.width, " (", cfg_.stem,
+                 " stem, base ", cfg_.base_channels, "), ", dataset_->describe());
+  const char* nan_env = std::getenv("BYOL_TEST_NAN_AT_STEP");
+  nan_at_step_ = nan_env && *nan_env ? std::atoll(nan_env) : -1;
+  healthy_std_ = 1.0 / std::sqrt(static_cast<double>(learner_->nets.config().projection_dim));
+}
 
-  // Outputs and resume.
-  const fs::path out = cfg.out, ckpt_dir = out / "checkpoints", metrics_path = out / "metrics.jsonl";
-  if (root) {
-    fs::create_directories(ckpt_dir);
+// What the run would do, without writing anything: the plan, the sizes of the flat buffers, the first
+// batch as the loader makes it (so a bad dataset or augmentation shows now, not hours later).
+int PretrainRun::dry_run() {
+  const Learner& learner = *learner_;
+  if (root_) {
+    const auto mib = [](const Tensor& t) { return t.defined() ? t.numel() * 4.0 / 1048576.0 : 0.0; };
+    const double online = mib(learner.nets.online.params()), target = mib(learner.nets.target.params()),
+                 stats = mib(learner.nets.online.stats()) + mib(learner.nets.target.stats()),
+                 probe = mib(learner.probe_params.params());
+    std::printf(
+        "byol-pretrain --dry-run: %s\n  %d rank(s) x %lld images per step, %lld steps per epoch, %lld "
+        "steps "
+        "(%lld warmup), device %s\n  online network %lld parameters (%.1f MiB), target %.1f MiB, BN "
+        "statistics %.2f MiB, probe %.2f MiB\n  per rank, float32: parameters + gradients + LARS momentum "
+        "+ "
+        "target = %.1f MiB; activations come on top and grow with the batch and the image side\n",
+        dataset_->describe().c_str(), world_, static_cast<long long>(lopt_.batch_size),
+        static_cast<long long>(per_epoch_), static_cast<long long>(total_steps_),
+        static_cast<long long>(train_.warmup_steps), device_name(device_).c_str(),
+        static_cast<long long>(learner.nets.online.param_count()), online, target, stats, probe,
+        3 * online + target + stats + 3 * probe);
+  }
+  loader_->start_epoch(0);
+  const std::optional<data::Batch> b = loader_->next();
+  BYOL_CHECK(b.has_value(), "--dry-run: the loader gave no batch");
+  if (root_ && knn_)
+    std::printf("  kNN monitor: %s / %s\n", knn_->train->describe().c_str(), knn_->test->describe().c_str());
+  if (root_)
+    std::printf("  first batch: views %s and %s, labels %s\n", b->views[0].describe().c_str(),
+                b->views[1].describe().c_str(), b->labels.defined() ? b->labels.describe().c_str() : "none");
+  return 0;
+}
+
+void PretrainRun::open_outputs(bool resume, bool auto_resume, const fs::path& resume_checkpoint,
+                               const std::vector<std::string>& argv) {
+  if (root_) {
+    fs::create_directories(ckpt_dir_);
     // A run killed while writing a checkpoint (or the encoder) left its temporary file behind.
-    for (const fs::path& dir : {ckpt_dir, out})
+    for (const fs::path& dir : {ckpt_dir_, out_})
       for (const std::string& stale : remove_stale_temporaries(dir.string()))
         std::printf("removed %s (the temporary file of an interrupted write)\n", stale.c_str());
   }
-  comm->barrier();
-  std::vector<nlohmann::json> history;  // metrics entries, kept for the plot and rewritten on resume
+  comm_->barrier();
   if (auto_resume) {
-    resume = !checkpoints_in(ckpt_dir).empty();
-    if (root)
+    resume = !checkpoints_in(ckpt_dir_).empty();
+    if (root_)
       std::printf("--auto-resume: %s\n",
                   resume ? "a checkpoint exists, continuing the run" : "no checkpoint yet, starting the run");
   }
+  resume_ = resume;
   if (resume) {
-    const auto found = checkpoints_in(ckpt_dir);
-    BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir.string());
+    const auto found = checkpoints_in(ckpt_dir_);
+    BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir_.string());
     const std::string ckpt = resume_checkpoint.empty() ? found.back().string() : resume_checkpoint.string();
-    const auto meta = load_checkpoint(ckpt, learner);
-    BYOL_CHECK(metadata_int(meta, "run.batch_size", ckpt) == cfg.batch_size &&
-                   metadata_uint(meta, "run.seed", ckpt) == cfg.seed &&
-                   metadata_int(meta, "run.total_steps", ckpt) == total_steps,
+    const auto meta = load_checkpoint(ckpt, *learner_);
+    BYOL_CHECK(metadata_int(meta, "run.batch_size", ckpt) == cfg_.batch_size &&
+                   metadata_uint(meta, "run.seed", ckpt) == cfg_.seed &&
+                   metadata_int(meta, "run.total_steps", ckpt) == total_steps_,
                "--resume: ", ckpt, " was written with another batch size, seed or length (",
                meta.at("run.batch_size"), ", ", meta.at("run.seed"), ", ", meta.at("run.total_steps"),
                " steps); resuming would not continue the same run");
-    if (root) {
+    if (root_) {
       // Keep what the run had logged when it wrote the checkpoint: every line up to its step (step S's
       // log line and kNN evaluation come before checkpoint S), except the final kNN evaluation, which
       // follows the last checkpoint and is run again. Later lines are logged again by this run.
-      const int64_t resumed = learner.steps_done();
-      std::ifstream in(metrics_path);
+      const int64_t resumed = learner_->steps_done();
+      std::ifstream in(metrics_path_);
       for (std::string line; std::getline(in, line);) {
         auto j = nlohmann::json::parse(line, nullptr, false);
         if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
           continue;
         const int64_t s = j["step"].get<int64_t>();
-        if (s < resumed || (s == resumed && !(resumed == total_steps && j.contains("knn_top1"))))
-          history.push_back(j);
+        if (s < resumed || (s == resumed && !(resumed == total_steps_ && j.contains("knn_top1"))))
+          history_.push_back(j);
       }
       std::printf("resumed from %s at step %lld\n", ckpt.c_str(),
-                  static_cast<long long>(learner.steps_done()));
+                  static_cast<long long>(learner_->steps_done()));
     }
   } else {
-    dp.broadcast_from_root();
-    BYOL_CHECK(checkpoints_in(ckpt_dir).empty() || !root, "run.out ", out.string(),
+    dp_->broadcast_from_root();
+    BYOL_CHECK(checkpoints_in(ckpt_dir_).empty() || !root_, "run.out ", out_.string(),
                " already holds checkpoints: pass --resume (or --auto-resume) to continue that run, or choose "
                "another run.out");
   }
-  std::ofstream metrics;
-  std::unique_ptr<apps::EventFile> events;  // TensorBoard's copy of metrics.jsonl's scalars
-  auto to_events = [&](const nlohmann::json& j) {
-    std::vector<std::pair<std::string, float>> values;
-    for (const auto& [key, value] : j.items())
-      if (value.is_number() && key != "step" && key != "time")
-        values.emplace_back(tensorboard_tag(key), value.get<float>());
-    const double when = j.contains("time") && j["time"].is_number() ? j["time"].get<double>() : unix_time();
-    events->scalars(j["step"].get<int64_t>(), when, values);
-  };
-  if (root) {
+  if (root_) {
     {  // atomically: a resume reads it back (--resume RUN_FOLDER, --auto-resume)
-      const fs::path tmp = out / "config.toml.tmp";
-      std::ofstream(tmp, std::ios::trunc) << apps::to_toml(cfg);
-      fs::rename(tmp, out / "config.toml");
+      const fs::path tmp = out_ / "config.toml.tmp";
+      std::ofstream(tmp, std::ios::trunc) << apps::to_toml(cfg_);
+      fs::rename(tmp, out_ / "config.toml");
     }
     // Every start and resume of the run, one JSON line each: when, which build, which command line.
     {
@@ -466,318 +563,345 @@ int run(int argc, char** argv) {
       inv["time"] = when;
       inv["revision"] = apps::build_revision();
       inv["build"] = apps::build_features();
-      inv["argv"] = std::vector<std::string>(argv, argv + argc);
+      inv["argv"] = argv;
       inv["resume"] = resume;
-      inv["step"] = learner.steps_done();
-      inv["ranks"] = world;
-      std::ofstream(out / "invocations.jsonl", std::ios::app) << inv.dump() << "\n";
+      inv["step"] = learner_->steps_done();
+      inv["ranks"] = world_;
+      std::ofstream(out_ / "invocations.jsonl", std::ios::app) << inv.dump() << "\n";
     }
-    metrics.open(metrics_path, std::ios::trunc);
-    for (const auto& j : history) metrics << j.dump() << "\n";
-    metrics.flush();
+    metrics_.open(metrics_path_, std::ios::trunc);
+    for (const auto& j : history_) metrics_ << j.dump() << "\n";
+    metrics_.flush();
     // One event file per run folder, rewritten from the history on every start (a resume drops the steps
     // after its checkpoint, as metrics.jsonl does), then appended to at every log point.
-    for (const auto& entry : fs::directory_iterator(out))
+    for (const auto& entry : fs::directory_iterator(out_))
       if (entry.path().filename().string().starts_with("events.out.tfevents.")) fs::remove(entry.path());
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     const double now = unix_time();
-    events = std::make_unique<apps::EventFile>(
-        (out / cat("events.out.tfevents.", static_cast<long long>(now), ".", host)).string(), now);
-    for (const auto& j : history) to_events(j);
-    events->flush();
-    std::printf(
-        "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld) on %s (%s), %lld steps "
-        "per epoch, %lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; "
-        "lr %.4g "
-        "(base %.4g x %lld/256), tau_base %.4g, weight decay %.3g\n",
-        dataset->describe().c_str(), world, static_cast<long long>(lopt.batch_size),
-        static_cast<long long>(cfg.batch_size), device_name(device).c_str(), comm->backend(),
-        static_cast<long long>(per_epoch), static_cast<long long>(total_steps), omp_get_max_threads(),
-        cfg.depth, cfg.width, cfg.stem.c_str(), static_cast<long long>(cfg.base_channels),
-        static_cast<long long>(learner.nets.online.param_count()),
-        scaled_learning_rate(cfg.base_lr, cfg.batch_size), cfg.base_lr,
-        static_cast<long long>(cfg.batch_size), cfg.tau_base, cfg.weight_decay);
-    std::fflush(stdout);
+    events_ = std::make_unique<apps::EventFile>(
+        (out_ / cat("events.out.tfevents.", static_cast<long long>(now), ".", host)).string(), now);
+    for (const auto& j : history_) to_events(j);
+    events_->flush();
+    print_banner();
   }
-  auto log = [&](nlohmann::json j) {
-    if (!root) return;
-    j["time"] = unix_time();  // seconds since 1970: TensorBoard's wall-time axis
-    history.push_back(j);
-    metrics << j.dump() << "\n";
-    metrics.flush();
-    to_events(j);
-    events->flush();
-  };
-  // The NaN/Inf stop. Each step adds its loss to a device-side sum (NaN and Inf survive a sum); the sum
-  // is read at every log point and before every checkpoint (check_finite), never inside a step.
-  // BYOL_TEST_NAN_AT_STEP=k (tests) makes step k's loss NaN.
-  const char* nan_env = std::getenv("BYOL_TEST_NAN_AT_STEP");
-  const int64_t nan_at_step = nan_env && *nan_env ? std::atoll(nan_env) : -1;
-  Tensor loss_watch = Tensor::zeros({}, DType::f32, device);
-  int64_t watch_first = learner.steps_done(), watch_last = -1;  // steps in the sum since the last check
-  double watch_lr = 0;
-  auto watch = [&](const StepMetrics& m) {
-    Tensor loss = m.value(StepMetrics::kLoss);
-    if (m.step == nan_at_step) loss = Tensor::full({}, std::nan(""), DType::f32, device);  // fault injection
-    loss_watch = ops::add(loss_watch, loss);
-    watch_last = m.step;
-    watch_lr = m.lr;
-  };
-  auto check_finite = [&] {
-    if (watch_last < watch_first) return;
-    const double sum = dp.sum_over_ranks(loss_watch);
-    if (!std::isfinite(sum)) {
-      const auto found = checkpoints_in(ckpt_dir);
-      const std::string when = watch_first == watch_last
-                                   ? cat("at step ", watch_last)
-                                   : cat("between steps ", watch_first, " and ", watch_last);
-      BYOL_FAIL("the loss became ", sum, " ", when, " (lr ", watch_lr, "); stopping. ",
-                found.empty() ? std::string("No checkpoint was written yet")
-                              : "The last good checkpoint is " + found.back().string(),
-                ". Lower train.base_lr or check the data.");
-    }
-    loss_watch.zero_();
-    watch_first = watch_last + 1;
-  };
-  // curves.svg and metrics.csv from what the run has logged: at every checkpoint, on interruption and at
-  // the end, so a long run can be looked at (and a crashed one keeps its picture). Root only.
-  const std::string heading = cat(out.filename().string(), ": ResNet-", cfg.depth, " x", cfg.width, " (",
-                                  cfg.stem, " stem, base ", cfg.base_channels, "), ", dataset->describe());
-  auto write_reports = [&] {
-    if (!root) return;
-    apps::Series loss{"BYOL loss", "loss", {}}, acc{"kNN top-1 accuracy (k = 200)", "accuracy", {}},
-        lr{"learning rate", "lr", {}}, tau{"target EMA tau", "tau", {}},
-        probe{"online probe top-1", "accuracy", {}};
-    const std::vector<std::string> columns = {"step",
-                                              "epoch",
-                                              "loss",
-                                              "lr",
-                                              "tau",
-                                              "probe_loss",
-                                              "probe_top1",
-                                              "images_per_s",
-                                              "knn_top1",
-                                              "feature_rank",
-                                              "projection_rank",
-                                              "projection_std",
-                                              "train_projection_std",
-                                              "train_projection_rank",
-                                              "online_target_cos"};
-    std::string csv;
-    for (size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + columns[c];
-    csv += "\n";
-    for (const auto& j : history) {
-      if (!j.contains("step") || j.contains("skipped_image") || j.contains("collapse_warning")) continue;
-      const double s = j["step"].get<double>();
-      const auto add = [&](apps::Series& series, const char* key) {
-        if (j.contains(key) && j[key].is_number()) series.points.emplace_back(s, j[key].get<double>());
-      };
-      add(loss, "loss"), add(acc, "knn_top1"), add(lr, "lr"), add(tau, "tau"), add(probe, "probe_top1");
-      for (size_t c = 0; c < columns.size(); ++c) {
-        if (c) csv += ",";
-        if (j.contains(columns[c]) && j[columns[c]].is_number()) csv += j[columns[c]].dump();
-      }
-      csv += "\n";
-    }
-    std::vector<apps::Series> panels = {loss};
-    if (!acc.points.empty()) panels.push_back(acc);
-    if (!probe.points.empty()) panels.push_back(probe);
-    panels.push_back(lr);
-    panels.push_back(tau);
-    apps::write_svg_chart((out / "curves.svg").string(), heading, panels);
-    const fs::path tmp = out / "metrics.csv.tmp";
-    std::ofstream(tmp, std::ios::trunc) << csv;
-    fs::rename(tmp, out / "metrics.csv");
-  };
-  auto save = [&](int64_t step) {
-    check_finite();  // never write a checkpoint after a non-finite loss
-    write_reports();
-    if (root) {
-      save_checkpoint((ckpt_dir / checkpoint_name(step)).string(), learner,
-                      {{"run.batch_size", std::to_string(cfg.batch_size)},
-                       {"run.seed", std::to_string(cfg.seed)},
-                       {"run.total_steps", std::to_string(total_steps)},
-                       {"run.world_size", std::to_string(world)},
-                       {"run.config_toml", apps::to_toml(cfg)}});
-      const auto all = checkpoints_in(ckpt_dir);
-      for (size_t i = 0; i + cfg.keep_checkpoints < all.size(); ++i) fs::remove(all[i]);
-    }
-    comm->barrier();
-  };
-  const apps::ProgressStyle style = apps::progress_style();
-  // Collapse: after the warmup, the spread of the normalised online projections (batch norm in training
-  // mode) below 30 % of a healthy one (1/sqrt(d): directions spread over the sphere) at three log points in
-  // a row. BYOL keeps it near 80 %; without predictor and target network it falls below 25 % within 40
-  // steps of a small synthetic run (tests/apps/pretrain_collapse.sh). Said once, on stderr and in
-  // metrics.jsonl.
-  const double healthy_std = 1.0 / std::sqrt(static_cast<double>(learner.nets.config().projection_dim));
-  int64_t low_since = -1, low_points = 0;
-  bool collapse_reported = false;
-  auto watch_collapse = [&](int64_t step, double projection_std) {
-    if (step <= train.warmup_steps || !(projection_std < 0.3 * healthy_std)) {
-      low_since = -1, low_points = 0;
-      return;
-    }
-    if (low_since < 0) low_since = step;
-    if (++low_points < 3 || collapse_reported) return;
-    collapse_reported = true;
-    std::fprintf(stderr,
-                 "%swarning: the representation is collapsing: since step %lld the normalised projections' "
-                 "standard deviation per dimension is %.2g, against about %.3f (1/sqrt(%lld)) when healthy; "
-                 "the online and target outputs agree whatever the image (online-target cosine near 1)\n",
-                 apps::progress_break(style), static_cast<long long>(low_since), projection_std, healthy_std,
-                 static_cast<long long>(learner.nets.config().projection_dim));
-    log({{"step", step},
-         {"collapse_warning", {{"since_step", low_since}, {"projection_std", projection_std}}}});
-  };
-  auto run_knn = [&](int64_t step) {
-    if (!knn) return;
-    const auto t0 = std::chrono::steady_clock::now();
-    const KnnMonitor::Result r = knn->evaluate(learner);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log({{"step", step},
-         {"knn_top1", r.top1},
-         {"feature_rank", r.features.effective_rank},
-         {"projection_rank", r.projections.effective_rank},
-         {"projection_std", r.projections.normalized_std}});
-    std::printf(
-        "%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
-        "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
-        apps::progress_break(style), static_cast<long long>(step), 100 * r.top1,
-        static_cast<long long>(knn->train->size()), static_cast<long long>(knn->test->size()), secs,
-        r.features.effective_rank, static_cast<long long>(learner.nets.embedding_dim()),
-        r.projections.effective_rank, static_cast<long long>(learner.nets.config().projection_dim),
-        r.projections.normalized_std);
-    std::fflush(stdout);
-  };
+  loss_watch_ = Tensor::zeros({}, DType::f32, device_);
+  watch_first_ = learner_->steps_done();
+}
 
+void PretrainRun::print_banner() {
+  std::printf(
+      "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld) on %s (%s), %lld steps "
+      "per epoch, %lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; "
+      "lr %.4g "
+      "(base %.4g x %lld/256), tau_base %.4g, weight decay %.3g\n",
+      dataset_->describe().c_str(), world_, static_cast<long long>(lopt_.batch_size),
+      static_cast<long long>(cfg_.batch_size), device_name(device_).c_str(), comm_->backend(),
+      static_cast<long long>(per_epoch_), static_cast<long long>(total_steps_), omp_get_max_threads(),
+      cfg_.depth, cfg_.width, cfg_.stem.c_str(), static_cast<long long>(cfg_.base_channels),
+      static_cast<long long>(learner_->nets.online.param_count()),
+      scaled_learning_rate(cfg_.base_lr, cfg_.batch_size), cfg_.base_lr,
+      static_cast<long long>(cfg_.batch_size), cfg_.tau_base, cfg_.weight_decay);
+  std::fflush(stdout);
+}
+
+// The training loop: one screen. Everything a step does beyond Learner::step happens at log points
+// (log_point), kNN evaluations (run_knn), signals (agreed_signal) and checkpoints (save).
+int PretrainRun::train() {
   // The kNN accuracy of the randomly initialised encoder: the baseline at the start of the curve.
-  if (!resume && learner.steps_done() == 0) run_knn(0);
-
+  if (!resume_ && learner_->steps_done() == 0) run_knn(0);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const int64_t stop_at = cfg.max_steps > 0 ? std::min(cfg.max_steps, total_steps) : total_steps;
-  auto t_start = std::chrono::steady_clock::now(), t_window = t_start;
-  int64_t window_images = 0;
-  double last_ips = 0;
-  int64_t step = learner.steps_done();
-  BatchUploader uploader;  // views and labels to the GPU through pinned memory and the copy stream
-  // data.skip_corrupt: every image the loader skipped, once, on stderr and in metrics.jsonl, at the end of
-  // each epoch, of an epoch the run ends inside, and before a signal's checkpoint (the loader's own report
-  // comes only after an epoch's last batch, which the run's last epoch never asks for).
-  size_t skips_reported = 0;
-  auto report_skips = [&](int64_t epoch) {
-    const std::vector<data::SkippedImage> skipped = loader.skipped();
-    if (skipped.size() <= skips_reported) return;
-    std::fprintf(stderr, "%sbyol-pretrain: rank %d skipped %zu corrupt image(s) in epoch %lld; first: %s\n",
-                 root ? apps::progress_break(style) : "", comm->rank(), skipped.size() - skips_reported,
-                 static_cast<long long>(epoch), skipped[skips_reported].error.c_str());
-    for (size_t i = skips_reported; i < skipped.size(); ++i)
-      log({{"step", step},
-           {"epoch", epoch},
-           {"skipped_image",
-            {{"index", skipped[i].index}, {"name", skipped[i].name}, {"error", skipped[i].error}}}});
-    skips_reported = skipped.size();
-  };
-  while (step < stop_at) {
-    const int64_t epoch = step / per_epoch;
-    loader.start_epoch(epoch, step % per_epoch);
-    skips_reported = 0;
-    while (step < stop_at) {
-      std::optional<data::Batch> batch = loader.next();
+  stop_at_ = cfg_.max_steps > 0 ? std::min(cfg_.max_steps, total_steps_) : total_steps_;
+  t_start_ = t_window_ = std::chrono::steady_clock::now();
+  step_ = learner_->steps_done();
+  uploader_ = std::make_unique<BatchUploader>();
+  while (step_ < stop_at_) {
+    const int64_t epoch = step_ / per_epoch_;
+    loader_->start_epoch(epoch, step_ % per_epoch_);
+    skips_reported_ = 0;
+    while (step_ < stop_at_) {
+      std::optional<data::Batch> batch = loader_->next();
       if (!batch) break;
       const std::vector<Tensor> in =
-          uploader.upload({batch->views[0], batch->views[1], batch->labels}, device);
-      const StepMetrics m = learner.step(in[0], in[1], in[2]);
+          uploader_->upload({batch->views[0], batch->views[1], batch->labels}, device_);
+      const StepMetrics m = learner_->step(in[0], in[1], in[2]);
       watch(m);
-      step = learner.steps_done();
-      window_images += cfg.batch_size;
-      if (step % cfg.log_every == 0 || step == stop_at) {
-        check_finite();
-        const StepValues v = dp.mean_over_ranks(m);  // this step's metrics: the log point's one read
-        const double loss = v.loss, probe = v.probe_accuracy;
-        const auto now = std::chrono::steady_clock::now();
-        last_ips = window_images / std::max(1e-9, std::chrono::duration<double>(now - t_window).count());
-        t_window = now;
-        window_images = 0;
-        // The collapse monitor (docs/byol.md, section 7): the spread of this step's online projections (view
-        // 1 of rank 0's batch, batch norm in training mode), and the mean online-target cosine: each of the
-        // loss's two terms is 2 - 2 cos, so it is 1 - loss / 4.
-        // At most 256 rows of view 1: a small copy to the host and a 256 x d Gram matrix, whatever the batch.
-        const Tensor& z = learner.last_projections();
-        const eval::CollapseStats cs =
-            root
-                ? eval::collapse_stats(ops::slice(z, 0, std::min<int64_t>({z.size(0), lopt.batch_size, 256})))
-                : eval::CollapseStats{};
-        log({{"step", step},
-             {"epoch", static_cast<double>(step) / per_epoch},
-             {"loss", loss},
-             {"lr", m.lr},
-             {"tau", m.tau},
-             {"probe_loss", v.probe_loss},
-             {"probe_top1", probe},
-             {"images_per_s", last_ips},
-             {"train_projection_std", cs.normalized_std},
-             {"train_projection_rank", cs.effective_rank},
-             {"online_target_cos", 1 - v.regression_loss / 4}});
-        if (root) watch_collapse(step, cs.normalized_std);
-        if (root) {
-          const double eta = (stop_at - step) * cfg.batch_size / std::max(last_ips, 1e-9);
-          const std::string line =
-              cat("epoch ", fixed(static_cast<double>(step) / per_epoch, 2), "  step ", step, "/",
-                  total_steps, "  loss ", fixed(loss, 4), "  lr ", fixed(m.lr, 4), "  tau ", fixed(m.tau, 5),
-                  "  probe ", fixed(100 * probe, 1), "%  std ", fixed(cs.normalized_std, 4), "  cos ",
-                  fixed(1 - v.regression_loss / 4, 3), "  ", fixed(last_ips, 0), " img/s  ETA ",
-                  format_duration(eta));
-          std::fputs(apps::progress_text(style, line).c_str(), stdout);
-          std::fflush(stdout);
-        }
-      }
-      if (cfg.knn_every > 0 && step % cfg.knn_every == 0 && step < total_steps) run_knn(step);
-      int sig = g_signal.load();
-      if (world > 1) {
-        // Ranks see a signal at different steps. Acting on it alone, a rank would enter save()'s
-        // collectives while the others wait in the next step's: a hang. So the ranks agree at log points
-        // (the same steps everywhere), and a rank the signal missed stops as if SIGTERM had come.
-        const bool log_point = step % cfg.log_every == 0 || step == stop_at;
-        sig = log_point && dp.sum_over_ranks(Tensor::full({}, sig != 0 ? 1.0 : 0.0, DType::f32, device)) > 0
-                  ? (sig != 0 ? sig : SIGTERM)
-                  : 0;
-      }
-      if (sig != 0) {
-        report_skips(epoch);
-        save(step);
-        if (root)
-          std::printf("\n%s at step %lld: checkpoint written to %s; continue with --resume\n",
-                      sig == SIGINT ? "interrupted" : "terminated", static_cast<long long>(step),
-                      (ckpt_dir / checkpoint_name(step)).string().c_str());
-        return 128 + sig;
-      }
-      if (step % cfg.checkpoint_every == 0 && step < stop_at) save(step);
+      step_ = learner_->steps_done();
+      window_images_ += cfg_.batch_size;
+      if (is_log_point()) log_point(m);
+      if (cfg_.knn_every > 0 && step_ % cfg_.knn_every == 0 && step_ < total_steps_) run_knn(step_);
+      if (const int sig = agreed_signal(); sig != 0) return stop_on_signal(sig, epoch);
+      if (step_ % cfg_.checkpoint_every == 0 && step_ < stop_at_) save(step_);
     }
     report_skips(epoch);
   }
-  if (root) std::fputs(apps::progress_break(style), stdout);
-  save(step);
-  if (step < total_steps) {
-    if (root)
+  return 0;
+}
+
+int PretrainRun::finish() {
+  if (root_) std::fputs(apps::progress_break(style_), stdout);
+  save(step_);
+  if (step_ < total_steps_) {
+    if (root_)
       std::printf("stopped at step %lld of %lld (run.max_steps); continue with --resume\n",
-                  static_cast<long long>(step), static_cast<long long>(total_steps));
+                  static_cast<long long>(step_), static_cast<long long>(total_steps_));
     return 0;
   }
-  run_knn(step);
-  if (root) {
-    export_encoder((out / "encoder.safetensors").string(), learner.nets.online, "encoder.",
-                   &learner.nets.config().encoder);
+  run_knn(step_);
+  if (root_) {
+    export_encoder((out_ / "encoder.safetensors").string(), learner_->nets.online, "encoder.",
+                   &learner_->nets.config().encoder);
     write_reports();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count();
     std::printf("done: %lld steps in %s; encoder: %s, curves: %s, metrics: %s\n",
-                static_cast<long long>(step), format_duration(secs).c_str(),
-                (out / "encoder.safetensors").string().c_str(), (out / "curves.svg").string().c_str(),
-                metrics_path.string().c_str());
+                static_cast<long long>(step_), format_duration(secs).c_str(),
+                (out_ / "encoder.safetensors").string().c_str(), (out_ / "curves.svg").string().c_str(),
+                metrics_path_.string().c_str());
   }
   return 0;
+}
+
+void PretrainRun::to_events(const nlohmann::json& j) {
+  std::vector<std::pair<std::string, float>> values;
+  for (const auto& [key, value] : j.items())
+    if (value.is_number() && key != "step" && key != "time")
+      values.emplace_back(tensorboard_tag(key), value.get<float>());
+  const double when = j.contains("time") && j["time"].is_number() ? j["time"].get<double>() : unix_time();
+  events_->scalars(j["step"].get<int64_t>(), when, values);
+}
+
+void PretrainRun::log(nlohmann::json j) {
+  if (!root_) return;
+  j["time"] = unix_time();  // seconds since 1970: TensorBoard's wall-time axis
+  history_.push_back(j);
+  metrics_ << j.dump() << "\n";
+  metrics_.flush();
+  to_events(j);
+  events_->flush();
+}
+
+void PretrainRun::watch(const StepMetrics& m) {
+  Tensor loss = m.value(StepMetrics::kLoss);
+  if (m.step == nan_at_step_) loss = Tensor::full({}, std::nan(""), DType::f32, device_);  // fault injection
+  loss_watch_ = ops::add(loss_watch_, loss);
+  watch_last_ = m.step;
+  watch_lr_ = m.lr;
+}
+
+void PretrainRun::check_finite() {
+  if (watch_last_ < watch_first_) return;
+  const double sum = dp_->sum_over_ranks(loss_watch_);
+  if (!std::isfinite(sum)) {
+    const auto found = checkpoints_in(ckpt_dir_);
+    const std::string when = watch_first_ == watch_last_
+                                 ? cat("at step ", watch_last_)
+                                 : cat("between steps ", watch_first_, " and ", watch_last_);
+    BYOL_FAIL("the loss became ", sum, " ", when, " (lr ", watch_lr_, "); stopping. ",
+              found.empty() ? std::string("No checkpoint was written yet")
+                            : "The last good checkpoint is " + found.back().string(),
+              ". Lower train.base_lr or check the data.");
+  }
+  loss_watch_.zero_();
+  watch_first_ = watch_last_ + 1;
+}
+
+// A log point: the NaN/Inf check, this step's metrics (the log point's one read of the device), the
+// throughput, the collapse monitor, a line in metrics.jsonl and the progress line.
+void PretrainRun::log_point(const StepMetrics& m) {
+  check_finite();
+  const StepValues v = dp_->mean_over_ranks(m);
+  const double loss = v.loss, probe = v.probe_accuracy;
+  const auto now = std::chrono::steady_clock::now();
+  last_ips_ = window_images_ / std::max(1e-9, std::chrono::duration<double>(now - t_window_).count());
+  t_window_ = now;
+  window_images_ = 0;
+  // The collapse monitor (docs/byol.md, section 7): the spread of this step's online projections (view
+  // 1 of rank 0's batch, batch norm in training mode), and the mean online-target cosine: each of the
+  // loss's two terms is 2 - 2 cos, so it is 1 - loss / 4.
+  // At most 256 rows of view 1: a small copy to the host and a 256 x d Gram matrix, whatever the batch.
+  const Tensor& z = learner_->last_projections();
+  const eval::CollapseStats cs =
+      root_ ? eval::collapse_stats(ops::slice(z, 0, std::min<int64_t>({z.size(0), lopt_.batch_size, 256})))
+            : eval::CollapseStats{};
+  log({{"step", step_},
+       {"epoch", static_cast<double>(step_) / per_epoch_},
+       {"loss", loss},
+       {"lr", m.lr},
+       {"tau", m.tau},
+       {"probe_loss", v.probe_loss},
+       {"probe_top1", probe},
+       {"images_per_s", last_ips_},
+       {"train_projection_std", cs.normalized_std},
+       {"train_projection_rank", cs.effective_rank},
+       {"online_target_cos", 1 - v.regression_loss / 4}});
+  if (!root_) return;
+  watch_collapse(step_, cs.normalized_std);
+  const double eta = (stop_at_ - step_) * cfg_.batch_size / std::max(last_ips_, 1e-9);
+  const std::string line = cat("epoch ", fixed(static_cast<double>(step_) / per_epoch_, 2), "  step ", step_,
+                               "/", total_steps_, "  loss ", fixed(loss, 4), "  lr ", fixed(m.lr, 4),
+                               "  tau ", fixed(m.tau, 5), "  probe ", fixed(100 * probe, 1), "%  std ",
+                               fixed(cs.normalized_std, 4), "  cos ", fixed(1 - v.regression_loss / 4, 3),
+                               "  ", fixed(last_ips_, 0), " img/s  ETA ", format_duration(eta));
+  std::fputs(apps::progress_text(style_, line).c_str(), stdout);
+  std::fflush(stdout);
+}
+
+void PretrainRun::watch_collapse(int64_t step, double projection_std) {
+  if (step <= train_.warmup_steps || !(projection_std < 0.3 * healthy_std_)) {
+    low_since_ = -1, low_points_ = 0;
+    return;
+  }
+  if (low_since_ < 0) low_since_ = step;
+  if (++low_points_ < 3 || collapse_reported_) return;
+  collapse_reported_ = true;
+  std::fprintf(stderr,
+               "%swarning: the representation is collapsing: since step %lld the normalised projections' "
+               "standard deviation per dimension is %.2g, against about %.3f (1/sqrt(%lld)) when healthy; "
+               "the online and target outputs agree whatever the image (online-target cosine near 1)\n",
+               apps::progress_break(style_), static_cast<long long>(low_since_), projection_std, healthy_std_,
+               static_cast<long long>(learner_->nets.config().projection_dim));
+  log({{"step", step},
+       {"collapse_warning", {{"since_step", low_since_}, {"projection_std", projection_std}}}});
+}
+
+void PretrainRun::run_knn(int64_t step) {
+  if (!knn_) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  const KnnMonitor::Result r = knn_->evaluate(*learner_);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log({{"step", step},
+       {"knn_top1", r.top1},
+       {"feature_rank", r.features.effective_rank},
+       {"projection_rank", r.projections.effective_rank},
+       {"projection_std", r.projections.normalized_std}});
+  std::printf(
+      "%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
+      "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
+      apps::progress_break(style_), static_cast<long long>(step), 100 * r.top1,
+      static_cast<long long>(knn_->train->size()), static_cast<long long>(knn_->test->size()), secs,
+      r.features.effective_rank, static_cast<long long>(learner_->nets.embedding_dim()),
+      r.projections.effective_rank, static_cast<long long>(learner_->nets.config().projection_dim),
+      r.projections.normalized_std);
+  std::fflush(stdout);
+}
+
+// The signal to stop on after this step, 0 if none. Ranks see a signal at different steps. Acting on it
+// alone, a rank would enter save()'s collectives while the others wait in the next step's: a hang. So
+// with several ranks they agree at log points (the same steps everywhere), and a rank the signal missed
+// stops as if SIGTERM had come.
+int PretrainRun::agreed_signal() {
+  const int sig = g_signal.load();
+  if (world_ == 1) return sig;
+  const bool agree =
+      is_log_point() && dp_->sum_over_ranks(Tensor::full({}, sig != 0 ? 1.0 : 0.0, DType::f32, device_)) > 0;
+  return agree ? (sig != 0 ? sig : SIGTERM) : 0;
+}
+
+int PretrainRun::stop_on_signal(int sig, int64_t epoch) {
+  report_skips(epoch);
+  save(step_);
+  if (root_)
+    std::printf("\n%s at step %lld: checkpoint written to %s; continue with --resume\n",
+                sig == SIGINT ? "interrupted" : "terminated", static_cast<long long>(step_),
+                (ckpt_dir_ / checkpoint_name(step_)).string().c_str());
+  return 128 + sig;
+}
+
+void PretrainRun::report_skips(int64_t epoch) {
+  const std::vector<data::SkippedImage> skipped = loader_->skipped();
+  if (skipped.size() <= skips_reported_) return;
+  std::fprintf(stderr, "%sbyol-pretrain: rank %d skipped %zu corrupt image(s) in epoch %lld; first: %s\n",
+               root_ ? apps::progress_break(style_) : "", comm_->rank(), skipped.size() - skips_reported_,
+               static_cast<long long>(epoch), skipped[skips_reported_].error.c_str());
+  for (size_t i = skips_reported_; i < skipped.size(); ++i)
+    log({{"step", step_},
+         {"epoch", epoch},
+         {"skipped_image",
+          {{"index", skipped[i].index}, {"name", skipped[i].name}, {"error", skipped[i].error}}}});
+  skips_reported_ = skipped.size();
+}
+
+// curves.svg and metrics.csv from what the run has logged: at every checkpoint, on interruption and at
+// the end, so a long run can be looked at (and a crashed one keeps its picture). Root only.
+void PretrainRun::write_reports() {
+  if (!root_) return;
+  apps::Series loss{"BYOL loss", "loss", {}}, acc{"kNN top-1 accuracy (k = 200)", "accuracy", {}},
+      lr{"learning rate", "lr", {}}, tau{"target EMA tau", "tau", {}},
+      probe{"online probe top-1", "accuracy", {}};
+  const std::vector<std::string> columns = {"step",
+                                            "epoch",
+                                            "loss",
+                                            "lr",
+                                            "tau",
+                                            "probe_loss",
+                                            "probe_top1",
+                                            "images_per_s",
+                                            "knn_top1",
+                                            "feature_rank",
+                                            "projection_rank",
+                                            "projection_std",
+                                            "train_projection_std",
+                                            "train_projection_rank",
+                                            "online_target_cos"};
+  std::string csv;
+  for (size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + columns[c];
+  csv += "\n";
+  for (const auto& j : history_) {
+    if (!j.contains("step") || j.contains("skipped_image") || j.contains("collapse_warning")) continue;
+    const double s = j["step"].get<double>();
+    const auto add = [&](apps::Series& series, const char* key) {
+      if (j.contains(key) && j[key].is_number()) series.points.emplace_back(s, j[key].get<double>());
+    };
+    add(loss, "loss"), add(acc, "knn_top1"), add(lr, "lr"), add(tau, "tau"), add(probe, "probe_top1");
+    for (size_t c = 0; c < columns.size(); ++c) {
+      if (c) csv += ",";
+      if (j.contains(columns[c]) && j[columns[c]].is_number()) csv += j[columns[c]].dump();
+    }
+    csv += "\n";
+  }
+  std::vector<apps::Series> panels = {loss};
+  if (!acc.points.empty()) panels.push_back(acc);
+  if (!probe.points.empty()) panels.push_back(probe);
+  panels.push_back(lr);
+  panels.push_back(tau);
+  apps::write_svg_chart((out_ / "curves.svg").string(), heading_, panels);
+  const fs::path tmp = out_ / "metrics.csv.tmp";
+  std::ofstream(tmp, std::ios::trunc) << csv;
+  fs::rename(tmp, out_ / "metrics.csv");
+}
+
+void PretrainRun::save(int64_t step) {
+  check_finite();  // never write a checkpoint after a non-finite loss
+  write_reports();
+  if (root_) {
+    save_checkpoint((ckpt_dir_ / checkpoint_name(step)).string(), *learner_,
+                    {{"run.batch_size", std::to_string(cfg_.batch_size)},
+                     {"run.seed", std::to_string(cfg_.seed)},
+                     {"run.total_steps", std::to_string(total_steps_)},
+                     {"run.world_size", std::to_string(world_)},
+                     {"run.config_toml", apps::to_toml(cfg_)}});
+    const auto all = checkpoints_in(ckpt_dir_);
+    for (size_t i = 0; i + cfg_.keep_checkpoints < all.size(); ++i) fs::remove(all[i]);
+  }
+  comm_->barrier();
+}
+
+int run(int argc, char** argv) {
+  CommandLine cl;
+  if (const std::optional<int> rc = parse_command_line(argc, argv, cl)) return *rc;
+  fs::path resume_checkpoint;  // --resume FILE: this checkpoint, not the newest
+  const PretrainConfig cfg = resolve_config(cl, resume_checkpoint);
+  if (cl.print_config) {
+    std::fputs(apps::to_toml(cfg).c_str(), stdout);
+    return 0;
+  }
+  PretrainRun pretrain(cfg);
+  if (cl.dry_run) return pretrain.dry_run();
+  pretrain.open_outputs(cl.resume, cl.auto_resume, resume_checkpoint,
+                        std::vector<std::string>(argv, argv + argc));
+  if (const int rc = pretrain.train(); rc != 0) return rc;
+  return pretrain.finish();
 }
 
 }  // namespace
