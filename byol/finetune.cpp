@@ -96,7 +96,7 @@ FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegist
       reg.grads().zero_();
       Tensor loss = ops::softmax_cross_entropy(head.forward(net.forward(b->views[0], train_mode)), b->labels);
       loss.backward();
-      sgd.step(learning_rate_at(r.steps, total, 0, o.lr));
+      sgd.step(lr_at(r.steps, total, 0, o.lr));
       loss_sum += loss.item();
       ++batches;
       ++r.steps;

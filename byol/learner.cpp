@@ -102,8 +102,8 @@ bool Learner::views_in_one_pass() const {
 }
 
 double Learner::lr_at(int64_t step) const {
-  return learning_rate_at(step, train_.total_steps, train_.warmup_steps,
-                          scaled_learning_rate(train_.base_lr, train_.batch_size));
+  return byol::lr_at(step, train_.total_steps, train_.warmup_steps,
+                     scaled_learning_rate(train_.base_lr, train_.batch_size));
 }
 
 double Learner::tau_at(int64_t step) const {

@@ -102,7 +102,7 @@ struct TrainConfig {
   // How the two views go through the networks; the same numbers either way (batch norm keeps per-view
   // statistics). one: [v1; v2] in one pass, batch norm in two groups: one synced-BN all-reduce per layer
   // and pass for both views, kernels twice the batch. two: a pass per view, each half the working set (on
-  // a CPU the larger pass overflows the caches: 25-28 vs 34-38 images/s, benchmarks/byol_step_bench).
+  // a CPU the larger pass overflows the caches and is slower: docs/benchmarks.md, "View passes").
   // auto: one on a GPU or with synced BN across ranks, two otherwise.
   enum class ViewPasses { automatic, one, two } view_passes = ViewPasses::automatic;
 };

@@ -148,8 +148,8 @@ namespace {
 
 // The linear heads' matrix products are small ([256, 512] x [512, 50]); split across OpenMP threads they
 // spend more time in barriers than in arithmetic, and on a loaded machine a descheduled thread makes
-// every barrier cost a scheduler slice (measured: 60k x 512, 10 epochs, 2 threads under load: 79 s;
-// one thread: 4.2 s). So they run on the calling thread.
+// every barrier cost a scheduler slice (docs/benchmarks.md, "Linear heads on one thread"). So they run on
+// the calling thread.
 class SingleThreaded {
  public:
   SingleThreaded() : previous_(omp_get_max_threads()) { omp_set_num_threads(1); }
@@ -188,7 +188,7 @@ void train_heads_epoch(LinearHeads& heads, const std::vector<double>& lrs, const
       std::memcpy(px + r * d, x + order[start + r] * d, sizeof(float) * d);
       py[r] = y[order[start + r]];
     }
-    const double factor = learning_rate_at(step, total_steps, 0, 1.0);
+    const double factor = lr_at(step, total_steps, 0, 1.0);
     for (size_t h = 0; h < lrs.size(); ++h) step_lrs[h] = lrs[h] * factor;
     heads.step(xb, yb, step_lrs);
     ++step;

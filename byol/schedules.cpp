@@ -23,7 +23,7 @@ double scaled_learning_rate(double base_lr, int64_t batch_size) {
   return base_lr * static_cast<double>(batch_size) / 256.0;
 }
 
-double learning_rate_at(int64_t step, int64_t total_steps, int64_t warmup_steps, double scaled_lr) {
+double lr_at(int64_t step, int64_t total_steps, int64_t warmup_steps, double scaled_lr) {
   BYOL_CHECK(total_steps > 0 && warmup_steps >= 0 && warmup_steps <= total_steps,
              "learning rate: expected 0 <= warmup_steps <= total_steps and total_steps > 0, got warmup ",
              warmup_steps, " of ", total_steps);

@@ -11,7 +11,7 @@
 namespace byol {
 
 double scaled_learning_rate(double base_lr, int64_t batch_size);  // base * batch / 256
-double learning_rate_at(int64_t step, int64_t total_steps, int64_t warmup_steps, double scaled_lr);
+double lr_at(int64_t step, int64_t total_steps, int64_t warmup_steps, double scaled_lr);
 double tau_at(int64_t step, int64_t total_steps, double tau_base);
 
 // The paper's presets by pretraining length (epochs: base lr, weight decay, tau_base); warmup is 10 epochs.

@@ -42,15 +42,15 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
 TEST_CASE("learning-rate schedule: warmup from 0, cosine to 0, clamped after the end", "[byol][schedule]") {
   const double s = scaled_learning_rate(0.2, 4096);
   CHECK(s == Approx(3.2).epsilon(1e-15));
-  CHECK(learning_rate_at(0, 1000, 100, s) == 0.0);
-  CHECK(learning_rate_at(50, 1000, 100, s) == Approx(s / 2).epsilon(1e-15));
-  CHECK(learning_rate_at(99, 1000, 100, s) == Approx(s * 0.99).epsilon(1e-15));
-  CHECK(learning_rate_at(100, 1000, 100, s) == Approx(s).epsilon(1e-15));      // warmup boundary: the peak
-  CHECK(learning_rate_at(550, 1000, 100, s) == Approx(s / 2).epsilon(1e-12));  // cosine midpoint
-  CHECK(learning_rate_at(1000, 1000, 100, s) == Approx(0.0).margin(1e-15));
-  CHECK(learning_rate_at(5000, 1000, 100, s) == Approx(0.0).margin(1e-15));
-  CHECK(learning_rate_at(0, 10, 0, s) == s);  // no warmup
-  CHECK_THROWS_WITH(learning_rate_at(0, 10, 11, s), Contains("warmup"));
+  CHECK(lr_at(0, 1000, 100, s) == 0.0);
+  CHECK(lr_at(50, 1000, 100, s) == Approx(s / 2).epsilon(1e-15));
+  CHECK(lr_at(99, 1000, 100, s) == Approx(s * 0.99).epsilon(1e-15));
+  CHECK(lr_at(100, 1000, 100, s) == Approx(s).epsilon(1e-15));      // warmup boundary: the peak
+  CHECK(lr_at(550, 1000, 100, s) == Approx(s / 2).epsilon(1e-12));  // cosine midpoint
+  CHECK(lr_at(1000, 1000, 100, s) == Approx(0.0).margin(1e-15));
+  CHECK(lr_at(5000, 1000, 100, s) == Approx(0.0).margin(1e-15));
+  CHECK(lr_at(0, 10, 0, s) == s);  // no warmup
+  CHECK_THROWS_WITH(lr_at(0, 10, 11, s), Contains("warmup"));
 }
 
 TEST_CASE("tau schedule: cosine from tau_base to 1", "[byol][schedule]") {

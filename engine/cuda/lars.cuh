@@ -9,8 +9,8 @@
 //   3. the update, one block per chunk again: momentum, weight decay and the step with its tensor's trust
 //      ratio. Gaps between tensors are never touched.
 // The first version (2026-11) reduced each tensor with one block (a CUB segmented reduction) and found
-// each element's tensor by binary search: 2.54 ms for ResNet-50's 23.5 M floats on an H200, 6.3 % of the
-// copy bandwidth (docs/benchmarks.md).
+// each element's tensor by binary search; the chunks replaced it (the figures: docs/benchmarks.md, "Second
+// GPU run").
 // Launchers that need scratch memory take it from cuda::DeviceBuffer, which is ordered on
 // cuda::compute_stream(): pass that stream (every caller in the engine does).
 #pragma once
