@@ -67,7 +67,7 @@ void byol_loss_forward(const T* p1, const T* z2, const T* p2, const T* z1, int64
       const T* p = (term == 0 ? p1 : p2) + i * D;
       const T* z = (term == 0 ? z2 : z1) + i * D;
       const RowDots d = row_dots(p, z, D);
-      total += 2.0 - 2.0 * d.pz * math::l2_inv_norm(d.pp) * math::l2_inv_norm(d.zz);
+      total += math::cosine_loss_row(d.pp, d.zz, d.pz);
     }
   }
   *loss = static_cast<T>(total / static_cast<double>(N));

@@ -39,10 +39,8 @@ __global__ void byol_loss_forward_kernel(const T* __restrict__ p1, const T* __re
   for (int64_t i = global_warp(); i < N; i += grid_warps()) {
     const Dots a = row_dots(p1 + i * D, z2 + i * D, D, lane);
     const Dots b = row_dots(p2 + i * D, z1 + i * D, D, lane);
-    acc += 2.0 - 2.0 * static_cast<double>(a.pz) * math::l2_inv_norm(static_cast<double>(a.pp)) *
-                     math::l2_inv_norm(static_cast<double>(a.zz));
-    acc += 2.0 - 2.0 * static_cast<double>(b.pz) * math::l2_inv_norm(static_cast<double>(b.pp)) *
-                     math::l2_inv_norm(static_cast<double>(b.zz));
+    acc += math::cosine_loss_row(a.pp, a.zz, a.pz);
+    acc += math::cosine_loss_row(b.pp, b.zz, b.pz);
   }
   grid_sum_finish(acc, partials, counter, 1.0 / static_cast<double>(N), loss);
 }

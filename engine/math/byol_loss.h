@@ -32,6 +32,12 @@ BYOL_HD T l2_normalize_backward(T dy, T y, T inv_norm, T y_dot_dy, bool clamped)
   return inv_norm * (dy - (clamped ? T(0) : y * y_dot_dy));
 }
 
+// The loss of one row, 2 - 2 cos(p, z), from its three dot products (pp = p.p, zz = z.z, pz = p.z): the
+// value both backends sum (the gradient below uses the same cosine).
+BYOL_HD double cosine_loss_row(double pp, double zz, double pz) {
+  return 2.0 - 2.0 * pz * l2_inv_norm(pp) * l2_inv_norm(zz);
+}
+
 // [byol:loss-grad]
 // Coefficients of the loss gradient for one row: dL/dp_k = a_p * z_k + b_p * p_k and
 // dL/dz_k = a_z * p_k + b_z * z_k, for the row term 2 - 2 cos(p, z) scaled by g.
