@@ -9,20 +9,27 @@
 //   1. shipping: fp32 partial sums per (32-channel tile x row chunk) block, combined in double; then
 //      statistics + running update, then one elementwise normalise pass. Backward: the two per-channel
 //      sums the same way, then one dx pass.
+//   2. fused epilogue (issue 18): the normalise pass also adds the residual and applies ReLU
+//      (batch_norm_apply_relu, ops::batch_norm_relu), next to the three passes it replaces (normalise, add,
+//      ReLU: kernels::add and relu_forward) timed in the same run.
 // Bytes counted: forward reads x twice and writes y (3 M C floats); backward reads dy and x twice and
-// writes dx (5 M C floats). Validation runs ops::batch_norm on both backends (forward and backward).
+// writes dx (5 M C floats); the fused normalise + add + ReLU pass reads x and the residual and writes y
+// (3 M C floats), the unfused three passes move 3 + 3 + 2 = 8 M C floats. Validation runs ops::batch_norm and
+// ops::batch_norm_relu (with a residual) on both backends, forward and backward.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "benchmarks/lab_main.h"
+#include "engine/cuda/batch_norm.cuh"
 #include "engine/cuda/context.h"
+#include "engine/cuda/elementwise.cuh"
 #include "engine/cuda/timing.h"
 #include "engine/ops.h"
-#include "engine/cuda/batch_norm.cuh"
 
 using namespace byol;
 
@@ -38,14 +45,18 @@ double rel_error(const Tensor& got, const Tensor& want) {
   return std::sqrt(d) / std::max(std::sqrt(n), 1e-30);
 }
 
-bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const Tensor& beta) {
+// fused: ops::batch_norm_relu with `residual`, else ops::batch_norm.
+bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+              const Tensor& residual = Tensor()) {
+  const bool fused = residual.defined();
   auto run = [&](Device d, Tensor& y, Tensor& dx, Tensor& dg) {
     Tensor xi = x.to(d), g = gamma.to(d), b = beta.to(d);
     if (d.is_cpu()) xi = xi.clone(), g = g.clone(), b = b.clone();
     xi.set_requires_grad(true);
     g.set_requires_grad(true);
     b.set_requires_grad(true);
-    y = ops::batch_norm(xi, g, b, Tensor(), Tensor());
+    y = fused ? ops::batch_norm_relu(xi, g, b, Tensor(), Tensor(), {}, residual.to(d))
+              : ops::batch_norm(xi, g, b, Tensor(), Tensor());
     std::mt19937_64 gen(1);
     y.backward(Tensor::randn(x.shape(), gen).to(d));
     dx = xi.grad();
@@ -56,10 +67,11 @@ bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const T
   run(Device::cuda(), yg, dxg, dgg);
   const double ey = rel_error(yg, yc), edx = rel_error(dxg, dxc), edg = rel_error(dgg, dgc);
   const bool ok = ey < 2e-5 && edx < 2e-5 && edg < 2e-5;
+  const std::string prefix = fused ? "fused " : "";
   for (const auto& [name, e] : {std::pair<const char*, double>{"y", ey}, {"dx", edx}, {"dgamma", edg}})
-    report.validated(name, e < 2e-5, {{"rel_l2_error", e}, {"tolerance", 2e-5}});
-  std::printf("validation vs CPU: y %.2e, dx %.2e, dgamma %.2e (tolerance 2e-5): %s\n", ey, edx, edg,
-              ok ? "OK" : "FAILED");
+    report.validated(prefix + name, e < 2e-5, {{"rel_l2_error", e}, {"tolerance", 2e-5}});
+  std::printf("validation vs CPU%s: y %.2e, dx %.2e, dgamma %.2e (tolerance 2e-5): %s\n",
+              fused ? " (batch_norm_relu + residual)" : "", ey, edx, edg, ok ? "OK" : "FAILED");
   return ok;
 }
 
@@ -76,7 +88,9 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   std::mt19937_64 gen(0);
   const Tensor x = Tensor::randn({N, H, W, C}, gen, DType::f32, 1.0, 2.0);
   const Tensor gamma = Tensor::randn({C}, gen, DType::f32, 1.0, 0.1), beta = Tensor::randn({C}, gen);
-  if (!validate(report, x, gamma, beta)) return 1;
+  const Tensor residual = Tensor::randn({N, H, W, C}, gen);
+  const bool plain_ok = validate(report, x, gamma, beta);
+  if (!validate(report, x, gamma, beta, residual) || !plain_ok) return 1;
 
   const Device gpu = Device::cuda();
   const Tensor dx_in = x.to(gpu), dgamma = gamma.to(gpu), dbeta = beta.to(gpu), ddy = x.to(gpu);
@@ -105,6 +119,22 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   const double elems = static_cast<double>(M * C) * sizeof(float);
   report.timing("v1 forward (training)", cuda::time_on_compute_stream(forward), 3 * elems);
   report.timing("v1 backward", cuda::time_on_compute_stream(backward), 5 * elems);
+  // The epilogue of a ResNet block after the statistics: fused (one pass) against normalise, add, ReLU.
+  const Tensor dres = residual.to(gpu);
+  Tensor h = Tensor::empty(x.shape(), DType::f32, gpu);
+  auto fused = [&] {
+    kernels::batch_norm_apply_relu(dx_in.data<float>(), mean.data<float>(), invstd.data<float>(),
+                                   dgamma.data<float>(), dbeta.data<float>(), dres.data<float>(),
+                                   y.data<float>(), M, C, s);
+  };
+  auto unfused = [&] {
+    kernels::batch_norm_apply(dx_in.data<float>(), mean.data<float>(), invstd.data<float>(),
+                              dgamma.data<float>(), dbeta.data<float>(), h.data<float>(), M, C, s);
+    kernels::add(h.data<float>(), dres.data<float>(), y.data<float>(), M * C, s);
+    kernels::relu_forward(y.data<float>(), h.data<float>(), M * C, s);
+  };
+  report.timing("v2 fused normalise + residual + ReLU", cuda::time_on_compute_stream(fused), 3 * elems);
+  report.timing("v1 normalise, add, ReLU (three passes)", cuda::time_on_compute_stream(unfused), 8 * elems);
   return 0;
 }
 

@@ -13,26 +13,40 @@
 //    back with no host synchronisation between them and timed with CUDA events on the compute stream
 //    around all of them (the loss is read once, after the last). scripts/gpu_check.sh runs it next to
 //    `byol_step_torch.py --device cuda` with the same model and batch.
+// --phases: after the timed steps, `steps` more with Learner::phase_clock set (engine/phase_clock.h: CUDA
+// events on a GPU, recorded without waiting), printing where a step's time goes: data (with --data),
+// forward, backward (with the wait for the gradient all-reduce), optimizer (LARS + EMA).
+// --data SPEC: real inputs instead of random views: the loader (data/loader.h) with the BYOL augmentations
+// of the dataset (any data.train spec, e.g. cifar10:DIR), --workers threads, uploaded as byol-pretrain does
+// (pinned memory, the copy stream); the time a step waits for its batch is the "data" phase and is part of
+// images/s.
 // --json FILE writes the options and the step's figures as one JSON object (benchmarks/bench_json.h).
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "benchmarks/bench_json.h"
 #include "byol/learner.h"
+#include "data/loader.h"
 #include "engine/device_memory.h"
+#include "engine/phase_clock.h"
+#include "engine/upload.h"
 #if BYOL_WITH_CUDA
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #endif
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
   using namespace byol;
   // The positional order is the one scripts/gpu_check.sh and benchmarks/run_step_bench.sh use.
   CLI::App cli{"byol_step_bench: images/s of whole BYOL steps (online and target passes, loss, LARS, EMA)"};
@@ -60,6 +74,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--depth", depth, "ResNet depth")
       ->check(CLI::IsMember({18, 34, 50, 101, 152, 200}))
+      ->capture_default_str();
+  bool phases = false;
+  cli.add_flag("--phases", phases, "also time the phases of a step (forward, backward, optimizer; data)");
+  std::string data_spec, norm_name = "imagenet";
+  int workers = 2;
+  cli.add_option("--data", data_spec, "real inputs: a dataset spec (e.g. cifar10:DIR) through the loader")
+      ->type_name("SPEC");
+  cli.add_option("--workers", workers, "loader threads with --data")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  cli.add_option("--normalization", norm_name, "with --data: cifar10, imagenet or none")
+      ->check(CLI::IsMember({"cifar10", "imagenet", "none"}))
       ->capture_default_str();
   std::string json_path;
   cli.add_option("--json", json_path, "also write the results to FILE as one JSON object")->type_name("FILE");
@@ -91,6 +117,33 @@ int main(int argc, char** argv) {
   std::mt19937_64 gen(1);
   Tensor v1 = Tensor::randn({batch, side, side, 3}, gen).to(device),
          v2 = Tensor::randn({batch, side, side, 3}, gen).to(device);
+  // --data: the next batch from the loader (a new epoch when one ends), on the device.
+  std::unique_ptr<data::Loader> loader;
+  BatchUploader uploader;
+  int64_t epoch = 0;
+  if (!data_spec.empty()) {
+    const data::Normalization norm = norm_name == "cifar10"    ? data::Normalization::cifar10()
+                                     : norm_name == "imagenet" ? data::Normalization::imagenet()
+                                                               : data::Normalization::none();
+    data::LoaderOptions lopt;
+    lopt.batch_size = batch;
+    lopt.workers = workers;
+    loader = std::make_unique<data::Loader>(data::open_dataset(data_spec),
+                                            data::AugmentOptions::byol(static_cast<int>(side), norm), lopt);
+    loader->start_epoch(epoch);
+  }
+  auto next_views = [&] {
+    if (!loader) return;
+    std::optional<data::Batch> b = loader->next();
+    if (!b) {
+      loader->start_epoch(++epoch);
+      b = loader->next();
+    }
+    BYOL_CHECK(b.has_value(), "byol_step_bench --data ", data_spec, ": the loader gave no batch");
+    const std::vector<Tensor> in = uploader.upload({b->views[0], b->views[1]}, device);
+    v1 = in[0], v2 = in[1];
+  };
+  next_views();
   learner.step(v1, v2).read();  // warm-up (cuDNN algorithm choice, pool growth)
   double s = 0, loss = 0;
   if (gpu) {
@@ -100,7 +153,10 @@ int main(int argc, char** argv) {
     BYOL_CUDA_CHECK(cudaEventCreate(&stop));
     BYOL_CUDA_CHECK(cudaEventRecord(start, cuda::compute_stream()));
     StepMetrics m;
-    for (int i = 0; i < steps; ++i) m = learner.step(v1, v2);
+    for (int i = 0; i < steps; ++i) {
+      next_views();
+      m = learner.step(v1, v2);
+    }
     BYOL_CUDA_CHECK(cudaEventRecord(stop, cuda::compute_stream()));
     BYOL_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
@@ -112,7 +168,10 @@ int main(int argc, char** argv) {
 #endif
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) loss = learner.step(v1, v2).read().loss;
+    for (int i = 0; i < steps; ++i) {
+      next_views();
+      loss = learner.step(v1, v2).read().loss;
+    }
     s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
   }
   char where[64];
@@ -137,11 +196,41 @@ int main(int argc, char** argv) {
       depth, imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
       static_cast<long long>(side), static_cast<long long>(hidden), static_cast<long long>(batch), where, s,
       batch / s, loss);
+  // --phases: the same steps again with the clock; each phase's time per step and share of the step.
+  bench::Json phase_rows = bench::Json::array();
+  if (phases) {
+    PhaseClock clock(device);
+    learner.phase_clock = &clock;
+    for (int i = 0; i < steps; ++i) {
+      clock.start();
+      if (loader) {
+        next_views();
+        clock.mark("data");
+      }
+      const StepMetrics m = learner.step(v1, v2);
+      if (!gpu) m.read();  // on the CPU each step ends with its loss read, as in the timed run
+    }
+    learner.phase_clock = nullptr;
+    const auto totals = clock.totals();
+    double sum = 0;
+    for (const auto& [name, secs] : totals) sum += secs;
+    std::printf("  phases per step (%d steps):", steps);
+    for (const auto& [name, secs] : totals) {
+      std::printf("  %s %.2f ms (%.1f %%)", name.c_str(), 1e3 * secs / steps,
+                  100 * secs / std::max(sum, 1e-30));
+      phase_rows.push_back(
+          {{"name", "phase " + name}, {"step_ms", 1e3 * secs / steps}, {"share", secs / sum}});
+    }
+    std::printf("\n");
+  }
   result["options"] = {
       {"batch", batch},       {"steps", steps}, {"base_channels", base},     {"side", side},
       {"mlp_hidden", hidden}, {"stem", stem},   {"device", device_name_arg}, {"depth", depth}};
+  result["options"]["phases"] = phases;
+  result["options"]["data"] = data_spec.empty() ? "synthetic" : data_spec;
   result["rows"] = {
       {{"name", "byol step"}, {"step_ms", 1e3 * s}, {"images_per_s", batch / s}, {"loss", loss}}};
+  for (const auto& row : phase_rows) result["rows"].push_back(row);
   if (!json_path.empty()) {
     try {
       bench::write_json_atomically(json_path, result);
@@ -151,4 +240,14 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "byol_step_bench: %s\n", e.what());
+    return 1;
+  }
 }

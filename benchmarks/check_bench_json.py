@@ -22,7 +22,8 @@ SMALL_ARGS = {
     "cpu_ops_bench": ["1", "1"],  # batch 1, 1 repeat
     "loader_bench": ["--data", "synthetic:64:10:32", "--images", "1", "--big-images", "1",
                      "--batch", "1", "--workers", "2"],
-    "byol_step_bench": ["2", "1", "4", "8", "8"],  # batch 2, 1 step, base 4, 8x8, MLP 8
+    # batch 2, 1 step, base 4, 8x8, MLP 8; the phase rows, and the loader path on a synthetic dataset
+    "byol_step_bench": ["2", "1", "4", "8", "8", "--phases", "--data", "synthetic:8:10:8", "--workers", "1"],
 }
 
 failures = []

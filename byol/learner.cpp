@@ -180,13 +180,18 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   BYOL_CHECK(n % k == 0, "BYOL step: a batch of ", n, " rows cannot be cut into ", k,
              " equal micro-batches (train.accumulation_steps)");
   nets.online.grads().zero_();
+  const auto mark = [this](const char* phase) {
+    if (phase_clock) phase_clock->mark(phase);
+  };
   Tensor loss, regression, y1;
   if (k == 1) {
     const Forward f = forward(view1, view2);
+    mark("forward");
     // [byol:backward]
     if (grad_sync) grad_sync->begin();
     f.loss.backward();
     if (grad_sync) grad_sync->finish();
+    mark("backward");
     loss = f.loss.detach(), regression = f.regression.detach(), y1 = f.y1.detach();
   } else {
     // [byol:accumulate] k micro-batches of n / k rows, each its own forward (its own batch-norm
@@ -196,10 +201,12 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     std::vector<Tensor> y1s;
     for (int64_t i = 0; i < k; ++i) {
       const Forward f = forward(ops::slice(view1, i * m, (i + 1) * m), ops::slice(view2, i * m, (i + 1) * m));
+      mark("forward");
       const bool last = i == k - 1;
       if (grad_sync && last) grad_sync->begin();
       ops::scale(f.loss, 1.0 / static_cast<double>(k)).backward();
       if (grad_sync && last) grad_sync->finish();
+      mark("backward");
       loss = i == 0 ? f.loss.detach() : ops::add(loss, f.loss.detach());
       regression = i == 0 ? f.regression.detach() : ops::add(regression, f.regression.detach());
       y1s.push_back(f.y1.detach());
@@ -220,6 +227,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   // [byol:update]
   lars.step(m.lr);
   if (train_.target_network) ema_update_target(nets.target.params(), nets.online.params(), m.tau);
+  mark("optimizer");
 
   // [byol:probe]
   if (with_probe) {
@@ -232,6 +240,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     m.value(StepMetrics::kProbeLoss).copy_(probe_loss.detach());
     m.value(StepMetrics::kProbeCorrect).copy_(ops::count_top1_correct(logits.detach(), labels));
     m.probe_rows = logits.size(0);
+    mark("probe");
   }
   ++step_;
   return m;

@@ -27,6 +27,7 @@
 #include "byol/objective.h"
 #include "byol/optimizers.h"
 #include "byol/schedules.h"
+#include "engine/phase_clock.h"
 #include "models/mlp.h"
 #include "models/resnet.h"
 
@@ -188,6 +189,10 @@ class Learner {
   GradientSync* grad_sync = nullptr;
   // The InfoNCE term's candidates across ranks (used only when objective.beta > 0).
   CandidateGather candidates;
+  // Benchmarks: when set, step() marks the end of its phases on it ("forward": both networks and the
+  // objective; "backward": the backward pass and the wait for the gradient all-reduce; "optimizer": LARS
+  // and the target's EMA; "probe": the online probe's step). The caller starts the clock.
+  PhaseClock* phase_clock = nullptr;
 
  private:
   // One forward pass of both views through the online and target networks, and the objective.

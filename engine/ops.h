@@ -53,6 +53,13 @@ struct BatchNormOptions {
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                   const Tensor& running_var, const BatchNormOptions& opt = {});
 
+// relu(batch_norm(x) + residual), residual optional (same shape, dtype and device as x), fused: the
+// epilogue runs in batch norm's normalising pass, and the result is the same to the bit as the three ops
+// (ResNet's "BN, ReLU" and "BN, add the shortcut, ReLU"). Same options and statistics as batch_norm.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, const BatchNormOptions& opt = {},
+                       const Tensor& residual = Tensor());
+
 // x [N, D] -> each row times rsqrt(max(sum x^2, 1e-12)).
 Tensor l2_normalize(const Tensor& x);
 

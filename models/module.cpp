@@ -137,14 +137,24 @@ BatchNorm::BatchNorm(ParamRegistry& reg, const std::string& name, int64_t channe
   reg.add_stat(name + ".running_var", {channels}, 1.0, &running_var);
 }
 
-Tensor BatchNorm::forward(const Tensor& x, const ForwardContext& ctx) const {
+namespace {
+ops::BatchNormOptions batch_norm_options(const ForwardContext& ctx) {
   ops::BatchNormOptions opt;
   opt.training = ctx.training;
-  opt.decay = kDecay;
-  opt.eps = kEps;
+  opt.decay = BatchNorm::kDecay;
+  opt.eps = BatchNorm::kEps;
   opt.all_reduce = ctx.bn_all_reduce;
   opt.groups = ctx.bn_groups;
-  return ops::batch_norm(x, weight, bias, running_mean, running_var, opt);
+  return opt;
+}
+}  // namespace
+
+Tensor BatchNorm::forward(const Tensor& x, const ForwardContext& ctx) const {
+  return ops::batch_norm(x, weight, bias, running_mean, running_var, batch_norm_options(ctx));
+}
+
+Tensor BatchNorm::forward_relu(const Tensor& x, const ForwardContext& ctx, const Tensor& residual) const {
+  return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, batch_norm_options(ctx), residual);
 }
 
 Linear::Linear(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, bool bias) {

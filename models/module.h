@@ -122,6 +122,8 @@ class BatchNorm {
   static constexpr double kDecay = 0.9, kEps = 1e-5;  // the official BYOL code's values
   BatchNorm(ParamRegistry& reg, const std::string& name, int64_t channels, bool zero_init_scale = false);
   Tensor forward(const Tensor& x, const ForwardContext& ctx) const;
+  // relu(forward(x) + residual) as one fused op (ops::batch_norm_relu); residual optional.
+  Tensor forward_relu(const Tensor& x, const ForwardContext& ctx, const Tensor& residual = Tensor()) const;
   Tensor weight, bias;               // (C) scale and shift
   Tensor running_mean, running_var;  // (C) in the statistics buffer
 };

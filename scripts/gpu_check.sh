@@ -754,22 +754,29 @@ step_bench() {
     need_exe bench "step $name (byol.cpp)" "$bench" || continue
     log="$logs/step_$name.log"
     # shellcheck disable=SC2086  # the argument lists above are word lists
-    run_cmd "$root" "$log" 180 "$bench" $ours --device cuda --json "$logs/step_$name.json"
+    run_cmd "$root" "$log" 180 "$bench" $ours --device cuda --phases --json "$logs/step_$name.json"
     rc=$?
     if ! dry_skip bench "step $name (byol.cpp)"; then
-      conclude bench "step $name (byol.cpp)" "$rc" "$log" "$(tail -1 "$log")" INFO
+      conclude bench "step $name (byol.cpp)" "$rc" "$log" "$(grep 'images/s' "$log" | tail -1)" INFO
+      if [ "$rc" -eq 0 ]; then record bench "step $name phases" INFO "$(grep 'phases per step' "$log" | tail -1)"; fi
     fi
     if [ "$dry" -eq 0 ] && [ $torch_ok -eq 0 ]; then
       record bench "step $name (PyTorch)" INFO "skipped: python3 has no torch/torchvision with CUDA"
       continue
     fi
-    if out_of_time; then record bench "step $name (PyTorch)" SKIP "out of time budget"; continue; fi
-    log="$logs/step_${name}_torch.log"
-    # shellcheck disable=SC2086
-    run_cmd "$root" "$log" 180 python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda
-    rc=$?
-    dry_skip bench "step $name (PyTorch)" && continue
-    conclude bench "step $name (PyTorch)" "$rc" "$log" "$(tail -1 "$log")" INFO
+    # PyTorch eager fp32 (TF32, channels_last) and AMP bf16 (channels_last), issue 18's two references
+    local variant label suffix
+    for variant in "" "--amp bf16"; do
+      label="PyTorch${variant:+ AMP bf16}"
+      suffix="${variant:+_amp}"
+      if out_of_time; then record bench "step $name ($label)" SKIP "out of time budget"; continue; fi
+      log="$logs/step_${name}_torch$suffix.log"
+      # shellcheck disable=SC2086
+      run_cmd "$root" "$log" 180 python3 "$root/benchmarks/reference/byol_step_torch.py" $theirs --device cuda $variant
+      rc=$?
+      dry_skip bench "step $name ($label)" && continue
+      conclude bench "step $name ($label)" "$rc" "$log" "$(tail -1 "$log")" INFO
+    done
   done
   # the multi-GPU scaling model (docs/scaling.md) from the measured ResNet-50 step
   local r50="$logs/step_resnet50_imagenet224_b128.log"

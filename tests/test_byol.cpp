@@ -1,6 +1,7 @@
 // The BYOL algorithm's pieces: schedules, presets, LARS/SGD/AdamW against scalar formulas, the target
 // EMA and layout, a learner step, checkpoints (bitwise round trip, resume, bad files) and encoder export.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -452,6 +453,65 @@ TEST_CASE("an exported encoder imports back to the same encoder; torchvision nam
   save_safetensors(path, tensors);
   CHECK_THROWS_WITH(import_encoder(path, b.nets.online),
                     Contains("'conv1.weight'") && Contains("expected f32[2, 3, 3, 3]"));
+}
+
+TEST_CASE("PhaseClock: phases in first-ended order, summed over marks; a step marks its phases",
+          "[byol][train]") {
+  PhaseClock clock(Device::cpu());
+  using Clock = std::chrono::steady_clock;
+  const auto busy = [](double ms) {
+    const auto t0 = Clock::now();
+    while (std::chrono::duration<double, std::milli>(Clock::now() - t0).count() < ms) {
+    }
+  };
+  const auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  const Clock::time_point begin = Clock::now();
+  clock.start();
+  busy(3);
+  clock.mark("a");
+  busy(6);
+  clock.mark("b");
+  const Clock::time_point gap_begin = Clock::now();
+  busy(20);  // not counted: start() begins a new window
+  const Clock::time_point gap_end = Clock::now();
+  clock.start();
+  busy(3);
+  clock.mark("a");
+  const Clock::time_point end = Clock::now();
+  auto t = clock.totals();
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].first == "a");
+  CHECK(t[1].first == "b");
+  CHECK(t[0].second >= 0.006);  // two marks of "a", each after at least 3 ms
+  CHECK(t[1].second >= 0.006);
+  // Whatever the load: the phases fit in the wall time outside the gap between the windows.
+  CHECK(t[0].second + t[1].second <= seconds(begin, end) - seconds(gap_begin, gap_end));
+  clock.reset();
+  CHECK(clock.totals().empty());
+  CHECK_THROWS_WITH(clock.mark("x"), Contains("no window is open"));
+
+  // Learner::step marks forward, backward, optimizer and (with labels) probe, once each per step.
+  TrainConfig train = tiny_train(5);
+  train.probe_classes = 3;
+  Learner learner(tiny_network(), train);
+  std::mt19937_64 gen(3);
+  const Tensor v1 = Tensor::randn({4, 8, 8, 3}, gen), v2 = Tensor::randn({4, 8, 8, 3}, gen);
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 2, 1, 2}, {4});
+  learner.phase_clock = &clock;
+  for (int i = 0; i < 2; ++i) {
+    clock.start();
+    learner.step(v1, v2, labels);
+  }
+  learner.phase_clock = nullptr;
+  t = clock.totals();
+  REQUIRE(t.size() == 4);
+  CHECK(t[0].first == "forward");
+  CHECK(t[1].first == "backward");
+  CHECK(t[2].first == "optimizer");
+  CHECK(t[3].first == "probe");
+  for (const auto& [name, secs] : t) CHECK(secs > 0);
 }
 
 TEST_CASE("step metrics stay a tensor until read; Learner::to(cpu) keeps the learner as it is",

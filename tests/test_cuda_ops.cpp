@@ -353,6 +353,37 @@ TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statis
   }
 }
 
+TEST_CASE("CUDA batch_norm_relu (the fused epilogue) matches the CPU, with and without the residual",
+          "[cuda][cuda-kernels]") {
+  std::mt19937_64 gen(5);
+  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}}) {
+    const int64_t C = s.back();
+    const Tensor x = randn(s, gen, 1.0, 2.0), r = randn(s, gen), gamma = randn({C}, gen, 1.0, 0.2),
+                 beta = randn({C}, gen);
+    const Tensor rm = randn({C}, gen), rv = Tensor::uniform({C}, gen, 0.5, 2.0);
+    for (bool training : {true, false}) {
+      for (bool with_residual : {true, false}) {
+        Tensor rm_cpu = rm.clone(), rv_cpu = rv.clone(), rm_gpu = rm.to(kGpu), rv_gpu = rv.to(kGpu);
+        ops::BatchNormOptions opt;
+        opt.training = training;
+        opt.groups = s[0] % 2 == 0 ? 2 : 1;
+        check_against_cpu(
+            cat("batch_norm_relu ", shape_str(s), training ? " training" : " eval",
+                with_residual ? " + residual" : ""),
+            {x, gamma, beta, r}, {true, true, true, with_residual},
+            [&](const std::vector<Tensor>& in) {
+              const bool gpu = in[0].device().is_cuda();
+              return ops::batch_norm_relu(in[0], in[1], in[2], gpu ? rm_gpu : rm_cpu, gpu ? rv_gpu : rv_cpu,
+                                          opt, with_residual ? in[3] : Tensor());
+            },
+            2e-5);
+        CHECK(rel_error(rm_gpu, rm_cpu) < 1e-5);
+        CHECK(rel_error(rv_gpu, rv_cpu) < 1e-5);
+      }
+    }
+  }
+}
+
 TEST_CASE("CUDA row ops match the CPU: l2_normalize, byol_loss, softmax_cross_entropy",
           "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(4);

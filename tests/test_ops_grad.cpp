@@ -100,6 +100,30 @@ TEST_CASE("gradcheck batch_norm in evaluation mode", "[grad][bn]") {
             {randn({2, 3, 2, C}), randn({C}), randn({C})}, rng());
 }
 
+TEST_CASE("gradcheck batch_norm_relu with and without the residual, training and evaluation", "[grad][bn]") {
+  // The relu's kink (normalised x + residual = 0) is stepped around by gradcheck where a step crosses it.
+  for (bool training : {true, false}) {
+    for (Shape shape : {Shape{2, 3, 3, 5}, Shape{7, 3}}) {
+      INFO("x " << shape_str(shape) << (training ? ", training" : ", evaluation"));
+      const int64_t C = shape.back();
+      Tensor rm = randn({C}), rv = Tensor::uniform({C}, rng(), 0.5, 2.0, DType::f64);
+      ops::BatchNormOptions opt;
+      opt.training = training;
+      opt.groups = shape[0] == 2 ? 2 : 1;
+      gradcheck(
+          [&](const std::vector<Tensor>& in) {
+            return ops::batch_norm_relu(in[0], in[1], in[2], rm, rv, opt, in[3]);
+          },
+          {randn(shape), randn({C}), randn({C}), randn(shape)}, rng(), {.eps = 1e-6, .tol = 1e-5});
+      gradcheck(
+          [&](const std::vector<Tensor>& in) {
+            return ops::batch_norm_relu(in[0], in[1], in[2], rm, rv, opt);
+          },
+          {randn(shape), randn({C}), randn({C})}, rng(), {.eps = 1e-6, .tol = 1e-5});
+    }
+  }
+}
+
 TEST_CASE("gradcheck relu steps around the kink", "[grad][elementwise]") {
   auto rep = gradcheck([](const std::vector<Tensor>& in) { return ops::relu(in[0]); },
                        {away_from_kinks({3, 4, 5}, rng())}, rng());

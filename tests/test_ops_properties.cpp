@@ -256,6 +256,66 @@ TEST_CASE("batch_norm in groups equals one call per group (forward, running stat
   CHECK_THROWS_WITH(ops::batch_norm(x, g, g, Tensor(), Tensor(), opt), Catch::Contains("'groups' (2)"));
 }
 
+TEST_CASE("batch_norm_relu is relu(batch_norm(x) + residual) to the bit: forward, statistics, backward",
+          "[bn][fused]") {
+  // The fused op must give the bits of the three ops it replaces in ResNet's blocks (f32, as training
+  // runs), in training and evaluation mode, in groups, with and without the residual; the hook sees the
+  // same sums.
+  for (bool training : {true, false}) {
+    for (bool with_residual : {true, false}) {
+      for (Shape shape : {Shape{4, 5, 3, 8}, Shape{6, 16}}) {
+        INFO((training ? "training" : "evaluation")
+             << (with_residual ? ", residual" : ", no residual") << ", " << shape[0] << " rows");
+        const int64_t C = shape.back();
+        const Tensor x = Tensor::randn(shape, rng()), dy = Tensor::randn(shape, rng());
+        const Tensor r = Tensor::randn(shape, rng()), gamma = Tensor::randn({C}, rng()),
+                     beta = Tensor::randn({C}, rng());
+        auto leaf = [](const Tensor& t) {
+          Tensor c = t.clone();
+          c.set_requires_grad(true);
+          return c;
+        };
+        Tensor rm_a = Tensor::randn({C}, rng()), rv_a = Tensor::full({C}, 1.5);
+        Tensor rm_b = rm_a.clone(), rv_b = rv_a.clone();
+        std::vector<std::vector<double>> hook_a, hook_b;
+        ops::BatchNormOptions opt;
+        opt.training = training;
+        opt.groups = 2;
+        opt.all_reduce = [&](Tensor& sums) { hook_a.push_back(sums.to_vector<double>()); };
+        Tensor xa = leaf(x), ga = leaf(gamma), ba = leaf(beta), ra = leaf(r);
+        Tensor ya = ops::batch_norm_relu(xa, ga, ba, rm_a, rv_a, opt, with_residual ? ra : Tensor());
+        ya.backward(dy);
+
+        opt.all_reduce = [&](Tensor& sums) { hook_b.push_back(sums.to_vector<double>()); };
+        Tensor xb = leaf(x), gb = leaf(gamma), bb = leaf(beta), rb = leaf(r);
+        Tensor h = ops::batch_norm(xb, gb, bb, rm_b, rv_b, opt);
+        Tensor yb = ops::relu(with_residual ? ops::add(h, rb) : h);
+        yb.backward(dy);
+
+        CHECK(ya.to_vector<float>() == yb.to_vector<float>());
+        CHECK(rm_a.to_vector<float>() == rm_b.to_vector<float>());
+        CHECK(rv_a.to_vector<float>() == rv_b.to_vector<float>());
+        CHECK(xa.grad().to_vector<float>() == xb.grad().to_vector<float>());
+        CHECK(ga.grad().to_vector<float>() == gb.grad().to_vector<float>());
+        CHECK(ba.grad().to_vector<float>() == bb.grad().to_vector<float>());
+        if (with_residual) CHECK(ra.grad().to_vector<float>() == rb.grad().to_vector<float>());
+        CHECK(hook_a == hook_b);
+        CHECK(hook_a.size() == (training ? 2u : 0u));
+        // Some outputs clipped, some not: the mask did something.
+        const std::vector<float> y = ya.to_vector<float>();
+        CHECK(std::count(y.begin(), y.end(), 0.0f) > 0);
+        CHECK(std::count(y.begin(), y.end(), 0.0f) < static_cast<long>(y.size()));
+      }
+    }
+  }
+  const Tensor x = Tensor::randn({4, 3}, rng()), g = Tensor::full({3}, 1.0);
+  CHECK_THROWS_WITH(ops::batch_norm_relu(x, g, g, Tensor(), Tensor(), {}, Tensor::randn({4, 2}, rng())),
+                    Catch::Contains("batch_norm_relu") && Catch::Contains("'residual'"));
+  CHECK_THROWS_WITH(
+      ops::batch_norm_relu(x, g, g, Tensor(), Tensor(), {}, Tensor::randn({4, 3}, rng(), DType::f64)),
+      Catch::Contains("'residual'"));
+}
+
 TEST_CASE("l2_normalize gives unit rows and clamps tiny ones", "[loss]") {
   Tensor x = Tensor::randn({5, 7}, rng(), DType::f32, 0.0, 10.0);
   Tensor y = ops::l2_normalize(x);

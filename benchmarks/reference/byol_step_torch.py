@@ -3,6 +3,7 @@
 
     /usr/bin/python3 benchmarks/reference/byol_step_torch.py [batch=64] [steps=3] [threads=2]
         [--device cpu|cuda] [--depth 18|50] [--stem cifar|imagenet] [--side 32] [--format nchw|nhwc]
+        [--amp bf16] [--compile]
 
 ResNet-18 with the CIFAR stem by default (torchvision's ResNet with a 3x3/1 first conv and no max pool;
 --stem imagenet keeps torchvision's 7x7/2 conv and max pool), projector and predictor
@@ -13,6 +14,12 @@ python3-torchvision, wall-clock time with the loss read each step. With --device
 tensors, TF32 allowed for convolutions and matmuls (as byol.cpp's default), the steps queued back to back
 and timed with CUDA events around all of them, the loss read once after the last, like
 `byol_step_bench --device cuda`.
+
+--amp bf16: the forward passes and the loss under torch.autocast(device, dtype=torch.bfloat16) (the
+reference for bf16 mixed precision: convolutions and matmuls in bf16, batch norm and the optimizer in
+fp32); --compile: the online and target networks and the predictor through torch.compile (PyTorch 2 and
+later; an older torch, as Debian 12's 1.13, says so and exits with status 3, which scripts read as
+"not available"). The printed line names the variant.
 """
 import argparse
 import time
@@ -48,7 +55,13 @@ def main():
     ap.add_argument("--format", choices=["nchw", "nhwc"], default=None,
                     help="memory format: nchw (PyTorch's default) or nhwc (channels_last, byol.cpp's layout); "
                          "default nchw on the CPU, nhwc on CUDA")
+    ap.add_argument("--amp", choices=["bf16"], default=None,
+                    help="autocast the forward passes and the loss to bfloat16")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the networks (PyTorch 2+)")
     a = ap.parse_args()
+    if a.compile and not hasattr(torch, "compile"):
+        print(f"PyTorch {torch.__version__} has no torch.compile (PyTorch 2 and later): --compile not available")
+        raise SystemExit(3)
     batch, steps, threads = a.batch, a.steps, a.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -66,6 +79,15 @@ def main():
     for m in (online, predictor, target):
         m.to(dev, memory_format=fmt)
     params = list(online.parameters()) + list(predictor.parameters())
+    run_online = {k: (torch.compile(m) if a.compile else m) for k, m in online.items()}
+    run_target = {k: (torch.compile(m) if a.compile else m) for k, m in target.items()}
+    run_predictor = torch.compile(predictor) if a.compile else predictor
+
+    def autocast():
+        if a.amp == "bf16":
+            return torch.autocast(device_type=a.device, dtype=torch.bfloat16)
+        return torch.autocast(device_type=a.device, enabled=False)
+
     momentum = [torch.zeros_like(p) for p in params]
     v1 = torch.randn(batch, 3, a.side, a.side, device=dev).contiguous(memory_format=fmt)
     v2 = torch.randn(batch, 3, a.side, a.side, device=dev).contiguous(memory_format=fmt)
@@ -76,12 +98,14 @@ def main():
     def step():
         for p in params:
             p.grad = None
-        p1 = predictor(online.projector(online.encoder(v1)))
-        p2 = predictor(online.projector(online.encoder(v2)))
-        with torch.no_grad():
-            z1 = target.projector(target.encoder(v1))
-            z2 = target.projector(target.encoder(v2))
-        loss = (loss_fn(p1, z2) + loss_fn(p2, z1)).mean()
+        with autocast():
+            p1 = run_predictor(run_online["projector"](run_online["encoder"](v1)))
+            p2 = run_predictor(run_online["projector"](run_online["encoder"](v2)))
+            with torch.no_grad():
+                z1 = run_target["projector"](run_target["encoder"](v1))
+                z2 = run_target["projector"](run_target["encoder"](v2))
+        # the loss in fp32, as byol.cpp's bf16 path keeps it
+        loss = (loss_fn(p1.float(), z2.float()) + loss_fn(p2.float(), z1.float())).mean()
         loss.backward()
         with torch.no_grad():  # LARS, then the EMA
             for p, m in zip(params, momentum):
@@ -112,8 +136,9 @@ def main():
             loss = step().item()
         s = (time.perf_counter() - t0) / steps
         where = f"{threads} threads"
+    variant = layout + (", AMP bf16" if a.amp else "") + (", torch.compile" if a.compile else "")
     print(f"PyTorch {torch.__version__}  ResNet-{a.depth} {'CIFAR' if a.stem == 'cifar' else 'ImageNet'} "
-          f"stem, {a.side}x{a.side}, {layout}, batch {batch}, {where}: {s:.4f} s/step, {batch / s:.1f} images/s "
+          f"stem, {a.side}x{a.side}, {variant}, batch {batch}, {where}: {s:.4f} s/step, {batch / s:.1f} images/s "
           f"(loss {float(loss):.4f})")
 
 

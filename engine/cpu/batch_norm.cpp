@@ -90,6 +90,24 @@ void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma
 }
 
 template <class T>
+void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
+                           const T* residual, T* y, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+  for (int64_t m = 0; m < M; ++m) {
+    const T* row = x + m * C;
+    const T* res = residual ? residual + m * C : nullptr;
+    T* out = y + m * C;
+    if (res) {
+      for (int64_t c = 0; c < C; ++c)
+        out[c] = math::bn_normalize_add_relu(row[c], mean[c], invstd[c], gamma[c], beta[c], res[c]);
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        out[c] = math::bn_normalize_add_relu(row[c], mean[c], invstd[c], gamma[c], beta[c], T(0));
+    }
+  }
+}
+
+template <class T>
 void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
                               double* sums, T* dbeta, T* dgamma) {
   reduce_rows(M, 2 * C, sums, [&](int64_t begin, int64_t end, double* acc) {
@@ -142,6 +160,8 @@ void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T
 #define BYOL_INSTANTIATE_BATCH_NORM(T)                                                                       \
   template void batch_norm_partial_sums<T>(const T*, int64_t, int64_t, double*);                             \
   template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t); \
+  template void batch_norm_apply_relu<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*,     \
+                                         int64_t, int64_t);                                                  \
   template void batch_norm_stats<T>(const double*, int64_t, double, double, T*, T*, T*, T*);                 \
   template void batch_norm_eval_stats<T>(const T*, const T*, int64_t, double, T*, T*);                       \
   template void batch_norm_backward_sums<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,        \

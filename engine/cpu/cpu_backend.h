@@ -69,6 +69,10 @@ void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t 
 template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
                       int64_t M, int64_t C);
+// y = relu(normalised x + residual) in one pass; residual [M, C] or null (none).
+template <class T>
+void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
+                           const T* residual, T* y, int64_t M, int64_t C);
 // sums = [sum(dy)[C], sum(dy * x_hat)[C]] of these M rows; dbeta = sum(dy), dgamma = sum(dy * x_hat).
 template <class T>
 void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,

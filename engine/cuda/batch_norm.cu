@@ -196,6 +196,18 @@ __global__ void apply_kernel(const T* __restrict__ x, const T* __restrict__ mean
 }
 
 template <class T>
+__global__ void apply_relu_kernel(const T* __restrict__ x, const T* __restrict__ mean,
+                                  const T* __restrict__ invstd, const T* __restrict__ gamma,
+                                  const T* __restrict__ beta, const T* __restrict__ residual,
+                                  T* __restrict__ y, int64_t M, int64_t C) {
+  for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
+    const int64_t c = i % C;
+    y[i] = math::bn_normalize_add_relu(x[i], mean[c], invstd[c], gamma[c], beta[c],
+                                       residual ? residual[i] : T(0));
+  }
+}
+
+template <class T>
 __global__ void backward_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                    const T* __restrict__ mean, const T* __restrict__ invstd,
                                    const T* __restrict__ gamma, const double* __restrict__ sums,
@@ -259,6 +271,14 @@ void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma
 }
 
 template <class T>
+void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
+                           const T* residual, T* y, int64_t M, int64_t C, cudaStream_t stream) {
+  if (M * C == 0) return;
+  apply_relu_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
+  BYOL_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
                               double* sums, T* dbeta, T* dgamma, cudaStream_t stream) {
   column_sums_2(BackwardTerms<T>{dy, x, mean, invstd, C}, M, C, sums, static_cast<double*>(nullptr), dbeta,
@@ -289,6 +309,8 @@ void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T
   template void batch_norm_eval_stats<T>(const T*, const T*, int64_t, double, T*, T*, cudaStream_t);        \
   template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t, \
                                     cudaStream_t);                                                          \
+  template void batch_norm_apply_relu<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*,    \
+                                         int64_t, int64_t, cudaStream_t);                                   \
   template void batch_norm_backward_sums<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,       \
                                             double*, T*, T*, cudaStream_t);                                 \
   template void batch_norm_backward_dx<T>(const T*, const T*, const T*, const T*, const T*, const double*,  \

@@ -33,6 +33,10 @@ void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t 
 template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
                       int64_t M, int64_t C, cudaStream_t stream);
+// The fused epilogue: y = relu(normalised x + residual) in one pass (residual [M, C] or null).
+template <class T>
+void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
+                           const T* residual, T* y, int64_t M, int64_t C, cudaStream_t stream);
 template <class T>
 void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
                               double* sums, T* dbeta, T* dgamma, cudaStream_t stream);

@@ -2,12 +2,12 @@
 // stream.
 #include "engine/cuda/cuda_backend.h"
 
-#include "engine/cuda/blas.h"
-#include "engine/cuda/context.h"
 #include "engine/cuda/batch_norm.cuh"
+#include "engine/cuda/blas.h"
 #include "engine/cuda/byol_loss.cuh"
-#include "engine/cuda/elementwise.cuh"
+#include "engine/cuda/context.h"
 #include "engine/cuda/cross_entropy.cuh"
+#include "engine/cuda/elementwise.cuh"
 #include "engine/cuda/pool.cuh"
 
 namespace byol::cuda {
@@ -45,6 +45,10 @@ void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, 
 void batch_norm_eval_stats(const float* running_mean, const float* running_var, int64_t C, double eps,
                            float* mean, float* invstd) {
   kernels::batch_norm_eval_stats(running_mean, running_var, C, eps, mean, invstd, compute_stream());
+}
+void batch_norm_apply_relu(const float* x, const float* mean, const float* invstd, const float* gamma,
+                           const float* beta, const float* residual, float* y, int64_t M, int64_t C) {
+  kernels::batch_norm_apply_relu(x, mean, invstd, gamma, beta, residual, y, M, C, compute_stream());
 }
 void batch_norm_apply(const float* x, const float* mean, const float* invstd, const float* gamma,
                       const float* beta, float* y, int64_t M, int64_t C) {

@@ -24,6 +24,8 @@ void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, 
                       float* running_mean, float* running_var);
 void batch_norm_eval_stats(const float* running_mean, const float* running_var, int64_t C, double eps,
                            float* mean, float* invstd);
+void batch_norm_apply_relu(const float* x, const float* mean, const float* invstd, const float* gamma,
+                           const float* beta, const float* residual, float* y, int64_t M, int64_t C);
 void batch_norm_apply(const float* x, const float* mean, const float* invstd, const float* gamma,
                       const float* beta, float* y, int64_t M, int64_t C);
 void batch_norm_backward_sums(const float* dy, const float* x, const float* mean, const float* invstd,

@@ -14,6 +14,7 @@
 
 #include <cmath>
 
+#include "engine/math/elementwise.h"
 #include "engine/math/hd.h"
 
 namespace byol::math {
@@ -83,6 +84,13 @@ BYOL_HD T bn_normalize(T x, T mean, T invstd, T gamma, T beta) {
 template <class T>
 BYOL_HD T bn_backward_dx(T dy, T x_hat, T count, T s1, T s2, T gamma, T invstd) {
   return gamma * invstd / count * (count * dy - s1 - x_hat * s2);
+}
+
+// The fused epilogue of a ResNet block: relu(bn_normalize(x) + residual), each step rounded to T as the
+// separate ops (batch_norm, add, relu) round it, so the fused op gives the same bits. No residual: 0.
+template <class T>
+BYOL_HD T bn_normalize_add_relu(T x, T mean, T invstd, T gamma, T beta, T residual) {
+  return relu(bn_normalize(x, mean, invstd, gamma, beta) + residual);
 }
 
 // EMA of a running statistic: decay * running + (1 - decay) * batch.

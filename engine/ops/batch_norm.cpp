@@ -23,11 +23,12 @@ void call_stats_hook(const StatsAllReduce& hook, Tensor& sums, int64_t expected,
       " values on ", device_name(device), " in place, got ", sums.describe());
 }
 
-}  // namespace
-
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                  const Tensor& running_var, const BatchNormOptions& opt) {
-  const char* op = "batch_norm";
+// batch_norm, and with relu the fused relu(batch_norm(x) + residual) (residual optional): the same
+// statistics, hook and groups; the epilogue runs in the normalising pass, and its backward masks dy with
+// the saved output once, the masked gradient serving both the residual and batch norm's backward.
+Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var, const BatchNormOptions& opt,
+                       const Tensor& residual, bool relu) {
   check_defined(op, "input", x);
   BYOL_CHECK(x.dim() == 2 || x.dim() == 4, op, ": argument 'input' expected 2 dimensions [N, C] or 4 ",
              "dimensions [N, H, W, C], got ", x.describe());
@@ -56,6 +57,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
              x.describe());
   BYOL_CHECK(opt.groups >= 1 && x.size(0) % opt.groups == 0, op, ": option 'groups' (", opt.groups,
              ") must be >= 1 and divide the batch dimension of ", x.describe());
+  if (residual.defined()) {
+    check_shape(op, "residual", residual, x.shape(), "the input's shape");
+    check_like(op, "residual", residual, "input", x);
+    check_contiguous(op, "residual", residual);
+  }
   // Groups: the rows split into G equal consecutive parts with their own statistics (BYOL's two views in
   // one pass). Every buffer below is [G, ...] on the input's device, and the backend runs once per group
   // on pointer offsets, in order (so the running statistics are updated group after group); the hook
@@ -112,26 +118,67 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
                                             mean.data<float>() + g * C, invstd.data<float>() + g * C));
           });
   }
-  for (int64_t g = 0; g < G; ++g)
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t rows = g * Mg * C;  // this group's first element
     on_backend(
         op, x,
         [&](auto tag) {
           using T = decltype(tag);
-          cpu::batch_norm_apply(x.data<T>() + g * Mg * C, mean.data<T>() + g * C, invstd.data<T>() + g * C,
-                                gamma.data<T>(), beta.data<T>(), y.data<T>() + g * Mg * C, Mg, C);
+          if (relu)
+            cpu::batch_norm_apply_relu(x.data<T>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
+                                       gamma.data<T>(), beta.data<T>(),
+                                       residual.defined() ? residual.data<T>() + rows : nullptr,
+                                       y.data<T>() + rows, Mg, C);
+          else
+            cpu::batch_norm_apply(x.data<T>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
+                                  gamma.data<T>(), beta.data<T>(), y.data<T>() + rows, Mg, C);
         },
         [&] {
-          BYOL_ON_CUDA(op, x,
-                       cuda::batch_norm_apply(x.data<float>() + g * Mg * C, mean.data<float>() + g * C,
-                                              invstd.data<float>() + g * C, gamma.data<float>(),
-                                              beta.data<float>(), y.data<float>() + g * Mg * C, Mg, C));
+          if (relu)
+            BYOL_ON_CUDA(op, x,
+                         cuda::batch_norm_apply_relu(
+                             x.data<float>() + rows, mean.data<float>() + g * C, invstd.data<float>() + g * C,
+                             gamma.data<float>(), beta.data<float>(),
+                             residual.defined() ? residual.data<float>() + rows : nullptr,
+                             y.data<float>() + rows, Mg, C));
+          else
+            BYOL_ON_CUDA(op, x,
+                         cuda::batch_norm_apply(x.data<float>() + rows, mean.data<float>() + g * C,
+                                                invstd.data<float>() + g * C, gamma.data<float>(),
+                                                beta.data<float>(), y.data<float>() + rows, Mg, C));
         });
+  }
 
-  GradRecorder rec(op, {x, gamma, beta});
+  std::vector<Tensor> inputs = {x, gamma, beta};
+  if (residual.defined()) inputs.push_back(residual);
+  GradRecorder rec(op, inputs);
   if (rec.active()) {
+    // relu: the output, saved through a plain view (capturing y itself would make y's node own y).
     rec.record(y, [op, x, gamma, mean, invstd, stats, G, Mg, C, S, training = opt.training,
-                   all_reduce = opt.all_reduce, need_dx = rec.needs(0)](const Tensor& dy_in) {
-      const Tensor dy = dy_in.contiguous();
+                   all_reduce = opt.all_reduce, need_dx = rec.needs(0), relu,
+                   has_residual = residual.defined(),
+                   ys = relu ? y.view(y.shape()) : Tensor()](const Tensor& dy_in) {
+      Tensor dy = dy_in.contiguous();
+      if (relu) {  // the masked gradient: of the residual, and the dy of batch norm's backward
+        Tensor masked = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
+        on_backend(
+            op, ys,
+            [&](auto tag) {
+              using T = decltype(tag);
+              cpu::relu_backward(ys.data<T>(), dy.data<T>(), masked.data<T>(), ys.numel());
+            },
+            [&] {
+              BYOL_ON_CUDA(
+                  op, ys,
+                  cuda::relu_backward(ys.data<float>(), dy.data<float>(), masked.data<float>(), ys.numel()));
+            });
+        dy = masked;
+      }
+      // The gradients in the order of the recorded inputs (x, gamma, beta[, residual]).
+      const auto grads = [&](const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
+        return has_residual ? std::vector<Tensor>{dx, dgamma, dbeta, dy}
+                            : std::vector<Tensor>{dx, dgamma, dbeta};
+      };
       Tensor dgamma = Tensor::empty({C}, x.dtype(), x.device()),
              dbeta = Tensor::empty({C}, x.dtype(), x.device()), dx;
       // Local sums give dgamma and dbeta (each rank's share, summed over the groups; gradients are averaged
@@ -168,7 +215,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
               }
             });
       }
-      if (!need_dx) return std::vector<Tensor>{dx, dgamma, dbeta};
+      if (!need_dx) return grads(dx, dgamma, dbeta);
       dx = Tensor::empty(x.shape(), x.dtype(), x.device());
       if (training) call_stats_hook(all_reduce, sums, G * 2 * C, x.device(), " backward");
       for (int64_t g = 0; g < G; ++g) {
@@ -200,10 +247,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
                                  invstd.data<float>() + g * C, dx.data<float>() + g * Mg * C, Mg, C));
             });
       }
-      return std::vector<Tensor>{dx, dgamma, dbeta};
+      return grads(dx, dgamma, dbeta);
     });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                  const Tensor& running_var, const BatchNormOptions& opt) {
+  return batch_norm_impl("batch_norm", x, gamma, beta, running_mean, running_var, opt, Tensor(), false);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, const BatchNormOptions& opt, const Tensor& residual) {
+  return batch_norm_impl("batch_norm_relu", x, gamma, beta, running_mean, running_var, opt, residual, true);
 }
 
 }  // namespace byol::ops
