@@ -392,6 +392,9 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   const comm::DistEnv dist_env = comm::detect_environment();
   device_ =
       apps::resolve_device(cfg_.device, dist_env.local_rank, dist_env.world_size, "config key 'run.device'");
+  BYOL_CHECK(cfg_.precision == "fp32" || device_.is_cpu(), "train.precision = \"", cfg_.precision,
+             "\" runs on the CPU backend only so far, and run.device = \"", cfg_.device, "\" chose ",
+             device_name(device_), ": set train.precision = \"fp32\" or run.device = \"cpu\"");
   cuda_set_tf32(cfg_.tf32);
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
@@ -436,6 +439,7 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   train_.accumulation_steps = cfg_.accumulation_steps;
   train_.objective = {cfg_.beta, cfg_.temperature};
   train_.constant_tau = cfg_.tau_schedule == "constant";
+  train_.precision = cfg_.precision == "bf16" ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
   learner_ = std::make_unique<Learner>(network_config(cfg_), train_);
   learner_->to(device_);  // before DataParallel: its collectives run on the learner's buffers
   dp_ =

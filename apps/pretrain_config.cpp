@@ -150,6 +150,7 @@ const std::map<std::string, Setter>& setters() {
       {"train.temperature", real(&C::temperature)},
       {"train.accumulation_steps", integer(&C::accumulation_steps)},
       {"train.tau_schedule", text(&C::tau_schedule)},
+      {"train.precision", text(&C::precision)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
       {"run.out", text(&C::out)},
@@ -272,6 +273,8 @@ void validate(const PretrainConfig& c) {
        cat("expected 0..2.5, got ", c.jitter_strength));
   need(c.tau_schedule == "cosine" || c.tau_schedule == "constant", "train.tau_schedule",
        cat("expected \"cosine\" or \"constant\", got '", c.tau_schedule, "'"));
+  need(c.precision == "fp32" || c.precision == "bf16", "train.precision",
+       cat("expected \"fp32\" or \"bf16\", got '", c.precision, "'"));
   need(c.target_init == "copy" || c.target_init == "random", "train.target_init",
        cat("expected \"copy\" or \"random\", got '", c.target_init, "'"));
   need(c.jitter == "official" || c.jitter == "torchvision", "augment.jitter",
@@ -353,9 +356,9 @@ std::string to_toml(const PretrainConfig& c) {
      << "\ntarget_network = " << (c.target_network ? "true" : "false")
      << "\nstop_gradient = " << (c.stop_gradient ? "true" : "false") << "\nbeta = " << r(c.beta)
      << "\ntemperature = " << r(c.temperature) << "\naccumulation_steps = " << c.accumulation_steps
-     << "\ntau_schedule = " << q(c.tau_schedule) << "\nthreads = " << c.threads
-     << "\nsync_bn = " << (c.sync_bn ? "true" : "false") << "\n\n[run]\nout = " << q(c.out)
-     << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
+     << "\ntau_schedule = " << q(c.tau_schedule) << "\nprecision = " << q(c.precision)
+     << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
+     << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints
      << "\nmax_steps = " << c.max_steps << "\ndevice = " << q(c.device)
      << "\ntf32 = " << (c.tf32 ? "true" : "false") << "\n";

@@ -64,6 +64,7 @@ struct PretrainConfig {
   // Micro-batches per step (gradient accumulation, byol/learner.h): for batches beyond memory; each
   // micro-batch has its own batch-norm statistics, so it is not the same run as the large batch.
   int64_t accumulation_steps = 1;
+  std::string precision = "fp32";       // or "bf16": bf16 products in the convolutions (CPU)
   std::string tau_schedule = "cosine";  // or "constant" (tau = tau_base throughout: the tau ablation)
   int threads = 0;                      // OpenMP threads (0: all cores)
   bool sync_bn = true;

@@ -20,6 +20,7 @@
 // of the dataset (any data.train spec, e.g. cifar10:DIR), --workers threads, uploaded as byol-pretrain does
 // (pinned memory, the copy stream); the time a step waits for its batch is the "data" phase and is part of
 // images/s.
+// --precision bf16: the convolutions' products in bf16 (TrainConfig::precision; CPU).
 // --json FILE writes the options and the step's figures as one JSON object (benchmarks/bench_json.h).
 #include <omp.h>
 
@@ -75,6 +76,10 @@ int run(int argc, char** argv) {
   cli.add_option("--depth", depth, "ResNet depth")
       ->check(CLI::IsMember({18, 34, 50, 101, 152, 200}))
       ->capture_default_str();
+  std::string precision = "fp32";
+  cli.add_option("--precision", precision, "the convolutions' products: fp32 or bf16 (CPU)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   bool phases = false;
   cli.add_flag("--phases", phases, "also time the phases of a step (forward, backward, optimizer; data)");
   std::string data_spec, norm_name = "imagenet";
@@ -112,6 +117,7 @@ int run(int argc, char** argv) {
   train.total_steps = 1000;
   train.warmup_steps = 10;
   train.base_lr = 0.45;
+  train.precision = precision == "bf16" ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
   Learner learner(net, train);
   learner.to(device);
   std::mt19937_64 gen(1);
@@ -191,11 +197,11 @@ int run(int argc, char** argv) {
     std::snprintf(where, sizeof where, "%d threads", omp_get_max_threads());
   }
   std::printf(
-      "byol.cpp  ResNet-%d %s stem (base %lld, %lldx%lld, MLP %lld), batch %lld, %s: %.4f s/step, "
+      "byol.cpp  ResNet-%d %s stem (base %lld, %lldx%lld, MLP %lld), %s, batch %lld, %s: %.4f s/step, "
       "%.1f images/s (loss %.4f)\n",
       depth, imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
-      static_cast<long long>(side), static_cast<long long>(hidden), static_cast<long long>(batch), where, s,
-      batch / s, loss);
+      static_cast<long long>(side), static_cast<long long>(hidden), precision.c_str(),
+      static_cast<long long>(batch), where, s, batch / s, loss);
   // --phases: the same steps again with the clock; each phase's time per step and share of the step.
   bench::Json phase_rows = bench::Json::array();
   if (phases) {
@@ -224,8 +230,9 @@ int run(int argc, char** argv) {
     std::printf("\n");
   }
   result["options"] = {
-      {"batch", batch},       {"steps", steps}, {"base_channels", base},     {"side", side},
-      {"mlp_hidden", hidden}, {"stem", stem},   {"device", device_name_arg}, {"depth", depth}};
+      {"batch", batch},        {"steps", steps}, {"base_channels", base},     {"side", side},
+      {"mlp_hidden", hidden},  {"stem", stem},   {"device", device_name_arg}, {"depth", depth},
+      {"precision", precision}};
   result["options"]["phases"] = phases;
   result["options"]["data"] = data_spec.empty() ? "synthetic" : data_spec;
   result["rows"] = {

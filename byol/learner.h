@@ -106,6 +106,9 @@ struct TrainConfig {
   // a CPU the larger pass overflows the caches and is slower: docs/benchmarks.md, "View passes").
   // auto: one on a GPU or with synced BN across ranks, two otherwise.
   enum class ViewPasses { automatic, one, two } view_passes = ViewPasses::automatic;
+  // The convolutions' products (train.precision): fp32, or bf16 (operands rounded to bf16, sums, batch
+  // norm, the heads, the loss, gradients, LARS and the EMA in fp32; CPU backend only so far).
+  enum class Precision { fp32, bf16 } precision = Precision::fp32;
 };
 
 // Averages gradients across ranks. begin() is called just before the BYOL loss's backward (so

@@ -18,6 +18,9 @@ namespace byol::ops {
 struct Conv2dParams {
   int stride = 1;
   int padding = 0;  // zero padding on every side
+  // Mixed precision (float32 inputs, CPU): the products' operands rounded to bf16, sums in float32,
+  // float32 outputs and gradients (cpu::ConvGeom::bf16).
+  bool bf16 = false;
 };
 // x [N, H, W, C], w [K, R, S, C] -> [N, P, Q, K] with P = (H + 2 pad - R) / stride + 1. No bias
 // (ResNet convolutions are followed by batch norm).

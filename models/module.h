@@ -104,13 +104,17 @@ struct ForwardContext {
   // The batch holds this many equal consecutive parts that batch norm treats separately (BYOL's views
   // concatenated into one pass: statistics per view, one all-reduce for all of them).
   int64_t bn_groups = 1;
+  // Convolutions with bf16 products (ops::Conv2dParams::bf16; train.precision = "bf16").
+  bool bf16 = false;
 };
 
 class Conv2d {
  public:
   Conv2d(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, int kernel, int stride,
          int padding);
-  Tensor forward(const Tensor& x) const { return ops::conv2d(x, weight, {stride_, padding_}); }
+  Tensor forward(const Tensor& x, const ForwardContext& ctx) const {
+    return ops::conv2d(x, weight, {stride_, padding_, ctx.bf16});
+  }
   Tensor weight;  // (K, R, S, C)
 
  private:

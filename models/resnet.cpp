@@ -89,9 +89,9 @@ class BasicBlock : public ResidualBlock {
   }
   Tensor forward(const Tensor& x, const ForwardContext& ctx) const override {
     // BN + ReLU, and BN + the shortcut + ReLU, each one fused op (ops::batch_norm_relu).
-    Tensor h = bn1_.forward_relu(conv1_.forward(x), ctx);
-    const Tensor shortcut = down_ ? down_->bn.forward(down_->conv.forward(x), ctx) : x;
-    return bn2_.forward_relu(conv2_.forward(h), ctx, shortcut);
+    Tensor h = bn1_.forward_relu(conv1_.forward(x, ctx), ctx);
+    const Tensor shortcut = down_ ? down_->bn.forward(down_->conv.forward(x, ctx), ctx) : x;
+    return bn2_.forward_relu(conv2_.forward(h, ctx), ctx, shortcut);
   }
 
  private:
@@ -117,10 +117,10 @@ class Bottleneck : public ResidualBlock {
       down_ = std::make_unique<Downsample>(reg, name + ".downsample", in, planes * kExpansion, stride);
   }
   Tensor forward(const Tensor& x, const ForwardContext& ctx) const override {
-    Tensor h = bn1_.forward_relu(conv1_.forward(x), ctx);
-    h = bn2_.forward_relu(conv2_.forward(h), ctx);
-    const Tensor shortcut = down_ ? down_->bn.forward(down_->conv.forward(x), ctx) : x;
-    return bn3_.forward_relu(conv3_.forward(h), ctx, shortcut);
+    Tensor h = bn1_.forward_relu(conv1_.forward(x, ctx), ctx);
+    h = bn2_.forward_relu(conv2_.forward(h, ctx), ctx);
+    const Tensor shortcut = down_ ? down_->bn.forward(down_->conv.forward(x, ctx), ctx) : x;
+    return bn3_.forward_relu(conv3_.forward(h, ctx), ctx, shortcut);
   }
 
  private:
@@ -169,7 +169,7 @@ ResNet::ResNet(ParamRegistry& reg, const std::string& prefix, const ResNetConfig
 Tensor ResNet::forward(const Tensor& x, const ForwardContext& ctx) const {
   BYOL_CHECK(x.dim() == 4 && x.size(3) == 3, "ResNet: expected images [N, H, W, 3] (NHWC, RGB), got ",
              x.describe());
-  Tensor h = bn1_->forward_relu(conv1_->forward(x), ctx);
+  Tensor h = bn1_->forward_relu(conv1_->forward(x, ctx), ctx);
   if (cfg_.stem == Stem::imagenet) h = ops::max_pool2d(h, 3, 2, 1);
   for (const auto& block : blocks_) h = block->forward(h, ctx);
   return ops::global_avg_pool(h);

@@ -455,6 +455,38 @@ TEST_CASE("an exported encoder imports back to the same encoder; torchvision nam
                     Contains("'conv1.weight'") && Contains("expected f32[2, 3, 3, 3]"));
 }
 
+TEST_CASE("precision bf16: the convolutions' products in bf16, the step close to fp32's",
+          "[byol][train][bf16]") {
+  // Two steps from the same start in fp32 and in bf16: the losses agree to bf16's rounding (operands
+  // rounded to 8 significant bits: about 0.4 % relative per product, averaged over many products), the
+  // parameters after LARS as closely, and they are not identical (the bf16 path ran).
+  TrainConfig train = tiny_train(5);
+  Learner fp32(tiny_network(), train);
+  train.precision = TrainConfig::Precision::bf16;
+  Learner bf16(tiny_network(), train);
+  REQUIRE(bitwise_equal(fp32.nets.online.params(), bf16.nets.online.params()));
+  std::mt19937_64 gen(23);
+  const Tensor v1 = Tensor::randn({8, 8, 8, 3}, gen), v2 = Tensor::randn({8, 8, 8, 3}, gen);
+  for (int i = 0; i < 2; ++i) {
+    const double a = fp32.step(v1, v2).read().loss, b = bf16.step(v1, v2).read().loss;
+    INFO("step " << i << ": fp32 loss " << a << ", bf16 loss " << b);
+    CHECK(std::abs(a - b) < 2e-2 * std::abs(a));
+  }
+  CHECK(!bitwise_equal(fp32.nets.online.params(), bf16.nets.online.params()));
+  const std::vector<float> pa = fp32.nets.online.params().to_vector<float>(),
+                           pb = bf16.nets.online.params().to_vector<float>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    diff += (double(pa[i]) - pb[i]) * (double(pa[i]) - pb[i]);
+    norm += double(pa[i]) * pa[i];
+  }
+  CHECK(std::sqrt(diff / norm) < 1e-2);
+  // float64 has no bf16 products.
+  const Tensor x64 = Tensor::randn({1, 4, 4, 2}, gen, DType::f64),
+               w64 = Tensor::randn({3, 3, 3, 2}, gen, DType::f64);
+  CHECK_THROWS_WITH(ops::conv2d(x64, w64, {1, 1, true}), Contains("bf16 products need float32"));
+}
+
 TEST_CASE("PhaseClock: phases in first-ended order, summed over marks; a step marks its phases",
           "[byol][train]") {
   PhaseClock clock(Device::cpu());

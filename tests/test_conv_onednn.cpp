@@ -7,6 +7,7 @@
 // untouched, so a write past the end shows without a memory checker (oneDNN 2.6's AVX2 1x1 stride-2
 // backward-data kernel wrote past a 4-channel gradient and corrupted the heap).
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -127,7 +128,8 @@ TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][o
         // passes; small ones (2x2 outputs) must keep the direct kernels.
         const int64_t area = g.P * g.Q;  // the documented rule: 32+ channels at 8x8+, 128+ at 4x4+
         // (oneDNN's Winograd kernel, jit_wino_4x3, exists only with AVX-512.)
-        const bool expect_winograd = winograd && __builtin_cpu_supports("avx512f") && c.r == 3 && c.stride == 1 &&
+        const bool expect_winograd = winograd && __builtin_cpu_supports("avx512f") && c.r == 3 &&
+                                     c.stride == 1 &&
                                      ((c.c >= 32 && area >= 64) || (c.c >= 128 && area >= 16));
         size_t wino_passes = 0;
         for (size_t at = impl.find("wino"); at != std::string::npos; at = impl.find("wino", at + 1))
@@ -166,6 +168,66 @@ TEST_CASE("the float32 conv2d entry points honour the algorithm setting", "[conv
   } else {
     CHECK_THROWS_WITH(cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn_direct),
                       Catch::Contains("no oneDNN"));
+  }
+  cpu::set_conv_algorithm(saved);
+}
+
+TEST_CASE("bf16 products: oneDNN's bf16 kernels equal im2col on bf16-rounded operands",
+          "[conv][onednn][bf16]") {
+  // ConvGeom::bf16 means: the two operands of every product rounded to bf16 (nearest even), the sums in
+  // float32. The im2col path reproduces that on rounded copies, so the oneDNN bf16 passes (AMX or
+  // AVX512-BF16 where the CPU has them) must agree with it to float32 summation-order rounding (2e-6
+  // relative, as the float32 kernels), and both must differ from the float32 products by about bf16's
+  // rounding (2^-9 relative per operand) — the rounding really happened.
+  if (!cpu::onednn_available()) {
+    WARN("skipped: this build has no oneDNN (libdnnl-dev)");
+    return;
+  }
+  const cpu::ConvAlgorithm saved = cpu::conv_algorithm();
+  std::mt19937_64 gen(11);
+  for (const Case& c : {Case{"resnet 3x3", 4, 8, 8, 64, 64, 3, 1, 1, true},
+                        Case{"resnet 3x3/2", 4, 8, 8, 64, 128, 3, 2, 1, true},
+                        Case{"resnet 1x1/2 downsample", 4, 8, 8, 64, 128, 1, 2, 0, true},
+                        Case{"cifar stem, 3 channels", 2, 9, 9, 3, 16, 3, 1, 1, true},
+                        Case{"odd channels", 3, 7, 5, 13, 11, 3, 1, 1, false}}) {
+    INFO(c.what);
+    cpu::ConvGeom g{c.n, c.h, c.w, c.c, c.k, c.r, c.r, 0, 0, c.stride, c.pad};
+    g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+    g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+    const std::vector<float> x = to_float(random_vector(g.N * g.H * g.W * g.C, gen));
+    const std::vector<float> w = to_float(random_vector(g.K * g.R * g.S * g.C, gen));
+    const std::vector<float> dy = to_float(random_vector(g.N * g.P * g.Q * g.K, gen));
+    // forward, backward data, backward filter under `a` with products in bf16 or float32
+    auto passes = [&](cpu::ConvAlgorithm a, bool bf16) {
+      cpu::set_conv_algorithm(a);
+      cpu::ConvGeom h = g;
+      h.bf16 = bf16;
+      std::vector<float> y(dy.size(), NAN), dx(x.size(), NAN), dw(w.size(), NAN);
+      cpu::conv2d_forward(x.data(), w.data(), y.data(), h);
+      cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), h);
+      cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), h);
+      return std::array<std::vector<float>, 3>{y, dx, dw};
+    };
+    const auto reference = passes(cpu::ConvAlgorithm::im2col, true);
+    const auto onednn = passes(cpu::ConvAlgorithm::onednn_direct, true);
+    const auto fp32 = passes(cpu::ConvAlgorithm::im2col, false);
+    for (int p = 0; p < 3; ++p) {
+      INFO("pass " << p << " (forward, backward data, backward filter)");
+      const std::vector<double> ref(reference[p].begin(), reference[p].end());
+      CHECK(relative_error(onednn[p], ref) < 2e-6);
+      const double rounding = relative_error(fp32[p], ref);
+      CHECK(rounding > 1e-4);
+      CHECK(rounding < 1e-2);
+    }
+    if (c.resnet) {
+      cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn_direct);
+      g.bf16 = true;
+      const std::string impl = cpu::onednn_conv2d_implementation(g);
+      INFO("oneDNN implementations: " << impl);
+      CHECK(impl.find("ref") == std::string::npos);
+      // The bf16 kernels where the CPU has bf16 units (this project's development machine: AMX).
+      if (__builtin_cpu_supports("avx512bf16")) CHECK(impl.find("bf16") != std::string::npos);
+    }
   }
   cpu::set_conv_algorithm(saved);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/dtype.h"
 
 namespace byol::cpu {
 namespace {
@@ -81,12 +82,28 @@ void col2im(const T* dcol, T* dx, const ConvGeom& g, int64_t n0, int64_t nb) {
   }
 }
 
+// A copy of n floats rounded to bf16 and back (nearest even): the operands of ConvGeom::bf16's products.
+std::vector<float> rounded_to_bf16(const float* x, int64_t n) {
+  std::vector<float> r(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) r[i] = bf16_to_float(float_to_bf16(x[i]));
+  return r;
+}
+
 }  // namespace
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_forward(x, w, y, g)) return;
+    if (g.bf16) {  // the im2col path on rounded operands
+      ConvGeom f = g;
+      f.bf16 = false;
+      const std::vector<float> xr = rounded_to_bf16(x, g.N * g.H * g.W * g.C),
+                               wr = rounded_to_bf16(w, g.K * g.R * g.S * g.C);
+      return conv2d_forward(xr.data(), wr.data(), y, f);
+    }
+  }
   const int64_t rsc = g.R * g.S * g.C;
   CMap<T> W(w, g.K, rsc);
   if (g.is_pointwise()) {
@@ -105,8 +122,16 @@ void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
 
 template <class T>
 void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_data(dy, w, dx, g)) return;
+    if (g.bf16) {
+      ConvGeom f = g;
+      f.bf16 = false;
+      const std::vector<float> dyr = rounded_to_bf16(dy, g.N * g.P * g.Q * g.K),
+                               wr = rounded_to_bf16(w, g.K * g.R * g.S * g.C);
+      return conv2d_backward_data(dyr.data(), wr.data(), dx, f);
+    }
+  }
   const int64_t rsc = g.R * g.S * g.C;
   CMap<T> W(w, g.K, rsc);
   if (g.is_pointwise()) {
@@ -126,8 +151,16 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
 
 template <class T>
 void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_filter(dy, x, dw, g)) return;
+    if (g.bf16) {
+      ConvGeom f = g;
+      f.bf16 = false;
+      const std::vector<float> dyr = rounded_to_bf16(dy, g.N * g.P * g.Q * g.K),
+                               xr = rounded_to_bf16(x, g.N * g.H * g.W * g.C);
+      return conv2d_backward_filter(dyr.data(), xr.data(), dw, f);
+    }
+  }
   const int64_t rsc = g.R * g.S * g.C;
   MMap<T> dW(dw, g.K, rsc);
   if (g.is_pointwise()) {

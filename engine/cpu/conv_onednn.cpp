@@ -1,4 +1,6 @@
-// Float32 NHWC convolutions on oneDNN (Debian's libdnnl), the library PyTorch's CPU convolutions use.
+// Float32 NHWC convolutions on oneDNN (Debian's libdnnl), the library PyTorch's CPU convolutions use, with
+// float32 or bf16 products (ConvGeom::bf16: the operands reordered to bf16 by the plan, AMX or
+// AVX512-BF16 kernels where the CPU has them, float32 outputs; no Winograd).
 //
 // Two oneDNN algorithms:
 //  - direct (brgconv / jit kernels) on the NHWC activations in place — no im2col buffer, no col2im
@@ -118,19 +120,25 @@ struct Pds {
   dnnl::convolution_backward_data::primitive_desc bwd_data;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights;
 };
+// With g.bf16 every pass reads its two operands as bf16 (the plan's reorders convert the caller's float32)
+// and writes float32: forward src and weights, backward data diff_dst and weights, backward weights src
+// and diff_dst.
 Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act) {
   const memory::dims strides = {g.stride, g.stride}, pad = {g.pad, g.pad};
-  const memory::desc src({g.N, g.C, g.H, g.W}, DT::f32, act), dst({g.N, g.K, g.P, g.Q}, DT::f32, act);
-  const memory::desc weights({g.K, g.C, g.R, g.S}, DT::f32, Tag::any);
+  const DT operand = g.bf16 ? DT::bf16 : DT::f32;
+  const memory::desc src({g.N, g.C, g.H, g.W}, operand, act), dst({g.N, g.K, g.P, g.Q}, operand, act);
+  const memory::desc src_out({g.N, g.C, g.H, g.W}, DT::f32, act), dst_out({g.N, g.K, g.P, g.Q}, DT::f32, act);
+  const memory::desc weights({g.K, g.C, g.R, g.S}, operand, Tag::any);
+  const memory::desc weights_out({g.K, g.C, g.R, g.S}, DT::f32, Tag::any);
   dnnl::engine& eng = cpu_engine();
   dnnl::convolution_forward::primitive_desc fwd(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src, weights, dst, strides, pad,
-                                      pad),
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src, weights, dst_out, strides,
+                                      pad, pad),
       eng);
   dnnl::convolution_backward_data::primitive_desc bwd_data(
-      dnnl::convolution_backward_data::desc(alg, src, weights, dst, strides, pad, pad), eng, fwd);
+      dnnl::convolution_backward_data::desc(alg, src_out, weights, dst, strides, pad, pad), eng, fwd);
   dnnl::convolution_backward_weights::primitive_desc bwd_weights(
-      dnnl::convolution_backward_weights::desc(alg, src, weights, dst, strides, pad, pad), eng, fwd);
+      dnnl::convolution_backward_weights::desc(alg, src, weights_out, dst, strides, pad, pad), eng, fwd);
   return {fwd, bwd_data, bwd_weights};
 }
 
@@ -183,7 +191,7 @@ std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
   plan->dst = memory::desc({g.N, g.K, g.P, g.Q}, DT::f32, Tag::nhwc);
   plan->user_weights = memory::desc({g.K, g.C, g.R, g.S}, DT::f32, Tag::ohwi);
   fill_passes(*plan, make_pds(g, dnnl::algorithm::convolution_direct, Tag::nhwc), g);
-  if (a == ConvAlgorithm::onednn_winograd && winograd_applies(g)) {
+  if (a == ConvAlgorithm::onednn_winograd && winograd_applies(g) && !g.bf16) {  // no bf16 Winograd
     // Winograd where oneDNN has a real kernel for it; each pass keeps the direct kernel otherwise.
     try {
       const Pds w = make_pds(g, dnnl::algorithm::convolution_winograd, Tag::any);
@@ -225,7 +233,7 @@ ConvPlan& plan_for(const ConvGeom& g) {
   static std::mutex mu;
   static std::map<PlanKey, std::unique_ptr<ConvPlan>> plans;
   const ConvAlgorithm a = conv_algorithm();
-  const PlanKey key{g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.stride, g.pad, static_cast<int>(a)};
+  const PlanKey key{g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.stride, g.pad, 2 * static_cast<int>(a) + g.bf16};
   std::lock_guard<std::mutex> lock(mu);
   auto it = plans.find(key);
   if (it == plans.end()) {

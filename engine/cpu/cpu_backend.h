@@ -17,6 +17,11 @@ struct ConvGeom {
   int64_t K, R, S;     // filters
   int64_t P, Q;        // output spatial size
   int64_t stride, pad;
+  // bf16 products (float32 only): the operands of every product (x and w forward, dy and w backward data,
+  // x and dy backward filter) rounded to bf16 (nearest even), the products summed in float32; inputs,
+  // outputs and gradients stay float32. oneDNN's bf16 kernels (AMX or AVX512-BF16 where the CPU has them)
+  // run it; without one, im2col on rounded copies gives the same products.
+  bool bf16 = false;
   bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
 };
 
