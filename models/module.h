@@ -112,7 +112,8 @@ class Conv2d {
  public:
   Conv2d(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, int kernel, int stride,
          int padding);
-  Tensor forward(const Tensor& x, const ForwardContext& ctx) const {
+  // Only ctx.bf16 matters to a convolution (default: float32 products).
+  Tensor forward(const Tensor& x, const ForwardContext& ctx = {}) const {
     return ops::conv2d(x, weight, {stride_, padding_, ctx.bf16});
   }
   Tensor weight;  // (K, R, S, C)

@@ -156,6 +156,7 @@ void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
     if (g.bf16) {
       ConvGeom f = g;
       f.bf16 = false;
+      if (!bf16_backward_filter(g)) return conv2d_backward_filter(dy, x, dw, f);  // float32 pass
       const std::vector<float> dyr = rounded_to_bf16(dy, g.N * g.P * g.Q * g.K),
                                xr = rounded_to_bf16(x, g.N * g.H * g.W * g.C);
       return conv2d_backward_filter(dyr.data(), xr.data(), dw, f);

@@ -120,9 +120,9 @@ struct Pds {
   dnnl::convolution_backward_data::primitive_desc bwd_data;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights;
 };
-// With g.bf16 every pass reads its two operands as bf16 (the plan's reorders convert the caller's float32)
-// and writes float32: forward src and weights, backward data diff_dst and weights, backward weights src
-// and diff_dst.
+// With g.bf16 the passes read their two operands as bf16 (the plan's reorders convert the caller's
+// float32) and write float32: forward src and weights, backward data diff_dst and weights, and where
+// bf16_backward_filter(g) backward weights src and diff_dst.
 Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act) {
   const memory::dims strides = {g.stride, g.stride}, pad = {g.pad, g.pad};
   const DT operand = g.bf16 ? DT::bf16 : DT::f32;
@@ -130,6 +130,9 @@ Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act) {
   const memory::desc src_out({g.N, g.C, g.H, g.W}, DT::f32, act), dst_out({g.N, g.K, g.P, g.Q}, DT::f32, act);
   const memory::desc weights({g.K, g.C, g.R, g.S}, operand, Tag::any);
   const memory::desc weights_out({g.K, g.C, g.R, g.S}, DT::f32, Tag::any);
+  const DT filter_operand = bf16_backward_filter(g) ? DT::bf16 : DT::f32;
+  const memory::desc src_filter({g.N, g.C, g.H, g.W}, filter_operand, act),
+      dst_filter({g.N, g.K, g.P, g.Q}, filter_operand, act);
   dnnl::engine& eng = cpu_engine();
   dnnl::convolution_forward::primitive_desc fwd(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src, weights, dst_out, strides,
@@ -138,7 +141,8 @@ Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act) {
   dnnl::convolution_backward_data::primitive_desc bwd_data(
       dnnl::convolution_backward_data::desc(alg, src_out, weights, dst, strides, pad, pad), eng, fwd);
   dnnl::convolution_backward_weights::primitive_desc bwd_weights(
-      dnnl::convolution_backward_weights::desc(alg, src, weights_out, dst, strides, pad, pad), eng, fwd);
+      dnnl::convolution_backward_weights::desc(alg, src_filter, weights_out, dst_filter, strides, pad, pad),
+      eng, fwd);
   return {fwd, bwd_data, bwd_weights};
 }
 
@@ -191,18 +195,23 @@ std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
   plan->dst = memory::desc({g.N, g.K, g.P, g.Q}, DT::f32, Tag::nhwc);
   plan->user_weights = memory::desc({g.K, g.C, g.R, g.S}, DT::f32, Tag::ohwi);
   fill_passes(*plan, make_pds(g, dnnl::algorithm::convolution_direct, Tag::nhwc), g);
-  if (a == ConvAlgorithm::onednn_winograd && winograd_applies(g) && !g.bf16) {  // no bf16 Winograd
-    // Winograd where oneDNN has a real kernel for it; each pass keeps the direct kernel otherwise.
+  if (a == ConvAlgorithm::onednn_winograd && winograd_applies(g)) {
+    // Winograd where oneDNN has a real kernel for it; each pass keeps the direct kernel otherwise. It is
+    // float32 only: with g.bf16 it can serve a backward-filter pass that stays float32.
     try {
-      const Pds w = make_pds(g, dnnl::algorithm::convolution_winograd, Tag::any);
+      ConvGeom f = g;
+      f.bf16 = false;
+      const Pds w = make_pds(f, dnnl::algorithm::convolution_winograd, Tag::any);
       ConvPlan wino;
-      fill_passes(wino, w, g);
+      fill_passes(wino, w, f);
       auto take = [](Pass& into, Pass& from) {
         if (from.ok && from.impl.find("wino") != std::string::npos) into = std::move(from);
       };
-      take(plan->fwd, wino.fwd);
-      take(plan->bwd_data, wino.bwd_data);
-      take(plan->bwd_weights, wino.bwd_weights);
+      if (!g.bf16) {
+        take(plan->fwd, wino.fwd);
+        take(plan->bwd_data, wino.bwd_data);
+      }
+      if (!bf16_backward_filter(g)) take(plan->bwd_weights, wino.bwd_weights);
     } catch (const dnnl::error&) {
       // no Winograd implementation for this geometry on this CPU: the direct passes stay
     }

@@ -17,13 +17,22 @@ struct ConvGeom {
   int64_t K, R, S;     // filters
   int64_t P, Q;        // output spatial size
   int64_t stride, pad;
-  // bf16 products (float32 only): the operands of every product (x and w forward, dy and w backward data,
-  // x and dy backward filter) rounded to bf16 (nearest even), the products summed in float32; inputs,
-  // outputs and gradients stay float32. oneDNN's bf16 kernels (AMX or AVX512-BF16 where the CPU has them)
-  // run it; without one, im2col on rounded copies gives the same products.
+  // bf16 products (float32 only): the operands of the products (x and w forward, dy and w backward data,
+  // and where bf16_backward_filter(*this) x and dy backward filter) rounded to bf16 (nearest even), the
+  // products summed in float32; inputs, outputs and gradients stay float32. oneDNN's bf16 kernels (AMX or
+  // AVX512-BF16 where the CPU has them) run it; without one, im2col on rounded copies gives the same
+  // products.
   bool bf16 = false;
   bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
 };
+
+// Whether a bf16 convolution's backward-filter pass rounds its operands too: 3x3 convolutions with at least
+// 16 input channels and 8x8 outputs. Elsewhere (the stem, 1x1 downsamples, ResNet's last stage at 4x4)
+// oneDNN 2.6's bf16 weight-gradient kernel measured slower than its float32 ones on AMX (docs/benchmarks.md,
+// "bf16 products"), so that pass stays float32. A rule of the geometry, not a timing: the same on every run.
+inline bool bf16_backward_filter(const ConvGeom& g) {
+  return g.bf16 && g.R == 3 && g.S == 3 && g.C >= 16 && g.P * g.Q >= 64;
+}
 
 // How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
 // F(4x4, 3x3) for 3x3 stride-1 convolutions (the default when the build found oneDNN), oneDNN's direct
