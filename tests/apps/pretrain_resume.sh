@@ -150,4 +150,14 @@ grep -q "the loss became nan between steps 8 and 9" "$work/d.log" && grep -q "la
 [ "$(ls "$work/d/checkpoints")" = "$(printf 'step_00000004.safetensors\nstep_00000008.safetensors')" ] ||
   { ls "$work/d/checkpoints"; echo "FAIL: checkpoints after the NaN stop are not the last good ones"; exit 1; }
 
-echo "PASS: stopped-and-resumed and interrupted-and-resumed runs are bitwise identical to the uninterrupted one"
+# P: checkpoints are float32 whatever train.precision: a run started in bf16 and stopped at step 7
+# resumes in fp32 and finishes (and its config.toml then says fp32).
+"$bin" "${common[@]}" --set run.out="$work/p" --set train.precision=bf16 --set run.max_steps=7 > "$work/p1.log"
+grep -q "stopped at step 7 of 18" "$work/p1.log" && grep -q '^precision = "bf16"' "$work/p/config.toml" ||
+  { cat "$work/p1.log"; echo "FAIL: the bf16 run P did not stop at step 7 with precision bf16"; exit 1; }
+"$bin" "${common[@]}" --set run.out="$work/p" --set train.precision=fp32 --resume > "$work/p2.log"
+grep -q "resumed from .*step_00000007.safetensors at step 7" "$work/p2.log" && grep -q "done: 18 steps" "$work/p2.log" &&
+  grep -q '^precision = "fp32"' "$work/p/config.toml" ||
+  { cat "$work/p2.log"; echo "FAIL: the bf16 run P did not resume in fp32 and finish"; exit 1; }
+
+echo "PASS: stopped-and-resumed and interrupted-and-resumed runs are bitwise identical to the uninterrupted one; a bf16 run resumes in fp32"
