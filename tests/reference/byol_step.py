@@ -27,6 +27,12 @@ and the own view's other targets), not from byol.cpp's decomposition:
   InfoNCE = 2/B sum_i cos(p_i, z'_i) - beta 2 alpha/B sum_i ln( sum_{j != i} exp(cos(p_i, z_j) / alpha)
                                                               + sum_j exp(cos(p_i, z'_j) / alpha) )
 
+--conv-bf16 reproduces train.precision = "bf16" (engine/cpu/cpu_backend.h, ConvGeom::bf16): every
+convolution's product operands rounded to bf16 (nearest even) and the products summed in full precision:
+forward x and w, backward data dy and w, and backward filter x and dy where byol.cpp's rule says so (3x3,
+at least 16 input channels, at least 8x8 outputs; elsewhere that pass is exact). Written here as an autograd
+function over torch's own convolution gradients, not from byol.cpp's code.
+
 --no-predictor makes p = z (the online projection), --no-target makes the targets the online projections
 themselves, with gradients through them (SimCLR; no EMA, the target network is left as it was). The
 metadata records the variant; tests/test_reference_step.cpp configures the Learner from it.
@@ -41,6 +47,7 @@ import sys
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from byol_torch import ResNet18Cifar, mlp  # the networks, shared with the training-level references
 
@@ -136,7 +143,46 @@ def write_safetensors(path, tensors, metadata):
             f.write(b)
 
 
-def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True):
+def bf16(t):
+    """t with every value rounded to bfloat16 (nearest even), in t's dtype."""
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
+class Bf16Conv(torch.autograd.Function):
+    """A convolution whose products take bf16-rounded operands (train.precision = "bf16")."""
+
+    @staticmethod
+    def forward(ctx, x, w, stride, padding, filter_bf16):
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding, filter_bf16)
+        return F.conv2d(bf16(x), bf16(w), stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        stride, padding, filter_bf16 = ctx.conf
+        dx = torch.nn.grad.conv2d_input(x.shape, bf16(w), bf16(dy), stride=stride, padding=padding)
+        if filter_bf16:
+            dw = torch.nn.grad.conv2d_weight(bf16(x), w.shape, bf16(dy), stride=stride, padding=padding)
+        else:
+            dw = torch.nn.grad.conv2d_weight(x, w.shape, dy, stride=stride, padding=padding)
+        return dx, dw, None, None, None
+
+
+def use_bf16_convolutions(module):
+    """Every nn.Conv2d of module runs through Bf16Conv, with byol.cpp's backward-filter rule."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            def forward(x, m=m):
+                r = m.kernel_size[0]
+                p = (x.shape[2] + 2 * m.padding[0] - r) // m.stride[0] + 1
+                q = (x.shape[3] + 2 * m.padding[1] - m.kernel_size[1]) // m.stride[1] + 1
+                rule = r == 3 and m.kernel_size[1] == 3 and x.shape[1] >= 16 and p * q >= 64
+                return Bf16Conv.apply(x, m.weight, m.stride, m.padding, rule)
+            m.forward = forward
+
+
+def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True, conv_bf16=False):
     online, target = Online().to(DT), Target().to(DT)
     randomise(online)
     randomise(target)
@@ -164,6 +210,9 @@ def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True):
 
     online_stats = BiasedRunningStats(online, "")
     target_stats = BiasedRunningStats(target, "")
+    if conv_bf16:
+        use_bf16_convolutions(online)
+        use_bf16_convolutions(target)
 
     def project(v):
         return online.projector(online.encoder(v))
@@ -228,7 +277,7 @@ def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True):
                 projection_dim=PROJ_DIM, predictor_hidden=PRED_HIDDEN, lr=LR, weight_decay=WD, eta=ETA,
                 momentum=MOMENTUM, tau=TAU, torch=torch.__version__, beta=beta, temperature=temperature,
                 predictor=int(predictor), target_network=int(target_network),
-                stop_gradient=int(target_network))
+                stop_gradient=int(target_network), conv_bf16=int(conv_bf16))
     write_safetensors(path, out, meta)
     size = sum(t.numel() for t in out.values()) * 4
     print(f"wrote {path}: {len(out)} tensors, {size / 1e6:.2f} MB of data, loss {loss.item():.6f}")
@@ -242,5 +291,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-predictor", action="store_true", help="p = z")
     parser.add_argument("--no-target", action="store_true",
                         help="targets are the online projections, with gradients (SimCLR)")
+    parser.add_argument("--conv-bf16", action="store_true",
+                        help="the convolutions' products on bf16-rounded operands (train.precision = bf16)")
     a = parser.parse_args()
-    main(a.output, a.beta, a.temperature, not a.no_predictor, not a.no_target)
+    main(a.output, a.beta, a.temperature, not a.no_predictor, not a.no_target, a.conv_bf16)
