@@ -53,6 +53,7 @@ struct Args {
   int workers = 2, threads = 0;
   std::string device = "auto";  // where the encoder runs (knn, linear: feature extraction)
   bool tf32 = true;
+  std::string precision = "fp32";  // the encoder's convolutions: fp32 or bf16 products (CPU)
   uint64_t seed = 0;
   std::string json_path;
   // knn
@@ -156,6 +157,9 @@ int run(const Args& a) {
     BYOL_CHECK(a.device == "auto", "--device ", a.device, ": byol-eval finetune trains on the CPU only");
     device = Device::cpu();
   }
+  BYOL_CHECK(a.precision == "fp32" || device.is_cpu(), "--precision ", a.precision,
+             " runs on the CPU backend only so far, and --device ", a.device, " chose ", device_name(device),
+             ": use --precision fp32 or --device cpu");
   cuda_set_tf32(a.tf32);
   if (!device.is_cpu()) enc.registry->to(device);
   const std::string encoder_name = enc.kind + (enc.path.empty() ? "" : ":" + enc.path);
@@ -191,10 +195,12 @@ int run(const Args& a) {
   extract.batch_size = a.batch_size;
   extract.workers = a.workers;
   extract.progress = progress;
+  extract.bf16 = a.precision == "bf16";
 
   json result = {
       {"mode", a.mode},
       {"device", device_name(device)},
+      {"precision", a.precision},
       {"encoder",
        {{"kind", enc.kind},
         {"path", enc.path.empty() ? json(nullptr) : json(enc.path)},
@@ -330,6 +336,11 @@ int main(int argc, char** argv) {
     sub->add_option("--train", a.train, "training dataset spec (see data/dataset.h)")->required();
     sub->add_option("--test", a.test, "test dataset spec")->required();
     sub->add_option("--device", a.device, "auto, cpu, cuda or cuda:N: where the encoder runs (finetune: cpu)")
+        ->capture_default_str();
+    sub->add_option(
+           "--precision", a.precision,
+           "the encoder's convolutions: fp32, or bf16 products (operands rounded to bf16, sums in fp32; CPU)")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
     sub->add_option("--tf32", a.tf32, "TF32 for float32 convolutions and GEMMs on a GPU (true/false)")
         ->capture_default_str();

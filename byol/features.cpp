@@ -47,7 +47,7 @@ Features extract_features(const models::ResNet& encoder, const data::Dataset& da
   float* fx = f.x.data<float>();
   int64_t* fy = f.labels.data<int64_t>();
   NoGradGuard no_grad;
-  const models::ForwardContext eval_mode{false, {}};
+  const models::ForwardContext eval_mode{false, {}, 1, options.bf16};
   int64_t done = 0, next_report = n / 10;
   const Device device = encoder.device();
   while (std::optional<data::Batch> b = loader.next()) {
