@@ -60,8 +60,10 @@ PhaseClock::~PhaseClock() {
 #endif
 }
 
-void PhaseClock::start() {
+// A point at "now": the host time and, on a GPU, an event recorded on the compute stream.
+void PhaseClock::push(int phase) {
   Impl::Point p;
+  p.phase = phase;
   p.host = std::chrono::steady_clock::now();
 #if BYOL_WITH_CUDA
   if (device_.is_cuda()) {
@@ -72,18 +74,13 @@ void PhaseClock::start() {
   impl_->points.push_back(p);
 }
 
+void PhaseClock::start() {
+  push(-1);
+}
+
 void PhaseClock::mark(const char* phase) {
   BYOL_CHECK(!impl_->points.empty(), "PhaseClock::mark(\"", phase, "\"): no window is open (call start())");
-  Impl::Point p;
-  p.phase = impl_->index_of(phase);
-  p.host = std::chrono::steady_clock::now();
-#if BYOL_WITH_CUDA
-  if (device_.is_cuda()) {
-    p.event = impl_->next_event();
-    BYOL_CUDA_CHECK(cudaEventRecord(p.event, cuda::compute_stream()));
-  }
-#endif
-  impl_->points.push_back(p);
+  push(impl_->index_of(phase));
 }
 
 std::vector<std::pair<std::string, double>> PhaseClock::totals() {

@@ -38,6 +38,7 @@ class PhaseClock {
 
  private:
   struct Impl;
+  void push(int phase);
   Device device_;
   std::unique_ptr<Impl> impl_;
 };
