@@ -74,14 +74,9 @@ struct Args {
 };
 
 data::Normalization normalization_named(const std::string& name) {
-  if (name == "cifar10") return data::Normalization::cifar10();
-  if (name == "cifar100") return data::Normalization::cifar100();
-  if (name == "imagenet") return data::Normalization::imagenet();
-  if (name == "fashion-mnist") return data::Normalization::fashion_mnist();
-  if (name == "stl10") return data::Normalization::stl10();
-  if (name == "none") return data::Normalization::none();
-  BYOL_FAIL("--normalization: expected cifar10, cifar100, imagenet, fashion-mnist, stl10 or none, got '",
-            name, "'");
+  const std::optional<data::Normalization> n = data::Normalization::named(name);
+  BYOL_CHECK(n.has_value(), "--normalization: expected ", data::Normalization::kNames, ", got '", name, "'");
+  return *n;
 }
 
 void progress(const std::string& line) {

@@ -59,13 +59,9 @@ extern "C" void on_signal(int sig) {
   g_signal.store(sig);
 }
 
+// data.normalization, validated with the configuration.
 data::Normalization normalization(const std::string& name) {
-  if (name == "fashion-mnist") return data::Normalization::fashion_mnist();
-  if (name == "cifar10") return data::Normalization::cifar10();
-  if (name == "cifar100") return data::Normalization::cifar100();
-  if (name == "stl10") return data::Normalization::stl10();
-  if (name == "imagenet") return data::Normalization::imagenet();
-  return data::Normalization::none();
+  return data::Normalization::named(name).value();
 }
 
 // The two BYOL views of the recipe, with the [augment] section's changes.

@@ -15,6 +15,7 @@
 
 #include "apps/device_arg.h"
 #include "byol/schedules.h"
+#include "data/augment.h"
 #include "engine/common.h"
 
 namespace byol::apps {
@@ -263,10 +264,8 @@ void validate(const PretrainConfig& c) {
   need(c.knn_train_images >= 0 && c.knn_test_images >= 0, "data.knn_train_images", "expected >= 0");
   need(c.knn_train.empty() == c.knn_test.empty(), "data.knn_train",
        "set both data.knn_train and data.knn_test, or neither");
-  const std::set<std::string> norms = {"fashion-mnist", "cifar10", "cifar100", "stl10", "imagenet", "none"};
-  need(
-      norms.count(c.normalization) == 1, "data.normalization",
-      cat("expected fashion-mnist, cifar10, cifar100, stl10, imagenet or none, got '", c.normalization, "'"));
+  need(data::Normalization::named(c.normalization).has_value(), "data.normalization",
+       cat("expected ", data::Normalization::kNames, ", got '", c.normalization, "'"));
   need(c.crop_area_min > 0 && c.crop_area_min <= 1, "augment.crop_area_min",
        cat("expected 0 < value <= 1, got ", c.crop_area_min));
   need(c.jitter_strength >= 0 && c.jitter_strength <= 2.5, "augment.jitter_strength",

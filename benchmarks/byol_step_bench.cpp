@@ -89,8 +89,7 @@ int run(int argc, char** argv) {
   cli.add_option("--workers", workers, "loader threads with --data")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
-  cli.add_option("--normalization", norm_name, "with --data: cifar10, imagenet or none")
-      ->check(CLI::IsMember({"cifar10", "imagenet", "none"}))
+  cli.add_option("--normalization", norm_name, std::string("with --data: ") + data::Normalization::kNames)
       ->capture_default_str();
   std::string json_path;
   cli.add_option("--json", json_path, "also write the results to FILE as one JSON object")->type_name("FILE");
@@ -128,14 +127,14 @@ int run(int argc, char** argv) {
   BatchUploader uploader;
   int64_t epoch = 0;
   if (!data_spec.empty()) {
-    const data::Normalization norm = norm_name == "cifar10"    ? data::Normalization::cifar10()
-                                     : norm_name == "imagenet" ? data::Normalization::imagenet()
-                                                               : data::Normalization::none();
+    const std::optional<data::Normalization> norm = data::Normalization::named(norm_name);
+    BYOL_CHECK(norm.has_value(), "--normalization: expected ", data::Normalization::kNames, ", got '",
+               norm_name, "'");
     data::LoaderOptions lopt;
     lopt.batch_size = batch;
     lopt.workers = workers;
     loader = std::make_unique<data::Loader>(data::open_dataset(data_spec),
-                                            data::AugmentOptions::byol(static_cast<int>(side), norm), lopt);
+                                            data::AugmentOptions::byol(static_cast<int>(side), *norm), lopt);
     loader->start_epoch(epoch);
   }
   auto next_views = [&] {
@@ -253,6 +252,9 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
+  } catch (const byol::Error& e) {
+    std::fprintf(stderr, "byol_step_bench: %s\n", e.message().c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "byol_step_bench: %s\n", e.what());
     return 1;

@@ -45,6 +45,16 @@ ViewOptions ViewOptions::center_crop(double fraction) {
   return o;
 }
 
+std::optional<Normalization> Normalization::named(const std::string& name) {
+  if (name == "fashion-mnist") return fashion_mnist();
+  if (name == "cifar10") return cifar10();
+  if (name == "cifar100") return cifar100();
+  if (name == "stl10") return stl10();
+  if (name == "imagenet") return imagenet();
+  if (name == "none") return none();
+  return std::nullopt;
+}
+
 AugmentOptions AugmentOptions::byol(int side, Normalization norm) {
   return {side, side, {ViewOptions::byol_view1(), ViewOptions::byol_view2()}, norm};
 }

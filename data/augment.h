@@ -2,7 +2,8 @@
 // evaluation transforms, split into two halves so that a GPU kernel can replay the CPU's work:
 //
 //   sample_view(options, source size, output size, generator) -> AugmentParams   (host, seeded)
-//   apply_view(image, params, ...) -> float HWC view                             (CPU; a CUDA twin is issue 18)
+//   apply_view(image, params, ...) -> float HWC view                             (CPU; a CUDA twin is issue
+//   18)
 //
 // One view of one image, in order:
 //   1. crop: random resized crop (area U(0.08, 1) of the source, aspect log-U(3/4, 4/3), torchvision's
@@ -28,6 +29,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -86,6 +88,10 @@ struct Normalization {
   static Normalization cifar100() { return {{0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}}; }
   static Normalization stl10() { return {{0.4467f, 0.4398f, 0.4066f}, {0.2603f, 0.2566f, 0.2713f}}; }
   static Normalization fashion_mnist() { return {{0.2860f, 0.2860f, 0.2860f}, {0.3530f, 0.3530f, 0.3530f}}; }
+
+  // The presets above by the name configs and command lines use (kNames); nullopt for any other name.
+  static std::optional<Normalization> named(const std::string& name);
+  static constexpr const char* kNames = "fashion-mnist, cifar10, cifar100, stl10, imagenet or none";
 };
 
 // What the loader produces per image: one output per entry of `views`, each [height, width, 3].

@@ -36,7 +36,9 @@ def allowed_for(rel: str):
 def main() -> int:
     root = pathlib.Path(sys.argv[1]).resolve()
     bad, checked = [], 0
-    for path in sorted(root.rglob("*")):
+    top_folders = sorted({folder.split("/")[0] for folder, _ in ALLOWED})
+    paths = sorted(p for top in top_folders if (root / top).is_dir() for p in (root / top).rglob("*"))
+    for path in paths:
         if path.suffix not in SOURCES or not path.is_file():
             continue
         rel = path.relative_to(root).as_posix()
