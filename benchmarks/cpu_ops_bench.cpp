@@ -15,7 +15,8 @@
 // resident FMA loop on every OpenMP thread, so it reflects this machine's clocks, not a datasheet.
 // --json FILE writes every printed figure as one JSON object (benchmarks/bench_json.h), one row per line
 // of the tables: "gemm", "conv2d" (per shape: each pass's time and GFLOP/s per algorithm),
-// "conv2d_network" and "batch_norm".
+// "conv2d_network", "conv2d_bf16" (per shape and pass: fp32, oneDNN's bf16 kernels, im2col + bf16 matmul,
+// and which one ships), "conv2d_bf16_network" and "batch_norm".
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -273,6 +274,76 @@ int main(int argc, char** argv) {
   }
   std::printf("  (per step of batch %lld: one forward and both backwards of each convolution, once)\n",
               static_cast<long long>(N));
+
+  if (onednn) {
+    // bf16 products (train.precision = "bf16"): each pass on oneDNN's bf16 convolution kernels and as
+    // im2col + oneDNN's bf16 matmul, and what cpu::bf16_matmul_pass picks. A backward-filter pass that
+    // bf16_backward_filter keeps in float32 is the same in both columns (no matmul: "-").
+    std::printf(
+        "\nconv2d with bf16 products, ms per pass: oneDNN bf16 kernels | im2col + bf16 matmul (* = the "
+        "choice shipped)\n");
+    std::printf("  %-22s %-22s %-22s %-22s\n", "shape", "forward", "backward data", "backward filter");
+    double t_fp32 = 0, t_kernels = 0, t_shipped = 0;
+    for (const ConvShape& s : shapes) {
+      byol::cpu::ConvGeom g{N, s.hw, s.hw, s.c, s.k, s.r, s.r, 0, 0, s.stride, s.pad};
+      g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+      g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+      const int64_t M = N * g.P * g.Q, RSC = g.R * g.S * g.C;
+      std::vector<float> x = random_vec(N * g.H * g.W * g.C, gen), w = random_vec(g.K * RSC, gen);
+      std::vector<float> y(M * g.K), dy = random_vec(M * g.K, gen), dx(x.size()), dw(w.size());
+      byol::cpu::set_conv_algorithm(byol::cpu::ConvAlgorithm::onednn_winograd);
+      auto time_passes = [&](const byol::cpu::ConvGeom& h, double* t) {
+        t[0] = median_seconds(repeats, [&] { byol::cpu::conv2d_forward(x.data(), w.data(), y.data(), h); });
+        t[1] = median_seconds(repeats,
+                              [&] { byol::cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), h); });
+        t[2] = median_seconds(repeats,
+                              [&] { byol::cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), h); });
+      };
+      double fp32[3], kernels[3], matmul[3] = {0, 0, 0};
+      time_passes(g, fp32);
+      g.bf16 = true;
+      byol::cpu::set_bf16_matmul_enabled(false);
+      time_passes(g, kernels);
+      byol::cpu::set_bf16_matmul_enabled(true);
+      matmul[0] = median_seconds(
+          repeats, [&] { byol::cpu::matmul_bf16_conv2d_forward(x.data(), w.data(), y.data(), g); });
+      matmul[1] = median_seconds(
+          repeats, [&] { byol::cpu::matmul_bf16_conv2d_backward_data(dy.data(), w.data(), dx.data(), g); });
+      if (byol::cpu::bf16_backward_filter(g))
+        matmul[2] = median_seconds(repeats, [&] {
+          byol::cpu::matmul_bf16_conv2d_backward_filter(dy.data(), x.data(), dw.data(), g);
+        });
+      const byol::cpu::ConvPass pass_of[] = {byol::cpu::ConvPass::forward, byol::cpu::ConvPass::backward_data,
+                                             byol::cpu::ConvPass::backward_filter};
+      const char* names[] = {"forward", "backward_data", "backward_filter"};
+      byol::bench::Json row = {{"table", "conv2d_bf16"}, {"name", s.name}, {"uses", s.count}};
+      std::printf("  %-22s", s.name);
+      for (int i = 0; i < 3; ++i) {
+        const bool picked = byol::cpu::bf16_matmul_pass(g, pass_of[i]);
+        const double shipped = picked ? matmul[i] : kernels[i];
+        t_fp32 += s.count * fp32[i], t_kernels += s.count * kernels[i], t_shipped += s.count * shipped;
+        char m[16] = "     -";
+        if (matmul[i] > 0) std::snprintf(m, sizeof m, "%6.2f", 1e3 * matmul[i]);
+        std::printf(" %6.2f%s | %s%s   ", 1e3 * kernels[i], picked ? " " : "*", m, picked ? "*" : " ");
+        byol::bench::Json& pass = row[names[i]] = byol::bench::Json::object();
+        pass["fp32_ms"] = 1e3 * fp32[i];
+        pass["bf16_kernels_ms"] = 1e3 * kernels[i];
+        if (matmul[i] > 0) pass["bf16_matmul_ms"] = 1e3 * matmul[i];
+        pass["matmul_shipped"] = picked;
+      }
+      std::printf("\n");
+      rows.push_back(row);
+    }
+    byol::cpu::set_conv_algorithm(saved);
+    std::printf(
+        "  whole network (weighted by use), forward + both backwards: fp32 (oneDNN, Winograd) %.1f ms, bf16 "
+        "kernels only %.1f ms, bf16 as shipped %.1f ms (%.2fx fp32)\n",
+        1e3 * t_fp32, 1e3 * t_kernels, 1e3 * t_shipped, t_fp32 / t_shipped);
+    rows.push_back({{"table", "conv2d_bf16_network"},
+                    {"fp32_ms", 1e3 * t_fp32},
+                    {"bf16_kernels_ms", 1e3 * t_kernels},
+                    {"bf16_shipped_ms", 1e3 * t_shipped}});
+  }
 
   std::printf("\nbatch_norm (training: sums + normalise; backward: sums + dx), GB/s of compulsory traffic\n");
   std::printf("  (copy = a parallel copy of the same number of bytes, read + write)\n");

@@ -39,14 +39,12 @@ BYOL_HD uint32_t float_bits(float f) {
 }
 
 BYOL_HD bf16 float_to_bf16(float f) {
-  uint32_t u = float_bits(f);
+  // Branch-free, so loops of conversions vectorise (im2col and the casts convert tens of MB per step).
+  const uint32_t u = float_bits(f);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // round to nearest, ties to even
+  const uint32_t quiet_nan = (u >> 16) | 0x0040u;                   // NaN: keep it quiet NaN
   bf16 r;
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) {  // NaN: keep it quiet NaN
-    r.bits = static_cast<uint16_t>((u >> 16) | 0x0040u);
-    return r;
-  }
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
-  r.bits = static_cast<uint16_t>(u >> 16);
+  r.bits = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
   return r;
 }
 

@@ -189,11 +189,35 @@ TEST_CASE("bf16 products: oneDNN's bf16 kernels equal im2col on bf16-rounded ope
                         Case{"resnet 3x3/2", 4, 8, 8, 64, 128, 3, 2, 1, true},
                         Case{"resnet 1x1/2 downsample", 4, 8, 8, 64, 128, 1, 2, 0, true},
                         Case{"cifar stem, 3 channels", 2, 9, 9, 3, 16, 3, 1, 1, true},
-                        Case{"odd channels", 3, 7, 5, 13, 11, 3, 1, 1, false}}) {
+                        Case{"odd channels", 3, 7, 5, 13, 11, 3, 1, 1, false},
+                        // im2col + bf16 matmul passes (cpu::bf16_matmul_pass): ResNet's last stage at 4x4
+                        // (backward data as the transposed convolution), no padding, a non-square image
+                        Case{"resnet last stage 3x3 at 4x4", 2, 4, 4, 32, 48, 3, 1, 1, true},
+                        Case{"3x3 without padding", 2, 5, 5, 16, 8, 3, 1, 0, false},
+                        Case{"3x3 on 3x5 images", 3, 3, 5, 13, 11, 3, 1, 1, false}}) {
     INFO(c.what);
     cpu::ConvGeom g{c.n, c.h, c.w, c.c, c.k, c.r, c.r, 0, 0, c.stride, c.pad};
     g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
     g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+    {
+      // The matmul path serves exactly the passes its rule names (and the rule names some here).
+      cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn_direct);
+      cpu::ConvGeom b = g;
+      b.bf16 = true;
+      const std::string impl = cpu::onednn_conv2d_implementation(b);
+      INFO("implementations: " << impl);
+      std::vector<std::string> parts;
+      for (size_t at = 0, next; at <= impl.size(); at = next + 3) {
+        next = impl.find(" / ", at);
+        if (next == std::string::npos) next = impl.size();
+        parts.push_back(impl.substr(at, next - at));
+      }
+      REQUIRE(parts.size() == 3);
+      const cpu::ConvPass pass_of[] = {cpu::ConvPass::forward, cpu::ConvPass::backward_data,
+                                       cpu::ConvPass::backward_filter};
+      for (int p = 0; p < 3; ++p)
+        CHECK((parts[p].find("matmul") != std::string::npos) == cpu::bf16_matmul_pass(b, pass_of[p]));
+    }
     const std::vector<float> x = to_float(random_vector(g.N * g.H * g.W * g.C, gen));
     const std::vector<float> w = to_float(random_vector(g.K * g.R * g.S * g.C, gen));
     const std::vector<float> dy = to_float(random_vector(g.N * g.P * g.Q * g.K, gen));

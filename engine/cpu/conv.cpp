@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/im2col.h"
 #include "engine/dtype.h"
 
 namespace byol::cpu {
@@ -32,54 +33,6 @@ int64_t images_per_chunk(const ConvGeom& g, size_t elem) {
   const int64_t per_image = g.P * g.Q * g.R * g.S * g.C * static_cast<int64_t>(elem);
   const int64_t budget = int64_t(16) << 20;
   return std::clamp<int64_t>(budget / std::max<int64_t>(per_image, 1), 1, g.N);
-}
-
-// col[(n*P + p)*Q + q, (r*S + s)*C + c] = x[n0 + n, p*stride - pad + r, q*stride - pad + s, c] or 0.
-template <class T>
-void im2col(const T* x, T* col, const ConvGeom& g, int64_t n0, int64_t nb) {
-  const int64_t rsc = g.R * g.S * g.C;
-  const int64_t rows = nb * g.P * g.Q;
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t n = n0 + row / (g.P * g.Q);
-    const int64_t p = (row / g.Q) % g.P, q = row % g.Q;
-    T* dst = col + row * rsc;
-    for (int64_t r = 0; r < g.R; ++r) {
-      const int64_t h = p * g.stride - g.pad + r;
-      for (int64_t s = 0; s < g.S; ++s, dst += g.C) {
-        const int64_t w = q * g.stride - g.pad + s;
-        if (h < 0 || h >= g.H || w < 0 || w >= g.W) {
-          std::memset(dst, 0, sizeof(T) * g.C);
-        } else {
-          std::memcpy(dst, x + ((n * g.H + h) * g.W + w) * g.C, sizeof(T) * g.C);
-        }
-      }
-    }
-  }
-}
-
-// dx[n0 + n, h, w, c] += dcol[...], the adjoint of im2col. Parallel over images: each writes its own.
-template <class T>
-void col2im(const T* dcol, T* dx, const ConvGeom& g, int64_t n0, int64_t nb) {
-  const int64_t rsc = g.R * g.S * g.C;
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < nb; ++n) {
-    T* img = dx + (n0 + n) * g.H * g.W * g.C;
-    for (int64_t p = 0; p < g.P; ++p) {
-      for (int64_t q = 0; q < g.Q; ++q) {
-        const T* src = dcol + ((n * g.P + p) * g.Q + q) * rsc;
-        for (int64_t r = 0; r < g.R; ++r) {
-          const int64_t h = p * g.stride - g.pad + r;
-          for (int64_t s = 0; s < g.S; ++s, src += g.C) {
-            const int64_t w = q * g.stride - g.pad + s;
-            if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
-            T* d = img + (h * g.W + w) * g.C;
-            for (int64_t c = 0; c < g.C; ++c) d[c] += src[c];
-          }
-        }
-      }
-    }
-  }
 }
 
 // A copy of n floats rounded to bf16 and back (nearest even): the operands of ConvGeom::bf16's products.

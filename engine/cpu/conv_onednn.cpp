@@ -32,6 +32,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <tuple>
+
+#include "engine/cpu/onednn_common.h"
 #endif
 
 namespace byol::cpu {
@@ -83,10 +85,8 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using DT = memory::data_type;
 
-dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
+using onednn::cpu_engine;
+using onednn::cpu_stream;
 
 bool is_reference(const char* impl) {
   return std::strncmp(impl, "ref", 3) == 0;
@@ -257,20 +257,9 @@ ConvPlan& plan_for(const ConvGeom& g) {
   return *it->second;
 }
 
-// Runs `body` and turns oneDNN's exceptions into ours, naming the geometry.
 template <class F>
 void run_checked(const char* what, const ConvGeom& g, F&& body) {
-  try {
-    body();
-  } catch (const dnnl::error& e) {
-    BYOL_FAIL("conv2d ", what, " (oneDNN) failed for input [", g.N, ", ", g.H, ", ", g.W, ", ", g.C,
-              "], weight [", g.K, ", ", g.R, ", ", g.S, ", ", g.C, "]: ", e.what());
-  }
-}
-
-dnnl::stream& cpu_stream() {
-  static dnnl::stream s(cpu_engine());
-  return s;
+  onednn::run_checked(what, "oneDNN", g, body);
 }
 
 // The caller's buffer `data` (layout `user`) as oneDNN memory in layout `want`: the buffer itself when
@@ -301,6 +290,10 @@ void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, floa
 }  // namespace
 
 bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
+  if (bf16_matmul_pass(g, ConvPass::forward)) {
+    matmul_bf16_conv2d_forward(x, w, y, g);
+    return true;
+  }
   ConvPlan& plan = plan_for(g);
   Pass& p = plan.fwd;
   if (!p.ok) return false;
@@ -316,6 +309,10 @@ bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvG
 }
 
 bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+  if (bf16_matmul_pass(g, ConvPass::backward_data)) {
+    matmul_bf16_conv2d_backward_data(dy, w, dx, g);
+    return true;
+  }
   ConvPlan& plan = plan_for(g);
   Pass& p = plan.bwd_data;
   if (!p.ok) return false;
@@ -332,6 +329,10 @@ bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, con
 }
 
 bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+  if (bf16_matmul_pass(g, ConvPass::backward_filter)) {
+    matmul_bf16_conv2d_backward_filter(dy, x, dw, g);
+    return true;
+  }
   ConvPlan& plan = plan_for(g);
   Pass& p = plan.bwd_weights;
   if (!p.ok) return false;
@@ -349,7 +350,11 @@ bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, c
 
 std::string onednn_conv2d_implementation(const ConvGeom& g) {
   const ConvPlan& plan = plan_for(g);
-  return plan.fwd.impl + " / " + plan.bwd_data.impl + " / " + plan.bwd_weights.impl;
+  auto name = [&](ConvPass pass, const Pass& p) {
+    return bf16_matmul_pass(g, pass) ? matmul_bf16_conv2d_implementation(g, pass) : p.impl;
+  };
+  return name(ConvPass::forward, plan.fwd) + " / " + name(ConvPass::backward_data, plan.bwd_data) + " / " +
+         name(ConvPass::backward_filter, plan.bwd_weights);
 }
 #else
 bool onednn_conv2d_forward(const float*, const float*, float*, const ConvGeom&) {

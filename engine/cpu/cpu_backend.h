@@ -26,13 +26,28 @@ struct ConvGeom {
   bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
 };
 
-// Whether a bf16 convolution's backward-filter pass rounds its operands too: 3x3 convolutions with at least
-// 16 input channels and 8x8 outputs. Elsewhere (the stem, 1x1 downsamples, ResNet's last stage at 4x4)
-// oneDNN 2.6's bf16 weight-gradient kernel measured slower than its float32 ones on AMX (docs/benchmarks.md,
-// "bf16 products"), so that pass stays float32. A rule of the geometry, not a timing: the same on every run.
+// Whether a bf16 convolution's backward-filter pass rounds its operands too: outputs of at most 8x8, and 3x3
+// convolutions with at least 16 input channels. Elsewhere (the stem, 1x1 downsamples to 16x16 and more)
+// oneDNN 2.6's bf16 weight-gradient kernels measured slower than its float32 ones on AMX, so that pass stays
+// float32 (docs/benchmarks.md, "bf16 products" and "bf16 convolutions as matmuls"). A rule of the
+// geometry, not a timing: the same on every run and with every algorithm.
 inline bool bf16_backward_filter(const ConvGeom& g) {
-  return g.bf16 && g.R == 3 && g.S == 3 && g.C >= 16 && g.P * g.Q >= 64;
+  return g.bf16 && (g.P * g.Q <= 64 || (g.R == 3 && g.S == 3 && g.C >= 16));
 }
+
+enum class ConvPass { forward, backward_data, backward_filter };
+
+// Whether a bf16 convolution pass runs as im2col + oneDNN's bf16 matmul (engine/cpu/conv_matmul_bf16.cpp)
+// instead of oneDNN's bf16 convolution kernels: where it measured faster (docs/benchmarks.md, "bf16
+// convolutions as matmuls"). Only the speed depends on it; the products are the same.
+bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
+// For benchmarks and tests: false keeps every bf16 pass on oneDNN's convolution kernels (default true).
+void set_bf16_matmul_enabled(bool enabled);
+// The matmul path's passes (oneDNN builds only: conv_onednn.cpp calls them).
+void matmul_bf16_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
+void matmul_bf16_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
+void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
+std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass);
 
 // How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
 // F(4x4, 3x3) for 3x3 stride-1 convolutions (the default when the build found oneDNN), oneDNN's direct

@@ -29,8 +29,8 @@ and the own view's other targets), not from byol.cpp's decomposition:
 
 --conv-bf16 reproduces train.precision = "bf16" (engine/cpu/cpu_backend.h, ConvGeom::bf16): every
 convolution's product operands rounded to bf16 (nearest even) and the products summed in full precision:
-forward x and w, backward data dy and w, and backward filter x and dy where byol.cpp's rule says so (3x3,
-at least 16 input channels, at least 8x8 outputs; elsewhere that pass is exact). Written here as an autograd
+forward x and w, backward data dy and w, and backward filter x and dy where byol.cpp's rule says so (outputs
+of at most 8x8, or 3x3 with at least 16 input channels; elsewhere that pass is exact). Written here as an autograd
 function over torch's own convolution gradients, not from byol.cpp's code.
 
 --no-predictor makes p = z (the online projection), --no-target makes the targets the online projections
@@ -177,7 +177,7 @@ def use_bf16_convolutions(module):
                 r = m.kernel_size[0]
                 p = (x.shape[2] + 2 * m.padding[0] - r) // m.stride[0] + 1
                 q = (x.shape[3] + 2 * m.padding[1] - m.kernel_size[1]) // m.stride[1] + 1
-                rule = r == 3 and m.kernel_size[1] == 3 and x.shape[1] >= 16 and p * q >= 64
+                rule = p * q <= 64 or (r == 3 and m.kernel_size[1] == 3 and x.shape[1] >= 16)
                 return Bf16Conv.apply(x, m.weight, m.stride, m.padding, rule)
             m.forward = forward
 
