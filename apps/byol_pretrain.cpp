@@ -44,6 +44,7 @@
 #include "byol/evaluation.h"
 #include "data/loader.h"
 #include "engine/comm/nccl_communicator.h"
+#include "engine/cpu/cpu_backend.h"
 #include "engine/device_memory.h"
 #include "engine/io/safetensors.h"
 #include "engine/upload.h"
@@ -318,6 +319,10 @@ class PretrainRun {
 
  private:
   void print_banner();
+  // "bf16" or "fp32", with "(auto)" where train.precision = "auto" chose it.
+  std::string precision_text() const {
+    return std::string(bf16_ ? "bf16" : "fp32") + (cfg_.precision == "auto" ? " (auto)" : "");
+  }
   void log(nlohmann::json j);  // metrics.jsonl and the event file (root only)
   void to_events(const nlohmann::json& j);
   void watch(const StepMetrics& m);
@@ -382,6 +387,7 @@ class PretrainRun {
   // comes only after an epoch's last batch, which the run's last epoch never asks for).
   size_t skips_reported_ = 0;
   std::unique_ptr<BatchUploader> uploader_;  // views and labels to the GPU through pinned memory
+  bool bf16_ = false;                        // train.precision resolved ("auto": bf16 where faster)
 };
 
 PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
@@ -391,6 +397,8 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   BYOL_CHECK(cfg_.precision == "fp32" || device_.is_cpu(), "train.precision = \"", cfg_.precision,
              "\" runs on the CPU backend only so far, and run.device = \"", cfg_.device, "\" chose ",
              device_name(device_), ": set train.precision = \"fp32\" or run.device = \"cpu\"");
+  bf16_ = cfg_.precision == "bf16" ||
+          (cfg_.precision == "auto" && device_.is_cpu() && cpu::bf16_measured_faster());
   cuda_set_tf32(cfg_.tf32);
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
@@ -435,7 +443,7 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   train_.accumulation_steps = cfg_.accumulation_steps;
   train_.objective = {cfg_.beta, cfg_.temperature};
   train_.constant_tau = cfg_.tau_schedule == "constant";
-  train_.precision = cfg_.precision == "bf16" ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
+  train_.precision = bf16_ ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
   learner_ = std::make_unique<Learner>(network_config(cfg_), train_);
   learner_->to(device_);  // before DataParallel: its collectives run on the learner's buffers
   dp_ =
@@ -476,13 +484,14 @@ int PretrainRun::dry_run() {
     std::printf(
         "byol-pretrain --dry-run: %s\n  %d rank(s) x %lld images per step, %lld steps per epoch, %lld "
         "steps "
-        "(%lld warmup), device %s\n  online network %lld parameters (%.1f MiB), target %.1f MiB, BN "
+        "(%lld warmup), device %s, precision %s\n  online network %lld parameters (%.1f MiB), target %.1f "
+        "MiB, BN "
         "statistics %.2f MiB, probe %.2f MiB\n  per rank, float32: parameters + gradients + LARS momentum "
         "+ "
         "target = %.1f MiB; activations come on top and grow with the batch and the image side\n",
         dataset_->describe().c_str(), world_, static_cast<long long>(lopt_.batch_size),
         static_cast<long long>(per_epoch_), static_cast<long long>(total_steps_),
-        static_cast<long long>(train_.warmup_steps), device_name(device_).c_str(),
+        static_cast<long long>(train_.warmup_steps), device_name(device_).c_str(), precision_text().c_str(),
         static_cast<long long>(learner.nets.online.param_count()), online, target, stats, probe,
         3 * online + target + stats + 3 * probe);
   }
@@ -592,14 +601,15 @@ void PretrainRun::open_outputs(bool resume, bool auto_resume, const fs::path& re
 void PretrainRun::print_banner() {
   std::printf(
       "byol-pretrain: %s\n  %d rank(s) x %lld images per step (global batch %lld) on %s (%s), %lld steps "
-      "per epoch, %lld steps, %d threads per rank\n  ResNet-%d x%d (%s stem, base %lld), %lld parameters; "
+      "per epoch, %lld steps, %d threads per rank, precision %s\n  ResNet-%d x%d (%s stem, base %lld), %lld "
+      "parameters; "
       "lr %.4g "
       "(base %.4g x %lld/256), tau_base %.4g, weight decay %.3g\n",
       dataset_->describe().c_str(), world_, static_cast<long long>(lopt_.batch_size),
       static_cast<long long>(cfg_.batch_size), device_name(device_).c_str(), comm_->backend(),
       static_cast<long long>(per_epoch_), static_cast<long long>(total_steps_), omp_get_max_threads(),
-      cfg_.depth, cfg_.width, cfg_.stem.c_str(), static_cast<long long>(cfg_.base_channels),
-      static_cast<long long>(learner_->nets.online.param_count()),
+      precision_text().c_str(), cfg_.depth, cfg_.width, cfg_.stem.c_str(),
+      static_cast<long long>(cfg_.base_channels), static_cast<long long>(learner_->nets.online.param_count()),
       scaled_learning_rate(cfg_.base_lr, cfg_.batch_size), cfg_.base_lr,
       static_cast<long long>(cfg_.batch_size), cfg_.tau_base, cfg_.weight_decay);
   std::fflush(stdout);

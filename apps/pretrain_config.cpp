@@ -272,8 +272,8 @@ void validate(const PretrainConfig& c) {
        cat("expected 0..2.5, got ", c.jitter_strength));
   need(c.tau_schedule == "cosine" || c.tau_schedule == "constant", "train.tau_schedule",
        cat("expected \"cosine\" or \"constant\", got '", c.tau_schedule, "'"));
-  need(c.precision == "fp32" || c.precision == "bf16", "train.precision",
-       cat("expected \"fp32\" or \"bf16\", got '", c.precision, "'"));
+  need(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16", "train.precision",
+       cat("expected \"auto\", \"fp32\" or \"bf16\", got '", c.precision, "'"));
   need(c.target_init == "copy" || c.target_init == "random", "train.target_init",
        cat("expected \"copy\" or \"random\", got '", c.target_init, "'"));
   need(c.jitter == "official" || c.jitter == "torchvision", "augment.jitter",

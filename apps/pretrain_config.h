@@ -64,7 +64,9 @@ struct PretrainConfig {
   // Micro-batches per step (gradient accumulation, byol/learner.h): for batches beyond memory; each
   // micro-batch has its own batch-norm statistics, so it is not the same run as the large batch.
   int64_t accumulation_steps = 1;
-  std::string precision = "fp32";       // or "bf16": bf16 products in the convolutions (CPU)
+  // "fp32", "bf16" (bf16 products in the convolutions; CPU) or "auto": bf16 on a CPU where it measured
+  // faster (cpu::bf16_measured_faster: AMX), fp32 elsewhere.
+  std::string precision = "auto";
   std::string tau_schedule = "cosine";  // or "constant" (tau = tau_base throughout: the tau ablation)
   int threads = 0;                      // OpenMP threads (0: all cores)
   bool sync_bn = true;

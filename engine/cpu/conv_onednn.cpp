@@ -68,6 +68,14 @@ bool onednn_available() {
 #endif
 }
 
+bool bf16_measured_faster() {
+#if BYOL_WITH_ONEDNN
+  return dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
+#else
+  return false;
+#endif
+}
+
 void set_conv_algorithm(ConvAlgorithm a) {
   BYOL_CHECK(a == ConvAlgorithm::im2col || onednn_available(),
              "set_conv_algorithm: this build has no oneDNN (install libdnnl-dev and reconfigure)");

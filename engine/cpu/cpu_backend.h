@@ -41,6 +41,11 @@ enum class ConvPass { forward, backward_data, backward_filter };
 // instead of oneDNN's bf16 convolution kernels: where it measured faster (docs/benchmarks.md, "bf16
 // convolutions as matmuls"). Only the speed depends on it; the products are the same.
 bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
+// Whether bf16 products measured faster than float32 on this CPU: where oneDNN runs them on AMX tiles
+// (docs/benchmarks.md: the ResNet-18 CIFAR step 1.8-1.9x, the small Fashion-MNIST network about 1.06x).
+// train.precision = "auto" picks bf16 where this holds. Elsewhere (AVX512-BF16 without AMX, or no bf16
+// units, or no oneDNN) unmeasured or slower: false.
+bool bf16_measured_faster();
 // For benchmarks and tests: false keeps every bf16 pass on oneDNN's convolution kernels (default true).
 void set_bf16_matmul_enabled(bool enabled);
 // The matmul path's passes (oneDNN builds only: conv_onednn.cpp calls them).
