@@ -205,33 +205,24 @@ AugmentParams sample_view(const ViewOptions& o, int src_h, int src_w, int out_h,
 
 namespace {
 
-// Taps of a separable antialiased bicubic resample of [origin, origin + length) (source pixels, pixel j
-// covering [j, j + 1)) onto out_size samples, as PIL computes them: the kernel is stretched by the
-// scale when shrinking, taps outside the crop window are dropped and the rest renormalised.
+// Taps of a separable antialiased bicubic resample (math::resample_taps: PIL's rule, shared with the CUDA
+// kernel), one row of max_taps normalised weights per output sample; `reverse` stores output o's taps
+// at out_size - 1 - o (a horizontal flip).
 int compute_taps(float origin, float length, int src_size, int out_size, bool reverse,
                  std::vector<int>& start, std::vector<int>& count, std::vector<float>& weight) {
-  const float scale = length / float(out_size);
-  const float stretch = std::max(scale, 1.0f);
-  const float support = 2.0f * stretch;
-  const int max_taps = static_cast<int>(std::ceil(support)) * 2 + 1;
-  int lo = std::max(0, static_cast<int>(std::floor(origin)));
-  int hi = std::min(src_size, static_cast<int>(std::ceil(origin + length)));
-  lo = std::min(lo, src_size - 1);
-  hi = std::max(hi, lo + 1);
+  const int max_taps = math::resample_max_taps(length, out_size);
   start.assign(out_size, 0);
   count.assign(out_size, 0);
   weight.assign(size_t(out_size) * max_taps, 0.0f);
   for (int o = 0; o < out_size; ++o) {
-    const float center = origin + (float(o) + 0.5f) * scale;
-    const int j0 = std::max(lo, static_cast<int>(std::floor(center - support + 0.5f)));
-    const int j1 = std::min({hi, static_cast<int>(std::floor(center + support + 0.5f)), j0 + max_taps});
+    const math::ResampleTaps taps = math::resample_taps(origin, length, src_size, out_size, o);
     const int slot = reverse ? out_size - 1 - o : o;
     float* w = weight.data() + size_t(slot) * max_taps;
     float sum = 0;
-    for (int j = j0; j < j1; ++j) sum += w[j - j0] = math::cubic_weight((float(j) + 0.5f - center) / stretch);
-    int first = j0, n = j1 - j0;
+    for (int j = taps.first; j < taps.first + taps.count; ++j) sum += w[j - taps.first] = taps.weight(j);
+    int first = taps.first, n = taps.count;
     if (n <= 0 || sum == 0.0f) {  // degenerate window: the nearest pixel
-      first = std::clamp(static_cast<int>(std::floor(center)), lo, hi - 1);
+      first = taps.nearest();
       n = 1;
       w[0] = 1.0f;
       sum = 1.0f;

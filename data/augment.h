@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "engine/math/augment.h"
 
 namespace byol::data {
 
@@ -110,27 +111,17 @@ struct AugmentOptions {
 // uses it. 0 means full resolution.
 int decode_min_side(const AugmentOptions& options);
 
-enum JitterOp : uint8_t { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };
+using math::JitterOp;
+using math::kBrightness;
+using math::kContrast;
+using math::kHue;
+using math::kSaturation;
+static_assert(static_cast<uint8_t>(JitterStyle::official) == math::kJitterOfficial &&
+              static_cast<uint8_t>(JitterStyle::torchvision) == math::kJitterTorchvision);
 
-// The random parameters of one view of one image: everything apply_view needs besides the image and
-// the output size. Plain data, so it can be copied to a GPU as is.
-struct AugmentParams {
-  float crop_y, crop_x, crop_h, crop_w;  // crop box in source pixels (top, left, height, width)
-  float brightness;                      // additive delta
-  float contrast;                        // factor around the channel mean
-  float saturation;                      // factor on HSV saturation
-  float hue;                             // delta in turns
-  float blur_sigma;
-  float solarize_threshold;
-  int32_t blur_radius;      // kernel of 2 * radius + 1 taps
-  uint8_t flip;             // mirror horizontally
-  uint8_t jitter;           // apply the colour jitter
-  uint8_t jitter_order[4];  // a permutation of JitterOp
-  uint8_t grayscale;
-  uint8_t blur;
-  uint8_t solarize;
-  uint8_t jitter_style;  // JitterStyle
-};
+// The random parameters of one view of one image (engine/math/augment.h, so the CUDA kernel reads the same
+// struct): everything apply_view needs besides the image and the output size.
+using AugmentParams = math::AugmentParams;
 static_assert(std::is_trivially_copyable_v<AugmentParams> && std::is_standard_layout_v<AugmentParams>);
 
 // The identity view: the whole source, no flip, no colour change, no blur, no solarize.

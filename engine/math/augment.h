@@ -12,10 +12,36 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #include "engine/math/hd.h"
 
 namespace byol::math {
+
+// The colour-jitter operations, in the order AugmentParams::jitter_order lists them.
+enum JitterOp : uint8_t { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };
+// AugmentParams::jitter_style: brightness and contrast conventions (data::JitterStyle has the same values).
+enum JitterStyleCode : uint8_t { kJitterOfficial = 0, kJitterTorchvision = 1 };
+
+// The random parameters of one view of one image: everything a view needs besides the image and the
+// output size (data::sample_view draws them). Plain data, copied to the GPU as is.
+struct AugmentParams {
+  float crop_y, crop_x, crop_h, crop_w;  // crop box in source pixels (top, left, height, width)
+  float brightness;                      // additive delta (torchvision style: factor - 1)
+  float contrast;                        // factor around the channel mean
+  float saturation;                      // factor on HSV saturation
+  float hue;                             // delta in turns
+  float blur_sigma;
+  float solarize_threshold;
+  int32_t blur_radius;      // kernel of 2 * radius + 1 taps
+  uint8_t flip;             // mirror horizontally
+  uint8_t jitter;           // apply the colour jitter
+  uint8_t jitter_order[4];  // a permutation of JitterOp
+  uint8_t grayscale;
+  uint8_t blur;
+  uint8_t solarize;
+  uint8_t jitter_style;  // JitterStyleCode
+};
 
 struct Rgb {
   float r, g, b;
@@ -108,6 +134,51 @@ BYOL_HD float cubic_weight(float x) {
   if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
   if (x < 2.0f) return (((x - 5.0f) * x + 8.0f) * x - 4.0f) * a;
   return 0.0f;
+}
+
+// The source taps of output sample o of an antialiased bicubic resample of [origin, origin + length) (source
+// pixels, pixel j covering [j, j + 1)) of a src_size-pixel axis onto out_size samples, as PIL computes them:
+// the kernel is stretched by the scale when shrinking, and taps outside the crop window are dropped. The
+// weights are cubic_weight((j + 0.5 - center) / stretch) for j in [first, first + count), renormalised by
+// their sum; with no tap or a zero sum, the nearest pixel alone (nearest()).
+struct ResampleTaps {
+  int first, count;
+  float center, stretch;
+  int lo, hi;  // the crop window's pixels, [lo, hi)
+  BYOL_HD float weight(int j) const {
+    return cubic_weight((static_cast<float>(j) + 0.5f - center) / stretch);
+  }
+  BYOL_HD int nearest() const {
+    const int n = static_cast<int>(floorf(center));
+    return n < lo ? lo : (n > hi - 1 ? hi - 1 : n);
+  }
+};
+
+// At most this many taps per output sample.
+BYOL_HD int resample_max_taps(float length, int out_size) {
+  const float scale = length / static_cast<float>(out_size);
+  const float stretch = scale > 1.0f ? scale : 1.0f;
+  return static_cast<int>(ceilf(2.0f * stretch)) * 2 + 1;
+}
+
+BYOL_HD ResampleTaps resample_taps(float origin, float length, int src_size, int out_size, int o) {
+  const float scale = length / static_cast<float>(out_size);
+  const float stretch = scale > 1.0f ? scale : 1.0f;
+  const float support = 2.0f * stretch;
+  const int max_taps = resample_max_taps(length, out_size);
+  int lo = static_cast<int>(floorf(origin));
+  lo = lo > 0 ? lo : 0;
+  int hi = static_cast<int>(ceilf(origin + length));
+  hi = hi < src_size ? hi : src_size;
+  lo = lo < src_size - 1 ? lo : src_size - 1;
+  hi = hi > lo + 1 ? hi : lo + 1;
+  const float center = origin + (static_cast<float>(o) + 0.5f) * scale;
+  int j0 = static_cast<int>(floorf(center - support + 0.5f));
+  j0 = j0 > lo ? j0 : lo;
+  int j1 = static_cast<int>(floorf(center + support + 0.5f));
+  j1 = j1 < hi ? j1 : hi;
+  j1 = j1 < j0 + max_taps ? j1 : j0 + max_taps;
+  return {j0, j1 - j0, center, stretch, lo, hi};
 }
 
 // Unnormalised Gaussian tap at integer offset k; the caller divides by the sum over the kernel.
