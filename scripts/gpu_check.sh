@@ -122,7 +122,7 @@ prepare_carry() {
 
 all_steps=(build cuda_tests memcheck initcheck nccl smoke learn labs bench ablate)
 gpu_steps=" cuda_tests memcheck initcheck nccl smoke learn labs bench ablate "
-labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab cross_entropy_lab optimizers_lab elementwise_lab)
+labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab cross_entropy_lab optimizers_lab elementwise_lab augment_lab)
 
 usage() {
   sed -n '2,/^set -uo pipefail/p' "$0" | sed '$d; s/^# \{0,1\}//'

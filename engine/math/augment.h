@@ -181,6 +181,21 @@ BYOL_HD ResampleTaps resample_taps(float origin, float length, int src_size, int
   return {j0, j1 - j0, center, stretch, lo, hi};
 }
 
+// The source rows (or columns) [lo, hi) the resample of an axis reads over all its out_size samples.
+BYOL_HD void resample_span(float origin, float length, int src_size, int out_size, int& lo, int& hi) {
+  lo = src_size;
+  hi = 0;
+  for (int o = 0; o < out_size; ++o) {
+    const ResampleTaps t = resample_taps(origin, length, src_size, out_size, o);
+    float sum = 0.0f;
+    for (int j = t.first; j < t.first + t.count; ++j) sum += t.weight(j);
+    const int first = t.count <= 0 || sum == 0.0f ? t.nearest() : t.first;
+    const int count = t.count <= 0 || sum == 0.0f ? 1 : t.count;
+    lo = first < lo ? first : lo;
+    hi = first + count > hi ? first + count : hi;
+  }
+}
+
 // Unnormalised Gaussian tap at integer offset k; the caller divides by the sum over the kernel.
 BYOL_HD float gaussian_weight(int k, float sigma) {
   const float x = static_cast<float>(k) / sigma;
