@@ -319,6 +319,17 @@ class PretrainRun {
 
  private:
   void print_banner();
+  // A batch's two views and labels on the device: uploaded as the loader made them, or (data.augment_on =
+  // "gpu") augmented there from the uploaded images.
+  std::vector<Tensor> upload_views(const data::Batch& b) {
+    if (!lopt_.raw) return uploader_->upload({b.views[0], b.views[1], b.labels}, device_);
+    const data::AugmentOptions& aug = loader_->augment_options();
+    std::vector<Tensor> in =
+        upload_and_augment(*uploader_, b.pixels, b.sources, b.params, aug.height, aug.width,
+                           aug.normalization.mean, aug.normalization.std, device_);
+    in.push_back(uploader_->upload({b.labels}, device_)[0]);
+    return in;
+  }
   // "bf16" or "fp32", with "(auto)" where train.precision = "auto" chose it.
   std::string precision_text() const {
     return std::string(bf16_ ? "bf16" : "fp32") + (cfg_.precision == "auto" ? " (auto)" : "");
@@ -399,6 +410,9 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
              device_name(device_), ": set train.precision = \"fp32\" or run.device = \"cpu\"");
   bf16_ = cfg_.precision == "bf16" ||
           (cfg_.precision == "auto" && device_.is_cpu() && cpu::bf16_measured_faster());
+  BYOL_CHECK(cfg_.augment_on == "cpu" || device_.is_cuda(),
+             "data.augment_on = \"gpu\" augments on the GPU, and ", "run.device = \"", cfg_.device,
+             "\" chose ", device_name(device_), ": set data.augment_on = \"cpu\" or run.device = \"cuda\"");
   cuda_set_tf32(cfg_.tf32);
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
@@ -418,7 +432,9 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   lopt_.rank = comm_->rank();
   lopt_.world_size = world_;
   lopt_.skip_corrupt = cfg_.skip_corrupt;
-  lopt_.report_skipped = false;  // reported by report_skips, for epochs cut short too, and logged
+  lopt_.report_skipped = false;
+  lopt_.raw = cfg_.augment_on == "gpu";  // decoded images and parameters; upload_and_augment makes the views
+                                         // // reported by report_skips, for epochs cut short too, and logged
   loader_ = std::make_unique<data::Loader>(dataset_, augment_options(cfg_), lopt_);
   per_epoch_ = loader_->batches_per_epoch();
   BYOL_CHECK(per_epoch_ > 0, "data.train: ", dataset_->describe(),
@@ -500,7 +516,13 @@ int PretrainRun::dry_run() {
   BYOL_CHECK(b.has_value(), "--dry-run: the loader gave no batch");
   if (root_ && knn_)
     std::printf("  kNN monitor: %s / %s\n", knn_->train->describe().c_str(), knn_->test->describe().c_str());
-  if (root_)
+  if (root_ && lopt_.raw)
+    std::printf(
+        "  first batch: %zu decoded images (%lld bytes) and their views' parameters, augmented on the "
+        "GPU; labels %s\n",
+        b->sources.size(), static_cast<long long>(b->pixels.numel()),
+        b->labels.defined() ? b->labels.describe().c_str() : "none");
+  else if (root_)
     std::printf("  first batch: views %s and %s, labels %s\n", b->views[0].describe().c_str(),
                 b->views[1].describe().c_str(), b->labels.defined() ? b->labels.describe().c_str() : "none");
   return 0;
@@ -633,8 +655,7 @@ int PretrainRun::train() {
     while (step_ < stop_at_) {
       std::optional<data::Batch> batch = loader_->next();
       if (!batch) break;
-      const std::vector<Tensor> in =
-          uploader_->upload({batch->views[0], batch->views[1], batch->labels}, device_);
+      const std::vector<Tensor> in = upload_views(*batch);
       const StepMetrics m = learner_->step(in[0], in[1], in[2]);
       watch(m);
       step_ = learner_->steps_done();

@@ -116,6 +116,7 @@ const std::map<std::string, Setter>& setters() {
       {"data.normalization", text(&C::normalization)},
       {"data.workers", integer(&C::workers)},
       {"data.skip_corrupt", boolean(&C::skip_corrupt)},
+      {"data.augment_on", text(&C::augment_on)},
       {"augment.crop_area_min", real(&C::crop_area_min)},
       {"augment.jitter_p", real(&C::jitter_p)},
       {"augment.jitter_strength", real(&C::jitter_strength)},
@@ -272,6 +273,8 @@ void validate(const PretrainConfig& c) {
        cat("expected 0..2.5, got ", c.jitter_strength));
   need(c.tau_schedule == "cosine" || c.tau_schedule == "constant", "train.tau_schedule",
        cat("expected \"cosine\" or \"constant\", got '", c.tau_schedule, "'"));
+  need(c.augment_on == "cpu" || c.augment_on == "gpu", "data.augment_on",
+       cat("expected \"cpu\" or \"gpu\", got '", c.augment_on, "'"));
   need(c.precision == "auto" || c.precision == "fp32" || c.precision == "bf16", "train.precision",
        cat("expected \"auto\", \"fp32\" or \"bf16\", got '", c.precision, "'"));
   need(c.target_init == "copy" || c.target_init == "random", "train.target_init",
@@ -337,7 +340,7 @@ std::string to_toml(const PretrainConfig& c) {
      << "\nknn_test = " << q(c.knn_test) << "\nknn_train_images = " << c.knn_train_images
      << "\nknn_test_images = " << c.knn_test_images << "\nside = " << c.side
      << "\nnormalization = " << q(c.normalization) << "\nworkers = " << c.workers
-     << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false")
+     << "\nskip_corrupt = " << (c.skip_corrupt ? "true" : "false") << "\naugment_on = " << q(c.augment_on)
      << "\n\n[augment]\ncrop_area_min = " << r(c.crop_area_min) << "\njitter_p = " << r(c.jitter_p)
      << "\njitter_strength = " << r(c.jitter_strength) << "\njitter = " << q(c.jitter)
      << "\ngrayscale_p = " << r(c.grayscale_p) << "\nblur_p_view1 = " << r(c.blur_p_view1)

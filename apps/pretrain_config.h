@@ -20,6 +20,9 @@ struct PretrainConfig {
   std::string normalization = "fashion-mnist";
   int workers = 1;
   bool skip_corrupt = false;
+  // Where the views are augmented: "cpu" (the loader's workers) or "gpu" (the workers decode, the CUDA
+  // kernel augments: engine/cuda/augment.cuh; needs run.device on a GPU).
+  std::string augment_on = "cpu";
   // [augment] (the paper's recipe by default; both views unless named per view)
   double crop_area_min = 0.08;         // random resized crop: smallest fraction of the image area
   double jitter_p = 0.8;               // colour jitter probability

@@ -23,6 +23,10 @@ struct Slot {
   std::vector<Tensor> views;
   Tensor labels;
   std::vector<int64_t> indices;
+  // LoaderOptions::raw: each row's decoded image and shape, and its views' parameters [view][row].
+  std::vector<std::vector<uint8_t>> images;
+  std::vector<math::AugmentSource> shapes;
+  std::vector<std::vector<math::AugmentParams>> params;
 };
 
 struct Job {
@@ -73,8 +77,14 @@ struct Loader::State {
     }
     auto slot = std::make_unique<Slot>();
     const int64_t b = opt.batch_size;
-    for (size_t v = 0; v < aug.views.size(); ++v)
-      slot->views.push_back(opt.allocate({b, aug.height, aug.width, 3}, DType::f32));
+    if (opt.raw) {
+      slot->images.resize(b);
+      slot->shapes.resize(b);
+      slot->params.assign(aug.views.size(), std::vector<math::AugmentParams>(b));
+    } else {
+      for (size_t v = 0; v < aug.views.size(); ++v)
+        slot->views.push_back(opt.allocate({b, aug.height, aug.width, 3}, DType::f32));
+    }
     if (dataset->has_labels()) slot->labels = opt.allocate({b}, DType::i64);
     slot->indices.resize(b);
     slots.push_back(std::move(slot));
@@ -142,8 +152,16 @@ struct Loader::State {
     const int64_t plane = int64_t(aug.height) * aug.width * 3;
     for (size_t v = 0; v < aug.views.size(); ++v) {
       const AugmentParams p = sample_view(aug.views[v], img.height, img.width, aug.height, aug.width, gen);
-      apply_view(img, p, aug.height, aug.width, aug.normalization,
-                 job.slot->views[v].data<float>() + item * plane, ctx.ws);
+      if (opt.raw) {
+        job.slot->params[v][item] = p;
+      } else {
+        apply_view(img, p, aug.height, aug.width, aug.normalization,
+                   job.slot->views[v].data<float>() + item * plane, ctx.ws);
+      }
+    }
+    if (opt.raw) {
+      job.slot->images[item].assign(img.data, img.data + img.bytes());
+      job.slot->shapes[item] = {0, img.height, img.width, img.channels};
     }
     if (job.slot->labels.defined()) job.slot->labels.data<int64_t>()[item] = dataset->label(index);
     job.slot->indices[item] = index;
@@ -317,6 +335,21 @@ std::optional<Batch> Loader::next() {
   if (job->slot->labels.defined())
     b.labels = full ? job->slot->labels : job->slot->labels.slice_rows(0, job->size);
   b.indices.assign(job->slot->indices.begin(), job->slot->indices.begin() + job->size);
+  if (s.opt.raw) {  // pack the rows' images (the consumer's copy; the workers wrote them in parallel)
+    const Slot& slot = *job->slot;
+    int64_t bytes = 0;
+    for (int64_t i = 0; i < job->size; ++i) bytes += static_cast<int64_t>(slot.images[i].size());
+    b.pixels = Tensor::empty({bytes}, DType::u8);
+    uint8_t* dst = b.pixels.data<uint8_t>();
+    for (int64_t i = 0; i < job->size; ++i) {
+      math::AugmentSource src = slot.shapes[i];
+      src.offset = dst - b.pixels.data<uint8_t>();
+      b.sources.push_back(src);
+      dst = std::copy(slot.images[i].begin(), slot.images[i].end(), dst);
+    }
+    for (const std::vector<math::AugmentParams>& view : slot.params)
+      b.params.emplace_back(view.begin(), view.begin() + job->size);
+  }
   std::shared_ptr<State> keep = state_;
   b.lease = std::shared_ptr<Slot>(job->slot, [keep](Slot* slot) { keep->release_slot(slot); });
   return b;

@@ -47,6 +47,10 @@ struct LoaderOptions {
   bool report_skipped = true;  // print the end-of-epoch line about skipped images to stderr
   int decode_min_side = -1;    // -1: decode_min_side(augment options); 0: always full resolution
   int chunk = 8;               // images per work item
+  // Deliver each image decoded (uint8, packed into Batch::pixels) with its views' AugmentParams instead of
+  // augmented views, for the GPU augmentation kernel (upload_and_augment, engine/upload.h). The params are
+  // the ones the CPU path draws, so the GPU's views are the CPU's (within float rounding).
+  bool raw = false;
   // Allocates batch buffers (e.g. pinned host memory for asynchronous copies to a GPU); default
   // Tensor::empty on the CPU. Buffers are allocated once per slot and reused.
   std::function<Tensor(const Shape&, DType)> allocate = {};
@@ -58,6 +62,11 @@ struct Batch {
   std::vector<int64_t> indices;  // dataset index of each row
   int64_t epoch = 0, number = 0;
   std::shared_ptr<void> lease;  // keeps the buffers from being reused
+  // LoaderOptions::raw (views is then empty): the rows' decoded images back to back in u8 `pixels`, where
+  // each starts (sources[row]), and view v of row i's parameters in params[v][i].
+  Tensor pixels;
+  std::vector<math::AugmentSource> sources;
+  std::vector<std::vector<math::AugmentParams>> params;
   int64_t size() const { return static_cast<int64_t>(indices.size()); }
 };
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #if BYOL_WITH_CUDA
+#include "engine/cuda/augment.cuh"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #endif
@@ -97,6 +98,59 @@ std::vector<Tensor> BatchUploader::upload(const std::vector<Tensor>& host, Devic
   return out;
 }
 
+namespace {
+// A host vector of plain structs as a u8 tensor of its bytes (uploaded as is).
+template <class T>
+Tensor bytes_of(const std::vector<T>& v) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(sizeof(T) * v.size())}, DType::u8);
+  if (!v.empty()) std::memcpy(t.raw_data(), v.data(), sizeof(T) * v.size());
+  return t;
+}
+}  // namespace
+
+std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
+                                       const std::vector<math::AugmentSource>& sources,
+                                       const std::vector<std::vector<math::AugmentParams>>& params, int out_h,
+                                       int out_w, const std::array<float, 3>& mean,
+                                       const std::array<float, 3>& std, Device device) {
+  BYOL_CHECK(device.is_cuda(), "upload_and_augment: expected a CUDA device, got ", device_name(device));
+  BYOL_CHECK(
+      pixels.defined() && pixels.dtype() == DType::u8 && pixels.device().is_cpu() && pixels.is_contiguous(),
+      "upload_and_augment: expected the packed images as a contiguous host u8 tensor, got ",
+      pixels.defined() ? pixels.describe() : std::string("none"));
+  const int64_t rows = static_cast<int64_t>(sources.size()), views = static_cast<int64_t>(params.size());
+  std::vector<math::AugmentSource> descs;
+  std::vector<math::AugmentParams> flat;
+  for (int64_t v = 0; v < views; ++v) {
+    BYOL_CHECK(static_cast<int64_t>(params[v].size()) == rows, "upload_and_augment: view ", v, " has ",
+               params[v].size(), " parameter sets for ", rows, " rows");
+    for (int64_t i = 0; i < rows; ++i) {
+      const math::AugmentSource& s = sources[i];
+      BYOL_CHECK(s.offset >= 0 && (s.channels == 1 || s.channels == 3) && s.height > 0 && s.width > 0 &&
+                     s.offset + int64_t(s.height) * s.width * s.channels <= pixels.numel(),
+                 "upload_and_augment: row ", i, "'s image (", s.height, "x", s.width, "x", s.channels,
+                 " at byte ", s.offset, ") is not inside the ", pixels.numel(), " packed bytes");
+      descs.push_back(s);
+      flat.push_back(params[v][i]);
+    }
+  }
+  const kernels::AugmentScratchPlan plan = kernels::plan_augment_scratch(flat, descs, out_h, out_w);
+  Tensor offsets = Tensor::empty({static_cast<int64_t>(plan.offsets.size())}, DType::i64);
+  if (!plan.offsets.empty())
+    std::memcpy(offsets.raw_data(), plan.offsets.data(), sizeof(int64_t) * plan.offsets.size());
+  const std::vector<Tensor> d = up.upload({pixels, bytes_of(descs), bytes_of(flat), offsets}, device);
+  Tensor out = Tensor::empty({views * rows, out_h, out_w, 3}, DType::f32, device);
+  Tensor scratch = Tensor::empty({std::max<int64_t>(plan.total_floats, 1)}, DType::f32, device);
+  kernels::augment_views(d[0].data<uint8_t>(), static_cast<const math::AugmentSource*>(d[1].raw_data()),
+                         static_cast<const math::AugmentParams*>(d[2].raw_data()), d[3].data<int64_t>(),
+                         static_cast<int>(views * rows), out_h, out_w, mean.data(), std.data(),
+                         plan.max_blur_radius, out.data<float>(), scratch.data<float>(),
+                         cuda::compute_stream());
+  std::vector<Tensor> result;
+  for (int64_t v = 0; v < views; ++v) result.push_back(out.slice_rows(v * rows, (v + 1) * rows));
+  return result;
+}
+
 #else
 
 struct BatchUploader::Slots {};
@@ -108,6 +162,12 @@ std::vector<Tensor> BatchUploader::upload(const std::vector<Tensor>& host, Devic
   // A CUDA device here fails in Tensor::to with the "no CUDA backend" error.
   for (size_t i = 0; i < host.size(); ++i) out[i] = host[i].defined() ? host[i].to(device) : Tensor();
   return out;
+}
+
+std::vector<Tensor> upload_and_augment(BatchUploader&, const Tensor&, const std::vector<math::AugmentSource>&,
+                                       const std::vector<std::vector<math::AugmentParams>>&, int, int,
+                                       const std::array<float, 3>&, const std::array<float, 3>&, Device) {
+  BYOL_FAIL("augmentation on the GPU (data.augment_on = \"gpu\"): this build has no CUDA backend");
 }
 
 #endif

@@ -16,9 +16,11 @@
 // returned as they are; the target GPU must be the current one (checked).
 #pragma once
 
+#include <array>
 #include <memory>
 #include <vector>
 
+#include "engine/math/augment.h"
 #include "engine/tensor.h"
 
 namespace byol {
@@ -37,5 +39,16 @@ class BatchUploader {
   struct Slots;
   std::unique_ptr<Slots> slots_;
 };
+
+// The GPU half of the loader's raw mode (data::LoaderOptions::raw, data.augment_on = "gpu"): uploads the
+// packed uint8 images `pixels` (host), each row's source and each view's AugmentParams through `up`, and runs
+// the CUDA augmentation kernel (engine/cuda/augment.cuh) into one f32 [rows, out_h, out_w, 3] tensor per view
+// on `device`, queued on the compute stream (the host does not wait for the GPU). sources[i]: row i's image
+// in pixels; params[v][i]: view v of row i. A build without CUDA fails with an error saying so.
+std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
+                                       const std::vector<math::AugmentSource>& sources,
+                                       const std::vector<std::vector<math::AugmentParams>>& params, int out_h,
+                                       int out_w, const std::array<float, 3>& mean,
+                                       const std::array<float, 3>& std, Device device);
 
 }  // namespace byol

@@ -8,8 +8,8 @@
 // rounding; a clip or a solarize threshold can then fall the other way for a value sitting on it. The
 // bounds: mean absolute difference below 1e-5 (rounding), and at most 0.1 % of the values more than 1e-3
 // apart (threshold flips), printed per case so a GPU run's log carries the figures.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -19,9 +19,11 @@
 #if BYOL_WITH_CUDA
 #include <cuda_runtime_api.h>
 
+#include "data/loader.h"
 #include "engine/cuda/augment.cuh"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/upload.h"
 #endif
 
 using namespace byol;
@@ -123,5 +125,44 @@ TEST_CASE("[cuda] augmentation kernel: every view equals data::apply_view's", "[
     CHECK(mean_abs < 1e-5);
     CHECK(far <= want.size() / 1000);
   }
+}
+
+TEST_CASE("[cuda] data.augment_on = gpu: raw batches augmented on the device equal the CPU loader's",
+          "[cuda][augment]") {
+  // The path byol-pretrain takes: the loader's raw batches through upload_and_augment (BatchUploader, then
+  // the kernel), against the CPU loader's views of the same seed and epoch, with the kernel test's bounds.
+  auto ds = std::make_shared<data::SyntheticDataset>(40, 4, 40, 11);
+  const data::AugmentOptions aug = data::AugmentOptions::byol(32, data::Normalization::cifar10());
+  data::Loader cpu(ds, aug, {.batch_size = 16, .workers = 2, .seed = 3});
+  data::Loader raw(ds, aug, {.batch_size = 16, .workers = 2, .seed = 3, .raw = true});
+  cpu.start_epoch(1);
+  raw.start_epoch(1);
+  BatchUploader up;
+  int batches = 0;
+  while (std::optional<data::Batch> a = cpu.next()) {
+    std::optional<data::Batch> b = raw.next();
+    REQUIRE(b);
+    const std::vector<Tensor> views =
+        upload_and_augment(up, b->pixels, b->sources, b->params, 32, 32, aug.normalization.mean,
+                           aug.normalization.std, Device::cuda());
+    REQUIRE(views.size() == 2);
+    for (int v = 0; v < 2; ++v) {
+      REQUIRE(views[v].shape() == a->views[v].shape());
+      const std::vector<float> got = views[v].to_vector<float>(), want = a->views[v].to_vector<float>();
+      double sum = 0;
+      size_t far = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const double d = std::abs(double(got[i]) - want[i]);
+        sum += std::isfinite(got[i]) ? d : 1e30;
+        far += d > 1e-3;
+      }
+      std::printf("augment_on gpu, batch %d view %d: mean |GPU - CPU| %.3g, %zu of %zu values > 1e-3\n",
+                  batches, v, sum / got.size(), far, got.size());
+      CHECK(sum / got.size() < 1e-5);
+      CHECK(far <= got.size() / 1000);
+    }
+    ++batches;
+  }
+  CHECK(batches == 2);
 }
 #endif

@@ -18,10 +18,7 @@
 
 namespace byol::kernels {
 
-struct AugmentSource {
-  int64_t offset;  // byte offset of the image in the packed pixels
-  int32_t height, width, channels;
-};
+using math::AugmentSource;
 
 constexpr int kMaxAugmentBlurRadius = 127;  // 255 taps in shared memory
 

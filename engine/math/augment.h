@@ -136,6 +136,12 @@ BYOL_HD float cubic_weight(float x) {
   return 0.0f;
 }
 
+// Where one view's uint8 source image [height, width, channels] (channels 1 or 3) starts in a packed buffer.
+struct AugmentSource {
+  int64_t offset;  // bytes
+  int32_t height, width, channels;
+};
+
 // The source taps of output sample o of an antialiased bicubic resample of [origin, origin + length) (source
 // pixels, pixel j covering [j, j + 1)) of a src_size-pixel axis onto out_size samples, as PIL computes them:
 // the kernel is stretched by the scale when shrinking, and taps outside the crop window are dropped. The

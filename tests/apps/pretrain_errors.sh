@@ -30,6 +30,8 @@ expect "syntax.toml:1" --config "$work/syntax.toml"
 expect "config key 'model.depth': expected 18, 34, 50, 101, 152 or 200, got 19" --set model.depth=19
 expect "config key 'train.tau_base': expected 0..1, got 1.5" --set train.tau_base=1.5
 expect "config key 'train.precision': expected \"auto\", \"fp32\" or \"bf16\", got 'fp16'" --set train.precision=fp16
+expect "config key 'data.augment_on': expected \"cpu\" or \"gpu\", got 'tpu'" --set data.augment_on=tpu
+expect 'data.augment_on = "gpu" augments on the GPU, and run.device = "cpu" chose cpu: set data.augment_on = "cpu" or run.device = "cuda"' --set data.augment_on=gpu --set run.device=cpu
 expect "--set model.heads: unknown key" --set model.heads=3
 expect "--set train.base_lrr: unknown key; did you mean 'train.base_lr'?" --set train.base_lrr=0.1
 expect "config key 'run.device': expected auto, cpu, cuda or cuda:N, got 'cuda:x'" --set run.device=cuda:x

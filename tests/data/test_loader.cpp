@@ -209,3 +209,48 @@ TEST_CASE("unlabeled datasets give batches without labels; bad options are rejec
   Loader idle(ds, AugmentOptions{}, {});
   CHECK_THROWS_WITH(idle.next(), Catch::Contains("start_epoch"));
 }
+
+TEST_CASE("raw batches (the GPU augmentation's input) hold each row's image and its views' parameters",
+          "[loader]") {
+  // LoaderOptions::raw delivers the decoded images and the AugmentParams the CPU path draws: applying them
+  // on the host gives the CPU loader's views bit for bit (the CUDA kernel applies the same ones:
+  // tests/test_cuda_augment.cpp). A partial last batch, several workers, one-image chunks.
+  auto ds = synthetic(23, 4, 18);
+  const AugmentOptions aug = AugmentOptions::byol(12, Normalization::cifar10());
+  Loader cpu(ds, aug, {.batch_size = 5, .workers = 2, .seed = 9, .drop_last = false});
+  Loader raw(ds, aug,
+             {.batch_size = 5, .workers = 3, .seed = 9, .drop_last = false, .chunk = 1, .raw = true});
+  for (int64_t epoch : {0, 3}) {
+    cpu.start_epoch(epoch);
+    raw.start_epoch(epoch);
+    int64_t batches = 0;
+    AugmentWorkspace ws;
+    std::vector<float> got(12 * 12 * 3);
+    while (std::optional<Batch> a = cpu.next()) {
+      std::optional<Batch> b = raw.next();
+      REQUIRE(b);
+      ++batches;
+      CHECK(b->views.empty());
+      CHECK(b->indices == a->indices);
+      CHECK(b->labels.to_vector<int64_t>() == a->labels.to_vector<int64_t>());
+      REQUIRE(b->sources.size() == a->indices.size());
+      REQUIRE(b->params.size() == 2);
+      int64_t packed = 0;
+      for (size_t i = 0; i < b->sources.size(); ++i) {
+        const math::AugmentSource& s = b->sources[i];
+        CHECK(s.offset == packed);
+        packed += int64_t(s.height) * s.width * s.channels;
+        const ImageView img{b->pixels.data<uint8_t>() + s.offset, s.height, s.width, s.channels};
+        for (int v = 0; v < 2; ++v) {
+          REQUIRE(b->params[v].size() == b->sources.size());
+          apply_view(img, b->params[v][i], 12, 12, aug.normalization, got.data(), ws);
+          CHECK(std::memcmp(a->views[v].data<float>() + i * got.size(), got.data(),
+                            got.size() * sizeof(float)) == 0);
+        }
+      }
+      CHECK(b->pixels.numel() == packed);
+    }
+    CHECK(!raw.next());
+    CHECK(batches == 5);  // 23 images in batches of 5, the last partial
+  }
+}
