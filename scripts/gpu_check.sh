@@ -642,7 +642,7 @@ step_smoke() {
     echo '{"dry_run": true, "note": "byol-pretrain writes one object per logged step and kNN evaluation"}' >"$smoke/metrics.jsonl"
     echo '# dry run: byol-pretrain writes the effective configuration here' >"$smoke/config.toml"
   fi
-  dry_skip smoke "$label" && return
+  dry_skip smoke "$label" && { smoke_gpu_augment "${args[@]}"; return; }
   [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$log" &&
     grep -q '"knn_top1"' "$smoke/metrics.jsonl" 2>/dev/null && ok=1
   local detail
@@ -653,6 +653,45 @@ step_smoke() {
     [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] &&
       detail+="; missing: $([ -f "$smoke/encoder.safetensors" ] || echo 'encoder.safetensors ')$(grep -q 'on cuda' "$log" || echo "'on cuda' in the log ")$(grep -qs '"knn_top1"' "$smoke/metrics.jsonl" || echo 'knn_top1 in metrics.jsonl')"
     record smoke "$label" FAIL "$detail"
+    excerpt "$log" "$label"
+  fi
+  smoke_gpu_augment "${args[@]}"
+}
+
+# The smoke run's first 6 steps again with the views augmented on the GPU (data.augment_on = gpu, issue 18):
+# it must finish, and its losses must follow the CPU-augmented run's (same seed and drawn parameters; the
+# views differ by float rounding only, so the logged losses agree to about 1e-3 over 6 steps).
+smoke_gpu_augment() {
+  local log="$logs/pretrain_smoke_gpu_augment.log" run_out="$runs/pretrain_smoke_gpu_augment" t0=$SECONDS rc cmp
+  local label="byol-pretrain GPU smoke, data.augment_on=gpu"
+  if out_of_time; then record smoke "$label" SKIP "out of time budget"; return; fi
+  run_cmd "$root" "$log" 120 "$pretrain" "$@" --set data.augment_on=gpu --set "run.out=$run_out" --set run.max_steps=6
+  rc=$?
+  dry_skip smoke "$label" && return
+  local ok=0
+  cmp="$(python3 - "$runs/pretrain_smoke/metrics.jsonl" "$run_out/metrics.jsonl" 2>&1 <<'PY'
+import json, sys
+def losses(path):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if "loss" in r and "step" in r and r["step"] <= 6:
+            out[r["step"]] = r["loss"]
+    return out
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+common = sorted(set(a) & set(b))
+if not common:
+    print("no logged step in common"); sys.exit(1)
+worst = max(abs(a[s] - b[s]) for s in common)
+print("steps %s: loss cpu-augmented %s, gpu-augmented %s; max |diff| %.2e" % (
+    common, [round(a[s], 5) for s in common], [round(b[s], 5) for s in common], worst))
+sys.exit(0 if worst < 1e-2 else 1)
+PY
+)" && ok=1
+  if [ "$rc" -eq 0 ] && [ "$ok" -eq 1 ]; then
+    record smoke "$label" PASS "$cmp; $((SECONDS - t0)) s"
+  else
+    record smoke "$label" FAIL "rc $rc; ${cmp:-no comparison}; $(grep -E 'error' "$log" | tail -1 | cut -c1-200)"
     excerpt "$log" "$label"
   fi
 }
