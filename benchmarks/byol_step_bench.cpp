@@ -19,7 +19,8 @@
 // --data SPEC: real inputs instead of random views: the loader (data/loader.h) with the BYOL augmentations
 // of the dataset (any data.train spec, e.g. cifar10:DIR), --workers threads, uploaded as byol-pretrain does
 // (pinned memory, the copy stream); the time a step waits for its batch is the "data" phase and is part of
-// images/s.
+// images/s. --augment-on gpu (with --device cuda): the workers only decode, and the CUDA kernel augments
+// (data.augment_on = "gpu"; engine/cuda/augment.cuh).
 // --precision bf16: the convolutions' products in bf16 (TrainConfig::precision; CPU).
 // --json FILE writes the options and the step's figures as one JSON object (benchmarks/bench_json.h).
 #include <omp.h>
@@ -91,6 +92,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--normalization", norm_name, std::string("with --data: ") + data::Normalization::kNames)
       ->capture_default_str();
+  std::string augment_on = "cpu";
+  cli.add_option("--augment-on", augment_on,
+                 "with --data: augment on the loader's workers (cpu) or with the CUDA kernel (gpu)")
+      ->check(CLI::IsMember({"cpu", "gpu"}))
+      ->capture_default_str();
   std::string json_path;
   cli.add_option("--json", json_path, "also write the results to FILE as one JSON object")->type_name("FILE");
   try {
@@ -103,6 +109,10 @@ int run(int argc, char** argv) {
   if (gpu && (!cuda_compiled() || cuda_device_count() == 0)) {
     std::fprintf(stderr, "byol_step_bench: --device cuda, but %s\n",
                  cuda_compiled() ? "no CUDA device is visible" : "this build has no CUDA backend");
+    return 2;
+  }
+  if (augment_on == "gpu" && (!gpu || data_spec.empty())) {
+    std::fprintf(stderr, "byol_step_bench: --augment-on gpu needs --device cuda and --data SPEC\n");
     return 2;
   }
   const Device device = gpu ? Device::cuda() : Device::cpu();
@@ -133,6 +143,7 @@ int run(int argc, char** argv) {
     data::LoaderOptions lopt;
     lopt.batch_size = batch;
     lopt.workers = workers;
+    lopt.raw = augment_on == "gpu";
     loader = std::make_unique<data::Loader>(data::open_dataset(data_spec),
                                             data::AugmentOptions::byol(static_cast<int>(side), *norm), lopt);
     loader->start_epoch(epoch);
@@ -145,7 +156,12 @@ int run(int argc, char** argv) {
       b = loader->next();
     }
     BYOL_CHECK(b.has_value(), "byol_step_bench --data ", data_spec, ": the loader gave no batch");
-    const std::vector<Tensor> in = uploader.upload({b->views[0], b->views[1]}, device);
+    const data::AugmentOptions& aug = loader->augment_options();
+    const std::vector<Tensor> in =
+        loader->options().raw
+            ? upload_and_augment(uploader, b->pixels, b->sources, b->params, aug.height, aug.width,
+                                 aug.normalization.mean, aug.normalization.std, device)
+            : uploader.upload({b->views[0], b->views[1]}, device);
     v1 = in[0], v2 = in[1];
   };
   next_views();
@@ -234,6 +250,7 @@ int run(int argc, char** argv) {
       {"precision", precision}};
   result["options"]["phases"] = phases;
   result["options"]["data"] = data_spec.empty() ? "synthetic" : data_spec;
+  result["options"]["augment_on"] = augment_on;
   result["rows"] = {
       {{"name", "byol step"}, {"step_ms", 1e3 * s}, {"images_per_s", batch / s}, {"loss", loss}}};
   for (const auto& row : phase_rows) result["rows"].push_back(row);

@@ -817,6 +817,19 @@ step_bench() {
       conclude bench "step $name ($label)" "$rc" "$log" "$(tail -1 "$log")" INFO
     done
   done
+  # real-loader inputs (issue 18): ResNet-50 at 224 px fed by the loader from 256 px synthetic sources,
+  # augmented on the CPU workers or by the CUDA kernel (data.augment_on); the "data" phase is the wait
+  local where
+  for where in cpu gpu; do
+    name="resnet50_imagenet224_b128_loader_$where"
+    if out_of_time; then record bench "step $name" SKIP "out of time budget"; continue; fi
+    log="$logs/step_$name.log"
+    run_cmd "$root" "$log" 120 "$bench" 128 5 64 224 4096 imagenet --depth 50 --device cuda --phases \
+      --data synthetic:2048:10:256 --workers "$(nproc)" --augment-on "$where" --json "$logs/step_$name.json"
+    rc=$?
+    dry_skip bench "step $name" && continue
+    conclude bench "step $name" "$rc" "$log" "$(grep 'images/s' "$log" | tail -1); $(grep 'phases per step' "$log" | tail -1)" INFO
+  done
   # the multi-GPU scaling model (docs/scaling.md) from the measured ResNet-50 step
   local r50="$logs/step_resnet50_imagenet224_b128.log"
   if [ "$dry" -eq 1 ]; then
