@@ -12,6 +12,8 @@
 //
 // im2col writes bf16 straight from the float32 activations; the weights go through one oneDNN reorder into
 // the matmul's blocked bf16 layout. The matmul primitives are built once per geometry and cached.
+#include <algorithm>
+
 #include "engine/common.h"
 #include "engine/cpu/cpu_backend.h"
 
@@ -52,7 +54,8 @@ bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass) {
   const int64_t area = g.P * g.Q;
   const bool wins =
       pass == ConvPass::backward_filter ? area <= 64 : area <= 16 || (g.R == 1 && g.S == 1 && g.stride > 1);
-  const int64_t column_bytes = 2 * g.N * area * g.R * g.S * g.C;
+  // the largest bf16 column matrix of the pass (backward data's transposed convolution reads dy's columns)
+  const int64_t column_bytes = 2 * g.N * std::max(area, g.H * g.W) * g.R * g.S * std::max(g.C, g.K);
   return wins && column_bytes <= (int64_t(256) << 20);
 }
 
