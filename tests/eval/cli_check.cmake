@@ -1,12 +1,16 @@
 # Runs byol-eval once and checks what it printed and wrote (ctest: cmake -P cli_check.cmake).
 #   -DEXE=<byol-eval> -DARGS=<;-separated arguments> -DOUT=<folder>
-#   -DEXPECT=ok    exit 0, the table's header and one row for MODE, and a JSON result in OUT/<MODE>.json
-#                  whose fields agree with each other (top1 = correct1 / test_images, ...)
+#   -DEXPECT=ok    exit 0, the table's header and one row for MODE, and a JSON result in OUT/<NAME>.json
+#                  (NAME defaults to MODE; tests that may run at the same time need their own) whose fields
+#                  agree with each other (top1 = correct1 / test_images, ...)
 #   -DEXPECT=error exit STATUS (default 1; 2 for command-line usage errors) and exactly one line on stderr:
 #                  "error: ..." containing MESSAGE
 cmake_minimum_required(VERSION 3.24)
+if(NOT DEFINED NAME)
+  set(NAME "${MODE}")
+endif()
 if(EXPECT STREQUAL "ok")
-  set(json_file "${OUT}/${MODE}.json")
+  set(json_file "${OUT}/${NAME}.json")
   file(REMOVE "${json_file}")
   list(APPEND ARGS --json "${json_file}")
 endif()
