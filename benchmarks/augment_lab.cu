@@ -11,6 +11,7 @@
 // traffic; the resize rows and the blur's pass through the scratch come on top). Views/s are printed too:
 // one BYOL image is two views.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -126,6 +127,20 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
 
   report.measure_copy_bandwidth();
   Batch b = make_batch(views, side, src_h, src_w, false, norm);
+  {  // the CPU's rate on this host, one thread, the same views (what a loader worker does per core)
+    const int n = std::min(views, 32);
+    std::vector<float> out(size_t(side) * side * 3);
+    data::AugmentWorkspace ws;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int v = 0; v < n; ++v) {
+      const kernels::AugmentSource& s = b.sources[v];
+      data::apply_view(data::ImageView{b.packed.data() + s.offset, s.height, s.width, s.channels},
+                       b.params[v], side, side, norm, out.data(), ws);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report.rows.push_back({{"name", "cpu apply_view, one thread"}, {"views_per_s", n / secs}});
+    std::printf("CPU apply_view, one thread: %.0f views/s\n", n / secs);
+  }
   const double bytes = double(b.packed.size()) + 4.0 * views * side * side * 3;
   const cuda::Timing t = cuda::time_on_compute_stream([&] { launch(b, side, norm); });
   report.timing("v1 augment (block per view)", t, bytes, {{"views_per_s", views / (t.median_ms * 1e-3)}});
