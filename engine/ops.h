@@ -68,7 +68,12 @@ Tensor l2_normalize(const Tensor& x);
 
 // --- dense -------------------------------------------------------------------------------------------
 // x [N, in], w [out, in], optional b [out] -> [N, out].
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+struct LinearParams {
+  // Mixed precision (float32 inputs, CPU), as Conv2dParams::bf16: the products' operands rounded to bf16,
+  // sums, outputs, the bias and every gradient float32.
+  bool bf16 = false;
+};
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), LinearParams p = {});
 // a [M, K], b [K, N] -> [M, N].
 Tensor matmul(const Tensor& a, const Tensor& b);
 

@@ -17,8 +17,8 @@ MlpHead::MlpHead(ParamRegistry& reg, const std::string& name, int64_t in, int64_
 Tensor MlpHead::forward(const Tensor& x, const ForwardContext& ctx) const {
   Tensor h = x;
   for (size_t l = 0; l < hidden_fc_.size(); ++l)
-    h = hidden_bn_[l]->forward_relu(hidden_fc_[l]->forward(h), ctx);
-  return out_fc_->forward(h);
+    h = hidden_bn_[l]->forward_relu(hidden_fc_[l]->forward(h, ctx), ctx);
+  return out_fc_->forward(h, ctx);
 }
 
 }  // namespace byol::models

@@ -104,7 +104,8 @@ struct ForwardContext {
   // The batch holds this many equal consecutive parts that batch norm treats separately (BYOL's views
   // concatenated into one pass: statistics per view, one all-reduce for all of them).
   int64_t bn_groups = 1;
-  // Convolutions with bf16 products (ops::Conv2dParams::bf16; train.precision = "bf16").
+  // Convolutions and linear layers with bf16 products (ops::Conv2dParams::bf16, ops::LinearParams::bf16;
+  // train.precision = "bf16").
   bool bf16 = false;
 };
 
@@ -136,7 +137,10 @@ class BatchNorm {
 class Linear {
  public:
   Linear(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, bool bias);
-  Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  // ctx.bf16: bf16 products (ops::LinearParams::bf16; train.precision = "bf16"), as the convolutions.
+  Tensor forward(const Tensor& x, const ForwardContext& ctx = {}) const {
+    return ops::linear(x, weight, bias, {ctx.bf16});
+  }
   Tensor weight;  // (out, in)
   Tensor bias;    // (out), undefined without bias
 };

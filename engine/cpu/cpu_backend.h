@@ -126,6 +126,13 @@ void linear_forward(const T* x, const T* w, const T* b, T* y, int64_t N, int64_t
 template <class T>
 void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, int64_t N, int64_t in,
                      int64_t out);  // any of dx, dw, db may be null
+// With bf16 products (train.precision = "bf16"; float32 in and out): the linear map as the 1x1 convolution
+// of N one-pixel images, so it takes the convolutions' bf16 path (ConvGeom::bf16: oneDNN's bf16 matmul, or
+// im2col on rounded operands); the bias and its gradient stay float32.
+void linear_forward_bf16(const float* x, const float* w, const float* b, float* y, int64_t N, int64_t in,
+                         int64_t out);
+void linear_backward_bf16(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                          int64_t N, int64_t in, int64_t out);  // any of dx, dw, db may be null
 template <class T>
 void matmul(const T* a, const T* b, T* c, int64_t M, int64_t K, int64_t N, bool trans_a, bool trans_b);
 

@@ -34,6 +34,28 @@ void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, i
   if (db) MVec<T>(db, out) = dY.colwise().sum();
 }
 
+namespace {
+ConvGeom linear_as_conv(int64_t N, int64_t in, int64_t out) {
+  ConvGeom g{N, 1, 1, in, out, 1, 1, 1, 1, 1, 0};
+  g.bf16 = true;
+  return g;
+}
+}  // namespace
+
+void linear_forward_bf16(const float* x, const float* w, const float* b, float* y, int64_t N, int64_t in,
+                         int64_t out) {
+  conv2d_forward(x, w, y, linear_as_conv(N, in, out));
+  if (b) MMap<float>(y, N, out).rowwise() += CVec<float>(b, out);
+}
+
+void linear_backward_bf16(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                          int64_t N, int64_t in, int64_t out) {
+  const ConvGeom g = linear_as_conv(N, in, out);
+  if (dx) conv2d_backward_data(dy, w, dx, g);
+  if (dw) conv2d_backward_filter(dy, x, dw, g);  // bf16 operands: cpu::bf16_backward_filter (1x1 outputs)
+  if (db) MVec<float>(db, out) = CMap<float>(dy, N, out).colwise().sum();
+}
+
 template <class T>
 void matmul(const T* a, const T* b, T* c, int64_t M, int64_t K, int64_t N, bool trans_a, bool trans_b) {
   MMap<T> C(c, M, N);

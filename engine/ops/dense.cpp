@@ -1,4 +1,6 @@
 // Front ends of linear and matmul: argument checks, dispatch, autograd records.
+#include <type_traits>
+
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/blas.h"
 #include "engine/cuda/cuda_backend.h"
@@ -8,7 +10,7 @@
 namespace byol::ops {
 using namespace detail;
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, LinearParams prm) {
   const char* op = "linear";
   check_rank(op, "input", x, 2, "[N, in]");
   check_rank(op, "weight", w, 2, "[out, in]");
@@ -24,11 +26,23 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     check_like(op, "bias", b, "input", x);
     check_contiguous(op, "bias", b);
   }
+  BYOL_CHECK(!prm.bf16 || x.dtype() == DType::f32, op, ": bf16 products need float32 input and weight, got ",
+             x.describe());
+  BYOL_CHECK(!prm.bf16 || x.device().is_cpu(), op,
+             ": bf16 products run on the CPU backend only so far (train.precision = \"bf16\" on a GPU is not "
+             "built yet), got ",
+             x.describe());
+  const bool bf16 = prm.bf16;
   Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
   on_backend(
       op, x,
       [&](auto tag) {
         using T = decltype(tag);
+        if constexpr (std::is_same_v<T, float>) {
+          if (bf16)
+            return cpu::linear_forward_bf16(x.data<float>(), w.data<float>(), data_or_null<float>(b),
+                                            y.data<float>(), N, in, out);
+        }
         cpu::linear_forward(x.data<T>(), w.data<T>(), data_or_null<T>(b), y.data<T>(), N, in, out);
       },
       [&] {
@@ -40,7 +54,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (rec.active()) {
     const bool need_dx = rec.needs(0), need_dw = rec.needs(1), need_db = rec.needs(2);
     rec.record(y, [op, xs = need_dw ? x : Tensor(), ws = need_dx ? w : Tensor(), N, in, out, need_dx, need_dw,
-                   need_db](const Tensor& dy_in) {
+                   need_db, bf16](const Tensor& dy_in) {
       const Tensor dy = dy_in.contiguous();
       Tensor dx, dw, db;
       if (need_dx) dx = Tensor::empty({N, in}, dy.dtype(), dy.device());
@@ -50,6 +64,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
           op, dy,
           [&](auto tag) {
             using T = decltype(tag);
+            if constexpr (std::is_same_v<T, float>) {
+              if (bf16)
+                return cpu::linear_backward_bf16(
+                    dy.data<float>(), data_or_null<float>(xs), data_or_null<float>(ws),
+                    data_or_null<float>(dx), data_or_null<float>(dw), data_or_null<float>(db), N, in, out);
+            }
             cpu::linear_backward(dy.data<T>(), data_or_null<T>(xs), data_or_null<T>(ws), data_or_null<T>(dx),
                                  data_or_null<T>(dw), data_or_null<T>(db), N, in, out);
           },

@@ -30,7 +30,8 @@ and the own view's other targets), not from byol.cpp's decomposition:
 --conv-bf16 reproduces train.precision = "bf16" (engine/cpu/cpu_backend.h, ConvGeom::bf16): every
 convolution's product operands rounded to bf16 (nearest even) and the products summed in full precision:
 forward x and w, backward data dy and w, and backward filter x and dy where byol.cpp's rule says so (outputs
-of at most 8x8, or 3x3 with at least 16 input channels; elsewhere that pass is exact). Written here as an autograd
+of at most 8x8, or 3x3 with at least 16 input channels; elsewhere that pass is exact); and the heads' linear
+layers likewise (x and w, dy and w, dy and x; the bias exact). Written here as an autograd
 function over torch's own convolution gradients, not from byol.cpp's code.
 
 --no-predictor makes p = z (the online projection), --no-target makes the targets the online projections
@@ -169,9 +170,30 @@ class Bf16Conv(torch.autograd.Function):
         return dx, dw, None, None, None
 
 
+class Bf16Linear(torch.autograd.Function):
+    """A linear layer whose products take bf16-rounded operands (the heads under train.precision = "bf16":
+    byol.cpp runs them as 1x1 convolutions, whose backward-filter rule always rounds); the bias stays exact."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return F.linear(bf16(x), bf16(w), b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        dx = bf16(dy) @ bf16(w)
+        dw = bf16(dy).t() @ bf16(x)
+        return dx, dw, dy.sum(0) if ctx.has_bias else None
+
+
 def use_bf16_convolutions(module):
-    """Every nn.Conv2d of module runs through Bf16Conv, with byol.cpp's backward-filter rule."""
+    """Every nn.Conv2d of module runs through Bf16Conv, with byol.cpp's backward-filter rule, and every
+    nn.Linear through Bf16Linear."""
     for m in module.modules():
+        if isinstance(m, nn.Linear):
+            m.forward = lambda x, m=m: Bf16Linear.apply(x, m.weight, m.bias)
         if isinstance(m, nn.Conv2d):
             def forward(x, m=m):
                 r = m.kernel_size[0]
