@@ -182,9 +182,9 @@ T* scratch(Slot slot, int64_t n) {
   const size_t bytes = (sizeof(T) * static_cast<size_t>(n) + 63) / 64 * 64;
   if (bytes > b.bytes) {
     b.data.reset(std::aligned_alloc(64, bytes));
+    b.bytes = b.data ? bytes : 0;  // after a failure, the next call allocates again
     if (!b.data)
       BYOL_FAIL("conv2d (bf16 matmul): out of host memory allocating ", bytes, " bytes of scratch");
-    b.bytes = bytes;
   }
   return static_cast<T*>(b.data.get());
 }
