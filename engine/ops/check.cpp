@@ -24,6 +24,16 @@ void check_contiguous(const char* op, const char* arg, const Tensor& t) {
              " for ", t.describe());
 }
 
+void check_bf16_products(const char* op, const Tensor& x, bool bf16) {
+  if (!bf16) return;
+  BYOL_CHECK(x.dtype() == DType::f32, op, ": bf16 products need float32 input and weight, got ",
+             x.describe());
+  BYOL_CHECK(x.device().is_cpu(), op,
+             ": bf16 products run on the CPU backend only so far (train.precision = \"bf16\" on a GPU is not "
+             "built yet), got ",
+             x.describe());
+}
+
 void check_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected,
                  const char* meaning) {
   check_defined(op, arg, t);

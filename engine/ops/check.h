@@ -20,6 +20,8 @@ void check_defined(const char* op, const char* arg, const Tensor& t);
 void check_rank(const char* op, const char* arg, const Tensor& t, int64_t dims, const char* layout);
 void check_floating(const char* op, const char* arg, const Tensor& t);  // f32 or f64
 void check_contiguous(const char* op, const char* arg, const Tensor& t);
+// bf16 products (Conv2dParams::bf16, LinearParams::bf16) need float32 input on the CPU backend.
+void check_bf16_products(const char* op, const Tensor& x, bool bf16);
 void check_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected,
                  const char* meaning);
 // t matches ref (argument ref_arg) in dtype and device.

@@ -25,12 +25,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, Conv2dParams prm) {
              " (the input's channels, NHWC), got ", w.describe());
   BYOL_CHECK(g.H + 2 * g.pad >= g.R && g.W + 2 * g.pad >= g.S, op, ": the ", g.R, "x", g.S,
              " filter does not fit the padded input ", x.describe(), " (padding ", g.pad, ")");
-  BYOL_CHECK(!prm.bf16 || x.dtype() == DType::f32, op, ": bf16 products need float32 input and weight, got ",
-             x.describe());
-  BYOL_CHECK(!prm.bf16 || x.device().is_cpu(), op,
-             ": bf16 products run on the CPU backend only so far (train.precision = \"bf16\" on a GPU is not "
-             "built yet), got ",
-             x.describe());
+  check_bf16_products(op, x, prm.bf16);
   g.bf16 = prm.bf16;
   g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
   g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;

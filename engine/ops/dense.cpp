@@ -26,12 +26,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, LinearParams pr
     check_like(op, "bias", b, "input", x);
     check_contiguous(op, "bias", b);
   }
-  BYOL_CHECK(!prm.bf16 || x.dtype() == DType::f32, op, ": bf16 products need float32 input and weight, got ",
-             x.describe());
-  BYOL_CHECK(!prm.bf16 || x.device().is_cpu(), op,
-             ": bf16 products run on the CPU backend only so far (train.precision = \"bf16\" on a GPU is not "
-             "built yet), got ",
-             x.describe());
+  check_bf16_products(op, x, prm.bf16);
   const bool bf16 = prm.bf16;
   Tensor y = Tensor::empty({N, out}, x.dtype(), x.device());
   on_backend(
