@@ -159,21 +159,8 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
                    has_residual = residual.defined(),
                    ys = relu ? y.view(y.shape()) : Tensor()](const Tensor& dy_in) {
       Tensor dy = dy_in.contiguous();
-      if (relu) {  // the masked gradient: of the residual, and the dy of batch norm's backward
-        Tensor masked = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
-        on_backend(
-            op, ys,
-            [&](auto tag) {
-              using T = decltype(tag);
-              cpu::relu_backward(ys.data<T>(), dy.data<T>(), masked.data<T>(), ys.numel());
-            },
-            [&] {
-              BYOL_ON_CUDA(
-                  op, ys,
-                  cuda::relu_backward(ys.data<float>(), dy.data<float>(), masked.data<float>(), ys.numel()));
-            });
-        dy = masked;
-      }
+      // relu: the masked gradient, of the residual and the dy of batch norm's backward
+      if (relu) dy = relu_grad(op, ys, dy);
       // The gradients in the order of the recorded inputs (x, gamma, beta[, residual]).
       const auto grads = [&](const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
         return has_residual ? std::vector<Tensor>{dx, dgamma, dbeta, dy}

@@ -60,4 +60,8 @@ void on_backend(const char* op, const Tensor& t, Cpu&& cpu, Cuda&& cuda) {
   cuda();
 }
 
+// ReLU's backward from its output: dy where y > 0, else 0 (engine/ops/elementwise.cpp). Used by relu and by
+// the fused batch_norm_relu; dy contiguous, like y.
+Tensor relu_grad(const char* op, const Tensor& y, const Tensor& dy);
+
 }  // namespace byol::ops::detail

@@ -54,6 +54,21 @@ Tensor scaled_sum(const char* op, const Tensor& x, double factor) {
 
 }  // namespace
 
+Tensor detail::relu_grad(const char* op, const Tensor& y, const Tensor& dy) {
+  Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+  on_backend(
+      op, y,
+      [&](auto tag) {
+        using T = decltype(tag);
+        cpu::relu_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), y.numel());
+      },
+      [&] {
+        BYOL_ON_CUDA(op, y,
+                     cuda::relu_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), y.numel()));
+      });
+  return dx;
+}
+
 Tensor relu(const Tensor& x) {
   const char* op = "relu";
   check_float_input(op, "input", x);
@@ -66,20 +81,7 @@ Tensor relu(const Tensor& x) {
   if (rec.active()) {
     // Save the output through a plain view: capturing y itself would make y's node own y.
     rec.record(y, [op, ys = y.view(y.shape())](const Tensor& dy_in) {
-      const Tensor dy = dy_in.contiguous();
-      Tensor dx = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
-      on_backend(
-          op, ys,
-          [&](auto tag) {
-            using T = decltype(tag);
-            cpu::relu_backward(ys.data<T>(), dy.data<T>(), dx.data<T>(), ys.numel());
-          },
-          [&] {
-            BYOL_ON_CUDA(
-                op, ys,
-                cuda::relu_backward(ys.data<float>(), dy.data<float>(), dx.data<float>(), ys.numel()));
-          });
-      return std::vector<Tensor>{dx};
+      return std::vector<Tensor>{relu_grad(op, ys, dy_in.contiguous())};
     });
   }
   return y;
