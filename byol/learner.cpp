@@ -1,5 +1,8 @@
 #include "byol/learner.h"
 
+#include <cstdint>
+
+#include "engine/cuda_graph.h"
 #include "engine/optim_ops.h"
 
 namespace byol {
@@ -35,7 +38,7 @@ void ByolNetworks::initialize(std::mt19937_64& gen, bool copy_online_to_target) 
   if (copy_online_to_target) target.params().copy_(online.params().slice_rows(0, target_extent()));
 }
 
-void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau) {
+void ema_update_target(const Tensor& target_params, const Tensor& online_params, const ops::StepScalar& tau) {
   BYOL_CHECK(target_params.numel() <= online_params.numel(), "EMA: the target (", target_params.describe(),
              ") is larger than the online buffer (", online_params.describe(), ")");
   BYOL_CHECK(target_params.device() == online_params.device(), "EMA: the target (", target_params.describe(),
@@ -47,7 +50,8 @@ Learner::Learner(const NetworkConfig& net, const TrainConfig& train)
     : nets(net),
       lars(nets.online, {train.weight_decay, train.lars_momentum, train.lars_eta}),
       train_(train),
-      objective_(train.objective) {
+      objective_(train.objective),
+      schedule_(Tensor::zeros({kScheduleSlots}, DType::f32)) {
   BYOL_CHECK(train.batch_size > 0 && train.total_steps > 0 && train.warmup_steps >= 0 &&
                  train.warmup_steps <= train.total_steps,
              "BYOL training: expected batch_size > 0, total_steps > 0 and 0 <= warmup_steps <= total_steps");
@@ -79,7 +83,10 @@ StepValues StepMetrics::read() const {
   return out;
 }
 
+Learner::~Learner() = default;
+
 void Learner::to(Device device) {
+  schedule_ = schedule_.to(device);
   nets.online.to(device);
   nets.target.to(device);
   lars.to(device);
@@ -114,7 +121,7 @@ double Learner::tau_at(int64_t step) const {
 Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
   const int64_t n = view1.size(0);
   const bool bf16 = train_.precision == TrainConfig::Precision::bf16;
-  Tensor p1, p2, t1, t2, y1;
+  Tensor p1, p2, t1, t2, y1, projections;
   if (views_in_one_pass()) {
     // [view1; view2] along the batch, batch norm in two groups: statistics per view exactly as two passes
     // (running statistics updated view 1, then view 2), one all-reduce per BN layer for both views.
@@ -136,7 +143,7 @@ Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
     p1 = ops::slice(p, 0, n), p2 = ops::slice(p, n, 2 * n);
     t1 = ops::slice(t, 0, n), t2 = ops::slice(t, n, 2 * n);
     y1 = ops::slice(y, 0, n);
-    last_projections_ = z.detach();  // [2N, D]: view 1's rows first
+    projections = z.detach();  // [2N, D]: view 1's rows first
   } else {
     const models::ForwardContext ctx{true, bn_all_reduce, 1, bf16};
     y1 = nets.online_encoder->forward(view1, ctx);
@@ -152,7 +159,7 @@ Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
       t1 = train_.stop_gradient ? z1.detach() : z1;
       t2 = train_.stop_gradient ? z2.detach() : z2;
     }
-    last_projections_ = z1.detach();
+    projections = z1.detach();
   }
   // [byol:loss-symmetric]
   Forward f;
@@ -163,6 +170,7 @@ Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
     f.regression = ops::byol_loss(p1.detach(), t2.detach(), p2.detach(), t1.detach());
   }
   f.y1 = y1;
+  f.projections = projections;
   return f;
 }
 
@@ -180,11 +188,45 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
   const int64_t k = train_.accumulation_steps, n = view1.size(0);
   BYOL_CHECK(n % k == 0, "BYOL step: a batch of ", n, " rows cannot be cut into ", k,
              " equal micro-batches (train.accumulation_steps)");
+
+  StepMetrics m;
+  m.step = step_;
+  m.lr = lr_at(step_);
+  m.tau = tau_at(step_);
+  // This step's learning rate and tau go where LARS and the EMA read them when they run (ops::StepScalar):
+  // the same floats as passing the numbers, and what lets a captured graph replay step after step.
+  schedule_.window(kScheduleLr, {}).fill_(m.lr);
+  schedule_.window(kScheduleTau, {}).fill_(m.tau);
+  const Core core = train_.cuda_graph ? graph_step(view1, view2) : core_step(view1, view2, true);
+  m.values = core.values;
+  last_projections_ = core.projections;
+
+  // [byol:probe]
+  if (with_probe) {
+    probe_params.grads().zero_();
+    Tensor logits = probe->forward(core.y1);
+    Tensor probe_loss = ops::softmax_cross_entropy(logits, labels);
+    probe_loss.backward();
+    if (grad_sync) grad_sync->average(probe_params.grads());
+    probe_optimizer->step(train_.probe_lr);
+    m.value(StepMetrics::kProbeLoss).copy_(probe_loss.detach());
+    m.value(StepMetrics::kProbeCorrect).copy_(ops::count_top1_correct(logits.detach(), labels));
+    m.probe_rows = logits.size(0);
+    if (phase_clock) phase_clock->mark("probe");
+  }
+  ++step_;
+  return m;
+}
+
+// The step without the probe. It reads nothing back from the device and frees everything it allocates
+// except the tensors it returns, so a CUDA graph can hold all of it (graph_step).
+Learner::Core Learner::core_step(const Tensor& view1, const Tensor& view2, bool mark_phases) {
+  const int64_t k = train_.accumulation_steps, n = view1.size(0);
   nets.online.grads().zero_();
-  const auto mark = [this](const char* phase) {
-    if (phase_clock) phase_clock->mark(phase);
+  const auto mark = [this, mark_phases](const char* phase) {
+    if (phase_clock && mark_phases) phase_clock->mark(phase);
   };
-  Tensor loss, regression, y1;
+  Tensor loss, regression, y1, projections;
   if (k == 1) {
     const Forward f = forward(view1, view2);
     mark("forward");
@@ -194,6 +236,7 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
     if (grad_sync) grad_sync->finish();
     mark("backward");
     loss = f.loss.detach(), regression = f.regression.detach(), y1 = f.y1.detach();
+    projections = f.projections;
   } else {
     // [byol:accumulate] k micro-batches of n / k rows, each its own forward (its own batch-norm
     // statistics, its own InfoNCE negatives) and backward of loss / k into the same gradient buffer; the
@@ -211,40 +254,100 @@ StepMetrics Learner::step(const Tensor& view1, const Tensor& view2, const Tensor
       loss = i == 0 ? f.loss.detach() : ops::add(loss, f.loss.detach());
       regression = i == 0 ? f.regression.detach() : ops::add(regression, f.regression.detach());
       y1s.push_back(f.y1.detach());
+      projections = f.projections;  // the last micro-batch's
     }
     loss = ops::scale(loss, 1.0 / static_cast<double>(k));
     regression = ops::scale(regression, 1.0 / static_cast<double>(k));
     y1 = ops::concat(y1s);
   }
 
-  StepMetrics m;
-  m.step = step_;
-  m.lr = lr_at(step_);
-  m.tau = tau_at(step_);
+  Core c;
   // The loss, probe loss and correct count are gathered on the device: nothing here reads them back.
-  m.values = Tensor::zeros({StepMetrics::kSlots}, DType::f32, device);
-  m.value(StepMetrics::kLoss).copy_(loss);
-  m.value(StepMetrics::kRegressionLoss).copy_(regression);
+  c.values = Tensor::zeros({StepMetrics::kSlots}, DType::f32, device());
+  c.values.window(StepMetrics::kLoss, {}).copy_(loss);
+  c.values.window(StepMetrics::kRegressionLoss, {}).copy_(regression);
   // [byol:update]
-  lars.step(m.lr);
-  if (train_.target_network) ema_update_target(nets.target.params(), nets.online.params(), m.tau);
+  lars.step(ops::StepScalar(schedule_.window(kScheduleLr, {})));
+  if (train_.target_network)
+    ema_update_target(nets.target.params(), nets.online.params(),
+                      ops::StepScalar(schedule_.window(kScheduleTau, {})));
   mark("optimizer");
+  c.projections = projections;
+  c.y1 = y1;
+  return c;
+}
 
-  // [byol:probe]
-  if (with_probe) {
-    probe_params.grads().zero_();
-    Tensor logits = probe->forward(y1);
-    Tensor probe_loss = ops::softmax_cross_entropy(logits, labels);
-    probe_loss.backward();
-    if (grad_sync) grad_sync->average(probe_params.grads());
-    probe_optimizer->step(train_.probe_lr);
-    m.value(StepMetrics::kProbeLoss).copy_(probe_loss.detach());
-    m.value(StepMetrics::kProbeCorrect).copy_(ops::count_top1_correct(logits.detach(), labels));
-    m.probe_rows = logits.size(0);
-    mark("probe");
+// [byol:cuda-graph]
+struct Learner::GraphState {
+  CudaGraph graph;
+  int64_t eager_steps = 0;   // steps run eagerly since the last (re)start at this shape
+  int64_t captures = 0;      // graphs captured in this learner's life
+  std::vector<int64_t> key;  // the shape and buffers of the warm-up and the graph (graph_key)
+  Shape projections_shape, y1_shape;
+  Tensor view1, view2;             // the graph's inputs: each step's views are copied in
+  Tensor values, projections, y1;  // its outputs, overwritten by each replay
+};
+
+// The batch shape and every buffer address a captured step reads or writes: a graph holds addresses, so a
+// change in any of them (a new batch shape, Learner::to, a resized buffer) needs a new capture.
+std::vector<int64_t> Learner::graph_key(const Tensor& view) const {
+  std::vector<int64_t> key(view.shape().begin(), view.shape().end());
+  key.push_back(static_cast<int64_t>(view.dtype()));
+  for (const Tensor* t : {&nets.online.params(), &nets.online.grads(), &nets.online.stats(),
+                          &nets.target.params(), &nets.target.stats(), &lars.momentum(), &schedule_})
+    key.push_back(static_cast<int64_t>(reinterpret_cast<uintptr_t>(t->defined() ? t->raw_data() : nullptr)));
+  return key;
+}
+
+// TrainConfig::cuda_graph. At a new shape the first kGraphWarmupSteps steps run eagerly: cuDNN chooses its
+// algorithms, lazily built tables are made, workspaces reach their size (none of that can happen inside a
+// capture). The next step captures core_step on static input and output buffers, and from then on a step
+// copies its views in, replays the graph, and takes a copy of its metrics out.
+Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
+  BYOL_CHECK(device().is_cuda(), "BYOL step: train.cuda_graph needs the learner on a GPU; it is on ",
+             device_name(device()), " (Learner::to moves it)");
+  BYOL_CHECK(!grad_sync && !bn_all_reduce && candidates.world == 1,
+             "BYOL step: train.cuda_graph is for one process so far: the NCCL all-reduces of several ranks "
+             "have not been captured and checked on a multi-GPU machine yet; set train.cuda_graph = false");
+  if (!graph_) graph_ = std::make_unique<GraphState>();
+  GraphState& g = *graph_;
+  const std::vector<int64_t> key = graph_key(view1);
+  if (key != g.key) {  // a new shape or new buffers (or the first step): warm up, then capture again
+    g.graph.reset();
+    g.eager_steps = 0;
+    g.key = key;
   }
-  ++step_;
-  return m;
+  if (!g.graph.captured()) {
+    if (g.eager_steps < kGraphWarmupSteps) {
+      ++g.eager_steps;
+      Core c = core_step(view1, view2, true);
+      g.projections_shape = c.projections.shape();
+      g.y1_shape = c.y1.shape();
+      return c;
+    }
+    const Device dev = device();
+    g.view1 = Tensor::empty(view1.shape(), view1.dtype(), dev);
+    g.view2 = Tensor::empty(view2.shape(), view2.dtype(), dev);
+    g.values = Tensor::empty({StepMetrics::kSlots}, DType::f32, dev);
+    g.projections = Tensor::empty(g.projections_shape, DType::f32, dev);
+    g.y1 = Tensor::empty(g.y1_shape, DType::f32, dev);
+    g.graph.capture(dev, [this, &g] {
+      const Core c = core_step(g.view1, g.view2, /*mark_phases=*/false);
+      g.values.copy_(c.values);
+      g.projections.copy_(c.projections);
+      g.y1.copy_(c.y1);
+    });
+    ++g.captures;
+  }
+  g.view1.copy_(view1);
+  g.view2.copy_(view2);
+  g.graph.replay();
+  if (phase_clock) phase_clock->mark("step (graph)");
+  return {g.values.clone(), g.projections, g.y1};
+}
+
+int64_t Learner::graph_captures() const {
+  return graph_ ? graph_->captures : 0;
 }
 
 Tensor Learner::embed(const Tensor& images) const {

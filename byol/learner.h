@@ -23,10 +23,12 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <vector>
 
 #include "byol/objective.h"
 #include "byol/optimizers.h"
 #include "byol/schedules.h"
+#include "engine/optim_ops.h"
 #include "engine/phase_clock.h"
 #include "models/mlp.h"
 #include "models/resnet.h"
@@ -109,7 +111,17 @@ struct TrainConfig {
   // The convolutions' products (train.precision): fp32, or bf16 (operands rounded to bf16, sums, batch
   // norm, the heads, the loss, gradients, LARS and the EMA in fp32; CPU backend only so far).
   enum class Precision { fp32, bf16 } precision = Precision::fp32;
+  // train.cuda_graph: on a GPU, step() captures its forward, backward, LARS and EMA as one CUDA graph after
+  // kGraphWarmupSteps eager steps at a batch shape, and replays it every step after that (one launch instead
+  // of hundreds; the host is free while the GPU works). The same kernels in the same order as the eager step.
+  // The probe, when on, runs eagerly after the replay. One process only so far (no NCCL all-reduces inside).
+  bool cuda_graph = false;
 };
+
+// Eager steps at a batch shape before TrainConfig::cuda_graph captures the step: the first sets up what a
+// capture cannot (cuDNN's algorithm choice, tables uploaded on first use, workspaces at their size); the
+// second shows the first left nothing to set up.
+constexpr int64_t kGraphWarmupSteps = 2;
 
 // Averages gradients across ranks. begin() is called just before the BYOL loss's backward (so
 // buckets can be all-reduced while backward goes on), finish() right after it: when it returns the
@@ -151,6 +163,7 @@ struct StepMetrics {
 class Learner {
  public:
   Learner(const NetworkConfig& net, const TrainConfig& train);
+  ~Learner();
   Learner(const Learner&) = delete;
   Learner& operator=(const Learner&) = delete;
 
@@ -170,7 +183,8 @@ class Learner {
 
   // The last step's online projections z = g(f(v)), detached (no copy), on device(): [N, D] of view 1, or
   // [2N, D] with view 1's rows first when both views ran in one pass. The collapse monitor's input
-  // (byol/evaluation.h, collapse_stats). Undefined before the first step.
+  // (byol/evaluation.h, collapse_stats). Undefined before the first step. With a replayed CUDA graph it is
+  // the graph's output buffer, which the next step overwrites: read it before the next step.
   const Tensor& last_projections() const { return last_projections_; }
 
   int64_t steps_done() const { return step_; }
@@ -178,6 +192,9 @@ class Learner {
   double lr_at(int64_t step) const;
   double tau_at(int64_t step) const;
   const TrainConfig& train_config() const { return train_; }
+  // How many times step() has captured its CUDA graph (TrainConfig::cuda_graph): 1 once the warm-up steps
+  // are done, one more each time the batch shape or a buffer's address changed.
+  int64_t graph_captures() const;
 
   ByolNetworks nets;
   Lars lars;
@@ -200,17 +217,32 @@ class Learner {
  private:
   // One forward pass of both views through the online and target networks, and the objective.
   struct Forward {
-    Tensor loss, regression, y1;
+    Tensor loss, regression, y1, projections;
   };
   Forward forward(const Tensor& view1, const Tensor& view2);
+  // What the step before the probe leaves: StepMetrics' values (loss and regression slots filled), the
+  // projections (last_projections()) and the probe's input y1.
+  struct Core {
+    Tensor values, projections, y1;
+  };
+  // Forward, backward (with the gradient all-reduce), LARS and EMA at the values in schedule_.
+  Core core_step(const Tensor& view1, const Tensor& view2, bool mark_phases);
+  Core graph_step(const Tensor& view1, const Tensor& view2);  // core_step through a CUDA graph
+  std::vector<int64_t> graph_key(const Tensor& view) const;
 
   TrainConfig train_;
   UnifiedObjective objective_;
   int64_t step_ = 0;
   Tensor last_projections_;
+  // This step's learning rate and tau, f32 on device(): LARS and the EMA read them as they run.
+  enum ScheduleSlot : int64_t { kScheduleLr, kScheduleTau, kScheduleSlots };
+  Tensor schedule_;
+  struct GraphState;
+  std::unique_ptr<GraphState> graph_;
 };
 
 // EMA of the target over the shared prefix: target <- tau * target + (1 - tau) * online.
-void ema_update_target(const Tensor& target_params, const Tensor& online_params, double tau);
+// tau: a number, or an f32 tensor of one element on the buffers' device (ops::StepScalar).
+void ema_update_target(const Tensor& target_params, const Tensor& online_params, const ops::StepScalar& tau);
 
 }  // namespace byol

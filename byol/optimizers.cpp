@@ -43,7 +43,7 @@ void Lars::to(Device device) {
   trust_ = trust_.to(device);
 }
 
-void Lars::step(double lr) {
+void Lars::step(const ops::StepScalar& lr) {
   check_state_device(reg_, momentum_, "Lars", "momentum");
   ops::lars_step_(reg_.params(), reg_.grads(), momentum_, layout_,
                   {lr, opt_.weight_decay, opt_.momentum, opt_.eta}, trust_);

@@ -29,7 +29,8 @@ struct LarsOptions {
 class Lars {
  public:
   Lars(const models::ParamRegistry& reg, LarsOptions opt);
-  void step(double lr);
+  // lr: a number, or an f32 tensor of one element on the parameters' device (ops::StepScalar).
+  void step(const ops::StepScalar& lr);
   void to(Device device);  // moves the momentum and the trust ratios
   Tensor& momentum() { return momentum_; }
   const Tensor& momentum() const { return momentum_; }

@@ -6,15 +6,34 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "engine/tensor.h"
 
 namespace byol::ops {
 
+// A hyperparameter that changes from step to step (the learning rate, the EMA's tau): a number, or an f32
+// tensor of one element on the buffers' device that the update reads when it runs. Both forms apply the
+// same float (the number rounded to f32 once, as the kernels take it). The tensor form is for a captured
+// CUDA graph (byol/learner.h, TrainConfig::cuda_graph): a graph replays its kernels with the arguments they
+// were captured with, so a value that changes every step has to come from memory written before each replay.
+class StepScalar {
+ public:
+  StepScalar(double value) : value_(value) {}  // NOLINT(google-explicit-constructor): a number is a value
+  explicit StepScalar(Tensor on_device) : tensor_(std::move(on_device)) {}
+  bool in_tensor() const { return tensor_.defined(); }
+  double value() const { return value_; }           // the number form
+  const Tensor& tensor() const { return tensor_; }  // the tensor form
+
+ private:
+  double value_ = 0;
+  Tensor tensor_;
+};
+
 // target[i] <- tau * target[i] + (1 - tau) * online[i] for every i < target.numel(): the target may be a
 // prefix of the online buffer (BYOL's target network has no predictor).
-void ema_(const Tensor& target, const Tensor& online, double tau);
+void ema_(const Tensor& target, const Tensor& online, const StepScalar& tau);
 
 // The tensors of a flat buffer as LARS updates them: sorted, disjoint element ranges [begin, end) with
 // their exclusions. On a GPU the kernels read a packed copy of it, made and uploaded once per device and
@@ -45,7 +64,8 @@ class LarsLayout {
 };
 
 struct LarsHyper {
-  double lr = 0, weight_decay = 0, momentum = 0, eta = 0;
+  StepScalar lr = 0.0;
+  double weight_decay = 0, momentum = 0, eta = 0;
 };
 
 // One LARS step (engine/math/optimizers.h: g' = g + wd w, trust = eta |w| / |g'| per tensor, m = mu m +

@@ -39,7 +39,7 @@ void lars_step(float* w_all, const float* g_all, float* m_all, const ops::LarsLa
     }
     trust_out[i] = trust;
     const float fwd = static_cast<float>(wd), ftrust = static_cast<float>(trust),
-                flr = static_cast<float>(h.lr), fmom = static_cast<float>(h.momentum);
+                flr = static_cast<float>(h.lr.value()), fmom = static_cast<float>(h.momentum);
     for (int64_t j = 0; j < n; ++j) math::lars_update(w[j], m[j], g[j], fwd, ftrust, flr, fmom);
   }
 }

@@ -9,6 +9,7 @@
 namespace byol::cpu {
 
 void ema(float* target, const float* online, int64_t n, float tau);
+// h.lr in its number form: the front end reads a tensor-form learning rate before it calls this.
 void lars_step(float* w, const float* g, float* m, const ops::LarsLayout& layout, const ops::LarsHyper& h,
                double* trust_out);
 void sgd_step(float* w, float* m, const float* g, int64_t n, float lr, float momentum, float weight_decay,

@@ -9,6 +9,7 @@ namespace byol::cuda {
 namespace {
 
 constexpr int kMaxDevices = 64;
+constexpr size_t kCublasWorkspace = size_t(32) << 20;
 
 struct DeviceState {
   std::once_flag once;
@@ -35,6 +36,12 @@ DeviceState& state() {
     BYOL_CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
     BYOL_CUBLAS_CHECK(cublasCreate(&s.cublas));
     BYOL_CUBLAS_CHECK(cublasSetStream(s.cublas, s.compute));
+    // A workspace of its own for cuBLAS (after cublasSetStream, which resets it), allocated once: with its
+    // default, cuBLAS may allocate on first use of a stream, which must not happen inside a CUDA graph
+    // capture (engine/cuda_graph.h). 32 MiB is what cuBLAS's documentation recommends for Hopper.
+    void* blas_workspace = nullptr;
+    BYOL_CUDA_CHECK(cudaMalloc(&blas_workspace, kCublasWorkspace));  // leaked on purpose, like the handle
+    BYOL_CUBLAS_CHECK(cublasSetWorkspace(s.cublas, blas_workspace, kCublasWorkspace));
     BYOL_CUBLAS_CHECK(cublasLtCreate(&s.cublaslt));
   });
   return s;

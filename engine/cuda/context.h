@@ -18,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <utility>
 
@@ -42,6 +43,22 @@ constexpr size_t kWorkspaceLimit = size_t(256) << 20;
 // (cudaDevAttrMemoryPoolsSupported = 0). device_free never throws; it ignores nullptr.
 void* device_alloc(size_t bytes, int device);
 void device_free(void* ptr, int device) noexcept;
+
+// Whether `device` allocates from stream-ordered memory pools (CUDA graphs need them).
+bool uses_memory_pool(int device);
+
+// CudaGraph's bookkeeping of device memory during a capture on `device` (engine/cuda_graph.h): from
+// begin_capture_tracking, device_alloc records each allocation (a node of the graph being captured) and
+// device_free of memory allocated before the capture is deferred (a graph cannot free it).
+// end_capture_tracking frees the deferred memory and returns the allocations still held. Those belong to
+// the graph, which CudaGraph then destroys unlaunched (a graph is kept only when nothing leaked, or the
+// capture failed); their holders' later frees are skipped.
+struct CaptureLeak {
+  int64_t count = 0;
+  size_t bytes = 0;
+};
+void begin_capture_tracking(int device);
+CaptureLeak end_capture_tracking();
 
 // Called with the device before every copy from device to host memory (Tensor::to(cpu), item(),
 // to_vector()): the NCCL communicator installs its timed wait for the collectives queued so far, so a read

@@ -11,6 +11,9 @@
 #include <cstdio>
 #include <functional>
 #include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
@@ -63,6 +66,24 @@ bool uses_pool(int device) {
 std::mutex g_guard_mu;
 std::function<void(int)> g_host_read_guard;
 
+// CudaGraph's capture bookkeeping (cuda::begin_capture_tracking). While a capture runs, an allocation is a
+// node of the graph: the graph owns it and frees it when the captured code frees it. Memory allocated
+// before the capture cannot be freed by a graph node, so its frees wait for the capture's end. Pointers the
+// graph allocated that were still held when it was destroyed unlaunched are never freed (`orphans`).
+struct CaptureTracking {
+  std::mutex mu;
+  int device = -1;  // -1: no capture
+  std::unordered_map<void*, size_t> made;
+  std::vector<void*> deferred;
+  std::unordered_set<void*> orphans;
+};
+
+CaptureTracking& tracking() {
+  static CaptureTracking* t =
+      new CaptureTracking();  // leaked: tensors may be freed during static destruction
+  return *t;
+}
+
 }  // namespace
 
 namespace cuda {
@@ -75,11 +96,29 @@ void* device_alloc(size_t bytes, int device) {
   } else {
     BYOL_CUDA_CHECK(cudaMalloc(&ptr, bytes));
   }
+  CaptureTracking& t = tracking();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.device == device) t.made[ptr] = bytes;
   return ptr;
 }
 
 void device_free(void* ptr, int device) noexcept {
   if (ptr == nullptr) return;
+  {
+    CaptureTracking& t = tracking();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (t.orphans.erase(ptr) > 0) return;  // a destroyed, never launched graph's allocation: nothing to free
+    if (t.device == device) {
+      if (t.made.erase(ptr) == 0) {
+        t.deferred.push_back(ptr);  // allocated before the capture: freed when it ends
+        return;
+      }
+      // Allocated during the capture: the free is a node of the graph. A capture that has already failed
+      // refuses it; clear that error so that it is not reported by the next launch check.
+      if (cudaFreeAsync(ptr, compute_stream()) != cudaSuccess) cudaGetLastError();
+      return;
+    }
+  }
   int previous = 0;
   if (cudaGetDevice(&previous) != cudaSuccess) return;  // no usable runtime left (process exit)
   if (previous != device) cudaSetDevice(device);
@@ -92,6 +131,41 @@ void device_free(void* ptr, int device) noexcept {
   } catch (...) {  // the stream could not be created: the pointer cannot have come from it either
   }
   if (previous != device) cudaSetDevice(previous);
+}
+
+bool uses_memory_pool(int device) {
+  DeviceGuard guard(device);
+  return uses_pool(device);
+}
+
+void begin_capture_tracking(int device) {
+  CaptureTracking& t = tracking();
+  std::lock_guard<std::mutex> lock(t.mu);
+  BYOL_CHECK(t.device == -1, "CUDA graph: a capture on device ", t.device, " is already running");
+  t.device = device;
+  t.made.clear();
+  t.deferred.clear();
+}
+
+CaptureLeak end_capture_tracking() {
+  std::vector<void*> deferred;
+  CaptureLeak leak;
+  int device = -1;
+  {
+    CaptureTracking& t = tracking();
+    std::lock_guard<std::mutex> lock(t.mu);
+    device = t.device;
+    t.device = -1;
+    deferred.swap(t.deferred);
+    for (const auto& [ptr, bytes] : t.made) {
+      ++leak.count;
+      leak.bytes += bytes;
+      t.orphans.insert(ptr);
+    }
+    t.made.clear();
+  }
+  for (void* p : deferred) device_free(p, device);
+  return leak;
 }
 
 void set_host_read_guard(std::function<void(int)> guard) {

@@ -11,6 +11,9 @@
 
 namespace byol::kernels {
 
-void ema_update(float* target, const float* online, int64_t n, double tau, cudaStream_t stream);
+// tau_device: when non-null, the kernel reads tau (f32) there when it runs instead of taking `tau`, so a
+// captured CUDA graph replays with the value written before each launch.
+void ema_update(float* target, const float* online, int64_t n, double tau, cudaStream_t stream,
+                const float* tau_device = nullptr);
 
 }  // namespace byol::kernels

@@ -107,9 +107,10 @@ __global__ void lars_trust_kernel(Table t, int segments, const NormSums* __restr
 // 3. One block per chunk: the update with the chunk's tensor's weight decay and trust ratio.
 __global__ void __launch_bounds__(kLarsThreads)
     lars_chunk_update_kernel(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
-                             Table t, const double* __restrict__ trust, float lr, float weight_decay,
-                             float momentum) {
+                             Table t, const double* __restrict__ trust, const float* __restrict__ lr_device,
+                             float lr_arg, float weight_decay, float momentum) {
   const Chunk ch = chunk_of_block(t);
+  const float lr = lr_device ? *lr_device : lr_arg;
   const float wd = (t.flags[ch.segment] & kLarsNoWeightDecay) ? 0.0f : weight_decay;
   const float r = static_cast<float>(trust[ch.segment]);
   for (int64_t i = ch.range.first + threadIdx.x; i < ch.range.last; i += kLarsThreads)
@@ -172,9 +173,9 @@ void lars_step(float* w, const float* g, float* m, const void* device_table, int
                                                                 trust);
   BYOL_CUDA_CHECK_LAUNCH();
   if (chunks > 0) {
-    lars_chunk_update_kernel<<<chunks, kLarsThreads, 0, stream>>>(w, g, m, t, trust, static_cast<float>(h.lr),
-                                                                  static_cast<float>(h.weight_decay),
-                                                                  static_cast<float>(h.momentum));
+    lars_chunk_update_kernel<<<chunks, kLarsThreads, 0, stream>>>(
+        w, g, m, t, trust, h.lr_device, static_cast<float>(h.lr), static_cast<float>(h.weight_decay),
+        static_cast<float>(h.momentum));
     BYOL_CUDA_CHECK_LAUNCH();
   }
 }

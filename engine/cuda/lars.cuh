@@ -33,6 +33,9 @@ struct LarsSegments {
 
 struct LarsHyper {
   double lr, weight_decay, momentum, eta;
+  // When non-null, the update kernel reads the learning rate (f32) here when it runs instead of taking lr:
+  // a captured CUDA graph replays with the value written before each launch.
+  const float* lr_device = nullptr;
 };
 
 // The segment table as the kernels read it, one block of bytes: begins[S], ends[S], chunk_first[S + 1]

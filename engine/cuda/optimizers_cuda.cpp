@@ -33,17 +33,18 @@ const LarsLayout::DeviceTable& LarsLayout::device_table(Device device) const {
 
 namespace byol::cuda {
 
-void ema(float* target, const float* online, int64_t n, float tau) {
-  kernels::ema_update(target, online, n, tau, compute_stream());
+void ema(float* target, const float* online, int64_t n, float tau, const float* tau_device) {
+  kernels::ema_update(target, online, n, tau, compute_stream(), tau_device);
 }
 
 void lars_step(float* w, const float* g, float* m, const ops::LarsLayout& layout, const ops::LarsHyper& h,
-               double* trust_out) {
+               const float* lr_device, double* trust_out) {
   const int segments = static_cast<int>(layout.segments().size());
   if (segments == 0) return;
   const ops::LarsLayout::DeviceTable& table = layout.device_table(Device::cuda(current_device()));
   kernels::lars_step(w, g, m, table.bytes.data<uint8_t>(), segments, table.chunks,
-                     {h.lr, h.weight_decay, h.momentum, h.eta}, trust_out, compute_stream());
+                     {h.lr.value(), h.weight_decay, h.momentum, h.eta, lr_device}, trust_out,
+                     compute_stream());
 }
 
 void sgd_step(float* w, float* m, const float* g, int64_t n, float lr, float momentum, float weight_decay,

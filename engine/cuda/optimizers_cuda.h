@@ -11,10 +11,12 @@
 
 namespace byol::cuda {
 
-void ema(float* target, const float* online, int64_t n, float tau);
+// tau_device / lr_device: where the kernels read tau / the learning rate when it is given as a tensor
+// (ops::StepScalar), nullptr to take the number (tau, h.lr).
+void ema(float* target, const float* online, int64_t n, float tau, const float* tau_device);
 // The layout's packed table is made and uploaded once per device (LarsLayout::device_table).
 void lars_step(float* w, const float* g, float* m, const ops::LarsLayout& layout, const ops::LarsHyper& h,
-               double* trust_out);
+               const float* lr_device, double* trust_out);
 void sgd_step(float* w, float* m, const float* g, int64_t n, float lr, float momentum, float weight_decay,
               bool nesterov);
 void adamw_step(float* w, float* m, float* v, const float* g, int64_t n, float lr, float beta1, float beta2,

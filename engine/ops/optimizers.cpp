@@ -27,6 +27,31 @@ void check_buffer(const char* op, const char* arg, const Tensor& t, const char* 
              " but '", ref_arg, "' is on ", device_name(ref.device()));
 }
 
+// The tensor form of a StepScalar: an f32 tensor of one element on the device of `ref`.
+void check_step_scalar(const char* op, const char* arg, const StepScalar& s, const char* ref_arg,
+                       const Tensor& ref) {
+  if (!s.in_tensor()) {
+    BYOL_CHECK(std::isfinite(s.value()), op, ": ", arg, " must be finite, got ", s.value());
+    return;
+  }
+  const Tensor& t = s.tensor();
+  BYOL_CHECK(t.dtype() == DType::f32 && t.numel() == 1 && t.is_contiguous(), op, ": argument '", arg,
+             "' expected an f32 tensor of one element, got ", t.describe());
+  BYOL_CHECK(t.device() == ref.device(), op, ": argument '", arg, "' is on ", device_name(t.device()),
+             " but '", ref_arg, "' is on ", device_name(ref.device()));
+}
+
+// The float the update applies: the number rounded once, or the tensor's element (read on the host, so
+// CPU tensors only).
+float host_value(const StepScalar& s) {
+  return s.in_tensor() ? *s.tensor().data<float>() : static_cast<float>(s.value());
+}
+
+// Where the CUDA kernels read the value from: the tensor's element, or nullptr for the number form.
+[[maybe_unused]] const float* device_pointer(const StepScalar& s) {
+  return s.in_tensor() ? s.tensor().data<float>() : nullptr;
+}
+
 }  // namespace
 
 LarsLayout::LarsLayout(std::vector<Segment> segments, int64_t numel)
@@ -40,17 +65,17 @@ LarsLayout::LarsLayout(std::vector<Segment> segments, int64_t numel)
   }
 }
 
-void ema_(const Tensor& target, const Tensor& online, double tau) {
+void ema_(const Tensor& target, const Tensor& online, const StepScalar& tau) {
   const char* op = "ema_";
   check_defined(op, "target", target);
   check_buffer(op, "target", target, "target", target);
   check_buffer(op, "online", online, "target", target, /*prefix=*/true);
-  BYOL_CHECK(std::isfinite(tau), op, ": tau must be finite, got ", tau);
+  check_step_scalar(op, "tau", tau, "target", target);
   if (!target.device().is_cpu())
     BYOL_ON_CUDA(op, target,
                  return cuda::ema(target.data<float>(), online.data<float>(), target.numel(),
-                                  static_cast<float>(tau)));
-  cpu::ema(target.data<float>(), online.data<float>(), target.numel(), static_cast<float>(tau));
+                                  static_cast<float>(tau.value()), device_pointer(tau)));
+  cpu::ema(target.data<float>(), online.data<float>(), target.numel(), host_value(tau));
 }
 
 void lars_step_(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLayout& layout,
@@ -68,11 +93,15 @@ void lars_step_(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLay
                  trust_out.device() == w.device() && trust_out.is_contiguous(),
              op, ": argument 'trust_out' expected a contiguous f64 [", layout.segments().size(), "] on ",
              device_name(w.device()), ", got ", trust_out.describe());
+  check_step_scalar(op, "lr", h.lr, "w", w);
   if (!w.device().is_cpu())
     BYOL_ON_CUDA(op, w,
                  return cuda::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), layout, h,
-                                        trust_out.data<double>()));
-  cpu::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), layout, h, trust_out.data<double>());
+                                        device_pointer(h.lr), trust_out.data<double>()));
+  LarsHyper on_host = h;
+  on_host.lr = static_cast<double>(host_value(h.lr));
+  cpu::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), layout, on_host,
+                 trust_out.data<double>());
 }
 
 void sgd_step_(const Tensor& w, const Tensor& m, const Tensor& g, double lr, double momentum,

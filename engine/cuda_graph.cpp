@@ -1,0 +1,165 @@
+#include "engine/cuda_graph.h"
+
+#include "engine/common.h"
+
+#if BYOL_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "engine/cuda/context.h"
+#include "engine/cuda/cuda_check.h"
+#endif
+
+namespace byol {
+
+#if BYOL_WITH_CUDA
+
+struct CudaGraph::Impl {
+  int device = -1;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+};
+
+namespace {
+
+struct DeviceScope {
+  int previous = 0;
+  explicit DeviceScope(int device) {
+    BYOL_CUDA_CHECK(cudaGetDevice(&previous));
+    if (previous != device) BYOL_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceScope() { cudaSetDevice(previous); }
+};
+
+// Ends a capture that is being abandoned, whatever state it is in, and destroys what it made.
+void abandon_capture(cudaStream_t stream) {
+  cudaGraph_t partial = nullptr;
+  cudaStreamEndCapture(stream, &partial);
+  if (partial) cudaGraphDestroy(partial);
+  cudaGetLastError();  // the capture's own error has been reported by the caller
+}
+
+}  // namespace
+
+CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {}
+
+CudaGraph::~CudaGraph() {
+  try {
+    reset();
+  } catch (...) {  // a destructor does not throw; the process is ending or the device is gone
+  }
+}
+
+bool CudaGraph::captured() const {
+  return impl_->exec != nullptr;
+}
+
+void CudaGraph::reset() {
+  if (impl_->device < 0) return;
+  DeviceScope scope(impl_->device);
+  if (impl_->exec) {
+    // Its launches may still run: wait for them before the graph's memory goes.
+    BYOL_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream()));
+    cudaGraphExecDestroy(impl_->exec);
+  }
+  if (impl_->graph) cudaGraphDestroy(impl_->graph);
+  impl_->exec = nullptr;
+  impl_->graph = nullptr;
+  cudaDeviceGraphMemTrim(impl_->device);  // the graph's pool back to the driver
+  impl_->device = -1;
+}
+
+void CudaGraph::capture(Device device, const std::function<void()>& body) {
+  BYOL_CHECK(device.is_cuda(), "CUDA graph: capture needs a GPU device, got ", device_name(device));
+  reset();
+  DeviceScope scope(device.index);
+  BYOL_CHECK(cuda::uses_memory_pool(device.index), "CUDA graph: ", device_name(device),
+             " has no stream-ordered memory pools (cudaDevAttrMemoryPoolsSupported = 0), which graphs that "
+             "allocate need; run without a graph (train.cuda_graph = false)");
+  const cudaStream_t stream = cuda::compute_stream();
+  // The eager steps before the capture left their activations in the default pool (it retains freed
+  // memory): hand that back, since the graph's allocations come from a pool of their own.
+  BYOL_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaMemPool_t pool;
+  BYOL_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device.index));
+  BYOL_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+
+  cuda::begin_capture_tracking(device.index);
+  // Thread-local mode: this thread may not wait for the GPU or use the legacy stream until the capture
+  // ends (those calls fail instead of silently breaking the graph); other threads (the data loader's) may.
+  const cudaError_t began = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (began != cudaSuccess) {
+    cuda::end_capture_tracking();
+    cudaGetLastError();
+    throw Error(cat("CUDA graph: cudaStreamBeginCapture on ", device_name(device),
+                    " failed: ", cudaGetErrorString(began)));
+  }
+  try {
+    body();
+  } catch (const std::exception& e) {
+    abandon_capture(stream);
+    cuda::end_capture_tracking();
+    throw Error(cat("CUDA graph: the captured step failed: ", e.what(),
+                    "\n(a call that waits for the GPU, copies to or from the host, or uses the legacy stream "
+                    "cannot be captured; train.cuda_graph = false runs the step eagerly)"));
+  }
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  const cuda::CaptureLeak leak = cuda::end_capture_tracking();
+  if (ended != cudaSuccess || !graph) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw Error(cat(
+        "CUDA graph: the capture on ", device_name(device), " was invalidated: ", cudaGetErrorString(ended),
+        " (something in the step waited for the GPU, copied to or from the host, or used the legacy "
+        "stream; train.cuda_graph = false runs the step eagerly)"));
+  }
+  if (leak.count > 0) {
+    cudaGraphDestroy(graph);  // never launched: the leaked pointers' holders will not free them
+    throw Error(cat("CUDA graph: ", leak.count, " device allocation(s), ", leak.bytes,
+                    " bytes, made during the capture are still held after it; a buffer that outlives the "
+                    "captured step must be allocated before the capture and written inside it"));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  if (made != cudaSuccess) {
+    cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw Error(cat("CUDA graph: instantiating the captured graph on ", device_name(device),
+                    " failed: ", cudaGetErrorString(made)));
+  }
+  impl_->device = device.index;
+  impl_->graph = graph;
+  impl_->exec = exec;
+}
+
+void CudaGraph::replay() const {
+  BYOL_CHECK(impl_->exec, "CUDA graph: replay() before capture()");
+  DeviceScope scope(impl_->device);
+  BYOL_CUDA_CHECK(cudaGraphLaunch(impl_->exec, cuda::compute_stream()));
+}
+
+#else  // a CPU-only build
+
+struct CudaGraph::Impl {};
+
+CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {}
+CudaGraph::~CudaGraph() = default;
+
+bool CudaGraph::captured() const {
+  return false;
+}
+
+void CudaGraph::reset() {}
+
+void CudaGraph::capture(Device device, const std::function<void()>&) {
+  throw Error(cat("CUDA graph: capture on ", device_name(device),
+                  " needs the CUDA backend, and this build has none (configure with CUDA to build it)"));
+}
+
+void CudaGraph::replay() const {
+  throw Error("CUDA graph: replay() before capture()");
+}
+
+#endif
+
+}  // namespace byol

@@ -1,0 +1,246 @@
+// The training step as one CUDA graph (TrainConfig::cuda_graph, engine/cuda_graph.h; issue 18), and the
+// per-step numbers it reads from device memory (ops::StepScalar).
+//
+// Untagged (run everywhere): a learning rate and tau held in a tensor apply exactly the float the number
+// does (LARS, EMA); bad tensors are named; cuda_graph on a CPU learner is a clear error.
+//
+// [cuda] (skipped without a GPU):
+//  - StepScalar on the GPU: the tensor form equals the number form bitwise (LARS, EMA).
+//  - Learner steps with the graph against eager steps, from the same initialisation and batches: losses,
+//    online and target weights, LARS momentum, BN statistics and projections. Yardstick: two eager learners
+//    against each other (cuDNN may choose non-deterministic algorithms); the graph must stay within 10x of
+//    that (and within 1e-6 where the eager runs agree exactly). With the probe, gradient accumulation, and a
+//    change of batch shape (a second capture).
+//  - CudaGraph's refusals: a body that reads a tensor back to the host, and one that keeps memory it
+//    allocated, throw naming the cause; the device keeps working afterwards.
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "byol/learner.h"
+#include "engine/cuda_graph.h"
+#include "engine/ops.h"
+#include "engine/optim_ops.h"
+#include "tests/tiny_byol.h"
+#if BYOL_WITH_CUDA
+#include "tests/cuda_test_helpers.h"
+#endif
+
+using namespace byol;
+
+namespace {
+
+bool bitwise_same(const Tensor& a, const Tensor& b) {
+  return a.to(Device::cpu()).to_vector<float>() == b.to(Device::cpu()).to_vector<float>();
+}
+
+// A LARS step and an EMA on random buffers of `device`, the learning rate and tau given as numbers or as
+// tensors; returns the updated weights, momentum and target, concatenated.
+Tensor optimizer_pass(Device device, bool in_tensor) {
+  std::mt19937_64 gen(11);
+  const int64_t n = 1000;
+  const Tensor w = Tensor::randn({n}, gen).to(device), g = Tensor::randn({n}, gen).to(device),
+               m = Tensor::randn({n}, gen, DType::f32, 0.0, 0.1).to(device),
+               target = Tensor::randn({n - 40}, gen).to(device);
+  const ops::LarsLayout layout({{0, 300, false, false}, {300, 310, true, true}, {320, n, false, false}}, n);
+  const Tensor trust = Tensor::zeros({3}, DType::f64, device);
+  const double lr = 0.3712345678901, tau = 0.99612345678901;  // not exact in f32: the rounding is tested
+  ops::LarsHyper h{lr, 1.5e-6, 0.9, 1e-3};
+  ops::StepScalar tau_arg = tau;
+  if (in_tensor) {
+    h.lr = ops::StepScalar(Tensor::full({}, lr, DType::f32, device));
+    tau_arg = ops::StepScalar(Tensor::full({1}, tau, DType::f32, device));
+  }
+  ops::lars_step_(w, g, m, layout, h, trust);
+  ops::ema_(target, w, tau_arg);
+  return ops::concat({w, m, target});
+}
+
+}  // namespace
+
+TEST_CASE("step scalars: a learning rate and tau in a tensor apply the number's float, bad ones are named",
+          "[byol][optim]") {
+  CHECK(bitwise_same(optimizer_pass(Device::cpu(), true), optimizer_pass(Device::cpu(), false)));
+
+  const Tensor w = Tensor::zeros({8}), target = Tensor::zeros({8});
+  CHECK_THROWS_WITH(ops::ema_(target, w, ops::StepScalar(Tensor::zeros({2}))),
+                    Catch::Matchers::Contains("ema_: argument 'tau' expected an f32 tensor of one element"));
+  CHECK_THROWS_WITH(ops::ema_(target, w, ops::StepScalar(Tensor::zeros({}, DType::f64))),
+                    Catch::Matchers::Contains("expected an f32 tensor of one element, got f64"));
+  const ops::LarsLayout layout({{0, 8, false, false}}, 8);
+  ops::LarsHyper h{0.1, 0, 0.9, 1e-3};
+  h.lr = ops::StepScalar(Tensor::zeros({1, 2}));
+  CHECK_THROWS_WITH(
+      ops::lars_step_(w, Tensor::zeros({8}), Tensor::zeros({8}), layout, h, Tensor::zeros({1}, DType::f64)),
+      Catch::Matchers::Contains("lars_step_: argument 'lr' expected an f32 tensor of one element"));
+}
+
+TEST_CASE("train.cuda_graph on a CPU learner is a clear error", "[byol][graph]") {
+  TrainConfig train;
+  train.batch_size = 4;
+  train.total_steps = 4;
+  train.warmup_steps = 0;
+  train.cuda_graph = true;
+  Learner learner(test_util::tiny_network(), train);
+  std::mt19937_64 gen(3);
+  const Tensor v = Tensor::randn({4, 8, 8, 3}, gen);
+  CHECK_THROWS_WITH(learner.step(v, v),
+                    Catch::Matchers::Contains("train.cuda_graph needs the learner on a GPU"));
+  CHECK(learner.graph_captures() == 0);
+}
+
+#if BYOL_WITH_CUDA
+using cuda_test::kGpu;
+using cuda_test::rel_error;
+
+TEST_CASE("[cuda] step scalars on the GPU: the tensor form equals the number form bitwise", "[cuda][graph]") {
+  CHECK(bitwise_same(optimizer_pass(kGpu, true), optimizer_pass(kGpu, false)));
+  // And the GPU's LARS and EMA agree with the CPU's (the same per-element formulas; norms in double).
+  const double e =
+      rel_error(optimizer_pass(kGpu, true).to(Device::cpu()), optimizer_pass(Device::cpu(), false));
+  std::printf("[cuda graph] LARS + EMA, tensor-held lr and tau, GPU vs CPU: %.2e\n", e);
+  CHECK(e < 1e-6);
+}
+
+namespace {
+
+NetworkConfig small_network() {
+  NetworkConfig net;
+  net.encoder.depth = 18;
+  net.encoder.stem = models::Stem::cifar;
+  net.encoder.base_channels = 8;
+  net.projector_hidden = 64;
+  net.projection_dim = 16;
+  net.predictor_hidden = 64;
+  return net;
+}
+
+struct Run {
+  std::vector<double> losses, probe_losses;
+  Tensor online, target, momentum, stats, projections;
+  int64_t captures = 0;
+};
+
+// `steps` steps on fresh random batches (the same for every call), the shape changing to `later_batch`
+// rows from step `change_at` on.
+Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int change_at, int64_t later_batch) {
+  TrainConfig train;
+  train.batch_size = 8;
+  train.total_steps = 20;
+  train.warmup_steps = 2;
+  train.seed = 7;
+  train.accumulation_steps = accumulation;
+  train.probe_classes = with_probe ? 5 : 0;
+  train.cuda_graph = graph;
+  Learner learner(small_network(), train);
+  learner.to(kGpu);
+  std::mt19937_64 gen(19);
+  std::uniform_int_distribution<int> label(0, 4);
+  Run r;
+  for (int s = 0; s < steps; ++s) {
+    const int64_t n = s >= change_at ? later_batch : 8;
+    const Tensor v1 = Tensor::randn({n, 16, 16, 3}, gen).to(kGpu),
+                 v2 = Tensor::randn({n, 16, 16, 3}, gen).to(kGpu);
+    std::vector<int32_t> labels(static_cast<size_t>(n));
+    for (int32_t& l : labels) l = label(gen);
+    const Tensor y = with_probe ? Tensor::from_vector(labels, {n}).to(kGpu) : Tensor();
+    const StepValues v = learner.step(v1, v2, y).read();
+    r.losses.push_back(v.loss);
+    r.probe_losses.push_back(v.probe_loss);
+  }
+  r.online = learner.nets.online.params().to(Device::cpu());
+  r.target = learner.nets.target.params().to(Device::cpu());
+  r.momentum = learner.lars.momentum().to(Device::cpu());
+  r.stats = learner.nets.online.stats().to(Device::cpu());
+  r.projections = learner.last_projections().to(Device::cpu());
+  r.captures = learner.graph_captures();
+  return r;
+}
+
+double max_loss_gap(const std::vector<double>& a, const std::vector<double>& b) {
+  double gap = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    gap = std::max(gap, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), 1e-12));
+  return gap;
+}
+
+void compare(const char* what, const Run& graph, const Run& eager, const Run& eager_again) {
+  const auto bound = [](double noise) { return std::max(10 * noise, 1e-6); };
+  const double n_loss = max_loss_gap(eager_again.losses, eager.losses),
+               g_loss = max_loss_gap(graph.losses, eager.losses);
+  const double n_probe = max_loss_gap(eager_again.probe_losses, eager.probe_losses),
+               g_probe = max_loss_gap(graph.probe_losses, eager.probe_losses);
+  const double n_online = rel_error(eager_again.online, eager.online),
+               g_online = rel_error(graph.online, eager.online);
+  const double n_target = rel_error(eager_again.target, eager.target),
+               g_target = rel_error(graph.target, eager.target);
+  const double n_mom = rel_error(eager_again.momentum, eager.momentum),
+               g_mom = rel_error(graph.momentum, eager.momentum);
+  const double n_stats = rel_error(eager_again.stats, eager.stats),
+               g_stats = rel_error(graph.stats, eager.stats);
+  const double n_proj = rel_error(eager_again.projections, eager.projections),
+               g_proj = rel_error(graph.projections, eager.projections);
+  std::printf(
+      "[cuda graph] %s: graph vs eager (eager vs eager): losses %.2e (%.2e), probe %.2e (%.2e), online %.2e "
+      "(%.2e), target %.2e (%.2e), momentum %.2e (%.2e), BN statistics %.2e (%.2e), projections %.2e (%.2e); "
+      "captures %lld\n",
+      what, g_loss, n_loss, g_probe, n_probe, g_online, n_online, g_target, n_target, g_mom, n_mom, g_stats,
+      n_stats, g_proj, n_proj, static_cast<long long>(graph.captures));
+  CHECK(g_loss <= bound(n_loss));
+  CHECK(g_probe <= bound(n_probe));
+  CHECK(g_online <= bound(n_online));
+  CHECK(g_target <= bound(n_target));
+  CHECK(g_mom <= bound(n_mom));
+  CHECK(g_stats <= bound(n_stats));
+  CHECK(g_proj <= bound(n_proj));
+}
+
+}  // namespace
+
+TEST_CASE("[cuda] train.cuda_graph: replayed steps take the eager steps' path, through a change of shape",
+          "[cuda][graph]") {
+  cuda_test::Tf32Guard tf32(false);
+  SECTION("plain: two eager steps, a capture, replays") {
+    const Run g = train(true, 1, false, 6, 99, 8), e = train(false, 1, false, 6, 99, 8),
+              e2 = train(false, 1, false, 6, 99, 8);
+    CHECK(g.captures == 1);
+    CHECK(e.captures == 0);
+    compare("plain, 6 steps", g, e, e2);
+  }
+  SECTION("probe on, two micro-batches, the batch shrinking at step 5 (a second capture at step 7)") {
+    const Run g = train(true, 2, true, 9, 4, 4), e = train(false, 2, true, 9, 4, 4),
+              e2 = train(false, 2, true, 9, 4, 4);
+    CHECK(g.captures == 2);
+    compare("probe + accumulation + new shape, 9 steps", g, e, e2);
+  }
+}
+
+TEST_CASE("[cuda] CudaGraph refuses a body that reads back or keeps its memory, and the device goes on",
+          "[cuda][graph]") {
+  const Tensor x = Tensor::full({256}, 2.0, DType::f32, kGpu);
+  CudaGraph graph;
+  CHECK_THROWS_WITH(graph.capture(kGpu, [&] { (void)ops::scale(x, 3.0).to_vector<float>(); }),
+                    Catch::Matchers::Contains("CUDA graph"));
+  CHECK_FALSE(graph.captured());
+  Tensor kept;
+  CHECK_THROWS_WITH(graph.capture(kGpu, [&] { kept = ops::scale(x, 3.0); }),
+                    Catch::Matchers::Contains("made during the capture are still held after it"));
+  CHECK_FALSE(graph.captured());
+  kept = Tensor();  // an allocation of a graph that never ran: dropped without a free
+
+  // A good body: written into a buffer allocated before, replayed with new inputs.
+  const Tensor out = Tensor::zeros({256}, DType::f32, kGpu);
+  graph.capture(kGpu, [&] { out.copy_(ops::scale(x, 3.0)); });
+  REQUIRE(graph.captured());
+  CHECK(out.to_vector<float>()[0] == 0.0f);  // capturing runs nothing
+  graph.replay();
+  CHECK(out.to_vector<float>()[255] == 6.0f);
+  x.fill_(-1.0);
+  graph.replay();
+  CHECK(out.to_vector<float>()[17] == -3.0f);
+  const Tensor y = ops::add(x, x);  // eager work after the graph
+  CHECK(y.to_vector<float>()[3] == -2.0f);
+}
+
+#endif  // BYOL_WITH_CUDA
