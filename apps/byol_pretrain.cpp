@@ -413,10 +413,16 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   BYOL_CHECK(cfg_.augment_on == "cpu" || device_.is_cuda(),
              "data.augment_on = \"gpu\" augments on the GPU, and ", "run.device = \"", cfg_.device,
              "\" chose ", device_name(device_), ": set data.augment_on = \"cpu\" or run.device = \"cuda\"");
+  BYOL_CHECK(!cfg_.cuda_graph || device_.is_cuda(), "train.cuda_graph = true captures the step on a GPU, and ",
+             "run.device = \"", cfg_.device, "\" chose ", device_name(device_),
+             ": set train.cuda_graph = false or run.device = \"cuda\"");
   cuda_set_tf32(cfg_.tf32);
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
   world_ = comm_->world_size();
+  BYOL_CHECK(!cfg_.cuda_graph || world_ == 1, "train.cuda_graph = true is for one rank so far (this run has ",
+             world_, "): the all-reduces of several ranks have not been captured and checked on a multi-GPU "
+             "machine yet; set train.cuda_graph = false");
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   BYOL_CHECK(cfg_.batch_size % world_ == 0, "train.batch_size ", cfg_.batch_size, " is not divisible by the ",
              world_, " ranks");
@@ -460,6 +466,7 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   train_.objective = {cfg_.beta, cfg_.temperature};
   train_.constant_tau = cfg_.tau_schedule == "constant";
   train_.precision = bf16_ ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
+  train_.cuda_graph = cfg_.cuda_graph;
   learner_ = std::make_unique<Learner>(network_config(cfg_), train_);
   learner_->to(device_);  // before DataParallel: its collectives run on the learner's buffers
   dp_ =
@@ -634,6 +641,9 @@ void PretrainRun::print_banner() {
       static_cast<long long>(cfg_.base_channels), static_cast<long long>(learner_->nets.online.param_count()),
       scaled_learning_rate(cfg_.base_lr, cfg_.batch_size), cfg_.base_lr,
       static_cast<long long>(cfg_.batch_size), cfg_.tau_base, cfg_.weight_decay);
+  if (cfg_.cuda_graph)
+    std::printf("  train.cuda_graph: the step runs eagerly %lld times, then as one captured CUDA graph\n",
+                static_cast<long long>(kGraphWarmupSteps));
   std::fflush(stdout);
 }
 

@@ -70,6 +70,9 @@ struct PretrainConfig {
   // "fp32", "bf16" (bf16 products in the convolutions; CPU) or "auto": bf16 on a CPU where it measured
   // faster (cpu::bf16_measured_faster: AMX), fp32 elsewhere.
   std::string precision = "auto";
+  // On a GPU: capture the step as one CUDA graph after two eager steps and replay it (byol/learner.h,
+  // TrainConfig::cuda_graph). One rank only so far.
+  bool cuda_graph = false;
   std::string tau_schedule = "cosine";  // or "constant" (tau = tau_base throughout: the tau ablation)
   int threads = 0;                      // OpenMP threads (0: all cores)
   bool sync_bn = true;

@@ -22,6 +22,8 @@
 // images/s. --augment-on gpu (with --device cuda): the workers only decode, and the CUDA kernel augments
 // (data.augment_on = "gpu"; engine/cuda/augment.cuh).
 // --precision bf16: the convolutions' products in bf16 (TrainConfig::precision; CPU).
+// --cuda-graph (with --device cuda): the step as one captured CUDA graph (TrainConfig::cuda_graph); the
+// warm-up is then the graph's eager steps and its capture, and the phases are the replay and the data.
 // --json FILE writes the options and the step's figures as one JSON object (benchmarks/bench_json.h).
 #include <omp.h>
 
@@ -81,6 +83,8 @@ int run(int argc, char** argv) {
   cli.add_option("--precision", precision, "the convolutions' products: fp32 or bf16 (CPU)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
+  bool cuda_graph = false;
+  cli.add_flag("--cuda-graph", cuda_graph, "with --device cuda: replay the step as one captured CUDA graph");
   bool phases = false;
   cli.add_flag("--phases", phases, "also time the phases of a step (forward, backward, optimizer; data)");
   std::string data_spec, norm_name = "imagenet";
@@ -111,6 +115,10 @@ int run(int argc, char** argv) {
                  cuda_compiled() ? "no CUDA device is visible" : "this build has no CUDA backend");
     return 2;
   }
+  if (cuda_graph && !gpu) {
+    std::fprintf(stderr, "byol_step_bench: --cuda-graph needs --device cuda\n");
+    return 2;
+  }
   if (augment_on == "gpu" && (!gpu || data_spec.empty())) {
     std::fprintf(stderr, "byol_step_bench: --augment-on gpu needs --device cuda and --data SPEC\n");
     return 2;
@@ -127,6 +135,7 @@ int run(int argc, char** argv) {
   train.warmup_steps = 10;
   train.base_lr = 0.45;
   train.precision = precision == "bf16" ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
+  train.cuda_graph = cuda_graph;
   Learner learner(net, train);
   learner.to(device);
   std::mt19937_64 gen(1);
@@ -164,8 +173,12 @@ int run(int argc, char** argv) {
             : uploader.upload({b->views[0], b->views[1]}, device);
     v1 = in[0], v2 = in[1];
   };
-  next_views();
-  learner.step(v1, v2).read();  // warm-up (cuDNN algorithm choice, pool growth)
+  // Warm-up (cuDNN algorithm choice, pool growth; with --cuda-graph the eager steps and the capture).
+  const int64_t warmup = cuda_graph ? kGraphWarmupSteps + 1 : 1;
+  for (int64_t i = 0; i < warmup; ++i) {
+    next_views();
+    learner.step(v1, v2).read();
+  }
   double s = 0, loss = 0;
   if (gpu) {
 #if BYOL_WITH_CUDA
@@ -212,10 +225,11 @@ int run(int argc, char** argv) {
     std::snprintf(where, sizeof where, "%d threads", omp_get_max_threads());
   }
   std::printf(
-      "byol.cpp  ResNet-%d %s stem (base %lld, %lldx%lld, MLP %lld), %s, batch %lld, %s: %.4f s/step, "
+      "byol.cpp  ResNet-%d %s stem (base %lld, %lldx%lld, MLP %lld), %s%s, batch %lld, %s: %.4f s/step, "
       "%.1f images/s (loss %.4f)\n",
       depth, imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
       static_cast<long long>(side), static_cast<long long>(hidden), precision.c_str(),
+      cuda_graph ? ", CUDA graph" : "",
       static_cast<long long>(batch), where, s, batch / s, loss);
   // --phases: the same steps again with the clock; each phase's time per step and share of the step.
   bench::Json phase_rows = bench::Json::array();
@@ -249,6 +263,7 @@ int run(int argc, char** argv) {
       {"mlp_hidden", hidden},  {"stem", stem},   {"device", device_name_arg}, {"depth", depth},
       {"precision", precision}};
   result["options"]["phases"] = phases;
+  result["options"]["cuda_graph"] = cuda_graph;
   result["options"]["data"] = data_spec.empty() ? "synthetic" : data_spec;
   result["options"]["augment_on"] = augment_on;
   result["rows"] = {

@@ -642,7 +642,7 @@ step_smoke() {
     echo '{"dry_run": true, "note": "byol-pretrain writes one object per logged step and kNN evaluation"}' >"$smoke/metrics.jsonl"
     echo '# dry run: byol-pretrain writes the effective configuration here' >"$smoke/config.toml"
   fi
-  dry_skip smoke "$label" && { smoke_gpu_augment "${args[@]}"; return; }
+  dry_skip smoke "$label" && { smoke_variants "${args[@]}"; return; }
   [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ -f "$smoke/encoder.safetensors" ] && grep -q "on cuda" "$log" &&
     grep -q '"knn_top1"' "$smoke/metrics.jsonl" 2>/dev/null && ok=1
   local detail
@@ -655,21 +655,29 @@ step_smoke() {
     record smoke "$label" FAIL "$detail"
     excerpt "$log" "$label"
   fi
-  smoke_gpu_augment "${args[@]}"
+  smoke_variants "${args[@]}"
 }
 
-# The smoke run's first 6 steps again with the views augmented on the GPU (data.augment_on = gpu, issue 18):
-# it must finish, and its losses must follow the CPU-augmented run's (same seed and drawn parameters; the
-# views differ by float rounding only, so the logged losses agree to about 1e-3 over 6 steps).
-smoke_gpu_augment() {
-  local log="$logs/pretrain_smoke_gpu_augment.log" run_out="$runs/pretrain_smoke_gpu_augment" t0=$SECONDS rc cmp
-  local label="byol-pretrain GPU smoke, data.augment_on=gpu"
+# The smoke run's first 6 steps again in a variant whose losses must follow the eager, CPU-augmented run's
+# (same seed, same drawn parameters):
+#  - data.augment_on = gpu (issue 18): the views differ by float rounding only, so the logged losses agree to
+#    about 1e-3 over 6 steps (bound 1e-2);
+#  - train.cuda_graph = true (issue 18): two eager steps, the capture, then replays of the same kernels in the
+#    same order; the losses agree to rounding noise (cuDNN may pick non-deterministic algorithms; bound 1e-3).
+smoke_variant() {  # name, label, bound, the smoke run's arguments, --, the variant's settings
+  local name=$1 label=$2 bound=$3
+  shift 3
+  local args=() extra=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do args+=("$1"); shift; done
+  shift
+  extra=("$@")
+  local log="$logs/pretrain_smoke_$name.log" run_out="$runs/pretrain_smoke_$name" t0=$SECONDS rc cmp
   if out_of_time; then record smoke "$label" SKIP "out of time budget"; return; fi
-  run_cmd "$root" "$log" 120 "$pretrain" "$@" --set data.augment_on=gpu --set "run.out=$run_out" --set run.max_steps=6
+  run_cmd "$root" "$log" 120 "$pretrain" "${args[@]}" "${extra[@]}" --set "run.out=$run_out" --set run.max_steps=6
   rc=$?
   dry_skip smoke "$label" && return
   local ok=0
-  cmp="$(python3 - "$runs/pretrain_smoke/metrics.jsonl" "$run_out/metrics.jsonl" 2>&1 <<'PY'
+  cmp="$(python3 - "$runs/pretrain_smoke/metrics.jsonl" "$run_out/metrics.jsonl" "$bound" 2>&1 <<'PY'
 import json, sys
 def losses(path):
     out = {}
@@ -683,9 +691,9 @@ common = sorted(set(a) & set(b))
 if not common:
     print("no logged step in common"); sys.exit(1)
 worst = max(abs(a[s] - b[s]) for s in common)
-print("steps %s: loss cpu-augmented %s, gpu-augmented %s; max |diff| %.2e" % (
-    common, [round(a[s], 5) for s in common], [round(b[s], 5) for s in common], worst))
-sys.exit(0 if worst < 1e-2 else 1)
+print("steps %s: loss eager/cpu-augmented %s, this run %s; max |diff| %.2e (bound %s)" % (
+    common, [round(a[s], 5) for s in common], [round(b[s], 5) for s in common], worst, sys.argv[3]))
+sys.exit(0 if worst < float(sys.argv[3]) else 1)
 PY
 )" && ok=1
   if [ "$rc" -eq 0 ] && [ "$ok" -eq 1 ]; then
@@ -694,6 +702,11 @@ PY
     record smoke "$label" FAIL "rc $rc; ${cmp:-no comparison}; $(grep -E 'error' "$log" | tail -1 | cut -c1-200)"
     excerpt "$log" "$label"
   fi
+}
+
+smoke_variants() {  # the smoke run's arguments
+  smoke_variant gpu_augment "byol-pretrain GPU smoke, data.augment_on=gpu" 1e-2 "$@" -- --set data.augment_on=gpu
+  smoke_variant cuda_graph "byol-pretrain GPU smoke, train.cuda_graph=true" 1e-3 "$@" -- --set train.cuda_graph=true
 }
 
 # The learning-quality comparison of issue 12 on this GPU (scripts/gpu_learning_check.sh): byol-pretrain and
@@ -798,6 +811,15 @@ step_bench() {
     if ! dry_skip bench "step $name (byol.cpp)"; then
       conclude bench "step $name (byol.cpp)" "$rc" "$log" "$(grep 'images/s' "$log" | tail -1)" INFO
       if [ "$rc" -eq 0 ]; then record bench "step $name phases" INFO "$(grep 'phases per step' "$log" | tail -1)"; fi
+    fi
+    # the same step replayed as one CUDA graph (train.cuda_graph, issue 18)
+    if out_of_time; then record bench "step $name (byol.cpp, CUDA graph)" SKIP "out of time budget"; else
+      log="$logs/step_${name}_graph.log"
+      # shellcheck disable=SC2086
+      run_cmd "$root" "$log" 180 "$bench" $ours --device cuda --cuda-graph --phases --json "$logs/step_${name}_graph.json"
+      rc=$?
+      dry_skip bench "step $name (byol.cpp, CUDA graph)" ||
+        conclude bench "step $name (byol.cpp, CUDA graph)" "$rc" "$log" "$(grep 'images/s' "$log" | tail -1)" INFO
     fi
     if [ "$dry" -eq 0 ] && [ $torch_ok -eq 0 ]; then
       record bench "step $name (PyTorch)" INFO "skipped: python3 has no torch/torchvision with CUDA"

@@ -32,6 +32,8 @@ expect "config key 'train.tau_base': expected 0..1, got 1.5" --set train.tau_bas
 expect "config key 'train.precision': expected \"auto\", \"fp32\" or \"bf16\", got 'fp16'" --set train.precision=fp16
 expect "config key 'data.augment_on': expected \"cpu\" or \"gpu\", got 'tpu'" --set data.augment_on=tpu
 expect 'data.augment_on = "gpu" augments on the GPU, and run.device = "cpu" chose cpu: set data.augment_on = "cpu" or run.device = "cuda"' --set data.augment_on=gpu --set run.device=cpu
+expect 'train.cuda_graph = true captures the step on a GPU, and run.device = "cpu" chose cpu: set train.cuda_graph = false or run.device = "cuda"' --set train.cuda_graph=true --set run.device=cpu
+expect "--set train.cuda_graph: expected true or false" --set train.cuda_graph=yes
 expect "--set model.heads: unknown key" --set model.heads=3
 expect "--set train.base_lrr: unknown key; did you mean 'train.base_lr'?" --set train.base_lrr=0.1
 expect "config key 'run.device': expected auto, cpu, cuda or cuda:N, got 'cuda:x'" --set run.device=cuda:x
