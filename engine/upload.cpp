@@ -1,5 +1,7 @@
 #include "engine/upload.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #if BYOL_WITH_CUDA
@@ -67,12 +69,15 @@ std::vector<Tensor> BatchUploader::upload(const std::vector<Tensor>& host, Devic
   slots_->next ^= 1;
   if (s.copied) BYOL_CUDA_CHECK(cudaEventSynchronize(s.copied));  // the copy that last read this slot
   if (s.bytes < total || s.device != device.index) {
+    // Grown by half again at least: decoded batches of variable-size images (data.augment_on = "gpu") ask for
+    // a little more now and then, and each regrowth frees pinned memory, which waits for the device.
+    const size_t want = s.device == device.index ? std::max(total, s.bytes + s.bytes / 2) : total;
     if (s.pinned) BYOL_CUDA_CHECK(cudaFreeHost(s.pinned));
     if (s.copied) BYOL_CUDA_CHECK(cudaEventDestroy(s.copied));
     s.pinned = nullptr, s.copied = nullptr, s.bytes = 0;
-    BYOL_CUDA_CHECK(cudaMallocHost(&s.pinned, total));
+    BYOL_CUDA_CHECK(cudaMallocHost(&s.pinned, want));
     BYOL_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
-    s.bytes = total, s.device = device.index;
+    s.bytes = want, s.device = device.index;
   }
 
   // The destinations are allocated on the compute stream; the copy stream starts after that point.
@@ -126,6 +131,13 @@ std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
                params[v].size(), " parameter sets for ", rows, " rows");
     for (int64_t i = 0; i < rows; ++i) {
       const math::AugmentSource& s = sources[i];
+      const math::AugmentParams& p = params[v][i];
+      BYOL_CHECK(p.crop_h > 0 && p.crop_w > 0 && std::isfinite(p.crop_h) && std::isfinite(p.crop_w),
+                 "upload_and_augment: view ", v, " row ", i, " has a crop of ", p.crop_w, "x", p.crop_h,
+                 " (expected positive, finite sides)");
+      for (int k = 0; k < 4; ++k)
+        BYOL_CHECK(p.jitter_order[k] < 4, "upload_and_augment: view ", v, " row ", i, " has jitter_order[", k,
+                   "] = ", int(p.jitter_order[k]), " (expected 0..3)");
       BYOL_CHECK(s.offset >= 0 && (s.channels == 1 || s.channels == 3) && s.height > 0 && s.width > 0 &&
                      s.offset + int64_t(s.height) * s.width * s.channels <= pixels.numel(),
                  "upload_and_augment: row ", i, "'s image (", s.height, "x", s.width, "x", s.channels,

@@ -100,6 +100,8 @@ TEST_CASE("[cuda] augmentation kernel: every view equals data::apply_view's", "[
     cuda::DeviceBuffer d_pixels = upload(packed), d_descs = upload(descs), d_params = upload(params),
                        d_offsets = upload(plan.offsets);
     cuda::DeviceBuffer d_out(sizeof(float) * want.size()), d_scratch(sizeof(float) * plan.total_floats);
+    // All bits set: an output value the kernel does not write reads back as NaN and fails the check.
+    BYOL_CUDA_CHECK(cudaMemsetAsync(d_out.get(), 0xFF, d_out.bytes(), cuda::compute_stream()));
     kernels::augment_views(d_pixels.as<uint8_t>(), d_descs.as<kernels::AugmentSource>(),
                            d_params.as<math::AugmentParams>(), d_offsets.as<int64_t>(), views, out_h, out_w,
                            norm.mean.data(), norm.std.data(), plan.max_blur_radius, d_out.as<float>(),

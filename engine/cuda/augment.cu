@@ -144,7 +144,9 @@ __global__ void __launch_bounds__(kAugmentThreads)
   }
   // 5. Gaussian blur, separable, reflect padding: horizontal into the scratch, vertical back.
   if (p.blur && p.blur_radius > 0) {
-    const int radius = p.blur_radius, taps = 2 * radius + 1;
+    // blur_k holds 2 kMaxAugmentBlurRadius + 1 weights: the launcher checks the batch's radii against it,
+    // and this keeps a parameter set that slipped past that check inside the array.
+    const int radius = min(p.blur_radius, kMaxAugmentBlurRadius), taps = 2 * radius + 1;
     if (threadIdx.x == 0) {  // the CPU's gaussian_kernel: one sum, in order
       float sum = 0;
       for (int i = -radius; i <= radius; ++i)
