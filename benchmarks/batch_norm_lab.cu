@@ -45,33 +45,48 @@ double rel_error(const Tensor& got, const Tensor& want) {
   return std::sqrt(d) / std::max(std::sqrt(n), 1e-30);
 }
 
-// fused: ops::batch_norm_relu with `residual`, else ops::batch_norm.
+// fused: ops::batch_norm_relu with `residual`, else ops::batch_norm. Every gradient is compared: x, gamma,
+// beta and (fused) the residual's, which is the ReLU-masked incoming gradient.
 bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const Tensor& beta,
               const Tensor& residual = Tensor()) {
   const bool fused = residual.defined();
-  auto run = [&](Device d, Tensor& y, Tensor& dx, Tensor& dg) {
-    Tensor xi = x.to(d), g = gamma.to(d), b = beta.to(d);
-    if (d.is_cpu()) xi = xi.clone(), g = g.clone(), b = b.clone();
+  struct Result {
+    Tensor y, dx, dgamma, dbeta, dresidual;
+  };
+  auto run = [&](Device d) {
+    Tensor xi = x.to(d), g = gamma.to(d), b = beta.to(d), r = fused ? residual.to(d) : Tensor();
+    if (d.is_cpu()) xi = xi.clone(), g = g.clone(), b = b.clone(), r = fused ? r.clone() : r;
     xi.set_requires_grad(true);
     g.set_requires_grad(true);
     b.set_requires_grad(true);
-    y = fused ? ops::batch_norm_relu(xi, g, b, Tensor(), Tensor(), {}, residual.to(d))
-              : ops::batch_norm(xi, g, b, Tensor(), Tensor());
+    if (fused) r.set_requires_grad(true);
+    Result out;
+    out.y = fused ? ops::batch_norm_relu(xi, g, b, Tensor(), Tensor(), {}, r)
+                  : ops::batch_norm(xi, g, b, Tensor(), Tensor());
     std::mt19937_64 gen(1);
-    y.backward(Tensor::randn(x.shape(), gen).to(d));
-    dx = xi.grad();
-    dg = g.grad();
+    out.y.backward(Tensor::randn(x.shape(), gen).to(d));
+    out.dx = xi.grad(), out.dgamma = g.grad(), out.dbeta = b.grad();
+    if (fused) out.dresidual = r.grad();
+    return out;
   };
-  Tensor yc, dxc, dgc, yg, dxg, dgg;
-  run(Device::cpu(), yc, dxc, dgc);
-  run(Device::cuda(), yg, dxg, dgg);
-  const double ey = rel_error(yg, yc), edx = rel_error(dxg, dxc), edg = rel_error(dgg, dgc);
-  const bool ok = ey < 2e-5 && edx < 2e-5 && edg < 2e-5;
+  const Result c = run(Device::cpu()), g = run(Device::cuda());
+  std::vector<std::pair<const char*, double>> errors = {{"y", rel_error(g.y, c.y)},
+                                                        {"dx", rel_error(g.dx, c.dx)},
+                                                        {"dgamma", rel_error(g.dgamma, c.dgamma)},
+                                                        {"dbeta", rel_error(g.dbeta, c.dbeta)}};
+  if (fused) errors.push_back({"dresidual", rel_error(g.dresidual, c.dresidual)});
+  // A pre-activation within rounding of 0 can take the ReLU's other side on the GPU (nvcc fuses
+  // x_hat * gamma + beta into one FMA): one such element moves the fused gradients by about 3e-4 while y
+  // stays near 1e-8. Read a failure with that signature as a flip, not as a kernel fault.
+  bool ok = true;
   const std::string prefix = fused ? "fused " : "";
-  for (const auto& [name, e] : {std::pair<const char*, double>{"y", ey}, {"dx", edx}, {"dgamma", edg}})
+  std::printf("validation vs CPU%s:", fused ? " (batch_norm_relu + residual)" : "");
+  for (const auto& [name, e] : errors) {
     report.validated(prefix + name, e < 2e-5, {{"rel_l2_error", e}, {"tolerance", 2e-5}});
-  std::printf("validation vs CPU%s: y %.2e, dx %.2e, dgamma %.2e (tolerance 2e-5): %s\n",
-              fused ? " (batch_norm_relu + residual)" : "", ey, edx, edg, ok ? "OK" : "FAILED");
+    std::printf(" %s %.2e", name, e);
+    ok = ok && e < 2e-5;
+  }
+  std::printf(" (tolerance 2e-5): %s\n", ok ? "OK" : "FAILED");
   return ok;
 }
 
