@@ -1,8 +1,10 @@
 #include "byol/learner.h"
 
 #include <cstdint>
+#include <string>
 
 #include "engine/cuda_graph.h"
+#include "engine/device_memory.h"
 #include "engine/optim_ops.h"
 
 namespace byol {
@@ -86,6 +88,7 @@ StepValues StepMetrics::read() const {
 Learner::~Learner() = default;
 
 void Learner::to(Device device) {
+  ++moves_;
   schedule_ = schedule_.to(device);
   nets.online.to(device);
   nets.target.to(device);
@@ -286,6 +289,7 @@ struct Learner::GraphState {
   Shape projections_shape, y1_shape;
   Tensor view1, view2;             // the graph's inputs: each step's views are copied in
   Tensor values, projections, y1;  // its outputs, overwritten by each replay
+  std::string failure;             // why a capture failed (steps after it throw it again)
 };
 
 // The batch shape and every buffer address a captured step reads or writes: a graph holds addresses, so a
@@ -293,6 +297,8 @@ struct Learner::GraphState {
 std::vector<int64_t> Learner::graph_key(const Tensor& view) const {
   std::vector<int64_t> key(view.shape().begin(), view.shape().end());
   key.push_back(static_cast<int64_t>(view.dtype()));
+  key.push_back(moves_);       // Learner::to: every buffer may be new (the keyed ones could come back)
+  key.push_back(cuda_tf32());  // the math the captured cuDNN and cuBLAS calls were set up with
   for (const Tensor* t : {&nets.online.params(), &nets.online.grads(), &nets.online.stats(),
                           &nets.target.params(), &nets.target.stats(), &lars.momentum(), &schedule_})
     key.push_back(static_cast<int64_t>(reinterpret_cast<uintptr_t>(t->defined() ? t->raw_data() : nullptr)));
@@ -311,6 +317,7 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
              "have not been captured and checked on a multi-GPU machine yet; set train.cuda_graph = false");
   if (!graph_) graph_ = std::make_unique<GraphState>();
   GraphState& g = *graph_;
+  BYOL_CHECK(g.failure.empty(), "BYOL step: capturing the step failed earlier: ", g.failure);
   const std::vector<int64_t> key = graph_key(view1);
   if (key != g.key) {  // a new shape or new buffers (or the first step): warm up, then capture again
     g.graph.reset();
@@ -331,12 +338,17 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
     g.values = Tensor::empty({StepMetrics::kSlots}, DType::f32, dev);
     g.projections = Tensor::empty(g.projections_shape, DType::f32, dev);
     g.y1 = Tensor::empty(g.y1_shape, DType::f32, dev);
-    g.graph.capture(dev, [this, &g] {
-      const Core c = core_step(g.view1, g.view2, /*mark_phases=*/false);
-      g.values.copy_(c.values);
-      g.projections.copy_(c.projections);
-      g.y1.copy_(c.y1);
-    });
+    try {
+      g.graph.capture(dev, [this, &g] {
+        const Core c = core_step(g.view1, g.view2, /*mark_phases=*/false);
+        g.values.copy_(c.values);
+        g.projections.copy_(c.projections);
+        g.y1.copy_(c.y1);
+      });
+    } catch (const std::exception& e) {
+      g.failure = e.what();  // every later step says so at once, rather than capture and fail again
+      throw;
+    }
     ++g.captures;
   }
   g.view1.copy_(view1);

@@ -237,6 +237,7 @@ class Learner {
   // This step's learning rate and tau, f32 on device(): LARS and the EMA read them as they run.
   enum ScheduleSlot : int64_t { kScheduleLr, kScheduleTau, kScheduleSlots };
   Tensor schedule_;
+  int64_t moves_ = 0;  // calls of to(): part of the graph's key
   struct GraphState;
   std::unique_ptr<GraphState> graph_;
 };

@@ -1,5 +1,7 @@
 #include "engine/cuda_graph.h"
 
+#include <utility>
+
 #include "engine/common.h"
 
 #if BYOL_WITH_CUDA
@@ -17,6 +19,9 @@ struct CudaGraph::Impl {
   int device = -1;
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
+  // Memory allocated before the capture and freed inside it: the graph's nodes may use it on every replay,
+  // so it is released only when the graph is destroyed.
+  cuda::CaptureRecord record;
 };
 
 namespace {
@@ -30,13 +35,19 @@ struct DeviceScope {
   ~DeviceScope() { cudaSetDevice(previous); }
 };
 
-// Ends a capture that is being abandoned, whatever state it is in, and destroys what it made.
+// Ends a capture that is being abandoned, whatever state it is in, destroys what it made and releases the
+// memory whose frees it deferred.
 void abandon_capture(cudaStream_t stream) {
   cudaGraph_t partial = nullptr;
   cudaStreamEndCapture(stream, &partial);
   if (partial) cudaGraphDestroy(partial);
   cudaGetLastError();  // the capture's own error has been reported by the caller
+  cuda::release_deferred(cuda::end_capture_tracking());
 }
+
+const char* const kWhatBreaksCapture =
+    "a call that waits for the GPU, copies to or from the host, or uses the legacy stream cannot be "
+    "captured; train.cuda_graph = false runs the step eagerly";
 
 }  // namespace
 
@@ -64,6 +75,8 @@ void CudaGraph::reset() {
   if (impl_->graph) cudaGraphDestroy(impl_->graph);
   impl_->exec = nullptr;
   impl_->graph = nullptr;
+  cuda::release_deferred(impl_->record);
+  impl_->record = cuda::CaptureRecord{};
   cudaDeviceGraphMemTrim(impl_->device);  // the graph's pool back to the driver
   impl_->device = -1;
 }
@@ -76,6 +89,7 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
              " has no stream-ordered memory pools (cudaDevAttrMemoryPoolsSupported = 0), which graphs that "
              "allocate need; run without a graph (train.cuda_graph = false)");
   const cudaStream_t stream = cuda::compute_stream();
+  cuda::create_fill_constants(device.index);  // uploaded on first use: not inside the capture
   // The eager steps before the capture left their activations in the default pool (it retains freed
   // memory): hand that back, since the graph's allocations come from a pool of their own.
   BYOL_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -84,12 +98,13 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
   BYOL_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
 
   cuda::begin_capture_tracking(device.index);
-  // Thread-local mode: this thread may not wait for the GPU or use the legacy stream until the capture
-  // ends (those calls fail instead of silently breaking the graph); other threads (the data loader's) may.
+  // Thread-local mode: this thread's calls that cannot be captured fail (and end the capture) instead of
+  // running. The compute stream is a blocking stream, so work on the legacy stream from any thread would
+  // also break the capture: nothing else may use the GPU while it runs (the loader's threads do not).
   const cudaError_t began = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
   if (began != cudaSuccess) {
-    cuda::end_capture_tracking();
     cudaGetLastError();
+    cuda::release_deferred(cuda::end_capture_tracking());
     throw Error(cat("CUDA graph: cudaStreamBeginCapture on ", device_name(device),
                     " failed: ", cudaGetErrorString(began)));
   }
@@ -97,39 +112,46 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
     body();
   } catch (const std::exception& e) {
     abandon_capture(stream);
-    cuda::end_capture_tracking();
-    throw Error(cat("CUDA graph: the captured step failed: ", e.what(),
-                    "\n(a call that waits for the GPU, copies to or from the host, or uses the legacy stream "
-                    "cannot be captured; train.cuda_graph = false runs the step eagerly)"));
+    throw Error(cat("CUDA graph: the captured step failed: ", e.what(), "\n(", kWhatBreaksCapture, ")"));
+  } catch (...) {
+    abandon_capture(stream);
+    throw;
   }
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-  const cuda::CaptureLeak leak = cuda::end_capture_tracking();
-  if (ended != cudaSuccess || !graph) {
-    if (graph) cudaGraphDestroy(graph);
+  cuda::CaptureRecord record = cuda::end_capture_tracking();
+  const auto discard = [&] {
+    if (graph) cudaGraphDestroy(graph);  // never launched: leaked pointers' holders will not free them
     cudaGetLastError();
-    throw Error(cat(
-        "CUDA graph: the capture on ", device_name(device), " was invalidated: ", cudaGetErrorString(ended),
-        " (something in the step waited for the GPU, copied to or from the host, or used the legacy "
-        "stream; train.cuda_graph = false runs the step eagerly)"));
+    cuda::release_deferred(record);
+  };
+  if (ended != cudaSuccess || !graph) {
+    discard();
+    throw Error(cat("CUDA graph: the capture on ", device_name(device),
+                    " was invalidated: ", cudaGetErrorString(ended), " (", kWhatBreaksCapture, ")"));
   }
-  if (leak.count > 0) {
-    cudaGraphDestroy(graph);  // never launched: the leaked pointers' holders will not free them
-    throw Error(cat("CUDA graph: ", leak.count, " device allocation(s), ", leak.bytes,
+  if (record.leaked > 0) {
+    discard();
+    throw Error(cat("CUDA graph: ", record.leaked, " device allocation(s), ", record.leaked_bytes,
                     " bytes, made during the capture are still held after it; a buffer that outlives the "
                     "captured step must be allocated before the capture and written inside it"));
+  }
+  if (record.failed_frees > 0) {
+    discard();
+    throw Error(cat("CUDA graph: ", record.failed_frees,
+                    " free(s) of memory allocated during the capture were refused by it"));
   }
   cudaGraphExec_t exec = nullptr;
   const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
   if (made != cudaSuccess) {
-    cudaGraphDestroy(graph);
-    cudaGetLastError();
+    discard();
     throw Error(cat("CUDA graph: instantiating the captured graph on ", device_name(device),
                     " failed: ", cudaGetErrorString(made)));
   }
   impl_->device = device.index;
   impl_->graph = graph;
   impl_->exec = exec;
+  impl_->record = std::move(record);
 }
 
 void CudaGraph::replay() const {

@@ -11,8 +11,8 @@
 // holds its own allocations, at fixed addresses). What it may not: wait for the GPU, copy to or from the
 // host, or keep device memory it allocated beyond its return (the graph owns it; a tensor that outlives
 // the capture must be allocated before it, and written by a copy inside). Memory allocated before the
-// capture and freed inside it is freed after the capture ends. Any of these mistakes makes capture() throw,
-// naming it; nothing is launched then.
+// capture and freed inside it stays allocated until the graph is destroyed (its nodes may use it on every
+// replay). Any of these mistakes makes capture() throw, naming it; nothing is launched then.
 //
 // A replay reads and writes the same addresses with the same kernel arguments every time: inputs are
 // written in place before replay() (ops::StepScalar for the per-step numbers), outputs read after it.

@@ -13,6 +13,7 @@ int cuda_device_count();  // 0 when there is no usable GPU (or no CUDA backend)
 // TF32 for float32 convolutions and GEMMs on GPUs (on by default: cuda::set_allow_tf32); does nothing in a
 // CPU-only build, where there is nothing to switch.
 void cuda_set_tf32(bool on);
+bool cuda_tf32();  // the setting (false in a CPU-only build)
 // Makes `device` this thread's current GPU (kernels, streams and handles follow it); throws naming the
 // visible count when it does not exist, or in a CPU-only build.
 void cuda_set_device(int device);

@@ -15,6 +15,9 @@ bool cuda_compiled() {
   return false;
 }
 void cuda_set_tf32(bool) {}
+bool cuda_tf32() {
+  return false;
+}
 int cuda_device_count() {
   return 0;
 }

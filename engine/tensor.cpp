@@ -131,9 +131,13 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, Device::cpu());
+  // f32 / f64 on a GPU (the backward seed every step): filled there by a kernel, the same value as the
+  // host's fill, without a copy from the host (which would wait for the GPU, and cannot be part of a
+  // captured CUDA graph). Other dtypes are filled on the host and copied.
+  const bool kernel_fill = device.is_cuda() && (dtype == DType::f32 || dtype == DType::f64);
+  Tensor t = empty(shape, dtype, kernel_fill ? device : Device::cpu());
   t.fill_(value);
-  return device.is_cpu() ? t : t.to(device);
+  return device.is_cpu() || kernel_fill ? t : t.to(device);
 }
 
 Tensor Tensor::randn(const Shape& shape, std::mt19937_64& gen, DType dtype, double mean, double std) {

@@ -5,12 +5,14 @@
 // does (LARS, EMA); bad tensors are named; cuda_graph on a CPU learner is a clear error.
 //
 // [cuda] (skipped without a GPU):
-//  - StepScalar on the GPU: the tensor form equals the number form bitwise (LARS, EMA).
+//  - StepScalar on the GPU: the tensor form equals the number form bitwise (LARS, EMA); a captured LARS
+//    step and EMA replayed with new values each time equal eager calls bitwise.
 //  - Learner steps with the graph against eager steps, from the same initialisation and batches: losses,
 //    online and target weights, LARS momentum, BN statistics and projections. Yardstick: two eager learners
 //    against each other (cuDNN may choose non-deterministic algorithms); the graph must stay within 10x of
 //    that (and within 1e-6 where the eager runs agree exactly). With the probe, gradient accumulation, and a
-//    change of batch shape (a second capture).
+//    change of batch shape (a second capture), and with the unified objective at beta = 0.5 and one pass per
+//    view.
 //  - CudaGraph's refusals: a body that reads a tensor back to the host, and one that keeps memory it
 //    allocated, throw naming the cause; the device keeps working afterwards.
 #include <catch2/catch.hpp>
@@ -123,8 +125,10 @@ struct Run {
 };
 
 // `steps` steps on fresh random batches (the same for every call), the shape changing to `later_batch`
-// rows from step `change_at` on.
-Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int change_at, int64_t later_batch) {
+// rows from step `change_at` on. `contrastive`: the unified objective at beta = 0.5 (InfoNCE terms, a
+// constant added by Tensor::full each step) with one pass per view.
+Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int change_at, int64_t later_batch,
+          bool contrastive = false) {
   TrainConfig train;
   train.batch_size = 8;
   train.total_steps = 20;
@@ -133,6 +137,10 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
   train.accumulation_steps = accumulation;
   train.probe_classes = with_probe ? 5 : 0;
   train.cuda_graph = graph;
+  if (contrastive) {
+    train.objective.beta = 0.5;
+    train.view_passes = TrainConfig::ViewPasses::two;
+  }
   Learner learner(small_network(), train);
   learner.to(kGpu);
   std::mt19937_64 gen(19);
@@ -213,6 +221,57 @@ TEST_CASE("[cuda] train.cuda_graph: replayed steps take the eager steps' path, t
               e2 = train(false, 2, true, 9, 4, 4);
     CHECK(g.captures == 2);
     compare("probe + accumulation + new shape, 9 steps", g, e, e2);
+  }
+  SECTION("the unified objective at beta = 0.5, one pass per view") {
+    const Run g = train(true, 1, false, 6, 99, 8, true), e = train(false, 1, false, 6, 99, 8, true),
+              e2 = train(false, 1, false, 6, 99, 8, true);
+    CHECK(g.captures == 1);
+    compare("beta 0.5, two view passes, 6 steps", g, e, e2);
+  }
+}
+
+TEST_CASE(
+    "[cuda] a captured LARS step and EMA replay with the learning rate and tau written before each replay",
+    "[cuda][graph]") {
+  // Deterministic kernels only (no cuDNN): the graph's replays must equal eager calls bitwise, step by step,
+  // while lr and tau change between replays; a kernel that kept the value it was captured with fails.
+  std::mt19937_64 gen(5);
+  const int64_t n = 4096;
+  const ops::LarsLayout layout({{0, 1000, false, false}, {1000, 1010, true, true}, {1024, n, false, false}},
+                               n);
+  struct State {
+    Tensor w, g, m, target, trust;
+  };
+  const Tensor w0 = Tensor::randn({n}, gen), m0 = Tensor::randn({n}, gen, DType::f32, 0.0, 0.1),
+               t0 = Tensor::randn({n}, gen);
+  std::vector<Tensor> grads;
+  for (int s = 0; s < 4; ++s) grads.push_back(Tensor::randn({n}, gen, DType::f32, 0.0, 1e-2).to(kGpu));
+  const auto fresh = [&] {
+    return State{w0.to(kGpu), Tensor::zeros({n}, DType::f32, kGpu), m0.to(kGpu), t0.to(kGpu),
+                 Tensor::zeros({3}, DType::f64, kGpu)};
+  };
+  const double lrs[4] = {0.1, 0.37, 0.9, 0.05}, taus[4] = {0.99, 0.5, 0.999, 0.9};
+  State eager = fresh(), graphed = fresh();
+  const Tensor lr = Tensor::zeros({}, DType::f32, kGpu), tau = Tensor::zeros({}, DType::f32, kGpu);
+  layout.device_table(kGpu);  // uploaded on first use (a wait): before the capture, as a warm-up step does
+  CudaGraph graph;
+  graph.capture(kGpu, [&] {
+    ops::lars_step_(graphed.w, graphed.g, graphed.m, layout, {ops::StepScalar(lr), 1.5e-6, 0.9, 1e-3},
+                    graphed.trust);
+    ops::ema_(graphed.target, graphed.w, ops::StepScalar(tau));
+  });
+  for (int s = 0; s < 4; ++s) {
+    eager.g.copy_(grads[s]);
+    ops::lars_step_(eager.w, eager.g, eager.m, layout, {lrs[s], 1.5e-6, 0.9, 1e-3}, eager.trust);
+    ops::ema_(eager.target, eager.w, taus[s]);
+    graphed.g.copy_(grads[s]);
+    lr.fill_(lrs[s]);
+    tau.fill_(taus[s]);
+    graph.replay();
+    INFO("step " << s);
+    CHECK(bitwise_same(graphed.w, eager.w));
+    CHECK(bitwise_same(graphed.m, eager.m));
+    CHECK(bitwise_same(graphed.target, eager.target));
   }
 }
 

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <utility>
+#include <vector>
 
 namespace byol::cuda {
 
@@ -49,16 +50,27 @@ bool uses_memory_pool(int device);
 
 // CudaGraph's bookkeeping of device memory during a capture on `device` (engine/cuda_graph.h): from
 // begin_capture_tracking, device_alloc records each allocation (a node of the graph being captured) and
-// device_free of memory allocated before the capture is deferred (a graph cannot free it).
-// end_capture_tracking frees the deferred memory and returns the allocations still held. Those belong to
-// the graph, which CudaGraph then destroys unlaunched (a graph is kept only when nothing leaked, or the
-// capture failed); their holders' later frees are skipped.
-struct CaptureLeak {
-  int64_t count = 0;
-  size_t bytes = 0;
+// device_free of memory allocated before the capture is deferred (a graph cannot free it, and uses it on
+// every replay). end_capture_tracking returns:
+//  - the allocations still held (leaked): they belong to the graph, which CudaGraph then destroys unlaunched
+//    (a graph is kept only when nothing leaked); their holders' later frees are skipped;
+//  - the frees a running capture refused (failed_frees; the graph would lack their free nodes);
+//  - the deferred memory, to be released (release_deferred) once the graph is destroyed, or at once when the
+//    capture failed.
+struct CaptureRecord {
+  int device = -1;
+  int64_t leaked = 0;
+  size_t leaked_bytes = 0;
+  int64_t failed_frees = 0;
+  std::vector<void*> deferred;
 };
 void begin_capture_tracking(int device);
-CaptureLeak end_capture_tracking();
+CaptureRecord end_capture_tracking();
+void release_deferred(const CaptureRecord& record);
+
+// Creates the device-resident constants that fills of f32 and f64 tensors read (uploaded on first use,
+// which waits for the GPU): CudaGraph makes them before a capture, inside which that upload would fail.
+void create_fill_constants(int device);
 
 // Called with the device before every copy from device to host memory (Tensor::to(cpu), item(),
 // to_vector()): the NCCL communicator installs its timed wait for the collectives queued so far, so a read

@@ -165,6 +165,14 @@ constexpr int kMaxAlgos = 16;
 // TF32 setting (the previous direction left its own there), and keeps the usable results.
 template <class Perf, class Find>
 void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Find&& find) {
+  // The search times every algorithm and waits for the GPU: impossible inside a CUDA graph capture, which a
+  // convolution first met there would otherwise break with an obscure cuDNN status.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  BYOL_CUDA_CHECK(cudaStreamIsCapturing(compute_stream(), &capturing));
+  BYOL_CHECK(capturing == cudaStreamCaptureStatusNone, describe(what, g),
+             ": met for the first time inside a CUDA graph capture, where cuDNN cannot search for its "
+             "algorithm; the eager warm-up steps before the capture should have run every convolution of the "
+             "step (a geometry or pointer alignment they did not have?)");
   BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
   Perf perf[kMaxAlgos];
   int count = 0;

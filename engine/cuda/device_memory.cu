@@ -68,13 +68,16 @@ std::function<void(int)> g_host_read_guard;
 
 // CudaGraph's capture bookkeeping (cuda::begin_capture_tracking). While a capture runs, an allocation is a
 // node of the graph: the graph owns it and frees it when the captured code frees it. Memory allocated
-// before the capture cannot be freed by a graph node, so its frees wait for the capture's end. Pointers the
-// graph allocated that were still held when it was destroyed unlaunched are never freed (`orphans`).
+// before the capture cannot be freed by a graph node, and the graph may use it on every replay: its frees
+// are handed to the CudaGraph, which releases them when the graph is destroyed. Pointers the graph allocated
+// that were still held when it was destroyed unlaunched are never freed (`orphans`, until their address is
+// handed out again).
 struct CaptureTracking {
   std::mutex mu;
   int device = -1;  // -1: no capture
   std::unordered_map<void*, size_t> made;
   std::vector<void*> deferred;
+  int64_t failed_frees = 0;
   std::unordered_set<void*> orphans;
 };
 
@@ -98,6 +101,7 @@ void* device_alloc(size_t bytes, int device) {
   }
   CaptureTracking& t = tracking();
   std::lock_guard<std::mutex> lock(t.mu);
+  t.orphans.erase(ptr);  // the address is live again
   if (t.device == device) t.made[ptr] = bytes;
   return ptr;
 }
@@ -107,15 +111,22 @@ void device_free(void* ptr, int device) noexcept {
   {
     CaptureTracking& t = tracking();
     std::lock_guard<std::mutex> lock(t.mu);
+    if (t.device == device && t.made.erase(ptr) > 0) {
+      // Allocated during the capture: the free is a node of the graph. A capture that has already failed
+      // refuses it (clear that error, or the next launch check would report it); a capture still running
+      // that refuses it would leave the graph an allocation without a free: counted, and capture() throws.
+      if (cudaFreeAsync(ptr, compute_stream()) != cudaSuccess) {
+        cudaGetLastError();
+        cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(compute_stream(), &status) == cudaSuccess &&
+            status == cudaStreamCaptureStatusActive)
+          ++t.failed_frees;
+      }
+      return;
+    }
     if (t.orphans.erase(ptr) > 0) return;  // a destroyed, never launched graph's allocation: nothing to free
     if (t.device == device) {
-      if (t.made.erase(ptr) == 0) {
-        t.deferred.push_back(ptr);  // allocated before the capture: freed when it ends
-        return;
-      }
-      // Allocated during the capture: the free is a node of the graph. A capture that has already failed
-      // refuses it; clear that error so that it is not reported by the next launch check.
-      if (cudaFreeAsync(ptr, compute_stream()) != cudaSuccess) cudaGetLastError();
+      t.deferred.push_back(ptr);  // allocated before the capture: released with the graph
       return;
     }
   }
@@ -123,10 +134,13 @@ void device_free(void* ptr, int device) noexcept {
   if (cudaGetDevice(&previous) != cudaSuccess) return;  // no usable runtime left (process exit)
   if (previous != device) cudaSetDevice(device);
   try {
-    if (uses_pool(device)) {
-      cudaFreeAsync(ptr, compute_stream());  // on this device's stream, not the caller's current one
-    } else {
-      cudaFree(ptr);
+    // On this device's stream, not the caller's current one. A failure here is a bug elsewhere (a pointer
+    // freed twice); say so, and clear it, or the next launch check would report it as its own.
+    const cudaError_t freed = uses_pool(device) ? cudaFreeAsync(ptr, compute_stream()) : cudaFree(ptr);
+    if (freed != cudaSuccess) {
+      cudaGetLastError();
+      std::fprintf(stderr, "warning: freeing device memory %p on cuda:%d failed: %s\n", ptr, device,
+                   cudaGetErrorString(freed));
     }
   } catch (...) {  // the stream could not be created: the pointer cannot have come from it either
   }
@@ -145,27 +159,28 @@ void begin_capture_tracking(int device) {
   t.device = device;
   t.made.clear();
   t.deferred.clear();
+  t.failed_frees = 0;
 }
 
-CaptureLeak end_capture_tracking() {
-  std::vector<void*> deferred;
-  CaptureLeak leak;
-  int device = -1;
-  {
-    CaptureTracking& t = tracking();
-    std::lock_guard<std::mutex> lock(t.mu);
-    device = t.device;
-    t.device = -1;
-    deferred.swap(t.deferred);
-    for (const auto& [ptr, bytes] : t.made) {
-      ++leak.count;
-      leak.bytes += bytes;
-      t.orphans.insert(ptr);
-    }
-    t.made.clear();
+CaptureRecord end_capture_tracking() {
+  CaptureRecord r;
+  CaptureTracking& t = tracking();
+  std::lock_guard<std::mutex> lock(t.mu);
+  r.device = t.device;
+  t.device = -1;
+  r.deferred.swap(t.deferred);
+  r.failed_frees = t.failed_frees;
+  for (const auto& [ptr, bytes] : t.made) {
+    ++r.leaked;
+    r.leaked_bytes += bytes;
+    t.orphans.insert(ptr);
   }
-  for (void* p : deferred) device_free(p, device);
-  return leak;
+  t.made.clear();
+  return r;
+}
+
+void release_deferred(const CaptureRecord& r) {
+  for (void* p : r.deferred) device_free(p, r.device);
 }
 
 void set_host_read_guard(std::function<void(int)> guard) {
@@ -177,6 +192,10 @@ void set_host_read_guard(std::function<void(int)> guard) {
 
 bool cuda_compiled() {
   return true;
+}
+
+bool cuda_tf32() {
+  return cuda::allow_tf32();
 }
 
 void cuda_set_tf32(bool on) {
@@ -254,6 +273,14 @@ const T* device_one(int device) {
   return ones[device];
 }
 }  // namespace
+
+namespace cuda {
+void create_fill_constants(int device) {
+  DeviceGuard guard(device);
+  device_one<float>(device);
+  device_one<double>(device);
+}
+}  // namespace cuda
 
 void cuda_fill_floating(void* dst, bool double_precision, double value, int64_t n, int device) {
   DeviceGuard guard(device);
