@@ -18,12 +18,14 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "byol/learner.h"
 #include "engine/cuda_graph.h"
 #include "engine/ops.h"
 #include "engine/optim_ops.h"
+#include "engine/phase_clock.h"
 #include "tests/tiny_byol.h"
 #if BYOL_WITH_CUDA
 #include "tests/cuda_test_helpers.h"
@@ -273,6 +275,49 @@ TEST_CASE(
     CHECK(bitwise_same(graphed.m, eager.m));
     CHECK(bitwise_same(graphed.target, eager.target));
   }
+}
+
+TEST_CASE("[cuda] PhaseClock on a GPU: event-timed phases, reused after reset; a graph step marks one phase",
+          "[cuda][graph]") {
+  PhaseClock clock(kGpu);
+  const Tensor x = Tensor::full({1 << 22}, 1.0, DType::f32, kGpu);
+  for (int window = 0; window < 2; ++window) {  // the second window reuses the first one's events
+    clock.start();
+    for (int i = 0; i < 20; ++i) (void)ops::scale(x, 1.5);
+    clock.mark("a");
+    (void)ops::add(x, x);
+    clock.mark("b");
+    const auto t = clock.totals();
+    REQUIRE(t.size() == 2);
+    CHECK(t[0].first == "a");
+    CHECK(t[1].first == "b");
+    CHECK(t[0].second > 0);
+    CHECK(t[1].second > 0);
+    clock.reset();
+  }
+
+  TrainConfig train;
+  train.batch_size = 8;
+  train.total_steps = 10;
+  train.warmup_steps = 1;
+  train.cuda_graph = true;
+  Learner learner(small_network(), train);
+  learner.to(kGpu);
+  std::mt19937_64 gen(4);
+  const Tensor v = Tensor::randn({8, 16, 16, 3}, gen).to(kGpu);
+  learner.phase_clock = &clock;
+  for (int i = 0; i < 5; ++i) {  // 2 eager steps, the capture, 2 replays
+    clock.start();
+    learner.step(v, v);
+  }
+  learner.phase_clock = nullptr;
+  const auto t = clock.totals();
+  std::vector<std::string> names;
+  for (const auto& [name, secs] : t) {
+    names.push_back(name);
+    CHECK(secs > 0);
+  }
+  CHECK(names == std::vector<std::string>{"forward", "backward", "optimizer", "step (graph)"});
 }
 
 TEST_CASE("[cuda] CudaGraph refuses a body that reads back or keeps its memory, and the device goes on",

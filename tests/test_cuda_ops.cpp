@@ -249,6 +249,14 @@ TEST_CASE("CUDA conv2d matches the CPU (cuDNN, NHWC / KRSC)", "[cuda]") {
         },
         1e-4);
   }
+  // A filter taller than wide on an image wider than tall: an R / S or H / W swap anywhere (geometry,
+  // filter descriptor, plan key) gives other shapes or values.
+  check_against_cpu(
+      "conv2d R5 S3", {randn({2, 9, 12, 4}, gen), randn({6, 5, 3, 4}, gen, 0, 0.3)}, {true, true},
+      [](const std::vector<Tensor>& in) {
+        return ops::conv2d(in[0], in[1], {1, 1});
+      },
+      1e-4);
   Tf32Guard tf32_on(true);  // TF32 keeps 10 mantissa bits: relative error ~1e-3
   check_against_cpu(
       "conv2d with TF32", {randn({2, 9, 9, 16}, gen), randn({24, 3, 3, 16}, gen, 0, 0.3)}, {true, true},
@@ -275,6 +283,11 @@ TEST_CASE("CUDA pooling matches the CPU", "[cuda][cuda-kernels]") {
     check_against_cpu(
         "global_avg_pool " + shape_str(s), {x}, {true},
         [](const std::vector<Tensor>& in) { return ops::global_avg_pool(in[0]); }, 1e-6);
+    // After a ReLU, as in the ResNet stem: many windows are all zeros, and ties decide which input gets the
+    // gradient; both backends must choose the same one.
+    check_against_cpu(
+        "max_pool2d after ReLU (ties) " + shape_str(s), {ops::relu(ops::add(x, Tensor::full(s, -0.8)))},
+        {true}, [](const std::vector<Tensor>& in) { return ops::max_pool2d(in[0], 3, 2, 1); }, 1e-7);
   }
 }
 

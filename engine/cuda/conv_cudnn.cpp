@@ -173,7 +173,10 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
              ": met for the first time inside a CUDA graph capture, where cuDNN cannot search for its "
              "algorithm; the eager warm-up steps before the capture should have run every convolution of the "
              "step (a geometry or pointer alignment they did not have?)");
-  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  // With TF32 on, CUDNN_DEFAULT_MATH (as PyTorch sets it for float32): cuDNN may use TF32 tensor cores.
+  // CUDNN_TENSOR_OP_MATH, used here before 2026-12-05, "will not actively perform datatype down conversion",
+  // which may keep float32 convolutions off the tensor cores; the next GPU run compares the ResNet-50 step.
+  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
   Perf perf[kMaxAlgos];
   int count = 0;
   find(perf, &count);
