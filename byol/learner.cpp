@@ -323,18 +323,22 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
     g.graph.reset();
     g.eager_steps = 0;
     g.key = key;
+    g.view1 = Tensor::empty(view1.shape(), view1.dtype(), device());
+    g.view2 = Tensor::empty(view2.shape(), view2.dtype(), device());
   }
+  // The warm-up steps run on the graph's own input buffers too: cuDNN's plans depend on the pointers'
+  // alignment, and the capture must meet only what the warm-up has set up.
+  g.view1.copy_(view1);
+  g.view2.copy_(view2);
   if (!g.graph.captured()) {
     if (g.eager_steps < kGraphWarmupSteps) {
       ++g.eager_steps;
-      Core c = core_step(view1, view2, true);
+      Core c = core_step(g.view1, g.view2, true);
       g.projections_shape = c.projections.shape();
       g.y1_shape = c.y1.shape();
       return c;
     }
     const Device dev = device();
-    g.view1 = Tensor::empty(view1.shape(), view1.dtype(), dev);
-    g.view2 = Tensor::empty(view2.shape(), view2.dtype(), dev);
     g.values = Tensor::empty({StepMetrics::kSlots}, DType::f32, dev);
     g.projections = Tensor::empty(g.projections_shape, DType::f32, dev);
     g.y1 = Tensor::empty(g.y1_shape, DType::f32, dev);
@@ -348,11 +352,12 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
     } catch (const std::exception& e) {
       g.failure = e.what();  // every later step says so at once, rather than capture and fail again
       throw;
+    } catch (...) {
+      g.failure = "an exception that is not a std::exception";
+      throw;
     }
     ++g.captures;
   }
-  g.view1.copy_(view1);
-  g.view2.copy_(view2);
   g.graph.replay();
   if (phase_clock) phase_clock->mark("step (graph)");
   return {g.values.clone(), g.projections, g.y1};

@@ -706,7 +706,9 @@ PY
 
 smoke_variants() {  # the smoke run's arguments
   smoke_variant gpu_augment "byol-pretrain GPU smoke, data.augment_on=gpu" 1e-2 "$@" -- --set data.augment_on=gpu
-  smoke_variant cuda_graph "byol-pretrain GPU smoke, train.cuda_graph=true" 1e-3 "$@" -- --set train.cuda_graph=true
+  # kNN every 4 steps: the eager feature extraction between replays, while the graph holds its memory
+  smoke_variant cuda_graph "byol-pretrain GPU smoke, train.cuda_graph=true" 1e-3 "$@" -- --set train.cuda_graph=true \
+    --set run.knn_every=4
 }
 
 # The learning-quality comparison of issue 12 on this GPU (scripts/gpu_learning_check.sh): byol-pretrain and

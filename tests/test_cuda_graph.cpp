@@ -345,6 +345,23 @@ TEST_CASE("[cuda] CudaGraph refuses a body that reads back or keeps its memory, 
   CHECK(out.to_vector<float>()[17] == -3.0f);
   const Tensor y = ops::add(x, x);  // eager work after the graph
   CHECK(y.to_vector<float>()[3] == -2.0f);
+
+  // Memory allocated before a capture and dropped inside it: the graph reads it on every replay, so it
+  // stays allocated until the graph goes. Were it released at the capture's end, the tensor filled with -7
+  // below would likely get its block, and the replay would read -7.
+  Tensor before = Tensor::full({256}, 5.0, DType::f32, kGpu);
+  graph.capture(kGpu, [&] {
+    out.copy_(ops::scale(before, 2.0));
+    before = Tensor();
+  });
+  const Tensor other = Tensor::full({256}, -7.0, DType::f32, kGpu);
+  for (int i = 0; i < 2; ++i) {
+    out.zero_();
+    graph.replay();
+    CHECK(out.to_vector<float>()[100] == 10.0f);
+  }
+  graph.reset();  // now the memory goes back, and the pool carries on
+  CHECK(ops::scale(other, 2.0).to_vector<float>()[7] == -14.0f);
 }
 
 #endif  // BYOL_WITH_CUDA

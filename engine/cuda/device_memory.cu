@@ -112,15 +112,22 @@ void device_free(void* ptr, int device) noexcept {
     CaptureTracking& t = tracking();
     std::lock_guard<std::mutex> lock(t.mu);
     if (t.device == device && t.made.erase(ptr) > 0) {
-      // Allocated during the capture: the free is a node of the graph. A capture that has already failed
-      // refuses it (clear that error, or the next launch check would report it); a capture still running
-      // that refuses it would leave the graph an allocation without a free: counted, and capture() throws.
-      if (cudaFreeAsync(ptr, compute_stream()) != cudaSuccess) {
-        cudaGetLastError();
-        cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-        if (cudaStreamIsCapturing(compute_stream(), &status) == cudaSuccess &&
-            status == cudaStreamCaptureStatusActive)
-          ++t.failed_frees;
+      // Allocated during the capture: the free is a node of the graph, on the capturing device's stream. A
+      // capture that has already failed refuses it (clear that error, or the next launch check would report
+      // it); a capture still running that refuses it would leave the graph an allocation without a free:
+      // counted, and capture() throws.
+      try {
+        DeviceGuard guard(device);
+        const cudaStream_t stream = compute_stream();
+        if (cudaFreeAsync(ptr, stream) != cudaSuccess) {
+          cudaGetLastError();
+          cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+          if (cudaStreamIsCapturing(stream, &status) == cudaSuccess &&
+              status == cudaStreamCaptureStatusActive)
+            ++t.failed_frees;
+        }
+      } catch (...) {
+        ++t.failed_frees;
       }
       return;
     }
