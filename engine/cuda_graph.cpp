@@ -26,15 +26,6 @@ struct CudaGraph::Impl {
 
 namespace {
 
-struct DeviceScope {
-  int previous = 0;
-  explicit DeviceScope(int device) {
-    BYOL_CUDA_CHECK(cudaGetDevice(&previous));
-    if (previous != device) BYOL_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceScope() { cudaSetDevice(previous); }
-};
-
 // Ends a capture that is being abandoned, whatever state it is in, destroys what it made and releases the
 // memory whose frees it deferred.
 void abandon_capture(cudaStream_t stream) {
@@ -66,7 +57,7 @@ bool CudaGraph::captured() const {
 
 void CudaGraph::reset() {
   if (impl_->device < 0) return;
-  DeviceScope scope(impl_->device);
+  cuda::DeviceGuard scope(impl_->device);
   if (impl_->exec) {
     // Its launches may still run: wait for them before the graph's memory goes.
     BYOL_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream()));
@@ -84,7 +75,7 @@ void CudaGraph::reset() {
 void CudaGraph::capture(Device device, const std::function<void()>& body) {
   BYOL_CHECK(device.is_cuda(), "CUDA graph: capture needs a GPU device, got ", device_name(device));
   reset();
-  DeviceScope scope(device.index);
+  cuda::DeviceGuard scope(device.index);
   BYOL_CHECK(cuda::uses_memory_pool(device.index), "CUDA graph: ", device_name(device),
              " has no stream-ordered memory pools (cudaDevAttrMemoryPoolsSupported = 0), which graphs that "
              "allocate need; run without a graph (train.cuda_graph = false)");
@@ -156,7 +147,7 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
 
 void CudaGraph::replay() const {
   BYOL_CHECK(impl_->exec, "CUDA graph: replay() before capture()");
-  DeviceScope scope(impl_->device);
+  cuda::DeviceGuard scope(impl_->device);
   BYOL_CUDA_CHECK(cudaGraphLaunch(impl_->exec, cuda::compute_stream()));
 }
 

@@ -176,34 +176,27 @@ double max_loss_gap(const std::vector<double>& a, const std::vector<double>& b) 
 }
 
 void compare(const char* what, const Run& graph, const Run& eager, const Run& eager_again) {
-  const auto bound = [](double noise) { return std::max(10 * noise, 1e-6); };
-  const double n_loss = max_loss_gap(eager_again.losses, eager.losses),
-               g_loss = max_loss_gap(graph.losses, eager.losses);
-  const double n_probe = max_loss_gap(eager_again.probe_losses, eager.probe_losses),
-               g_probe = max_loss_gap(graph.probe_losses, eager.probe_losses);
-  const double n_online = rel_error(eager_again.online, eager.online),
-               g_online = rel_error(graph.online, eager.online);
-  const double n_target = rel_error(eager_again.target, eager.target),
-               g_target = rel_error(graph.target, eager.target);
-  const double n_mom = rel_error(eager_again.momentum, eager.momentum),
-               g_mom = rel_error(graph.momentum, eager.momentum);
-  const double n_stats = rel_error(eager_again.stats, eager.stats),
-               g_stats = rel_error(graph.stats, eager.stats);
-  const double n_proj = rel_error(eager_again.projections, eager.projections),
-               g_proj = rel_error(graph.projections, eager.projections);
-  std::printf(
-      "[cuda graph] %s: graph vs eager (eager vs eager): losses %.2e (%.2e), probe %.2e (%.2e), online %.2e "
-      "(%.2e), target %.2e (%.2e), momentum %.2e (%.2e), BN statistics %.2e (%.2e), projections %.2e (%.2e); "
-      "captures %lld\n",
-      what, g_loss, n_loss, g_probe, n_probe, g_online, n_online, g_target, n_target, g_mom, n_mom, g_stats,
-      n_stats, g_proj, n_proj, static_cast<long long>(graph.captures));
-  CHECK(g_loss <= bound(n_loss));
-  CHECK(g_probe <= bound(n_probe));
-  CHECK(g_online <= bound(n_online));
-  CHECK(g_target <= bound(n_target));
-  CHECK(g_mom <= bound(n_mom));
-  CHECK(g_stats <= bound(n_stats));
-  CHECK(g_proj <= bound(n_proj));
+  struct Gap {
+    const char* name;
+    double graph, noise;  // graph vs eager, eager vs eager
+  };
+  const auto tensors = [&](const char* name, Tensor Run::*t) {
+    return Gap{name, rel_error(graph.*t, eager.*t), rel_error(eager_again.*t, eager.*t)};
+  };
+  const auto losses = [&](const char* name, std::vector<double> Run::*l) {
+    return Gap{name, max_loss_gap(graph.*l, eager.*l), max_loss_gap(eager_again.*l, eager.*l)};
+  };
+  const Gap gaps[] = {losses("losses", &Run::losses),           losses("probe", &Run::probe_losses),
+                      tensors("online", &Run::online),          tensors("target", &Run::target),
+                      tensors("momentum", &Run::momentum),      tensors("BN statistics", &Run::stats),
+                      tensors("projections", &Run::projections)};
+  std::printf("[cuda graph] %s, graph vs eager (eager vs eager):", what);
+  for (const Gap& g : gaps) std::printf(" %s %.2e (%.2e)", g.name, g.graph, g.noise);
+  std::printf("; captures %lld\n", static_cast<long long>(graph.captures));
+  for (const Gap& g : gaps) {
+    INFO(g.name);
+    CHECK(g.graph <= std::max(10 * g.noise, 1e-6));
+  }
 }
 
 }  // namespace

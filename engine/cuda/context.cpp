@@ -76,6 +76,15 @@ void set_allow_tf32(bool on) {
   g_allow_tf32 = on;
 }
 
+DeviceGuard::DeviceGuard(int device) {
+  BYOL_CUDA_CHECK(cudaGetDevice(&previous));
+  if (previous != device) BYOL_CUDA_CHECK(cudaSetDevice(device));
+}
+
+DeviceGuard::~DeviceGuard() {
+  cudaSetDevice(previous);
+}
+
 DeviceBuffer::DeviceBuffer(size_t bytes) {
   reserve(bytes);
 }

@@ -78,6 +78,15 @@ void create_fill_constants(int device);
 // cudaMemcpy forever. An empty function removes it.
 void set_host_read_guard(std::function<void(int device)> guard);
 
+// Makes `device` current for a scope and restores the previous device at its end.
+struct DeviceGuard {
+  int previous = 0;
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+};
+
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;

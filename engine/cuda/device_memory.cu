@@ -23,14 +23,7 @@
 namespace byol {
 namespace {
 
-struct DeviceGuard {
-  int previous = 0;
-  explicit DeviceGuard(int device) {
-    BYOL_CUDA_CHECK(cudaGetDevice(&previous));
-    if (previous != device) BYOL_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous); }
-};
+using cuda::DeviceGuard;
 
 constexpr int kMaxDevices = 64;
 
