@@ -6,23 +6,28 @@
 #   build       configure and build the targets the selected steps need (capped: GPU_CHECK_BUILD_S, 420 s)
 #   cuda_tests  byol_tests "[cuda]~[nccl]": every CUDA op, the whole BYOL step and the PyTorch reference step
 #               against the CPU
-#   memcheck    compute-sanitizer memcheck on the kernel tests (GPU_CHECK_SANITIZE_SPEC, "[cuda-kernels]")
+#   smoke       byol-pretrain on the GPU: synthetic data, stop after 6 steps, --resume, kNN monitor, export
+#   bench       byol_step_bench --device cuda next to the PyTorch reference, then the multi-GPU scaling model
+#               (docs/scaling.md) from the measured ResNet-50 rate
+#   labs        the kernel labs (validate against the CPU, then GB/s)
+#   memcheck    compute-sanitizer memcheck on the kernel tests and the augmentation kernel's
+#               (GPU_CHECK_SANITIZE_SPEC, "[cuda-kernels],[augment]")
 #   initcheck   compute-sanitizer initcheck (unwritten outputs) on the kernel tests and the whole BYOL step
 #               of the tiny network (GPU_CHECK_INITCHECK_SPEC, "[cuda-kernels],[cuda-step]")
 #   nccl        the one-rank NCCL test, NCCL_DEBUG=WARN, on its own timeout (GPU_CHECK_NCCL_S, 90 s)
-#   smoke       byol-pretrain on the GPU: synthetic data, stop after 6 steps, --resume, kNN monitor, export
 #   learn       the learning-quality comparison of issue 12 (scripts/gpu_learning_check.sh): the cifar10-short
 #               recipe trained by byol-pretrain and by the PyTorch reference on this GPU, seeds
 #               GPU_CHECK_LEARN_SEEDS (default "0 1"), all at once, capped at GPU_CHECK_LEARN_S (300 s); needs
 #               CIFAR-10 (.carry/cifar10.tar.gz, which prepare-carry copies from ../shared/data/)
-#   labs        the kernel labs (validate against the CPU, then GB/s)
-#   bench       byol_step_bench --device cuda next to the PyTorch reference, then the multi-GPU scaling model
-#               (docs/scaling.md) from the measured ResNet-50 rate
 #   ablate      the paper's ablations at GPU scale (issue 16): scripts/ablate.sh on configs/cifar10_gpu.toml
 #               for the rows GPU_CHECK_ABLATIONS names (default "byol simclr no_predictor tau_0"), one after
 #               another, capped at GPU_CHECK_ABLATE_S (300 s); finished rows are kept by the scratch folder
 #               and tabulated (ablations.md in logs.tgz), so a later call on a warm machine goes on where
 #               this one stopped; needs CIFAR-10 as the learn step does
+#
+# The order (2026-12-05): what has never run on a GPU comes first (the [cuda] tests and smoke runs of the
+# newest features, the step figures next to PyTorch, the kernel labs); the sanitizers, NCCL and the learning
+# and ablation runs, which earlier GPU runs have passed or measured, come last, where a deadline cuts first.
 #
 #   scripts/gpu_check.sh [--dry-run] [OUT_DIR]   OUT_DIR: $OUT, else build-gpu-out/ in the repository
 #   scripts/gpu_check.sh prepare-carry           on a Debian machine with scripts/setup.sh's packages
@@ -120,8 +125,8 @@ prepare_carry() {
   echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1)); carry it with the tree (the device tool: carry [\".carry\"])"
 }
 
-all_steps=(build cuda_tests memcheck initcheck nccl smoke learn labs bench ablate)
-gpu_steps=" cuda_tests memcheck initcheck nccl smoke learn labs bench ablate "
+all_steps=(build cuda_tests smoke bench labs memcheck initcheck nccl learn ablate)
+gpu_steps=" cuda_tests smoke bench labs memcheck initcheck nccl learn ablate "
 labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab cross_entropy_lab optimizers_lab elementwise_lab augment_lab)
 
 usage() {
@@ -581,7 +586,7 @@ sanitizer_bin() {
 }
 
 step_sanitizer() {  # memcheck | initcheck
-  local tool=$1 log="$logs/$1.log" t0=$SECONDS rc sanitizer spec="${GPU_CHECK_SANITIZE_SPEC:-[cuda-kernels]}"
+  local tool=$1 log="$logs/$1.log" t0=$SECONDS rc sanitizer spec="${GPU_CHECK_SANITIZE_SPEC:-[cuda-kernels],[augment]}"
   [ "$tool" = initcheck ] && spec="${GPU_CHECK_INITCHECK_SPEC:-[cuda-kernels],[cuda-step]}"
   local label="$tool $spec" extra=()
   need_exe "$tool" "$label" "$tests" || return
