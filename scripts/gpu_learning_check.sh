@@ -46,6 +46,9 @@ rm -rf "$work"
 mkdir -p "$work"
 check="$root/tests/reference/training_check.py"
 pids=()
+# Stopped from outside (gpu_check's timeout or signal): stop the training runs too, or they would go on
+# holding the GPU after this script is gone (each inner timeout runs in its own process group).
+trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait; exit 143' TERM INT
 for s in "${seeds[@]}"; do
   timeout --kill-after=10 "$limit" "$BYOL_TORCH_PYTHON" "$check" --recipe cifar10-short measure-byolcpp "$bin" \
     "$work/byolcpp_seed$s" "$s" --device cuda --workers 4 --threads 2 >"$out/byolcpp_seed$s.log" 2>&1 &
