@@ -266,6 +266,15 @@ TEST_CASE("CUDA conv2d matches the CPU (cuDNN, NHWC / KRSC)", "[cuda]") {
       1e-2);
 }
 
+TEST_CASE("CUDA products over an empty inner dimension are zeros, plus the bias, as on the CPU", "[cuda]") {
+  CHECK(ops::matmul(Tensor::zeros({3, 0}, DType::f32, kGpu), Tensor::zeros({0, 4}, DType::f32, kGpu))
+            .to_vector<float>() == std::vector<float>(12, 0.0f));
+  const Tensor y =
+      ops::linear(Tensor::zeros({5, 0}, DType::f32, kGpu), Tensor::zeros({2, 0}, DType::f32, kGpu),
+                  Tensor::full({2}, 1.5, DType::f32, kGpu));
+  CHECK(y.to_vector<float>() == std::vector<float>(10, 1.5f));
+}
+
 TEST_CASE("CUDA pooling matches the CPU", "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(2);
   for (Shape s : {Shape{2, 7, 9, 3}, Shape{1, 8, 8, 5}, Shape{3, 5, 6, 17}, Shape{1, 1, 1, 2}}) {

@@ -53,6 +53,14 @@ Tensor naive_conv(const Tensor& x, const Tensor& w, int st, int pad) {
 }
 }  // namespace
 
+TEST_CASE("products over an empty inner dimension are zeros, plus the bias", "[dense]") {
+  CHECK(ops::matmul(Tensor::zeros({3, 0}), Tensor::zeros({0, 4})).to_vector<float>() ==
+        std::vector<float>(12, 0.0f));
+  const Tensor y = ops::linear(Tensor::zeros({5, 0}), Tensor::zeros({2, 0}), Tensor::full({2}, 1.5));
+  CHECK(y.shape() == Shape{5, 2});
+  CHECK(y.to_vector<float>() == std::vector<float>(10, 1.5f));
+}
+
 TEST_CASE("conv2d matches the direct definition; f32 agrees with f64", "[conv]") {
   struct Case {
     int64_t n, h, w, c, k, r, s;

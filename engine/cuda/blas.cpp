@@ -162,6 +162,10 @@ bool lt_disabled() {
 void gemm(const float* a, const float* b, float* c, int64_t M, int64_t K, int64_t N, bool trans_a,
           bool trans_b) {
   if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum: zeros (cuBLAS rejects the leading dimensions of an empty operand)
+    BYOL_CUDA_CHECK(cudaMemsetAsync(c, 0, static_cast<size_t>(M) * N * sizeof(float), compute_stream()));
+    return;
+  }
   const float one = 1.0f, zero = 0.0f;
   BYOL_CUBLAS_CHECK(cublasGemmEx(cublas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                  trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, to_int(N, "N"), to_int(M, "M"),
@@ -173,7 +177,7 @@ void gemm(const float* a, const float* b, float* c, int64_t M, int64_t K, int64_
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t N, int64_t in,
                     int64_t out) {
   if (N == 0 || out == 0) return;
-  const bool lt_ok = !lt_disabled() && (b == nullptr || pointer_alignment(b) >= kLtBiasAlignment);
+  const bool lt_ok = in > 0 && !lt_disabled() && (b == nullptr || pointer_alignment(b) >= kLtBiasAlignment);
   if (lt_ok && linear_forward_lt(x, w, b, y, N, in, out)) return;
   gemm(x, w, y, N, in, out, false, true);
   if (b) kernels::add_row_bias(y, b, N, out, compute_stream());
