@@ -3,10 +3,15 @@
 # their commands printed, nothing built) and OUT_DIR gets what the GPU machine would send back: at most 8
 # files, summary.txt (the summary, steps in order of value) and logs.tgz (a valid tar.gz with the logs and
 # the smoke run's metrics, without checkpoints). Also: a step selection, and a bad one rejected clearly.
-#   gpu_check_dry_run.sh GPU_CHECK_SH WORK_DIR
+# With this build's byol-pretrain and byol_step_bench: every command line the dry run prints for them is
+# accepted (byol-pretrain --print-config with its settings; byol_step_bench parses its flags before it says
+# that it has no GPU), so a misspelt key or flag fails here and not on the GPU machine.
+#   gpu_check_dry_run.sh GPU_CHECK_SH WORK_DIR [BYOL_PRETRAIN BYOL_STEP_BENCH]
 set -uo pipefail
 script=$1
 work=$2
+pretrain_here=${3:-}
+bench_here=${4:-}
 rm -rf "$work"
 mkdir -p "$work"
 fails=0
@@ -71,6 +76,30 @@ else
     tar -xzOf "$tgz" steps.json | python3 -c 'import json, sys; r = json.load(sys.stdin); assert r and all("status" in x for x in r)' ||
       fail "steps.json in logs.tgz is not a JSON list of results"
   fi
+fi
+
+# --- the programs accept what the GPU machine will pass them --------------------------------------------------
+if [ -n "$pretrain_here" ] && [ -n "$bench_here" ]; then
+  checked=0
+  while IFS= read -r line; do
+    cmd="${line#*&& }"
+    cmd="${cmd%)   # timeout*}"
+    eval "argv=($cmd)"
+    case "${argv[0]}" in
+      */apps/byol-pretrain)
+        argv[0]=$pretrain_here
+        cfg_out="$("${argv[@]}" --print-config 2>&1)" ||
+          fail "byol-pretrain rejects gpu_check's arguments:$(printf ' %q' "${argv[@]:1}"): $(tail -2 <<<"$cfg_out")"
+        checked=$((checked + 1)) ;;
+      */benchmarks/byol_step_bench)
+        argv[0]=$bench_here
+        bench_out="$("${argv[@]}" 2>&1)"
+        grep -qE "this build has no CUDA backend|no CUDA device is visible" <<<"$bench_out" ||
+          fail "byol_step_bench rejects gpu_check's arguments:$(printf ' %q' "${argv[@]:1}"): $(tail -2 <<<"$bench_out")"
+        checked=$((checked + 1)) ;;
+    esac
+  done < <(grep -E '^gpu_check: dry run, would run: .*(apps/byol-pretrain|benchmarks/byol_step_bench) ' "$work/stdout.txt")
+  [ "$checked" -ge 10 ] || fail "expected at least 10 byol-pretrain / byol_step_bench command lines in the dry run, found $checked"
 fi
 
 # --- a selection runs only the named steps, in the order of value -------------------------------------------
