@@ -264,6 +264,21 @@ TEST_CASE("CUDA conv2d matches the CPU (cuDNN, NHWC / KRSC)", "[cuda]") {
         return ops::conv2d(in[0], in[1], {1, 1});
       },
       1e-2);
+  // Whether TF32 reaches the tensor cores at a ResNet shape (cuDNN math type CUDNN_DEFAULT_MATH since
+  // 2026-12-05): the same convolution with TF32 off and on. Equal bits would mean cuDNN chose a float32
+  // FMA kernel although TF32 was allowed. Printed for the GPU run's log; which kernel cuDNN picks is its
+  // choice, so it is not asserted.
+  const Tensor x = randn({16, 32, 32, 64}, gen).to(kGpu), w = randn({64, 3, 3, 64}, gen, 0, 0.05).to(kGpu);
+  Tensor y_fp32;
+  {
+    Tf32Guard off(false);
+    y_fp32 = ops::conv2d(x, w, {1, 1});
+  }
+  const Tensor y_tf32 = ops::conv2d(x, w, {1, 1});
+  std::printf(
+      "[cuda readiness] conv 64->64 3x3 at 32x32, batch 16: TF32 on vs off, relative difference %.2e "
+      "(0: no TF32 kernel was chosen; about 1e-4 to 1e-3: TF32 tensor cores)\n",
+      rel_error(y_tf32, y_fp32));
 }
 
 TEST_CASE("CUDA products over an empty inner dimension are zeros, plus the bias, as on the CPU", "[cuda]") {
