@@ -39,14 +39,6 @@ struct Batch {
   cuda::DeviceBuffer d_pixels, d_sources, d_params, d_offsets, d_out, d_scratch;
 };
 
-template <class T>
-cuda::DeviceBuffer upload(const std::vector<T>& v) {
-  cuda::DeviceBuffer b(std::max<size_t>(sizeof(T) * v.size(), 1));
-  BYOL_CUDA_CHECK(cudaMemcpyAsync(b.get(), v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice,
-                                  cuda::compute_stream()));
-  return b;
-}
-
 Batch make_batch(int views, int side, int src_h, int src_w, bool cpu, const data::Normalization& norm) {
   Batch b;
   std::mt19937_64 gen(3);
@@ -75,8 +67,9 @@ Batch make_batch(int views, int side, int src_h, int src_w, bool cpu, const data
     }
   }
   b.plan = kernels::plan_augment_scratch(b.params, b.sources, side, side);
-  b.d_pixels = upload(b.packed), b.d_sources = upload(b.sources), b.d_params = upload(b.params);
-  b.d_offsets = upload(b.plan.offsets);
+  b.d_pixels = cuda::device_copy_of(b.packed), b.d_sources = cuda::device_copy_of(b.sources),
+  b.d_params = cuda::device_copy_of(b.params);
+  b.d_offsets = cuda::device_copy_of(b.plan.offsets);
   b.d_out = cuda::DeviceBuffer(sizeof(float) * size_t(views) * side * side * 3);
   b.d_scratch = cuda::DeviceBuffer(sizeof(float) * std::max<int64_t>(b.plan.total_floats, 1));
   return b;

@@ -52,15 +52,6 @@ Source make_source(int h, int w, int c, std::mt19937_64& gen) {
   return s;
 }
 
-// A host vector in a new device buffer (synchronous: the test reads results back right after).
-template <class T>
-cuda::DeviceBuffer upload(const std::vector<T>& v) {
-  cuda::DeviceBuffer b(std::max<size_t>(sizeof(T) * v.size(), 1));
-  BYOL_CUDA_CHECK(cudaMemcpyAsync(b.get(), v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice,
-                                  cuda::compute_stream()));
-  return b;
-}
-
 }  // namespace
 
 TEST_CASE("[cuda] augmentation kernel: every view equals data::apply_view's", "[cuda][augment]") {
@@ -97,8 +88,9 @@ TEST_CASE("[cuda] augmentation kernel: every view equals data::apply_view's", "[
         }
     const int views = static_cast<int>(params.size());
     const kernels::AugmentScratchPlan plan = kernels::plan_augment_scratch(params, descs, out_h, out_w);
-    cuda::DeviceBuffer d_pixels = upload(packed), d_descs = upload(descs), d_params = upload(params),
-                       d_offsets = upload(plan.offsets);
+    cuda::DeviceBuffer d_pixels = cuda::device_copy_of(packed), d_descs = cuda::device_copy_of(descs),
+                       d_params = cuda::device_copy_of(params),
+                       d_offsets = cuda::device_copy_of(plan.offsets);
     cuda::DeviceBuffer d_out(sizeof(float) * want.size()), d_scratch(sizeof(float) * plan.total_floats);
     // All bits set: an output value the kernel does not write reads back as NaN and fails the check.
     BYOL_CUDA_CHECK(cudaMemsetAsync(d_out.get(), 0xFF, d_out.bytes(), cuda::compute_stream()));

@@ -114,6 +114,13 @@ void DeviceBuffer::reserve(size_t bytes) {
   bytes_ = bytes;
 }
 
+DeviceBuffer device_copy_of(const void* host, size_t bytes) {
+  DeviceBuffer b(bytes == 0 ? 1 : bytes);
+  if (bytes > 0)
+    BYOL_CUDA_CHECK(cudaMemcpyAsync(b.get(), host, bytes, cudaMemcpyHostToDevice, compute_stream()));
+  return b;
+}
+
 void* workspace(size_t bytes) {
   DeviceState& s = state();
   if (!s.workspace) s.workspace = new DeviceBuffer();

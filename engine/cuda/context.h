@@ -116,6 +116,14 @@ class DeviceBuffer {
   int device_ = -1;  // where ptr_ lives
 };
 
+// A new buffer of the current device holding a copy of `bytes` of host memory (at least one byte allocated),
+// ordered on the compute stream; the host memory may be reused as soon as this returns.
+DeviceBuffer device_copy_of(const void* host, size_t bytes);
+template <class T>
+DeviceBuffer device_copy_of(const std::vector<T>& host) {
+  return device_copy_of(host.data(), sizeof(T) * host.size());
+}
+
 // A device-side workspace of the compute stream that grows to the largest request and is reused by
 // cuDNN and cuBLASLt calls (they are ordered on the one stream, so they never overlap).
 void* workspace(size_t bytes);

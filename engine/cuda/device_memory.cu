@@ -72,6 +72,9 @@ struct CaptureTracking {
   std::vector<void*> deferred;
   int64_t failed_frees = 0;
   std::unordered_set<void*> orphans;
+  // A capture runs or orphans exist: only then do allocations and frees take the lock (set under it).
+  std::atomic<bool> engaged{false};
+  void update_engaged() { engaged.store(device != -1 || !orphans.empty(), std::memory_order_release); }
 };
 
 CaptureTracking& tracking() {
@@ -93,16 +96,17 @@ void* device_alloc(size_t bytes, int device) {
     BYOL_CUDA_CHECK(cudaMalloc(&ptr, bytes));
   }
   CaptureTracking& t = tracking();
+  if (!t.engaged.load(std::memory_order_acquire)) return ptr;
   std::lock_guard<std::mutex> lock(t.mu);
   t.orphans.erase(ptr);  // the address is live again
   if (t.device == device) t.made[ptr] = bytes;
+  t.update_engaged();
   return ptr;
 }
 
 void device_free(void* ptr, int device) noexcept {
   if (ptr == nullptr) return;
-  {
-    CaptureTracking& t = tracking();
+  if (CaptureTracking& t = tracking(); t.engaged.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(t.mu);
     if (t.device == device && t.made.erase(ptr) > 0) {
       // Allocated during the capture: the free is a node of the graph, on the capturing device's stream. A
@@ -124,7 +128,10 @@ void device_free(void* ptr, int device) noexcept {
       }
       return;
     }
-    if (t.orphans.erase(ptr) > 0) return;  // a destroyed, never launched graph's allocation: nothing to free
+    if (t.orphans.erase(ptr) > 0) {  // a destroyed, never launched graph's allocation: nothing to free
+      t.update_engaged();
+      return;
+    }
     if (t.device == device) {
       t.deferred.push_back(ptr);  // allocated before the capture: released with the graph
       return;
@@ -157,6 +164,7 @@ void begin_capture_tracking(int device) {
   std::lock_guard<std::mutex> lock(t.mu);
   BYOL_CHECK(t.device == -1, "CUDA graph: a capture on device ", t.device, " is already running");
   t.device = device;
+  t.update_engaged();
   t.made.clear();
   t.deferred.clear();
   t.failed_frees = 0;
@@ -176,6 +184,7 @@ CaptureRecord end_capture_tracking() {
     t.orphans.insert(ptr);
   }
   t.made.clear();
+  t.update_engaged();
   return r;
 }
 
