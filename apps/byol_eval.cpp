@@ -53,7 +53,7 @@ struct Args {
   int workers = 2, threads = 0;
   std::string device = "auto";  // where the encoder runs (knn, linear: feature extraction)
   bool tf32 = true;
-  std::string precision = "fp32";  // the encoder's convolutions: fp32 or bf16 products (CPU)
+  std::string precision = "fp32";  // the encoder's convolutions: fp32 or bf16 products
   uint64_t seed = 0;
   std::string json_path;
   // knn
@@ -152,9 +152,6 @@ int run(const Args& a) {
     BYOL_CHECK(a.device == "auto", "--device ", a.device, ": byol-eval finetune trains on the CPU only");
     device = Device::cpu();
   }
-  BYOL_CHECK(a.precision == "fp32" || device.is_cpu(), "--precision ", a.precision,
-             " runs on the CPU backend only so far, and --device ", a.device, " chose ", device_name(device),
-             ": use --precision fp32 or --device cpu");
   cuda_set_tf32(a.tf32);
   if (!device.is_cpu()) enc.registry->to(device);
   const std::string encoder_name = enc.kind + (enc.path.empty() ? "" : ":" + enc.path);
@@ -334,7 +331,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     sub->add_option(
            "--precision", a.precision,
-           "the encoder's convolutions: fp32, or bf16 products (operands rounded to bf16, sums in fp32; CPU)")
+           "the encoder's convolutions: fp32, or bf16 products (operands rounded to bf16, sums in fp32; on a GPU "
+           "with bf16 activations)")
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
     sub->add_option("--tf32", a.tf32, "TF32 for float32 convolutions and GEMMs on a GPU (true/false)")

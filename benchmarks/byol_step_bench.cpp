@@ -80,8 +80,10 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({18, 34, 50, 101, 152, 200}))
       ->capture_default_str();
   std::string precision = "fp32";
-  cli.add_option("--precision", precision, "the convolutions' products: fp32 or bf16 (CPU)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+  cli.add_option("--precision", precision,
+                 "fp32; bf16 (the convolutions' and linear layers' products); bf16act (bf16 products and the "
+                 "encoder's activations stored as bf16)")
+      ->check(CLI::IsMember({"fp32", "bf16", "bf16act"}))
       ->capture_default_str();
   bool cuda_graph = false;
   cli.add_flag("--cuda-graph", cuda_graph, "with --device cuda: replay the step as one captured CUDA graph");
@@ -134,7 +136,8 @@ int run(int argc, char** argv) {
   train.total_steps = 1000;
   train.warmup_steps = 10;
   train.base_lr = 0.45;
-  train.precision = precision == "bf16" ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
+  train.precision = precision == "fp32" ? TrainConfig::Precision::fp32 : TrainConfig::Precision::bf16;
+  train.bf16_activations = precision == "bf16act";
   train.cuda_graph = cuda_graph;
   Learner learner(net, train);
   learner.to(device);
@@ -229,8 +232,7 @@ int run(int argc, char** argv) {
       "%.1f images/s (loss %.4f)\n",
       depth, imagenet_stem ? "ImageNet" : "CIFAR", static_cast<long long>(base), static_cast<long long>(side),
       static_cast<long long>(side), static_cast<long long>(hidden), precision.c_str(),
-      cuda_graph ? ", CUDA graph" : "",
-      static_cast<long long>(batch), where, s, batch / s, loss);
+      cuda_graph ? ", CUDA graph" : "", static_cast<long long>(batch), where, s, batch / s, loss);
   // --phases: the same steps again with the clock; each phase's time per step and share of the step.
   bench::Json phase_rows = bench::Json::array();
   if (phases) {

@@ -53,7 +53,9 @@ struct ExtractOptions {
   uint64_t seed = 0;    // augmentation seed (only random transforms use it)
   int64_t epoch = 0;    // augmentation epoch: a new epoch draws new crops
   ProgressFn progress;  // one line per ~10 % of the images
-  bool bf16 = false;    // the encoder's convolutions with bf16 products (byol-eval --precision bf16; CPU)
+  // byol-eval --precision bf16: the encoder's convolutions with bf16 products (on a GPU with bf16
+  // activations: models::bf16_activations_by_default)
+  bool bf16 = false;
 };
 
 // The encoder's features of every image of `dataset`, in dataset order (no shuffle, no dropped

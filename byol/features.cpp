@@ -47,9 +47,10 @@ Features extract_features(const models::ResNet& encoder, const data::Dataset& da
   float* fx = f.x.data<float>();
   int64_t* fy = f.labels.data<int64_t>();
   NoGradGuard no_grad;
-  const models::ForwardContext eval_mode{false, {}, 1, options.bf16};
-  int64_t done = 0, next_report = n / 10;
   const Device device = encoder.device();
+  const models::ForwardContext eval_mode{
+      false, {}, 1, options.bf16, options.bf16 && models::bf16_activations_by_default(device)};
+  int64_t done = 0, next_report = n / 10;
   while (std::optional<data::Batch> b = loader.next()) {
     // An encoder on a GPU embeds there; its features come back to the host (features are host tensors).
     const Tensor y = encoder.forward(b->views[0].to(device), eval_mode).to(Device::cpu()).contiguous();

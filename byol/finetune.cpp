@@ -86,7 +86,8 @@ FinetuneResult finetune(const models::ResNet& encoder, const models::ParamRegist
       subset->size() > o.batch_size;  // no tiny last batch for batch norm, unless it is the only one
   data::Loader loader(subset, train_transform, lo);
   const int64_t total = o.epochs * loader.batches_per_epoch();
-  const models::ForwardContext train_mode{true, {}, 1, extract.bf16};
+  const models::ForwardContext train_mode{
+      true, {}, 1, extract.bf16, extract.bf16 && models::bf16_activations_by_default(reg.device())};
   FinetuneResult r;
   for (int64_t e = 0; e < o.epochs; ++e) {
     loader.start_epoch(e);

@@ -124,12 +124,13 @@ double Learner::tau_at(int64_t step) const {
 Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
   const int64_t n = view1.size(0);
   const bool bf16 = train_.precision == TrainConfig::Precision::bf16;
+  const bool bf16_act = bf16 && (train_.bf16_activations || models::bf16_activations_by_default(device()));
   Tensor p1, p2, t1, t2, y1, projections;
   if (views_in_one_pass()) {
     // [view1; view2] along the batch, batch norm in two groups: statistics per view exactly as two passes
     // (running statistics updated view 1, then view 2), one all-reduce per BN layer for both views.
     // [byol:bn-groups]
-    const models::ForwardContext ctx{true, bn_all_reduce, /*bn_groups=*/2, bf16};
+    const models::ForwardContext ctx{true, bn_all_reduce, /*bn_groups=*/2, bf16, bf16_act};
     const Tensor views = ops::concat({view1, view2});
     // [byol:online]
     const Tensor y = nets.online_encoder->forward(views, ctx);
@@ -148,7 +149,7 @@ Learner::Forward Learner::forward(const Tensor& view1, const Tensor& view2) {
     y1 = ops::slice(y, 0, n);
     projections = z.detach();  // [2N, D]: view 1's rows first
   } else {
-    const models::ForwardContext ctx{true, bn_all_reduce, 1, bf16};
+    const models::ForwardContext ctx{true, bn_all_reduce, 1, bf16, bf16_act};
     y1 = nets.online_encoder->forward(view1, ctx);
     const Tensor z1 = nets.online_projector->forward(y1, ctx);
     p1 = train_.predictor ? nets.predictor->forward(z1, ctx) : z1;

@@ -108,9 +108,13 @@ struct TrainConfig {
   // a CPU the larger pass overflows the caches and is slower: docs/benchmarks.md, "View passes").
   // auto: one on a GPU or with synced BN across ranks, two otherwise.
   enum class ViewPasses { automatic, one, two } view_passes = ViewPasses::automatic;
-  // The convolutions' products (train.precision): fp32, or bf16 (operands rounded to bf16, sums, batch
-  // norm, the heads, the loss, gradients, LARS and the EMA in fp32; CPU backend only so far).
+  // The convolutions' products (train.precision): fp32, or bf16 (operands rounded to bf16; sums, batch
+  // norm's math and statistics, the heads' activations, the loss, gradients, LARS and the EMA in fp32).
   enum class Precision { fp32, bf16 } precision = Precision::fp32;
+  // With precision bf16: the encoders' activations stored as bf16 between layers
+  // (models::ForwardContext::bf16_activations). Always so on a GPU (models::bf16_activations_by_default);
+  // true asks for it on the CPU too (slower there, measured; the CPU reference of the GPU's path).
+  bool bf16_activations = false;
   // train.cuda_graph: on a GPU, step() captures its forward, backward, LARS and EMA as one CUDA graph after
   // kGraphWarmupSteps eager steps at a batch shape, and replays it every step after that (one launch instead
   // of hundreds; the host is free while the GPU works). The same kernels in the same order as the eager step.

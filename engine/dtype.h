@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ostream>
 #include <string>
+#include <type_traits>
 
 #include "engine/common.h"
 
@@ -19,6 +20,10 @@ const char* dtype_name(DType t);
 size_t dtype_size(DType t);
 inline bool is_floating(DType t) {
   return t == DType::f32 || t == DType::f64 || t == DType::bf16;
+}
+// The dtype an op computes in for inputs of dtype t, and of its float parameters (bf16 -> f32).
+inline DType compute_dtype(DType t) {
+  return t == DType::bf16 ? DType::f32 : t;
 }
 inline std::ostream& operator<<(std::ostream& os, DType t) {
   return os << dtype_name(t);
@@ -57,6 +62,38 @@ BYOL_HD float bf16_to_float(bf16 h) {
   std::memcpy(&f, &u, sizeof f);
   return f;
 #endif
+}
+
+// Storage and compute types. Activations may be stored as bf16 (train.precision = "bf16": half the memory
+// traffic); their math runs in float, one rounding per stored result. float and double compute in
+// themselves. to_compute widens a stored value, from_compute<S> stores a computed one (bf16: nearest even).
+template <class S>
+struct compute_of {
+  using type = S;
+};
+template <>
+struct compute_of<bf16> {
+  using type = float;
+};
+template <class S>
+using compute_t = typename compute_of<S>::type;
+
+BYOL_HD float to_compute(bf16 v) {
+  return bf16_to_float(v);
+}
+BYOL_HD float to_compute(float v) {
+  return v;
+}
+BYOL_HD double to_compute(double v) {
+  return v;
+}
+template <class S>
+BYOL_HD S from_compute(compute_t<S> v) {
+  if constexpr (std::is_same_v<S, bf16>) {
+    return float_to_bf16(v);
+  } else {
+    return v;
+  }
 }
 
 // C++ type -> DType, for typed accessors.

@@ -80,6 +80,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // --- elementwise and reductions --------------------------------------------------------------------------
 Tensor relu(const Tensor& x);
 Tensor add(const Tensor& a, const Tensor& b);  // same shape, dtype and device
+// x in another floating dtype (f32, f64, bf16; to bf16 rounds to nearest even), differentiable: the gradient
+// is cast back. The same tensor when the dtype is already x's. How activations become bf16 and the
+// network's features float32 again (train.precision = "bf16").
+Tensor cast(const Tensor& x, DType dtype);
 Tensor scale(const Tensor& x, double alpha);
 Tensor sum(const Tensor& x);  // all elements -> one-element tensor of shape []
 Tensor mean(const Tensor& x);

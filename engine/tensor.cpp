@@ -85,6 +85,8 @@ template <class D, class S>
 D cast_element(S v) {
   if constexpr (std::is_same_v<D, bf16> && std::is_same_v<S, float>) {
     return float_to_bf16(v);
+  } else if constexpr (std::is_same_v<D, float> && std::is_same_v<S, bf16>) {
+    return bf16_to_float(v);
   } else {
     return from_double<D>(to_double(v));
   }
@@ -326,7 +328,9 @@ Tensor Tensor::to(DType target) const {
       using D = decltype(dtag);
       const S* s = src.data<S>();
       D* d = out.data<D>();
-      for (int64_t i = 0; i < src.numel(); ++i) d[i] = cast_element<D>(s[i]);
+      const int64_t n = src.numel();
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+      for (int64_t i = 0; i < n; ++i) d[i] = cast_element<D>(s[i]);
     });
   });
   return out;

@@ -107,7 +107,19 @@ struct ForwardContext {
   // Convolutions and linear layers with bf16 products (ops::Conv2dParams::bf16, ops::LinearParams::bf16;
   // train.precision = "bf16").
   bool bf16 = false;
+  // With bf16: the encoder's activations stored as bf16 between its layers (its input cast once, its
+  // features cast back to float32 after the global pool): convolutions with bf16 inputs and outputs, batch
+  // norm, ReLU, the shortcut and pooling on bf16 rows with float math and float32 parameters and statistics.
+  // Half the activations' memory traffic; on a GPU, the only form cuDNN's bf16 convolutions take.
+  bool bf16_activations = false;
 };
+
+// Where bf16 (train.precision, byol-eval --precision) stores the activations in bf16 by default: on a GPU
+// (cuDNN's bf16 convolutions take bf16 data only, and the tensor cores are the point); on the CPU the
+// float32 activations with bf16 products measured faster (docs/benchmarks.md, "bf16 activations").
+inline bool bf16_activations_by_default(Device device) {
+  return device.is_cuda();
+}
 
 class Conv2d {
  public:
@@ -137,9 +149,11 @@ class BatchNorm {
 class Linear {
  public:
   Linear(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, bool bias);
-  // ctx.bf16: bf16 products (ops::LinearParams::bf16; train.precision = "bf16"), as the convolutions.
+  // ctx.bf16: bf16 products (ops::LinearParams::bf16; train.precision = "bf16") on the CPU, as the
+  // convolutions. On a GPU the heads stay float32 (TF32 where allowed): their share of a ResNet step is
+  // small, and cuBLAS would need bf16 copies of x and w for bf16 products.
   Tensor forward(const Tensor& x, const ForwardContext& ctx = {}) const {
-    return ops::linear(x, weight, bias, {ctx.bf16});
+    return ops::linear(x, weight, bias, {ctx.bf16 && x.device().is_cpu()});
   }
   Tensor weight;  // (out, in)
   Tensor bias;    // (out), undefined without bias

@@ -169,10 +169,12 @@ ResNet::ResNet(ParamRegistry& reg, const std::string& prefix, const ResNetConfig
 Tensor ResNet::forward(const Tensor& x, const ForwardContext& ctx) const {
   BYOL_CHECK(x.dim() == 4 && x.size(3) == 3, "ResNet: expected images [N, H, W, 3] (NHWC, RGB), got ",
              x.describe());
-  Tensor h = bn1_->forward_relu(conv1_->forward(x, ctx), ctx);
+  // ForwardContext::bf16_activations: bf16 from the input to the pooled features, float32 after.
+  const bool bf16_act = ctx.bf16 && ctx.bf16_activations;
+  Tensor h = bn1_->forward_relu(conv1_->forward(bf16_act ? ops::cast(x, DType::bf16) : x, ctx), ctx);
   if (cfg_.stem == Stem::imagenet) h = ops::max_pool2d(h, 3, 2, 1);
   for (const auto& block : blocks_) h = block->forward(h, ctx);
-  return ops::global_avg_pool(h);
+  return ops::cast(ops::global_avg_pool(h), x.dtype());
 }
 
 }  // namespace byol::models

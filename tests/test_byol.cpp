@@ -481,6 +481,26 @@ TEST_CASE("precision bf16: the convolutions' products in bf16, the step close to
     norm += double(pa[i]) * pa[i];
   }
   CHECK(std::sqrt(diff / norm) < 1e-2);
+  // bf16 activations between the encoder's layers too (TrainConfig::bf16_activations): each stored
+  // activation and its gradient rounded to bf16 as well (one more 2^-9 relative rounding per layer), so a
+  // looser bound than the products alone, and measured: INFO prints both.
+  train.bf16_activations = true;
+  Learner act(tiny_network(), train);
+  double act_loss = 0, fp32_loss = 0;
+  Learner fp32b(tiny_network(), tiny_train(5));
+  for (int i = 0; i < 2; ++i) {
+    fp32_loss = fp32b.step(v1, v2).read().loss;
+    act_loss = act.step(v1, v2).read().loss;
+    INFO("step " << i << ": fp32 loss " << fp32_loss << ", bf16-activation loss " << act_loss);
+    CHECK(std::abs(fp32_loss - act_loss) < 2e-2 * std::abs(fp32_loss));
+  }
+  const std::vector<float> pc = act.nets.online.params().to_vector<float>();
+  double diff_act = 0;
+  for (size_t i = 0; i < pa.size(); ++i) diff_act += (double(pa[i]) - pc[i]) * (double(pa[i]) - pc[i]);
+  INFO("relative parameter difference after 2 steps: bf16 products "
+       << std::sqrt(diff / norm) << ", bf16 activations " << std::sqrt(diff_act / norm));
+  CHECK(std::sqrt(diff_act / norm) < 1e-2);
+  CHECK(diff_act != diff);  // the activation path ran
   // float64 has no bf16 products.
   const Tensor x64 = Tensor::randn({1, 4, 4, 2}, gen, DType::f64),
                w64 = Tensor::randn({3, 3, 3, 2}, gen, DType::f64);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/dtype.h"
 #include "engine/math/batch_norm.h"
 
 namespace byol::cpu {
@@ -40,19 +41,19 @@ void reduce_rows(int64_t M, int64_t width, double* out, Body&& body) {
 // at a third of copy bandwidth (cpu_ops_bench). Same double sums, in another order.
 constexpr int64_t kRowBlock = 8;
 
-template <class T>
-void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats) {
+template <class S>
+void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats) {
   stats[0] = static_cast<double>(M);
   reduce_rows(M, 2 * C, stats + 1, [&](int64_t begin, int64_t end, double* acc) {
     double* sum = acc;
     double* sum_sq = acc + C;
     int64_t m = begin;
     for (; m + kRowBlock <= end; m += kRowBlock) {
-      const T* rows = x + m * C;
+      const S* rows = x + m * C;
       for (int64_t c = 0; c < C; ++c) {
         double s = 0, q = 0;
         for (int64_t r = 0; r < kRowBlock; ++r) {
-          const double v = rows[r * C + c];
+          const double v = to_compute(rows[r * C + c]);
           s += v;
           q += v * v;
         }
@@ -61,9 +62,9 @@ void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats) {
       }
     }
     for (; m < end; ++m) {
-      const T* row = x + m * C;
+      const S* row = x + m * C;
       for (int64_t c = 0; c < C; ++c) {
-        const double v = row[c];
+        const double v = to_compute(row[c]);
         sum[c] += v;
         sum_sq[c] += v * v;
       }
@@ -96,64 +97,71 @@ void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t 
   }
 }
 
-template <class T>
-void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
-                      int64_t M, int64_t C) {
+template <class S>
+void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                      const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C) {
 #pragma omp parallel for schedule(static) if (M * C > 32768)
   for (int64_t m = 0; m < M; ++m) {
-    const T* row = x + m * C;
-    T* out = y + m * C;
+    const S* row = x + m * C;
+    S* out = y + m * C;
     for (int64_t c = 0; c < C; ++c)
-      out[c] = math::bn_normalize(row[c], mean[c], invstd[c], gamma[c], beta[c]);
+      out[c] = from_compute<S>(math::bn_normalize(to_compute(row[c]), mean[c], invstd[c], gamma[c], beta[c]));
   }
 }
 
-template <class T>
-void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
-                           const T* residual, T* y, int64_t M, int64_t C) {
+template <class S>
+void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                           const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
+                           int64_t M, int64_t C) {
+  using T = compute_t<S>;
 #pragma omp parallel for schedule(static) if (M * C > 32768)
   for (int64_t m = 0; m < M; ++m) {
-    const T* row = x + m * C;
-    const T* res = residual ? residual + m * C : nullptr;
-    T* out = y + m * C;
+    const S* row = x + m * C;
+    const S* res = residual ? residual + m * C : nullptr;
+    S* out = y + m * C;
     if (res) {
       for (int64_t c = 0; c < C; ++c)
-        out[c] = math::bn_normalize_add_relu(row[c], mean[c], invstd[c], gamma[c], beta[c], res[c]);
+        out[c] = from_compute<S>(math::bn_normalize_add_relu(to_compute(row[c]), mean[c], invstd[c], gamma[c],
+                                                             beta[c], to_compute(res[c])));
     } else {
       for (int64_t c = 0; c < C; ++c)
-        out[c] = math::bn_normalize_add_relu(row[c], mean[c], invstd[c], gamma[c], beta[c], T(0));
+        out[c] = from_compute<S>(
+            math::bn_normalize_add_relu(to_compute(row[c]), mean[c], invstd[c], gamma[c], beta[c], T(0)));
     }
   }
 }
 
-template <class T>
-void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
-                              double* sums, T* dbeta, T* dgamma) {
+template <class S>
+void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                              int64_t M, int64_t C, double* sums, compute_t<S>* dbeta, compute_t<S>* dgamma) {
+  using T = compute_t<S>;
   reduce_rows(M, 2 * C, sums, [&](int64_t begin, int64_t end, double* acc) {
     double* s1 = acc;
     double* s2 = acc + C;
     int64_t m = begin;
     for (; m + kRowBlock <= end; m += kRowBlock) {
-      const T* g = dy + m * C;
-      const T* rows = x + m * C;
+      const S* g = dy + m * C;
+      const S* rows = x + m * C;
       for (int64_t c = 0; c < C; ++c) {
         double a = 0, b = 0;
         for (int64_t r = 0; r < kRowBlock; ++r) {
-          const double x_hat = (static_cast<double>(rows[r * C + c]) - mean[c]) * invstd[c];
-          a += g[r * C + c];
-          b += g[r * C + c] * x_hat;
+          const double x_hat = (static_cast<double>(to_compute(rows[r * C + c])) - mean[c]) * invstd[c];
+          const double d = to_compute(g[r * C + c]);
+          a += d;
+          b += d * x_hat;
         }
         s1[c] += a;
         s2[c] += b;
       }
     }
     for (; m < end; ++m) {
-      const T* g = dy + m * C;
-      const T* row = x + m * C;
+      const S* g = dy + m * C;
+      const S* row = x + m * C;
       for (int64_t c = 0; c < C; ++c) {
-        const double x_hat = (static_cast<double>(row[c]) - mean[c]) * invstd[c];
-        s1[c] += g[c];
-        s2[c] += g[c] * x_hat;
+        const double x_hat = (static_cast<double>(to_compute(row[c])) - mean[c]) * invstd[c];
+        const double d = to_compute(g[c]);
+        s1[c] += d;
+        s2[c] += d * x_hat;
       }
     }
   });
@@ -163,9 +171,11 @@ void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* i
   }
 }
 
-template <class T>
-void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            const double* sums, const double* count, T* dx, int64_t M, int64_t C) {
+template <class S>
+void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                            const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
+                            int64_t M, int64_t C) {
+  using T = compute_t<S>;
   std::vector<T> s1(C), s2(C);
   for (int64_t c = 0; c < C; ++c) {
     s1[c] = static_cast<T>(sums[c]);
@@ -174,36 +184,45 @@ void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* inv
   const T n = static_cast<T>(*count);
 #pragma omp parallel for schedule(static) if (M * C > 32768)
   for (int64_t m = 0; m < M; ++m) {
-    const T* g = dy + m * C;
-    const T* row = x + m * C;
-    T* out = dx + m * C;
+    const S* g = dy + m * C;
+    const S* row = x + m * C;
+    S* out = dx + m * C;
     for (int64_t c = 0; c < C; ++c) {
-      const T x_hat = (row[c] - mean[c]) * invstd[c];
-      out[c] = math::bn_backward_dx(g[c], x_hat, n, s1[c], s2[c], gamma[c], invstd[c]);
+      const T x_hat = (to_compute(row[c]) - mean[c]) * invstd[c];
+      out[c] = from_compute<S>(
+          math::bn_backward_dx(to_compute(g[c]), x_hat, n, s1[c], s2[c], gamma[c], invstd[c]));
     }
   }
 }
 
-template <class T>
-void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T* dx, int64_t M, int64_t C) {
+template <class S>
+void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
+                                 int64_t M, int64_t C) {
 #pragma omp parallel for schedule(static) if (M * C > 32768)
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < C; ++c) dx[m * C + c] = dy[m * C + c] * gamma[c] * invstd[c];
+    for (int64_t c = 0; c < C; ++c)
+      dx[m * C + c] = from_compute<S>(to_compute(dy[m * C + c]) * gamma[c] * invstd[c]);
 }
 
-#define BYOL_INSTANTIATE_BATCH_NORM(T)                                                                       \
-  template void batch_norm_partial_sums<T>(const T*, int64_t, int64_t, double*);                             \
-  template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t); \
-  template void batch_norm_apply_relu<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*,     \
+// The statistics are float parameters (T); the rows' passes take the storage type S (T, or bf16 with T =
+// float).
+#define BYOL_INSTANTIATE_BATCH_NORM_STATS(T)                                                 \
+  template void batch_norm_stats<T>(const double*, int64_t, double, double, T*, T*, T*, T*); \
+  template void batch_norm_eval_stats<T>(const T*, const T*, int64_t, double, T*, T*);
+#define BYOL_INSTANTIATE_BATCH_NORM_ROWS(S, T)                                                               \
+  template void batch_norm_partial_sums<S>(const S*, int64_t, int64_t, double*);                             \
+  template void batch_norm_apply<S>(const S*, const T*, const T*, const T*, const T*, S*, int64_t, int64_t); \
+  template void batch_norm_apply_relu<S>(const S*, const T*, const T*, const T*, const T*, const S*, S*,     \
                                          int64_t, int64_t);                                                  \
-  template void batch_norm_stats<T>(const double*, int64_t, double, double, T*, T*, T*, T*);                 \
-  template void batch_norm_eval_stats<T>(const T*, const T*, int64_t, double, T*, T*);                       \
-  template void batch_norm_backward_sums<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,        \
+  template void batch_norm_backward_sums<S>(const S*, const S*, const T*, const T*, int64_t, int64_t,        \
                                             double*, T*, T*);                                                \
-  template void batch_norm_backward_dx<T>(const T*, const T*, const T*, const T*, const T*, const double*,   \
-                                          const double*, T*, int64_t, int64_t);                              \
-  template void batch_norm_backward_dx_eval<T>(const T*, const T*, const T*, T*, int64_t, int64_t);
-BYOL_INSTANTIATE_BATCH_NORM(float)
-BYOL_INSTANTIATE_BATCH_NORM(double)
+  template void batch_norm_backward_dx<S>(const S*, const S*, const T*, const T*, const T*, const double*,   \
+                                          const double*, S*, int64_t, int64_t);                              \
+  template void batch_norm_backward_dx_eval<S>(const S*, const T*, const T*, S*, int64_t, int64_t);
+BYOL_INSTANTIATE_BATCH_NORM_STATS(float)
+BYOL_INSTANTIATE_BATCH_NORM_STATS(double)
+BYOL_INSTANTIATE_BATCH_NORM_ROWS(float, float)
+BYOL_INSTANTIATE_BATCH_NORM_ROWS(double, double)
+BYOL_INSTANTIATE_BATCH_NORM_ROWS(bf16, float)
 
 }  // namespace byol::cpu

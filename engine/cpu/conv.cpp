@@ -140,4 +140,44 @@ void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
 BYOL_INSTANTIATE_CONV(float)
 BYOL_INSTANTIATE_CONV(double)
 
+// bf16 activations: the float32 convolution with bf16 products (ConvGeom::bf16) on widened copies, its
+// float32 sums rounded once into the bf16 output. bf16 -> float32 is exact, so the products are those of the
+// bf16 values; the weights round to bf16 inside, as with float32 activations.
+namespace {
+std::vector<float> widened(const bf16* v, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_float(v[i]);
+  return out;
+}
+void narrow(const std::vector<float>& v, bf16* out) {
+  const int64_t n = static_cast<int64_t>(v.size());
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(v[i]);
+}
+ConvGeom with_bf16_products(ConvGeom g) {
+  g.bf16 = true;
+  return g;
+}
+}  // namespace
+
+void conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
+  const std::vector<float> xf = widened(x, g.N * g.H * g.W * g.C);
+  std::vector<float> yf(static_cast<size_t>(g.N * g.P * g.Q * g.K));
+  conv2d_forward(xf.data(), w, yf.data(), with_bf16_products(g));
+  narrow(yf, y);
+}
+
+void conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
+  const std::vector<float> dyf = widened(dy, g.N * g.P * g.Q * g.K);
+  std::vector<float> dxf(static_cast<size_t>(g.N * g.H * g.W * g.C));
+  conv2d_backward_data(dyf.data(), w, dxf.data(), with_bf16_products(g));
+  narrow(dxf, dx);
+}
+
+void conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
+  const std::vector<float> dyf = widened(dy, g.N * g.P * g.Q * g.K), xf = widened(x, g.N * g.H * g.W * g.C);
+  conv2d_backward_filter(dyf.data(), xf.data(), dw, with_bf16_products(g));
+}
+
 }  // namespace byol::cpu

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/dtype.h"
+
 namespace byol::cpu {
 
 // Geometry of an NHWC convolution with KRSC filters.
@@ -77,6 +79,13 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g);
 template <class T>
 void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g);
 
+// bf16 activations (x, y, dy, dx stored as bf16; train.precision = "bf16" with bf16 activations): float32
+// weights and weight gradient, the products in bf16 (ConvGeom::bf16 is implied), float32 sums, each output
+// rounded once to bf16.
+void conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g);
+void conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g);
+void conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g);
+
 // Pooling over NHWC. argmax holds, per output element, the input offset within its image (h*W+w)*C+c.
 template <class T>
 void max_pool2d_forward(const T* x, T* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
@@ -92,33 +101,38 @@ void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t
 // Batch norm over [M, C], with the CUDA backend's arguments (engine/cuda/cuda_backend.h). Partial sums are
 // double: stats = [count, sum[C], sum_sq[C]] (2C + 1 values). batch_norm_stats: mean and invstd from the
 // (reduced) stats, and the running-statistics update when running_mean / running_var are not null.
-template <class T>
-void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats);
+// The passes over the rows take the activations' storage type S (float, double, or bf16 with float math:
+// compute_t<S>); the statistics and parameters are compute_t<S>.
+template <class S>
+void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats);
 template <class T>
 void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, T* mean, T* invstd,
                       T* running_mean, T* running_var);
 template <class T>
 void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t C, double eps, T* mean,
                            T* invstd);
-template <class T>
-void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
-                      int64_t M, int64_t C);
+template <class S>
+void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                      const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C);
 // y = relu(normalised x + residual) in one pass; residual [M, C] or null (none).
-template <class T>
-void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
-                           const T* residual, T* y, int64_t M, int64_t C);
+template <class S>
+void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                           const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
+                           int64_t M, int64_t C);
 // sums = [sum(dy)[C], sum(dy * x_hat)[C]] of these M rows; dbeta = sum(dy), dgamma = sum(dy * x_hat).
-template <class T>
-void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
-                              double* sums, T* dbeta, T* dgamma);
+template <class S>
+void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                              int64_t M, int64_t C, double* sums, compute_t<S>* dbeta, compute_t<S>* dgamma);
 // dx for training mode; *count is the (possibly all-reduced) number of values per channel: stats[0].
-template <class T>
-void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            const double* sums, const double* count, T* dx, int64_t M, int64_t C);
+template <class S>
+void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                            const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
+                            int64_t M, int64_t C);
 
 // dx for evaluation mode (fixed statistics): dy * gamma * invstd.
-template <class T>
-void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T* dx, int64_t M, int64_t C);
+template <class S>
+void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
+                                 int64_t M, int64_t C);
 
 // Dense: y[N, out] = x[N, in] w[out, in]^T (+ b).
 template <class T>

@@ -1,7 +1,8 @@
 // Elementwise ops and full reductions on the CPU; parallel only when the tensor is large enough to
-// pay for waking the OpenMP team.
+// pay for waking the OpenMP team. relu and add also take bf16 storage (float math, one rounding).
 #include "engine/math/elementwise.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/dtype.h"
 
 namespace byol::cpu {
 
@@ -10,26 +11,27 @@ constexpr int64_t kParallelMin = 1 << 15;
 template <class T>
 void relu_forward(const T* x, T* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = math::relu(x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = from_compute<T>(math::relu(to_compute(x[i])));
 }
 
 template <class T>
 void relu_backward(const T* y, const T* dy, T* dx, int64_t n) {
   // y > 0 exactly where x > 0, so the output serves as the saved tensor.
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] = math::relu_backward(y[i], dy[i]);
+  for (int64_t i = 0; i < n; ++i)
+    dx[i] = from_compute<T>(math::relu_backward(to_compute(y[i]), to_compute(dy[i])));
 }
 
 template <class T>
 void add(const T* a, const T* b, T* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = from_compute<T>(to_compute(a[i]) + to_compute(b[i]));
 }
 
 template <class T>
 void add_inplace(T* y, const T* x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = from_compute<T>(to_compute(y[i]) + to_compute(x[i]));
 }
 
 template <class T>
@@ -64,5 +66,11 @@ void fill_from_scalar(T* y, const T* scalar, double factor, int64_t n) {
   template void fill_from_scalar<T>(T*, const T*, double, int64_t);
 BYOL_INSTANTIATE_ELEMENTWISE(float)
 BYOL_INSTANTIATE_ELEMENTWISE(double)
+// bf16 activations (math in float, one rounding per result): what batch norm's ReLU and autograd's sums of
+// gradients need.
+template void relu_forward<bf16>(const bf16*, bf16*, int64_t);
+template void relu_backward<bf16>(const bf16*, const bf16*, bf16*, int64_t);
+template void add<bf16>(const bf16*, const bf16*, bf16*, int64_t);
+template void add_inplace<bf16>(bf16*, const bf16*, int64_t);
 
 }  // namespace byol::cpu

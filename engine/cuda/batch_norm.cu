@@ -13,22 +13,23 @@
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/dtype.h"
 #include "engine/math/batch_norm.h"
 
 namespace byol::kernels {
 namespace {
 
-// (dy, dy * x_hat) for the backward sums.
-template <class T>
+// (dy, dy * x_hat) for the backward sums; S the rows' storage type (float or bf16), F the math's.
+template <class S, class F = compute_t<S>>
 struct BackwardTerms {
-  const T* dy;
-  const T* x;
-  const T* mean;
-  const T* invstd;
+  const S* dy;
+  const S* x;
+  const F* mean;
+  const F* invstd;
   int64_t C;
   __device__ float2 operator()(int64_t r, int64_t c) const {
-    const float g = static_cast<float>(dy[r * C + c]);
-    const float x_hat = static_cast<float>((x[r * C + c] - mean[c]) * invstd[c]);
+    const float g = static_cast<float>(to_compute(dy[r * C + c]));
+    const float x_hat = static_cast<float>((to_compute(x[r * C + c]) - mean[c]) * invstd[c]);
     return make_float2(g, g * x_hat);
   }
 };
@@ -81,10 +82,10 @@ __global__ void moments_partials_kernel(const T* __restrict__ x, int64_t M, int6
   const int64_t r1 = r0 + rows_per_chunk < M ? r0 + rows_per_chunk : M;
   math::Moments<double> m{0, 0, 0};
   if (c < C && r0 + ty < r1) {
-    const float shift = static_cast<float>(x[(r0 + ty) * C + c]);
+    const float shift = static_cast<float>(to_compute(x[(r0 + ty) * C + c]));
     float s = 0.0f, ss = 0.0f;
     for (int64_t r = r0 + ty; r < r1; r += kBnTileRows) {
-      const float d = static_cast<float>(x[r * C + c]) - shift;
+      const float d = static_cast<float>(to_compute(x[r * C + c])) - shift;
       s += d;
       ss += d * d;
     }
@@ -185,57 +186,57 @@ __global__ void eval_stats_kernel(const T* __restrict__ rm, const T* __restrict_
   }
 }
 
-template <class T>
-__global__ void apply_kernel(const T* __restrict__ x, const T* __restrict__ mean,
-                             const T* __restrict__ invstd, const T* __restrict__ gamma,
-                             const T* __restrict__ beta, T* __restrict__ y, int64_t M, int64_t C) {
+template <class S, class F = compute_t<S>>
+__global__ void apply_kernel(const S* __restrict__ x, const F* __restrict__ mean,
+                             const F* __restrict__ invstd, const F* __restrict__ gamma,
+                             const F* __restrict__ beta, S* __restrict__ y, int64_t M, int64_t C) {
   for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
     const int64_t c = i % C;
-    y[i] = math::bn_normalize(x[i], mean[c], invstd[c], gamma[c], beta[c]);
+    y[i] = from_compute<S>(math::bn_normalize(to_compute(x[i]), mean[c], invstd[c], gamma[c], beta[c]));
   }
 }
 
-template <class T>
-__global__ void apply_relu_kernel(const T* __restrict__ x, const T* __restrict__ mean,
-                                  const T* __restrict__ invstd, const T* __restrict__ gamma,
-                                  const T* __restrict__ beta, const T* __restrict__ residual,
-                                  T* __restrict__ y, int64_t M, int64_t C) {
+template <class S, class F = compute_t<S>>
+__global__ void apply_relu_kernel(const S* __restrict__ x, const F* __restrict__ mean,
+                                  const F* __restrict__ invstd, const F* __restrict__ gamma,
+                                  const F* __restrict__ beta, const S* __restrict__ residual,
+                                  S* __restrict__ y, int64_t M, int64_t C) {
   for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
     const int64_t c = i % C;
-    y[i] = math::bn_normalize_add_relu(x[i], mean[c], invstd[c], gamma[c], beta[c],
-                                       residual ? residual[i] : T(0));
+    y[i] = from_compute<S>(math::bn_normalize_add_relu(to_compute(x[i]), mean[c], invstd[c], gamma[c],
+                                                       beta[c], residual ? to_compute(residual[i]) : F(0)));
   }
 }
 
-template <class T>
-__global__ void backward_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                   const T* __restrict__ mean, const T* __restrict__ invstd,
-                                   const T* __restrict__ gamma, const double* __restrict__ sums,
-                                   const double* __restrict__ count, T* __restrict__ dx, int64_t M,
+template <class S, class F = compute_t<S>>
+__global__ void backward_dx_kernel(const S* __restrict__ dy, const S* __restrict__ x,
+                                   const F* __restrict__ mean, const F* __restrict__ invstd,
+                                   const F* __restrict__ gamma, const double* __restrict__ sums,
+                                   const double* __restrict__ count, S* __restrict__ dx, int64_t M,
                                    int64_t C) {
-  const T n = static_cast<T>(*count);
+  const F n = static_cast<F>(*count);
   for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
     const int64_t c = i % C;
-    const T x_hat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = math::bn_backward_dx(dy[i], x_hat, n, static_cast<T>(sums[c]), static_cast<T>(sums[C + c]),
-                                 gamma[c], invstd[c]);
+    const F x_hat = (to_compute(x[i]) - mean[c]) * invstd[c];
+    dx[i] = from_compute<S>(math::bn_backward_dx(to_compute(dy[i]), x_hat, n, static_cast<F>(sums[c]),
+                                                 static_cast<F>(sums[C + c]), gamma[c], invstd[c]));
   }
 }
 
-template <class T>
-__global__ void backward_dx_eval_kernel(const T* __restrict__ dy, const T* __restrict__ gamma,
-                                        const T* __restrict__ invstd, T* __restrict__ dx, int64_t M,
+template <class S, class F = compute_t<S>>
+__global__ void backward_dx_eval_kernel(const S* __restrict__ dy, const F* __restrict__ gamma,
+                                        const F* __restrict__ invstd, S* __restrict__ dx, int64_t M,
                                         int64_t C) {
   for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
     const int64_t c = i % C;
-    dx[i] = dy[i] * gamma[c] * invstd[c];
+    dx[i] = from_compute<S>(to_compute(dy[i]) * gamma[c] * invstd[c]);
   }
 }
 
 }  // namespace
 
-template <class T>
-void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats, cudaStream_t stream) {
+template <class S>
+void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats, cudaStream_t stream) {
   const BnGrid g = bn_grid(M, C);
   cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(double));
   const dim3 block(kBnTileC, kBnTileRows);
@@ -262,62 +263,69 @@ void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t 
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
-void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
-                      int64_t M, int64_t C, cudaStream_t stream) {
+template <class S>
+void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                      const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C,
+                      cudaStream_t stream) {
   if (M * C == 0) return;
   apply_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(x, mean, invstd, gamma, beta, y, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
-void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
-                           const T* residual, T* y, int64_t M, int64_t C, cudaStream_t stream) {
+template <class S>
+void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                           const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
+                           int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
   apply_relu_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
-void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
-                              double* sums, T* dbeta, T* dgamma, cudaStream_t stream) {
-  column_sums_2(BackwardTerms<T>{dy, x, mean, invstd, C}, M, C, sums, static_cast<double*>(nullptr), dbeta,
+template <class S>
+void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                              int64_t M, int64_t C, double* sums, compute_t<S>* dbeta, compute_t<S>* dgamma,
+                              cudaStream_t stream) {
+  column_sums_2(BackwardTerms<S>{dy, x, mean, invstd, C}, M, C, sums, static_cast<double*>(nullptr), dbeta,
                 dgamma, stream);
 }
 
-template <class T>
-void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            const double* sums, const double* count, T* dx, int64_t M, int64_t C,
-                            cudaStream_t stream) {
+template <class S>
+void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                            const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
+                            int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
   backward_dx_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(dy, x, mean, invstd, gamma, sums, count, dx, M,
                                                               C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
-void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T* dx, int64_t M, int64_t C,
-                                 cudaStream_t stream) {
+template <class S>
+void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
+                                 int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
   backward_dx_eval_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(dy, gamma, invstd, dx, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
-#define BYOL_INSTANTIATE_BN(T)                                                                              \
-  template void batch_norm_partial_sums<T>(const T*, int64_t, int64_t, double*, cudaStream_t);              \
-  template void batch_norm_stats<T>(const double*, int64_t, double, double, T*, T*, T*, T*, cudaStream_t);  \
-  template void batch_norm_eval_stats<T>(const T*, const T*, int64_t, double, T*, T*, cudaStream_t);        \
-  template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t, \
+#define BYOL_INSTANTIATE_BN_ROWS(S, T)                                                                      \
+  template void batch_norm_partial_sums<S>(const S*, int64_t, int64_t, double*, cudaStream_t);              \
+  template void batch_norm_apply<S>(const S*, const T*, const T*, const T*, const T*, S*, int64_t, int64_t, \
                                     cudaStream_t);                                                          \
-  template void batch_norm_apply_relu<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*,    \
+  template void batch_norm_apply_relu<S>(const S*, const T*, const T*, const T*, const T*, const S*, S*,    \
                                          int64_t, int64_t, cudaStream_t);                                   \
-  template void batch_norm_backward_sums<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,       \
+  template void batch_norm_backward_sums<S>(const S*, const S*, const T*, const T*, int64_t, int64_t,       \
                                             double*, T*, T*, cudaStream_t);                                 \
-  template void batch_norm_backward_dx<T>(const T*, const T*, const T*, const T*, const T*, const double*,  \
-                                          const double*, T*, int64_t, int64_t, cudaStream_t);               \
-  template void batch_norm_backward_dx_eval<T>(const T*, const T*, const T*, T*, int64_t, int64_t,          \
+  template void batch_norm_backward_dx<S>(const S*, const S*, const T*, const T*, const T*, const double*,  \
+                                          const double*, S*, int64_t, int64_t, cudaStream_t);               \
+  template void batch_norm_backward_dx_eval<S>(const S*, const T*, const T*, S*, int64_t, int64_t,          \
                                                cudaStream_t);
-// float only: the CUDA backend runs float32 (the fp32 partial sums would waste a double input's precision).
-BYOL_INSTANTIATE_BN(float)
+// float32 only (the fp32 partial sums would waste a double input's precision); the rows' passes also take
+// bf16 activations (float math and parameters, one rounding per stored value, as on the CPU).
+template void batch_norm_stats<float>(const double*, int64_t, double, double, float*, float*, float*, float*,
+                                      cudaStream_t);
+template void batch_norm_eval_stats<float>(const float*, const float*, int64_t, double, float*, float*,
+                                           cudaStream_t);
+BYOL_INSTANTIATE_BN_ROWS(float, float)
+BYOL_INSTANTIATE_BN_ROWS(bf16, float)
 
 }  // namespace byol::kernels

@@ -19,10 +19,14 @@
 
 #include <cstdint>
 
+#include "engine/dtype.h"
+
 namespace byol::kernels {
 
-template <class T>
-void batch_norm_partial_sums(const T* x, int64_t M, int64_t C, double* stats, cudaStream_t stream);
+// The rows' passes take the activations' storage type S: float, or bf16 (float math, float32 statistics and
+// parameters, one rounding per stored value, as the CPU backend).
+template <class S>
+void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats, cudaStream_t stream);
 // running_mean / running_var may be null (no update).
 template <class T>
 void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, T* mean, T* invstd,
@@ -30,23 +34,26 @@ void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, 
 template <class T>
 void batch_norm_eval_stats(const T* running_mean, const T* running_var, int64_t C, double eps, T* mean,
                            T* invstd, cudaStream_t stream);
-template <class T>
-void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
-                      int64_t M, int64_t C, cudaStream_t stream);
+template <class S>
+void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                      const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C,
+                      cudaStream_t stream);
 // The fused epilogue: y = relu(normalised x + residual) in one pass (residual [M, C] or null).
-template <class T>
-void batch_norm_apply_relu(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
-                           const T* residual, T* y, int64_t M, int64_t C, cudaStream_t stream);
-template <class T>
-void batch_norm_backward_sums(const T* dy, const T* x, const T* mean, const T* invstd, int64_t M, int64_t C,
-                              double* sums, T* dbeta, T* dgamma, cudaStream_t stream);
+template <class S>
+void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                           const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
+                           int64_t M, int64_t C, cudaStream_t stream);
+template <class S>
+void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                              int64_t M, int64_t C, double* sums, compute_t<S>* dbeta, compute_t<S>* dgamma,
+                              cudaStream_t stream);
 // count points at the (reduced) number of values per channel: stats[0] of the forward pass.
-template <class T>
-void batch_norm_backward_dx(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            const double* sums, const double* count, T* dx, int64_t M, int64_t C,
-                            cudaStream_t stream);
-template <class T>
-void batch_norm_backward_dx_eval(const T* dy, const T* gamma, const T* invstd, T* dx, int64_t M, int64_t C,
-                                 cudaStream_t stream);
+template <class S>
+void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
+                            const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
+                            int64_t M, int64_t C, cudaStream_t stream);
+template <class S>
+void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
+                                 int64_t M, int64_t C, cudaStream_t stream);
 
 }  // namespace byol::kernels

@@ -3,6 +3,7 @@
 #include "engine/cuda/blas.h"  // pointer_alignment
 #include "engine/cuda/context.h"
 #include "engine/cuda/conv_select.h"
+#include "engine/cuda/cuda_backend.h"  // cast
 #include "engine/cuda/cuda_check.h"
 
 #if BYOL_WITH_CUDNN
@@ -40,6 +41,15 @@ void conv2d_backward_data(const float*, const float*, float*, const cpu::ConvGeo
 void conv2d_backward_filter(const float*, const float*, float*, const cpu::ConvGeom&) {
   no_cudnn();
 }
+void conv2d_forward(const bf16*, const float*, bf16*, const cpu::ConvGeom&) {
+  no_cudnn();
+}
+void conv2d_backward_data(const bf16*, const float*, bf16*, const cpu::ConvGeom&) {
+  no_cudnn();
+}
+void conv2d_backward_filter(const bf16*, const bf16*, float*, const cpu::ConvGeom&) {
+  no_cudnn();
+}
 
 #else
 
@@ -52,9 +62,9 @@ namespace {
 // --- RAII descriptors (move-free: they live inside a heap-allocated plan) ----------------------------
 class TensorDesc {
  public:
-  TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w, cudnnDataType_t type) {
     BYOL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d_));
-    BYOL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d_, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
+    BYOL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d_, CUDNN_TENSOR_NHWC, type, static_cast<int>(n),
                                                 static_cast<int>(c), static_cast<int>(h),
                                                 static_cast<int>(w)));
   }
@@ -69,9 +79,9 @@ class TensorDesc {
 
 class FilterDesc {
  public:
-  FilterDesc(int64_t k, int64_t c, int64_t r, int64_t s) {  // KRSC = cuDNN's NHWC filter format
+  FilterDesc(int64_t k, int64_t c, int64_t r, int64_t s, cudnnDataType_t type) {  // KRSC = NHWC filters
     BYOL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d_));
-    BYOL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, static_cast<int>(k),
+    BYOL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d_, type, CUDNN_TENSOR_NHWC, static_cast<int>(k),
                                                 static_cast<int>(c), static_cast<int>(r),
                                                 static_cast<int>(s)));
   }
@@ -123,14 +133,16 @@ struct Direction {
   size_t next = 0;
 };
 
+// bf16 plans: x, y and w in bf16, float accumulation (cuDNN's PSEUDO_BFLOAT16_CONFIG); any math type, the
+// tensor cores being the point of bf16. float32 plans: tensor-core math only with TF32 on.
 struct ConvPlan {
-  ConvPlan(const cpu::ConvGeom& g, bool tf32_on)
-      : tf32(tf32_on),
-        x(g.N, g.C, g.H, g.W),
-        y(g.N, g.K, g.P, g.Q),
-        w(g.K, g.C, g.R, g.S),
+  ConvPlan(const cpu::ConvGeom& g, bool tf32_on, bool bf16)
+      : tf32(tf32_on || bf16),
+        x(g.N, g.C, g.H, g.W, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT),
+        y(g.N, g.K, g.P, g.Q, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT),
+        w(g.K, g.C, g.R, g.S, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT),
         conv(g.pad, g.stride) {}
-  bool tf32;
+  bool tf32;  // tensor-core math allowed (TF32 on, or bf16 data)
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
@@ -141,16 +153,17 @@ struct ConvPlan {
 // Plans per geometry, TF32 setting, device and alignment class of the call's three pointers (the least
 // of their pointer_alignment): an algorithm timed on 256-byte-aligned buffers is not assumed to run on
 // a 64-byte-aligned flat-buffer window.
-ConvPlan& plan_for(const cpu::ConvGeom& g, const void* a, const void* b, const void* c) {
+ConvPlan& plan_for(const cpu::ConvGeom& g, bool bf16, const void* a, const void* b, const void* c) {
   static std::mutex mu;
-  static std::map<std::array<int64_t, 14>, std::unique_ptr<ConvPlan> > plans;
+  static std::map<std::array<int64_t, 15>, std::unique_ptr<ConvPlan> > plans;
   const bool tf32 = allow_tf32();
   const int64_t align = std::min({pointer_alignment(a), pointer_alignment(b), pointer_alignment(c)});
-  const std::array<int64_t, 14> key{
-      g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.P, g.Q, g.stride, g.pad, tf32 ? 1 : 0, current_device(), align};
+  const std::array<int64_t, 15> key{
+      g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.P, g.Q, g.stride, g.pad, tf32 ? 1 : 0, current_device(), align,
+      bf16 ? 1 : 0};
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = plans[key];
-  if (!slot) slot = std::make_unique<ConvPlan>(g, tf32);
+  if (!slot) slot = std::make_unique<ConvPlan>(g, tf32, bf16);
   return *slot;
 }
 
@@ -222,10 +235,10 @@ void execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g
   }
 }
 
-}  // namespace
-
-void conv2d_forward(const float* x, const float* w, float* y, const cpu::ConvGeom& g) {
-  ConvPlan& p = plan_for(g, x, w, y);
+// The three directions on raw pointers: float32 data, or bf16 activations with bf16 filters (the float32
+// weights are cast to bf16 first by the callers below).
+void forward_impl(bool bf16, const void* x, const void* w, void* y, const cpu::ConvGeom& g) {
+  ConvPlan& p = plan_for(g, bf16, x, w, y);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.fwd.found) {
@@ -242,8 +255,8 @@ void conv2d_forward(const float* x, const float* w, float* y, const cpu::ConvGeo
   });
 }
 
-void conv2d_backward_data(const float* dy, const float* w, float* dx, const cpu::ConvGeom& g) {
-  ConvPlan& p = plan_for(g, dy, w, dx);
+void backward_data_impl(bool bf16, const void* dy, const void* w, void* dx, const cpu::ConvGeom& g) {
+  ConvPlan& p = plan_for(g, bf16, dy, w, dx);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.bwd_data.found) {
@@ -262,8 +275,8 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const cpu:
       });
 }
 
-void conv2d_backward_filter(const float* dy, const float* x, float* dw, const cpu::ConvGeom& g) {
-  ConvPlan& p = plan_for(g, dy, x, dw);
+void backward_filter_impl(bool bf16, const void* dy, const void* x, void* dw, const cpu::ConvGeom& g) {
+  ConvPlan& p = plan_for(g, bf16, dy, x, dw);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.bwd_filter.found) {
@@ -280,6 +293,50 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const cp
         return cudnnConvolutionBackwardFilter(h, &one, p.x.get(), x, p.y.get(), dy, p.conv.get(), algo, ws,
                                               bytes, &zero, p.w.get(), dw);
       });
+}
+
+int64_t filter_elements(const cpu::ConvGeom& g) {
+  return g.K * g.R * g.S * g.C;
+}
+
+// A bf16 copy of the float32 weights (rounded to nearest even) in stream-ordered scratch memory.
+DeviceBuffer bf16_copy(const float* w, int64_t n) {
+  DeviceBuffer out(static_cast<size_t>(n) * sizeof(bf16));
+  cast(w, static_cast<int>(DType::f32), out.get(), static_cast<int>(DType::bf16), n);
+  return out;
+}
+
+}  // namespace
+
+void conv2d_forward(const float* x, const float* w, float* y, const cpu::ConvGeom& g) {
+  forward_impl(false, x, w, y, g);
+}
+
+void conv2d_backward_data(const float* dy, const float* w, float* dx, const cpu::ConvGeom& g) {
+  backward_data_impl(false, dy, w, dx, g);
+}
+
+void conv2d_backward_filter(const float* dy, const float* x, float* dw, const cpu::ConvGeom& g) {
+  backward_filter_impl(false, dy, x, dw, g);
+}
+
+void conv2d_forward(const bf16* x, const float* w, bf16* y, const cpu::ConvGeom& g) {
+  const DeviceBuffer wb = bf16_copy(w, filter_elements(g));
+  forward_impl(true, x, wb.get(), y, g);
+}
+
+void conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const cpu::ConvGeom& g) {
+  const DeviceBuffer wb = bf16_copy(w, filter_elements(g));
+  backward_data_impl(true, dy, wb.get(), dx, g);
+}
+
+void conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const cpu::ConvGeom& g) {
+  // cuDNN writes a bf16 filter gradient for bf16 data; it is widened into the float32 gradient (PyTorch's
+  // autocast does the same: the bf16 weight copy's gradient, cast back).
+  const int64_t n = filter_elements(g);
+  DeviceBuffer dwb(static_cast<size_t>(n) * sizeof(bf16));
+  backward_filter_impl(true, dy, x, dwb.get(), g);
+  cast(dwb.get(), static_cast<int>(DType::bf16), dw, static_cast<int>(DType::f32), n);
 }
 
 #endif

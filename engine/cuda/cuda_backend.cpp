@@ -136,4 +136,69 @@ void global_avg_pool_backward(const float* dy, float* dx, int64_t N, int64_t HW,
   kernels::global_avg_pool_backward(dy, dx, N, HW, C, compute_stream());
 }
 
+// bf16 activations: the same launches on bf16 rows (the kernels are templates on the storage type).
+void relu_forward(const bf16* x, bf16* y, int64_t n) {
+  kernels::relu_forward(x, y, n, compute_stream());
+}
+
+void relu_backward(const bf16* y, const bf16* dy, bf16* dx, int64_t n) {
+  kernels::relu_backward(y, dy, dx, n, compute_stream());
+}
+
+void add(const bf16* a, const bf16* b, bf16* y, int64_t n) {
+  kernels::add(a, b, y, n, compute_stream());
+}
+
+void add_inplace(bf16* y, const bf16* x, int64_t n) {
+  kernels::add_inplace(y, x, n, compute_stream());
+}
+
+void batch_norm_partial_sums(const bf16* x, int64_t M, int64_t C, double* stats) {
+  kernels::batch_norm_partial_sums(x, M, C, stats, compute_stream());
+}
+
+void batch_norm_apply_relu(const bf16* x, const float* mean, const float* invstd, const float* gamma,
+                           const float* beta, const bf16* residual, bf16* y, int64_t M, int64_t C) {
+  kernels::batch_norm_apply_relu(x, mean, invstd, gamma, beta, residual, y, M, C, compute_stream());
+}
+
+void batch_norm_apply(const bf16* x, const float* mean, const float* invstd, const float* gamma,
+                      const float* beta, bf16* y, int64_t M, int64_t C) {
+  kernels::batch_norm_apply(x, mean, invstd, gamma, beta, y, M, C, compute_stream());
+}
+
+void batch_norm_backward_sums(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
+                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma) {
+  kernels::batch_norm_backward_sums(dy, x, mean, invstd, M, C, sums, dbeta, dgamma, compute_stream());
+}
+
+void batch_norm_backward_dx(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
+                            const float* gamma, const double* sums, const double* count, bf16* dx, int64_t M,
+                            int64_t C) {
+  kernels::batch_norm_backward_dx(dy, x, mean, invstd, gamma, sums, count, dx, M, C, compute_stream());
+}
+
+void batch_norm_backward_dx_eval(const bf16* dy, const float* gamma, const float* invstd, bf16* dx, int64_t M,
+                                 int64_t C) {
+  kernels::batch_norm_backward_dx_eval(dy, gamma, invstd, dx, M, C, compute_stream());
+}
+
+void max_pool2d_forward(const bf16* x, bf16* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t P, int64_t Q, int kernel, int stride, int pad) {
+  kernels::max_pool2d_forward(x, y, argmax, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
+}
+
+void max_pool2d_backward(const bf16* dy, const int32_t* argmax, bf16* dx, int64_t N, int64_t H, int64_t W,
+                         int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad) {
+  kernels::max_pool2d_backward(dy, argmax, dx, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
+}
+
+void global_avg_pool_forward(const bf16* x, bf16* y, int64_t N, int64_t HW, int64_t C) {
+  kernels::global_avg_pool_forward(x, y, N, HW, C, compute_stream());
+}
+
+void global_avg_pool_backward(const bf16* dy, bf16* dx, int64_t N, int64_t HW, int64_t C) {
+  kernels::global_avg_pool_backward(dy, dx, N, HW, C, compute_stream());
+}
+
 }  // namespace byol::cuda

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "engine/dtype.h"
+
 namespace byol::cuda {
 
 void relu_forward(const float* x, float* y, int64_t n);
@@ -70,5 +72,30 @@ void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int6
                          int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad);
 void global_avg_pool_forward(const float* x, float* y, int64_t N, int64_t HW, int64_t C);
 void global_avg_pool_backward(const float* dy, float* dx, int64_t N, int64_t HW, int64_t C);
+
+// bf16 activations (train.precision = "bf16" on a GPU): the same ops on bf16 rows, float math, float32
+// parameters, statistics and parameter gradients, one rounding per stored value (as the CPU backend).
+void relu_forward(const bf16* x, bf16* y, int64_t n);
+void relu_backward(const bf16* y, const bf16* dy, bf16* dx, int64_t n);
+void add(const bf16* a, const bf16* b, bf16* y, int64_t n);
+void add_inplace(bf16* y, const bf16* x, int64_t n);
+void batch_norm_partial_sums(const bf16* x, int64_t M, int64_t C, double* stats);
+void batch_norm_apply_relu(const bf16* x, const float* mean, const float* invstd, const float* gamma,
+                           const float* beta, const bf16* residual, bf16* y, int64_t M, int64_t C);
+void batch_norm_apply(const bf16* x, const float* mean, const float* invstd, const float* gamma,
+                      const float* beta, bf16* y, int64_t M, int64_t C);
+void batch_norm_backward_sums(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
+                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma);
+void batch_norm_backward_dx(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
+                            const float* gamma, const double* sums, const double* count, bf16* dx, int64_t M,
+                            int64_t C);
+void batch_norm_backward_dx_eval(const bf16* dy, const float* gamma, const float* invstd, bf16* dx, int64_t M,
+                                 int64_t C);
+void max_pool2d_forward(const bf16* x, bf16* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t P, int64_t Q, int kernel, int stride, int pad);
+void max_pool2d_backward(const bf16* dy, const int32_t* argmax, bf16* dx, int64_t N, int64_t H, int64_t W,
+                         int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad);
+void global_avg_pool_forward(const bf16* x, bf16* y, int64_t N, int64_t HW, int64_t C);
+void global_avg_pool_backward(const bf16* dy, bf16* dx, int64_t N, int64_t HW, int64_t C);
 
 }  // namespace byol::cuda

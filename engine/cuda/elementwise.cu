@@ -15,24 +15,28 @@ namespace {
 
 template <class T>
 __global__ void relu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t n) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) y[i] = math::relu(x[i]);
+  for (int64_t i = global_thread(); i < n; i += grid_threads())
+    y[i] = from_compute<T>(math::relu(to_compute(x[i])));
 }
 
 template <class T>
 __global__ void relu_backward_kernel(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dx,
                                      int64_t n) {
   // relu(x) > 0 exactly where x > 0, so the saved output decides as well as the input would.
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) dx[i] = math::relu_backward(y[i], dy[i]);
+  for (int64_t i = global_thread(); i < n; i += grid_threads())
+    dx[i] = from_compute<T>(math::relu_backward(to_compute(y[i]), to_compute(dy[i])));
 }
 
 template <class T>
 __global__ void add_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, int64_t n) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) y[i] = a[i] + b[i];
+  for (int64_t i = global_thread(); i < n; i += grid_threads())
+    y[i] = from_compute<T>(to_compute(a[i]) + to_compute(b[i]));
 }
 
 template <class T>
 __global__ void add_inplace_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t n) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) y[i] += x[i];
+  for (int64_t i = global_thread(); i < n; i += grid_threads())
+    y[i] = from_compute<T>(to_compute(y[i]) + to_compute(x[i]));
 }
 
 template <class T>
@@ -192,5 +196,11 @@ void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n, c
   template void add_row_bias<T>(T*, const T*, int64_t, int64_t, cudaStream_t);
 BYOL_INSTANTIATE_ELEMENTWISE(float)
 BYOL_INSTANTIATE_ELEMENTWISE(double)
+// bf16 activations: relu and add (float math, one rounding per result; batch norm's fused ReLU and autograd's
+// sums of gradients), as on the CPU.
+template void relu_forward<bf16>(const bf16*, bf16*, int64_t, cudaStream_t);
+template void relu_backward<bf16>(const bf16*, const bf16*, bf16*, int64_t, cudaStream_t);
+template void add<bf16>(const bf16*, const bf16*, bf16*, int64_t, cudaStream_t);
+template void add_inplace<bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
 
 }  // namespace byol::kernels

@@ -1,6 +1,7 @@
 // Max pooling and global average pooling kernels: one thread per output element (forward) or per
 // input element (max-pool backward); consecutive threads take consecutive channels, so every warp
-// reads and writes contiguous NHWC memory.
+// reads and writes contiguous NHWC memory. Storage T is float, double or bf16 (bf16: float math, one
+// rounding per stored value, as on the CPU).
 //
 // Index arithmetic in 32 bits whenever the tensors have fewer than 2^31 elements (index type I): the
 // first GPU run (H200, 2026-12-04) timed the 64-bit version at 18 % (forward) and 8 % (backward) of the
@@ -9,6 +10,7 @@
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/pool.cuh"
+#include "engine/dtype.h"
 
 namespace byol::kernels {
 namespace {
@@ -26,7 +28,7 @@ __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict
     const I n = pq / P;
     const I p = pq - n * P;
     const T* img = x + static_cast<int64_t>(n) * H * W * C;
-    T best = T(0);
+    compute_t<T> best = 0;
     int32_t arg = -1;
     for (int r = 0; r < kernel; ++r) {
       const I h = p * stride - pad + r;
@@ -35,7 +37,7 @@ __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict
         const I w = q * stride - pad + s;
         if (w < 0 || w >= W) continue;
         const I off = (h * W + w) * C + c;
-        const T v = img[off];
+        const compute_t<T> v = to_compute(img[off]);
         // The first maximum wins ties; a NaN replaces a number and is then kept (as on the CPU).
         const bool nan_first = v != v && best == best;
         if (arg < 0 || v > best || nan_first) {
@@ -44,7 +46,7 @@ __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict
         }
       }
     }
-    y[i] = best;
+    y[i] = from_compute<T>(best);
     argmax[i] = arg;
   }
 }
@@ -64,39 +66,41 @@ __global__ void max_pool2d_backward_kernel(const T* __restrict__ dy, const int32
     const int32_t self = static_cast<int32_t>((h * W + w) * C + c);
     const IndexRange ps = pool_windows_covering(h, kernel, stride, pad, P);
     const IndexRange qs = pool_windows_covering(w, kernel, stride, pad, Q);
-    T acc = T(0);
+    compute_t<T> acc = 0;
     // Same summation order as the CPU's scatter (outputs in increasing order).
     for (I p = static_cast<I>(ps.first); p < static_cast<I>(ps.last); ++p)
       for (I q = static_cast<I>(qs.first); q < static_cast<I>(qs.last); ++q) {
         const I o = ((n * P + p) * Q + q) * C + c;
-        if (argmax[o] == self) acc += dy[o];
+        if (argmax[o] == self) acc += to_compute(dy[o]);
       }
-    dx[i] = acc;
+    dx[i] = from_compute<T>(acc);
   }
 }
 
 template <class T>
 __global__ void global_avg_pool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t N,
                                                int64_t HW, int64_t C) {
-  const T inv = T(1) / static_cast<T>(HW);
+  using F = compute_t<T>;
+  const F inv = F(1) / static_cast<F>(HW);
   for (int64_t i = global_thread(); i < N * C; i += grid_threads()) {
     const int64_t n = i / C, c = i % C;
     const T* img = x + n * HW * C + c;
-    T acc = T(0);  // the CPU sums in T in the same order
-    for (int64_t k = 0; k < HW; ++k) acc += img[k * C];
-    y[i] = acc * inv;
+    F acc = F(0);  // the CPU sums in the compute type in the same order
+    for (int64_t k = 0; k < HW; ++k) acc += to_compute(img[k * C]);
+    y[i] = from_compute<T>(acc * inv);
   }
 }
 
 template <class T, class I>
 __global__ void global_avg_pool_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, I N, I HW,
                                                 I C) {
-  const T inv = T(1) / static_cast<T>(HW);
+  using F = compute_t<T>;
+  const F inv = F(1) / static_cast<F>(HW);
   const I total = N * HW * C;
   for (I i = static_cast<I>(global_thread()); i < total; i += static_cast<I>(grid_threads())) {
     const I pixel = i / C;
     const I c = i - pixel * C, n = pixel / HW;
-    dx[i] = dy[n * C + c] * inv;
+    dx[i] = from_compute<T>(to_compute(dy[n * C + c]) * inv);
   }
 }
 
@@ -175,5 +179,6 @@ void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t
   template void global_avg_pool_backward<T>(const T*, T*, int64_t, int64_t, int64_t, cudaStream_t);
 BYOL_INSTANTIATE_POOL(float)
 BYOL_INSTANTIATE_POOL(double)
+BYOL_INSTANTIATE_POOL(bf16)
 
 }  // namespace byol::kernels

@@ -32,12 +32,12 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
   check_defined(op, "input", x);
   BYOL_CHECK(x.dim() == 2 || x.dim() == 4, op, ": argument 'input' expected 2 dimensions [N, C] or 4 ",
              "dimensions [N, H, W, C], got ", x.describe());
-  check_floating(op, "input", x);
+  check_activation(op, "input", x);
   check_contiguous(op, "input", x);
   const int64_t C = x.size(-1), M = x.numel() / std::max<int64_t>(C, 1);
   for (auto [arg, t] : {std::pair{"gamma", &gamma}, {"beta", &beta}}) {
     check_shape(op, arg, *t, {C}, "one per channel");
-    check_like(op, arg, *t, "input", x);
+    check_param(op, arg, *t, x);
     check_contiguous(op, arg, *t);
   }
   BYOL_CHECK(running_mean.defined() == running_var.defined(), op,
@@ -46,7 +46,7 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
   if (has_running) {
     for (auto [arg, t] : {std::pair{"running_mean", &running_mean}, {"running_var", &running_var}}) {
       check_shape(op, arg, *t, {C}, "one per channel");
-      check_like(op, arg, *t, "input", x);
+      check_param(op, arg, *t, x);
       check_contiguous(op, arg, *t);
     }
   }
@@ -68,34 +68,35 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
   // all-reduces all groups at once.
   const int64_t G = opt.groups, Mg = M / G, S = 2 * C + 1;  // stats: [count, sum[C], sum_sq[C]] per group
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean = Tensor::empty({G * C}, x.dtype(), x.device()),
-         invstd = Tensor::empty({G * C}, x.dtype(), x.device());
+  const DType pt = compute_dtype(x.dtype());  // statistics and parameters: f32 for bf16 activations
+  Tensor mean = Tensor::empty({G * C}, pt, x.device()), invstd = Tensor::empty({G * C}, pt, x.device());
   Tensor stats;  // f64; stats[g * S] is backward's count of group g
   if (opt.training) {
     stats = Tensor::empty({G * S}, DType::f64, x.device());
     double* sp = stats.data<double>();
     for (int64_t g = 0; g < G; ++g)
-      on_backend(
+      on_backend_act(
           op, x,
           [&](auto tag) {
             cpu::batch_norm_partial_sums(x.data<decltype(tag)>() + g * Mg * C, Mg, C, sp + g * S);
           },
-          [&] {
-            BYOL_ON_CUDA(op, x,
-                         cuda::batch_norm_partial_sums(x.data<float>() + g * Mg * C, Mg, C, sp + g * S));
+          [&]([[maybe_unused]] auto tag) {
+            using X [[maybe_unused]] = decltype(tag);
+            BYOL_ON_CUDA(op, x, cuda::batch_norm_partial_sums(x.data<X>() + g * Mg * C, Mg, C, sp + g * S));
           });
     call_stats_hook(opt.all_reduce, stats, G * S, x.device(), "");
     sp = stats.data<double>();  // in case the hook replaced the tensor
     for (int64_t g = 0; g < G; ++g)
-      on_backend(
+      on_backend_act(
           op, x,
           [&](auto tag) {
-            using T = decltype(tag);
+            using T = compute_t<decltype(tag)>;
             cpu::batch_norm_stats(sp + g * S, C, opt.eps, opt.decay, mean.data<T>() + g * C,
                                   invstd.data<T>() + g * C, data_or_null<T>(running_mean),
                                   data_or_null<T>(running_var));
           },
-          [&] {
+          [&]([[maybe_unused]] auto tag) {
+            using X [[maybe_unused]] = decltype(tag);
             BYOL_ON_CUDA(
                 op, x,
                 cuda::batch_norm_stats(sp + g * S, C, opt.eps, opt.decay, mean.data<float>() + g * C,
@@ -104,14 +105,15 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
           });
   } else {
     for (int64_t g = 0; g < G; ++g)
-      on_backend(
+      on_backend_act(
           op, x,
           [&](auto tag) {
-            using T = decltype(tag);
+            using T = compute_t<decltype(tag)>;
             cpu::batch_norm_eval_stats(running_mean.data<T>(), running_var.data<T>(), C, opt.eps,
                                        mean.data<T>() + g * C, invstd.data<T>() + g * C);
           },
-          [&] {
+          [&]([[maybe_unused]] auto tag) {
+            using X [[maybe_unused]] = decltype(tag);
             BYOL_ON_CUDA(
                 op, x,
                 cuda::batch_norm_eval_stats(running_mean.data<float>(), running_var.data<float>(), C, opt.eps,
@@ -120,32 +122,34 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
   }
   for (int64_t g = 0; g < G; ++g) {
     const int64_t rows = g * Mg * C;  // this group's first element
-    on_backend(
+    on_backend_act(
         op, x,
         [&](auto tag) {
-          using T = decltype(tag);
+          using X = decltype(tag);
+          using T = compute_t<X>;
           if (relu)
-            cpu::batch_norm_apply_relu(x.data<T>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
+            cpu::batch_norm_apply_relu(x.data<X>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
                                        gamma.data<T>(), beta.data<T>(),
-                                       residual.defined() ? residual.data<T>() + rows : nullptr,
-                                       y.data<T>() + rows, Mg, C);
+                                       residual.defined() ? residual.data<X>() + rows : nullptr,
+                                       y.data<X>() + rows, Mg, C);
           else
-            cpu::batch_norm_apply(x.data<T>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
-                                  gamma.data<T>(), beta.data<T>(), y.data<T>() + rows, Mg, C);
+            cpu::batch_norm_apply(x.data<X>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
+                                  gamma.data<T>(), beta.data<T>(), y.data<X>() + rows, Mg, C);
         },
-        [&] {
+        [&]([[maybe_unused]] auto tag) {
+          using X [[maybe_unused]] = decltype(tag);
           if (relu)
             BYOL_ON_CUDA(op, x,
-                         cuda::batch_norm_apply_relu(
-                             x.data<float>() + rows, mean.data<float>() + g * C, invstd.data<float>() + g * C,
-                             gamma.data<float>(), beta.data<float>(),
-                             residual.defined() ? residual.data<float>() + rows : nullptr,
-                             y.data<float>() + rows, Mg, C));
+                         cuda::batch_norm_apply_relu(x.data<X>() + rows, mean.data<float>() + g * C,
+                                                     invstd.data<float>() + g * C, gamma.data<float>(),
+                                                     beta.data<float>(),
+                                                     residual.defined() ? residual.data<X>() + rows : nullptr,
+                                                     y.data<X>() + rows, Mg, C));
           else
             BYOL_ON_CUDA(op, x,
-                         cuda::batch_norm_apply(x.data<float>() + rows, mean.data<float>() + g * C,
+                         cuda::batch_norm_apply(x.data<X>() + rows, mean.data<float>() + g * C,
                                                 invstd.data<float>() + g * C, gamma.data<float>(),
-                                                beta.data<float>(), y.data<float>() + rows, Mg, C));
+                                                beta.data<float>(), y.data<X>() + rows, Mg, C));
         });
   }
 
@@ -166,23 +170,24 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
         return has_residual ? std::vector<Tensor>{dx, dgamma, dbeta, dy}
                             : std::vector<Tensor>{dx, dgamma, dbeta};
       };
-      Tensor dgamma = Tensor::empty({C}, x.dtype(), x.device()),
-             dbeta = Tensor::empty({C}, x.dtype(), x.device()), dx;
+      const DType pt = compute_dtype(x.dtype());  // the parameters' gradients: f32 for bf16 activations
+      Tensor dgamma = Tensor::empty({C}, pt, x.device()), dbeta = Tensor::empty({C}, pt, x.device()), dx;
       // Local sums give dgamma and dbeta (each rank's share, summed over the groups; gradients are averaged
       // later); dx of synced batch norm needs the sums over every rank's batch.
       Tensor sums = Tensor::empty({G * 2 * C}, DType::f64, x.device());
-      Tensor dgamma_g = G > 1 ? Tensor::empty({C}, x.dtype(), x.device()) : Tensor();
-      Tensor dbeta_g = G > 1 ? Tensor::empty({C}, x.dtype(), x.device()) : Tensor();
+      Tensor dgamma_g = G > 1 ? Tensor::empty({C}, pt, x.device()) : Tensor();
+      Tensor dbeta_g = G > 1 ? Tensor::empty({C}, pt, x.device()) : Tensor();
       for (int64_t g = 0; g < G; ++g) {
         // Group 0 writes dbeta / dgamma; later groups go to scratch and are added.
         const Tensor& db = g == 0 ? dbeta : dbeta_g;
         const Tensor& dg = g == 0 ? dgamma : dgamma_g;
         double* sp = sums.data<double>() + g * 2 * C;
-        on_backend(
+        on_backend_act(
             op, x,
             [&](auto tag) {
-              using T = decltype(tag);
-              cpu::batch_norm_backward_sums(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
+              using X = decltype(tag);
+              using T = compute_t<X>;
+              cpu::batch_norm_backward_sums(dy.data<X>() + g * Mg * C, x.data<X>() + g * Mg * C,
                                             mean.data<T>() + g * C, invstd.data<T>() + g * C, Mg, C, sp,
                                             db.data<T>(), dg.data<T>());
               if (g > 0) {
@@ -190,10 +195,11 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
                 cpu::add_inplace(dgamma.data<T>(), dgamma_g.data<T>(), C);
               }
             },
-            [&] {
+            [&]([[maybe_unused]] auto tag) {
+              using X [[maybe_unused]] = decltype(tag);
               BYOL_ON_CUDA(
                   op, x,
-                  cuda::batch_norm_backward_sums(dy.data<float>() + g * Mg * C, x.data<float>() + g * Mg * C,
+                  cuda::batch_norm_backward_sums(dy.data<X>() + g * Mg * C, x.data<X>() + g * Mg * C,
                                                  mean.data<float>() + g * C, invstd.data<float>() + g * C, Mg,
                                                  C, sp, db.data<float>(), dg.data<float>()));
               if (g > 0) {
@@ -208,30 +214,32 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
       for (int64_t g = 0; g < G; ++g) {
         const double* sp = sums.data<double>() + g * 2 * C;
         const double* count = training ? stats.data<double>() + g * S : nullptr;
-        on_backend(
+        on_backend_act(
             op, x,
             [&](auto tag) {
-              using T = decltype(tag);
+              using X = decltype(tag);
+              using T = compute_t<X>;
               if (training)
-                cpu::batch_norm_backward_dx(dy.data<T>() + g * Mg * C, x.data<T>() + g * Mg * C,
+                cpu::batch_norm_backward_dx(dy.data<X>() + g * Mg * C, x.data<X>() + g * Mg * C,
                                             mean.data<T>() + g * C, invstd.data<T>() + g * C, gamma.data<T>(),
-                                            sp, count, dx.data<T>() + g * Mg * C, Mg, C);
+                                            sp, count, dx.data<X>() + g * Mg * C, Mg, C);
               else
-                cpu::batch_norm_backward_dx_eval(dy.data<T>() + g * Mg * C, gamma.data<T>(),
-                                                 invstd.data<T>() + g * C, dx.data<T>() + g * Mg * C, Mg, C);
+                cpu::batch_norm_backward_dx_eval(dy.data<X>() + g * Mg * C, gamma.data<T>(),
+                                                 invstd.data<T>() + g * C, dx.data<X>() + g * Mg * C, Mg, C);
             },
-            [&] {
+            [&]([[maybe_unused]] auto tag) {
+              using X [[maybe_unused]] = decltype(tag);
               if (training)
                 BYOL_ON_CUDA(op, x,
-                             cuda::batch_norm_backward_dx(
-                                 dy.data<float>() + g * Mg * C, x.data<float>() + g * Mg * C,
-                                 mean.data<float>() + g * C, invstd.data<float>() + g * C,
-                                 gamma.data<float>(), sp, count, dx.data<float>() + g * Mg * C, Mg, C));
+                             cuda::batch_norm_backward_dx(dy.data<X>() + g * Mg * C, x.data<X>() + g * Mg * C,
+                                                          mean.data<float>() + g * C,
+                                                          invstd.data<float>() + g * C, gamma.data<float>(),
+                                                          sp, count, dx.data<X>() + g * Mg * C, Mg, C));
               else
                 BYOL_ON_CUDA(op, x,
-                             cuda::batch_norm_backward_dx_eval(
-                                 dy.data<float>() + g * Mg * C, gamma.data<float>(),
-                                 invstd.data<float>() + g * C, dx.data<float>() + g * Mg * C, Mg, C));
+                             cuda::batch_norm_backward_dx_eval(dy.data<X>() + g * Mg * C, gamma.data<float>(),
+                                                               invstd.data<float>() + g * C,
+                                                               dx.data<X>() + g * Mg * C, Mg, C));
             });
       }
       return grads(dx, dgamma, dbeta);

@@ -18,6 +18,22 @@ void check_floating(const char* op, const char* arg, const Tensor& t) {
              "' expected dtype f32 or f64, got ", t.describe());
 }
 
+void check_activation(const char* op, const char* arg, const Tensor& t) {
+  check_defined(op, arg, t);
+  BYOL_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64 || t.dtype() == DType::bf16, op,
+             ": argument '", arg, "' expected dtype f32, f64 or bf16, got ", t.describe());
+}
+
+void check_param(const char* op, const char* arg, const Tensor& t, const Tensor& x) {
+  check_defined(op, arg, t);
+  const DType want = compute_dtype(x.dtype());
+  BYOL_CHECK(t.dtype() == want, op, ": argument '", arg, "' expected dtype ", dtype_name(want),
+             x.dtype() == DType::bf16 ? " (bf16 inputs keep float32 parameters)" : " (that of the input)",
+             ", got ", t.describe());
+  BYOL_CHECK(t.device() == x.device(), op, ": argument '", arg, "' expected device ", device_name(x.device()),
+             " (that of the input), got ", t.describe());
+}
+
 void check_contiguous(const char* op, const char* arg, const Tensor& t) {
   BYOL_CHECK(t.is_contiguous(), op, ": argument '", arg,
              "' expected a contiguous tensor (call .contiguous()), got strides ", shape_str(t.strides()),
@@ -29,8 +45,8 @@ void check_bf16_products(const char* op, const Tensor& x, bool bf16) {
   BYOL_CHECK(x.dtype() == DType::f32, op, ": bf16 products need float32 input and weight, got ",
              x.describe());
   BYOL_CHECK(x.device().is_cpu(), op,
-             ": bf16 products run on the CPU backend only so far (train.precision = \"bf16\" on a GPU is not "
-             "built yet), got ",
+             ": bf16 products on float32 inputs run on the CPU backend; on a GPU, bf16 takes bf16 inputs "
+             "(cast the activations with ops::cast, as train.precision = \"bf16\" does there), got ",
              x.describe());
 }
 

@@ -19,6 +19,11 @@ void check_defined(const char* op, const char* arg, const Tensor& t);
 // dims: exact rank; layout: how the dimensions are named, e.g. "[N, H, W, C]".
 void check_rank(const char* op, const char* arg, const Tensor& t, int64_t dims, const char* layout);
 void check_floating(const char* op, const char* arg, const Tensor& t);  // f32 or f64
+// An activation of the ops that take bf16 storage (conv2d, batch norm, pooling, relu, add, cast): f32, f64
+// or bf16.
+void check_activation(const char* op, const char* arg, const Tensor& t);
+// A float parameter of an op whose input is x: x's compute dtype (f32 for bf16 activations) and device.
+void check_param(const char* op, const char* arg, const Tensor& t, const Tensor& x);
 void check_contiguous(const char* op, const char* arg, const Tensor& t);
 // bf16 products (Conv2dParams::bf16, LinearParams::bf16) need float32 input on the CPU backend.
 void check_bf16_products(const char* op, const Tensor& x, bool bf16);
@@ -36,6 +41,17 @@ void dispatch_float(DType t, F&& f) {
     f(float{});
   } else {
     f(double{});
+  }
+}
+
+// Calls f(S{}) with S = float, double or bf16: an activation's storage type (compute_t<S> is the type of
+// the op's float parameters and math).
+template <class F>
+void dispatch_storage(DType t, F&& f) {
+  if (t == DType::bf16) {
+    f(bf16{});
+  } else {
+    dispatch_float(t, f);
   }
 }
 
@@ -58,6 +74,23 @@ void on_backend(const char* op, const Tensor& t, Cpu&& cpu, Cuda&& cuda) {
   BYOL_CHECK(t.dtype() == DType::f32, op, ": ", t.describe(),
              " on a GPU: the CUDA backend runs float32 (f64 runs on the CPU)");
   cuda();
+}
+
+// on_backend for the ops whose activations may be stored as bf16 (check_activation): cpu(S{}) with S the
+// storage type (float, double or bf16); cuda(S{}) with S = float or bf16.
+template <class Cpu, class Cuda>
+void on_backend_act(const char* op, const Tensor& t, Cpu&& cpu, Cuda&& cuda) {
+  if (t.device().is_cpu()) {
+    dispatch_storage(t.dtype(), cpu);
+    return;
+  }
+  BYOL_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::bf16, op, ": ", t.describe(),
+             " on a GPU: the CUDA backend runs float32 and bf16 activations (f64 runs on the CPU)");
+  if (t.dtype() == DType::bf16) {
+    cuda(bf16{});
+  } else {
+    cuda(float{});
+  }
 }
 
 // ReLU's backward from its output: dy where y > 0, else 0 (engine/ops/elementwise.cpp). Used by relu and by

@@ -14,6 +14,12 @@ void check_float_input(const char* op, const char* arg, const Tensor& x) {
   check_contiguous(op, arg, x);
 }
 
+// relu and add also take bf16 activations (batch norm's fused ReLU, autograd's sums of gradients).
+void check_activation_input(const char* op, const char* arg, const Tensor& x) {
+  check_activation(op, arg, x);
+  check_contiguous(op, arg, x);
+}
+
 // x * alpha into a new tensor (scale's forward and backward).
 Tensor scaled(const char* op, const Tensor& x, double alpha) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -55,28 +61,33 @@ Tensor scaled_sum(const char* op, const Tensor& x, double factor) {
 }  // namespace
 
 Tensor detail::relu_grad(const char* op, const Tensor& y, const Tensor& dy) {
+  BYOL_CHECK(dy.dtype() == y.dtype() && dy.shape() == y.shape(), op, ": the gradient ", dy.describe(),
+             " does not match the output ", y.describe());
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-  on_backend(
+  on_backend_act(
       op, y,
       [&](auto tag) {
         using T = decltype(tag);
         cpu::relu_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), y.numel());
       },
-      [&] {
-        BYOL_ON_CUDA(op, y,
-                     cuda::relu_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), y.numel()));
+      [&]([[maybe_unused]] auto tag) {
+        using T [[maybe_unused]] = decltype(tag);
+        BYOL_ON_CUDA(op, y, cuda::relu_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), y.numel()));
       });
   return dx;
 }
 
 Tensor relu(const Tensor& x) {
   const char* op = "relu";
-  check_float_input(op, "input", x);
+  check_activation_input(op, "input", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  on_backend(
+  on_backend_act(
       op, x,
       [&](auto tag) { cpu::relu_forward(x.data<decltype(tag)>(), y.data<decltype(tag)>(), x.numel()); },
-      [&] { BYOL_ON_CUDA(op, x, cuda::relu_forward(x.data<float>(), y.data<float>(), x.numel())); });
+      [&]([[maybe_unused]] auto tag) {
+        using T [[maybe_unused]] = decltype(tag);
+        BYOL_ON_CUDA(op, x, cuda::relu_forward(x.data<T>(), y.data<T>(), x.numel()));
+      });
   GradRecorder rec(op, {x});
   if (rec.active()) {
     // Save the output through a plain view: capturing y itself would make y's node own y.
@@ -89,23 +100,40 @@ Tensor relu(const Tensor& x) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   const char* op = "add";
-  check_float_input(op, "a", a);
+  check_activation_input(op, "a", a);
   check_defined(op, "b", b);
   BYOL_CHECK(b.shape() == a.shape(), op, ": argument 'b' expected shape ", shape_str(a.shape()),
              " (that of 'a'; add does not broadcast), got ", b.describe());
   check_like(op, "b", b, "a", a);
   check_contiguous(op, "b", b);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  on_backend(
+  on_backend_act(
       op, a,
       [&](auto tag) {
         using T = decltype(tag);
         cpu::add(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
       },
-      [&] { BYOL_ON_CUDA(op, a, cuda::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel())); });
+      [&]([[maybe_unused]] auto tag) {
+        using T [[maybe_unused]] = decltype(tag);
+        BYOL_ON_CUDA(op, a, cuda::add(a.data<T>(), b.data<T>(), y.data<T>(), a.numel()));
+      });
   GradRecorder rec(op, {a, b});
   if (rec.active()) {
     rec.record(y, [](const Tensor& dy) { return std::vector<Tensor>{dy, dy}; });
+  }
+  return y;
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  const char* op = "cast";
+  check_activation(op, "input", x);
+  BYOL_CHECK(is_floating(dtype), op, ": argument 'dtype' expected f32, f64 or bf16, got ", dtype_name(dtype));
+  if (dtype == x.dtype()) return x;
+  Tensor y = x.to(dtype);
+  GradRecorder rec(op, {x});
+  if (rec.active()) {
+    // The gradient goes back in the input's dtype (to bf16: rounded to nearest even).
+    rec.record(y, [from = x.dtype()](const Tensor& dy) { return std::vector<Tensor>{dy.to(from)}; });
   }
   return y;
 }
@@ -230,19 +258,22 @@ Tensor all_gather_rows(const Tensor& x, int64_t rank, int64_t world, const Stats
 
 void add_(Tensor& dst, const Tensor& src) {
   const char* op = "add_";
-  check_float_input(op, "dst", dst);
+  check_activation_input(op, "dst", dst);
   check_defined(op, "src", src);
   BYOL_CHECK(src.shape() == dst.shape(), op, ": argument 'src' expected shape ", shape_str(dst.shape()),
              " (that of 'dst'), got ", src.describe());
   check_like(op, "src", src, "dst", dst);
   const Tensor s = src.contiguous();
-  on_backend(
+  on_backend_act(
       op, dst,
       [&](auto tag) {
         using T = decltype(tag);
         cpu::add_inplace(dst.data<T>(), s.data<T>(), dst.numel());
       },
-      [&] { BYOL_ON_CUDA(op, dst, cuda::add_inplace(dst.data<float>(), s.data<float>(), dst.numel())); });
+      [&]([[maybe_unused]] auto tag) {
+        using T [[maybe_unused]] = decltype(tag);
+        BYOL_ON_CUDA(op, dst, cuda::add_inplace(dst.data<T>(), s.data<T>(), dst.numel()));
+      });
 }
 
 }  // namespace byol::ops
