@@ -329,10 +329,10 @@ int main(int argc, char** argv) {
     sub->add_option("--test", a.test, "test dataset spec")->required();
     sub->add_option("--device", a.device, "auto, cpu, cuda or cuda:N: where the encoder runs (finetune: cpu)")
         ->capture_default_str();
-    sub->add_option(
-           "--precision", a.precision,
-           "the encoder's convolutions: fp32, or bf16 products (operands rounded to bf16, sums in fp32; on a GPU "
-           "with bf16 activations)")
+    sub->add_option("--precision", a.precision,
+                    "the encoder's convolutions: fp32, or bf16 products (operands rounded to bf16, sums in "
+                    "fp32; on a GPU "
+                    "with bf16 activations)")
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
     sub->add_option("--tf32", a.tf32, "TF32 for float32 convolutions and GEMMs on a GPU (true/false)")

@@ -330,10 +330,13 @@ class PretrainRun {
     in.push_back(uploader_->upload({b.labels}, device_)[0]);
     return in;
   }
-  // "bf16" or "fp32", with "(auto)" where train.precision = "auto" chose it, and ", bf16 activations" on a GPU.
+  // "bf16" or "fp32", with "(auto)" where train.precision = "auto" chose it, and ", bf16 activations" on a
+  // GPU.
   std::string precision_text() const {
     return std::string(bf16_ ? "bf16" : "fp32") +
-           (bf16_ && models::bf16_activations_by_default(device_) ? ", bf16 activations" : "") +
+           (bf16_ && (cfg_.cpu_bf16_activations || models::bf16_activations_by_default(device_))
+                ? ", bf16 activations"
+                : "") +
            (cfg_.precision == "auto" ? " (auto)" : "");
   }
   void log(nlohmann::json j);  // metrics.jsonl and the event file (root only)
@@ -411,18 +414,23 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   // picks it only where it measured faster: so far CPUs with AMX tiles; the GPU path has not yet been timed.
   bf16_ = cfg_.precision == "bf16" ||
           (cfg_.precision == "auto" && device_.is_cpu() && cpu::bf16_measured_faster());
+  BYOL_CHECK(!cfg_.cpu_bf16_activations || bf16_,
+             "train.cpu_bf16_activations = true stores activations in bf16 ",
+             "with bf16 precision, and train.precision = \"", cfg_.precision, "\" chose fp32 on ",
+             device_name(device_), ": set train.precision = \"bf16\" or train.cpu_bf16_activations = false");
   BYOL_CHECK(cfg_.augment_on == "cpu" || device_.is_cuda(),
              "data.augment_on = \"gpu\" augments on the GPU, and ", "run.device = \"", cfg_.device,
              "\" chose ", device_name(device_), ": set data.augment_on = \"cpu\" or run.device = \"cuda\"");
-  BYOL_CHECK(!cfg_.cuda_graph || device_.is_cuda(), "train.cuda_graph = true captures the step on a GPU, and ",
-             "run.device = \"", cfg_.device, "\" chose ", device_name(device_),
-             ": set train.cuda_graph = false or run.device = \"cuda\"");
+  BYOL_CHECK(!cfg_.cuda_graph || device_.is_cuda(),
+             "train.cuda_graph = true captures the step on a GPU, and ", "run.device = \"", cfg_.device,
+             "\" chose ", device_name(device_), ": set train.cuda_graph = false or run.device = \"cuda\"");
   cuda_set_tf32(cfg_.tf32);
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
   world_ = comm_->world_size();
   BYOL_CHECK(!cfg_.cuda_graph || world_ == 1, "train.cuda_graph = true is for one rank so far (this run has ",
-             world_, "): the all-reduces of several ranks have not been captured and checked on a multi-GPU "
+             world_,
+             "): the all-reduces of several ranks have not been captured and checked on a multi-GPU "
              "machine yet; set train.cuda_graph = false");
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   BYOL_CHECK(cfg_.batch_size % world_ == 0, "train.batch_size ", cfg_.batch_size, " is not divisible by the ",
@@ -468,6 +476,7 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   train_.constant_tau = cfg_.tau_schedule == "constant";
   train_.precision = bf16_ ? TrainConfig::Precision::bf16 : TrainConfig::Precision::fp32;
   train_.cuda_graph = cfg_.cuda_graph;
+  train_.bf16_activations = cfg_.cpu_bf16_activations;
   learner_ = std::make_unique<Learner>(network_config(cfg_), train_);
   learner_->to(device_);  // before DataParallel: its collectives run on the learner's buffers
   dp_ =

@@ -154,6 +154,7 @@ const std::map<std::string, Setter>& setters() {
       {"train.tau_schedule", text(&C::tau_schedule)},
       {"train.precision", text(&C::precision)},
       {"train.cuda_graph", boolean(&C::cuda_graph)},
+      {"train.cpu_bf16_activations", boolean(&C::cpu_bf16_activations)},
       {"train.threads", integer(&C::threads)},
       {"train.sync_bn", boolean(&C::sync_bn)},
       {"run.out", text(&C::out)},
@@ -361,6 +362,7 @@ std::string to_toml(const PretrainConfig& c) {
      << "\ntemperature = " << r(c.temperature) << "\naccumulation_steps = " << c.accumulation_steps
      << "\ntau_schedule = " << q(c.tau_schedule) << "\nprecision = " << q(c.precision)
      << "\ncuda_graph = " << (c.cuda_graph ? "true" : "false")
+     << "\ncpu_bf16_activations = " << (c.cpu_bf16_activations ? "true" : "false")
      << "\nthreads = " << c.threads << "\nsync_bn = " << (c.sync_bn ? "true" : "false")
      << "\n\n[run]\nout = " << q(c.out) << "\nlog_every = " << c.log_every << "\nknn_every = " << c.knn_every
      << "\ncheckpoint_every = " << c.checkpoint_every << "\nkeep_checkpoints = " << c.keep_checkpoints

@@ -67,9 +67,12 @@ struct PretrainConfig {
   // Micro-batches per step (gradient accumulation, byol/learner.h): for batches beyond memory; each
   // micro-batch has its own batch-norm statistics, so it is not the same run as the large batch.
   int64_t accumulation_steps = 1;
-  // "fp32", "bf16" (bf16 products in the convolutions; CPU) or "auto": bf16 on a CPU where it measured
-  // faster (cpu::bf16_measured_faster: AMX), fp32 elsewhere.
+  // "fp32", "bf16" (bf16 products in the convolutions; on a GPU with bf16 activations) or "auto": bf16 on a
+  // CPU where it measured faster (cpu::bf16_measured_faster: AMX), fp32 elsewhere (GPUs until timed).
   std::string precision = "auto";
+  // With precision bf16 on the CPU: the encoder's activations stored as bf16 too, as on a GPU
+  // (TrainConfig::bf16_activations). Slower on the CPU (measured); it trains the GPU's form where no GPU is.
+  bool cpu_bf16_activations = false;
   // On a GPU: capture the step as one CUDA graph after two eager steps and replay it (byol/learner.h,
   // TrainConfig::cuda_graph). One rank only so far.
   bool cuda_graph = false;

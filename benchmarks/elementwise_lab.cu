@@ -1,5 +1,5 @@
-// Kernel lab: the elementwise kernels, full sums and casts of engine/cuda/elementwise.cu and the pooling kernels
-// of engine/cuda/pool.cu — the shipping launchers, validated against the CPU backend's own functions
+// Kernel lab: the elementwise kernels, full sums and casts of engine/cuda/elementwise.cu and the pooling
+// kernels of engine/cuda/pool.cu — the shipping launchers, validated against the CPU backend's own functions
 // (engine/cpu/cpu_backend.h, which share engine/math/elementwise.h with the kernels), the CPU cast
 // (Tensor::to(DType)) or a CPU loop, then timed at ResNet-50 sizes.
 //
@@ -58,11 +58,11 @@
 #include "benchmarks/lab_main.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/context.h"
+#include "engine/cuda/elementwise.cuh"
+#include "engine/cuda/pool.cuh"
 #include "engine/cuda/timing.h"
 #include "engine/dtype.h"
 #include "engine/tensor.h"
-#include "engine/cuda/elementwise.cuh"
-#include "engine/cuda/pool.cuh"
 
 using namespace byol;
 
@@ -227,13 +227,16 @@ struct Checks {
       sum{"sum", false}, column_sums{"column_sums", true}, add_row_bias{"add_row_bias", true},
       max_pool_forward{"max_pool2d_forward (+argmax)", true}, max_pool_backward{"max_pool2d_backward", true},
       avg_pool_forward{"global_avg_pool_forward", false}, avg_pool_backward{"global_avg_pool_backward", true},
-      cast{"cast (f32, f64, bf16 pairs)", true};
+      cast{"cast (f32, f64, bf16 pairs)", true}, bf16_relu{"bf16 relu forward + backward", true},
+      bf16_add{"bf16 add + add_inplace", true}, bf16_max_pool{"bf16 max_pool2d fwd (+argmax), bwd", true},
+      bf16_avg_pool{"bf16 global_avg_pool fwd, bwd", true};
 
   bool report(lab::Report& report) const {
     bool ok = true;
     for (const Check* c :
          {&relu_forward, &relu_backward, &add, &add_inplace, &scale, &fill, &sum, &column_sums, &add_row_bias,
-          &max_pool_forward, &max_pool_backward, &avg_pool_forward, &avg_pool_backward, &cast})
+          &max_pool_forward, &max_pool_backward, &avg_pool_forward, &avg_pool_backward, &cast, &bf16_relu,
+          &bf16_add, &bf16_max_pool, &bf16_avg_pool})
       ok = c->report(report) && ok;
     return ok;
   }
@@ -386,6 +389,74 @@ void validate_pools(Checks& c, std::mt19937_64& gen) {
   }
 }
 
+// bf16 activations (issue 17): relu, add, add_inplace, max pool and global average pool on bf16 rows against
+// the CPU backend's bf16 functions, bitwise: both widen to float, run the same float formula in the same
+// order and round once (nearest even); the pools' NaNs, ties and window cases are the float32 ones.
+std::vector<bf16> random_bf16(int64_t n, std::mt19937_64& gen, double mean = 0.0) {
+  std::normal_distribution<float> d(static_cast<float>(mean), 1.0f);
+  std::vector<bf16> v(n);
+  for (bf16& x : v) x = float_to_bf16(d(gen));
+  return v;
+}
+
+void validate_bf16(Checks& c, std::mt19937_64& gen) {
+  cudaStream_t s = cuda::compute_stream();
+  for (int64_t n : {int64_t(1), int64_t(1001), int64_t(4194319)}) {
+    const std::vector<bf16> a = random_bf16(n, gen), b = random_bf16(n, gen);
+    std::vector<bf16> want(n), want_back(n), want_add(n), want_inplace = a;
+    cpu::relu_forward(a.data(), want.data(), n);
+    cpu::relu_backward(want.data(), b.data(), want_back.data(), n);
+    cpu::add(a.data(), b.data(), want_add.data(), n);
+    cpu::add_inplace(want_inplace.data(), b.data(), n);
+    const Tensor da = upload(a), db = upload(b), dy = poisoned<bf16>(n), dx = poisoned<bf16>(n),
+                 dsum = poisoned<bf16>(n), dinplace = upload(a, poison<bf16>());
+    kernels::relu_forward(da.data<bf16>(), dy.data<bf16>(), n, s);
+    kernels::relu_backward(dy.data<bf16>(), db.data<bf16>(), dx.data<bf16>(), n, s);
+    kernels::add(da.data<bf16>(), db.data<bf16>(), dsum.data<bf16>(), n, s);
+    kernels::add_inplace(dinplace.data<bf16>(), db.data<bf16>(), n, s);
+    c.bf16_relu.compare(dy, want);
+    c.bf16_relu.compare(dx, want_back);
+    c.bf16_add.compare(dsum, want_add);
+    c.bf16_add.compare(dinplace, want_inplace);
+  }
+  for (const MaxPoolCase& m : kMaxPools) {
+    const int64_t P = (m.H + 2 * m.pad - m.kernel) / m.stride + 1,
+                  Q = (m.W + 2 * m.pad - m.kernel) / m.stride + 1;
+    const int64_t in = m.N * m.H * m.W * m.C, out = m.N * P * Q * m.C;
+    std::vector<bf16> x = random_bf16(in, gen);
+    for (bf16& v : x) v = float_to_bf16(std::round(bf16_to_float(v) * 2.0f) / 2.0f);  // ties
+    for (int64_t i = 50; i < in; i += 101) x[i] = float_to_bf16(std::numeric_limits<float>::quiet_NaN());
+    std::vector<bf16> y(out);
+    std::vector<int32_t> arg(out);
+    cpu::max_pool2d_forward(x.data(), y.data(), arg.data(), m.N, m.H, m.W, m.C, P, Q, m.kernel, m.stride,
+                            m.pad);
+    const Tensor dx = upload(x), dy = poisoned<bf16>(out), darg = poisoned<int32_t>(out);
+    kernels::max_pool2d_forward(dx.data<bf16>(), dy.data<bf16>(), darg.data<int32_t>(), m.N, m.H, m.W, m.C, P,
+                                Q, m.kernel, m.stride, m.pad, s);
+    c.bf16_max_pool.compare(dy, y);
+    c.bf16_max_pool.compare(darg, arg);
+    const std::vector<bf16> g = random_bf16(out, gen);
+    std::vector<bf16> want(in);
+    cpu::max_pool2d_backward(g.data(), arg.data(), want.data(), m.N, m.H, m.W, m.C, P, Q);
+    const Tensor dg = upload(g), dargs = upload(arg), dgx = poisoned<bf16>(in);
+    kernels::max_pool2d_backward(dg.data<bf16>(), dargs.data<int32_t>(), dgx.data<bf16>(), m.N, m.H, m.W, m.C,
+                                 P, Q, m.kernel, m.stride, m.pad, s);
+    c.bf16_max_pool.compare(dgx, want);
+  }
+  for (const AvgPoolCase& a : kAvgPools) {
+    const int64_t in = a.N * a.HW * a.C, out = a.N * a.C;
+    const std::vector<bf16> x = random_bf16(in, gen, 0.5), g = random_bf16(out, gen);
+    std::vector<bf16> want(out), want_back(in);
+    cpu::global_avg_pool_forward(x.data(), want.data(), a.N, a.HW, a.C);
+    cpu::global_avg_pool_backward(g.data(), want_back.data(), a.N, a.HW, a.C);
+    const Tensor dx = upload(x), dy = poisoned<bf16>(out), dg = upload(g), dgx = poisoned<bf16>(in);
+    kernels::global_avg_pool_forward(dx.data<bf16>(), dy.data<bf16>(), a.N, a.HW, a.C, s);
+    kernels::global_avg_pool_backward(dg.data<bf16>(), dgx.data<bf16>(), a.N, a.HW, a.C, s);
+    c.bf16_avg_pool.compare(dy, want);
+    c.bf16_avg_pool.compare(dgx, want_back);
+  }
+}
+
 // One cast S -> D of `values` (first cast to S on the CPU) against the CPU's cast (Tensor::to).
 template <class S, class D>
 void validate_cast(Check& c, const std::vector<double>& values) {
@@ -444,6 +515,7 @@ bool validate(lab::Report& report) {
     validate_pools<double>(c, gen);
   }
   kernels::force_64bit_pool_indices(false);
+  validate_bf16(c, gen);
   validate_casts(c.cast, gen);
   return c.report(report);
 }
@@ -538,6 +610,27 @@ int run(lab::Report& report, const std::vector<int64_t>&) {
         kernels::max_pool2d_backward(b, arg, z, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
       },
       (2 * pool_out + pool_in) * f);
+
+  // bf16 activations (issue 17): the same kernels on bf16 rows, half the bytes.
+  const Tensor ha = xa.to(DType::bf16), hb = xb.to(DType::bf16), hy = Tensor::empty({kAct}, DType::bf16, gpu);
+  const bf16 *ba = ha.data<bf16>(), *bb = hb.data<bf16>();
+  bf16* by = hy.data<bf16>();
+  timed(
+      with_n("v1 bf16 relu forward", kAct), [&] { kernels::relu_forward(ba, by, kAct, s); }, 2 * n * 2);
+  timed(
+      with_n("v1 bf16 add", kAct), [&] { kernels::add(ba, bb, by, kAct, s); }, 3 * n * 2);
+  timed(
+      "v2 bf16 max_pool 3x3/2 forward",
+      [&] {
+        kernels::max_pool2d_forward(ba, by, arg, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
+      },
+      pool_in * 2 + pool_out * (2 + 4));
+  timed(
+      "v2 bf16 max_pool 3x3/2 backward",
+      [&] {
+        kernels::max_pool2d_backward(bb, arg, by, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
+      },
+      pool_out * (2 + 4) + pool_in * 2);
 
   const double gap = static_cast<double>(kGapN * kGapHW * kGapC + kGapN * kGapC) * f;
   timed(

@@ -109,7 +109,8 @@ struct ForwardContext {
   bool bf16 = false;
   // With bf16: the encoder's activations stored as bf16 between its layers (its input cast once, its
   // features cast back to float32 after the global pool): convolutions with bf16 inputs and outputs, batch
-  // norm, ReLU, the shortcut and pooling on bf16 rows with float math and float32 parameters and statistics.
+  // norm, ReLU, the shortcut and pooling on bf16 rows with float math and float32 parameters and statistics;
+  // the heads' linear layers then run in float32 (Linear::forward).
   // Half the activations' memory traffic; on a GPU, the only form cuDNN's bf16 convolutions take.
   bool bf16_activations = false;
 };
@@ -150,10 +151,11 @@ class Linear {
  public:
   Linear(ParamRegistry& reg, const std::string& name, int64_t in, int64_t out, bool bias);
   // ctx.bf16: bf16 products (ops::LinearParams::bf16; train.precision = "bf16") on the CPU, as the
-  // convolutions. On a GPU the heads stay float32 (TF32 where allowed): their share of a ResNet step is
-  // small, and cuBLAS would need bf16 copies of x and w for bf16 products.
+  // convolutions. With bf16 activations (always on a GPU) the heads stay float32 (TF32 where allowed): their
+  // share of a ResNet step is small, and cuBLAS would need bf16 copies of x and w for bf16 products; the
+  // CPU's bf16-activation form does the same, so it is the GPU's reference.
   Tensor forward(const Tensor& x, const ForwardContext& ctx = {}) const {
-    return ops::linear(x, weight, bias, {ctx.bf16 && x.device().is_cpu()});
+    return ops::linear(x, weight, bias, {ctx.bf16 && !ctx.bf16_activations && x.device().is_cpu()});
   }
   Tensor weight;  // (out, in)
   Tensor bias;    // (out), undefined without bias

@@ -95,8 +95,7 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
                                   invstd.data<T>() + g * C, data_or_null<T>(running_mean),
                                   data_or_null<T>(running_var));
           },
-          [&]([[maybe_unused]] auto tag) {
-            using X [[maybe_unused]] = decltype(tag);
+          [&](auto) {  // the statistics are float32 whatever the activations' storage
             BYOL_ON_CUDA(
                 op, x,
                 cuda::batch_norm_stats(sp + g * S, C, opt.eps, opt.decay, mean.data<float>() + g * C,
@@ -112,8 +111,7 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
             cpu::batch_norm_eval_stats(running_mean.data<T>(), running_var.data<T>(), C, opt.eps,
                                        mean.data<T>() + g * C, invstd.data<T>() + g * C);
           },
-          [&]([[maybe_unused]] auto tag) {
-            using X [[maybe_unused]] = decltype(tag);
+          [&](auto) {  // the statistics are float32 whatever the activations' storage
             BYOL_ON_CUDA(
                 op, x,
                 cuda::batch_norm_eval_stats(running_mean.data<float>(), running_var.data<float>(), C, opt.eps,

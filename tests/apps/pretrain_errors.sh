@@ -34,6 +34,7 @@ expect "config key 'data.augment_on': expected \"cpu\" or \"gpu\", got 'tpu'" --
 expect 'data.augment_on = "gpu" augments on the GPU, and run.device = "cpu" chose cpu: set data.augment_on = "cpu" or run.device = "cuda"' --set data.augment_on=gpu --set run.device=cpu
 expect 'train.cuda_graph = true captures the step on a GPU, and run.device = "cpu" chose cpu: set train.cuda_graph = false or run.device = "cuda"' --set train.cuda_graph=true --set run.device=cpu
 expect "--set train.cuda_graph: expected true or false" --set train.cuda_graph=yes
+expect 'train.cpu_bf16_activations = true stores activations in bf16 with bf16 precision, and train.precision = "fp32" chose fp32 on cpu: set train.precision = "bf16" or train.cpu_bf16_activations = false' --set train.cpu_bf16_activations=true --set train.precision=fp32 --set run.device=cpu
 expect "--set model.heads: unknown key" --set model.heads=3
 expect "--set train.base_lrr: unknown key; did you mean 'train.base_lr'?" --set train.base_lrr=0.1
 expect "config key 'run.device': expected auto, cpu, cuda or cuda:N, got 'cuda:x'" --set run.device=cuda:x
