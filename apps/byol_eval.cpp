@@ -28,6 +28,7 @@
 #include "apps/version.h"
 #include "byol/checkpoint.h"
 #include "byol/evaluation.h"
+#include "engine/cpu/cpu_backend.h"  // bf16_measured_faster
 #include "engine/device_memory.h"
 
 namespace {
@@ -53,7 +54,8 @@ struct Args {
   int workers = 2, threads = 0;
   std::string device = "auto";  // where the encoder runs (knn, linear: feature extraction)
   bool tf32 = true;
-  std::string precision = "fp32";  // the encoder's convolutions: fp32 or bf16 products
+  // The encoder's convolutions: fp32, bf16 products, or auto (bf16 where it measured faster: CPUs with AMX).
+  std::string precision = "fp32";
   uint64_t seed = 0;
   std::string json_path;
   // knn
@@ -187,12 +189,15 @@ int run(const Args& a) {
   extract.batch_size = a.batch_size;
   extract.workers = a.workers;
   extract.progress = progress;
-  extract.bf16 = a.precision == "bf16";
+  extract.bf16 =
+      a.precision == "bf16" || (a.precision == "auto" && device.is_cpu() && cpu::bf16_measured_faster());
+  const std::string precision =
+      std::string(extract.bf16 ? "bf16" : "fp32") + (a.precision == "auto" ? " (auto)" : "");
 
   json result = {
       {"mode", a.mode},
       {"device", device_name(device)},
-      {"precision", a.precision},
+      {"precision", precision},
       {"encoder",
        {{"kind", enc.kind},
         {"path", enc.path.empty() ? json(nullptr) : json(enc.path)},
@@ -329,11 +334,12 @@ int main(int argc, char** argv) {
     sub->add_option("--test", a.test, "test dataset spec")->required();
     sub->add_option("--device", a.device, "auto, cpu, cuda or cuda:N: where the encoder runs (finetune: cpu)")
         ->capture_default_str();
-    sub->add_option("--precision", a.precision,
-                    "the encoder's convolutions: fp32, or bf16 products (operands rounded to bf16, sums in "
-                    "fp32; on a GPU "
-                    "with bf16 activations)")
-        ->check(CLI::IsMember({"fp32", "bf16"}))
+    sub->add_option(
+           "--precision", a.precision,
+           "the encoder's convolutions: fp32; bf16 products (operands rounded to bf16, sums in fp32; "
+           "on a GPU with bf16 activations); auto: bf16 on a CPU where it measured faster (AMX), "
+           "else fp32")
+        ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
         ->capture_default_str();
     sub->add_option("--tf32", a.tf32, "TF32 for float32 convolutions and GEMMs on a GPU (true/false)")
         ->capture_default_str();
