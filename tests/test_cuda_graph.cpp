@@ -13,8 +13,9 @@
 //    that (and within 1e-6 where the eager runs agree exactly). With the probe, gradient accumulation, and a
 //    change of batch shape (a second capture), and with the unified objective at beta = 0.5 and one pass per
 //    view.
-//  - CudaGraph's refusals: a body that reads a tensor back to the host, and one that keeps memory it
-//    allocated, throw naming the cause; the device keeps working afterwards.
+//  - CudaGraph's refusals: a body that reads a tensor back to the host, one that keeps memory it
+//    allocated, and one that grows the process-wide workspace throw naming the cause; the device (and the
+//    workspace) keep working afterwards.
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <random>
@@ -325,6 +326,16 @@ TEST_CASE("[cuda] CudaGraph refuses a body that reads back or keeps its memory, 
                     Catch::Matchers::Contains("made during the capture are still held after it"));
   CHECK_FALSE(graph.captured());
   kept = Tensor();  // an allocation of a graph that never ran: dropped without a free
+
+  // Process-wide scratch may not grow inside a capture (made there, it would die with a refused graph and
+  // leave the cache pointing at nothing): a clear error, and the workspace works afterwards.
+  CHECK_THROWS_WITH(graph.capture(kGpu, [&] { (void)cuda::workspace((size_t(1) << 30) + 1); }),
+                    Catch::Matchers::Contains("cuda::workspace") &&
+                        Catch::Matchers::Contains("inside a CUDA graph capture"));
+  CHECK_FALSE(graph.captured());
+  void* ws = cuda::workspace(size_t(1) << 20);
+  CHECK(cudaMemsetAsync(ws, 0, size_t(1) << 20, cuda::compute_stream()) == cudaSuccess);
+  CHECK(cudaStreamSynchronize(cuda::compute_stream()) == cudaSuccess);
 
   // A good body: written into a buffer allocated before, replayed with new inputs.
   const Tensor out = Tensor::zeros({256}, DType::f32, kGpu);

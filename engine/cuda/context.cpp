@@ -124,8 +124,21 @@ DeviceBuffer device_copy_of(const void* host, size_t bytes) {
 void* workspace(size_t bytes) {
   DeviceState& s = state();
   if (!s.workspace) s.workspace = new DeviceBuffer();
+  const DeviceBuffer& w = *s.workspace;
+  if (bytes > w.bytes() || !w.get() || w.device() != current_device())
+    check_not_capturing(
+        cat("cuda::workspace (cuDNN / cuBLASLt scratch) growing from ", w.bytes(), " to ", bytes, " bytes"));
   s.workspace->reserve(bytes);
   return s.workspace->get();
+}
+
+void check_not_capturing(const std::string& what) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  BYOL_CUDA_CHECK(cudaStreamIsCapturing(compute_stream(), &status));
+  BYOL_CHECK(
+      status == cudaStreamCaptureStatusNone, what,
+      " inside a CUDA graph capture: this memory outlives the step, and made here it would belong to the "
+      "graph; the eager warm-up steps before the capture should have made it (a shape they did not have?)");
 }
 
 }  // namespace byol::cuda

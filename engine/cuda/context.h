@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -125,7 +126,13 @@ DeviceBuffer device_copy_of(const std::vector<T>& host) {
 }
 
 // A device-side workspace of the compute stream that grows to the largest request and is reused by
-// cuDNN and cuBLASLt calls (they are ordered on the one stream, so they never overlap).
+// cuDNN and cuBLASLt calls (they are ordered on the one stream, so they never overlap). It may not grow
+// inside a CUDA graph capture (check_not_capturing): the step's eager warm-up grows it to its size.
 void* workspace(size_t bytes);
+
+// Throws, naming `what`, if the current device's compute stream is capturing a CUDA graph. For memory that
+// outlives the step and is made on first use (the workspace, the LARS table): made inside a capture it would
+// belong to the graph, and a refused graph would leave the cache pointing at memory that never existed.
+void check_not_capturing(const std::string& what);
 
 }  // namespace byol::cuda

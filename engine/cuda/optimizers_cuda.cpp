@@ -13,6 +13,7 @@ namespace byol::ops {
 
 const LarsLayout::DeviceTable& LarsLayout::device_table(Device device) const {
   if (!table_.bytes.defined() || table_.bytes.device() != device) {
+    cuda::check_not_capturing("LARS: uploading the segment table");
     kernels::LarsSegments seg;
     for (const Segment& s : segments_) {
       seg.begins.push_back(s.begin);
