@@ -10,11 +10,13 @@
 //    at most one bf16 step (2^-8 relative) for a few elements. Bound 1e-3 on the relative norm of the
 //    difference (a wrong kernel is off by O(1));
 //  - conv2d (cuDNN's bf16 kernels, float accumulation, on the tensor cores; the filter gradient comes back in
-//    bf16): other summation orders and algorithms, the weight gradient rounded to bf16 once more. Bound 1e-2,
-//    the float32 TF32 test's;
+//    bf16; and the float32 fallback where cuDNN has no bf16 algorithm, forced): other summation orders and
+//    algorithms, the weight gradient rounded to bf16 once more. Bound 1e-2, the float32 TF32 test's;
 //  - a whole BYOL step with precision bf16 on the GPU against the CPU's step with bf16 activations: the two
 //    differ by roundings that flip, which is less than bf16 itself changes the step; the bound is twice the
-//    CPU's own bf16-vs-fp32 difference for each quantity (printed for the GPU run's log).
+//    CPU's own bf16-vs-fp32 difference for each quantity, at least 1e-3 (printed for the GPU run's log). TF32
+//    off and one pass for both views on all three learners, so the heads and batch-norm groups agree.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <random>
@@ -24,6 +26,7 @@
 #include "engine/ops.h"
 #include "tests/tiny_byol.h"
 #if BYOL_WITH_CUDA
+#include "engine/cuda/conv_cudnn.h"
 #include "tests/cuda_test_helpers.h"
 #endif
 
@@ -58,7 +61,9 @@ std::vector<Tensor> run(Device device, const std::vector<Tensor>& inputs,
                         const std::function<Tensor(const std::vector<Tensor>&)>& f, uint64_t seed) {
   std::vector<Tensor> in;
   for (const Tensor& t : inputs) {
-    Tensor c = t.to(device);
+    // A copy on either side (to() returns the tensor itself on its own device, and the gradients would pile
+    // up on the caller's tensors from one call to the next).
+    Tensor c = device.is_cpu() ? t.clone() : t.to(device);
     c.set_requires_grad(true);
     in.push_back(c);
   }
@@ -85,6 +90,13 @@ void compare(const char* what, const std::vector<Tensor>& inputs,
     else
       CHECK(rel_diff(g[i], c[i]) <= bound);
   }
+}
+
+// cuda::force_bf16_conv_fallback where the build has the CUDA backend (these tests run only there).
+void force_conv_fallback([[maybe_unused]] bool on) {
+#if BYOL_WITH_CUDA
+  cuda::force_bf16_conv_fallback(on);
+#endif
 }
 
 Tensor bf16_randn(const Shape& s, std::mt19937_64& gen, double mean = 0, double sd = 1) {
@@ -151,17 +163,23 @@ TEST_CASE("[cuda] bf16 activations: cuDNN's bf16 convolutions match the CPU's bf
     Shape x, w;
     int stride, pad;
   };
-  for (const Case& c :
-       {Case{{2, 9, 9, 16}, {32, 3, 3, 16}, 1, 1}, Case{{2, 8, 8, 16}, {32, 1, 1, 16}, 2, 0},
-        Case{{2, 15, 13, 3}, {16, 7, 7, 3}, 2, 3}, Case{{4, 4, 4, 64}, {64, 3, 3, 64}, 1, 1}}) {
-    INFO("x " << shape_str(c.x) << " w " << shape_str(c.w));
-    compare(
-        "conv2d", {bf16_randn(c.x, gen), Tensor::randn(c.w, gen, DType::f32, 0.0, 0.2)},
-        [&](const std::vector<Tensor>& in) {
-          return ops::conv2d(in[0], in[1], {c.stride, c.pad});
-        },
-        1e-2);
+  // cuDNN's bf16 kernels, and the float32 fallback on widened copies that runs where cuDNN has none (forced
+  // here, so the GPU run checks it too).
+  for (bool fallback : {false, true}) {
+    force_conv_fallback(fallback);
+    for (const Case& c :
+         {Case{{2, 9, 9, 16}, {32, 3, 3, 16}, 1, 1}, Case{{2, 8, 8, 16}, {32, 1, 1, 16}, 2, 0},
+          Case{{2, 15, 13, 3}, {16, 7, 7, 3}, 2, 3}, Case{{4, 4, 4, 64}, {64, 3, 3, 64}, 1, 1}}) {
+      INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << (fallback ? ", float32 fallback" : ""));
+      compare(
+          "conv2d", {bf16_randn(c.x, gen), Tensor::randn(c.w, gen, DType::f32, 0.0, 0.2)},
+          [&](const std::vector<Tensor>& in) {
+            return ops::conv2d(in[0], in[1], {c.stride, c.pad});
+          },
+          1e-2);
+    }
   }
+  force_conv_fallback(false);
 }
 
 TEST_CASE("[cuda] precision bf16: a BYOL step on the GPU (bf16 activations) matches the CPU's",
@@ -177,6 +195,9 @@ TEST_CASE("[cuda] precision bf16: a BYOL step on the GPU (bf16 activations) matc
   train.weight_decay = 1e-3;
   train.tau_base = 0.9;
   train.seed = 3;
+  // One pass for both views on every learner (the GPU's default; the CPU's is two): the same batch-norm
+  // groups and summation shapes on all three.
+  train.view_passes = TrainConfig::ViewPasses::one;
   TrainConfig bf = train;
   bf.precision = TrainConfig::Precision::bf16;
   bf.bf16_activations = true;  // the GPU's form, asked for on the CPU
@@ -204,7 +225,8 @@ TEST_CASE("[cuda] precision bf16: a BYOL step on the GPU (bf16 activations) matc
     for (const Gap& g : gaps) {
       INFO("step " << step << ", " << g.name << ": GPU vs CPU " << g.gpu_cpu << ", bf16 vs fp32 "
                    << g.bf16_fp32);
-      CHECK(g.gpu_cpu <= 2 * g.bf16_fp32);
+      // The floor: the loss is one signed number, so bf16 may leave it nearly unchanged by chance.
+      CHECK(g.gpu_cpu <= std::max(2 * g.bf16_fp32, 1e-3));
     }
   }
 }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
@@ -44,6 +45,7 @@ void conv2d_backward_filter(const float*, const float*, float*, const cpu::ConvG
 void conv2d_forward(const bf16*, const float*, bf16*, const cpu::ConvGeom&) {
   no_cudnn();
 }
+void force_bf16_conv_fallback(bool) {}
 void conv2d_backward_data(const bf16*, const float*, bf16*, const cpu::ConvGeom&) {
   no_cudnn();
 }
@@ -129,6 +131,7 @@ cudnnHandle_t cudnn_handle() {
 // (conv_select.h). Found again when every one of them has failed.
 struct Direction {
   bool found = false;
+  bool no_bf16 = false;  // a bf16 plan for which cuDNN found no algorithm: the float32 fallback runs
   std::vector<ConvAlgoResult> candidates;
   size_t next = 0;
 };
@@ -138,11 +141,13 @@ struct Direction {
 struct ConvPlan {
   ConvPlan(const cpu::ConvGeom& g, bool tf32_on, bool bf16)
       : tf32(tf32_on || bf16),
+        bf16(bf16),
         x(g.N, g.C, g.H, g.W, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT),
         y(g.N, g.K, g.P, g.Q, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT),
         w(g.K, g.C, g.R, g.S, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT),
         conv(g.pad, g.stride) {}
   bool tf32;  // tensor-core math allowed (TF32 on, or bf16 data)
+  bool bf16;
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
@@ -159,8 +164,8 @@ ConvPlan& plan_for(const cpu::ConvGeom& g, bool bf16, const void* a, const void*
   const bool tf32 = allow_tf32();
   const int64_t align = std::min({pointer_alignment(a), pointer_alignment(b), pointer_alignment(c)});
   const std::array<int64_t, 15> key{
-      g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.P, g.Q, g.stride, g.pad, tf32 ? 1 : 0, current_device(), align,
-      bf16 ? 1 : 0};
+      g.N,   g.H,         g.W, g.C, g.K, g.R, g.S, g.P, g.Q, g.stride, g.pad, tf32 ? 1 : 0, current_device(),
+      align, bf16 ? 1 : 0};
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = plans[key];
   if (!slot) slot = std::make_unique<ConvPlan>(g, tf32, bf16);
@@ -189,12 +194,25 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
   // With TF32 on, CUDNN_DEFAULT_MATH (as PyTorch sets it for float32): cuDNN may use TF32 tensor cores.
   // CUDNN_TENSOR_OP_MATH, used here before 2026-12-05, "will not actively perform datatype down conversion",
   // which may keep float32 convolutions off the tensor cores; the next GPU run compares the ResNet-50 step.
-  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  // bf16 data: CUDNN_TENSOR_OP_MATH, which the legacy API names as the setting for tensor-core convolutions
+  // of 16-bit data (PyTorch sets it for fp16 and bf16 alike).
+  BYOL_CUDNN_CHECK(cudnnSetConvolutionMathType(
+      p.conv.get(), p.bf16 ? CUDNN_TENSOR_OP_MATH : (p.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH)));
   Perf perf[kMaxAlgos];
   int count = 0;
-  find(perf, &count);
   std::vector<ConvAlgoResult> found;
   std::string seen;
+  if (p.bf16) {
+    try {  // a configuration cuDNN does not take at all may fail the search itself: the fallback then runs
+      find(perf, &count);
+    } catch (const Error& e) {
+      cudaGetLastError();
+      count = 0;
+      seen = e.what();
+    }
+  } else {
+    find(perf, &count);
+  }
   for (int i = 0; i < count; ++i) {
     found.push_back({static_cast<int>(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS, perf[i].memory,
                      static_cast<int>(perf[i].mathType)});
@@ -203,6 +221,18 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
   }
   d.candidates = usable_conv_algorithms(found, kWorkspaceLimit, p.tf32, CUDNN_FMA_MATH);
   d.next = 0;
+  if (d.candidates.empty() && p.bf16) {
+    // The bf16 kernels may want channel counts that are multiples of 8 (the stem has 3): the caller runs the
+    // float32 plan on widened copies instead (conv2d_forward and friends for bf16, below).
+    std::fprintf(
+        stderr,
+        "byol.cpp: %s: cuDNN found no bf16 algorithm (%s); this direction runs in float32 on widened "
+        "copies of the bf16 operands (the same products), rounded once into bf16\n",
+        describe(what, g).c_str(), seen.empty() ? "none" : seen.c_str());
+    d.no_bf16 = true;
+    d.found = true;
+    return;
+  }
   BYOL_CHECK(!d.candidates.empty(), describe(what, g), ": no algorithm succeeded within the ",
              kWorkspaceLimit >> 20, " MiB workspace", p.tf32 ? "" : " with FMA math (TF32 off)",
              "; cuDNN found: ", seen.empty() ? "none" : seen);
@@ -235,9 +265,13 @@ void execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g
   }
 }
 
+bool g_force_bf16_fallback = false;  // force_bf16_conv_fallback
+
 // The three directions on raw pointers: float32 data, or bf16 activations with bf16 filters (the float32
-// weights are cast to bf16 first by the callers below).
-void forward_impl(bool bf16, const void* x, const void* w, void* y, const cpu::ConvGeom& g) {
+// weights are cast to bf16 first by the callers below). false: a bf16 plan without a cuDNN algorithm, for
+// which the caller runs the float32 fallback.
+bool forward_impl(bool bf16, const void* x, const void* w, void* y, const cpu::ConvGeom& g) {
+  if (bf16 && g_force_bf16_fallback) return false;
   ConvPlan& p = plan_for(g, bf16, x, w, y);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -248,14 +282,17 @@ void forward_impl(bool bf16, const void* x, const void* w, void* y, const cpu::C
                                                               workspace(kWorkspaceLimit), kWorkspaceLimit));
     });
   }
+  if (p.fwd.no_bf16) return false;
   const float one = 1.0f, zero = 0.0f;
   execute<cudnnConvolutionFwdAlgo_t>(p, p.fwd, "forward", g, [&](auto algo, void* ws, size_t bytes) {
     return cudnnConvolutionForward(h, &one, p.x.get(), x, p.w.get(), w, p.conv.get(), algo, ws, bytes, &zero,
                                    p.y.get(), y);
   });
+  return true;
 }
 
-void backward_data_impl(bool bf16, const void* dy, const void* w, void* dx, const cpu::ConvGeom& g) {
+bool backward_data_impl(bool bf16, const void* dy, const void* w, void* dx, const cpu::ConvGeom& g) {
+  if (bf16 && g_force_bf16_fallback) return false;
   ConvPlan& p = plan_for(g, bf16, dy, w, dx);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -267,15 +304,18 @@ void backward_data_impl(bool bf16, const void* dy, const void* w, void* dx, cons
               workspace(kWorkspaceLimit), kWorkspaceLimit));
         });
   }
+  if (p.bwd_data.no_bf16) return false;
   const float one = 1.0f, zero = 0.0f;
   execute<cudnnConvolutionBwdDataAlgo_t>(
       p, p.bwd_data, "backward data", g, [&](auto algo, void* ws, size_t bytes) {
         return cudnnConvolutionBackwardData(h, &one, p.w.get(), w, p.y.get(), dy, p.conv.get(), algo, ws,
                                             bytes, &zero, p.x.get(), dx);
       });
+  return true;
 }
 
-void backward_filter_impl(bool bf16, const void* dy, const void* x, void* dw, const cpu::ConvGeom& g) {
+bool backward_filter_impl(bool bf16, const void* dy, const void* x, void* dw, const cpu::ConvGeom& g) {
+  if (bf16 && g_force_bf16_fallback) return false;
   ConvPlan& p = plan_for(g, bf16, dy, x, dw);
   cudnnHandle_t h = cudnn_handle();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -287,12 +327,14 @@ void backward_filter_impl(bool bf16, const void* dy, const void* x, void* dw, co
               workspace(kWorkspaceLimit), kWorkspaceLimit));
         });
   }
+  if (p.bwd_filter.no_bf16) return false;
   const float one = 1.0f, zero = 0.0f;
   execute<cudnnConvolutionBwdFilterAlgo_t>(
       p, p.bwd_filter, "backward filter", g, [&](auto algo, void* ws, size_t bytes) {
         return cudnnConvolutionBackwardFilter(h, &one, p.x.get(), x, p.y.get(), dy, p.conv.get(), algo, ws,
                                               bytes, &zero, p.w.get(), dw);
       });
+  return true;
 }
 
 int64_t filter_elements(const cpu::ConvGeom& g) {
@@ -308,6 +350,10 @@ DeviceBuffer bf16_copy(const float* w, int64_t n) {
 
 }  // namespace
 
+void force_bf16_conv_fallback(bool on) {
+  g_force_bf16_fallback = on;
+}
+
 void conv2d_forward(const float* x, const float* w, float* y, const cpu::ConvGeom& g) {
   forward_impl(false, x, w, y, g);
 }
@@ -320,23 +366,61 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const cp
   backward_filter_impl(false, dy, x, dw, g);
 }
 
+// bf16 activations. Where cuDNN has no bf16 algorithm for a geometry and direction, it runs on the float32
+// plan over widened copies: the operands are bf16 values (the weights rounded to bf16 first), so their
+// products are exact in float32 and in TF32, and the float32 sums are rounded once into the bf16 output, as
+// on the CPU (the filter gradient then stays float32, as on the CPU).
+namespace {
+DeviceBuffer widened(const void* bf16_values, int64_t n) {
+  DeviceBuffer out(static_cast<size_t>(n) * sizeof(float));
+  cast(bf16_values, static_cast<int>(DType::bf16), out.get(), static_cast<int>(DType::f32), n);
+  return out;
+}
+DeviceBuffer float_buffer(int64_t n) {
+  return DeviceBuffer(static_cast<size_t>(n) * sizeof(float));
+}
+void narrow(const DeviceBuffer& from, void* bf16_out, int64_t n) {
+  cast(from.get(), static_cast<int>(DType::f32), bf16_out, static_cast<int>(DType::bf16), n);
+}
+int64_t input_elements(const cpu::ConvGeom& g) {
+  return g.N * g.H * g.W * g.C;
+}
+int64_t output_elements(const cpu::ConvGeom& g) {
+  return g.N * g.P * g.Q * g.K;
+}
+}  // namespace
+
 void conv2d_forward(const bf16* x, const float* w, bf16* y, const cpu::ConvGeom& g) {
   const DeviceBuffer wb = bf16_copy(w, filter_elements(g));
-  forward_impl(true, x, wb.get(), y, g);
+  if (forward_impl(true, x, wb.get(), y, g)) return;
+  const DeviceBuffer xf = widened(x, input_elements(g)), wf = widened(wb.get(), filter_elements(g));
+  const DeviceBuffer yf = float_buffer(output_elements(g));
+  forward_impl(false, xf.get(), wf.get(), yf.get(), g);
+  narrow(yf, y, output_elements(g));
 }
 
 void conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const cpu::ConvGeom& g) {
   const DeviceBuffer wb = bf16_copy(w, filter_elements(g));
-  backward_data_impl(true, dy, wb.get(), dx, g);
+  if (backward_data_impl(true, dy, wb.get(), dx, g)) return;
+  const DeviceBuffer dyf = widened(dy, output_elements(g)), wf = widened(wb.get(), filter_elements(g));
+  const DeviceBuffer dxf = float_buffer(input_elements(g));
+  backward_data_impl(false, dyf.get(), wf.get(), dxf.get(), g);
+  narrow(dxf, dx, input_elements(g));
 }
 
 void conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const cpu::ConvGeom& g) {
   // cuDNN writes a bf16 filter gradient for bf16 data; it is widened into the float32 gradient (PyTorch's
   // autocast does the same: the bf16 weight copy's gradient, cast back).
   const int64_t n = filter_elements(g);
-  DeviceBuffer dwb(static_cast<size_t>(n) * sizeof(bf16));
-  backward_filter_impl(true, dy, x, dwb.get(), g);
-  cast(dwb.get(), static_cast<int>(DType::bf16), dw, static_cast<int>(DType::f32), n);
+  {
+    DeviceBuffer dwb(static_cast<size_t>(n) * sizeof(bf16));
+    if (backward_filter_impl(true, dy, x, dwb.get(), g)) {
+      cast(dwb.get(), static_cast<int>(DType::bf16), dw, static_cast<int>(DType::f32), n);
+      return;
+    }
+  }
+  const DeviceBuffer dyf = widened(dy, output_elements(g)), xf = widened(x, input_elements(g));
+  backward_filter_impl(false, dyf.get(), xf.get(), dw, g);
 }
 
 #endif

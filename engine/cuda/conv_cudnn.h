@@ -1,7 +1,7 @@
-// NHWC convolutions with KRSC filters through cuDNN (float32, and bf16 activations). For each geometry (and TF32 setting)
-// a plan holds RAII descriptors and, per direction, the algorithm that cudnnFind*AlgorithmEx timed
-// fastest on the first call within cuda::kWorkspaceLimit; later calls of that shape reuse it. Every call
-// is enqueued on the compute stream; the outputs are written (=), never accumulated.
+// NHWC convolutions with KRSC filters through cuDNN (float32, and bf16 activations). For each geometry (and
+// TF32 setting) a plan holds RAII descriptors and, per direction, the algorithm that cudnnFind*AlgorithmEx
+// timed fastest on the first call within cuda::kWorkspaceLimit; later calls of that shape reuse it. Every
+// call is enqueued on the compute stream; the outputs are written (=), never accumulated.
 #pragma once
 
 #include "engine/cpu/cpu_backend.h"  // ConvGeom
@@ -19,5 +19,9 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const cp
 void conv2d_forward(const bf16* x, const float* w, bf16* y, const cpu::ConvGeom& g);
 void conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const cpu::ConvGeom& g);
 void conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const cpu::ConvGeom& g);
+// Where cuDNN finds no bf16 algorithm for a geometry and direction, that direction runs the float32 plan on
+// widened copies (exact products of the bf16 values, the sums rounded once into bf16; said once on stderr).
+// For tests: true sends every bf16 convolution down that path.
+void force_bf16_conv_fallback(bool on);
 
 }  // namespace byol::cuda
