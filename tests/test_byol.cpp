@@ -20,19 +20,8 @@ namespace fs = std::filesystem;
 namespace {
 
 using byol::test_util::tiny_network;
+using byol::test_util::tiny_train;
 
-TrainConfig tiny_train(uint64_t seed) {
-  TrainConfig t;
-  t.batch_size = 4;
-  t.total_steps = 10;
-  t.warmup_steps = 2;
-  t.base_lr = 2.0;
-  t.weight_decay = 1e-3;
-  t.tau_base = 0.9;
-  t.probe_classes = 3;
-  t.seed = seed;
-  return t;
-}
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.to_vector<float>() == b.to_vector<float>();

@@ -187,14 +187,8 @@ TEST_CASE("[cuda] precision bf16: a BYOL step on the GPU (bf16 activations) matc
 #if BYOL_WITH_CUDA
   cuda_test::Tf32Guard tf32(false);  // the heads stay float32: no TF32 rounding on top of bf16's
 #endif
-  TrainConfig train;
+  TrainConfig train = byol::test_util::tiny_train(3);
   train.batch_size = 8;
-  train.total_steps = 10;
-  train.warmup_steps = 2;
-  train.base_lr = 2.0;
-  train.weight_decay = 1e-3;
-  train.tau_base = 0.9;
-  train.seed = 3;
   // One pass for both views on every learner (the GPU's default; the CPU's is two): the same batch-norm
   // groups and summation shapes on all three.
   train.view_passes = TrainConfig::ViewPasses::one;

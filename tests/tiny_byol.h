@@ -1,5 +1,5 @@
 // The smallest BYOL networks the tests train: ResNet-18 layout with one block per stage and 2 base
-// channels (CIFAR stem), heads 8 -> 4.
+// channels (CIFAR stem), heads 8 -> 4; and a short schedule for them.
 #pragma once
 
 #include "byol/learner.h"
@@ -16,6 +16,21 @@ inline NetworkConfig tiny_network() {
   net.projection_dim = 4;
   net.predictor_hidden = 8;
   return net;
+}
+
+// A short training schedule for it: batches of 4, 10 steps (2 of warm-up), LARS at lr 2, tau 0.9, a probe of
+// 3 classes (used only when labels are passed).
+inline TrainConfig tiny_train(uint64_t seed) {
+  TrainConfig t;
+  t.batch_size = 4;
+  t.total_steps = 10;
+  t.warmup_steps = 2;
+  t.base_lr = 2.0;
+  t.weight_decay = 1e-3;
+  t.tau_base = 0.9;
+  t.probe_classes = 3;
+  t.seed = seed;
+  return t;
 }
 
 }  // namespace byol::test_util

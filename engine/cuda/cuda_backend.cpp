@@ -12,13 +12,16 @@
 
 namespace byol::cuda {
 
-void relu_forward(const float* x, float* y, int64_t n) {
+template <class S>
+void relu_forward(const S* x, S* y, int64_t n) {
   kernels::relu_forward(x, y, n, compute_stream());
 }
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
+template <class S>
+void relu_backward(const S* y, const S* dy, S* dx, int64_t n) {
   kernels::relu_backward(y, dy, dx, n, compute_stream());
 }
-void add(const float* a, const float* b, float* y, int64_t n) {
+template <class S>
+void add(const S* a, const S* b, S* y, int64_t n) {
   kernels::add(a, b, y, n, compute_stream());
 }
 void scale(const float* x, double alpha, float* y, int64_t n) {
@@ -31,11 +34,13 @@ void fill_from_scalar(float* y, const float* scalar, double factor, int64_t n) {
   kernels::fill_from_scalar(y, scalar, factor, n, compute_stream());
 }
 
-void add_inplace(float* y, const float* x, int64_t n) {
+template <class S>
+void add_inplace(S* y, const S* x, int64_t n) {
   kernels::add_inplace(y, x, n, compute_stream());
 }
 
-void batch_norm_partial_sums(const float* x, int64_t M, int64_t C, double* stats) {
+template <class S>
+void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats) {
   kernels::batch_norm_partial_sums(x, M, C, stats, compute_stream());
 }
 void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, float* mean, float* invstd,
@@ -46,25 +51,30 @@ void batch_norm_eval_stats(const float* running_mean, const float* running_var, 
                            float* mean, float* invstd) {
   kernels::batch_norm_eval_stats(running_mean, running_var, C, eps, mean, invstd, compute_stream());
 }
-void batch_norm_apply_relu(const float* x, const float* mean, const float* invstd, const float* gamma,
-                           const float* beta, const float* residual, float* y, int64_t M, int64_t C) {
+template <class S>
+void batch_norm_apply_relu(const S* x, const float* mean, const float* invstd, const float* gamma,
+                           const float* beta, const S* residual, S* y, int64_t M, int64_t C) {
   kernels::batch_norm_apply_relu(x, mean, invstd, gamma, beta, residual, y, M, C, compute_stream());
 }
-void batch_norm_apply(const float* x, const float* mean, const float* invstd, const float* gamma,
-                      const float* beta, float* y, int64_t M, int64_t C) {
+template <class S>
+void batch_norm_apply(const S* x, const float* mean, const float* invstd, const float* gamma,
+                      const float* beta, S* y, int64_t M, int64_t C) {
   kernels::batch_norm_apply(x, mean, invstd, gamma, beta, y, M, C, compute_stream());
 }
-void batch_norm_backward_sums(const float* dy, const float* x, const float* mean, const float* invstd,
-                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma) {
+template <class S>
+void batch_norm_backward_sums(const S* dy, const S* x, const float* mean, const float* invstd, int64_t M,
+                              int64_t C, double* sums, float* dbeta, float* dgamma) {
   kernels::batch_norm_backward_sums(dy, x, mean, invstd, M, C, sums, dbeta, dgamma, compute_stream());
 }
-void batch_norm_backward_dx(const float* dy, const float* x, const float* mean, const float* invstd,
-                            const float* gamma, const double* sums, const double* count, float* dx, int64_t M,
+template <class S>
+void batch_norm_backward_dx(const S* dy, const S* x, const float* mean, const float* invstd,
+                            const float* gamma, const double* sums, const double* count, S* dx, int64_t M,
                             int64_t C) {
   kernels::batch_norm_backward_dx(dy, x, mean, invstd, gamma, sums, count, dx, M, C, compute_stream());
 }
-void batch_norm_backward_dx_eval(const float* dy, const float* gamma, const float* invstd, float* dx,
-                                 int64_t M, int64_t C) {
+template <class S>
+void batch_norm_backward_dx_eval(const S* dy, const float* gamma, const float* invstd, S* dx, int64_t M,
+                                 int64_t C) {
   kernels::batch_norm_backward_dx_eval(dy, gamma, invstd, dx, M, C, compute_stream());
 }
 
@@ -121,84 +131,48 @@ void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n) {
   kernels::cast(src, src_dtype, dst, dst_dtype, n, compute_stream());
 }
 
-void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+template <class S>
+void max_pool2d_forward(const S* x, S* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
                         int64_t P, int64_t Q, int kernel, int stride, int pad) {
   kernels::max_pool2d_forward(x, y, argmax, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
 }
-void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t H, int64_t W,
+template <class S>
+void max_pool2d_backward(const S* dy, const int32_t* argmax, S* dx, int64_t N, int64_t H, int64_t W,
                          int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad) {
   kernels::max_pool2d_backward(dy, argmax, dx, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
 }
-void global_avg_pool_forward(const float* x, float* y, int64_t N, int64_t HW, int64_t C) {
+template <class S>
+void global_avg_pool_forward(const S* x, S* y, int64_t N, int64_t HW, int64_t C) {
   kernels::global_avg_pool_forward(x, y, N, HW, C, compute_stream());
 }
-void global_avg_pool_backward(const float* dy, float* dx, int64_t N, int64_t HW, int64_t C) {
+template <class S>
+void global_avg_pool_backward(const S* dy, S* dx, int64_t N, int64_t HW, int64_t C) {
   kernels::global_avg_pool_backward(dy, dx, N, HW, C, compute_stream());
 }
 
-// bf16 activations: the same launches on bf16 rows (the kernels are templates on the storage type).
-void relu_forward(const bf16* x, bf16* y, int64_t n) {
-  kernels::relu_forward(x, y, n, compute_stream());
-}
-
-void relu_backward(const bf16* y, const bf16* dy, bf16* dx, int64_t n) {
-  kernels::relu_backward(y, dy, dx, n, compute_stream());
-}
-
-void add(const bf16* a, const bf16* b, bf16* y, int64_t n) {
-  kernels::add(a, b, y, n, compute_stream());
-}
-
-void add_inplace(bf16* y, const bf16* x, int64_t n) {
-  kernels::add_inplace(y, x, n, compute_stream());
-}
-
-void batch_norm_partial_sums(const bf16* x, int64_t M, int64_t C, double* stats) {
-  kernels::batch_norm_partial_sums(x, M, C, stats, compute_stream());
-}
-
-void batch_norm_apply_relu(const bf16* x, const float* mean, const float* invstd, const float* gamma,
-                           const float* beta, const bf16* residual, bf16* y, int64_t M, int64_t C) {
-  kernels::batch_norm_apply_relu(x, mean, invstd, gamma, beta, residual, y, M, C, compute_stream());
-}
-
-void batch_norm_apply(const bf16* x, const float* mean, const float* invstd, const float* gamma,
-                      const float* beta, bf16* y, int64_t M, int64_t C) {
-  kernels::batch_norm_apply(x, mean, invstd, gamma, beta, y, M, C, compute_stream());
-}
-
-void batch_norm_backward_sums(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
-                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma) {
-  kernels::batch_norm_backward_sums(dy, x, mean, invstd, M, C, sums, dbeta, dgamma, compute_stream());
-}
-
-void batch_norm_backward_dx(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
-                            const float* gamma, const double* sums, const double* count, bf16* dx, int64_t M,
-                            int64_t C) {
-  kernels::batch_norm_backward_dx(dy, x, mean, invstd, gamma, sums, count, dx, M, C, compute_stream());
-}
-
-void batch_norm_backward_dx_eval(const bf16* dy, const float* gamma, const float* invstd, bf16* dx, int64_t M,
-                                 int64_t C) {
-  kernels::batch_norm_backward_dx_eval(dy, gamma, invstd, dx, M, C, compute_stream());
-}
-
-void max_pool2d_forward(const bf16* x, bf16* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
-                        int64_t P, int64_t Q, int kernel, int stride, int pad) {
-  kernels::max_pool2d_forward(x, y, argmax, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
-}
-
-void max_pool2d_backward(const bf16* dy, const int32_t* argmax, bf16* dx, int64_t N, int64_t H, int64_t W,
-                         int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad) {
-  kernels::max_pool2d_backward(dy, argmax, dx, N, H, W, C, P, Q, kernel, stride, pad, compute_stream());
-}
-
-void global_avg_pool_forward(const bf16* x, bf16* y, int64_t N, int64_t HW, int64_t C) {
-  kernels::global_avg_pool_forward(x, y, N, HW, C, compute_stream());
-}
-
-void global_avg_pool_backward(const bf16* dy, bf16* dx, int64_t N, int64_t HW, int64_t C) {
-  kernels::global_avg_pool_backward(dy, dx, N, HW, C, compute_stream());
-}
+// Activations stored as float or bf16 (the kernels are templates on the storage type).
+#define BYOL_INSTANTIATE_ACTIVATION_OPS(S)                                                                  \
+  template void relu_forward<S>(const S*, S*, int64_t);                                                     \
+  template void relu_backward<S>(const S*, const S*, S*, int64_t);                                          \
+  template void add<S>(const S*, const S*, S*, int64_t);                                                    \
+  template void add_inplace<S>(S*, const S*, int64_t);                                                      \
+  template void batch_norm_partial_sums<S>(const S*, int64_t, int64_t, double*);                            \
+  template void batch_norm_apply_relu<S>(const S*, const float*, const float*, const float*, const float*,  \
+                                         const S*, S*, int64_t, int64_t);                                   \
+  template void batch_norm_apply<S>(const S*, const float*, const float*, const float*, const float*, S*,   \
+                                    int64_t, int64_t);                                                      \
+  template void batch_norm_backward_sums<S>(const S*, const S*, const float*, const float*, int64_t,        \
+                                            int64_t, double*, float*, float*);                              \
+  template void batch_norm_backward_dx<S>(const S*, const S*, const float*, const float*, const float*,     \
+                                          const double*, const double*, S*, int64_t, int64_t);              \
+  template void batch_norm_backward_dx_eval<S>(const S*, const float*, const float*, S*, int64_t, int64_t); \
+  template void max_pool2d_forward<S>(const S*, S*, int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t,  \
+                                      int64_t, int, int, int);                                              \
+  template void max_pool2d_backward<S>(const S*, const int32_t*, S*, int64_t, int64_t, int64_t, int64_t,    \
+                                       int64_t, int64_t, int, int, int);                                    \
+  template void global_avg_pool_forward<S>(const S*, S*, int64_t, int64_t, int64_t);                        \
+  template void global_avg_pool_backward<S>(const S*, S*, int64_t, int64_t, int64_t);
+BYOL_INSTANTIATE_ACTIVATION_OPS(float)
+BYOL_INSTANTIATE_ACTIVATION_OPS(bf16)
 
 }  // namespace byol::cuda

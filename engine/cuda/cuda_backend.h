@@ -12,31 +12,46 @@
 
 namespace byol::cuda {
 
-void relu_forward(const float* x, float* y, int64_t n);
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
-void add(const float* a, const float* b, float* y, int64_t n);
+// The ops on activations (relu, add, batch norm's passes over the rows, pooling) are templates on the
+// activations' storage type S, instantiated for float and bf16 (train.precision = "bf16" on a GPU: float
+// math, float32 parameters, statistics and parameter gradients, one rounding per stored value, as the CPU
+// backend).
+
+template <class S>
+void relu_forward(const S* x, S* y, int64_t n);
+template <class S>
+void relu_backward(const S* y, const S* dy, S* dx, int64_t n);
+template <class S>
+void add(const S* a, const S* b, S* y, int64_t n);
 void scale(const float* x, double alpha, float* y, int64_t n);
 void sum(const float* x, int64_t n, double factor, float* out);
 void fill_from_scalar(float* y, const float* scalar, double factor, int64_t n);
 
-void add_inplace(float* y, const float* x, int64_t n);
+template <class S>
+void add_inplace(S* y, const S* x, int64_t n);
 
-void batch_norm_partial_sums(const float* x, int64_t M, int64_t C, double* stats);
+template <class S>
+void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats);
 void batch_norm_stats(const double* stats, int64_t C, double eps, double decay, float* mean, float* invstd,
                       float* running_mean, float* running_var);
 void batch_norm_eval_stats(const float* running_mean, const float* running_var, int64_t C, double eps,
                            float* mean, float* invstd);
-void batch_norm_apply_relu(const float* x, const float* mean, const float* invstd, const float* gamma,
-                           const float* beta, const float* residual, float* y, int64_t M, int64_t C);
-void batch_norm_apply(const float* x, const float* mean, const float* invstd, const float* gamma,
-                      const float* beta, float* y, int64_t M, int64_t C);
-void batch_norm_backward_sums(const float* dy, const float* x, const float* mean, const float* invstd,
-                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma);
-void batch_norm_backward_dx(const float* dy, const float* x, const float* mean, const float* invstd,
-                            const float* gamma, const double* sums, const double* count, float* dx, int64_t M,
+template <class S>
+void batch_norm_apply_relu(const S* x, const float* mean, const float* invstd, const float* gamma,
+                           const float* beta, const S* residual, S* y, int64_t M, int64_t C);
+template <class S>
+void batch_norm_apply(const S* x, const float* mean, const float* invstd, const float* gamma,
+                      const float* beta, S* y, int64_t M, int64_t C);
+template <class S>
+void batch_norm_backward_sums(const S* dy, const S* x, const float* mean, const float* invstd, int64_t M,
+                              int64_t C, double* sums, float* dbeta, float* dgamma);
+template <class S>
+void batch_norm_backward_dx(const S* dy, const S* x, const float* mean, const float* invstd,
+                            const float* gamma, const double* sums, const double* count, S* dx, int64_t M,
                             int64_t C);
-void batch_norm_backward_dx_eval(const float* dy, const float* gamma, const float* invstd, float* dx,
-                                 int64_t M, int64_t C);
+template <class S>
+void batch_norm_backward_dx_eval(const S* dy, const float* gamma, const float* invstd, S* dx, int64_t M,
+                                 int64_t C);
 
 void l2_normalize_forward(const float* x, float* y, float* inv_norm, int64_t N, int64_t D);
 void l2_normalize_backward(const float* dy, const float* x, const float* y, const float* inv_norm, float* dx,
@@ -66,36 +81,15 @@ void count_top1_correct(const float* logits, const I* labels, int64_t N, int64_t
 // Tensor::to(DType) on a GPU: dtypes as int (DType), f32, f64 and bf16.
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
 
-void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
+template <class S>
+void max_pool2d_forward(const S* x, S* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
                         int64_t P, int64_t Q, int kernel, int stride, int pad);
-void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t H, int64_t W,
+template <class S>
+void max_pool2d_backward(const S* dy, const int32_t* argmax, S* dx, int64_t N, int64_t H, int64_t W,
                          int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad);
-void global_avg_pool_forward(const float* x, float* y, int64_t N, int64_t HW, int64_t C);
-void global_avg_pool_backward(const float* dy, float* dx, int64_t N, int64_t HW, int64_t C);
-
-// bf16 activations (train.precision = "bf16" on a GPU): the same ops on bf16 rows, float math, float32
-// parameters, statistics and parameter gradients, one rounding per stored value (as the CPU backend).
-void relu_forward(const bf16* x, bf16* y, int64_t n);
-void relu_backward(const bf16* y, const bf16* dy, bf16* dx, int64_t n);
-void add(const bf16* a, const bf16* b, bf16* y, int64_t n);
-void add_inplace(bf16* y, const bf16* x, int64_t n);
-void batch_norm_partial_sums(const bf16* x, int64_t M, int64_t C, double* stats);
-void batch_norm_apply_relu(const bf16* x, const float* mean, const float* invstd, const float* gamma,
-                           const float* beta, const bf16* residual, bf16* y, int64_t M, int64_t C);
-void batch_norm_apply(const bf16* x, const float* mean, const float* invstd, const float* gamma,
-                      const float* beta, bf16* y, int64_t M, int64_t C);
-void batch_norm_backward_sums(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
-                              int64_t M, int64_t C, double* sums, float* dbeta, float* dgamma);
-void batch_norm_backward_dx(const bf16* dy, const bf16* x, const float* mean, const float* invstd,
-                            const float* gamma, const double* sums, const double* count, bf16* dx, int64_t M,
-                            int64_t C);
-void batch_norm_backward_dx_eval(const bf16* dy, const float* gamma, const float* invstd, bf16* dx, int64_t M,
-                                 int64_t C);
-void max_pool2d_forward(const bf16* x, bf16* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
-                        int64_t P, int64_t Q, int kernel, int stride, int pad);
-void max_pool2d_backward(const bf16* dy, const int32_t* argmax, bf16* dx, int64_t N, int64_t H, int64_t W,
-                         int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad);
-void global_avg_pool_forward(const bf16* x, bf16* y, int64_t N, int64_t HW, int64_t C);
-void global_avg_pool_backward(const bf16* dy, bf16* dx, int64_t N, int64_t HW, int64_t C);
+template <class S>
+void global_avg_pool_forward(const S* x, S* y, int64_t N, int64_t HW, int64_t C);
+template <class S>
+void global_avg_pool_backward(const S* dy, S* dx, int64_t N, int64_t HW, int64_t C);
 
 }  // namespace byol::cuda
