@@ -72,6 +72,30 @@ TEST_CASE("batch-norm reduction grid: chunks cover the rows exactly once", "[ker
   }
 }
 
+TEST_CASE("batch-norm elementwise grid: every (row, channel) exactly once, within the grid limits",
+          "[kernels]") {
+  for (int64_t M : std::vector<int64_t>{1, 3, 8, 9, 100, 4096, 802816, 6422528}) {
+    for (int64_t C : std::vector<int64_t>{1, 3, 31, 32, 33, 64, 2048}) {
+      const kernels::BnRowsGrid g = kernels::bn_rows_grid(M, C);
+      INFO("M " << M << " C " << C);
+      CHECK(g.channel_tiles * kernels::kBnTileC >= C);
+      CHECK((g.channel_tiles - 1) * kernels::kBnTileC < C);
+      CHECK(g.row_blocks >= 1);
+      CHECK(g.row_blocks <= 65535);                                           // grid.y limit
+      CHECK(g.row_blocks * kernels::kBnTileRows < M + kernels::kBnTileRows);  // no block without a row
+      CHECK(g.channel_tiles * g.row_blocks <= std::max<int64_t>(kernels::kMaxBlocks, g.channel_tiles));
+      if (M <= 4096) {  // the kernels' row loop, walked: each row once
+        std::vector<int> seen(static_cast<size_t>(M), 0);
+        const int64_t step = g.row_blocks * kernels::kBnTileRows;
+        for (int64_t by = 0; by < g.row_blocks; ++by)
+          for (int64_t ty = 0; ty < kernels::kBnTileRows; ++ty)
+            for (int64_t r = by * kernels::kBnTileRows + ty; r < M; r += step) ++seen[r];
+        CHECK(std::count(seen.begin(), seen.end(), 1) == M);
+      }
+    }
+  }
+}
+
 TEST_CASE("pooling windows covering an input row agree with brute force", "[kernels]") {
   for (int kernel : {1, 2, 3, 5})
     for (int stride : {1, 2, 3})

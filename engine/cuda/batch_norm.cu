@@ -9,6 +9,10 @@
 //    double) into one double partial per channel and chunk, and the chunks likewise.
 //  - Backward sums (dy and dy * x_hat, no cancellation to fear): fp32 per thread, the block's rows
 //    added in shared memory into one fp32 partial per channel and chunk.
+// Elementwise passes (normalise, the fused epilogue, dx): the same 32 x 8 blocks over a grid of channel
+// tiles x row blocks (launch.h's bn_rows_grid); each thread keeps its channel's statistics and parameters
+// in registers and strides over rows, with no index division per element. Rows are float or bf16 (S); the
+// math and the per-channel values are float (F).
 #include "engine/cuda/batch_norm.cuh"
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/context.h"
@@ -186,13 +190,29 @@ __global__ void eval_stats_kernel(const T* __restrict__ rm, const T* __restrict_
   }
 }
 
+// The elementwise passes run on bn_rows_grid: thread (tx, ty) of block (bx, by) takes channel
+// c = bx * 32 + tx and the rows by * 8 + ty, stepping by gridDim.y * 8; a warp reads 32 consecutive
+// channels of one row.
+__device__ __forceinline__ int64_t bn_first_row() {
+  return static_cast<int64_t>(blockIdx.y) * kBnTileRows + threadIdx.y;
+}
+__device__ __forceinline__ int64_t bn_row_step() {
+  return static_cast<int64_t>(gridDim.y) * kBnTileRows;
+}
+__device__ __forceinline__ int64_t bn_channel() {
+  return static_cast<int64_t>(blockIdx.x) * kBnTileC + threadIdx.x;
+}
+
 template <class S, class F = compute_t<S>>
 __global__ void apply_kernel(const S* __restrict__ x, const F* __restrict__ mean,
                              const F* __restrict__ invstd, const F* __restrict__ gamma,
                              const F* __restrict__ beta, S* __restrict__ y, int64_t M, int64_t C) {
-  for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
-    const int64_t c = i % C;
-    y[i] = from_compute<S>(math::bn_normalize(to_compute(x[i]), mean[c], invstd[c], gamma[c], beta[c]));
+  const int64_t c = bn_channel();
+  if (c >= C) return;
+  const F mu = mean[c], is = invstd[c], g = gamma[c], b = beta[c];
+  for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
+    const int64_t i = r * C + c;
+    y[i] = from_compute<S>(math::bn_normalize(to_compute(x[i]), mu, is, g, b));
   }
 }
 
@@ -201,10 +221,13 @@ __global__ void apply_relu_kernel(const S* __restrict__ x, const F* __restrict__
                                   const F* __restrict__ invstd, const F* __restrict__ gamma,
                                   const F* __restrict__ beta, const S* __restrict__ residual,
                                   S* __restrict__ y, int64_t M, int64_t C) {
-  for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
-    const int64_t c = i % C;
-    y[i] = from_compute<S>(math::bn_normalize_add_relu(to_compute(x[i]), mean[c], invstd[c], gamma[c],
-                                                       beta[c], residual ? to_compute(residual[i]) : F(0)));
+  const int64_t c = bn_channel();
+  if (c >= C) return;
+  const F mu = mean[c], is = invstd[c], g = gamma[c], b = beta[c];
+  for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
+    const int64_t i = r * C + c;
+    y[i] = from_compute<S>(math::bn_normalize_add_relu(to_compute(x[i]), mu, is, g, b,
+                                                       residual ? to_compute(residual[i]) : F(0)));
   }
 }
 
@@ -214,12 +237,14 @@ __global__ void backward_dx_kernel(const S* __restrict__ dy, const S* __restrict
                                    const F* __restrict__ gamma, const double* __restrict__ sums,
                                    const double* __restrict__ count, S* __restrict__ dx, int64_t M,
                                    int64_t C) {
-  const F n = static_cast<F>(*count);
-  for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
-    const int64_t c = i % C;
-    const F x_hat = (to_compute(x[i]) - mean[c]) * invstd[c];
-    dx[i] = from_compute<S>(math::bn_backward_dx(to_compute(dy[i]), x_hat, n, static_cast<F>(sums[c]),
-                                                 static_cast<F>(sums[C + c]), gamma[c], invstd[c]));
+  const int64_t c = bn_channel();
+  if (c >= C) return;
+  const F n = static_cast<F>(*count), mu = mean[c], is = invstd[c], g = gamma[c];
+  const F s1 = static_cast<F>(sums[c]), s2 = static_cast<F>(sums[C + c]);
+  for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
+    const int64_t i = r * C + c;
+    const F x_hat = (to_compute(x[i]) - mu) * is;
+    dx[i] = from_compute<S>(math::bn_backward_dx(to_compute(dy[i]), x_hat, n, s1, s2, g, is));
   }
 }
 
@@ -227,10 +252,23 @@ template <class S, class F = compute_t<S>>
 __global__ void backward_dx_eval_kernel(const S* __restrict__ dy, const F* __restrict__ gamma,
                                         const F* __restrict__ invstd, S* __restrict__ dx, int64_t M,
                                         int64_t C) {
-  for (int64_t i = global_thread(); i < M * C; i += grid_threads()) {
-    const int64_t c = i % C;
-    dx[i] = from_compute<S>(to_compute(dy[i]) * gamma[c] * invstd[c]);
+  const int64_t c = bn_channel();
+  if (c >= C) return;
+  const F g = gamma[c], is = invstd[c];
+  for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
+    const int64_t i = r * C + c;
+    dx[i] = from_compute<S>(to_compute(dy[i]) * g * is);
   }
+}
+
+// The launch geometry of the elementwise passes.
+struct RowsLaunch {
+  dim3 grid, block;
+};
+RowsLaunch rows_launch(int64_t M, int64_t C) {
+  const BnRowsGrid g = bn_rows_grid(M, C);
+  return {dim3(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_blocks)),
+          dim3(kBnTileC, kBnTileRows)};
 }
 
 }  // namespace
@@ -268,7 +306,8 @@ void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* 
                       const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C,
                       cudaStream_t stream) {
   if (M * C == 0) return;
-  apply_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(x, mean, invstd, gamma, beta, y, M, C);
+  const RowsLaunch l = rows_launch(M, C);
+  apply_kernel<<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, y, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -277,7 +316,8 @@ void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t
                            const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
                            int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  apply_relu_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
+  const RowsLaunch l = rows_launch(M, C);
+  apply_relu_kernel<<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -294,8 +334,8 @@ void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, c
                             const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
                             int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  backward_dx_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(dy, x, mean, invstd, gamma, sums, count, dx, M,
-                                                              C);
+  const RowsLaunch l = rows_launch(M, C);
+  backward_dx_kernel<<<l.grid, l.block, 0, stream>>>(dy, x, mean, invstd, gamma, sums, count, dx, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -303,7 +343,8 @@ template <class S>
 void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
                                  int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  backward_dx_eval_kernel<<<grid_1d(M * C), kThreads, 0, stream>>>(dy, gamma, invstd, dx, M, C);
+  const RowsLaunch l = rows_launch(M, C);
+  backward_dx_eval_kernel<<<l.grid, l.block, 0, stream>>>(dy, gamma, invstd, dx, M, C);
   BYOL_CUDA_CHECK_LAUNCH();
 }
 

@@ -58,6 +58,23 @@ inline BnGrid bn_grid(int64_t M, int64_t C) {
   return g;
 }
 
+// Batch norm's elementwise passes over [M, C] (normalise, the fused epilogue, dx): the same 32-channel x
+// 8-row blocks, each thread one channel (its per-channel values loaded once, no index division per element)
+// and the rows ty + 8 * (blockIdx.y + k * row_blocks), k = 0, 1, ...; at most about kMaxBlocks blocks. The
+// 1-D grid-stride version it replaced spent a 64-bit `i % C` per element (2026-12-05; the lab times both).
+struct BnRowsGrid {
+  int64_t channel_tiles;
+  int64_t row_blocks;
+};
+inline BnRowsGrid bn_rows_grid(int64_t M, int64_t C) {
+  BnRowsGrid g;
+  g.channel_tiles = std::max<int64_t>(1, (C + kBnTileC - 1) / kBnTileC);
+  const int64_t needed = std::max<int64_t>(1, (M + kBnTileRows - 1) / kBnTileRows);
+  const int64_t cap = std::max<int64_t>(1, kMaxBlocks / g.channel_tiles);
+  g.row_blocks = std::min<int64_t>({needed, cap, 65535});
+  return g;
+}
+
 // Pooling windows: the output rows p whose window [p * stride - pad, p * stride - pad + kernel) contains
 // input row h, as the half-open range [first, last). Used by max-pool backward, which gathers into each
 // input element from the windows that cover it (deterministic, no atomics).
