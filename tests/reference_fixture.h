@@ -45,6 +45,10 @@ inline std::unique_ptr<Learner> learner_from_fixture(const SafetensorsFile& ref)
   train.target_network = flag("target_network", true);
   train.stop_gradient = flag("stop_gradient", true);
   if (flag("conv_bf16", false)) train.precision = TrainConfig::Precision::bf16;
+  if (flag("bf16_activations", false)) {
+    train.precision = TrainConfig::Precision::bf16;
+    train.bf16_activations = true;
+  }
   if (ref.has_metadata("beta"))
     train.objective = {fixture_meta(ref, "beta"), fixture_meta(ref, "temperature")};
   auto learner = std::make_unique<Learner>(net, train);

@@ -34,6 +34,13 @@ of at most 8x8, or 3x3 with at least 16 input channels; elsewhere that pass is e
 layers likewise (x and w, dy and w, dy and x; the bias exact). Written here as an autograd
 function over torch's own convolution gradients, not from byol.cpp's code.
 
+--bf16-activations reproduces train.precision = "bf16" with bf16 activations (models::ForwardContext::
+bf16_activations; the GPU's form, train.cpu_bf16_activations on the CPU): every tensor byol.cpp stores in
+bf16 between the encoder's layers is rounded here where it is made, forward and backward (the input, each
+convolution's output, each batch norm + shortcut + ReLU's output, the pooled features, and the gradients
+of all of them), the convolutions' weights rounded in their products; batch norm's math and the heads exact.
+Written here from that description of where the roundings are, not from byol.cpp's kernels.
+
 --no-predictor makes p = z (the online projection), --no-target makes the targets the online projections
 themselves, with gradients through them (SimCLR; no EMA, the target network is left as it was). The
 metadata records the variant; tests/test_reference_step.cpp configures the Learner from it.
@@ -204,7 +211,77 @@ def use_bf16_convolutions(module):
             m.forward = forward
 
 
-def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True, conv_bf16=False):
+class Round(torch.autograd.Function):
+    """A stored bf16 activation (--bf16-activations): the value rounded to bf16, and its gradient too."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return bf16(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return bf16(g)
+
+
+class RoundGrad(torch.autograd.Function):
+    """The identity, whose gradient is rounded to bf16: byol.cpp stores each op's input gradient in bf16
+    before autograd adds the gradients of a tensor's uses (then rounds the sum once more)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return bf16(g)
+
+
+class Bf16ActConv(torch.autograd.Function):
+    """A convolution of bf16 activations (already bf16 values) with bf16-rounded weights; its output and the
+    gradient arriving at it are rounded by the Round around it. The weight gradient stays exact."""
+
+    @staticmethod
+    def forward(ctx, x, w, stride, padding):
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding)
+        return F.conv2d(x, bf16(w), stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        stride, padding = ctx.conf
+        dx = torch.nn.grad.conv2d_input(x.shape, bf16(w), dy, stride=stride, padding=padding)
+        dw = torch.nn.grad.conv2d_weight(x, w.shape, dy, stride=stride, padding=padding)
+        return dx, dw, None, None
+
+
+def use_bf16_activations(encoder):
+    """The encoder with every stored activation rounded to bf16 where byol.cpp stores one (train.precision =
+    "bf16" with bf16 activations, the GPU's form): the input; each convolution's output; each batch norm's
+    output after its ReLU and the shortcut (one rounding for the fused op); the pooled features. Each of
+    those tensors' gradients is rounded too, the convolutions take bf16-rounded weights, and everything else
+    (batch norm's math, the heads) stays exact."""
+    def conv(m, x):
+        return Round.apply(Bf16ActConv.apply(RoundGrad.apply(x), m.weight, m.stride, m.padding))
+
+    def block(b, x):
+        h = Round.apply(F.relu(b.bn1(conv(b.conv1, x))))
+        h = b.bn2(conv(b.conv2, h))
+        shortcut = Round.apply(b.downsample[1](conv(b.downsample[0], x))) if b.downsample is not None else x
+        return Round.apply(F.relu(h + shortcut))
+
+    def forward(x):
+        h = Round.apply(F.relu(encoder.bn1(conv(encoder.conv1, Round.apply(x)))))
+        for stage in range(4):
+            for b in getattr(encoder, f"layer{stage + 1}"):
+                h = block(b, h)
+        return Round.apply(h.mean(dim=(2, 3)))
+
+    encoder.forward = forward
+
+
+def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True, conv_bf16=False,
+         bf16_activations=False):
     online, target = Online().to(DT), Target().to(DT)
     randomise(online)
     randomise(target)
@@ -235,6 +312,9 @@ def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True, c
     if conv_bf16:
         use_bf16_convolutions(online)
         use_bf16_convolutions(target)
+    if bf16_activations:
+        use_bf16_activations(online.encoder)
+        use_bf16_activations(target.encoder)
 
     def project(v):
         return online.projector(online.encoder(v))
@@ -299,7 +379,8 @@ def main(path, beta=0.0, temperature=0.1, predictor=True, target_network=True, c
                 projection_dim=PROJ_DIM, predictor_hidden=PRED_HIDDEN, lr=LR, weight_decay=WD, eta=ETA,
                 momentum=MOMENTUM, tau=TAU, torch=torch.__version__, beta=beta, temperature=temperature,
                 predictor=int(predictor), target_network=int(target_network),
-                stop_gradient=int(target_network), conv_bf16=int(conv_bf16))
+                stop_gradient=int(target_network), conv_bf16=int(conv_bf16),
+                bf16_activations=int(bf16_activations))
     write_safetensors(path, out, meta)
     size = sum(t.numel() for t in out.values()) * 4
     print(f"wrote {path}: {len(out)} tensors, {size / 1e6:.2f} MB of data, loss {loss.item():.6f}")
@@ -315,5 +396,7 @@ if __name__ == "__main__":
                         help="targets are the online projections, with gradients (SimCLR)")
     parser.add_argument("--conv-bf16", action="store_true",
                         help="the convolutions' products on bf16-rounded operands (train.precision = bf16)")
+    parser.add_argument("--bf16-activations", action="store_true",
+                        help="bf16 activations between the encoder's layers (train.precision = bf16 on a GPU)")
     a = parser.parse_args()
-    main(a.output, a.beta, a.temperature, not a.no_predictor, not a.no_target, a.conv_bf16)
+    main(a.output, a.beta, a.temperature, not a.no_predictor, not a.no_target, a.conv_bf16, a.bf16_activations)
