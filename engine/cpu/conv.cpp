@@ -170,22 +170,27 @@ ConvGeom with_bf16_products(ConvGeom g) {
 }  // namespace
 
 void conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
+  const ConvGeom b = with_bf16_products(g);
+  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_forward_bf16(x, w, y, b)) return;
   const int64_t ny = g.N * g.P * g.Q * g.K;
   float* yf = scratch(1, ny);
-  conv2d_forward(widened(0, x, g.N * g.H * g.W * g.C), w, yf, with_bf16_products(g));
+  conv2d_forward(widened(0, x, g.N * g.H * g.W * g.C), w, yf, b);
   narrow(yf, ny, y);
 }
 
 void conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
+  const ConvGeom b = with_bf16_products(g);
+  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_data_bf16(dy, w, dx, b)) return;
   const int64_t nx = g.N * g.H * g.W * g.C;
   float* dxf = scratch(2, nx);
-  conv2d_backward_data(widened(1, dy, g.N * g.P * g.Q * g.K), w, dxf, with_bf16_products(g));
+  conv2d_backward_data(widened(1, dy, g.N * g.P * g.Q * g.K), w, dxf, b);
   narrow(dxf, nx, dx);
 }
 
 void conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
-  conv2d_backward_filter(widened(1, dy, g.N * g.P * g.Q * g.K), widened(0, x, g.N * g.H * g.W * g.C), dw,
-                         with_bf16_products(g));
+  const ConvGeom b = with_bf16_products(g);
+  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_filter_bf16(dy, x, dw, b)) return;
+  conv2d_backward_filter(widened(1, dy, g.N * g.P * g.Q * g.K), widened(0, x, g.N * g.H * g.W * g.C), dw, b);
 }
 
 }  // namespace byol::cpu

@@ -1,6 +1,7 @@
 // Float32 NHWC convolutions on oneDNN (Debian's libdnnl), the library PyTorch's CPU convolutions use, with
 // float32 or bf16 products (ConvGeom::bf16: the operands reordered to bf16 by the plan, AMX or
-// AVX512-BF16 kernels where the CPU has them, float32 outputs; no Winograd).
+// AVX512-BF16 kernels where the CPU has them, float32 outputs; no Winograd). With bf16 activations the
+// same plans take bf16 inputs as they are and write bf16 outputs (onednn_conv2d_*_bf16).
 //
 // Two oneDNN algorithms:
 //  - direct (brgconv / jit kernels) on the NHWC activations in place — no im2col buffer, no col2im
@@ -131,11 +132,13 @@ struct Pds {
 // With g.bf16 the passes read their two operands as bf16 (the plan's reorders convert the caller's
 // float32) and write float32: forward src and weights, backward data diff_dst and weights, and where
 // bf16_backward_filter(g) backward weights src and diff_dst.
-Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act) {
+// `storage`: the caller's activations (f32, or bf16 for bf16 activations: the passes then write bf16 outputs
+// straight from their float32 sums).
+Pds make_pds(const ConvGeom& g, dnnl::algorithm alg, Tag act, DT storage = DT::f32) {
   const memory::dims strides = {g.stride, g.stride}, pad = {g.pad, g.pad};
   const DT operand = g.bf16 ? DT::bf16 : DT::f32;
   const memory::desc src({g.N, g.C, g.H, g.W}, operand, act), dst({g.N, g.K, g.P, g.Q}, operand, act);
-  const memory::desc src_out({g.N, g.C, g.H, g.W}, DT::f32, act), dst_out({g.N, g.K, g.P, g.Q}, DT::f32, act);
+  const memory::desc src_out({g.N, g.C, g.H, g.W}, storage, act), dst_out({g.N, g.K, g.P, g.Q}, storage, act);
   const memory::desc weights({g.K, g.C, g.R, g.S}, operand, Tag::any);
   const memory::desc weights_out({g.K, g.C, g.R, g.S}, DT::f32, Tag::any);
   const DT filter_operand = bf16_backward_filter(g) ? DT::bf16 : DT::f32;
@@ -197,12 +200,12 @@ bool winograd_applies(const ConvGeom& g) {
          ((g.C >= 32 && area >= 64) || (g.C >= 128 && area >= 16));
 }
 
-std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
+std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a, DT storage) {
   auto plan = std::make_unique<ConvPlan>();
-  plan->src = memory::desc({g.N, g.C, g.H, g.W}, DT::f32, Tag::nhwc);
-  plan->dst = memory::desc({g.N, g.K, g.P, g.Q}, DT::f32, Tag::nhwc);
+  plan->src = memory::desc({g.N, g.C, g.H, g.W}, storage, Tag::nhwc);
+  plan->dst = memory::desc({g.N, g.K, g.P, g.Q}, storage, Tag::nhwc);
   plan->user_weights = memory::desc({g.K, g.C, g.R, g.S}, DT::f32, Tag::ohwi);
-  fill_passes(*plan, make_pds(g, dnnl::algorithm::convolution_direct, Tag::nhwc), g);
+  fill_passes(*plan, make_pds(g, dnnl::algorithm::convolution_direct, Tag::nhwc, storage), g);
   if (a == ConvAlgorithm::onednn_winograd && winograd_applies(g)) {
     // Winograd where oneDNN has a real kernel for it; each pass keeps the direct kernel otherwise. It is
     // float32 only: with g.bf16 it can serve a backward-filter pass that stays float32.
@@ -246,16 +249,17 @@ std::unique_ptr<ConvPlan> make_plan(const ConvGeom& g, ConvAlgorithm a) {
 
 // The cached plan of a geometry and algorithm (built on first use). Plans are never evicted: a network
 // has a few dozen geometries per batch size.
-ConvPlan& plan_for(const ConvGeom& g) {
+ConvPlan& plan_for(const ConvGeom& g, DT storage = DT::f32) {
   static std::mutex mu;
   static std::map<PlanKey, std::unique_ptr<ConvPlan>> plans;
   const ConvAlgorithm a = conv_algorithm();
-  const PlanKey key{g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.stride, g.pad, 2 * static_cast<int>(a) + g.bf16};
+  const PlanKey key{g.N, g.H, g.W,      g.C,   g.K,
+                    g.R, g.S, g.stride, g.pad, 4 * static_cast<int>(a) + 2 * (storage == DT::bf16) + g.bf16};
   std::lock_guard<std::mutex> lock(mu);
   auto it = plans.find(key);
   if (it == plans.end()) {
     try {
-      it = plans.emplace(key, make_plan(g, a)).first;
+      it = plans.emplace(key, make_plan(g, a, storage)).first;
     } catch (const dnnl::error& e) {
       BYOL_FAIL("conv2d (oneDNN): cannot build a convolution for input [", g.N, ", ", g.H, ", ", g.W, ", ",
                 g.C, "], weight [", g.K, ", ", g.R, ", ", g.S, ", ", g.C, "], stride ", g.stride,
@@ -273,9 +277,9 @@ void run_checked(const char* what, const ConvGeom& g, F&& body) {
 // The caller's buffer `data` (layout `user`) as oneDNN memory in layout `want`: the buffer itself when
 // there is no reorder, else a copy made by the plan's reorder.
 memory as_layout(const dnnl::reorder& r, const memory::desc& want, const memory::desc& user,
-                 const float* data) {
+                 const void* data) {
   dnnl::engine& eng = cpu_engine();
-  memory m(user, eng, const_cast<float*>(data));
+  memory m(user, eng, const_cast<void*>(data));
   if (!r) return m;
   memory converted(want, eng);
   r.execute(cpu_stream(), m, converted);
@@ -284,12 +288,11 @@ memory as_layout(const dnnl::reorder& r, const memory::desc& want, const memory:
 
 // Where a pass writes: the caller's buffer when there is no reorder back, else scratch memory that
 // copy_back() reorders into the caller's buffer.
-memory output_memory(const dnnl::reorder& r, const memory::desc& want, const memory::desc& user,
-                     float* data) {
+memory output_memory(const dnnl::reorder& r, const memory::desc& want, const memory::desc& user, void* data) {
   dnnl::engine& eng = cpu_engine();
   return r ? memory(want, eng) : memory(user, eng, data);
 }
-void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, float* data) {
+void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, void* data) {
   if (!r) return;
   memory dst(user, cpu_engine(), data);
   r.execute(cpu_stream(), m, dst);
@@ -297,12 +300,11 @@ void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, floa
 
 }  // namespace
 
-bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
-  if (bf16_matmul_pass(g, ConvPass::forward)) {
-    matmul_bf16_conv2d_forward(x, w, y, g);
-    return true;
-  }
-  ConvPlan& plan = plan_for(g);
+namespace {
+
+// The three passes on the caller's buffers, activations of dtype `storage` (weights and their gradient f32).
+bool forward_pass(const void* x, const float* w, void* y, const ConvGeom& g, DT storage) {
+  ConvPlan& plan = plan_for(g, storage);
   Pass& p = plan.fwd;
   if (!p.ok) return false;
   run_checked("forward", g, [&] {
@@ -316,12 +318,8 @@ bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvG
   return true;
 }
 
-bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
-  if (bf16_matmul_pass(g, ConvPass::backward_data)) {
-    matmul_bf16_conv2d_backward_data(dy, w, dx, g);
-    return true;
-  }
-  ConvPlan& plan = plan_for(g);
+bool backward_data_pass(const void* dy, const float* w, void* dx, const ConvGeom& g, DT storage) {
+  ConvPlan& plan = plan_for(g, storage);
   Pass& p = plan.bwd_data;
   if (!p.ok) return false;
   run_checked("backward data", g, [&] {
@@ -336,12 +334,8 @@ bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, con
   return true;
 }
 
-bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
-  if (bf16_matmul_pass(g, ConvPass::backward_filter)) {
-    matmul_bf16_conv2d_backward_filter(dy, x, dw, g);
-    return true;
-  }
-  ConvPlan& plan = plan_for(g);
+bool backward_filter_pass(const void* dy, const void* x, float* dw, const ConvGeom& g, DT storage) {
+  ConvPlan& plan = plan_for(g, storage);
   Pass& p = plan.bwd_weights;
   if (!p.ok) return false;
   run_checked("backward filter", g, [&] {
@@ -354,6 +348,47 @@ bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, c
     cpu_stream().wait();
   });
   return true;
+}
+
+}  // namespace
+
+bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
+  if (bf16_matmul_pass(g, ConvPass::forward)) {
+    matmul_bf16_conv2d_forward(x, w, y, g);
+    return true;
+  }
+  return forward_pass(x, w, y, g, DT::f32);
+}
+
+bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+  if (bf16_matmul_pass(g, ConvPass::backward_data)) {
+    matmul_bf16_conv2d_backward_data(dy, w, dx, g);
+    return true;
+  }
+  return backward_data_pass(dy, w, dx, g, DT::f32);
+}
+
+bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+  if (bf16_matmul_pass(g, ConvPass::backward_filter)) {
+    matmul_bf16_conv2d_backward_filter(dy, x, dw, g);
+    return true;
+  }
+  return backward_filter_pass(dy, x, dw, g, DT::f32);
+}
+
+// bf16 activations: oneDNN's kernels read the bf16 activations as they are and write bf16 outputs from
+// their float32 sums, without the float32 copies; where the matmul path runs the pass (it reads float32),
+// the caller widens instead.
+bool onednn_conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
+  return !bf16_matmul_pass(g, ConvPass::forward) && forward_pass(x, w, y, g, DT::bf16);
+}
+
+bool onednn_conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
+  return !bf16_matmul_pass(g, ConvPass::backward_data) && backward_data_pass(dy, w, dx, g, DT::bf16);
+}
+
+bool onednn_conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
+  return !bf16_matmul_pass(g, ConvPass::backward_filter) && backward_filter_pass(dy, x, dw, g, DT::bf16);
 }
 
 std::string onednn_conv2d_implementation(const ConvGeom& g) {
@@ -372,6 +407,15 @@ bool onednn_conv2d_backward_data(const float*, const float*, float*, const ConvG
   return false;
 }
 bool onednn_conv2d_backward_filter(const float*, const float*, float*, const ConvGeom&) {
+  return false;
+}
+bool onednn_conv2d_forward_bf16(const bf16*, const float*, bf16*, const ConvGeom&) {
+  return false;
+}
+bool onednn_conv2d_backward_data_bf16(const bf16*, const float*, bf16*, const ConvGeom&) {
+  return false;
+}
+bool onednn_conv2d_backward_filter_bf16(const bf16*, const bf16*, float*, const ConvGeom&) {
   return false;
 }
 std::string onednn_conv2d_implementation(const ConvGeom&) {

@@ -69,6 +69,11 @@ ConvAlgorithm conv_algorithm();
 bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
 bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
 bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
+// The same on bf16 activations (ConvGeom::bf16 set): oneDNN reads and writes them as bf16. false also where
+// the pass would take the matmul path (bf16_matmul_pass), which reads float32: the caller widens then.
+bool onednn_conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g);
+bool onednn_conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g);
+bool onednn_conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g);
 // "forward / backward data / backward weights" implementation names oneDNN picked, for benchmarks.
 std::string onednn_conv2d_implementation(const ConvGeom& g);
 
