@@ -113,7 +113,8 @@ struct TrainConfig {
   enum class Precision { fp32, bf16 } precision = Precision::fp32;
   // With precision bf16: the encoders' activations stored as bf16 between layers
   // (models::ForwardContext::bf16_activations). Always so on a GPU (models::bf16_activations_by_default);
-  // true asks for it on the CPU too (slower there, measured; the CPU reference of the GPU's path).
+  // true asks for it on the CPU too (faster than bf16 products for large networks, slower for small ones;
+  // docs/benchmarks.md).
   bool bf16_activations = false;
   // train.cuda_graph: on a GPU, step() captures its forward, backward, LARS and EMA as one CUDA graph after
   // kGraphWarmupSteps eager steps at a batch shape, and replays it every step after that (one launch instead

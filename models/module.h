@@ -117,7 +117,8 @@ struct ForwardContext {
 
 // Where bf16 (train.precision, byol-eval --precision) stores the activations in bf16 by default: on a GPU
 // (cuDNN's bf16 convolutions take bf16 data only, and the tensor cores are the point); on the CPU the
-// float32 activations with bf16 products measured faster (docs/benchmarks.md, "bf16 activations").
+// float32 activations with bf16 products measured faster for the default recipe's small network, bf16
+// activations for ResNet-18 at base 64 (docs/benchmarks.md, "bf16 activations"): train.cpu_bf16_activations.
 inline bool bf16_activations_by_default(Device device) {
   return device.is_cuda();
 }

@@ -44,7 +44,10 @@ inline std::unique_ptr<Learner> learner_from_fixture(const SafetensorsFile& ref)
   train.predictor = flag("predictor", true);
   train.target_network = flag("target_network", true);
   train.stop_gradient = flag("stop_gradient", true);
-  if (flag("conv_bf16", false)) train.precision = TrainConfig::Precision::bf16;
+  if (flag("conv_bf16", false)) {  // bf16 products on float32 activations
+    train.precision = TrainConfig::Precision::bf16;
+    train.bf16_activations = false;
+  }
   if (flag("bf16_activations", false)) {
     train.precision = TrainConfig::Precision::bf16;
     train.bf16_activations = true;

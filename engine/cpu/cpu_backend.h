@@ -43,8 +43,10 @@ enum class ConvPass { forward, backward_data, backward_filter };
 // instead of oneDNN's bf16 convolution kernels: where it measured faster (docs/benchmarks.md, "bf16
 // convolutions as matmuls"). Only the speed depends on it; the products are the same.
 bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
-// Whether bf16 products measured faster than float32 on this CPU: where oneDNN runs them on AMX tiles
-// (docs/benchmarks.md: the ResNet-18 CIFAR step 1.8-1.9x, the small Fashion-MNIST network about 1.06x).
+// Whether bf16 measured faster than float32 on this CPU: where oneDNN runs it on AMX tiles
+// (docs/benchmarks.md: the ResNet-18 CIFAR step 1.8-1.9x with bf16 products and 2.0-2.1x with bf16
+// activations; the small Fashion-MNIST network 1.06-1.13x with bf16 products and 0.95x with bf16
+// activations, which is why the CPU's bf16 keeps float32 activations unless train.cpu_bf16_activations).
 // train.precision = "auto" picks bf16 where this holds. Elsewhere (AVX512-BF16 without AMX, or no bf16
 // units, or no oneDNN) unmeasured or slower: false.
 bool bf16_measured_faster();
