@@ -41,6 +41,13 @@ inline unsigned grid_rows(int64_t rows) {
 constexpr int kBnTileC = 32;
 constexpr int kBnTileRows = 8;
 constexpr int64_t kBnTargetBlocks = 1024;
+// Tiles of kBnTileC channels over C, and of kBnTileRows rows over M (at least one each).
+inline int64_t bn_channel_tiles(int64_t C) {
+  return std::max<int64_t>(1, (C + kBnTileC - 1) / kBnTileC);
+}
+inline int64_t bn_row_tiles(int64_t M) {
+  return std::max<int64_t>(1, (M + kBnTileRows - 1) / kBnTileRows);
+}
 struct BnGrid {
   int64_t channel_tiles;
   int64_t row_chunks;
@@ -48,8 +55,8 @@ struct BnGrid {
 };
 inline BnGrid bn_grid(int64_t M, int64_t C) {
   BnGrid g;
-  g.channel_tiles = std::max<int64_t>(1, (C + kBnTileC - 1) / kBnTileC);
-  const int64_t max_chunks = std::max<int64_t>(1, (M + kBnTileRows - 1) / kBnTileRows);
+  g.channel_tiles = bn_channel_tiles(C);
+  const int64_t max_chunks = bn_row_tiles(M);
   const int64_t want = std::clamp<int64_t>(kBnTargetBlocks / g.channel_tiles, 1, max_chunks);
   int64_t rows = (M + want - 1) / want;
   rows = std::max<int64_t>(kBnTileRows, (rows + kBnTileRows - 1) / kBnTileRows * kBnTileRows);
@@ -68,10 +75,9 @@ struct BnRowsGrid {
 };
 inline BnRowsGrid bn_rows_grid(int64_t M, int64_t C) {
   BnRowsGrid g;
-  g.channel_tiles = std::max<int64_t>(1, (C + kBnTileC - 1) / kBnTileC);
-  const int64_t needed = std::max<int64_t>(1, (M + kBnTileRows - 1) / kBnTileRows);
+  g.channel_tiles = bn_channel_tiles(C);
   const int64_t cap = std::max<int64_t>(1, kMaxBlocks / g.channel_tiles);
-  g.row_blocks = std::min<int64_t>({needed, cap, 65535});
+  g.row_blocks = std::min<int64_t>({bn_row_tiles(M), cap, 65535});
   return g;
 }
 

@@ -80,8 +80,8 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
           [&](auto tag) {
             cpu::batch_norm_partial_sums(x.data<decltype(tag)>() + g * Mg * C, Mg, C, sp + g * S);
           },
-          [&]([[maybe_unused]] auto tag) {
-            using X [[maybe_unused]] = decltype(tag);
+          [&](auto tag) {
+            using X = decltype(tag);
             BYOL_ON_CUDA(op, x, cuda::batch_norm_partial_sums(x.data<X>() + g * Mg * C, Mg, C, sp + g * S));
           });
     call_stats_hook(opt.all_reduce, stats, G * S, x.device(), "");
@@ -134,8 +134,8 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
             cpu::batch_norm_apply(x.data<X>() + rows, mean.data<T>() + g * C, invstd.data<T>() + g * C,
                                   gamma.data<T>(), beta.data<T>(), y.data<X>() + rows, Mg, C);
         },
-        [&]([[maybe_unused]] auto tag) {
-          using X [[maybe_unused]] = decltype(tag);
+        [&](auto tag) {
+          using X = decltype(tag);
           if (relu)
             BYOL_ON_CUDA(op, x,
                          cuda::batch_norm_apply_relu(x.data<X>() + rows, mean.data<float>() + g * C,
@@ -193,8 +193,8 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
                 cpu::add_inplace(dgamma.data<T>(), dgamma_g.data<T>(), C);
               }
             },
-            [&]([[maybe_unused]] auto tag) {
-              using X [[maybe_unused]] = decltype(tag);
+            [&](auto tag) {
+              using X = decltype(tag);
               BYOL_ON_CUDA(
                   op, x,
                   cuda::batch_norm_backward_sums(dy.data<X>() + g * Mg * C, x.data<X>() + g * Mg * C,
@@ -225,8 +225,8 @@ Tensor batch_norm_impl(const char* op, const Tensor& x, const Tensor& gamma, con
                 cpu::batch_norm_backward_dx_eval(dy.data<X>() + g * Mg * C, gamma.data<T>(),
                                                  invstd.data<T>() + g * C, dx.data<X>() + g * Mg * C, Mg, C);
             },
-            [&]([[maybe_unused]] auto tag) {
-              using X [[maybe_unused]] = decltype(tag);
+            [&](auto tag) {
+              using X = decltype(tag);
               if (training)
                 BYOL_ON_CUDA(op, x,
                              cuda::batch_norm_backward_dx(dy.data<X>() + g * Mg * C, x.data<X>() + g * Mg * C,

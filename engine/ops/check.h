@@ -5,12 +5,14 @@
 #include "engine/tensor.h"
 
 // BYOL_ON_CUDA(op, t, stmt) runs stmt in a CUDA build and reports "no kernel for this device" in a
-// CPU-only one, so the front ends (compiled in every build) reference the cuda:: functions
-// (engine/cuda/cuda_backend.h, blas.h, conv_cudnn.h, optimizers_cuda.h) only where they are defined.
+// CPU-only one. There stmt is only type-checked (an unevaluated operand of sizeof): the front ends (compiled
+// in every build) see the declarations of the cuda:: functions (engine/cuda/cuda_backend.h, blas.h,
+// conv_cudnn.h, optimizers_cuda.h, plain C++ headers) but never reference their definitions, and a call
+// with the wrong types fails in the CPU-only build too.
 #if BYOL_WITH_CUDA
 #define BYOL_ON_CUDA(op, t, stmt) stmt
 #else
-#define BYOL_ON_CUDA(op, t, stmt) ::byol::ops::detail::unsupported_device(op, t)
+#define BYOL_ON_CUDA(op, t, stmt) ((void)sizeof((stmt, 0)), ::byol::ops::detail::unsupported_device(op, t))
 #endif
 
 namespace byol::ops::detail {

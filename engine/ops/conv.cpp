@@ -43,8 +43,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, Conv2dParams prm) {
         else
           cpu::conv2d_forward(x.data<S>(), w.data<S>(), y.data<S>(), g);
       },
-      [&]([[maybe_unused]] auto tag) {
-        using S [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using S = decltype(tag);
         BYOL_ON_CUDA(op, x, cuda::conv2d_forward(x.data<S>(), w.data<float>(), y.data<S>(), g));
       });
 
@@ -74,8 +74,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, Conv2dParams prm) {
                   if (need_dw) cpu::conv2d_backward_filter(dy.data<S>(), xs.data<S>(), dw.data<S>(), g);
                 }
               },
-              [&]([[maybe_unused]] auto tag) {
-                using S [[maybe_unused]] = decltype(tag);
+              [&](auto tag) {
+                using S = decltype(tag);
                 if (need_dx)
                   BYOL_ON_CUDA(op, dy,
                                cuda::conv2d_backward_data(dy.data<S>(), ws.data<float>(), dx.data<S>(), g));

@@ -70,8 +70,8 @@ Tensor detail::relu_grad(const char* op, const Tensor& y, const Tensor& dy) {
         using T = decltype(tag);
         cpu::relu_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), y.numel());
       },
-      [&]([[maybe_unused]] auto tag) {
-        using T [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using T = decltype(tag);
         BYOL_ON_CUDA(op, y, cuda::relu_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), y.numel()));
       });
   return dx;
@@ -84,8 +84,8 @@ Tensor relu(const Tensor& x) {
   on_backend_act(
       op, x,
       [&](auto tag) { cpu::relu_forward(x.data<decltype(tag)>(), y.data<decltype(tag)>(), x.numel()); },
-      [&]([[maybe_unused]] auto tag) {
-        using T [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using T = decltype(tag);
         BYOL_ON_CUDA(op, x, cuda::relu_forward(x.data<T>(), y.data<T>(), x.numel()));
       });
   GradRecorder rec(op, {x});
@@ -113,8 +113,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
         using T = decltype(tag);
         cpu::add(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
       },
-      [&]([[maybe_unused]] auto tag) {
-        using T [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using T = decltype(tag);
         BYOL_ON_CUDA(op, a, cuda::add(a.data<T>(), b.data<T>(), y.data<T>(), a.numel()));
       });
   GradRecorder rec(op, {a, b});
@@ -270,8 +270,8 @@ void add_(Tensor& dst, const Tensor& src) {
         using T = decltype(tag);
         cpu::add_inplace(dst.data<T>(), s.data<T>(), dst.numel());
       },
-      [&]([[maybe_unused]] auto tag) {
-        using T [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using T = decltype(tag);
         BYOL_ON_CUDA(op, dst, cuda::add_inplace(dst.data<T>(), s.data<T>(), dst.numel()));
       });
 }

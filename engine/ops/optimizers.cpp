@@ -48,7 +48,7 @@ float host_value(const StepScalar& s) {
 }
 
 // Where the CUDA kernels read the value from: the tensor's element, or nullptr for the number form.
-[[maybe_unused]] const float* device_pointer(const StepScalar& s) {
+const float* device_pointer(const StepScalar& s) {
   return s.in_tensor() ? s.tensor().data<float>() : nullptr;
 }
 
@@ -72,8 +72,8 @@ void ema_(const Tensor& target, const Tensor& online, const StepScalar& tau) {
   check_buffer(op, "online", online, "target", target, /*prefix=*/true);
   check_step_scalar(op, "tau", tau, "target", target);
   if (!target.device().is_cpu())
-    BYOL_ON_CUDA(op, target,
-                 return cuda::ema(target.data<float>(), online.data<float>(), target.numel(),
+    return BYOL_ON_CUDA(op, target,
+                        cuda::ema(target.data<float>(), online.data<float>(), target.numel(),
                                   static_cast<float>(tau.value()), device_pointer(tau)));
   cpu::ema(target.data<float>(), online.data<float>(), target.numel(), host_value(tau));
 }
@@ -95,8 +95,8 @@ void lars_step_(const Tensor& w, const Tensor& g, const Tensor& m, const LarsLay
              device_name(w.device()), ", got ", trust_out.describe());
   check_step_scalar(op, "lr", h.lr, "w", w);
   if (!w.device().is_cpu())
-    BYOL_ON_CUDA(op, w,
-                 return cuda::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), layout, h,
+    return BYOL_ON_CUDA(op, w,
+                        cuda::lars_step(w.data<float>(), g.data<float>(), m.data<float>(), layout, h,
                                         device_pointer(h.lr), trust_out.data<double>()));
   LarsHyper on_host = h;
   on_host.lr = static_cast<double>(host_value(h.lr));
@@ -114,8 +114,8 @@ void sgd_step_(const Tensor& w, const Tensor& m, const Tensor& g, double lr, dou
   const float flr = static_cast<float>(lr), fmom = static_cast<float>(momentum),
               fwd = static_cast<float>(weight_decay);
   if (!w.device().is_cpu())
-    BYOL_ON_CUDA(op, w,
-                 return cuda::sgd_step(w.data<float>(), m.data<float>(), g.data<float>(), w.numel(), flr,
+    return BYOL_ON_CUDA(op, w,
+                        cuda::sgd_step(w.data<float>(), m.data<float>(), g.data<float>(), w.numel(), flr,
                                        fmom, fwd, nesterov));
   cpu::sgd_step(w.data<float>(), m.data<float>(), g.data<float>(), w.numel(), flr, fmom, fwd, nesterov);
 }
@@ -135,8 +135,8 @@ void adamw_step_(const Tensor& w, const Tensor& m, const Tensor& v, const Tensor
               beta2 = static_cast<float>(h.beta2), eps = static_cast<float>(h.eps),
               wd = static_cast<float>(h.weight_decay);
   if (!w.device().is_cpu())
-    BYOL_ON_CUDA(op, w,
-                 return cuda::adamw_step(w.data<float>(), m.data<float>(), v.data<float>(), g.data<float>(),
+    return BYOL_ON_CUDA(op, w,
+                        cuda::adamw_step(w.data<float>(), m.data<float>(), v.data<float>(), g.data<float>(),
                                          w.numel(), lr, beta1, beta2, eps, wd, bias1, bias2));
   cpu::adamw_step(w.data<float>(), m.data<float>(), v.data<float>(), g.data<float>(), w.numel(), lr, beta1,
                   beta2, eps, wd, bias1, bias2);

@@ -31,8 +31,8 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {
         cpu::max_pool2d_forward(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), N, H, W, C, P, Q, kernel,
                                 stride, padding);
       },
-      [&]([[maybe_unused]] auto tag) {
-        using T [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using T = decltype(tag);
         BYOL_ON_CUDA(op, x,
                      cuda::max_pool2d_forward(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), N, H, W, C, P,
                                               Q, kernel, stride, padding));
@@ -51,8 +51,8 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {
                 cpu::max_pool2d_backward(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), N, H, W, C, P,
                                          Q);
               },
-              [&]([[maybe_unused]] auto tag) {
-                using T [[maybe_unused]] = decltype(tag);
+              [&](auto tag) {
+                using T = decltype(tag);
                 BYOL_ON_CUDA(op, dy,
                              cuda::max_pool2d_backward(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), N,
                                                        H, W, C, P, Q, kernel, stride, padding));
@@ -77,8 +77,8 @@ Tensor global_avg_pool(const Tensor& x) {
         using T = decltype(tag);
         cpu::global_avg_pool_forward(x.data<T>(), y.data<T>(), N, H * W, C);
       },
-      [&]([[maybe_unused]] auto tag) {
-        using T [[maybe_unused]] = decltype(tag);
+      [&](auto tag) {
+        using T = decltype(tag);
         BYOL_ON_CUDA(op, x, cuda::global_avg_pool_forward(x.data<T>(), y.data<T>(), N, H * W, C));
       });
   GradRecorder rec(op, {x});
@@ -92,8 +92,8 @@ Tensor global_avg_pool(const Tensor& x) {
             using T = decltype(tag);
             cpu::global_avg_pool_backward(dy.data<T>(), dx.data<T>(), N, H * W, C);
           },
-          [&]([[maybe_unused]] auto tag) {
-            using T [[maybe_unused]] = decltype(tag);
+          [&](auto tag) {
+            using T = decltype(tag);
             BYOL_ON_CUDA(op, dy, cuda::global_avg_pool_backward(dy.data<T>(), dx.data<T>(), N, H * W, C));
           });
       return {dx};
