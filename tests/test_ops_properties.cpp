@@ -104,6 +104,51 @@ TEST_CASE("max_pool2d and global_avg_pool match naive loops", "[pool]") {
     }
 }
 
+TEST_CASE("max_pool2d: the first maximum of a window wins ties, NaN propagates, the gradient goes to the winner",
+          "[pool]") {
+  // Values on a coarse grid (many ties, as after a ReLU), a few NaNs; every storage type. The reference
+  // scans each window's valid taps row by row and keeps the first strict maximum, or the first NaN.
+  const int64_t N = 3, H = 9, W = 8, C = 19, P = 5, Q = 4;
+  std::uniform_int_distribution<int> level(-2, 2);
+  std::vector<double> values(N * H * W * C);
+  for (double& v : values) v = std::max(0, level(rng()));
+  for (int64_t i : {5, 200, 201, 777, 1500}) values[i] = NAN;
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    INFO("dtype " << dtype_name(dt));
+    Tensor x = ops::cast(Tensor::from_vector(values, {N, H, W, C}), dt).set_requires_grad(true);
+    Tensor y = ops::max_pool2d(x, 3, 2, 1);
+    REQUIRE(y.shape() == Shape{N, P, Q, C});
+    std::vector<double> dy_values(N * P * Q * C);
+    for (size_t i = 0; i < dy_values.size(); ++i) dy_values[i] = static_cast<double>(i % 7 + 1);
+    y.backward(ops::cast(Tensor::from_vector(dy_values, {N, P, Q, C}), dt));
+    const std::vector<double> yv = y.to(DType::f64).to_vector<double>();
+    const std::vector<double> dx = x.grad().to(DType::f64).to_vector<double>();
+    std::vector<double> dx_ref(values.size(), 0.0);
+    int mismatches = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q)
+          for (int64_t c = 0; c < C; ++c) {
+            int64_t win = -1;
+            for (int64_t h = p * 2 - 1; h <= p * 2 + 1; ++h)
+              for (int64_t w = q * 2 - 1; w <= q * 2 + 1; ++w) {
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                const int64_t i = ((n * H + h) * W + w) * C + c;
+                const bool best_nan = win >= 0 && std::isnan(values[win]);
+                if (win < 0 || (!best_nan && (values[i] > values[win] || std::isnan(values[i])))) win = i;
+              }
+            const int64_t o = ((n * P + p) * Q + q) * C + c;
+            dx_ref[win] += dy_values[o];
+            const bool same = std::isnan(values[win]) ? std::isnan(yv[o]) : yv[o] == values[win];
+            mismatches += same ? 0 : 1;
+          }
+    CHECK(mismatches == 0);
+    int grad_mismatches = 0;
+    for (size_t i = 0; i < dx.size(); ++i) grad_mismatches += dx[i] == dx_ref[i] ? 0 : 1;
+    CHECK(grad_mismatches == 0);
+  }
+}
+
 TEST_CASE("batch_norm output has per-channel mean 0 and variance 1", "[bn]") {
   for (Shape shape : {Shape{4, 5, 3, 6}, Shape{32, 10}}) {
     const int64_t C = shape.back();

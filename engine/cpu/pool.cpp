@@ -1,5 +1,6 @@
 // Max pooling and global average pooling over NHWC on the CPU; parallel over images. Storage S is float,
 // double or bf16 (float math, one rounding per stored value).
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -12,37 +13,50 @@ template <class S>
 void max_pool2d_forward(const S* x, S* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
                         int64_t P, int64_t Q, int kernel, int stride, int pad) {
   using T = compute_t<S>;
+  // The window's valid taps in row-major order; the first one initialises the output, each later one
+  // replaces it where it is larger (the first maximum wins ties) or where it is the first NaN (NaN
+  // propagates, as in PyTorch). The maximum of stored values is a stored value, so the output is written
+  // directly, exact in every storage type. Branch-free over channels, so the loop vectorises.
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const S* img = x + n * H * W * C;
-    std::vector<T> best(C);
     for (int64_t p = 0; p < P; ++p) {
+      const int64_t h0 = std::max<int64_t>(p * stride - pad, 0);
+      const int64_t h1 = std::min<int64_t>(p * stride - pad + kernel, H);
       for (int64_t q = 0; q < Q; ++q) {
-        S* out = y + ((n * P + p) * Q + q) * C;
-        int32_t* arg = argmax + ((n * P + p) * Q + q) * C;
-        for (int64_t c = 0; c < C; ++c) {
-          best[c] = -std::numeric_limits<T>::infinity();
-          arg[c] = -1;
+        const int64_t w0 = std::max<int64_t>(q * stride - pad, 0);
+        const int64_t w1 = std::min<int64_t>(q * stride - pad + kernel, W);
+        S* __restrict__ out = y + ((n * P + p) * Q + q) * C;
+        int32_t* __restrict__ arg = argmax + ((n * P + p) * Q + q) * C;
+        if (h0 >= h1 || w0 >= w1) {  // a window of padding only (the op's checks rule it out)
+          for (int64_t c = 0; c < C; ++c) {
+            out[c] = from_compute<S>(-std::numeric_limits<T>::infinity());
+            arg[c] = -1;
+          }
+          continue;
         }
-        for (int r = 0; r < kernel; ++r) {
-          const int64_t h = p * stride - pad + r;
-          if (h < 0 || h >= H) continue;
-          for (int s = 0; s < kernel; ++s) {
-            const int64_t w = q * stride - pad + s;
-            if (w < 0 || w >= W) continue;
-            const int64_t base = (h * W + w) * C;
+        const int32_t first = static_cast<int32_t>((h0 * W + w0) * C);
+        for (int64_t c = 0; c < C; ++c) {
+          out[c] = img[first + c];
+          arg[c] = first + static_cast<int32_t>(c);
+        }
+        for (int64_t h = h0; h < h1; ++h) {
+          for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; ++w) {
+            const int32_t base = static_cast<int32_t>((h * W + w) * C);
+            const S* __restrict__ in = img + base;
             for (int64_t c = 0; c < C; ++c) {
-              // The first maximum wins ties; NaN propagates (as in PyTorch).
-              const T v = to_compute(img[base + c]);
-              const bool nan_first = v != v && best[c] == best[c];
-              if (arg[c] < 0 || v > best[c] || nan_first) {
-                best[c] = v;
-                arg[c] = static_cast<int32_t>(base + c);
+              const T v = to_compute(in[c]);
+              const T best = to_compute(out[c]);
+              const bool take = v > best || (v != v && best == best);
+              if constexpr (std::is_same_v<S, bf16>) {
+                out[c].bits = take ? in[c].bits : out[c].bits;  // on the bits: the loop vectorises
+              } else {
+                out[c] = take ? in[c] : out[c];
               }
+              arg[c] = take ? base + static_cast<int32_t>(c) : arg[c];
             }
           }
         }
-        for (int64_t c = 0; c < C; ++c) out[c] = from_compute<S>(best[c]);
       }
     }
   }
