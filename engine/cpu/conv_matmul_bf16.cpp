@@ -10,8 +10,10 @@
 //                    stride 1, the transposed convolution instead: dX = col(dy) * W' (W' the flipped weights)
 //   backward filter  dW[K, RSC]      = dY[rows, K]^T * col(x)[rows, RSC]
 //
-// im2col writes bf16 straight from the float32 activations; the weights go through one oneDNN reorder into
-// the matmul's blocked bf16 layout. The matmul primitives are built once per geometry and cached.
+// im2col writes bf16 straight from the activations (float32, or bf16 as they are); the weights go through
+// one oneDNN reorder into the matmul's blocked bf16 layout. The matmuls write float32 sums; with bf16
+// activations those are rounded once into the bf16 output (forward, backward data). The matmul primitives
+// are built once per geometry and cached.
 #include <algorithm>
 
 #include "engine/common.h"
@@ -170,7 +172,7 @@ memory reordered_weights(const Matmul& m, const float* w) {
 // Scratch buffers reused from call to call, grown and never shrunk: the column matrices are tens of MB,
 // and a fresh allocation per call paid for the kernel mapping and zeroing new pages each time. Calls do not
 // run concurrently (as the oneDNN convolutions; engine/cpu/conv_onednn.cpp).
-enum Slot { kColumns, kRounded, kGradColumns, kFlipped, kSlots };
+enum Slot { kColumns, kRounded, kGradColumns, kFlipped, kSums, kSlots };
 template <class T>
 T* scratch(Slot slot, int64_t n) {
   struct Buffer {
@@ -196,10 +198,30 @@ const bf16* rounded(Slot slot, const float* x, int64_t n) {
   return r;
 }
 
-const bf16* bf16_columns(const float* x, const ConvGeom& g) {
+// bf16 activations are the products' operands as they are.
+const bf16* rounded(Slot, const bf16* x, int64_t) {
+  return x;
+}
+
+template <class A>
+const bf16* bf16_columns(const A* x, const ConvGeom& g) {
   bf16* col = scratch<bf16>(kColumns, g.N * g.P * g.Q * g.R * g.S * g.C);
   im2col(x, col, g, 0, g.N);
   return col;
+}
+
+// Where a pass's float32 sums go: the output itself for float32 activations; for bf16 ones a float32
+// scratch buffer, which store() then rounds once into the output.
+float* sums(float* out, int64_t) {
+  return out;
+}
+float* sums(bf16*, int64_t n) {
+  return scratch<float>(kSums, n);
+}
+void store(const float*, float*, int64_t) {}
+void store(const float* sum, bf16* out, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(sum[i]);
 }
 
 // W'[(r*S + s)*K + k, c] = W[k, R-1-r, S-1-s, c] in bf16: the transposed convolution's weights.
@@ -216,46 +238,53 @@ const bf16* flipped_weights(const float* w, const ConvGeom& g) {
   return f;
 }
 
-}  // namespace
-
-void matmul_bf16_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
+template <class A>
+void forward(const A* x, const float* w, A* y, const ConvGeom& g) {
   const Matmul& m = plan_for(g).fwd;
   run_checked("forward", g, [&] {
+    const int64_t ny = g.N * g.P * g.Q * g.K;
+    float* ys = sums(y, ny);
     const bf16* col = bf16_columns(x, g);
     memory wm = reordered_weights(m, w);
     m.prim.execute(
         cpu_stream(),
-        {{DNNL_ARG_SRC, wrap(m.src, col)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, wrap(m.dst, y)}});
+        {{DNNL_ARG_SRC, wrap(m.src, col)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, wrap(m.dst, ys)}});
     cpu_stream().wait();
+    store(ys, y, ny);
   });
 }
 
-void matmul_bf16_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+template <class A>
+void backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g) {
   const MatmulPlan& plan = plan_for(g);
   const Matmul& m = plan.bwd_data;
   run_checked("backward data", g, [&] {
+    const int64_t nx = g.N * g.H * g.W * g.C;
+    float* dxs = sums(dx, nx);
     if (plan.bwd_data_as_forward) {
       const bf16* col = bf16_columns(dy, transposed(g));
       const bf16* wf = flipped_weights(w, g);
       m.prim.execute(cpu_stream(), {{DNNL_ARG_SRC, wrap(m.src, col)},
                                     {DNNL_ARG_WEIGHTS, wrap(m.weights, wf)},
-                                    {DNNL_ARG_DST, wrap(m.dst, dx)}});
+                                    {DNNL_ARG_DST, wrap(m.dst, dxs)}});
       cpu_stream().wait();
-      return;
+    } else {
+      const bf16* dyr = rounded(kRounded, dy, g.N * g.P * g.Q * g.K);
+      float* dcol = scratch<float>(kGradColumns, g.N * g.P * g.Q * g.R * g.S * g.C);
+      memory wm = reordered_weights(m, w);
+      m.prim.execute(
+          cpu_stream(),
+          {{DNNL_ARG_SRC, wrap(m.src, dyr)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, wrap(m.dst, dcol)}});
+      cpu_stream().wait();
+      std::fill(dxs, dxs + nx, 0.0f);
+      col2im(dcol, dxs, g, 0, g.N);
     }
-    const bf16* dyr = rounded(kRounded, dy, g.N * g.P * g.Q * g.K);
-    float* dcol = scratch<float>(kGradColumns, g.N * g.P * g.Q * g.R * g.S * g.C);
-    memory wm = reordered_weights(m, w);
-    m.prim.execute(
-        cpu_stream(),
-        {{DNNL_ARG_SRC, wrap(m.src, dyr)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, wrap(m.dst, dcol)}});
-    cpu_stream().wait();
-    std::fill(dx, dx + g.N * g.H * g.W * g.C, 0.0f);
-    col2im(dcol, dx, g, 0, g.N);
+    store(dxs, dx, nx);
   });
 }
 
-void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+template <class A>
+void backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g) {
   const Matmul& m = plan_for(g).bwd_filter;
   run_checked("backward filter", g, [&] {
     const bf16* dyr = rounded(kRounded, dy, g.N * g.P * g.Q * g.K);
@@ -265,6 +294,27 @@ void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* 
                                   {DNNL_ARG_DST, wrap(m.dst, dw)}});
     cpu_stream().wait();
   });
+}
+
+}  // namespace
+
+void matmul_bf16_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
+  forward(x, w, y, g);
+}
+void matmul_bf16_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+  backward_data(dy, w, dx, g);
+}
+void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+  backward_filter(dy, x, dw, g);
+}
+void matmul_bf16_conv2d_forward(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
+  forward(x, w, y, g);
+}
+void matmul_bf16_conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
+  backward_data(dy, w, dx, g);
+}
+void matmul_bf16_conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
+  backward_filter(dy, x, dw, g);
 }
 
 std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass) {

@@ -376,19 +376,30 @@ bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, c
   return backward_filter_pass(dy, x, dw, g, DT::f32);
 }
 
-// bf16 activations: oneDNN's kernels read the bf16 activations as they are and write bf16 outputs from
-// their float32 sums, without the float32 copies; where the matmul path runs the pass (it reads float32),
-// the caller widens instead.
+// bf16 activations: oneDNN's kernels (or the matmul path) read the bf16 activations as they are and write
+// bf16 outputs from their float32 sums, without float32 copies.
 bool onednn_conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
-  return !bf16_matmul_pass(g, ConvPass::forward) && forward_pass(x, w, y, g, DT::bf16);
+  if (bf16_matmul_pass(g, ConvPass::forward)) {
+    matmul_bf16_conv2d_forward(x, w, y, g);
+    return true;
+  }
+  return forward_pass(x, w, y, g, DT::bf16);
 }
 
 bool onednn_conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
-  return !bf16_matmul_pass(g, ConvPass::backward_data) && backward_data_pass(dy, w, dx, g, DT::bf16);
+  if (bf16_matmul_pass(g, ConvPass::backward_data)) {
+    matmul_bf16_conv2d_backward_data(dy, w, dx, g);
+    return true;
+  }
+  return backward_data_pass(dy, w, dx, g, DT::bf16);
 }
 
 bool onednn_conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
-  return !bf16_matmul_pass(g, ConvPass::backward_filter) && backward_filter_pass(dy, x, dw, g, DT::bf16);
+  if (bf16_matmul_pass(g, ConvPass::backward_filter)) {
+    matmul_bf16_conv2d_backward_filter(dy, x, dw, g);
+    return true;
+  }
+  return backward_filter_pass(dy, x, dw, g, DT::bf16);
 }
 
 std::string onednn_conv2d_implementation(const ConvGeom& g) {

@@ -45,8 +45,9 @@ enum class ConvPass { forward, backward_data, backward_filter };
 bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
 // Whether bf16 measured faster than float32 on this CPU: where oneDNN runs it on AMX tiles
 // (docs/benchmarks.md: the ResNet-18 CIFAR step 1.8-1.9x with bf16 products and 2.0-2.1x with bf16
-// activations; the small Fashion-MNIST network 1.06-1.13x with bf16 products and 0.95x with bf16
-// activations, which is why the CPU's bf16 keeps float32 activations unless train.cpu_bf16_activations).
+// activations; the small Fashion-MNIST network 1.06-1.13x with bf16 products and about 1.0x with bf16
+// activations, whose float32 heads cost it there, which is why the CPU's bf16 keeps float32 activations
+// unless train.cpu_bf16_activations).
 // train.precision = "auto" picks bf16 where this holds. Elsewhere (AVX512-BF16 without AMX, or no bf16
 // units, or no oneDNN) unmeasured or slower: false.
 bool bf16_measured_faster();
@@ -56,6 +57,11 @@ void set_bf16_matmul_enabled(bool enabled);
 void matmul_bf16_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
 void matmul_bf16_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
 void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
+// The same on bf16 activations, read as they are; the outputs' float32 sums rounded once (forward, backward
+// data), as the widening path would.
+void matmul_bf16_conv2d_forward(const bf16* x, const float* w, bf16* y, const ConvGeom& g);
+void matmul_bf16_conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g);
+void matmul_bf16_conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g);
 std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass);
 
 // How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
@@ -71,8 +77,8 @@ ConvAlgorithm conv_algorithm();
 bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
 bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
 bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
-// The same on bf16 activations (ConvGeom::bf16 set): oneDNN reads and writes them as bf16. false also where
-// the pass would take the matmul path (bf16_matmul_pass), which reads float32: the caller widens then.
+// The same on bf16 activations (ConvGeom::bf16 set): oneDNN reads and writes them as bf16, with its
+// convolution kernels or, where bf16_matmul_pass says, the matmul path.
 bool onednn_conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g);
 bool onednn_conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g);
 bool onednn_conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g);
