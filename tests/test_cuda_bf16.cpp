@@ -92,12 +92,23 @@ void compare(const char* what, const std::vector<Tensor>& inputs,
   }
 }
 
-// cuda::force_bf16_conv_fallback where the build has the CUDA backend (these tests run only there).
-void force_conv_fallback([[maybe_unused]] bool on) {
+// cuda::force_bf16_conv_fallback where the build has the CUDA backend (these tests run only there), for
+// one scope: a failing REQUIRE inside must not leave the later tests on the fallback.
+class ForcedConvFallback {
+ public:
+  explicit ForcedConvFallback([[maybe_unused]] bool on) {
 #if BYOL_WITH_CUDA
-  cuda::force_bf16_conv_fallback(on);
+    cuda::force_bf16_conv_fallback(on);
 #endif
-}
+  }
+  ~ForcedConvFallback() {
+#if BYOL_WITH_CUDA
+    cuda::force_bf16_conv_fallback(false);
+#endif
+  }
+  ForcedConvFallback(const ForcedConvFallback&) = delete;
+  ForcedConvFallback& operator=(const ForcedConvFallback&) = delete;
+};
 
 Tensor bf16_randn(const Shape& s, std::mt19937_64& gen, double mean = 0, double sd = 1) {
   return Tensor::randn(s, gen, DType::f32, mean, sd).to(DType::bf16);
@@ -166,7 +177,7 @@ TEST_CASE("[cuda] bf16 activations: cuDNN's bf16 convolutions match the CPU's bf
   // cuDNN's bf16 kernels, and the float32 fallback on widened copies that runs where cuDNN has none (forced
   // here, so the GPU run checks it too).
   for (bool fallback : {false, true}) {
-    force_conv_fallback(fallback);
+    const ForcedConvFallback forced(fallback);
     for (const Case& c :
          {Case{{2, 9, 9, 16}, {32, 3, 3, 16}, 1, 1}, Case{{2, 8, 8, 16}, {32, 1, 1, 16}, 2, 0},
           Case{{2, 15, 13, 3}, {16, 7, 7, 3}, 2, 3}, Case{{4, 4, 4, 64}, {64, 3, 3, 64}, 1, 1}}) {
@@ -179,7 +190,6 @@ TEST_CASE("[cuda] bf16 activations: cuDNN's bf16 convolutions match the CPU's bf
           1e-2);
     }
   }
-  force_conv_fallback(false);
 }
 
 TEST_CASE("[cuda] precision bf16: a BYOL step on the GPU (bf16 activations) matches the CPU's",

@@ -179,8 +179,8 @@ std::string describe(const char* what, const cpu::ConvGeom& g) {
 
 constexpr int kMaxAlgos = 16;
 
-// Runs cudnnFind*AlgorithmEx through find(perf, &count) with the descriptor's math type reset to the
-// TF32 setting (the previous direction left its own there), and keeps the usable results.
+// Runs cudnnFind*AlgorithmEx through find(perf, &count) -> cudnnStatus_t with the descriptor's math type
+// reset to the TF32 setting (the previous direction left its own there), and keeps the usable results.
 template <class Perf, class Find>
 void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Find&& find) {
   // The search times every algorithm and waits for the GPU: impossible inside a CUDA graph capture, which a
@@ -202,16 +202,16 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
   int count = 0;
   std::vector<ConvAlgoResult> found;
   std::string seen;
-  if (p.bf16) {
-    try {  // a configuration cuDNN does not take at all may fail the search itself: the fallback then runs
-      find(perf, &count);
-    } catch (const Error& e) {
-      cudaGetLastError();
-      count = 0;
-      seen = e.what();
-    }
-  } else {
-    find(perf, &count);
+  const cudnnStatus_t st = find(perf, &count);  // the workspace is allocated first: its failure throws
+  if (st != CUDNN_STATUS_SUCCESS) {
+    // A bf16 configuration cuDNN does not take at all may fail the search itself ("not supported", or
+    // "bad parameter" for a data type the legacy API refuses): the float32 fallback then runs. Any other
+    // status is an error, in bf16 as in float32.
+    const int category = CUDNN_STATUS_CATEGORY(st);
+    BYOL_CHECK(p.bf16 && (category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM),
+               describe(what, g), ": cuDNN's algorithm search failed: ", cudnnGetErrorString(st));
+    count = 0;
+    seen = cat("the search returned ", cudnnGetErrorString(st));
   }
   for (int i = 0; i < count; ++i) {
     found.push_back({static_cast<int>(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS, perf[i].memory,
@@ -239,9 +239,11 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
   d.found = true;
 }
 
-// Runs the direction's candidates in turn through exec(algo, workspace, bytes) until one succeeds.
+// Runs the direction's candidates in turn through exec(algo, workspace, bytes) until one succeeds. false: a
+// bf16 direction none of whose algorithms ran (cuDNN timed them in the search, then refused them here),
+// which the float32 fallback takes from now on, saying so once.
 template <class Algo, class Exec>
-void execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Exec&& exec) {
+bool execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Exec&& exec) {
   try {
     run_first_working(
         d.candidates, d.next, describe(what, g), [&](const ConvAlgoResult& c, std::string& reason) {
@@ -259,9 +261,19 @@ void execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g
           reason = cudnnGetErrorString(st);
           return false;
         });
-  } catch (...) {
-    d.found = false;  // the next call finds again
-    throw;
+    return true;
+  } catch (const Error& e) {
+    if (!p.bf16) {
+      d.found = false;  // the next call finds again
+      throw;
+    }
+    std::fprintf(stderr,
+                 "byol.cpp: %s: cuDNN found no bf16 algorithm that runs (%s); this direction runs in float32 "
+                 "on widened copies of the bf16 operands, rounded once into bf16\n",
+                 describe(what, g).c_str(), e.what());
+    d.no_bf16 = true;
+    d.found = true;
+    return false;
   }
 }
 
@@ -277,18 +289,17 @@ bool forward_impl(bool bf16, const void* x, const void* w, void* y, const cpu::C
   std::lock_guard<std::mutex> lock(p.mu);
   if (!p.fwd.found) {
     find_algorithms<cudnnConvolutionFwdAlgoPerf_t>(p, p.fwd, "forward", g, [&](auto* perf, int* count) {
-      BYOL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, p.x.get(), x, p.w.get(), w, p.conv.get(),
-                                                              p.y.get(), y, kMaxAlgos, count, perf,
-                                                              workspace(kWorkspaceLimit), kWorkspaceLimit));
+      void* ws = workspace(kWorkspaceLimit);
+      return cudnnFindConvolutionForwardAlgorithmEx(h, p.x.get(), x, p.w.get(), w, p.conv.get(), p.y.get(), y,
+                                                    kMaxAlgos, count, perf, ws, kWorkspaceLimit);
     });
   }
   if (p.fwd.no_bf16) return false;
   const float one = 1.0f, zero = 0.0f;
-  execute<cudnnConvolutionFwdAlgo_t>(p, p.fwd, "forward", g, [&](auto algo, void* ws, size_t bytes) {
+  return execute<cudnnConvolutionFwdAlgo_t>(p, p.fwd, "forward", g, [&](auto algo, void* ws, size_t bytes) {
     return cudnnConvolutionForward(h, &one, p.x.get(), x, p.w.get(), w, p.conv.get(), algo, ws, bytes, &zero,
                                    p.y.get(), y);
   });
-  return true;
 }
 
 bool backward_data_impl(bool bf16, const void* dy, const void* w, void* dx, const cpu::ConvGeom& g) {
@@ -299,19 +310,19 @@ bool backward_data_impl(bool bf16, const void* dy, const void* w, void* dx, cons
   if (!p.bwd_data.found) {
     find_algorithms<cudnnConvolutionBwdDataAlgoPerf_t>(
         p, p.bwd_data, "backward data", g, [&](auto* perf, int* count) {
-          BYOL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-              h, p.w.get(), w, p.y.get(), dy, p.conv.get(), p.x.get(), dx, kMaxAlgos, count, perf,
-              workspace(kWorkspaceLimit), kWorkspaceLimit));
+          void* ws = workspace(kWorkspaceLimit);
+          return cudnnFindConvolutionBackwardDataAlgorithmEx(h, p.w.get(), w, p.y.get(), dy, p.conv.get(),
+                                                             p.x.get(), dx, kMaxAlgos, count, perf, ws,
+                                                             kWorkspaceLimit);
         });
   }
   if (p.bwd_data.no_bf16) return false;
   const float one = 1.0f, zero = 0.0f;
-  execute<cudnnConvolutionBwdDataAlgo_t>(
+  return execute<cudnnConvolutionBwdDataAlgo_t>(
       p, p.bwd_data, "backward data", g, [&](auto algo, void* ws, size_t bytes) {
         return cudnnConvolutionBackwardData(h, &one, p.w.get(), w, p.y.get(), dy, p.conv.get(), algo, ws,
                                             bytes, &zero, p.x.get(), dx);
       });
-  return true;
 }
 
 bool backward_filter_impl(bool bf16, const void* dy, const void* x, void* dw, const cpu::ConvGeom& g) {
@@ -322,19 +333,19 @@ bool backward_filter_impl(bool bf16, const void* dy, const void* x, void* dw, co
   if (!p.bwd_filter.found) {
     find_algorithms<cudnnConvolutionBwdFilterAlgoPerf_t>(
         p, p.bwd_filter, "backward filter", g, [&](auto* perf, int* count) {
-          BYOL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-              h, p.x.get(), x, p.y.get(), dy, p.conv.get(), p.w.get(), dw, kMaxAlgos, count, perf,
-              workspace(kWorkspaceLimit), kWorkspaceLimit));
+          void* ws = workspace(kWorkspaceLimit);
+          return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, p.x.get(), x, p.y.get(), dy, p.conv.get(),
+                                                               p.w.get(), dw, kMaxAlgos, count, perf, ws,
+                                                               kWorkspaceLimit);
         });
   }
   if (p.bwd_filter.no_bf16) return false;
   const float one = 1.0f, zero = 0.0f;
-  execute<cudnnConvolutionBwdFilterAlgo_t>(
+  return execute<cudnnConvolutionBwdFilterAlgo_t>(
       p, p.bwd_filter, "backward filter", g, [&](auto algo, void* ws, size_t bytes) {
         return cudnnConvolutionBackwardFilter(h, &one, p.x.get(), x, p.y.get(), dy, p.conv.get(), algo, ws,
                                               bytes, &zero, p.w.get(), dw);
       });
-  return true;
 }
 
 int64_t filter_elements(const cpu::ConvGeom& g) {
