@@ -10,9 +10,10 @@
 //  - Learner steps with the graph against eager steps, from the same initialisation and batches: losses,
 //    online and target weights, LARS momentum, BN statistics and projections. Yardstick: two eager learners
 //    against each other (cuDNN may choose non-deterministic algorithms); the graph must stay within 10x of
-//    that (and within 1e-6 where the eager runs agree exactly). With the probe, gradient accumulation, and a
-//    change of batch shape (a second capture), and with the unified objective at beta = 0.5 and one pass per
-//    view.
+//    that (and within 1e-5 where the eager runs agree exactly). The weights' updates are compared too, with
+//    the replays inside the learning rate's warm-up, so a rate kept from the capture shows. With the probe,
+//    gradient accumulation, and a change of batch shape (a second capture), and with the unified objective at
+//    beta = 0.5 and one pass per view.
 //  - CudaGraph's refusals: a body that reads a tensor back to the host, one that keeps memory it
 //    allocated, and one that grows the process-wide workspace throw naming the cause; the device (and the
 //    workspace) keep working afterwards.
@@ -123,7 +124,7 @@ NetworkConfig small_network() {
 
 struct Run {
   std::vector<double> losses, probe_losses;
-  Tensor online, target, momentum, stats, projections;
+  Tensor online, update, target, momentum, stats, projections;  // update: online minus its initial value
   int64_t captures = 0;
 };
 
@@ -135,7 +136,10 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
   TrainConfig train;
   train.batch_size = 8;
   train.total_steps = 20;
-  train.warmup_steps = 2;
+  // The replays fall inside the linear warm-up, where the learning rate grows 12-50 % per step: a graph that
+  // kept the captured rate moves the weights' updates by that much (on the flat top of the cosine the rate
+  // changes by under 1 % per step, and LARS moves each weight by about 3e-5 of its norm).
+  train.warmup_steps = 12;
   train.seed = 7;
   train.accumulation_steps = accumulation;
   train.probe_classes = with_probe ? 5 : 0;
@@ -146,6 +150,7 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
   }
   Learner learner(small_network(), train);
   learner.to(kGpu);
+  const Tensor initial = learner.nets.online.params().to(Device::cpu()).clone();
   std::mt19937_64 gen(19);
   std::uniform_int_distribution<int> label(0, 4);
   Run r;
@@ -161,6 +166,7 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
     r.probe_losses.push_back(v.probe_loss);
   }
   r.online = learner.nets.online.params().to(Device::cpu());
+  r.update = ops::add(r.online, ops::scale(initial, -1.0));
   r.target = learner.nets.target.params().to(Device::cpu());
   r.momentum = learner.lars.momentum().to(Device::cpu());
   r.stats = learner.nets.online.stats().to(Device::cpu());
@@ -187,16 +193,17 @@ void compare(const char* what, const Run& graph, const Run& eager, const Run& ea
   const auto losses = [&](const char* name, std::vector<double> Run::*l) {
     return Gap{name, max_loss_gap(graph.*l, eager.*l), max_loss_gap(eager_again.*l, eager.*l)};
   };
-  const Gap gaps[] = {losses("losses", &Run::losses),           losses("probe", &Run::probe_losses),
-                      tensors("online", &Run::online),          tensors("target", &Run::target),
-                      tensors("momentum", &Run::momentum),      tensors("BN statistics", &Run::stats),
-                      tensors("projections", &Run::projections)};
+  const Gap gaps[] = {losses("losses", &Run::losses),        losses("probe", &Run::probe_losses),
+                      tensors("online", &Run::online),       tensors("online update", &Run::update),
+                      tensors("target", &Run::target),       tensors("momentum", &Run::momentum),
+                      tensors("BN statistics", &Run::stats), tensors("projections", &Run::projections)};
   std::printf("[cuda graph] %s, graph vs eager (eager vs eager):", what);
   for (const Gap& g : gaps) std::printf(" %s %.2e (%.2e)", g.name, g.graph, g.noise);
   std::printf("; captures %lld\n", static_cast<long long>(graph.captures));
+  // The floor, where two eager runs agree exactly: cuBLAS or cuDNN may pick other kernels under capture.
   for (const Gap& g : gaps) {
-    INFO(g.name);
-    CHECK(g.graph <= std::max(10 * g.noise, 1e-6));
+    INFO(g.name << (g.noise == 0 ? " (the eager runs agree exactly: the 1e-5 floor applies)" : ""));
+    CHECK(g.graph <= std::max(10 * g.noise, 1e-5));
   }
 }
 
@@ -250,6 +257,12 @@ TEST_CASE(
   State eager = fresh(), graphed = fresh();
   const Tensor lr = Tensor::zeros({}, DType::f32, kGpu), tau = Tensor::zeros({}, DType::f32, kGpu);
   layout.device_table(kGpu);  // uploaded on first use (a wait): before the capture, as a warm-up step does
+  {  // one eager call of each kernel first, as a warm-up step does: a driver before CUDA 12.3 cannot load a
+     // lazily loaded kernel during a capture
+    State warm = fresh();
+    ops::lars_step_(warm.w, warm.g, warm.m, layout, {ops::StepScalar(lr), 1.5e-6, 0.9, 1e-3}, warm.trust);
+    ops::ema_(warm.target, warm.w, ops::StepScalar(tau));
+  }
   CudaGraph graph;
   graph.capture(kGpu, [&] {
     ops::lars_step_(graphed.w, graphed.g, graphed.m, layout, {ops::StepScalar(lr), 1.5e-6, 0.9, 1e-3},
@@ -317,6 +330,7 @@ TEST_CASE("[cuda] PhaseClock on a GPU: event-timed phases, reused after reset; a
 TEST_CASE("[cuda] CudaGraph refuses a body that reads back or keeps its memory, and the device goes on",
           "[cuda][graph]") {
   const Tensor x = Tensor::full({256}, 2.0, DType::f32, kGpu);
+  (void)ops::scale(x, 3.0);  // loads the kernel eagerly (drivers before CUDA 12.3 cannot during a capture)
   CudaGraph graph;
   CHECK_THROWS_WITH(graph.capture(kGpu, [&] { (void)ops::scale(x, 3.0).to_vector<float>(); }),
                     Catch::Matchers::Contains("CUDA graph"));
