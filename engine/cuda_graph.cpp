@@ -62,6 +62,7 @@ void CudaGraph::reset() {
     // Its launches may still run: wait for them before the graph's memory goes.
     BYOL_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream()));
     cudaGraphExecDestroy(impl_->exec);
+    cuda::unpin_workspace();
   }
   if (impl_->graph) cudaGraphDestroy(impl_->graph);
   impl_->exec = nullptr;
@@ -139,6 +140,7 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
     throw Error(cat("CUDA graph: instantiating the captured graph on ", device_name(device),
                     " failed: ", cudaGetErrorString(made)));
   }
+  cuda::pin_workspace();  // the graph's cuDNN / cuBLASLt nodes hold the workspace's address
   impl_->device = device.index;
   impl_->graph = graph;
   impl_->exec = exec;

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <mutex>
+#include <vector>
 
 #include "engine/cuda/cuda_check.h"
 
@@ -18,6 +19,10 @@ struct DeviceState {
   cublasHandle_t cublas = nullptr;
   cublasLtHandle_t cublaslt = nullptr;
   DeviceBuffer* workspace = nullptr;  // leaked on purpose, like the streams
+  // Live CUDA graphs hold the workspace's address in their nodes: while any exists, a growing workspace
+  // keeps its earlier buffers here instead of freeing them (pin_workspace).
+  int workspace_pins = 0;
+  std::vector<DeviceBuffer> retired_workspaces;
 };
 
 std::array<DeviceState, kMaxDevices>& states() {
@@ -125,11 +130,23 @@ void* workspace(size_t bytes) {
   DeviceState& s = state();
   if (!s.workspace) s.workspace = new DeviceBuffer();
   const DeviceBuffer& w = *s.workspace;
-  if (bytes > w.bytes() || !w.get() || w.device() != current_device())
+  if (bytes > w.bytes() || !w.get() || w.device() != current_device()) {
     check_not_capturing(
         cat("cuda::workspace (cuDNN / cuBLASLt scratch) growing from ", w.bytes(), " to ", bytes, " bytes"));
+    // A captured graph replays with the old address: the old buffer lives as long as the graphs do.
+    if (s.workspace_pins > 0 && w.get()) s.retired_workspaces.push_back(std::move(*s.workspace));
+  }
   s.workspace->reserve(bytes);
   return s.workspace->get();
+}
+
+void pin_workspace() {
+  ++state().workspace_pins;
+}
+
+void unpin_workspace() {
+  DeviceState& s = state();
+  if (s.workspace_pins > 0 && --s.workspace_pins == 0) s.retired_workspaces.clear();
 }
 
 void check_not_capturing(const std::string& what) {

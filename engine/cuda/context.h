@@ -127,8 +127,13 @@ DeviceBuffer device_copy_of(const std::vector<T>& host) {
 
 // A device-side workspace of the compute stream that grows to the largest request and is reused by
 // cuDNN and cuBLASLt calls (they are ordered on the one stream, so they never overlap). It may not grow
-// inside a CUDA graph capture (check_not_capturing): the step's eager warm-up grows it to its size.
+// inside a CUDA graph capture (check_not_capturing): the step's eager warm-up grows it to its size. Where it
+// grows later, while graphs captured with the old buffer live (pin_workspace), that buffer is kept for them.
 void* workspace(size_t bytes);
+// For CudaGraph, on the current device: a graph that may use the workspace came into being (pin) or went
+// (unpin). While any pin is held, workspace() keeps the buffers it outgrows; the last unpin frees them.
+void pin_workspace();
+void unpin_workspace();
 
 // Throws, naming `what`, if the current device's compute stream is capturing a CUDA graph. For memory that
 // outlives the step and is made on first use (the workspace, the LARS table): made inside a capture it would

@@ -239,6 +239,12 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
   d.found = true;
 }
 
+bool capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  BYOL_CUDA_CHECK(cudaStreamIsCapturing(compute_stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
 // Runs the direction's candidates in turn through exec(algo, workspace, bytes) until one succeeds. false: a
 // bf16 direction none of whose algorithms ran (cuDNN timed them in the search, then refused them here),
 // which the float32 fallback takes from now on, saying so once.
@@ -253,6 +259,7 @@ bool execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g
           try {
             ws = workspace(c.memory);
           } catch (const Error& e) {  // no memory for this one's workspace: the next may need less
+            if (capturing()) throw;   // a workspace that may not grow inside a capture is not "no memory"
             reason = e.what();
             return false;
           }
@@ -263,8 +270,8 @@ bool execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g
         });
     return true;
   } catch (const Error& e) {
-    if (!p.bf16) {
-      d.found = false;  // the next call finds again
+    if (!p.bf16 || capturing()) {  // (inside a capture the failure is the capture's, not the algorithms')
+      d.found = false;             // the next call finds again
       throw;
     }
     std::fprintf(stderr,
