@@ -1,6 +1,7 @@
 #include "byol/learner.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "engine/cuda_graph.h"
@@ -290,7 +291,7 @@ struct Learner::GraphState {
   Shape projections_shape, y1_shape;
   Tensor view1, view2;             // the graph's inputs: each step's views are copied in
   Tensor values, projections, y1;  // its outputs, overwritten by each replay
-  std::string failure;             // why a capture failed (steps after it throw it again)
+  std::string failure;             // why a capture failed: the steps after it run eagerly
 };
 
 // The batch shape and every buffer address a captured step reads or writes: a graph holds addresses, so a
@@ -318,7 +319,7 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
              "have not been captured and checked on a multi-GPU machine yet; set train.cuda_graph = false");
   if (!graph_) graph_ = std::make_unique<GraphState>();
   GraphState& g = *graph_;
-  BYOL_CHECK(g.failure.empty(), "BYOL step: capturing the step failed earlier: ", g.failure);
+  if (!g.failure.empty()) return core_step(view1, view2, true);  // the capture failed: eager from then on
   const std::vector<int64_t> key = graph_key(view1);
   if (key != g.key) {  // a new shape or new buffers (or the first step): warm up, then capture again
     g.graph.reset();
@@ -351,11 +352,16 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
         g.y1.copy_(c.y1);
       });
     } catch (const std::exception& e) {
-      g.failure = e.what();  // every later step says so at once, rather than capture and fail again
-      throw;
-    } catch (...) {
-      g.failure = "an exception that is not a std::exception";
-      throw;
+      // A failed capture leaves the device and the learner as they were (CudaGraph ends it, clears the
+      // error and releases what it made): this step and every later one run eagerly, which is slower, not
+      // wrong. Said once, with the cause.
+      g.failure = e.what();
+      std::fprintf(stderr,
+                   "byol.cpp: train.cuda_graph: capturing the step failed, so the run goes on with eager "
+                   "steps (train.cuda_graph = false avoids the attempt):\n  %s\n",
+                   g.failure.c_str());
+      g.graph.reset();
+      return core_step(g.view1, g.view2, true);
     }
     ++g.captures;
   }
@@ -366,6 +372,10 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
 
 int64_t Learner::graph_captures() const {
   return graph_ ? graph_->captures : 0;
+}
+
+std::string Learner::graph_failure() const {
+  return graph_ ? graph_->failure : std::string();
 }
 
 Tensor Learner::embed(const Tensor& images) const {

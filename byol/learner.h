@@ -120,6 +120,7 @@ struct TrainConfig {
   // kGraphWarmupSteps eager steps at a batch shape, and replays it every step after that (one launch instead
   // of hundreds; the host is free while the GPU works). The same kernels in the same order as the eager step.
   // The probe, when on, runs eagerly after the replay. One process only so far (no NCCL all-reduces inside).
+  // Where the capture fails, step() says why on stderr once and goes on with eager steps.
   bool cuda_graph = false;
 };
 
@@ -200,6 +201,8 @@ class Learner {
   // How many times step() has captured its CUDA graph (TrainConfig::cuda_graph): 1 once the warm-up steps
   // are done, one more each time the batch shape or a buffer's address changed.
   int64_t graph_captures() const;
+  // Why capturing the step failed ("" if it did not): the steps since then have run eagerly.
+  std::string graph_failure() const;
 
   ByolNetworks nets;
   Lars lars;

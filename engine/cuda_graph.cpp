@@ -36,6 +36,8 @@ void abandon_capture(cudaStream_t stream) {
   cuda::release_deferred(cuda::end_capture_tracking());
 }
 
+bool g_fail_captures = false;  // CudaGraph::fail_captures_for_testing
+
 const char* const kWhatBreaksCapture =
     "a call that waits for the GPU, copies to or from the host, or uses the legacy stream cannot be "
     "captured; train.cuda_graph = false runs the step eagerly";
@@ -109,6 +111,10 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
     abandon_capture(stream);
     throw;
   }
+  if (g_fail_captures) {
+    abandon_capture(stream);
+    throw Error("CUDA graph: the capture was refused by CudaGraph::fail_captures_for_testing");
+  }
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
   cuda::CaptureRecord record = cuda::end_capture_tracking();
@@ -147,6 +153,10 @@ void CudaGraph::capture(Device device, const std::function<void()>& body) {
   impl_->record = std::move(record);
 }
 
+void CudaGraph::fail_captures_for_testing(bool on) {
+  g_fail_captures = on;
+}
+
 void CudaGraph::replay() const {
   BYOL_CHECK(impl_->exec, "CUDA graph: replay() before capture()");
   cuda::DeviceGuard scope(impl_->device);
@@ -165,6 +175,8 @@ bool CudaGraph::captured() const {
 }
 
 void CudaGraph::reset() {}
+
+void CudaGraph::fail_captures_for_testing(bool) {}
 
 void CudaGraph::capture(Device device, const std::function<void()>&) {
   throw Error(cat("CUDA graph: capture on ", device_name(device),

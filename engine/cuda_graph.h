@@ -43,6 +43,9 @@ class CudaGraph {
   bool captured() const;
   // Destroys the graph (waiting for its launches to finish) and its memory.
   void reset();
+  // For tests: while on, capture() abandons every capture after running the body, and throws as a refused
+  // capture does (the body's work is not run; nothing is launched).
+  static void fail_captures_for_testing(bool on);
 
  private:
   struct Impl;

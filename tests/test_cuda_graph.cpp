@@ -14,6 +14,8 @@
 //    the replays inside the learning rate's warm-up, so a rate kept from the capture shows. With the probe,
 //    gradient accumulation, and a change of batch shape (a second capture), and with the unified objective at
 //    beta = 0.5 and one pass per view.
+//  - A learner whose capture is refused (CudaGraph::fail_captures_for_testing) reports why and goes on with
+//    eager steps that match an eager learner's.
 //  - CudaGraph's refusals: a body that reads a tensor back to the host, one that keeps memory it
 //    allocated, and one that grows the process-wide workspace throw naming the cause; the device (and the
 //    workspace) keep working afterwards.
@@ -126,6 +128,7 @@ struct Run {
   std::vector<double> losses, probe_losses;
   Tensor online, update, target, momentum, stats, projections;  // update: online minus its initial value
   int64_t captures = 0;
+  std::string failure;  // Learner::graph_failure
 };
 
 // `steps` steps on fresh random batches (the same for every call), the shape changing to `later_batch`
@@ -172,6 +175,7 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
   r.stats = learner.nets.online.stats().to(Device::cpu());
   r.projections = learner.last_projections().to(Device::cpu());
   r.captures = learner.graph_captures();
+  r.failure = learner.graph_failure();
   return r;
 }
 
@@ -231,6 +235,24 @@ TEST_CASE("[cuda] train.cuda_graph: replayed steps take the eager steps' path, t
     CHECK(g.captures == 1);
     compare("beta 0.5, two view passes, 6 steps", g, e, e2);
   }
+}
+
+TEST_CASE("[cuda] train.cuda_graph: a refused capture says why once and the run goes on eagerly",
+          "[cuda][graph]") {
+  cuda_test::Tf32Guard tf32(false);
+  struct Refused {  // scoped: a failing REQUIRE must not leave later tests refusing their captures
+    Refused() { CudaGraph::fail_captures_for_testing(true); }
+    ~Refused() { CudaGraph::fail_captures_for_testing(false); }
+  };
+  Run g;
+  {
+    const Refused refused;
+    g = train(true, 1, false, 6, 99, 8);
+  }
+  const Run e = train(false, 1, false, 6, 99, 8), e2 = train(false, 1, false, 6, 99, 8);
+  CHECK(g.captures == 0);
+  CHECK(g.failure.find("fail_captures_for_testing") != std::string::npos);
+  compare("capture refused, 6 steps (eager after it)", g, e, e2);
 }
 
 TEST_CASE(
