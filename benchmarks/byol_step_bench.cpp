@@ -182,6 +182,10 @@ int run(int argc, char** argv) {
     next_views();
     learner.step(v1, v2).read();
   }
+  // A learner whose capture failed goes on eagerly: timed, that would be an eager figure under the graph's
+  // name.
+  BYOL_CHECK(!cuda_graph || learner.graph_captures() == 1,
+             "byol_step_bench --cuda-graph: the step was not captured: ", learner.graph_failure());
   double s = 0, loss = 0;
   if (gpu) {
 #if BYOL_WITH_CUDA
