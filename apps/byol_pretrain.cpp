@@ -651,6 +651,9 @@ void PretrainRun::print_banner() {
       static_cast<long long>(cfg_.base_channels), static_cast<long long>(learner_->nets.online.param_count()),
       scaled_learning_rate(cfg_.base_lr, cfg_.batch_size), cfg_.base_lr,
       static_cast<long long>(cfg_.batch_size), cfg_.tau_base, cfg_.weight_decay);
+  if (lopt_.raw)
+    std::printf("  data.augment_on: gpu (the loader decodes and draws each view's parameters; the CUDA kernel "
+                "makes the views from the uploaded images)\n");
   if (cfg_.cuda_graph)
     std::printf("  train.cuda_graph: the step runs eagerly %lld times, then as one captured CUDA graph\n",
                 static_cast<long long>(kGraphWarmupSteps));
