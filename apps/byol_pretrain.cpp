@@ -447,9 +447,8 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   lopt_.rank = comm_->rank();
   lopt_.world_size = world_;
   lopt_.skip_corrupt = cfg_.skip_corrupt;
-  lopt_.report_skipped = false;
+  lopt_.report_skipped = false;  // reported by report_skips, for epochs cut short too, and logged
   lopt_.raw = cfg_.augment_on == "gpu";  // decoded images and parameters; upload_and_augment makes the views
-                                         // // reported by report_skips, for epochs cut short too, and logged
   loader_ = std::make_unique<data::Loader>(dataset_, augment_options(cfg_), lopt_);
   per_epoch_ = loader_->batches_per_epoch();
   BYOL_CHECK(per_epoch_ > 0, "data.train: ", dataset_->describe(),
