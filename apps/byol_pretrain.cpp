@@ -447,7 +447,7 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   lopt_.rank = comm_->rank();
   lopt_.world_size = world_;
   lopt_.skip_corrupt = cfg_.skip_corrupt;
-  lopt_.report_skipped = false;  // reported by report_skips, for epochs cut short too, and logged
+  lopt_.report_skipped = false;          // reported by report_skips, for epochs cut short too, and logged
   lopt_.raw = cfg_.augment_on == "gpu";  // decoded images and parameters; upload_and_augment makes the views
   loader_ = std::make_unique<data::Loader>(dataset_, augment_options(cfg_), lopt_);
   per_epoch_ = loader_->batches_per_epoch();
@@ -651,8 +651,9 @@ void PretrainRun::print_banner() {
       scaled_learning_rate(cfg_.base_lr, cfg_.batch_size), cfg_.base_lr,
       static_cast<long long>(cfg_.batch_size), cfg_.tau_base, cfg_.weight_decay);
   if (lopt_.raw)
-    std::printf("  data.augment_on: gpu (the loader decodes and draws each view's parameters; the CUDA kernel "
-                "makes the views from the uploaded images)\n");
+    std::printf(
+        "  data.augment_on: gpu (the loader decodes and draws each view's parameters; the CUDA kernel "
+        "makes the views from the uploaded images)\n");
   if (cfg_.cuda_graph)
     std::printf("  train.cuda_graph: the step runs eagerly %lld times, then as one captured CUDA graph\n",
                 static_cast<long long>(kGraphWarmupSteps));
