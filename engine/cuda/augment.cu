@@ -71,9 +71,10 @@ __global__ void __launch_bounds__(kAugmentThreads)
   float* o = out + static_cast<int64_t>(v) * n * 3;
   float* tmp = scratch + offsets[v];
 
-  // 1. Horizontal resample of the source rows the vertical taps read, in source units (0..255).
+  // 1. Horizontal resample of the crop window's rows (every vertical tap reads inside it), in source units
+  // (0..255).
   int y_lo, y_hi;
-  math::resample_span(p.crop_y, p.crop_h, src.height, out_h, y_lo, y_hi);
+  math::resample_window(p.crop_y, p.crop_h, src.height, y_lo, y_hi);
   for (int i = threadIdx.x; i < (y_hi - y_lo) * out_w; i += blockDim.x) {
     const int y = y_lo + i / out_w, c = i % out_w;
     const Taps t = taps_of(p.crop_x, p.crop_w, src.width, out_w, p.flip ? out_w - 1 - c : c);
@@ -184,11 +185,10 @@ __global__ void __launch_bounds__(kAugmentThreads)
 }  // namespace
 
 int64_t augment_scratch_floats(const math::AugmentParams& p, const AugmentSource& src, int out_h, int out_w) {
+  // The crop window's rows, which the kernel resamples horizontally: computed exactly alike on both sides.
   int y_lo, y_hi;
-  math::resample_span(p.crop_y, p.crop_h, src.height, out_h, y_lo, y_hi);
-  // Four rows of margin: the device evaluates the window rule with contracted multiply-adds, so a window's
-  // first row can land one row off the host's evaluation at either end of the span.
-  const int64_t rows = static_cast<int64_t>(std::max(0, y_hi - y_lo) + 4) * out_w * 3;
+  math::resample_window(p.crop_y, p.crop_h, src.height, y_lo, y_hi);
+  const int64_t rows = static_cast<int64_t>(y_hi - y_lo) * out_w * 3;
   return std::max<int64_t>(rows, static_cast<int64_t>(out_h) * out_w * 3);
 }
 

@@ -167,17 +167,25 @@ BYOL_HD int resample_max_taps(float length, int out_size) {
   return static_cast<int>(ceilf(2.0f * stretch)) * 2 + 1;
 }
 
+// The crop window's pixels [lo, hi) on a src_size-pixel axis: every tap of resample_taps, and its nearest
+// pixel, lies inside. Only a floor, a ceil and one addition, so host and device agree exactly (no
+// multiply-add a compiler could contract).
+BYOL_HD void resample_window(float origin, float length, int src_size, int& lo, int& hi) {
+  lo = static_cast<int>(floorf(origin));
+  lo = lo > 0 ? lo : 0;
+  hi = static_cast<int>(ceilf(origin + length));
+  hi = hi < src_size ? hi : src_size;
+  lo = lo < src_size - 1 ? lo : src_size - 1;
+  hi = hi > lo + 1 ? hi : lo + 1;
+}
+
 BYOL_HD ResampleTaps resample_taps(float origin, float length, int src_size, int out_size, int o) {
   const float scale = length / static_cast<float>(out_size);
   const float stretch = scale > 1.0f ? scale : 1.0f;
   const float support = 2.0f * stretch;
   const int max_taps = resample_max_taps(length, out_size);
-  int lo = static_cast<int>(floorf(origin));
-  lo = lo > 0 ? lo : 0;
-  int hi = static_cast<int>(ceilf(origin + length));
-  hi = hi < src_size ? hi : src_size;
-  lo = lo < src_size - 1 ? lo : src_size - 1;
-  hi = hi > lo + 1 ? hi : lo + 1;
+  int lo, hi;
+  resample_window(origin, length, src_size, lo, hi);
   const float center = origin + (static_cast<float>(o) + 0.5f) * scale;
   int j0 = static_cast<int>(floorf(center - support + 0.5f));
   j0 = j0 > lo ? j0 : lo;
@@ -185,21 +193,6 @@ BYOL_HD ResampleTaps resample_taps(float origin, float length, int src_size, int
   j1 = j1 < hi ? j1 : hi;
   j1 = j1 < j0 + max_taps ? j1 : j0 + max_taps;
   return {j0, j1 - j0, center, stretch, lo, hi};
-}
-
-// The source rows (or columns) [lo, hi) the resample of an axis reads over all its out_size samples.
-BYOL_HD void resample_span(float origin, float length, int src_size, int out_size, int& lo, int& hi) {
-  lo = src_size;
-  hi = 0;
-  for (int o = 0; o < out_size; ++o) {
-    const ResampleTaps t = resample_taps(origin, length, src_size, out_size, o);
-    float sum = 0.0f;
-    for (int j = t.first; j < t.first + t.count; ++j) sum += t.weight(j);
-    const int first = t.count <= 0 || sum == 0.0f ? t.nearest() : t.first;
-    const int count = t.count <= 0 || sum == 0.0f ? 1 : t.count;
-    lo = first < lo ? first : lo;
-    hi = first + count > hi ? first + count : hi;
-  }
 }
 
 // Unnormalised Gaussian tap at integer offset k; the caller divides by the sum over the kernel.

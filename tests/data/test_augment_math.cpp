@@ -157,3 +157,34 @@ TEST_CASE("reflect padding mirrors without repeating the edge, at any distance",
     }
   }
 }
+
+TEST_CASE("every resample tap, and the nearest pixel, lies in the crop window resample_window gives",
+          "[augment_math]") {
+  // The CUDA kernel resamples the window's rows horizontally into scratch and reads the vertical taps
+  // there, at row - lo: a tap outside [lo, hi) would read another view's scratch.
+  std::mt19937_64 gen(3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  int checked = 0;
+  for (int trial = 0; trial < 500; ++trial) {
+    const int src = 1 + static_cast<int>(u(gen) * 700), out = 1 + static_cast<int>(u(gen) * 300);
+    const float length = std::max(0.3f, u(gen) * static_cast<float>(src));
+    const float origin = u(gen) * (static_cast<float>(src) - length);
+    int lo = 0, hi = 0;
+    resample_window(origin, length, src, lo, hi);
+    REQUIRE(0 <= lo);
+    REQUIRE(lo < hi);
+    REQUIRE(hi <= src);
+    for (int o = 0; o < out; ++o) {
+      const ResampleTaps t = resample_taps(origin, length, src, out, o);
+      INFO("src " << src << " out " << out << " origin " << origin << " length " << length << " o " << o);
+      if (t.count > 0) {
+        CHECK(t.first >= lo);
+        CHECK(t.first + t.count <= hi);
+      }
+      CHECK(t.nearest() >= lo);
+      CHECK(t.nearest() < hi);
+      ++checked;
+    }
+  }
+  CHECK(checked > 20000);
+}
