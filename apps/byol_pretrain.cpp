@@ -324,11 +324,8 @@ class PretrainRun {
   std::vector<Tensor> upload_views(const data::Batch& b) {
     if (!lopt_.raw) return uploader_->upload({b.views[0], b.views[1], b.labels}, device_);
     const data::AugmentOptions& aug = loader_->augment_options();
-    std::vector<Tensor> in =
-        upload_and_augment(*uploader_, b.pixels, b.sources, b.params, aug.height, aug.width,
-                           aug.normalization.mean, aug.normalization.std, device_);
-    in.push_back(uploader_->upload({b.labels}, device_)[0]);
-    return in;
+    return upload_and_augment(*uploader_, b.pixels, b.sources, b.params, aug.height, aug.width,
+                              aug.normalization.mean, aug.normalization.std, device_, {b.labels});
   }
   // "bf16" or "fp32", with "(auto)" where train.precision = "auto" chose it, and ", bf16 activations" on a
   // GPU.

@@ -117,7 +117,8 @@ std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
                                        const std::vector<math::AugmentSource>& sources,
                                        const std::vector<std::vector<math::AugmentParams>>& params, int out_h,
                                        int out_w, const std::array<float, 3>& mean,
-                                       const std::array<float, 3>& std, Device device) {
+                                       const std::array<float, 3>& std, Device device,
+                                       const std::vector<Tensor>& extra) {
   BYOL_CHECK(device.is_cuda(), "upload_and_augment: expected a CUDA device, got ", device_name(device));
   BYOL_CHECK(
       pixels.defined() && pixels.dtype() == DType::u8 && pixels.device().is_cpu() && pixels.is_contiguous(),
@@ -150,7 +151,9 @@ std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
   Tensor offsets = Tensor::empty({static_cast<int64_t>(plan.offsets.size())}, DType::i64);
   if (!plan.offsets.empty())
     std::memcpy(offsets.raw_data(), plan.offsets.data(), sizeof(int64_t) * plan.offsets.size());
-  const std::vector<Tensor> d = up.upload({pixels, bytes_of(descs), bytes_of(flat), offsets}, device);
+  std::vector<Tensor> host = {pixels, bytes_of(descs), bytes_of(flat), offsets};
+  host.insert(host.end(), extra.begin(), extra.end());
+  const std::vector<Tensor> d = up.upload(host, device);
   Tensor out = Tensor::empty({views * rows, out_h, out_w, 3}, DType::f32, device);
   Tensor scratch = Tensor::empty({std::max<int64_t>(plan.total_floats, 1)}, DType::f32, device);
   kernels::augment_views(d[0].data<uint8_t>(), static_cast<const math::AugmentSource*>(d[1].raw_data()),
@@ -160,6 +163,7 @@ std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
                          cuda::compute_stream());
   std::vector<Tensor> result;
   for (int64_t v = 0; v < views; ++v) result.push_back(out.slice_rows(v * rows, (v + 1) * rows));
+  result.insert(result.end(), d.begin() + 4, d.end());
   return result;
 }
 
@@ -178,7 +182,8 @@ std::vector<Tensor> BatchUploader::upload(const std::vector<Tensor>& host, Devic
 
 std::vector<Tensor> upload_and_augment(BatchUploader&, const Tensor&, const std::vector<math::AugmentSource>&,
                                        const std::vector<std::vector<math::AugmentParams>>&, int, int,
-                                       const std::array<float, 3>&, const std::array<float, 3>&, Device) {
+                                       const std::array<float, 3>&, const std::array<float, 3>&, Device,
+                                       const std::vector<Tensor>&) {
   BYOL_FAIL("augmentation on the GPU (data.augment_on = \"gpu\"): this build has no CUDA backend");
 }
 

@@ -44,11 +44,14 @@ class BatchUploader {
 // packed uint8 images `pixels` (host), each row's source and each view's AugmentParams through `up`, and runs
 // the CUDA augmentation kernel (engine/cuda/augment.cuh) into one f32 [rows, out_h, out_w, 3] tensor per view
 // on `device`, queued on the compute stream (the host does not wait for the GPU). sources[i]: row i's image
-// in pixels; params[v][i]: view v of row i. A build without CUDA fails with an error saying so.
+// in pixels; params[v][i]: view v of row i. `extra` host tensors (the labels) go up in the same upload (one
+// staging slot per batch, so the uploader's two slots alternate between batches) and follow the views in
+// the result. A build without CUDA fails with an error saying so.
 std::vector<Tensor> upload_and_augment(BatchUploader& up, const Tensor& pixels,
                                        const std::vector<math::AugmentSource>& sources,
                                        const std::vector<std::vector<math::AugmentParams>>& params, int out_h,
                                        int out_w, const std::array<float, 3>& mean,
-                                       const std::array<float, 3>& std, Device device);
+                                       const std::array<float, 3>& std, Device device,
+                                       const std::vector<Tensor>& extra = {});
 
 }  // namespace byol

@@ -158,8 +158,9 @@ TEST_CASE("[cuda] data.augment_on = gpu: raw batches augmented on the device equ
     REQUIRE(b);
     const std::vector<Tensor> views =
         upload_and_augment(up, b->pixels, b->sources, b->params, 32, 32, aug.normalization.mean,
-                           aug.normalization.std, Device::cuda());
-    REQUIRE(views.size() == 2);
+                           aug.normalization.std, Device::cuda(), {b->labels});
+    REQUIRE(views.size() == 3);  // the two views, then the labels uploaded with them
+    CHECK(views[2].to_vector<int64_t>() == a->labels.to_vector<int64_t>());
     for (int v = 0; v < 2; ++v) {
       REQUIRE(views[v].shape() == a->views[v].shape());
       const std::vector<float> got = views[v].to_vector<float>(), want = a->views[v].to_vector<float>();
