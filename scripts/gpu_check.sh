@@ -582,12 +582,14 @@ step_cuda_tests() {
   fi
   conclude cuda_tests "[cuda] tests (no NCCL)" "$rc" "$log" \
     "$(grep -E '^(All tests passed|test cases:)' "$log" | tail -1); $((SECONDS - t0)) s"
-  # The figures the tests print for this log (TF32 on vs off, graph vs eager, bf16 vs the CPU), and any
-  # convolution cuDNN had no bf16 algorithm for (the float32 fallback ran), into the summary.
+  # The figures the tests print for this log (TF32 on vs off, graph vs eager, bf16 vs the CPU, the
+  # augmentation kernel against the CPU), any convolution cuDNN had no bf16 algorithm for (the float32
+  # fallback ran), and any refused capture, into the summary.
   local line
   while IFS= read -r line; do
     record cuda_tests "[cuda] tests: printed" INFO "$line"
-  done < <(grep -E '^\[cuda (readiness|graph|bf16)\]|found no bf16 algorithm' "$log" | sort -u | head -24)
+  done < <(grep -E '^\[cuda (readiness|graph|bf16)\]|found no bf16 algorithm|^augment kernel|capturing the step failed' \
+    "$log" | sort -u | head -32)
 }
 
 sanitizer_bin() {
