@@ -850,6 +850,38 @@ step_labs() {
   done
 }
 
+images_per_s() {  # the last "N images/s" figure of a log, or nothing
+  grep -oE '[0-9]+(\.[0-9]+)? images/s' "$1" 2>/dev/null | tail -1 | cut -d' ' -f1
+}
+
+# One summary row per network: its step's forms against the eager float32 step, and the fastest of them
+# against PyTorch eager and AMP (issue 17's target: ResNet-50 bf16 >= 1.8x our TF32 step; issue 18's: >= 1.5x
+# PyTorch AMP). Only the figures that were measured.
+bench_ratios() {
+  local name=$1 eager graph bf16 bf16g torch amp best="" out="" f
+  eager=$(images_per_s "$logs/step_$name.log")
+  graph=$(images_per_s "$logs/step_${name}_graph.log")
+  bf16=$(images_per_s "$logs/step_${name}_bf16.log")
+  bf16g=$(images_per_s "$logs/step_${name}_bf16_graph.log")
+  torch=$(images_per_s "$logs/step_${name}_torch.log")
+  amp=$(images_per_s "$logs/step_${name}_torch_amp.log")
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+  for f in "$eager" "$graph" "$bf16" "$bf16g"; do
+    [ -n "$f" ] && { [ -z "$best" ] || awk -v a="$f" -v b="$best" 'BEGIN { exit !(a > b) }'; } && best=$f
+  done
+  if [ -n "$eager" ]; then
+    [ -n "$graph" ] && out+="graph/eager $(ratio "$graph" "$eager"); "
+    [ -n "$bf16" ] && out+="bf16/eager (TF32) $(ratio "$bf16" "$eager"); "
+    [ -n "$bf16g" ] && out+="bf16+graph/eager $(ratio "$bf16g" "$eager"); "
+  fi
+  if [ -n "$best" ]; then
+    [ -n "$torch" ] && out+="best byol.cpp ($best images/s)/PyTorch eager $(ratio "$best" "$torch"); "
+    [ -n "$amp" ] && out+="best/PyTorch AMP bf16 $(ratio "$best" "$amp"); "
+  fi
+  [ -n "$out" ] && record bench "step $name ratios" INFO "${out%; }"
+  return 0
+}
+
 step_bench() {
   local torch_ok=0 entry name ours theirs log rc suffix
   if [ "$dry" -eq 1 ]; then
@@ -890,6 +922,7 @@ step_bench() {
     done
     if [ "$dry" -eq 0 ] && [ $torch_ok -eq 0 ]; then
       record bench "step $name (PyTorch)" INFO "skipped: python3 has no torch/torchvision with CUDA"
+      bench_ratios "$name"
       continue
     fi
     # PyTorch eager fp32 (TF32, channels_last) and AMP bf16 (channels_last), issue 18's two references
@@ -905,6 +938,7 @@ step_bench() {
       dry_skip bench "step $name ($label)" && continue
       conclude bench "step $name ($label)" "$rc" "$log" "$(tail -1 "$log")" INFO
     done
+    [ "$dry" -eq 1 ] || bench_ratios "$name"
   done
   # real-loader inputs (issue 18): ResNet-50 at 224 px fed by the loader from 256 px synthetic sources,
   # augmented on the CPU workers or by the CUDA kernel (data.augment_on); the "data" phase is the wait
