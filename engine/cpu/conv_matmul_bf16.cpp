@@ -238,8 +238,10 @@ const bf16* flipped_weights(const float* w, const ConvGeom& g) {
   return f;
 }
 
+}  // namespace
+
 template <class A>
-void forward(const A* x, const float* w, A* y, const ConvGeom& g) {
+void matmul_bf16_conv2d_forward(const A* x, const float* w, A* y, const ConvGeom& g) {
   const Matmul& m = plan_for(g).fwd;
   run_checked("forward", g, [&] {
     const int64_t ny = g.N * g.P * g.Q * g.K;
@@ -255,7 +257,7 @@ void forward(const A* x, const float* w, A* y, const ConvGeom& g) {
 }
 
 template <class A>
-void backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g) {
+void matmul_bf16_conv2d_backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g) {
   const MatmulPlan& plan = plan_for(g);
   const Matmul& m = plan.bwd_data;
   run_checked("backward data", g, [&] {
@@ -284,7 +286,7 @@ void backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g) {
 }
 
 template <class A>
-void backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g) {
+void matmul_bf16_conv2d_backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g) {
   const Matmul& m = plan_for(g).bwd_filter;
   run_checked("backward filter", g, [&] {
     const bf16* dyr = rounded(kRounded, dy, g.N * g.P * g.Q * g.K);
@@ -296,26 +298,12 @@ void backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g) {
   });
 }
 
-}  // namespace
-
-void matmul_bf16_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
-  forward(x, w, y, g);
-}
-void matmul_bf16_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
-  backward_data(dy, w, dx, g);
-}
-void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
-  backward_filter(dy, x, dw, g);
-}
-void matmul_bf16_conv2d_forward(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
-  forward(x, w, y, g);
-}
-void matmul_bf16_conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
-  backward_data(dy, w, dx, g);
-}
-void matmul_bf16_conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
-  backward_filter(dy, x, dw, g);
-}
+#define BYOL_INSTANTIATE_MATMUL_CONV(A)                                                           \
+  template void matmul_bf16_conv2d_forward<A>(const A*, const float*, A*, const ConvGeom&);       \
+  template void matmul_bf16_conv2d_backward_data<A>(const A*, const float*, A*, const ConvGeom&); \
+  template void matmul_bf16_conv2d_backward_filter<A>(const A*, const A*, float*, const ConvGeom&);
+BYOL_INSTANTIATE_MATMUL_CONV(float)
+BYOL_INSTANTIATE_MATMUL_CONV(bf16)
 
 std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass) {
   const MatmulPlan& p = plan_for(g);

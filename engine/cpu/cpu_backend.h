@@ -53,15 +53,15 @@ bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
 bool bf16_measured_faster();
 // For benchmarks and tests: false keeps every bf16 pass on oneDNN's convolution kernels (default true).
 void set_bf16_matmul_enabled(bool enabled);
-// The matmul path's passes (oneDNN builds only: conv_onednn.cpp calls them).
-void matmul_bf16_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
-void matmul_bf16_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
-void matmul_bf16_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
-// The same on bf16 activations, read as they are; the outputs' float32 sums rounded once (forward, backward
-// data), as the widening path would.
-void matmul_bf16_conv2d_forward(const bf16* x, const float* w, bf16* y, const ConvGeom& g);
-void matmul_bf16_conv2d_backward_data(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g);
-void matmul_bf16_conv2d_backward_filter(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g);
+// The matmul path's passes (oneDNN builds only: conv_onednn.cpp calls them), on float32 activations or on
+// bf16 ones (A = float or bf16), which are read as they are, the outputs' float32 sums rounded once
+// (forward, backward data), as the widening path would.
+template <class A>
+void matmul_bf16_conv2d_forward(const A* x, const float* w, A* y, const ConvGeom& g);
+template <class A>
+void matmul_bf16_conv2d_backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g);
+template <class A>
+void matmul_bf16_conv2d_backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g);
 std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass);
 
 // How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
