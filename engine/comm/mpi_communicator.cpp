@@ -85,6 +85,21 @@ class MpiCommunicator final : public Communicator {
     ensure_mpi();
     BYOL_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
     BYOL_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+    // The launcher's variables and MPI must tell the same story. Where they do not (torchrun-style RANK /
+    // WORLD_SIZE, srun without the MPI's PMI plugin, a binary linked against another MPI than the mpirun
+    // that started it), each process would be its own one-rank job: N copies training the whole batch and
+    // writing the same run.out. Say so instead.
+    const DistEnv env = detect_environment();
+    if (env.world_size != size_ || env.rank != rank_) {
+      const std::string message =
+          cat("the launcher's environment says rank ", env.rank, " of ", env.world_size,
+              ", but MPI says rank ", rank_, " of ", size_,
+              ": byol.cpp's ranks come from MPI, so start it with the mpirun (or srun --mpi=...) "
+              "of the MPI it was built with",
+              env.launched_by_mpi ? "" : " (RANK / WORLD_SIZE alone do not start MPI)");
+      if (size_ > 1) abort(message);  // the other ranks may be waiting in a collective already
+      throw Error(message);
+    }
   }
   const char* backend() const override { return "mpi"; }
   int rank() const override { return rank_; }
