@@ -817,24 +817,29 @@ void PretrainRun::watch_collapse(int64_t step, double projection_std) {
 }
 
 void PretrainRun::run_knn(int64_t step) {
-  if (!knn_) return;
-  const auto t0 = std::chrono::steady_clock::now();
-  const KnnMonitor::Result r = knn_->evaluate(*learner_);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log({{"step", step},
-       {"knn_top1", r.top1},
-       {"feature_rank", r.features.effective_rank},
-       {"projection_rank", r.projections.effective_rank},
-       {"projection_std", r.projections.normalized_std}});
-  std::printf(
-      "%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
-      "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
-      apps::progress_break(style_), static_cast<long long>(step), 100 * r.top1,
-      static_cast<long long>(knn_->train->size()), static_cast<long long>(knn_->test->size()), secs,
-      r.features.effective_rank, static_cast<long long>(learner_->nets.embedding_dim()),
-      r.projections.effective_rank, static_cast<long long>(learner_->nets.config().projection_dim),
-      r.projections.normalized_std);
-  std::fflush(stdout);
+  if (cfg_.knn_train.empty()) return;
+  if (knn_) {  // the root evaluates
+    const auto t0 = std::chrono::steady_clock::now();
+    const KnnMonitor::Result r = knn_->evaluate(*learner_);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log({{"step", step},
+         {"knn_top1", r.top1},
+         {"feature_rank", r.features.effective_rank},
+         {"projection_rank", r.projections.effective_rank},
+         {"projection_std", r.projections.normalized_std}});
+    std::printf(
+        "%sstep %lld: kNN top-1 %.2f%% (%lld train / %lld test images, %.1f s); effective rank of the "
+        "features %.1f / %lld, of the projections %.1f / %lld; normalised projection std %.4f\n",
+        apps::progress_break(style_), static_cast<long long>(step), 100 * r.top1,
+        static_cast<long long>(knn_->train->size()), static_cast<long long>(knn_->test->size()), secs,
+        r.features.effective_rank, static_cast<long long>(learner_->nets.embedding_dim()),
+        r.projections.effective_rank, static_cast<long long>(learner_->nets.config().projection_dim),
+        r.projections.normalized_std);
+    std::fflush(stdout);
+  }
+  // The other ranks wait for it here, in an untimed barrier, rather than in their next collective: an
+  // evaluation longer than the NCCL deadline (BYOL_NCCL_TIMEOUT) would have them give up on a live root.
+  if (world_ > 1) comm_->barrier();
 }
 
 // The signal to stop on after this step, 0 if none. Ranks see a signal at different steps. Acting on it
