@@ -131,6 +131,7 @@ class NcclCommunicator final : public Communicator {
     cuda::set_host_read_guard([this](int device) {
       if (device == device_ && comm_ != nullptr) wait_host(record());
     });
+    warm_up();
   }
   ~NcclCommunicator() override {
     cuda::set_host_read_guard(nullptr);
@@ -151,6 +152,19 @@ class NcclCommunicator final : public Communicator {
       }
     }
     if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  // NCCL (2.22 and later) connects each algorithm and protocol on its first use: in training that is the
+  // first gradient bucket, mid-backward, with the activations holding the memory pool at its peak, where the
+  // connection buffers may no longer fit. The collectives training uses, at the sizes it uses (small and
+  // large float all-reduces, double statistics, a broadcast), once now instead.
+  void warm_up() {
+    const Device dev = Device::cuda(device_);
+    for (const int64_t n : {int64_t(256), int64_t(1) << 18, int64_t(8) << 20})
+      all_reduce_sum(Tensor::zeros({n}, DType::f32, dev));
+    all_reduce_sum(Tensor::zeros({256}, DType::f64, dev));
+    broadcast(Tensor::zeros({256}, DType::f32, dev), 0);
+    wait_host();
   }
 
   const char* backend() const override { return "nccl"; }
