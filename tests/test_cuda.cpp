@@ -1,13 +1,81 @@
 // GPU tests (tag [cuda]); run as one ctest group that is skipped, with the reason, without a GPU.
 // The CUDA backend's kernels are tested against the CPU ones as they arrive; this file covers device
-// storage, the front end's device checks and a one-rank NCCL job (what gpu_check.sh runs of NCCL).
+// storage, the front end's device checks, a one-rank NCCL job, and DataParallel over one GPU presented as two
+// identical ranks (what gpu_check.sh runs of NCCL).
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <random>
 
+#include "byol/distributed.h"
 #include "engine/comm/nccl_communicator.h"
 #include "engine/ops.h"
+#include "tests/tiny_byol.h"
+#if BYOL_WITH_CUDA
+#include "engine/cuda/context.h"
+#include "engine/cuda/cuda_check.h"
+#include "tests/cuda_test_helpers.h"
+#endif
 
 using namespace byol;
 using Catch::Matchers::Contains;
+
+#if BYOL_WITH_CUDA
+namespace {
+
+// Two ranks on one GPU, as far as DataParallel can tell: rank 0 of 2 over a one-rank NCCL communicator,
+// the other rank holding the same values, so every sum is twice this rank's (doubled with cuBLAS's scal on
+// the compute stream, after NCCL's own all-reduce). With the same batch on both "ranks", a data-parallel
+// step equals the one-rank step: the bucketed gradient all-reduces, their events and the synced batch
+// norm run on the GPU as in a real multi-GPU job, which no machine here has.
+class TwinRanks final : public comm::Communicator {
+ public:
+  explicit TwinRanks(comm::Communicator& nccl) : nccl_(nccl) {}
+  const char* backend() const override { return "nccl (twin ranks)"; }
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  void all_reduce_sum(const Tensor& t) override {
+    nccl_.all_reduce_sum(t);
+    twice(t);
+  }
+  std::unique_ptr<comm::Request> all_reduce_sum_async(const Tensor& t) override {
+    return std::make_unique<Twice>(nccl_.all_reduce_sum_async(t), t);
+  }
+  void broadcast(const Tensor& t, int root) override { nccl_.broadcast(t, root); }
+  void barrier() override { nccl_.barrier(); }
+  void wait_host() override { nccl_.wait_host(); }
+  [[noreturn]] void abort(const std::string& message) override {
+    nccl_.abort(message);
+    std::abort();  // (Communicator::abort never returns; the compiler cannot see through the reference)
+  }
+
+ private:
+  struct Twice final : comm::Request {
+    Twice(std::unique_ptr<comm::Request> r, Tensor t) : inner(std::move(r)), t(std::move(t)) {}
+    void wait() override {
+      if (!inner) return;
+      inner->wait();
+      inner.reset();
+      twice(t);
+    }
+    std::unique_ptr<comm::Request> inner;
+    Tensor t;
+  };
+  static void twice(const Tensor& t) {
+    REQUIRE(t.is_contiguous());
+    const int n = static_cast<int>(t.numel());
+    if (t.dtype() == DType::f64) {
+      const double two = 2.0;
+      BYOL_CUBLAS_CHECK(cublasDscal(cuda::cublas_handle(), n, &two, t.data<double>(), 1));
+    } else {
+      const float two = 2.0f;
+      BYOL_CUBLAS_CHECK(cublasSscal(cuda::cublas_handle(), n, &two, t.data<float>(), 1));
+    }
+  }
+  comm::Communicator& nccl_;
+};
+
+}  // namespace
+#endif
 
 TEST_CASE("tensors round-trip through device memory", "[cuda]") {
   std::mt19937_64 gen(11);
@@ -55,3 +123,47 @@ TEST_CASE("a one-rank NCCL job: all-reduce and broadcast keep the values, async 
   CHECK(d.to_vector<float>() == x.to_vector<float>());
   CHECK_THROWS_WITH(c->all_reduce_sum(x), Contains("expected a contiguous CUDA tensor"));
 }
+
+#if BYOL_WITH_CUDA
+TEST_CASE("DataParallel on the GPU: two identical ranks (one NCCL rank, doubled) take the one-rank step",
+          "[cuda][nccl]") {
+  if (!comm::nccl_compiled()) {
+    WARN("skipped: this build has no NCCL");
+    return;
+  }
+  cuda_test::Tf32Guard tf32(false);
+  std::unique_ptr<comm::Communicator> nccl = comm::make_nccl_communicator();
+  TwinRanks twins(*nccl);
+  const Device gpu = Device::cuda();
+  // plain: the one-rank step; again: a second one, the yardstick for cuDNN's run-to-run differences
+  Learner plain(test_util::tiny_network(), test_util::tiny_train(1)),
+      again(test_util::tiny_network(), test_util::tiny_train(1)),
+      twin(test_util::tiny_network(), test_util::tiny_train(1));
+  plain.to(gpu);
+  again.to(gpu);
+  twin.to(gpu);
+  DataParallel dp(twin, twins, {size_t(1) << 10, true});  // small buckets: several all-reduces per step
+  CHECK(dp.bucket_count() > 3);
+  dp.broadcast_from_root();
+  std::mt19937_64 gen(5);
+  for (int step = 0; step < 3; ++step) {
+    const Tensor v1 = Tensor::randn({4, 8, 8, 3}, gen).to(gpu), v2 = Tensor::randn({4, 8, 8, 3}, gen).to(gpu);
+    const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 1}, {4}).to(gpu);
+    const StepValues p = plain.step(v1, v2, labels).read(), a = again.step(v1, v2, labels).read();
+    const StepValues t = dp.mean_over_ranks(twin.step(v1, v2, labels));
+    const auto check = [&](const char* what, const Tensor& got, const Tensor& want, const Tensor& other) {
+      const double gap = cuda_test::rel_error(got, want), noise = cuda_test::rel_error(other, want);
+      INFO("step " << step << ", " << what << ": twin ranks vs one rank " << gap << " (one rank vs one rank "
+                   << noise << ")");
+      CHECK(gap <= std::max(10 * noise, 1e-5));
+    };
+    INFO("loss " << t.loss << " vs " << p.loss << " (" << a.loss << ")");
+    CHECK(std::abs(t.loss - p.loss) <= std::max(10 * std::abs(a.loss - p.loss), 1e-5 * std::abs(p.loss)));
+    check("online", twin.nets.online.params(), plain.nets.online.params(), again.nets.online.params());
+    check("gradients", twin.nets.online.grads(), plain.nets.online.grads(), again.nets.online.grads());
+    check("target", twin.nets.target.params(), plain.nets.target.params(), again.nets.target.params());
+    check("BN statistics", twin.nets.online.stats(), plain.nets.online.stats(), again.nets.online.stats());
+    check("probe", twin.probe_params.params(), plain.probe_params.params(), again.probe_params.params());
+  }
+}
+#endif
