@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
 
 #include "byol/checkpoint.h"
+#include "byol/distributed.h"
 #include "engine/io/safetensors.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_byol.h"
@@ -21,7 +23,6 @@ namespace {
 
 using byol::test_util::tiny_network;
 using byol::test_util::tiny_train;
-
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.to_vector<float>() == b.to_vector<float>();
@@ -587,4 +588,65 @@ TEST_CASE("step metrics stay a tensor until read; Learner::to(cpu) keeps the lea
   CHECK(no_probe.read().probe_accuracy == 0.0);
   CHECK(no_probe.read().probe_loss == 0.0);
   CHECK_THROWS_WITH(StepMetrics{}.read(), Contains("StepMetrics::read(): no step values"));
+}
+
+namespace {
+// The CPU twin of test_cuda.cpp's TwinRanks: rank 0 of 2, the other rank holding the same values, so
+// every sum is twice this rank's. It checks the premise that [cuda][nccl] test rests on: with the same
+// batch on both ranks, a data-parallel step equals the one-rank step.
+class CpuTwinRanks final : public comm::Communicator {
+ public:
+  const char* backend() const override { return "twin ranks"; }
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  void all_reduce_sum(const Tensor& t) override {
+    if (t.dtype() == DType::f64)
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<double>()[i] *= 2;
+    else
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= 2;
+  }
+  std::unique_ptr<comm::Request> all_reduce_sum_async(const Tensor& t) override {
+    all_reduce_sum(t);
+    return comm::NoneCommunicator().all_reduce_sum_async(t);
+  }
+  void broadcast(const Tensor&, int) override {}
+  void barrier() override {}
+  [[noreturn]] void abort(const std::string& message) override {
+    FAIL(message);
+    std::abort();
+  }
+};
+
+// |a - b| / |b| over the whole tensor (as the MPI tests measure).
+double max_rel_gap(const Tensor& a, const Tensor& b) {
+  const std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
+  double d = 0, n = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    d += (double(x[i]) - y[i]) * (double(x[i]) - y[i]), n += double(y[i]) * y[i];
+  return std::sqrt(d / std::max(n, 1e-30));
+}
+}  // namespace
+
+TEST_CASE("data parallel over two identical ranks takes the one-rank step (the premise of the GPU twin test)",
+          "[byol][sync]") {
+  CpuTwinRanks twins;
+  Learner plain(tiny_network(), tiny_train(1)), twin(tiny_network(), tiny_train(1));
+  DataParallel dp(twin, twins, {size_t(1) << 10, true});
+  CHECK(dp.bucket_count() > 3);
+  std::mt19937_64 gen(5);
+  for (int step = 0; step < 3; ++step) {
+    const Tensor v1 = Tensor::randn({4, 8, 8, 3}, gen), v2 = Tensor::randn({4, 8, 8, 3}, gen);
+    const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 1}, {4});
+    const StepValues p = plain.step(v1, v2, labels).read();
+    const StepValues t = dp.mean_over_ranks(twin.step(v1, v2, labels));
+    INFO("step " << step);
+    // The synced batch norm adds its partial sums in another order than the one-rank batch norm: the two
+    // differ by rounding, which the tiny network's steps (lr 2) amplify. The MPI tests' bounds.
+    CHECK(t.loss == Approx(p.loss).epsilon(1e-5));
+    CHECK(max_rel_gap(twin.nets.online.grads(), plain.nets.online.grads()) < 1e-4);
+    CHECK(max_rel_gap(twin.nets.online.params(), plain.nets.online.params()) < 1e-5);
+    CHECK(max_rel_gap(twin.nets.target.params(), plain.nets.target.params()) < 1e-5);
+    CHECK(max_rel_gap(twin.nets.online.stats(), plain.nets.online.stats()) < 1e-5);
+    CHECK(max_rel_gap(twin.probe_params.params(), plain.probe_params.params()) < 1e-5);
+  }
 }

@@ -151,19 +151,25 @@ TEST_CASE("DataParallel on the GPU: two identical ranks (one NCCL rank, doubled)
     const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 1}, {4}).to(gpu);
     const StepValues p = plain.step(v1, v2, labels).read(), a = again.step(v1, v2, labels).read();
     const StepValues t = dp.mean_over_ranks(twin.step(v1, v2, labels));
-    const auto check = [&](const char* what, const Tensor& got, const Tensor& want, const Tensor& other) {
+    // The synced batch norm adds its partial sums in another order than the one-rank batch norm, so the two
+    // differ by rounding (test_byol.cpp's CPU twin test: within the MPI tests' bounds below), plus cuDNN's
+    // run-to-run differences (10x those of two one-rank learners).
+    const auto check = [&](const char* what, const Tensor& got, const Tensor& want, const Tensor& other,
+                           double bound) {
       const double gap = cuda_test::rel_error(got, want), noise = cuda_test::rel_error(other, want);
       INFO("step " << step << ", " << what << ": twin ranks vs one rank " << gap << " (one rank vs one rank "
                    << noise << ")");
-      CHECK(gap <= std::max(10 * noise, 1e-5));
+      CHECK(gap <= std::max(10 * noise, bound));
     };
     INFO("loss " << t.loss << " vs " << p.loss << " (" << a.loss << ")");
     CHECK(std::abs(t.loss - p.loss) <= std::max(10 * std::abs(a.loss - p.loss), 1e-5 * std::abs(p.loss)));
-    check("online", twin.nets.online.params(), plain.nets.online.params(), again.nets.online.params());
-    check("gradients", twin.nets.online.grads(), plain.nets.online.grads(), again.nets.online.grads());
-    check("target", twin.nets.target.params(), plain.nets.target.params(), again.nets.target.params());
-    check("BN statistics", twin.nets.online.stats(), plain.nets.online.stats(), again.nets.online.stats());
-    check("probe", twin.probe_params.params(), plain.probe_params.params(), again.probe_params.params());
+    check("gradients", twin.nets.online.grads(), plain.nets.online.grads(), again.nets.online.grads(), 1e-4);
+    check("online", twin.nets.online.params(), plain.nets.online.params(), again.nets.online.params(), 1e-5);
+    check("target", twin.nets.target.params(), plain.nets.target.params(), again.nets.target.params(), 1e-5);
+    check("BN statistics", twin.nets.online.stats(), plain.nets.online.stats(), again.nets.online.stats(),
+          1e-5);
+    check("probe", twin.probe_params.params(), plain.probe_params.params(), again.probe_params.params(),
+          1e-5);
   }
 }
 #endif
