@@ -422,6 +422,20 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
              "train.cuda_graph = true captures the step on a GPU, and ", "run.device = \"", cfg_.device,
              "\" chose ", device_name(device_), ": set train.cuda_graph = false or run.device = \"cuda\"");
   cuda_set_tf32(cfg_.tf32);
+  // Every rank must train on the same kind of device: with run.device = "auto", a rank that sees no GPU
+  // would take the CPU and an MPI communicator while the others wait in NCCL's start-up, forever. One MPI
+  // sum first; every rank then fails alike, naming the counts.
+  if (dist_env.world_size > 1 && comm::mpi_compiled()) {
+    const std::unique_ptr<comm::Communicator> boot = comm::make_cpu_communicator();
+    const Tensor on_gpu = Tensor::full({1}, device_.is_cuda() ? 1.0 : 0.0, DType::f64);
+    boot->all_reduce_sum(on_gpu);
+    const long long gpus = std::llround(on_gpu.item());
+    BYOL_CHECK(gpus == 0 || gpus == dist_env.world_size, "run.device = \"", cfg_.device, "\": ", gpus, " of ",
+               dist_env.world_size,
+               " ranks chose a GPU and the others the CPU (this rank: ", device_name(device_),
+               "); all ranks train on one kind of device: check nvidia-smi and CUDA_VISIBLE_DEVICES on every "
+               "node, or set run.device = \"cuda\" or \"cpu\"");
+  }
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
   world_ = comm_->world_size();

@@ -8,6 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "byol/checkpoint.h"
 #include "byol/distributed.h"
@@ -649,4 +653,61 @@ TEST_CASE("data parallel over two identical ranks takes the one-rank step (the p
     CHECK(max_rel_gap(twin.nets.online.stats(), plain.nets.online.stats()) < 1e-5);
     CHECK(max_rel_gap(twin.probe_params.params(), plain.probe_params.params()) < 1e-5);
   }
+}
+
+TEST_CASE("the launcher's environment: rank, world size and a local rank for each launcher", "[sync]") {
+  const char* const names[] = {"OMPI_COMM_WORLD_RANK",
+                               "OMPI_COMM_WORLD_SIZE",
+                               "OMPI_COMM_WORLD_LOCAL_RANK",
+                               "PMI_RANK",
+                               "PMI_SIZE",
+                               "MPI_LOCALRANKID",
+                               "SLURM_PROCID",
+                               "SLURM_NTASKS",
+                               "SLURM_LOCALID",
+                               "RANK",
+                               "WORLD_SIZE",
+                               "LOCAL_RANK"};
+  struct Saved {  // the variables as they were, restored at the end whatever happens
+    std::vector<std::pair<std::string, std::optional<std::string>>> vars;
+    ~Saved() {
+      for (const auto& [name, value] : vars)
+        value ? setenv(name.c_str(), value->c_str(), 1) : unsetenv(name.c_str());
+    }
+  } saved;
+  for (const char* n : names) {
+    const char* v = std::getenv(n);
+    saved.vars.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
+    unsetenv(n);
+  }
+  const comm::DistEnv none = comm::detect_environment();
+  CHECK((none.rank == 0 && none.world_size == 1 && none.local_rank == 0 && !none.launched_by_mpi));
+
+  setenv("OMPI_COMM_WORLD_RANK", "5", 1);
+  setenv("OMPI_COMM_WORLD_SIZE", "8", 1);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+  comm::DistEnv e = comm::detect_environment();
+  CHECK((e.rank == 5 && e.world_size == 8 && e.local_rank == 1 && e.launched_by_mpi));
+  for (const char* n : names) unsetenv(n);
+
+  // srun --mpi=pmi2: PMI's rank and size, Slurm's local rank (Hydra's MPI_LOCALRANKID is not set)
+  setenv("PMI_RANK", "6", 1);
+  setenv("PMI_SIZE", "8", 1);
+  setenv("SLURM_PROCID", "6", 1);
+  setenv("SLURM_NTASKS", "8", 1);
+  setenv("SLURM_LOCALID", "2", 1);
+  e = comm::detect_environment();
+  CHECK((e.rank == 6 && e.world_size == 8 && e.local_rank == 2 && e.launched_by_mpi));
+  for (const char* n : names) unsetenv(n);
+
+  // no local rank anywhere: the rank itself (one node)
+  setenv("PMI_RANK", "3", 1);
+  setenv("PMI_SIZE", "4", 1);
+  e = comm::detect_environment();
+  CHECK((e.rank == 3 && e.world_size == 4 && e.local_rank == 3));
+  for (const char* n : names) unsetenv(n);
+
+  setenv("RANK", "2", 1);
+  setenv("WORLD_SIZE", "2", 1);
+  CHECK_THROWS_WITH(comm::detect_environment(), Contains("rank 2 is not below the world size 2"));
 }

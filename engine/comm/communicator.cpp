@@ -39,7 +39,15 @@ DistEnv detect_environment() {
     if (std::getenv(s.size) == nullptr) continue;
     env.rank = env_int(s.rank, 0);
     env.world_size = env_int(s.size, 1);
-    env.local_rank = env_int(s.local, 0);
+    // The scheme's own local rank, else another launcher's: under srun --mpi=pmi2 the PMI variables are set
+    // but only Slurm's SLURM_LOCALID says which rank of the node this is (Hydra's MPI_LOCALRANKID is not),
+    // and taking 0 would put every rank of a node on its first GPU.
+    env.local_rank = -1;
+    for (const char* local :
+         {s.local, "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"})
+      if (env.local_rank < 0 && std::getenv(local) != nullptr && *std::getenv(local) != '\0')
+        env.local_rank = env_int(local, 0);
+    if (env.local_rank < 0) env.local_rank = env.world_size > 1 ? env.rank : 0;  // one node assumed
     env.launched_by_mpi = s.mpi;
     BYOL_CHECK(env.world_size >= 1 && env.rank < env.world_size, "launcher environment: rank ", env.rank,
                " is not below the world size ", env.world_size, " (", s.rank, ", ", s.size, ")");

@@ -20,7 +20,8 @@ namespace byol::comm {
 struct DistEnv {
   int rank = 0;
   int world_size = 1;
-  int local_rank = 0;  // rank within the node: selects the GPU
+  int local_rank = 0;  // rank within the node: selects the GPU (the launcher's own variable, else another
+                       // launcher's, else the rank itself: one node assumed)
   bool launched_by_mpi = false;
 };
 
