@@ -27,6 +27,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -343,6 +344,7 @@ class PretrainRun {
   void log_point(const StepMetrics& m);
   void watch_collapse(int64_t step, double projection_std);
   void run_knn(int64_t step);
+  std::string from_root(const std::string& text);
   int agreed_signal();
   int stop_on_signal(int sig, int64_t epoch);
   void report_skips(int64_t epoch);
@@ -565,17 +567,21 @@ void PretrainRun::open_outputs(bool resume, bool auto_resume, const fs::path& re
         std::printf("removed %s (the temporary file of an interrupted write)\n", stale.c_str());
   }
   comm_->barrier();
+  // The run folder's newest checkpoint as the root sees it: ranks on other nodes may list a shared file
+  // system differently (attribute caching), and ranks that decided apart would resume from different steps,
+  // or some would resume while others broadcast fresh weights (a hang).
+  const std::vector<fs::path> found = checkpoints_in(ckpt_dir_);
+  const std::string newest = from_root(found.empty() ? std::string() : found.back().string());
   if (auto_resume) {
-    resume = !checkpoints_in(ckpt_dir_).empty();
+    resume = !newest.empty();
     if (root_)
       std::printf("--auto-resume: %s\n",
                   resume ? "a checkpoint exists, continuing the run" : "no checkpoint yet, starting the run");
   }
   resume_ = resume;
   if (resume) {
-    const auto found = checkpoints_in(ckpt_dir_);
-    BYOL_CHECK(!found.empty(), "--resume: no checkpoint in ", ckpt_dir_.string());
-    const std::string ckpt = resume_checkpoint.empty() ? found.back().string() : resume_checkpoint.string();
+    BYOL_CHECK(!newest.empty(), "--resume: no checkpoint in ", ckpt_dir_.string());
+    const std::string ckpt = resume_checkpoint.empty() ? newest : resume_checkpoint.string();
     const auto meta = load_checkpoint(ckpt, *learner_);
     BYOL_CHECK(metadata_int(meta, "run.batch_size", ckpt) == cfg_.batch_size &&
                    metadata_uint(meta, "run.seed", ckpt) == cfg_.seed &&
@@ -601,10 +607,10 @@ void PretrainRun::open_outputs(bool resume, bool auto_resume, const fs::path& re
                   static_cast<long long>(learner_->steps_done()));
     }
   } else {
-    dp_->broadcast_from_root();
-    BYOL_CHECK(checkpoints_in(ckpt_dir_).empty() || !root_, "run.out ", out_.string(),
+    BYOL_CHECK(newest.empty(), "run.out ", out_.string(),
                " already holds checkpoints: pass --resume (or --auto-resume) to continue that run, or choose "
                "another run.out");
+    dp_->broadcast_from_root();
   }
   if (root_) {
     {  // atomically: a resume reads it back (--resume RUN_FOLDER, --auto-resume)
@@ -854,6 +860,22 @@ void PretrainRun::run_knn(int64_t step) {
   // The other ranks wait for it here, in an untimed barrier, rather than in their next collective: an
   // evaluation longer than the NCCL deadline (BYOL_NCCL_TIMEOUT) would have them give up on a live root.
   if (world_ > 1) comm_->barrier();
+}
+
+// `text` as the root has it, on every rank (a collective, through the training device's communicator).
+std::string PretrainRun::from_root(const std::string& text) {
+  if (world_ == 1) return text;
+  constexpr size_t kMax = 4096;
+  BYOL_CHECK(!root_ || text.size() < kMax, "a path of ", text.size(),
+             " bytes is too long to share with the other ranks: ", text);
+  Tensor bytes = Tensor::empty({static_cast<int64_t>(kMax)}, DType::u8);
+  std::memset(bytes.raw_data(), 0, kMax);
+  if (root_) std::memcpy(bytes.raw_data(), text.data(), text.size());
+  const Tensor shared = bytes.to(device_);
+  comm_->broadcast(shared, 0);
+  const Tensor back = shared.to(Device::cpu());
+  const char* p = static_cast<const char*>(back.raw_data());
+  return std::string(p, strnlen(p, kMax));
 }
 
 // The signal to stop on after this step, 0 if none. Ranks see a signal at different steps. Acting on it
