@@ -684,6 +684,9 @@ int PretrainRun::train() {
   if (!resume_ && learner_->steps_done() == 0) run_knn(0);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // SIGUSR1 as SIGTERM: mpirun forwards it to every rank as it is, and batch schedulers send it ahead of a
+  // time limit (Slurm's --signal=USR1@120), where SIGTERM may come with a SIGKILL close behind.
+  std::signal(SIGUSR1, on_signal);
   stop_at_ = cfg_.max_steps > 0 ? std::min(cfg_.max_steps, total_steps_) : total_steps_;
   t_start_ = t_window_ = std::chrono::steady_clock::now();
   step_ = learner_->steps_done();
@@ -895,8 +898,8 @@ int PretrainRun::stop_on_signal(int sig, int64_t epoch) {
   save(step_);
   if (root_)
     std::printf("\n%s at step %lld: checkpoint written to %s; continue with --resume\n",
-                sig == SIGINT ? "interrupted" : "terminated", static_cast<long long>(step_),
-                (ckpt_dir_ / checkpoint_name(step_)).string().c_str());
+                sig == SIGINT ? "interrupted" : (sig == SIGUSR1 ? "stopped by SIGUSR1" : "terminated"),
+                static_cast<long long>(step_), (ckpt_dir_ / checkpoint_name(step_)).string().c_str());
   return 128 + sig;
 }
 

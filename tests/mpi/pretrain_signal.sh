@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # byol-pretrain under mpirun -np 2: a signal that reaches only one rank stops both at the same step with
-# one checkpoint (no rank left waiting in a collective), and the run resumes from it on 2 ranks.
+# one checkpoint (no rank left waiting in a collective), and the run resumes from it on 2 ranks. Then
+# SIGUSR1 sent to mpirun itself (which forwards it to every rank, as a scheduler's warning signal would
+# reach them) stops a second run with a checkpoint too.
 #   pretrain_signal.sh BYOL_PRETRAIN WORK_DIR MPIRUN...
 set -euo pipefail
 bin=$1
@@ -43,4 +45,25 @@ timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" --resume > "$work/resume.log" 2>&
 grep -q "resumed from .*step_0*$step.safetensors at step $step" "$work/resume.log" ||
   { cat "$work/resume.log"; echo "FAIL: did not resume at step $step"; exit 1; }
 grep -q "^done:" "$work/resume.log" || { cat "$work/resume.log"; echo "FAIL: the resumed run did not finish"; exit 1; }
-echo "PASS: a signal to one of 2 ranks stopped both at step $step with one checkpoint; resumed and finished"
+
+timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" --set train.epochs=400 --set run.out="$work/usr1" \
+  > "$work/usr1.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 1200); do  # running: a few progress lines written
+  [ "$(grep -c ' loss ' "$work/usr1.log" 2>/dev/null)" -ge 3 ] && break
+  sleep 0.05
+done
+mpirun_pid=$(pgrep -P "$launcher" | head -1)  # timeout's child
+[ -n "$mpirun_pid" ] || { cat "$work/usr1.log"; echo "FAIL: no mpirun under timeout"; exit 1; }
+kill -USR1 "$mpirun_pid"
+set +e
+wait "$launcher"
+rc=$?
+set -e
+[ $rc -ne 124 ] || { cat "$work/usr1.log"; echo "FAIL: the ranks hung after SIGUSR1 to mpirun"; exit 1; }
+usr1=$(sed -n -E 's/^stopped by SIGUSR1 at step ([0-9]+): checkpoint written.*/\1/p' "$work/usr1.log" | head -1)
+[ -n "$usr1" ] || { cat "$work/usr1.log"; echo "FAIL: no checkpoint after SIGUSR1 to mpirun"; exit 1; }
+[ -f "$(printf '%s/usr1/checkpoints/step_%08d.safetensors' "$work" "$usr1")" ] ||
+  { ls "$work/usr1/checkpoints"; echo "FAIL: the SIGUSR1 checkpoint is missing"; exit 1; }
+echo "PASS: a signal to one of 2 ranks stopped both at step $step with one checkpoint; resumed and finished;" \
+  "SIGUSR1 to mpirun stopped a run at step $usr1 with a checkpoint"
