@@ -6,6 +6,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -44,9 +45,16 @@ ncclDataType_t nccl_type(DType t) {
   BYOL_FAIL("NCCL communicator: no NCCL type for dtype ", dtype_name(t));
 }
 
+// BYOL_NCCL_TIMEOUT, seconds (600 if unset). A value that is not a positive number is an error: read as 0
+// (atof's answer), it would time every wait out at once.
 double timeout_seconds() {
   const char* v = std::getenv("BYOL_NCCL_TIMEOUT");
-  return v && *v ? std::atof(v) : 600.0;
+  if (!v || !*v) return 600.0;
+  char* end = nullptr;
+  const double s = std::strtod(v, &end);
+  BYOL_CHECK(end && *end == '\0' && std::isfinite(s) && s > 0, "environment variable BYOL_NCCL_TIMEOUT='", v,
+             "' is not a positive number of seconds");
+  return s;
 }
 
 using Clock = std::chrono::steady_clock;
