@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -143,6 +144,9 @@ class NcclCommunicator final : public Communicator {
   }
   ~NcclCommunicator() override {
     cuda::set_host_read_guard(nullptr);
+    // Unwinding an error: the other ranks may be waiting in a collective this rank will never join, and the
+    // caller is about to end the job (the apps' MPI_Abort); a graceful finalize could wait out the deadline.
+    if (comm_ && std::uncaught_exceptions() > 0) abort_comm();
     if (comm_) {
       // Finalize flushes what is queued; polled with the deadline, then destroyed, or aborted.
       const ncclResult_t f = ncclCommFinalize(comm_);
