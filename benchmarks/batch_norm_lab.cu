@@ -20,8 +20,8 @@
 //      (version 1's normalise pass is kept in this file and timed next to it).
 // Bytes counted: forward reads x twice and writes y (3 M C floats); backward reads dy and x twice and
 // writes dx (5 M C floats); the fused normalise + add + ReLU pass reads x and the residual and writes y
-// (3 M C floats), the unfused three passes move 3 + 3 + 2 = 8 M C floats. Validation runs ops::batch_norm and
-// ops::batch_norm_relu (with a residual) on both backends, forward and backward.
+// (3 M C floats), the unfused three passes (normalise, add, ReLU) move 2 + 3 + 2 = 7 M C floats. Validation
+// runs ops::batch_norm and ops::batch_norm_relu (with a residual) on both backends, forward and backward.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -99,9 +99,9 @@ bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const T
                                                         {"dgamma", rel_error(g.dgamma, c.dgamma)},
                                                         {"dbeta", rel_error(g.dbeta, c.dbeta)}};
   if (fused) errors.push_back({"dresidual", rel_error(g.dresidual, c.dresidual)});
-  // A pre-activation within rounding of 0 can take the ReLU's other side on the GPU (nvcc fuses
-  // x_hat * gamma + beta into one FMA): one such element moves the fused gradients by about 3e-4 while y
-  // stays near 1e-8. Read a failure with that signature as a flip, not as a kernel fault.
+  // A pre-activation within rounding of 0 could take the ReLU's other side on the GPU (a channel's float mean
+  // or invstd one ulp apart): one such element moves the fused gradients by about 3e-4. The float32 fused
+  // check runs on a residual nudged away from those (nudged()); bf16's tolerance covers a flip.
   bool ok = true;
   const std::string prefix = std::string(bf16 ? "bf16 " : "") + (fused ? "fused " : "");
   std::printf("validation vs CPU%s%s:", bf16 ? ", bf16 activations" : "",
@@ -113,6 +113,21 @@ bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const T
   }
   std::printf(" (tolerance %.0e): %s\n", tolerance, ok ? "OK" : "FAILED");
   return ok;
+}
+
+// The residual, moved by 2e-4 wherever the CPU's pre-activation batch_norm(x) + residual lies within 1e-4
+// of 0, so that no ReLU decision of the float32 fused check hangs on rounding.
+Tensor nudged(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& residual) {
+  const Tensor pre = ops::add(ops::batch_norm(x, gamma, beta, Tensor(), Tensor()), residual);
+  Tensor r = residual.clone();
+  const float* p = pre.data<float>();
+  float* rp = r.data<float>();
+  int64_t moved = 0;
+  for (int64_t i = 0; i < r.numel(); ++i)
+    if (std::abs(p[i]) < 1e-4f) rp[i] += p[i] < 0 ? -2e-4f : 2e-4f, ++moved;
+  std::printf("(the float32 fused check: %lld of %lld residual values moved off a ReLU edge)\n",
+              (long long)moved, (long long)r.numel());
+  return r;
 }
 
 }  // namespace
@@ -131,7 +146,9 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   const Tensor residual = Tensor::randn({N, H, W, C}, gen);
   const bool plain_ok = validate(report, x, gamma, beta);
   const bool bf16_ok = validate(report, x.to(DType::bf16), gamma, beta, residual.to(DType::bf16));
-  if (!validate(report, x, gamma, beta, residual) || !plain_ok || !bf16_ok) return 1;
+  const bool valid =
+      validate(report, x, gamma, beta, nudged(x, gamma, beta, residual)) && plain_ok && bf16_ok;
+  lab::timing_anyway(valid);
 
   const Device gpu = Device::cuda();
   const Tensor dx_in = x.to(gpu), dgamma = gamma.to(gpu), dbeta = beta.to(gpu), ddy = x.to(gpu);
@@ -188,7 +205,7 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
     kernels::relu_forward(y.data<float>(), h.data<float>(), M * C, s);
   };
   report.timing("v4 fused normalise + residual + ReLU", cuda::time_on_compute_stream(fused), 3 * elems);
-  report.timing("v4 normalise, add, ReLU (three passes)", cuda::time_on_compute_stream(unfused), 8 * elems);
+  report.timing("v4 normalise, add, ReLU (three passes)", cuda::time_on_compute_stream(unfused), 7 * elems);
   // v3: the same kernels on bf16 activations (train.precision = "bf16" on a GPU): half the bytes.
   const Tensor xb = x.to(DType::bf16).to(gpu), dyb = xb, resb = residual.to(DType::bf16).to(gpu);
   Tensor yb = Tensor::empty(x.shape(), DType::bf16, gpu), dxb = Tensor::empty(x.shape(), DType::bf16, gpu);
@@ -217,7 +234,7 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   report.timing("v3 bf16 backward", cuda::time_on_compute_stream(backward_bf16), 5 * elems_bf16);
   report.timing("v3 bf16 fused normalise + residual + ReLU", cuda::time_on_compute_stream(fused_bf16),
                 3 * elems_bf16);
-  return 0;
+  return valid ? 0 : 1;
 }
 
 int main(int argc, char** argv) {

@@ -51,7 +51,7 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
                 ok ? "OK" : "FAILED");
     all_ok = all_ok && ok;
   }
-  if (!all_ok) return 1;
+  lab::timing_anyway(all_ok);
 
   report.measure_copy_bandwidth();
   auto run = [&] {
@@ -65,7 +65,7 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   };
   report.timing("v1 ema (float4, in place, tau argument)", cuda::time_on_compute_stream(run_arg),
                 3.0 * static_cast<double>(n) * sizeof(float));
-  return 0;
+  return all_ok ? 0 : 1;
 }
 
 int main(int argc, char** argv) {

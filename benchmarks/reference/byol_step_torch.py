@@ -107,17 +107,22 @@ def main():
         # the loss in fp32, as byol.cpp's bf16 path keeps it
         loss = (loss_fn(p1.float(), z2.float()) + loss_fn(p2.float(), z1.float())).mean()
         loss.backward()
-        with torch.no_grad():  # LARS, then the EMA
-            for p, m in zip(params, momentum):
-                g = p.grad
-                if p.dim() > 1:
-                    g = g + 1e-6 * p
-                    pn, gn = p.norm(), g.norm()
-                    g = g * torch.where((pn > 0) & (gn > 0), 1e-3 * pn / gn, torch.ones_like(pn))
-                m.mul_(0.9).add_(g)
-                p.sub_(0.1 * m)
-            for t, o in zip(target.parameters(), online.parameters()):
-                t.mul_(0.99).add_(o, alpha=0.01)
+        with torch.no_grad():  # LARS, then the EMA, with the multi-tensor (_foreach) ops: a Python loop over
+            # the parameters would launch each small op from the interpreter and leave the GPU waiting on
+            # the host (ResNet-50 has 161 parameter tensors), which would understate PyTorch
+            grads = [p.grad for p in params]
+            mats = [i for i, p in enumerate(params) if p.dim() > 1]  # weight decay and trust ratio
+            mp, mg = [params[i] for i in mats], [grads[i] for i in mats]
+            torch._foreach_add_(mg, mp, alpha=1e-6)
+            pn, gn = torch.stack(torch._foreach_norm(mp)), torch.stack(torch._foreach_norm(mg))
+            trust = torch.where((pn > 0) & (gn > 0), 1e-3 * pn / gn, torch.ones_like(pn))
+            torch._foreach_mul_(mg, list(trust.unbind()))
+            torch._foreach_mul_(momentum, 0.9)
+            torch._foreach_add_(momentum, grads)
+            torch._foreach_add_(params, momentum, alpha=-0.1)
+            tp, op = list(target.parameters()), list(online.parameters())
+            torch._foreach_mul_(tp, 0.99)
+            torch._foreach_add_(tp, op, alpha=0.01)
         return loss
 
     step().item()
