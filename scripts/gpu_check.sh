@@ -7,6 +7,8 @@
 #   cuda_tests  byol_tests "[cuda]~[nccl]": every CUDA op, the whole BYOL step and the PyTorch reference step
 #               against the CPU
 #   smoke       byol-pretrain on the GPU: synthetic data, stop after 6 steps, --resume, kNN monitor, export
+#   nccl        byol_tests "[nccl]": the one-rank NCCL job and DataParallel on one GPU presented as two
+#               identical ranks, NCCL_DEBUG=WARN, on its own timeout (GPU_CHECK_NCCL_S, 90 s)
 #   bench       byol_step_bench --device cuda next to the PyTorch reference, then the multi-GPU scaling model
 #               (docs/scaling.md) from the measured ResNet-50 rate
 #   labs        the kernel labs (validate against the CPU, then GB/s)
@@ -14,7 +16,6 @@
 #               (GPU_CHECK_SANITIZE_SPEC, "[cuda-kernels],[augment]")
 #   initcheck   compute-sanitizer initcheck (unwritten outputs) on the kernel tests and the whole BYOL step
 #               of the tiny network (GPU_CHECK_INITCHECK_SPEC, "[cuda-kernels],[cuda-step]")
-#   nccl        the one-rank NCCL test, NCCL_DEBUG=WARN, on its own timeout (GPU_CHECK_NCCL_S, 90 s)
 #   learn       the learning-quality comparison of issue 12 (scripts/gpu_learning_check.sh): the cifar10-short
 #               recipe trained by byol-pretrain and by the PyTorch reference on this GPU, seeds
 #               GPU_CHECK_LEARN_SEEDS (default "0 1"), all at once, for GPU_CHECK_LEARN_S (300 s), run only
@@ -28,8 +29,9 @@
 #               GPU_CHECK_STEPS=left selects it again); needs CIFAR-10 as the learn step does
 #
 # The order (2026-12-05): what has never run on a GPU comes first (the [cuda] tests and smoke runs of the
-# newest features, the step figures next to PyTorch, the kernel labs); the sanitizers, NCCL and the learning
-# and ablation runs, which earlier GPU runs have passed or measured, come last, where a deadline cuts first.
+# newest features, the data-parallel GPU path (nccl, about 20 s), the step figures next to PyTorch, the kernel
+# labs); the sanitizers and the learning and ablation runs, which earlier GPU runs have passed or measured,
+# come last, where a deadline cuts first.
 #
 #   scripts/gpu_check.sh [--dry-run] [OUT_DIR]   OUT_DIR: $OUT, else build-gpu-out/ in the repository
 #   scripts/gpu_check.sh prepare-carry           on a Debian machine with scripts/setup.sh's packages
@@ -127,7 +129,7 @@ prepare_carry() {
   echo "gpu_check: prepared $carry ($(du -sh "$carry" | cut -f1)); carry it with the tree (the device tool: carry [\".carry\"])"
 }
 
-all_steps=(build cuda_tests smoke bench labs memcheck initcheck nccl learn ablate)
+all_steps=(build cuda_tests smoke nccl bench labs memcheck initcheck learn ablate)
 gpu_steps=" cuda_tests smoke bench labs memcheck initcheck nccl learn ablate "
 labs=(batch_norm_lab byol_loss_lab ema_lab lars_lab cross_entropy_lab optimizers_lab elementwise_lab augment_lab)
 

@@ -38,11 +38,12 @@ if [ ! -f "$summary" ]; then
 else
   head -1 "$summary" | grep -q '^=== gpu_check summary.*DRY RUN' ||
     fail "summary.txt does not begin with its '=== gpu_check summary ... DRY RUN' header: $(head -1 "$summary")"
-  # the steps in order of value: build, [cuda] tests, smoke run, benchmarks, labs, memcheck, initcheck, NCCL,
+  # the steps in order of value: build, [cuda] tests, smoke run, NCCL, benchmarks, labs, memcheck, initcheck,
   # learning check
   prev=0
-  for want in '^build ' '^\[cuda\] tests' '^byol-pretrain GPU smoke' '^step resnet18_cifar_b256 \(byol.cpp\)' \
-              '^scaling model' '^lab batch_norm_lab' '^memcheck ' '^initcheck ' '^one-rank NCCL' '^learning check'; do
+  for want in '^build ' '^\[cuda\] tests' '^byol-pretrain GPU smoke' '^one-rank NCCL' \
+              '^step resnet18_cifar_b256 \(byol.cpp\)' '^scaling model' '^lab batch_norm_lab' '^memcheck ' \
+              '^initcheck ' '^learning check'; do
     n="$(grep -n -m1 -E "$want" "$summary" | cut -d: -f1)"
     if [ -z "$n" ]; then fail "summary.txt has no line matching '$want'"
     elif [ "$n" -le "$prev" ]; then fail "summary.txt: '$want' (line $n) comes before the step above it (line $prev)"
