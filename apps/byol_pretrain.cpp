@@ -868,16 +868,20 @@ void PretrainRun::run_knn(int64_t step) {
 // `text` as the root has it, on every rank (a collective, through the training device's communicator).
 std::string PretrainRun::from_root(const std::string& text) {
   if (world_ == 1) return text;
-  constexpr size_t kMax = 4096;
-  BYOL_CHECK(!root_ || text.size() < kMax, "a path of ", text.size(),
-             " bytes is too long to share with the other ranks: ", text);
-  Tensor bytes = Tensor::empty({static_cast<int64_t>(kMax)}, DType::u8);
-  std::memset(bytes.raw_data(), 0, kMax);
-  if (root_) std::memcpy(bytes.raw_data(), text.data(), text.size());
+  constexpr size_t kMax = 4096;  // bytes of text, then one byte: 1 where the root's text did not fit
+  Tensor bytes = Tensor::empty({static_cast<int64_t>(kMax + 1)}, DType::u8);
+  std::memset(bytes.raw_data(), 0, kMax + 1);
+  if (root_) {
+    std::memcpy(bytes.raw_data(), text.data(), std::min(text.size(), kMax - 1));
+    static_cast<char*>(bytes.raw_data())[kMax] = text.size() >= kMax ? 1 : 0;
+  }
   const Tensor shared = bytes.to(device_);
   comm_->broadcast(shared, 0);
   const Tensor back = shared.to(Device::cpu());
   const char* p = static_cast<const char*>(back.raw_data());
+  BYOL_CHECK(p[kMax] == 0, "a path in run.out of ", kMax,
+             " bytes or more cannot be shared with the other ranks: ", std::string(p, strnlen(p, kMax)),
+             "...");  // every rank fails alike
   return std::string(p, strnlen(p, kMax));
 }
 
@@ -888,9 +892,19 @@ std::string PretrainRun::from_root(const std::string& text) {
 int PretrainRun::agreed_signal() {
   const int sig = g_signal.load();
   if (world_ == 1) return sig;
-  const bool agree =
-      is_log_point() && dp_->sum_over_ranks(Tensor::full({}, sig != 0 ? 1.0 : 0.0, DType::f32, device_)) > 0;
-  return agree ? (sig != 0 ? sig : SIGTERM) : 0;
+  if (!is_log_point()) return 0;
+  // One sum counts the ranks that saw each signal (SIGINT, SIGTERM, SIGUSR1 in base world + 1 digits), so
+  // every rank stops on the same one, with the same message and exit status: SIGUSR1 if any rank saw it
+  // (a scheduler's warning, forwarded by mpirun, may not have reached every rank yet), else SIGTERM, else
+  // SIGINT.
+  const double base = world_ + 1;
+  const double mine = sig == SIGINT ? 1 : sig == SIGTERM ? base : sig == SIGUSR1 ? base * base : 0;
+  const auto total = std::llround(dp_->sum_over_ranks(Tensor::full({}, mine, DType::f64, device_)));
+  const long long b = world_ + 1;
+  if (total / (b * b) > 0) return SIGUSR1;
+  if (total / b % b > 0) return SIGTERM;
+  if (total % b > 0) return SIGINT;
+  return 0;
 }
 
 int PretrainRun::stop_on_signal(int sig, int64_t epoch) {

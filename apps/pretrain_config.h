@@ -72,7 +72,7 @@ struct PretrainConfig {
   std::string precision = "auto";
   // With precision bf16 on the CPU: the encoder's activations stored as bf16 too, as on a GPU
   // (TrainConfig::bf16_activations): faster than bf16 products for large networks (ResNet-18 at base 64:
-  // 1.17x), slower for small ones (the Fashion-MNIST recipe: 0.83x); the GPU's form where no GPU is.
+  // 1.17x), slower for small ones (the Fashion-MNIST recipe: about 0.9x); the GPU's form where no GPU is.
   bool cpu_bf16_activations = false;
   // On a GPU: capture the step as one CUDA graph after two eager steps and replay it (byol/learner.h,
   // TrainConfig::cuda_graph). One rank only so far.

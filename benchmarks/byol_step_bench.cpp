@@ -5,7 +5,8 @@
 //   build/benchmarks/byol_step_bench [batch=64] [steps=3] [base_channels=64] [side=32] [mlp_hidden=4096]
 //   [stem=cifar|imagenet] [--device cpu|cuda] [--depth 18|34|50|101|152|200] [--json FILE]
 //
-// Prints images/s (images, not views: each image is seen twice) after one warm-up step.
+// Prints images/s (images, not views: each image is seen twice) after the warm-up: one step (two with
+// --data, three with --cuda-graph: its eager steps and the capture).
 //  - cpu (default): wall-clock time of `steps` steps, each step's loss read as it ends.
 //    benchmarks/run_step_bench.sh runs it next to the same step in PyTorch (benchmarks/reference/
 //    byol_step_torch.py) with the same thread count.

@@ -626,15 +626,15 @@ step_sanitizer() {  # memcheck | initcheck
 
 step_nccl() {
   local log="$logs/nccl.log" t0=$SECONDS rc
-  need_exe nccl "one-rank NCCL [nccl]" "$tests" || return
+  need_exe nccl "NCCL [nccl], one rank and twin ranks" "$tests" || return
   run_cmd "$build/tests" "$log" "${GPU_CHECK_NCCL_S:-90}" env NCCL_DEBUG=WARN "$tests" "[nccl]" --durations yes
   rc=$?
-  dry_skip nccl "one-rank NCCL [nccl]" && return
+  dry_skip nccl "NCCL [nccl], one rank and twin ranks" && return
   if [ "$rc" -eq 0 ] && grep -q "skipped: this build has no NCCL" "$log"; then
-    record nccl "one-rank NCCL [nccl]" SKIP "this build has no NCCL (NCCL_ROOT, or python3's nvidia-nccl wheel)"
+    record nccl "NCCL [nccl], one rank and twin ranks" SKIP "this build has no NCCL (NCCL_ROOT, or python3's nvidia-nccl wheel)"
     return
   fi
-  conclude nccl "one-rank NCCL [nccl]" "$rc" "$log" \
+  conclude nccl "NCCL [nccl], one rank and twin ranks" "$rc" "$log" \
     "$(grep -E '^(All tests passed|test cases:)' "$log" | tail -1); $((SECONDS - t0)) s"
 }
 

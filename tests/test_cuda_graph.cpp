@@ -204,10 +204,14 @@ void compare(const char* what, const Run& graph, const Run& eager, const Run& ea
   std::printf("[cuda graph] %s, graph vs eager (eager vs eager):", what);
   for (const Gap& g : gaps) std::printf(" %s %.2e (%.2e)", g.name, g.graph, g.noise);
   std::printf("; captures %lld\n", static_cast<long long>(graph.captures));
-  // The floor, where two eager runs agree exactly: cuBLAS or cuDNN may pick other kernels under capture.
+  // The floor, where two eager runs agree exactly: cuBLAS or cuDNN may pick other kernels under capture. The
+  // updates are 1e-4 to 1e-3 of the weights, so the weights' rounding differences are that much larger
+  // relative to them: their floor is 1e-3 (a learning rate kept from the capture moves them by 12-50 %).
   for (const Gap& g : gaps) {
-    INFO(g.name << (g.noise == 0 ? " (the eager runs agree exactly: the 1e-5 floor applies)" : ""));
-    CHECK(g.graph <= std::max(10 * g.noise, 1e-5));
+    const double floor = std::string(g.name) == "online update" ? 1e-3 : 1e-5;
+    INFO(g.name << (g.noise == 0 ? " (the eager runs agree exactly: the floor applies)" : "") << ", floor "
+                << floor);
+    CHECK(g.graph <= std::max(10 * g.noise, floor));
   }
 }
 

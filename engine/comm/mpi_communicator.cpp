@@ -96,7 +96,10 @@ class MpiCommunicator final : public Communicator {
               ", but MPI says rank ", rank_, " of ", size_,
               ": byol.cpp's ranks come from MPI, so start it with the mpirun (or srun --mpi=...) "
               "of the MPI it was built with",
-              env.launched_by_mpi ? "" : " (RANK / WORLD_SIZE alone do not start MPI)");
+              env.launched_by_mpi
+                  ? " (a single process inside a Slurm allocation of several tasks: start it with srun, "
+                    "or run it with SLURM_NTASKS=1)"
+                  : " (RANK / WORLD_SIZE alone do not start MPI)");
       if (size_ > 1) abort(message);  // the other ranks may be waiting in a collective already
       throw Error(message);
     }

@@ -10,8 +10,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -137,10 +137,18 @@ class NcclCommunicator final : public Communicator {
                 ncclGetLastError(nullptr));
     }
     wait_ready("ncclCommInitRankConfig (joining the other ranks)");
+    try {
+      warm_up();
+    } catch (...) {  // the destructor will not run: undo what the constructor made
+      abort_comm();
+      cudaStreamDestroy(stream_);
+      stream_ = nullptr;
+      throw;
+    }
+    // Installed last: a constructor that throws must not leave the process-wide guard pointing at it.
     cuda::set_host_read_guard([this](int device) {
       if (device == device_ && comm_ != nullptr) wait_host(record());
     });
-    warm_up();
   }
   ~NcclCommunicator() override {
     cuda::set_host_read_guard(nullptr);

@@ -140,9 +140,11 @@ void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
 BYOL_INSTANTIATE_CONV(float)
 BYOL_INSTANTIATE_CONV(double)
 
-// bf16 activations: the float32 convolution with bf16 products (ConvGeom::bf16) on widened copies, its
-// float32 sums rounded once into the bf16 output. bf16 -> float32 is exact, so the products are those of the
-// bf16 values; the weights round to bf16 inside, as with float32 activations.
+// bf16 activations: oneDNN reads and writes them as they are (its convolution kernels, or the im2col +
+// matmul path; onednn_conv2d_*_bf16). Where neither runs (BYOL_CPU_CONV=im2col, or a geometry oneDNN has no
+// kernel for), the float32 convolution with bf16 products (ConvGeom::bf16) on widened copies, its float32
+// sums rounded once into the bf16 output: bf16 -> float32 is exact, so the products are those of the bf16
+// values, and the bits are the same either way.
 namespace {
 // Float32 scratch per thread and role (0: x, 1: y or dy, 2: dx), grown to the largest call and kept: a fresh
 // buffer of tens of MB per call was zero-filled and page-faulted in every time (a third of this path's

@@ -207,9 +207,14 @@ void find_algorithms(ConvPlan& p, Direction& d, const char* what, const cpu::Con
     // A bf16 configuration cuDNN does not take at all may fail the search itself ("not supported", or
     // "bad parameter" for a data type the legacy API refuses): the float32 fallback then runs. Any other
     // status is an error, in bf16 as in float32.
+#ifdef CUDNN_STATUS_CATEGORY  // cuDNN 9: sub-codes within the thousands of their category
     const int category = CUDNN_STATUS_CATEGORY(st);
+#else
+    const int category = st;
+#endif
     BYOL_CHECK(p.bf16 && (category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM),
                describe(what, g), ": cuDNN's algorithm search failed: ", cudnnGetErrorString(st));
+    cudaGetLastError();  // a refused search may leave a launch error behind: not the next kernel's
     count = 0;
     seen = cat("the search returned ", cudnnGetErrorString(st));
   }
@@ -247,9 +252,11 @@ bool capturing() {
 
 // Runs the direction's candidates in turn through exec(algo, workspace, bytes) until one succeeds. false: a
 // bf16 direction none of whose algorithms ran (cuDNN timed them in the search, then refused them here),
-// which the float32 fallback takes from now on, saying so once.
+// which the float32 fallback takes from now on, saying so once. Only a refusal by cuDNN itself counts: where
+// every candidate failed for want of workspace memory (a passing peak), the call throws, as in float32.
 template <class Algo, class Exec>
 bool execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g, Exec&& exec) {
+  bool refused_by_cudnn = false;
   try {
     run_first_working(
         d.candidates, d.next, describe(what, g), [&](const ConvAlgoResult& c, std::string& reason) {
@@ -265,13 +272,15 @@ bool execute(ConvPlan& p, Direction& d, const char* what, const cpu::ConvGeom& g
           }
           const cudnnStatus_t st = exec(static_cast<Algo>(c.algo), ws, c.memory);
           if (st == CUDNN_STATUS_SUCCESS) return true;
+          refused_by_cudnn = true;
           reason = cudnnGetErrorString(st);
           return false;
         });
     return true;
   } catch (const Error& e) {
-    if (!p.bf16 || capturing()) {  // (inside a capture the failure is the capture's, not the algorithms')
-      d.found = false;             // the next call finds again
+    // (inside a capture the failure is the capture's, not the algorithms')
+    if (!p.bf16 || !refused_by_cudnn || capturing()) {
+      d.found = false;  // the next call finds again
       throw;
     }
     std::fprintf(stderr,

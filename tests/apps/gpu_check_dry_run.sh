@@ -41,7 +41,7 @@ else
   # the steps in order of value: build, [cuda] tests, smoke run, NCCL, benchmarks, labs, memcheck, initcheck,
   # learning check
   prev=0
-  for want in '^build ' '^\[cuda\] tests' '^byol-pretrain GPU smoke' '^one-rank NCCL' \
+  for want in '^build ' '^\[cuda\] tests' '^byol-pretrain GPU smoke' '^NCCL \[nccl\]' \
               '^step resnet18_cifar_b256 \(byol.cpp\)' '^scaling model' '^lab batch_norm_lab' '^memcheck ' \
               '^initcheck ' '^learning check'; do
     n="$(grep -n -m1 -E "$want" "$summary" | cut -d: -f1)"
@@ -107,7 +107,7 @@ fi
 OUT="$work/out_sel" GPU_CHECK_SCRATCH="$work/scratch_sel" GPU_CHECK_STEPS="nccl,cuda_tests" bash "$script" --dry-run \
   >"$work/stdout_sel.txt" 2>&1 || fail "GPU_CHECK_STEPS=nccl,cuda_tests --dry-run exited $?"
 results="$(sed -n '3,$p' "$work/out_sel/summary.txt" | sed '/^$/,$d' | cut -c1-20 | sed 's/ *$//' | tr '\n' '|')"
-[ "$results" = "setup|[cuda] tests (no NCC|one-rank NCCL [nccl]|" ] ||
+[ "$results" = "setup|[cuda] tests (no NCC|NCCL [nccl], one ran|" ] ||
   fail "GPU_CHECK_STEPS=nccl,cuda_tests should record setup, [cuda] tests, NCCL in that order; recorded: $results"
 
 # --- an unknown step name stops the check at once, saying which --------------------------------------------------

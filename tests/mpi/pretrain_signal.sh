@@ -53,7 +53,7 @@ for _ in $(seq 1 1200); do  # running: a few progress lines written
   [ "$(grep -c ' loss ' "$work/usr1.log" 2>/dev/null)" -ge 3 ] && break
   sleep 0.05
 done
-mpirun_pid=$(pgrep -P "$launcher" | head -1)  # timeout's child
+mpirun_pid=$(pgrep -P "$launcher" | head -1 || true)  # timeout's child
 [ -n "$mpirun_pid" ] || { cat "$work/usr1.log"; echo "FAIL: no mpirun under timeout"; exit 1; }
 kill -USR1 "$mpirun_pid"
 set +e
