@@ -2,7 +2,7 @@
 # byol-pretrain under mpirun -np 2: a signal that reaches only one rank stops both at the same step with
 # one checkpoint (no rank left waiting in a collective), and the run resumes from it on 2 ranks. Then
 # SIGUSR1 sent to mpirun itself (which forwards it to every rank, as a scheduler's warning signal would
-# reach them) stops a second run with a checkpoint too.
+# reach them) stops a second run, which evaluates kNN on the root every 5 steps, with a checkpoint too.
 #   pretrain_signal.sh BYOL_PRETRAIN WORK_DIR MPIRUN...
 set -euo pipefail
 bin=$1
@@ -46,7 +46,9 @@ grep -q "resumed from .*step_0*$step.safetensors at step $step" "$work/resume.lo
   { cat "$work/resume.log"; echo "FAIL: did not resume at step $step"; exit 1; }
 grep -q "^done:" "$work/resume.log" || { cat "$work/resume.log"; echo "FAIL: the resumed run did not finish"; exit 1; }
 
+# (with the kNN monitor every 5 steps: the root evaluates while the other rank waits in a barrier)
 timeout 300 "${mpirun[@]}" "$bin" "${args[@]}" --set train.epochs=400 --set run.out="$work/usr1" \
+  --set data.knn_train=synthetic:128:4:16:1 --set data.knn_test=synthetic:64:4:16:1 --set run.knn_every=5 \
   > "$work/usr1.log" 2>&1 &
 launcher=$!
 for _ in $(seq 1 1200); do  # running: a few progress lines written
@@ -65,5 +67,7 @@ usr1=$(sed -n -E 's/^stopped by SIGUSR1 at step ([0-9]+): checkpoint written.*/\
 [ -n "$usr1" ] || { cat "$work/usr1.log"; echo "FAIL: no checkpoint after SIGUSR1 to mpirun"; exit 1; }
 [ -f "$(printf '%s/usr1/checkpoints/step_%08d.safetensors' "$work" "$usr1")" ] ||
   { ls "$work/usr1/checkpoints"; echo "FAIL: the SIGUSR1 checkpoint is missing"; exit 1; }
+[ "$(grep -c 'kNN top-1' "$work/usr1.log")" -ge 2 ] ||
+  { cat "$work/usr1.log"; echo "FAIL: the 2-rank run with the kNN monitor logged fewer than 2 evaluations"; exit 1; }
 echo "PASS: a signal to one of 2 ranks stopped both at step $step with one checkpoint; resumed and finished;" \
-  "SIGUSR1 to mpirun stopped a run at step $usr1 with a checkpoint"
+  "SIGUSR1 to mpirun stopped a run (kNN every 5 steps) at step $usr1 with a checkpoint"
