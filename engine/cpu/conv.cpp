@@ -141,8 +141,8 @@ BYOL_INSTANTIATE_CONV(float)
 BYOL_INSTANTIATE_CONV(double)
 
 // bf16 activations: oneDNN reads and writes them as they are (its convolution kernels, or the im2col +
-// matmul path; onednn_conv2d_*_bf16). Where neither runs (BYOL_CPU_CONV=im2col, or a geometry oneDNN has no
-// kernel for), the float32 convolution with bf16 products (ConvGeom::bf16) on widened copies, its float32
+// matmul path; onednn_conv2d_* on bf16). Where neither runs (BYOL_CPU_CONV=im2col, or a geometry oneDNN has
+// no kernel for), the float32 convolution with bf16 products (ConvGeom::bf16) on widened copies, its float32
 // sums rounded once into the bf16 output: bf16 -> float32 is exact, so the products are those of the bf16
 // values, and the bits are the same either way.
 namespace {
@@ -173,7 +173,7 @@ ConvGeom with_bf16_products(ConvGeom g) {
 
 void conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
   const ConvGeom b = with_bf16_products(g);
-  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_forward_bf16(x, w, y, b)) return;
+  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_forward(x, w, y, b)) return;
   const int64_t ny = g.N * g.P * g.Q * g.K;
   float* yf = scratch(1, ny);
   conv2d_forward(widened(0, x, g.N * g.H * g.W * g.C), w, yf, b);
@@ -182,7 +182,7 @@ void conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom&
 
 void conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
   const ConvGeom b = with_bf16_products(g);
-  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_data_bf16(dy, w, dx, b)) return;
+  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_data(dy, w, dx, b)) return;
   const int64_t nx = g.N * g.H * g.W * g.C;
   float* dxf = scratch(2, nx);
   conv2d_backward_data(widened(1, dy, g.N * g.P * g.Q * g.K), w, dxf, b);
@@ -191,7 +191,7 @@ void conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const C
 
 void conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
   const ConvGeom b = with_bf16_products(g);
-  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_filter_bf16(dy, x, dw, b)) return;
+  if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_filter(dy, x, dw, b)) return;
   conv2d_backward_filter(widened(1, dy, g.N * g.P * g.Q * g.K), widened(0, x, g.N * g.H * g.W * g.C), dw, b);
 }
 

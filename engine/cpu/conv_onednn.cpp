@@ -1,7 +1,7 @@
 // Float32 NHWC convolutions on oneDNN (Debian's libdnnl), the library PyTorch's CPU convolutions use, with
 // float32 or bf16 products (ConvGeom::bf16: the operands reordered to bf16 by the plan, AMX or
 // AVX512-BF16 kernels where the CPU has them, float32 outputs; no Winograd). With bf16 activations the
-// same plans take bf16 inputs as they are and write bf16 outputs (onednn_conv2d_*_bf16).
+// same plans take bf16 inputs as they are and write bf16 outputs (onednn_conv2d_* on bf16 activations).
 //
 // Two oneDNN algorithms:
 //  - direct (brgconv / jit kernels) on the NHWC activations in place — no im2col buffer, no col2im
@@ -32,6 +32,7 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <type_traits>
 #include <tuple>
 
 #include "engine/cpu/onednn_common.h"
@@ -352,54 +353,38 @@ bool backward_filter_pass(const void* dy, const void* x, float* dw, const ConvGe
 
 }  // namespace
 
-bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g) {
+// Float32 activations, or bf16 ones (ConvGeom::bf16 set), which oneDNN's kernels (or the matmul path) read
+// as they are, writing bf16 outputs from their float32 sums: no float32 copies.
+template <class A>
+constexpr DT storage_of() {
+  return std::is_same_v<A, bf16> ? DT::bf16 : DT::f32;
+}
+
+template <class A>
+bool onednn_conv2d_forward(const A* x, const float* w, A* y, const ConvGeom& g) {
   if (bf16_matmul_pass(g, ConvPass::forward)) {
     matmul_bf16_conv2d_forward(x, w, y, g);
     return true;
   }
-  return forward_pass(x, w, y, g, DT::f32);
+  return forward_pass(x, w, y, g, storage_of<A>());
 }
 
-bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+template <class A>
+bool onednn_conv2d_backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g) {
   if (bf16_matmul_pass(g, ConvPass::backward_data)) {
     matmul_bf16_conv2d_backward_data(dy, w, dx, g);
     return true;
   }
-  return backward_data_pass(dy, w, dx, g, DT::f32);
+  return backward_data_pass(dy, w, dx, g, storage_of<A>());
 }
 
-bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+template <class A>
+bool onednn_conv2d_backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g) {
   if (bf16_matmul_pass(g, ConvPass::backward_filter)) {
     matmul_bf16_conv2d_backward_filter(dy, x, dw, g);
     return true;
   }
-  return backward_filter_pass(dy, x, dw, g, DT::f32);
-}
-
-// bf16 activations: oneDNN's kernels (or the matmul path) read the bf16 activations as they are and write
-// bf16 outputs from their float32 sums, without float32 copies.
-bool onednn_conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g) {
-  if (bf16_matmul_pass(g, ConvPass::forward)) {
-    matmul_bf16_conv2d_forward(x, w, y, g);
-    return true;
-  }
-  return forward_pass(x, w, y, g, DT::bf16);
-}
-
-bool onednn_conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g) {
-  if (bf16_matmul_pass(g, ConvPass::backward_data)) {
-    matmul_bf16_conv2d_backward_data(dy, w, dx, g);
-    return true;
-  }
-  return backward_data_pass(dy, w, dx, g, DT::bf16);
-}
-
-bool onednn_conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g) {
-  if (bf16_matmul_pass(g, ConvPass::backward_filter)) {
-    matmul_bf16_conv2d_backward_filter(dy, x, dw, g);
-    return true;
-  }
-  return backward_filter_pass(dy, x, dw, g, DT::bf16);
+  return backward_filter_pass(dy, x, dw, g, storage_of<A>());
 }
 
 std::string onednn_conv2d_implementation(const ConvGeom& g) {
@@ -411,27 +396,28 @@ std::string onednn_conv2d_implementation(const ConvGeom& g) {
          name(ConvPass::backward_filter, plan.bwd_weights);
 }
 #else
-bool onednn_conv2d_forward(const float*, const float*, float*, const ConvGeom&) {
+template <class A>
+bool onednn_conv2d_forward(const A*, const float*, A*, const ConvGeom&) {
   return false;
 }
-bool onednn_conv2d_backward_data(const float*, const float*, float*, const ConvGeom&) {
+template <class A>
+bool onednn_conv2d_backward_data(const A*, const float*, A*, const ConvGeom&) {
   return false;
 }
-bool onednn_conv2d_backward_filter(const float*, const float*, float*, const ConvGeom&) {
-  return false;
-}
-bool onednn_conv2d_forward_bf16(const bf16*, const float*, bf16*, const ConvGeom&) {
-  return false;
-}
-bool onednn_conv2d_backward_data_bf16(const bf16*, const float*, bf16*, const ConvGeom&) {
-  return false;
-}
-bool onednn_conv2d_backward_filter_bf16(const bf16*, const bf16*, float*, const ConvGeom&) {
+template <class A>
+bool onednn_conv2d_backward_filter(const A*, const A*, float*, const ConvGeom&) {
   return false;
 }
 std::string onednn_conv2d_implementation(const ConvGeom&) {
   return "oneDNN not built in";
 }
 #endif
+
+#define BYOL_INSTANTIATE_ONEDNN_CONV(A)                                                      \
+  template bool onednn_conv2d_forward<A>(const A*, const float*, A*, const ConvGeom&);       \
+  template bool onednn_conv2d_backward_data<A>(const A*, const float*, A*, const ConvGeom&); \
+  template bool onednn_conv2d_backward_filter<A>(const A*, const A*, float*, const ConvGeom&);
+BYOL_INSTANTIATE_ONEDNN_CONV(float)
+BYOL_INSTANTIATE_ONEDNN_CONV(bf16)
 
 }  // namespace byol::cpu

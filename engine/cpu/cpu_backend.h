@@ -73,15 +73,15 @@ bool onednn_available();
 void set_conv_algorithm(ConvAlgorithm a);  // throws if oneDNN is asked for and not built in
 ConvAlgorithm conv_algorithm();
 // The oneDNN halves: false when oneDNN has only its reference implementation for this geometry (the
-// caller then falls back to im2col). Forward and backward data write; backward filter writes dw.
-bool onednn_conv2d_forward(const float* x, const float* w, float* y, const ConvGeom& g);
-bool onednn_conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g);
-bool onednn_conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvGeom& g);
-// The same on bf16 activations (ConvGeom::bf16 set): oneDNN reads and writes them as bf16, with its
+// caller then falls back to im2col). Forward and backward data write; backward filter writes dw. The
+// activations A are float32, or bf16 (ConvGeom::bf16 set), which oneDNN reads and writes as bf16, with its
 // convolution kernels or, where bf16_matmul_pass says, the matmul path.
-bool onednn_conv2d_forward_bf16(const bf16* x, const float* w, bf16* y, const ConvGeom& g);
-bool onednn_conv2d_backward_data_bf16(const bf16* dy, const float* w, bf16* dx, const ConvGeom& g);
-bool onednn_conv2d_backward_filter_bf16(const bf16* dy, const bf16* x, float* dw, const ConvGeom& g);
+template <class A>
+bool onednn_conv2d_forward(const A* x, const float* w, A* y, const ConvGeom& g);
+template <class A>
+bool onednn_conv2d_backward_data(const A* dy, const float* w, A* dx, const ConvGeom& g);
+template <class A>
+bool onednn_conv2d_backward_filter(const A* dy, const A* x, float* dw, const ConvGeom& g);
 // "forward / backward data / backward weights" implementation names oneDNN picked, for benchmarks.
 std::string onednn_conv2d_implementation(const ConvGeom& g);
 
