@@ -897,10 +897,10 @@ int PretrainRun::agreed_signal() {
   // every rank stops on the same one, with the same message and exit status: SIGUSR1 if any rank saw it
   // (a scheduler's warning, forwarded by mpirun, may not have reached every rank yet), else SIGTERM, else
   // SIGINT.
-  const double base = world_ + 1;
-  const double mine = sig == SIGINT ? 1 : sig == SIGTERM ? base : sig == SIGUSR1 ? base * base : 0;
-  const auto total = std::llround(dp_->sum_over_ranks(Tensor::full({}, mine, DType::f64, device_)));
   const long long b = world_ + 1;
+  const long long mine = sig == SIGINT ? 1 : sig == SIGTERM ? b : sig == SIGUSR1 ? b * b : 0;
+  const long long total =
+      std::llround(dp_->sum_over_ranks(Tensor::full({}, static_cast<double>(mine), DType::f64, device_)));
   if (total / (b * b) > 0) return SIGUSR1;
   if (total / b % b > 0) return SIGTERM;
   if (total % b > 0) return SIGINT;
