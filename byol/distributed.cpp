@@ -35,6 +35,7 @@ DataParallel::DataParallel(Learner& learner, comm::Communicator& comm, DataParal
 }
 
 DataParallel::~DataParallel() {
+  if (active_) set_leaf_ready_hook(std::move(previous_hook_));  // the hook refers to this object
   if (learner_.grad_sync == this) learner_.grad_sync = nullptr;
   learner_.candidates = {};
 }
@@ -83,10 +84,12 @@ void DataParallel::launch(Bucket& b) {
 }
 
 void DataParallel::begin() {
+  if (active_) abandon();  // a step that threw before finish(): its hook and requests go first
   for (Bucket& b : buckets_) {
     b.remaining = b.params;
     b.request.reset();
   }
+  active_ = true;
   // [byol:allreduce]
   previous_hook_ = set_leaf_ready_hook([this](const TensorImpl& leaf) {
     auto it = bucket_of_.find(&leaf);
@@ -99,6 +102,7 @@ void DataParallel::begin() {
 void DataParallel::finish() {
   set_leaf_ready_hook(std::move(previous_hook_));
   previous_hook_ = nullptr;
+  active_ = false;
   // Parameters that received no gradient this step leave their bucket unlaunched: launch those now,
   // in bucket order (the same on every rank), then wait for everything.
   for (Bucket& b : buckets_)
@@ -106,6 +110,21 @@ void DataParallel::finish() {
   for (Bucket& b : buckets_) b.request->wait();
   const Tensor g = learner_.nets.online.grads();
   g.copy_(ops::scale(g, 1.0 / comm_.world_size()));
+}
+
+void DataParallel::abandon() {
+  if (!active_) return;
+  set_leaf_ready_hook(std::move(previous_hook_));
+  previous_hook_ = nullptr;
+  active_ = false;
+  for (Bucket& b : buckets_) {
+    if (b.request) b.request->discard();
+    b.request.reset();
+  }
+}
+
+bool DataParallel::on_every_rank(bool mine) {
+  return sum_over_ranks(Tensor::full({1}, mine ? 0.0 : 1.0, DType::f32, learner_.device())) == 0.0;
 }
 
 void DataParallel::average(const Tensor& t) {

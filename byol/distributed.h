@@ -51,6 +51,9 @@ class DataParallel final : public GradientSync {
   void begin() override;
   void finish() override;
   void average(const Tensor& t) override;
+  // One all-reduce of a failure count on the learner's device, read to the host. Blocking, and a collective.
+  bool on_every_rank(bool mine) override;
+  void abandon() override;
 
  private:
   struct Bucket {
@@ -67,6 +70,7 @@ class DataParallel final : public GradientSync {
   std::vector<Bucket> buckets_;
   std::unordered_map<const TensorImpl*, size_t> bucket_of_;
   LeafReadyHook previous_hook_;
+  bool active_ = false;  // between begin() and finish() (or abandon())
 };
 
 }  // namespace byol

@@ -231,14 +231,26 @@ Learner::Core Learner::core_step(const Tensor& view1, const Tensor& view2, bool 
   const auto mark = [this, mark_phases](const char* phase) {
     if (phase_clock && mark_phases) phase_clock->mark(phase);
   };
+  // Backward with the ranks' gradient all-reduces started during it (`sync`). A backward that throws leaves
+  // none of them in flight: an all-reduce still running in place on the gradient buffer would write into the
+  // next step's gradients (and inside a CUDA graph capture they were only captured, so nothing may wait).
+  const auto backward = [this](const Tensor& loss, bool sync) {
+    if (!grad_sync || !sync) return loss.backward();
+    grad_sync->begin();
+    try {
+      loss.backward();
+    } catch (...) {
+      grad_sync->abandon();
+      throw;
+    }
+    grad_sync->finish();
+  };
   Tensor loss, regression, y1, projections;
   if (k == 1) {
     const Forward f = forward(view1, view2);
     mark("forward");
     // [byol:backward]
-    if (grad_sync) grad_sync->begin();
-    f.loss.backward();
-    if (grad_sync) grad_sync->finish();
+    backward(f.loss, true);
     mark("backward");
     loss = f.loss.detach(), regression = f.regression.detach(), y1 = f.y1.detach();
     projections = f.projections;
@@ -251,10 +263,7 @@ Learner::Core Learner::core_step(const Tensor& view1, const Tensor& view2, bool 
     for (int64_t i = 0; i < k; ++i) {
       const Forward f = forward(ops::slice(view1, i * m, (i + 1) * m), ops::slice(view2, i * m, (i + 1) * m));
       mark("forward");
-      const bool last = i == k - 1;
-      if (grad_sync && last) grad_sync->begin();
-      ops::scale(f.loss, 1.0 / static_cast<double>(k)).backward();
-      if (grad_sync && last) grad_sync->finish();
+      backward(ops::scale(f.loss, 1.0 / static_cast<double>(k)), /*sync=*/i == k - 1);
       mark("backward");
       loss = i == 0 ? f.loss.detach() : ops::add(loss, f.loss.detach());
       regression = i == 0 ? f.regression.detach() : ops::add(regression, f.regression.detach());
@@ -314,9 +323,6 @@ std::vector<int64_t> Learner::graph_key(const Tensor& view) const {
 Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
   BYOL_CHECK(device().is_cuda(), "BYOL step: train.cuda_graph needs the learner on a GPU; it is on ",
              device_name(device()), " (Learner::to moves it)");
-  BYOL_CHECK(!grad_sync && !bn_all_reduce && candidates.world == 1,
-             "BYOL step: train.cuda_graph is for one process so far: the NCCL all-reduces of several ranks "
-             "have not been captured and checked on a multi-GPU machine yet; set train.cuda_graph = false");
   if (!graph_) graph_ = std::make_unique<GraphState>();
   GraphState& g = *graph_;
   if (!g.failure.empty()) return core_step(view1, view2, true);  // the capture failed: eager from then on
@@ -344,6 +350,9 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
     g.values = Tensor::empty({StepMetrics::kSlots}, DType::f32, dev);
     g.projections = Tensor::empty(g.projections_shape, DType::f32, dev);
     g.y1 = Tensor::empty(g.y1_shape, DType::f32, dev);
+    // With several ranks the graph holds NCCL's collectives (the gradient buckets, the synced batch norm,
+    // the InfoNCE candidates), which the ranks capture alike: the same step, the same order.
+    std::string failed;
     try {
       g.graph.capture(dev, [this, &g] {
         const Core c = core_step(g.view1, g.view2, /*mark_phases=*/false);
@@ -352,10 +361,17 @@ Learner::Core Learner::graph_step(const Tensor& view1, const Tensor& view2) {
         g.y1.copy_(c.y1);
       });
     } catch (const std::exception& e) {
+      failed = e.what();
+    }
+    // NCCL requires a collective to be captured on every rank or on none: a rank replaying its graph while
+    // another runs the same step eagerly would not match the other's collectives. So the ranks agree.
+    if (grad_sync && !grad_sync->on_every_rank(failed.empty()) && failed.empty())
+      failed = "the capture failed on another rank (that rank's stderr says why)";
+    if (!failed.empty()) {
       // A failed capture leaves the device and the learner as they were (CudaGraph ends it, clears the
       // error and releases what it made): this step and every later one run eagerly, which is slower, not
       // wrong. Said once, with the cause.
-      g.failure = e.what();
+      g.failure = failed;
       std::fprintf(stderr,
                    "byol.cpp: train.cuda_graph: capturing the step failed, so the run goes on with eager "
                    "steps (train.cuda_graph = false avoids the attempt):\n  %s\n",

@@ -119,8 +119,10 @@ struct TrainConfig {
   // train.cuda_graph: on a GPU, step() captures its forward, backward, LARS and EMA as one CUDA graph after
   // kGraphWarmupSteps eager steps at a batch shape, and replays it every step after that (one launch instead
   // of hundreds; the host is free while the GPU works). The same kernels in the same order as the eager step.
-  // The probe, when on, runs eagerly after the replay. One process only so far (no NCCL all-reduces inside).
-  // Where the capture fails, step() says why on stderr once and goes on with eager steps.
+  // The probe, when on, runs eagerly after the replay. With several ranks (DataParallel over NCCL) the graph
+  // holds the gradient buckets' all-reduces and the synced batch norm's too. Where the capture fails (on any
+  // rank: the ranks agree, as NCCL requires a collective to be captured on all of them or on none), step()
+  // says why on stderr once and goes on with eager steps.
   bool cuda_graph = false;
 };
 
@@ -132,13 +134,19 @@ constexpr int64_t kGraphWarmupSteps = 2;
 // Averages gradients across ranks. begin() is called just before the BYOL loss's backward (so
 // buckets can be all-reduced while backward goes on), finish() right after it: when it returns the
 // online gradient buffer holds the mean over ranks. average() does the same for a small buffer in one
-// blocking call (the probe's gradients).
+// blocking call (the probe's gradients). on_every_rank() tells whether `mine` holds on every rank: a
+// host-blocking collective, which every rank calls at the same point (the CUDA graph's capture outcome).
+// abandon() ends a begin() whose backward threw before finish(), at once: no all-reduce is left running in
+// place on the gradient buffer (MPI's complete), and none captured in an abandoned CUDA graph capture is
+// waited for (they never ran).
 class GradientSync {
  public:
   virtual ~GradientSync() = default;
   virtual void begin() = 0;
   virtual void finish() = 0;
   virtual void average(const Tensor& t) = 0;
+  virtual bool on_every_rank(bool mine) = 0;
+  virtual void abandon() = 0;
 };
 
 // A step's metrics as host numbers.

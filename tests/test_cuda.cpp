@@ -14,68 +14,11 @@
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #include "tests/cuda_test_helpers.h"
+#include "tests/twin_ranks.h"
 #endif
 
 using namespace byol;
 using Catch::Matchers::Contains;
-
-#if BYOL_WITH_CUDA
-namespace {
-
-// Two ranks on one GPU, as far as DataParallel can tell: rank 0 of 2 over a one-rank NCCL communicator,
-// the other rank holding the same values, so every sum is twice this rank's (doubled with cuBLAS's scal on
-// the compute stream, after NCCL's own all-reduce). With the same batch on both "ranks", a data-parallel
-// step equals the one-rank step: the bucketed gradient all-reduces, their events and the synced batch
-// norm run on the GPU as in a real multi-GPU job, which no machine here has.
-class TwinRanks final : public comm::Communicator {
- public:
-  explicit TwinRanks(comm::Communicator& nccl) : nccl_(nccl) {}
-  const char* backend() const override { return "nccl (twin ranks)"; }
-  int rank() const override { return 0; }
-  int world_size() const override { return 2; }
-  void all_reduce_sum(const Tensor& t) override {
-    nccl_.all_reduce_sum(t);
-    twice(t);
-  }
-  std::unique_ptr<comm::Request> all_reduce_sum_async(const Tensor& t) override {
-    return std::make_unique<Twice>(nccl_.all_reduce_sum_async(t), t);
-  }
-  void broadcast(const Tensor& t, int root) override { nccl_.broadcast(t, root); }
-  void barrier() override { nccl_.barrier(); }
-  void wait_host() override { nccl_.wait_host(); }
-  [[noreturn]] void abort(const std::string& message) override {
-    nccl_.abort(message);
-    std::abort();  // (Communicator::abort never returns; the compiler cannot see through the reference)
-  }
-
- private:
-  struct Twice final : comm::Request {
-    Twice(std::unique_ptr<comm::Request> r, Tensor t) : inner(std::move(r)), t(std::move(t)) {}
-    void wait() override {
-      if (!inner) return;
-      inner->wait();
-      inner.reset();
-      twice(t);
-    }
-    std::unique_ptr<comm::Request> inner;
-    Tensor t;
-  };
-  static void twice(const Tensor& t) {
-    REQUIRE(t.is_contiguous());
-    const int n = static_cast<int>(t.numel());
-    if (t.dtype() == DType::f64) {
-      const double two = 2.0;
-      BYOL_CUBLAS_CHECK(cublasDscal(cuda::cublas_handle(), n, &two, t.data<double>(), 1));
-    } else {
-      const float two = 2.0f;
-      BYOL_CUBLAS_CHECK(cublasSscal(cuda::cublas_handle(), n, &two, t.data<float>(), 1));
-    }
-  }
-  comm::Communicator& nccl_;
-};
-
-}  // namespace
-#endif
 
 TEST_CASE("tensors round-trip through device memory", "[cuda]") {
   std::mt19937_64 gen(11);
@@ -133,7 +76,7 @@ TEST_CASE("DataParallel on the GPU: two identical ranks (one NCCL rank, doubled)
   }
   cuda_test::Tf32Guard tf32(false);
   std::unique_ptr<comm::Communicator> nccl = comm::make_nccl_communicator();
-  TwinRanks twins(*nccl);
+  cuda_test::TwinRanks twins(*nccl);
   const Device gpu = Device::cuda();
   // plain: the one-rank step; again: a second one, the yardstick for cuDNN's run-to-run differences
   Learner plain(test_util::tiny_network(), test_util::tiny_train(1)),

@@ -16,16 +16,22 @@
 //    beta = 0.5 and one pass per view.
 //  - A learner whose capture is refused (CudaGraph::fail_captures_for_testing) reports why and goes on with
 //    eager steps that match an eager learner's.
+//  - [nccl] The same over DataParallel with two ranks (tests/twin_ranks.h: one NCCL rank presented as two):
+//    the graph holds the bucketed gradient all-reduces and the synced batch norm's, and its replays match
+//    eager data-parallel steps; a refused capture goes eager after the ranks' agreement.
 //  - CudaGraph's refusals: a body that reads a tensor back to the host, one that keeps memory it
 //    allocated, and one that grows the process-wide workspace throw naming the cause; the device (and the
 //    workspace) keep working afterwards.
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "byol/distributed.h"
 #include "byol/learner.h"
+#include "engine/comm/nccl_communicator.h"
 #include "engine/cuda_graph.h"
 #include "engine/ops.h"
 #include "engine/optim_ops.h"
@@ -33,6 +39,7 @@
 #include "tests/tiny_byol.h"
 #if BYOL_WITH_CUDA
 #include "tests/cuda_test_helpers.h"
+#include "tests/twin_ranks.h"
 #endif
 
 using namespace byol;
@@ -133,9 +140,10 @@ struct Run {
 
 // `steps` steps on fresh random batches (the same for every call), the shape changing to `later_batch`
 // rows from step `change_at` on. `contrastive`: the unified objective at beta = 0.5 (InfoNCE terms, a
-// constant added by Tensor::full each step) with one pass per view.
+// constant added by Tensor::full each step) with one pass per view. `ranks`: data-parallel over that
+// communicator (synced batch norm, small gradient buckets), the metrics averaged over the ranks.
 Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int change_at, int64_t later_batch,
-          bool contrastive = false) {
+          bool contrastive = false, comm::Communicator* ranks = nullptr) {
   TrainConfig train;
   train.batch_size = 8;
   train.total_steps = 20;
@@ -153,6 +161,12 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
   }
   Learner learner(small_network(), train);
   learner.to(kGpu);
+  std::unique_ptr<DataParallel> dp;
+  if (ranks) {
+    dp = std::make_unique<DataParallel>(learner, *ranks, DataParallelOptions{size_t(1) << 12, true});
+    REQUIRE(dp->bucket_count() > 3);  // several all-reduces per step, launched during backward
+    dp->broadcast_from_root();
+  }
   const Tensor initial = learner.nets.online.params().to(Device::cpu()).clone();
   std::mt19937_64 gen(19);
   std::uniform_int_distribution<int> label(0, 4);
@@ -164,7 +178,8 @@ Run train(bool graph, int64_t accumulation, bool with_probe, int steps, int chan
     std::vector<int32_t> labels(static_cast<size_t>(n));
     for (int32_t& l : labels) l = label(gen);
     const Tensor y = with_probe ? Tensor::from_vector(labels, {n}).to(kGpu) : Tensor();
-    const StepValues v = learner.step(v1, v2, y).read();
+    const StepMetrics m = learner.step(v1, v2, y);
+    const StepValues v = dp ? dp->mean_over_ranks(m) : m.read();
     r.losses.push_back(v.loss);
     r.probe_losses.push_back(v.probe_loss);
   }
@@ -257,6 +272,60 @@ TEST_CASE("[cuda] train.cuda_graph: a refused capture says why once and the run 
   CHECK(g.captures == 0);
   CHECK(g.failure.find("fail_captures_for_testing") != std::string::npos);
   compare("capture refused, 6 steps (eager after it)", g, e, e2);
+}
+
+TEST_CASE("[cuda] train.cuda_graph over two data-parallel ranks: the graph holds NCCL's all-reduces",
+          "[cuda][graph][nccl]") {
+  if (!comm::nccl_compiled()) {
+    WARN("skipped: this build has no NCCL");
+    return;
+  }
+  cuda_test::Tf32Guard tf32(false);
+  std::unique_ptr<comm::Communicator> nccl = comm::make_nccl_communicator();
+  cuda_test::TwinRanks twins(*nccl);
+  SECTION("plain: two eager steps, a capture, replays") {
+    const Run g = train(true, 1, false, 6, 99, 8, false, &twins),
+              e = train(false, 1, false, 6, 99, 8, false, &twins),
+              e2 = train(false, 1, false, 6, 99, 8, false, &twins);
+    CHECK(g.captures == 1);
+    CHECK(g.failure.empty());
+    compare("two ranks, 6 steps", g, e, e2);
+  }
+  SECTION("probe on (its all-reduce eager, after the replay), two micro-batches, the InfoNCE candidates") {
+    const Run g = train(true, 2, true, 6, 99, 8, true, &twins),
+              e = train(false, 2, true, 6, 99, 8, true, &twins),
+              e2 = train(false, 2, true, 6, 99, 8, true, &twins);
+    CHECK(g.captures == 1);
+    CHECK(g.failure.empty());
+    compare("two ranks, probe + accumulation + beta 0.5, 6 steps", g, e, e2);
+  }
+  SECTION("a refused capture: the ranks agree, and every step after it runs eagerly") {
+    Run g;
+    {
+      struct Refused {
+        Refused() { CudaGraph::fail_captures_for_testing(true); }
+        ~Refused() { CudaGraph::fail_captures_for_testing(false); }
+      } refused;
+      g = train(true, 1, false, 6, 99, 8, false, &twins);
+    }
+    const Run e = train(false, 1, false, 6, 99, 8, false, &twins),
+              e2 = train(false, 1, false, 6, 99, 8, false, &twins);
+    CHECK(g.captures == 0);
+    CHECK(g.failure.find("fail_captures_for_testing") != std::string::npos);
+    compare("two ranks, capture refused, 6 steps (eager after it)", g, e, e2);
+  }
+  SECTION("a capture that throws mid-backward, with a gradient bucket's all-reduce captured and pending") {
+    twins.refuse_captured_async_at = 1;
+    const Run g = train(true, 1, false, 6, 99, 8, false, &twins);
+    twins.refuse_captured_async_at = -1;
+    const Run e = train(false, 1, false, 6, 99, 8, false, &twins),
+              e2 = train(false, 1, false, 6, 99, 8, false, &twins);
+    CHECK(g.captures == 0);
+    CHECK(g.failure.find("refused inside the capture") != std::string::npos);
+    // Nothing waits for the abandoned collectives (DataParallel::abandon), so the eager steps after it run
+    // clean.
+    compare("two ranks, capture failed mid-backward, 6 steps (eager after it)", g, e, e2);
+  }
 }
 
 TEST_CASE(

@@ -28,11 +28,14 @@ struct DistEnv {
 // Reads the launcher's environment (OMPI_COMM_WORLD_*, PMI_*, SLURM_*, RANK/WORLD_SIZE/LOCAL_RANK).
 DistEnv detect_environment();
 
-// An asynchronous collective in flight; wait() completes it (idempotent).
+// An asynchronous collective in flight; wait() completes it (idempotent). discard() is for a collective
+// queued inside a CUDA graph capture that was abandoned: it never ran, so nothing waits for it (NCCL);
+// a host collective (MPI) is completed as by wait().
 class Request {
  public:
   virtual ~Request() = default;
   virtual void wait() = 0;
+  virtual void discard() { wait(); }
 };
 
 class Communicator {

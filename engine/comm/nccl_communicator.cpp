@@ -103,6 +103,12 @@ class NcclRequest final : public Request {
   NcclRequest(NcclCommunicator* owner, cudaEvent_t done) : owner_(owner), done_(done) {}
   ~NcclRequest() override;  // never throws: an error is reported on stderr
   void wait() override;
+  // The event was recorded inside an abandoned capture: waiting on it outside that capture is an error.
+  void discard() override {
+    if (waited_) return;
+    waited_ = true;
+    cudaEventDestroy(done_);
+  }
 
  private:
   NcclCommunicator* owner_;
@@ -147,7 +153,7 @@ class NcclCommunicator final : public Communicator {
     }
     // Installed last: a constructor that throws must not leave the process-wide guard pointing at it.
     cuda::set_host_read_guard([this](int device) {
-      if (device == device_ && comm_ != nullptr) wait_host(record());
+      if (device == device_ && comm_ != nullptr) wait_host(record_after_compute());
     });
   }
   ~NcclCommunicator() override {
@@ -212,11 +218,11 @@ class NcclCommunicator final : public Communicator {
   }
 
   void barrier() override {
-    wait_host(record());
+    wait_host(record_after_compute());
     boot_->barrier();
   }
 
-  void wait_host() override { wait_host(record()); }
+  void wait_host() override { wait_host(record_after_compute()); }
 
   [[noreturn]] void abort(const std::string& message) override {
     cuda::set_host_read_guard(nullptr);
@@ -314,6 +320,14 @@ class NcclCommunicator final : public Communicator {
     BYOL_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     BYOL_CUDA_CHECK(cudaEventRecord(done, stream_));
     return done;
+  }
+  // An event after everything queued so far on our stream and on the compute stream: what a host wait
+  // waits for. A replayed CUDA graph (train.cuda_graph) runs its collectives on the compute stream, so a
+  // wait on our stream alone would pass while a collective inside the graph hangs on a dead rank, and the
+  // host's copy behind it would block with no deadline.
+  cudaEvent_t record_after_compute() {
+    after_compute();
+    return record();
   }
 
   std::unique_ptr<Communicator> boot_;

@@ -7,11 +7,12 @@
 // bucket is being reduced; Request::wait() only orders the compute stream after it.
 // NCCL errors are checked asynchronously: whenever the host does block (barrier, wait_host, and every
 // copy from this GPU to the host — Tensor::to(cpu), item(), to_vector(), as in kNN, checkpoints and
-// metrics — through cuda::set_host_read_guard), ncclCommGetAsyncError is polled, and a collective that
-// has not finished within BYOL_NCCL_TIMEOUT seconds (default 600) aborts the communicator and throws,
-// naming the rank. Start-up has the same deadline: ncclGetUniqueId runs on a helper thread, and the
-// communicator is created non-blocking (ncclConfig_t.blocking = 0) and polled, so a rank that never
-// joins fails the others with an error instead of hanging them. The communicator stays non-blocking:
+// metrics — through cuda::set_host_read_guard), ncclCommGetAsyncError is polled while it waits for the
+// communicator's stream and the compute stream (where a replayed CUDA graph runs its collectives), and a
+// collective that has not finished within BYOL_NCCL_TIMEOUT seconds (default 600) aborts the communicator
+// and throws, naming the rank. Start-up has the same deadline: ncclGetUniqueId runs on a helper thread,
+// and the communicator is created non-blocking (ncclConfig_t.blocking = 0) and polled, so a rank that
+// never joins fails the others with an error instead of hanging them. The communicator stays non-blocking:
 // a call that answers ncclInProgress is polled to completion (with the deadline) before the next.
 #pragma once
 

@@ -3,7 +3,10 @@
 // the checks here use CHECK (never REQUIRE after a collective has started) to keep ranks in step.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <string>
 
 #include "byol/checkpoint.h"
 #include "byol/distributed.h"
@@ -148,6 +151,75 @@ TEST_CASE("with per-rank batch norm the two-rank step differs, as it must", "[mp
   INFO("per-rank BN loss " << loss << " vs global-batch " << ref.loss);
   CHECK(std::abs(loss - ref.loss) > 1e-3 * std::abs(ref.loss));
   CHECK(rel_diff(dist.nets.online.grads(), single.nets.online.grads()) > 1e-3);
+}
+
+namespace {
+
+// The world communicator, except that its asynchronous all-reduce of index `throw_at` (0, 1, ...) throws on
+// every rank alike, so the collectives started before it still pair up: a step that fails mid-backward.
+class ThrowingComm final : public comm::Communicator {
+ public:
+  explicit ThrowingComm(comm::Communicator& c) : c_(c) {}
+  const char* backend() const override { return c_.backend(); }
+  int rank() const override { return c_.rank(); }
+  int world_size() const override { return c_.world_size(); }
+  void all_reduce_sum(const Tensor& t) override { c_.all_reduce_sum(t); }
+  std::unique_ptr<comm::Request> all_reduce_sum_async(const Tensor& t) override {
+    if (throw_at >= 0 && calls_++ == throw_at)
+      throw Error("ThrowingComm: an all-reduce refused, for the test");
+    return c_.all_reduce_sum_async(t);
+  }
+  void broadcast(const Tensor& t, int root) override { c_.broadcast(t, root); }
+  void barrier() override { c_.barrier(); }
+  [[noreturn]] void abort(const std::string& message) override {
+    c_.abort(message);
+    std::abort();  // (Communicator::abort never returns; the compiler cannot see through the reference)
+  }
+  int throw_at = -1;
+
+ private:
+  comm::Communicator& c_;
+  int calls_ = 0;
+};
+
+}  // namespace
+
+// What the CUDA graph's capture relies on with several ranks (Learner's graph_step): the ranks agree on its
+// outcome, and a step that threw between the all-reduces' begin() and finish() leaves neither the backward
+// hook nor a pending request behind (on a GPU its collectives were only captured; here they completed).
+TEST_CASE(
+    "DataParallel: the ranks agree (on_every_rank); a step that threw mid-backward leaves nothing behind",
+    "[mpi]") {
+  comm::Communicator& comm = world();
+  Learner dist(tiny_network(), tiny_train(1)), clean(tiny_network(), tiny_train(1));
+  ThrowingComm throwing(comm);
+  DataParallel dp(dist, throwing, {size_t(1) << 10, true}), dp_clean(clean, comm, {size_t(1) << 10, true});
+  CHECK(dp.bucket_count() > 3);
+  CHECK(dp.on_every_rank(true));
+  CHECK_FALSE(dp.on_every_rank(comm.rank() == 0));
+  CHECK_FALSE(dp.on_every_rank(comm.rank() == 1));
+  CHECK_FALSE(dp.on_every_rank(false));
+
+  const Batch first = make_batch(40).half(comm.rank(), 2);
+  throwing.throw_at = 1;  // the second bucket: the first one's all-reduce is in flight
+  CHECK_THROWS_WITH(dist.step(first.v1, first.v2, first.labels),
+                    Catch::Matchers::Contains("refused, for the test"));
+  throwing.throw_at = -1;
+  for (int step = 0; step < 2; ++step) {
+    const Batch mine = make_batch(41 + step).half(comm.rank(), 2);
+    const StepValues got = dp.mean_over_ranks(dist.step(mine.v1, mine.v2, mine.labels));
+    const StepValues want = dp_clean.mean_over_ranks(clean.step(mine.v1, mine.v2, mine.labels));
+    INFO("step " << step << " rank " << comm.rank());
+    // The failed step changed no weight (it threw before LARS), only BN's running statistics (its forward
+    // ran), which training-mode steps do not read: the steps after it are the clean learner's, bit for bit.
+    CHECK(got.loss == want.loss);
+    CHECK(rel_diff(dist.nets.online.grads(), clean.nets.online.grads()) == 0.0);
+    CHECK(rel_diff(dist.nets.online.params(), clean.nets.online.params()) == 0.0);
+    CHECK(rel_diff(dist.nets.target.params(), clean.nets.target.params()) == 0.0);
+  }
+  LeafReadyHook left = set_leaf_ready_hook(nullptr);
+  CHECK_FALSE(left);  // no hook of the failed step's left installed
+  set_leaf_ready_hook(std::move(left));
 }
 
 TEST_CASE("broadcast at start makes differently seeded ranks identical", "[mpi]") {
