@@ -441,10 +441,6 @@ PretrainRun::PretrainRun(const PretrainConfig& cfg) : cfg_(cfg) {
   comm_ = make_communicator(device_);
   root_ = comm_->is_root();
   world_ = comm_->world_size();
-  BYOL_CHECK(!cfg_.cuda_graph || world_ == 1, "train.cuda_graph = true is for one rank so far (this run has ",
-             world_,
-             "): the all-reduces of several ranks have not been captured and checked on a multi-GPU "
-             "machine yet; set train.cuda_graph = false");
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   BYOL_CHECK(cfg_.batch_size % world_ == 0, "train.batch_size ", cfg_.batch_size, " is not divisible by the ",
              world_, " ranks");

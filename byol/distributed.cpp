@@ -100,14 +100,15 @@ void DataParallel::begin() {
 }
 
 void DataParallel::finish() {
-  set_leaf_ready_hook(std::move(previous_hook_));
-  previous_hook_ = nullptr;
-  active_ = false;
   // Parameters that received no gradient this step leave their bucket unlaunched: launch those now,
-  // in bucket order (the same on every rank), then wait for everything.
+  // in bucket order (the same on every rank), then wait for everything. (Still active until the waits are
+  // done: if one throws, abandon() finds the hook and the requests as begin() left them.)
   for (Bucket& b : buckets_)
     if (!b.request) launch(b);
   for (Bucket& b : buckets_) b.request->wait();
+  set_leaf_ready_hook(std::move(previous_hook_));
+  previous_hook_ = nullptr;
+  active_ = false;
   const Tensor g = learner_.nets.online.grads();
   g.copy_(ops::scale(g, 1.0 / comm_.world_size()));
 }

@@ -239,11 +239,11 @@ Learner::Core Learner::core_step(const Tensor& view1, const Tensor& view2, bool 
     grad_sync->begin();
     try {
       loss.backward();
+      grad_sync->finish();
     } catch (...) {
       grad_sync->abandon();
       throw;
     }
-    grad_sync->finish();
   };
   Tensor loss, regression, y1, projections;
   if (k == 1) {

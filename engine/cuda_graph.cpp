@@ -61,7 +61,9 @@ void CudaGraph::reset() {
   if (impl_->device < 0) return;
   cuda::DeviceGuard scope(impl_->device);
   if (impl_->exec) {
-    // Its launches may still run: wait for them before the graph's memory goes.
+    // Its launches may still run: wait for them before the graph's memory goes (first through the NCCL
+    // communicator's timed wait, where one is installed: a replay may hold collectives of a dead rank).
+    cuda::wait_for_collectives(impl_->device);
     BYOL_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream()));
     cudaGraphExecDestroy(impl_->exec);
     cuda::unpin_workspace();

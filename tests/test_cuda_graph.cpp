@@ -314,6 +314,18 @@ TEST_CASE("[cuda] train.cuda_graph over two data-parallel ranks: the graph holds
     CHECK(g.failure.find("fail_captures_for_testing") != std::string::npos);
     compare("two ranks, capture refused, 6 steps (eager after it)", g, e, e2);
   }
+  SECTION("a capture that succeeded here and failed on the other rank: both go on eagerly") {
+    twins.refuse_next_agreement =
+        true;  // the first one-element f64 sum in train() is the capture's agreement
+    const Run g = train(true, 1, false, 6, 99, 8, false, &twins);
+    CHECK_FALSE(twins.refuse_next_agreement);  // the agreement took place
+    twins.refuse_next_agreement = false;
+    const Run e = train(false, 1, false, 6, 99, 8, false, &twins),
+              e2 = train(false, 1, false, 6, 99, 8, false, &twins);
+    CHECK(g.captures == 0);
+    CHECK(g.failure.find("failed on another rank") != std::string::npos);
+    compare("two ranks, capture failed on the other rank, 6 steps (eager after it)", g, e, e2);
+  }
   SECTION("a capture that throws mid-backward, with a gradient bucket's all-reduce captured and pending") {
     twins.refuse_captured_async_at = 1;
     const Run g = train(true, 1, false, 6, 99, 8, false, &twins);

@@ -96,15 +96,26 @@ ncclUniqueId unique_id_with_timeout() {
   return shared->id;
 }
 
+// Whether the compute stream is capturing a CUDA graph (train.cuda_graph): collectives queued now are only
+// recorded into the graph, and nothing on the host may wait for them.
+bool compute_capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  BYOL_CUDA_CHECK(cudaStreamIsCapturing(cuda::compute_stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
 class NcclCommunicator;
 
 class NcclRequest final : public Request {
  public:
-  NcclRequest(NcclCommunicator* owner, cudaEvent_t done) : owner_(owner), done_(done) {}
+  NcclRequest(NcclCommunicator* owner, cudaEvent_t done, bool captured)
+      : owner_(owner), done_(done), captured_(captured) {}
   ~NcclRequest() override;  // never throws: an error is reported on stderr
   void wait() override;
-  // The event was recorded inside an abandoned capture: waiting on it outside that capture is an error.
+  // Queued inside a capture (abandoned): it never ran, and waiting on its event outside that capture is an
+  // error. Queued eagerly: it is running in place on the buffer, so the compute stream waits for it.
   void discard() override {
+    if (!captured_) return wait();
     if (waited_) return;
     waited_ = true;
     cudaEventDestroy(done_);
@@ -113,6 +124,7 @@ class NcclRequest final : public Request {
  private:
   NcclCommunicator* owner_;
   cudaEvent_t done_;
+  bool captured_;
   bool waited_ = false;
 };
 
@@ -152,8 +164,10 @@ class NcclCommunicator final : public Communicator {
       throw;
     }
     // Installed last: a constructor that throws must not leave the process-wide guard pointing at it.
+    // Not during a capture: a read there fails with CudaGraph's own message, and an event recorded on a
+    // stream joined to the capture cannot be queried.
     cuda::set_host_read_guard([this](int device) {
-      if (device == device_ && comm_ != nullptr) wait_host(record_after_compute());
+      if (device == device_ && comm_ != nullptr && !compute_capturing()) wait_host(record_after_compute());
     });
   }
   ~NcclCommunicator() override {
@@ -205,7 +219,8 @@ class NcclCommunicator final : public Communicator {
     enqueued(ncclAllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
                            ncclSum, comm_, stream_),
              "ncclAllReduce");
-    return std::make_unique<NcclRequest>(this, record());
+    const bool captured = compute_capturing();
+    return std::make_unique<NcclRequest>(this, record(), captured);
   }
 
   void broadcast(const Tensor& t, int root) override {
@@ -214,7 +229,7 @@ class NcclCommunicator final : public Communicator {
     enqueued(ncclBroadcast(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
                            root, comm_, stream_),
              "ncclBroadcast");
-    NcclRequest(this, record()).wait();
+    NcclRequest(this, record(), false).wait();
   }
 
   void barrier() override {

@@ -78,6 +78,9 @@ void create_fill_constants(int device);
 // of data that a dead rank's collective would write throws after BYOL_NCCL_TIMEOUT instead of blocking in
 // cudaMemcpy forever. An empty function removes it.
 void set_host_read_guard(std::function<void(int device)> guard);
+// Runs the installed guard for `device` (nothing if none): before any other host wait on that device's
+// compute stream that may sit behind collectives, such as CudaGraph::reset's wait for replays that hold them.
+void wait_for_collectives(int device);
 
 // Makes `device` current for a scope and restores the previous device at its end.
 struct DeviceGuard {

@@ -197,6 +197,17 @@ void set_host_read_guard(std::function<void(int)> guard) {
   g_host_read_guard = std::move(guard);
 }
 
+void wait_for_collectives(int device) {
+  std::function<void(int)> guard;
+  {
+    std::lock_guard<std::mutex> lock(g_guard_mu);
+    guard = g_host_read_guard;
+  }
+  if (!guard) return;
+  DeviceGuard scope(device);
+  guard(device);
+}
+
 }  // namespace cuda
 
 bool cuda_compiled() {
@@ -243,13 +254,8 @@ void cuda_copy_to_device(void* dst, const void* src, size_t bytes, int device) {
 }
 
 void cuda_copy_to_host(void* dst, const void* src, size_t bytes, int device) {
-  std::function<void(int)> wait_for_collectives;
-  {
-    std::lock_guard<std::mutex> lock(g_guard_mu);
-    wait_for_collectives = g_host_read_guard;
-  }
   DeviceGuard guard(device);
-  if (wait_for_collectives) wait_for_collectives(device);  // throws, rather than hang, on a dead rank
+  cuda::wait_for_collectives(device);  // throws, rather than hang, on a dead rank
   BYOL_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
