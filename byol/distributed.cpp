@@ -1,5 +1,7 @@
 #include "byol/distributed.h"
 
+#include <exception>
+
 namespace byol {
 
 DataParallel::DataParallel(Learner& learner, comm::Communicator& comm, DataParallelOptions opt)
@@ -118,10 +120,18 @@ void DataParallel::abandon() {
   set_leaf_ready_hook(std::move(previous_hook_));
   previous_hook_ = nullptr;
   active_ = false;
+  // Every request is discarded, even after one throws (the rest could otherwise be waited for later, outside
+  // the capture they were recorded in); the first error is then rethrown.
+  std::exception_ptr first;
   for (Bucket& b : buckets_) {
-    if (b.request) b.request->discard();
+    try {
+      if (b.request) b.request->discard();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
     b.request.reset();
   }
+  if (first) std::rethrow_exception(first);
 }
 
 bool DataParallel::on_every_rank(bool mine) {

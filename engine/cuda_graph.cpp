@@ -1,5 +1,7 @@
 #include "engine/cuda_graph.h"
 
+#include <mutex>
+#include <set>
 #include <utility>
 
 #include "engine/common.h"
@@ -38,18 +40,42 @@ void abandon_capture(cudaStream_t stream) {
 
 bool g_fail_captures = false;  // CudaGraph::fail_captures_for_testing
 
+// Every CudaGraph's state, for CudaGraph::release_all_for_abort.
+std::mutex g_live_mu;
+std::set<CudaGraph::Impl*>& live_graphs() {
+  static std::set<CudaGraph::Impl*> live;
+  return live;
+}
+
 const char* const kWhatBreaksCapture =
     "a call that waits for the GPU, copies to or from the host, or uses the legacy stream cannot be "
     "captured; train.cuda_graph = false runs the step eagerly";
 
 }  // namespace
 
-CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {}
+CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {
+  std::lock_guard<std::mutex> lock(g_live_mu);
+  live_graphs().insert(impl_.get());
+}
 
 CudaGraph::~CudaGraph() {
   try {
     reset();
   } catch (...) {  // a destructor does not throw; the process is ending or the device is gone
+  }
+  std::lock_guard<std::mutex> lock(g_live_mu);
+  live_graphs().erase(impl_.get());
+}
+
+void CudaGraph::release_all_for_abort() {
+  std::lock_guard<std::mutex> lock(g_live_mu);
+  for (Impl* g : live_graphs()) {
+    if (g->exec) cudaGraphExecDestroy(g->exec);  // freed by CUDA once a running launch ends
+    if (g->graph) cudaGraphDestroy(g->graph);
+    g->exec = nullptr;
+    g->graph = nullptr;
+    g->record = cuda::CaptureRecord{};  // a launch may still use that memory: left to the process's end
+    g->device = -1;
   }
 }
 
@@ -179,6 +205,8 @@ bool CudaGraph::captured() const {
 void CudaGraph::reset() {}
 
 void CudaGraph::fail_captures_for_testing(bool) {}
+
+void CudaGraph::release_all_for_abort() {}
 
 void CudaGraph::capture(Device device, const std::function<void()>&) {
   throw Error(cat("CUDA graph: capture on ", device_name(device),

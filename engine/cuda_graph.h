@@ -46,9 +46,15 @@ class CudaGraph {
   // For tests: while on, capture() abandons every capture after running the body, and throws as a refused
   // capture does (the body's work is not run; nothing is launched).
   static void fail_captures_for_testing(bool on);
+  // Before an NCCL communicator is aborted (a dead rank): destroys every live graph's executable without
+  // waiting. NCCL's abort waits until no graph holds its collectives, and a learner's graph lives until the
+  // error has unwound past it; CUDA frees an executable still running once it finishes (the abort makes
+  // NCCL's kernels exit). Those graphs become empty; their memory is left to the ending process.
+  static void release_all_for_abort();
+
+  struct Impl;  // opaque (engine/cuda_graph.cpp)
 
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

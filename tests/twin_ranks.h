@@ -11,7 +11,6 @@
 #include "engine/comm/communicator.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
-#include "engine/ops.h"
 #include "engine/tensor.h"
 #if BYOL_WITH_NCCL
 #include <nccl.h>
@@ -67,7 +66,7 @@ class TwinRanks final : public comm::Communicator {
     // The other rank's vote in an agreement (a one-element f64 sum of failures, DataParallel::on_every_rank).
     if (refuse_next_agreement && t.numel() == 1 && t.dtype() == DType::f64) {
       refuse_next_agreement = false;
-      t.copy_(ops::add(t, Tensor::full({1}, 1.0, DType::f64, t.device())));
+      t.fill_(t.item() + 1.0);  // outside any capture; the CUDA ops run f32 only, fill_ has f64
     }
   }
   std::unique_ptr<comm::Request> all_reduce_sum_async(const Tensor& t) override {

@@ -28,9 +28,9 @@ struct DistEnv {
 // Reads the launcher's environment (OMPI_COMM_WORLD_*, PMI_*, SLURM_*, RANK/WORLD_SIZE/LOCAL_RANK).
 DistEnv detect_environment();
 
-// An asynchronous collective in flight; wait() completes it (idempotent). discard() is for a collective
-// queued inside a CUDA graph capture that was abandoned: it never ran, so nothing waits for it (NCCL);
-// a host collective (MPI) is completed as by wait().
+// An asynchronous collective in flight; wait() completes it (idempotent). discard() is for a step that
+// threw before waiting: a collective queued inside a CUDA graph capture (abandoned) never ran, so nothing
+// waits for it; any other is completed as by wait(), since it is running in place on the buffer.
 class Request {
  public:
   virtual ~Request() = default;

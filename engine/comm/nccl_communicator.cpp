@@ -19,6 +19,7 @@
 #include "engine/comm/mpi_communicator.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/cuda_graph.h"
 
 namespace byol::comm {
 
@@ -188,7 +189,7 @@ class NcclCommunicator final : public Communicator {
       if (clean && state == ncclSuccess) {
         ncclCommDestroy(comm_);
       } else {
-        ncclCommAbort(comm_);
+        abort_comm();
       }
     }
     if (stream_) cudaStreamDestroy(stream_);
@@ -241,8 +242,7 @@ class NcclCommunicator final : public Communicator {
 
   [[noreturn]] void abort(const std::string& message) override {
     cuda::set_host_read_guard(nullptr);
-    if (comm_) ncclCommAbort(comm_);
-    comm_ = nullptr;
+    abort_comm();
     boot_->abort(message);
     std::_Exit(1);  // not reached: the bootstrap communicator's abort ends the process
   }
@@ -286,8 +286,11 @@ class NcclCommunicator final : public Communicator {
                ": expected a contiguous CUDA tensor, got ", t.describe());
     BYOL_CHECK(comm_ != nullptr, "NCCL ", op, ": the communicator was aborted after an earlier error");
   }
+  // NCCL's abort waits until no CUDA graph holds this communicator's collectives: the graphs go first.
   void abort_comm() {
-    if (comm_) ncclCommAbort(comm_);
+    if (!comm_) return;
+    CudaGraph::release_all_for_abort();
+    ncclCommAbort(comm_);
     comm_ = nullptr;
   }
   // Polls the (non-blocking) communicator until its last call has completed, with the deadline; on an
