@@ -636,6 +636,12 @@ step_nccl() {
   fi
   conclude nccl "NCCL [nccl], one rank and twin ranks" "$rc" "$log" \
     "$(grep -E '^(All tests passed|test cases:)' "$log" | tail -1); $((SECONDS - t0)) s"
+  # The CUDA graph over twin ranks ([cuda][graph][nccl]): graph vs eager per section, and the refusals the
+  # tests provoke (expected: one refused, one failed "on another rank", one thrown mid-backward).
+  local line
+  while IFS= read -r line; do
+    record nccl "NCCL [nccl]: printed" INFO "$line"
+  done < <(grep -E '^\[cuda graph\]|capturing the step failed|error: NCCL request' "$log" | sort -u | head -16)
 }
 
 # byol-pretrain on the GPU: a few steps on synthetic data (no download), a stop and a resume. The run folder
