@@ -37,7 +37,7 @@ DataParallel::DataParallel(Learner& learner, comm::Communicator& comm, DataParal
 }
 
 DataParallel::~DataParallel() {
-  if (active_) set_leaf_ready_hook(std::move(previous_hook_));  // the hook refers to this object
+  if (active_) deactivate();  // the hook refers to this object
   if (learner_.grad_sync == this) learner_.grad_sync = nullptr;
   learner_.candidates = {};
 }
@@ -108,18 +108,20 @@ void DataParallel::finish() {
   for (Bucket& b : buckets_)
     if (!b.request) launch(b);
   for (Bucket& b : buckets_) b.request->wait();
-  set_leaf_ready_hook(std::move(previous_hook_));
-  previous_hook_ = nullptr;
-  active_ = false;
+  deactivate();
   const Tensor g = learner_.nets.online.grads();
   g.copy_(ops::scale(g, 1.0 / comm_.world_size()));
 }
 
-void DataParallel::abandon() {
-  if (!active_) return;
+void DataParallel::deactivate() {
   set_leaf_ready_hook(std::move(previous_hook_));
   previous_hook_ = nullptr;
   active_ = false;
+}
+
+void DataParallel::abandon() {
+  if (!active_) return;
+  deactivate();
   // Every request is discarded, even after one throws (the rest could otherwise be waited for later, outside
   // the capture they were recorded in); the first error is then rethrown.
   std::exception_ptr first;

@@ -63,6 +63,7 @@ class DataParallel final : public GradientSync {
     std::unique_ptr<comm::Request> request;
   };
   void launch(Bucket& b);
+  void deactivate();  // puts back the backward hook begin() replaced; no longer active
 
   Learner& learner_;
   comm::Communicator& comm_;
