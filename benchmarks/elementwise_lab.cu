@@ -10,12 +10,21 @@
 //          on [128, 112, 112, 64], global average pool on [128, 7, 7, 2048]; all float32)
 //
 // Versions:
-//   1. shipping: one grid-stride launch per op, scalar loads/stores, one thread per output element (pool
-//      forward, column_sums) or per input element (max-pool backward, a gather); sum is CUB's device
-//      reduction in double.
+//   1. one grid-stride launch per op, scalar loads/stores, one thread per output element (pool forward,
+//      column_sums) or per input element (max-pool backward, a gather); sum is CUB's device reduction in
+//      double. On an H200 (2026-12-04): the float32 maps 91-98 % of the copy bandwidth, the casts 60 %,
+//      column_sums 3 % and add_row_bias 61 % at [4096, 4096]; max pool forward 0.841 ms (17.8 %), backward
+//      1.834 ms (8.1 %), global average pool backward 0.045 ms (28.3 %).
 //   2. pools: the same with 32-bit index arithmetic where the indices fit (validated with the 64-bit
-//      kernels too). Version 1's pools on an H200 (2026-12-04): max pool forward 0.841 ms (17.8 % of the
-//      copy bandwidth), backward 1.834 ms (8.1 %), global average pool backward 0.045 ms (28.3 %).
+//      kernels too): 0.503 ms (29.7 %), 1.382 ms (10.8 %), 0.033 ms (38.4 %) on the H200.
+//      Maps and casts: packs of 16 bytes (engine/cuda/pack.cuh) where every pointer is aligned, the last
+//      n % V elements one by one; column_sums on blocks of 32 columns x 32 row lanes; add_row_bias in packs
+//      of columns with 32-bit indices. Version 1 of the maps and casts runs through
+//      force_unpacked_elementwise, of column_sums and add_row_bias as copies in this file.
+//   3. max and global average pool in packs of 16 bytes of channels where C divides: the index arithmetic
+//      and the max-pool backward's window search once per pack, 16-byte accesses (force_unpacked_pools gives
+//      version 2; for the global average pool forward, version 1).
+// Every version that a switch selects is validated, and timed next to the one that ships.
 // Validation, float32 and float64 (casts: all nine pairs of f32, f64, bf16): n = 0, 1, 3, 5, 1001, 4099
 // and 4194319 (more than one grid of kMaxBlocks x kThreads threads); matrices [0, 5], [5, 0], [1, 1],
 // [3, 7], [7, 3], [33, 1001], [4096, 256], [3, 2097153]; max pools with C = 1, 3, 5, 7, 64, non-square
@@ -29,8 +38,9 @@
 //   - bitwise (a NaN matches any NaN but the poison: a conversion on the GPU may canonicalise a NaN's
 //     payload) for relu forward/backward, add, add_inplace, scale, fill_from_scalar, add_row_bias, casts,
 //     max pool forward (values and argmax) and backward, global average pool backward: the same formula
-//     in the same type on both sides, with no multiply-add to contract; column_sums too: a double sum over
-//     rows in the same order on both sides, then one rounding to T;
+//     in the same type on both sides, with no multiply-add to contract;
+//   - column_sums: |got - want| <= eps_T |want| + 2 rows 2^-53 sum|x| per column: both sides add in double,
+//     in different orders (the GPU in 32 row lanes), then round to T once;
 //   - sum: |got - want| <= eps_T |want| + 2 n 2^-53 |factor| sum|x|: CUB adds in another order than the CPU,
 //     in double (the recursive-summation bound (n - 1) 2^-53 sum|x| for each side), then both round the
 //     scaled double to T once (eps_T = 2^-23 for float covers both roundings);
@@ -59,6 +69,7 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/elementwise.cuh"
+#include "engine/cuda/launch.h"
 #include "engine/cuda/pool.cuh"
 #include "engine/cuda/timing.h"
 #include "engine/dtype.h"
@@ -76,9 +87,12 @@ struct MaxPoolCase {
   int64_t N, H, W, C;
   int kernel, stride, pad;
 };
-constexpr MaxPoolCase kMaxPools[] = {{1, 1, 1, 1, 1, 1, 0},     {2, 5, 7, 3, 3, 2, 1}, {3, 9, 6, 7, 3, 2, 1},
-                                     {2, 8, 8, 5, 2, 2, 0},     {1, 7, 5, 7, 3, 1, 1}, {2, 7, 10, 3, 2, 3, 0},
-                                     {4, 112, 112, 64, 3, 2, 1}};
+// C = 4, 8, 16, 24 and 64 take the packed kernels (16 bytes of channels: 4 floats, 2 doubles, 8 bf16) where
+// they divide, the odd ones the scalar kernels.
+constexpr MaxPoolCase kMaxPools[] = {
+    {1, 1, 1, 1, 1, 1, 0},  {2, 5, 7, 3, 3, 2, 1},  {3, 9, 6, 7, 3, 2, 1}, {2, 8, 8, 5, 2, 2, 0},
+    {1, 7, 5, 7, 3, 1, 1},  {2, 7, 10, 3, 2, 3, 0}, {2, 9, 6, 8, 3, 2, 1}, {2, 7, 10, 16, 2, 3, 0},
+    {1, 7, 5, 24, 3, 1, 1}, {2, 8, 8, 4, 2, 2, 0},  {1, 1, 1, 8, 1, 1, 0}, {4, 112, 112, 64, 3, 2, 1}};
 struct AvgPoolCase {
   int64_t N, HW, C;
 };
@@ -224,19 +238,20 @@ struct Check {
 struct Checks {
   Check relu_forward{"relu_forward", true}, relu_backward{"relu_backward", true}, add{"add", true},
       add_inplace{"add_inplace", true}, scale{"scale", true}, fill{"fill_from_scalar", true},
-      sum{"sum", false}, column_sums{"column_sums", true}, add_row_bias{"add_row_bias", true},
+      sum{"sum", false}, column_sums{"column_sums", false}, add_row_bias{"add_row_bias", true},
       max_pool_forward{"max_pool2d_forward (+argmax)", true}, max_pool_backward{"max_pool2d_backward", true},
       avg_pool_forward{"global_avg_pool_forward", false}, avg_pool_backward{"global_avg_pool_backward", true},
       cast{"cast (f32, f64, bf16 pairs)", true}, bf16_relu{"bf16 relu forward + backward", true},
       bf16_add{"bf16 add + add_inplace", true}, bf16_max_pool{"bf16 max_pool2d fwd (+argmax), bwd", true},
-      bf16_avg_pool{"bf16 global_avg_pool fwd, bwd", true};
+      bf16_avg_pool{"bf16 global_avg_pool fwd, bwd", true},
+      misaligned{"maps and casts off 16-byte alignment", true};
 
   bool report(lab::Report& report) const {
     bool ok = true;
     for (const Check* c :
          {&relu_forward, &relu_backward, &add, &add_inplace, &scale, &fill, &sum, &column_sums, &add_row_bias,
           &max_pool_forward, &max_pool_backward, &avg_pool_forward, &avg_pool_backward, &cast, &bf16_relu,
-          &bf16_add, &bf16_max_pool, &bf16_avg_pool})
+          &bf16_add, &bf16_max_pool, &bf16_avg_pool, &misaligned})
       ok = c->report(report) && ok;
     return ok;
   }
@@ -309,12 +324,20 @@ void validate_elementwise(Checks& c, std::mt19937_64& gen) {
       const Tensor out = poisoned<T>(cols);
       kernels::column_sums(dx.data<T>(), rows, cols, out.data<T>(), s);
       std::vector<T> want(cols);
+      std::vector<double> tol(cols);
       for (int64_t j = 0; j < cols; ++j) {
-        double acc = 0;
-        for (int64_t r = 0; r < rows; ++r) acc += static_cast<double>(x[r * cols + j]);
+        double acc = 0, abs_sum = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          acc += static_cast<double>(x[r * cols + j]);
+          abs_sum += std::abs(static_cast<double>(x[r * cols + j]));
+        }
         want[j] = static_cast<T>(acc);
+        // the GPU adds the rows in another order, in double: each side within (rows - 1) 2^-53 sum|x| of
+        // the exact sum, then one rounding to T each
+        tol[j] = std::numeric_limits<T>::epsilon() * std::abs(static_cast<double>(want[j])) +
+                 2.0 * static_cast<double>(rows) * std::ldexp(1.0, -53) * abs_sum;
       }
-      c.column_sums.compare(out, want);
+      c.column_sums.compare(out, want, tol);
     }
     {
       const Tensor acc = upload(x, poison<T>());
@@ -457,6 +480,50 @@ void validate_bf16(Checks& c, std::mt19937_64& gen) {
   }
 }
 
+// The packed launchers on pointers one element past a 16-byte boundary (a view that starts inside its
+// storage), which must take the element-by-element kernels: a packed access there would fault or read
+// the wrong elements. Element 0 of each output is left poisoned.
+template <class T>
+void validate_misaligned(Check& c, std::mt19937_64& gen) {
+  cudaStream_t s = cuda::compute_stream();
+  for (const int64_t n : {int64_t(2), int64_t(1001), int64_t(4099)}) {
+    const std::vector<T> x = random<T>(n, gen), b = random<T>(n, gen);
+    const Tensor dx = upload(x), db = upload(b);
+    const int64_t m = n - 1;  // elements [1, n)
+    std::vector<T> want(n, poison<T>());
+    {
+      const Tensor out = poisoned<T>(n);
+      kernels::relu_forward(dx.data<T>() + 1, out.data<T>() + 1, m, s);
+      cpu::relu_forward(x.data() + 1, want.data() + 1, m);
+      c.compare(out, want);
+    }
+    {
+      const Tensor out = poisoned<T>(n);
+      kernels::add(dx.data<T>() + 1, db.data<T>() + 1, out.data<T>() + 1, m, s);
+      cpu::add(x.data() + 1, b.data() + 1, want.data() + 1, m);
+      c.compare(out, want);
+    }
+    {
+      const Tensor acc = upload(b, poison<T>());
+      kernels::add_inplace(acc.data<T>() + 1, dx.data<T>() + 1, m, s);
+      std::vector<T> w = b;
+      cpu::add_inplace(w.data() + 1, x.data() + 1, m);
+      c.compare(acc, w);
+    }
+    {
+      const Tensor out = poisoned<bf16>(n);
+      kernels::cast(dx.data<T>() + 1, static_cast<int>(dtype_of<T>::value), out.data<bf16>() + 1,
+                    static_cast<int>(DType::bf16), m, s);
+      std::vector<bf16> w(n, poison<bf16>());
+      const std::vector<bf16> rounded = Tensor::from_vector(std::vector<T>(x.begin() + 1, x.end()), {m})
+                                            .to(DType::bf16)
+                                            .template to_vector<bf16>();
+      std::copy(rounded.begin(), rounded.end(), w.begin() + 1);
+      c.compare(out, w);
+    }
+  }
+}
+
 // One cast S -> D of `values` (first cast to S on the CPU) against the CPU's cast (Tensor::to).
 template <class S, class D>
 void validate_cast(Check& c, const std::vector<double>& values) {
@@ -507,17 +574,55 @@ void validate_casts(Check& c, std::mt19937_64& gen) {
 bool validate(lab::Report& report) {
   std::mt19937_64 gen(0);
   Checks c;
-  validate_elementwise<float>(c, gen);
-  validate_elementwise<double>(c, gen);
-  for (bool wide : {false, true}) {  // the 32-bit and the 64-bit index kernels
-    kernels::force_64bit_pool_indices(wide);
-    validate_pools<float>(c, gen);
-    validate_pools<double>(c, gen);
+  for (bool unpacked : {false, true}) {  // the packed kernels, then the element-by-element ones
+    kernels::force_unpacked_elementwise(unpacked);
+    validate_elementwise<float>(c, gen);
+    validate_elementwise<double>(c, gen);
+    validate_casts(c.cast, gen);
   }
+  kernels::force_unpacked_elementwise(false);
+  validate_misaligned<float>(c.misaligned, gen);
+  validate_misaligned<double>(c.misaligned, gen);
+  for (bool unpacked : {false, true})  // the packed max-pool kernels, and the scalar ones on the same shapes
+    for (bool wide : {false, true}) {  // the 32-bit and the 64-bit index kernels
+      kernels::force_unpacked_pools(unpacked);
+      kernels::force_64bit_pool_indices(wide);
+      validate_pools<float>(c, gen);
+      validate_pools<double>(c, gen);
+    }
   kernels::force_64bit_pool_indices(false);
-  validate_bf16(c, gen);
-  validate_casts(c.cast, gen);
+  for (bool unpacked : {false, true}) {
+    kernels::force_unpacked_pools(unpacked);
+    kernels::force_unpacked_elementwise(unpacked);
+    validate_bf16(c, gen);
+  }
+  kernels::force_unpacked_pools(false);
+  kernels::force_unpacked_elementwise(false);
   return c.report(report);
+}
+
+// Version 1 of column_sums and add_row_bias, kept for the side-by-side timing: one thread per column walking
+// every row; one thread per element with a 64-bit i % cols.
+__global__ void column_sums_v1_kernel(const float* __restrict__ x, int64_t rows, int64_t cols,
+                                      float* __restrict__ out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += stride) {
+    double s = 0;
+    for (int64_t r = 0; r < rows; ++r) s += static_cast<double>(x[r * cols + c]);
+    out[c] = static_cast<float>(s);
+  }
+}
+void column_sums_v1(const float* x, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
+  column_sums_v1_kernel<<<kernels::grid_1d(cols), kernels::kThreads, 0, s>>>(x, rows, cols, out);
+}
+__global__ void add_row_bias_v1_kernel(float* __restrict__ y, const float* __restrict__ bias, int64_t rows,
+                                       int64_t cols) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * cols; i += stride)
+    y[i] += bias[i % cols];
+}
+void add_row_bias_v1(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
+  add_row_bias_v1_kernel<<<kernels::grid_1d(rows * cols), kernels::kThreads, 0, s>>>(y, bias, rows, cols);
 }
 
 std::string with_n(const char* op, int64_t n) {
@@ -561,85 +666,132 @@ int run(lab::Report& report, const std::vector<int64_t>&) {
     report.timing(name, cuda::time_on_compute_stream(fn), bytes);
   };
 
-  timed(
-      with_n("v1 relu forward", kAct), [&] { kernels::relu_forward(x, y, kAct, s); }, 2 * n * f);
-  timed(
-      with_n("v1 relu backward", kAct), [&] { kernels::relu_backward(x, b, y, kAct, s); }, 3 * n * f);
-  timed(
-      with_n("v1 add", kAct), [&] { kernels::add(x, b, y, kAct, s); }, 3 * n * f);
-  timed(
-      with_n("v1 add_inplace", kAct), [&] { kernels::add_inplace(y, x, kAct, s); }, 3 * n * f);
-  timed(
-      with_n("v1 scale", kAct), [&] { kernels::scale(x, 0.5, y, kAct, s); }, 2 * n * f);
-  timed(
-      with_n("v1 fill_from_scalar", kAct), [&] { kernels::fill_from_scalar(y, b, 0.5, kAct, s); }, n * f);
+  bf16* h = half.data<bf16>();
+  // Version 1 (element by element), then version 2 (packs of 16 bytes; ships), side by side.
+  for (const bool unpacked : {true, false}) {
+    kernels::force_unpacked_elementwise(unpacked);
+    const std::string v = unpacked ? "v1 " : "v2 ";
+    timed(
+        with_n((v + "relu forward").c_str(), kAct), [&] { kernels::relu_forward(x, y, kAct, s); }, 2 * n * f);
+    timed(
+        with_n((v + "relu backward").c_str(), kAct), [&] { kernels::relu_backward(x, b, y, kAct, s); },
+        3 * n * f);
+    timed(
+        with_n((v + "add").c_str(), kAct), [&] { kernels::add(x, b, y, kAct, s); }, 3 * n * f);
+    timed(
+        with_n((v + "add_inplace").c_str(), kAct), [&] { kernels::add_inplace(y, x, kAct, s); }, 3 * n * f);
+    timed(
+        with_n((v + "scale").c_str(), kAct), [&] { kernels::scale(x, 0.5, y, kAct, s); }, 2 * n * f);
+    timed(
+        with_n((v + "fill_from_scalar").c_str(), kAct),
+        [&] { kernels::fill_from_scalar(y, b, 0.5, kAct, s); }, n * f);
+    timed(
+        with_n((v + "cast f32->bf16").c_str(), kAct),
+        [&] { kernels::cast(x, int(DType::f32), h, int(DType::bf16), kAct, s); }, n * (f + 2));
+    timed(
+        with_n((v + "cast bf16->f32").c_str(), kAct),
+        [&] { kernels::cast(h, int(DType::bf16), y, int(DType::f32), kAct, s); }, n * (2 + f));
+    timed(
+        with_n((v + "cast f32->f64").c_str(), kSum),
+        [&] { kernels::cast(x, int(DType::f32), wide.raw_data(), int(DType::f64), kSum, s); },
+        kSum * (f + 8));
+  }
+  kernels::force_unpacked_elementwise(false);
   timed(
       with_n("v1 sum", kSum), [&] { kernels::sum(x, kSum, 1.0, one.data<float>(), s); }, kSum * f);
 
-  const double mat = static_cast<double>(kRows * kCols);
+  // column_sums at the lab's [4096, 4096] and at the step's [256, 4096] (a linear layer's bias gradient at
+  // two views of 128); version 1 is kept here (column_sums_v1) for the comparison.
   char name[64];
-  std::snprintf(name, sizeof name, "v1 column_sums [%lld, %lld]", (long long)kRows, (long long)kCols);
-  timed(
-      name, [&] { kernels::column_sums(x, kRows, kCols, y, s); }, (mat + kCols) * f);
+  for (const int64_t rows : {kRows, int64_t(256)}) {
+    const double bytes = static_cast<double>(rows * kCols + kCols) * f;
+    std::snprintf(name, sizeof name, "v1 column_sums [%lld, %lld]", (long long)rows, (long long)kCols);
+    timed(
+        name, [&] { column_sums_v1(x, rows, kCols, y, s); }, bytes);
+    std::snprintf(name, sizeof name, "v2 column_sums [%lld, %lld]", (long long)rows, (long long)kCols);
+    timed(
+        name, [&] { kernels::column_sums(x, rows, kCols, y, s); }, bytes);
+  }
+  const double mat = static_cast<double>(kRows * kCols);
   std::snprintf(name, sizeof name, "v1 add_row_bias [%lld, %lld]", (long long)kRows, (long long)kCols);
   timed(
+      name, [&] { add_row_bias_v1(y, b, kRows, kCols, s); }, (2 * mat + kCols) * f);
+  std::snprintf(name, sizeof name, "v2 add_row_bias [%lld, %lld]", (long long)kRows, (long long)kCols);
+  timed(
       name, [&] { kernels::add_row_bias(y, b, kRows, kCols, s); }, (2 * mat + kCols) * f);
-
-  bf16* h = half.data<bf16>();
-  timed(
-      with_n("v1 cast f32->bf16", kAct),
-      [&] { kernels::cast(x, int(DType::f32), h, int(DType::bf16), kAct, s); }, n * (f + 2));
-  timed(
-      with_n("v1 cast bf16->f32", kAct),
-      [&] { kernels::cast(h, int(DType::bf16), y, int(DType::f32), kAct, s); }, n * (2 + f));
-  timed(
-      with_n("v1 cast f32->f64", kSum),
-      [&] { kernels::cast(x, int(DType::f32), wide.raw_data(), int(DType::f64), kSum, s); }, kSum * (f + 8));
 
   const double pool_in = static_cast<double>(kPoolN * kPoolH * kPoolW * kPoolC);
   const double pool_out = static_cast<double>(kPoolN * kPoolP * kPoolQ * kPoolC);
   int32_t* arg = argmax.data<int32_t>();
-  timed(
-      "v2 max_pool 3x3/2 forward",
-      [&] {
-        kernels::max_pool2d_forward(x, y, arg, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
-      },
-      (pool_in + 2 * pool_out) * f);
-  timed(
-      "v2 max_pool 3x3/2 backward",
-      [&] {
-        kernels::max_pool2d_backward(b, arg, z, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
-      },
-      (2 * pool_out + pool_in) * f);
+  for (const bool unpacked : {true, false}) {  // version 2 (scalar), then 3 (packs of channels; ships)
+    kernels::force_unpacked_pools(unpacked);
+    const std::string v = unpacked ? "v2" : "v3";
+    timed(
+        v + " max_pool 3x3/2 forward",
+        [&] {
+          kernels::max_pool2d_forward(x, y, arg, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
+        },
+        (pool_in + 2 * pool_out) * f);
+    timed(
+        v + " max_pool 3x3/2 backward",
+        [&] {
+          kernels::max_pool2d_backward(b, arg, z, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
+        },
+        (2 * pool_out + pool_in) * f);
+  }
+  kernels::force_unpacked_pools(false);
 
   // bf16 activations (issue 17): the same kernels on bf16 rows, half the bytes.
   const Tensor ha = xa.to(DType::bf16), hb = xb.to(DType::bf16), hy = Tensor::empty({kAct}, DType::bf16, gpu);
   const bf16 *ba = ha.data<bf16>(), *bb = hb.data<bf16>();
   bf16* by = hy.data<bf16>();
-  timed(
-      with_n("v1 bf16 relu forward", kAct), [&] { kernels::relu_forward(ba, by, kAct, s); }, 2 * n * 2);
-  timed(
-      with_n("v1 bf16 add", kAct), [&] { kernels::add(ba, bb, by, kAct, s); }, 3 * n * 2);
-  timed(
-      "v2 bf16 max_pool 3x3/2 forward",
-      [&] {
-        kernels::max_pool2d_forward(ba, by, arg, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
-      },
-      pool_in * 2 + pool_out * (2 + 4));
-  timed(
-      "v2 bf16 max_pool 3x3/2 backward",
-      [&] {
-        kernels::max_pool2d_backward(bb, arg, by, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1, s);
-      },
-      pool_out * (2 + 4) + pool_in * 2);
+  for (const bool unpacked : {true, false}) {
+    kernels::force_unpacked_elementwise(unpacked);
+    const std::string v = unpacked ? "v1 " : "v2 ";
+    timed(
+        with_n((v + "bf16 relu forward").c_str(), kAct), [&] { kernels::relu_forward(ba, by, kAct, s); },
+        2 * n * 2);
+    timed(
+        with_n((v + "bf16 relu backward").c_str(), kAct),
+        [&] { kernels::relu_backward(ba, bb, by, kAct, s); }, 3 * n * 2);
+    timed(
+        with_n((v + "bf16 add").c_str(), kAct), [&] { kernels::add(ba, bb, by, kAct, s); }, 3 * n * 2);
+    timed(
+        with_n((v + "bf16 add_inplace").c_str(), kAct), [&] { kernels::add_inplace(by, ba, kAct, s); },
+        3 * n * 2);
+  }
+  kernels::force_unpacked_elementwise(false);
+  for (const bool unpacked : {true, false}) {
+    kernels::force_unpacked_pools(unpacked);
+    const std::string v = unpacked ? "v2" : "v3";
+    timed(
+        v + " bf16 max_pool 3x3/2 forward",
+        [&] {
+          kernels::max_pool2d_forward(ba, by, arg, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1,
+                                      s);
+        },
+        pool_in * 2 + pool_out * (2 + 4));
+    timed(
+        v + " bf16 max_pool 3x3/2 backward",
+        [&] {
+          kernels::max_pool2d_backward(bb, arg, by, kPoolN, kPoolH, kPoolW, kPoolC, kPoolP, kPoolQ, 3, 2, 1,
+                                       s);
+        },
+        pool_out * (2 + 4) + pool_in * 2);
+  }
+  kernels::force_unpacked_pools(false);
 
   const double gap = static_cast<double>(kGapN * kGapHW * kGapC + kGapN * kGapC) * f;
-  timed(
-      "v1 global_avg_pool forward", [&] { kernels::global_avg_pool_forward(x, y, kGapN, kGapHW, kGapC, s); },
-      gap);
-  timed(
-      "v2 global_avg_pool backward",
-      [&] { kernels::global_avg_pool_backward(b, z, kGapN, kGapHW, kGapC, s); }, gap);
+  for (const bool unpacked : {true, false}) {
+    kernels::force_unpacked_pools(unpacked);
+    timed(
+        unpacked ? "v1 global_avg_pool forward" : "v3 global_avg_pool forward",
+        [&] { kernels::global_avg_pool_forward(x, y, kGapN, kGapHW, kGapC, s); }, gap);
+    timed(
+        unpacked ? "v2 global_avg_pool backward" : "v3 global_avg_pool backward",
+        [&] { kernels::global_avg_pool_backward(b, z, kGapN, kGapHW, kGapC, s); }, gap);
+  }
+  kernels::force_unpacked_pools(false);
   return valid ? 0 : 1;
 }
 

@@ -119,7 +119,7 @@ Tensor bf16_randn(const Shape& s, std::mt19937_64& gen, double mean = 0, double 
 TEST_CASE("[cuda] bf16 activations: pooling, relu and add on the GPU equal the CPU's bitwise",
           "[cuda][cuda-kernels][bf16]") {
   std::mt19937_64 gen(41);
-  for (Shape s : {Shape{2, 7, 9, 3}, Shape{3, 8, 8, 33}}) {
+  for (Shape s : {Shape{2, 7, 9, 3}, Shape{3, 8, 8, 33}, Shape{2, 9, 7, 16}}) {  // C = 16: packs of 8 bf16
     const Tensor x = bf16_randn(s, gen);
     compare(
         "max_pool2d 3x3/2", {x},

@@ -107,11 +107,16 @@ TEST_CASE("pooling windows covering an input row agree with brute force", "[kern
             std::set<int64_t> expected;
             for (int64_t p = 0; p < P; ++p)
               if (p * stride - pad <= h && h < p * stride - pad + kernel) expected.insert(p);
-            const kernels::IndexRange r = kernels::pool_windows_covering(h, kernel, stride, pad, P);
+            const kernels::IndexRange r = kernels::pool_windows_covering<int64_t>(h, kernel, stride, pad, P);
             std::set<int64_t> got;
             for (int64_t p = r.first; p < r.last; ++p) got.insert(p);
             INFO("kernel " << kernel << " stride " << stride << " pad " << pad << " H " << H << " h " << h);
             CHECK(got == expected);
+            // the 32-bit instantiation the kernels take where the indices fit
+            const kernels::IndexRangeOf<int32_t> r32 = kernels::pool_windows_covering<int32_t>(
+                static_cast<int32_t>(h), kernel, stride, pad, static_cast<int32_t>(P));
+            CHECK(r32.first == r.first);
+            CHECK(r32.last == r.last);
           }
         }
 }
@@ -316,7 +321,9 @@ TEST_CASE("CUDA products over an empty inner dimension are zeros, plus the bias,
 
 TEST_CASE("CUDA pooling matches the CPU", "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(2);
-  for (Shape s : {Shape{2, 7, 9, 3}, Shape{1, 8, 8, 5}, Shape{3, 5, 6, 17}, Shape{1, 1, 1, 2}}) {
+  // C = 8 and 16: the packed max-pool kernels (engine/cuda/pack.cuh); the others the scalar ones.
+  for (Shape s : {Shape{2, 7, 9, 3}, Shape{1, 8, 8, 5}, Shape{3, 5, 6, 17}, Shape{1, 1, 1, 2},
+                  Shape{2, 9, 7, 8}, Shape{1, 6, 5, 16}}) {
     const Tensor x = randn(s, gen);
     // exact: max pool selects and sums the same values in the same order
     check_against_cpu(

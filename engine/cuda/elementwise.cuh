@@ -40,4 +40,8 @@ void add_row_bias(T* y, const T* bias, int64_t rows, int64_t cols, cudaStream_t 
 // those of byol::DType.
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n, cudaStream_t stream);
 
+// The maps and casts above run in packs of 16 bytes (engine/cuda/pack.cuh) where every pointer is aligned to
+// one, else element by element. With `on`, always element by element, so the lab validates and times both.
+void force_unpacked_elementwise(bool on);
+
 }  // namespace byol::kernels

@@ -84,15 +84,19 @@ inline BnRowsGrid bn_rows_grid(int64_t M, int64_t C) {
 // Pooling windows: the output rows p whose window [p * stride - pad, p * stride - pad + kernel) contains
 // input row h, as the half-open range [first, last). Used by max-pool backward, which gathers into each
 // input element from the windows that cover it (deterministic, no atomics).
-struct IndexRange {
-  int64_t first, last;
+// The index type I is the kernel's (int32_t where every index fits: a 64-bit division is many instructions).
+template <class I>
+struct IndexRangeOf {
+  I first, last;
 };
-BYOL_HD IndexRange pool_windows_covering(int64_t h, int64_t kernel, int64_t stride, int64_t pad, int64_t P) {
+using IndexRange = IndexRangeOf<int64_t>;
+template <class I>
+BYOL_HD IndexRangeOf<I> pool_windows_covering(I h, I kernel, I stride, I pad, I P) {
   // p * stride - pad <= h  and  p * stride - pad + kernel > h
-  const int64_t hi = h + pad;              // p <= hi / stride
-  const int64_t lo_num = hi - kernel + 1;  // p >= lo_num / stride (ceil)
-  int64_t first = lo_num <= 0 ? 0 : (lo_num + stride - 1) / stride;
-  int64_t last = hi / stride + 1;
+  const I hi = h + pad;              // p <= hi / stride
+  const I lo_num = hi - kernel + 1;  // p >= lo_num / stride (ceil)
+  I first = lo_num <= 0 ? 0 : (lo_num + stride - 1) / stride;
+  I last = hi / stride + 1;
   if (last > P) last = P;
   if (first > last) first = last;
   return {first, last};

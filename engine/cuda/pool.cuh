@@ -26,5 +26,8 @@ void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t
 // division is many instructions), else 64-bit. With `on`, every launch takes the 64-bit kernels, so the
 // lab validates both instantiations on the same small shapes.
 void force_64bit_pool_indices(bool on);
+// Max and global average pooling run in packs of 16 bytes of channels (engine/cuda/pack.cuh) where C divides
+// and the buffers are aligned. With `on`, always channel by channel, so the lab validates and times both.
+void force_unpacked_pools(bool on);
 
 }  // namespace byol::kernels
