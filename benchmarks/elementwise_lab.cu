@@ -26,8 +26,11 @@
 //      version 2; for the global average pool forward, version 1).
 // Every version that a switch selects is validated, and timed next to the one that ships.
 // Validation, float32 and float64 (casts: all nine pairs of f32, f64, bf16): n = 0, 1, 3, 5, 1001, 4099
-// and 4194319 (more than one grid of kMaxBlocks x kThreads threads); matrices [0, 5], [5, 0], [1, 1],
-// [3, 7], [7, 3], [33, 1001], [4096, 256], [3, 2097153]; max pools with C = 1, 3, 5, 7, 64, non-square
+// and 4194319 (more than one grid of kMaxBlocks x kThreads threads element by element); the packed kernels'
+// second pass over the grid at n = 16777259 (more than 8 grids) for a map, add_inplace, two casts, bf16 maps
+// and a max pool of 2.4M packs (validate_wrap); matrices [0, 5], [5, 0], [1, 1], [3, 7], [7, 3],
+// [33, 1001], [4096, 256], [3, 2097153] (add_row_bias with 32- and 64-bit indices); max pools with C = 1,
+// 3, 5, 7 (element by element) and 4, 8, 16, 24, 64 (in packs where C divides), non-square
 // images, kernel 1/2/3, stride 1/2/3 (windows that overlap, and stride 3 with kernel 2, which leaves
 // inputs in no window), pad 0/1, inputs on a coarse grid (many ties) with a NaN every 101 values; global
 // average pools [N, HW, C] = [1, 1, 1], [2, 35, 3], [3, 49, 7], [5, 9, 2048], [64, 49, 2048]. Every
@@ -37,17 +40,14 @@
 // Tolerances:
 //   - bitwise (a NaN matches any NaN but the poison: a conversion on the GPU may canonicalise a NaN's
 //     payload) for relu forward/backward, add, add_inplace, scale, fill_from_scalar, add_row_bias, casts,
-//     max pool forward (values and argmax) and backward, global average pool backward: the same formula
-//     in the same type on both sides, with no multiply-add to contract;
+//     max pool forward (values and argmax) and backward, global average pool forward and backward: the
+//     same formula in the same type and order on both sides (a channel's HW values added one after
+//     another, in each version), with no multiply-add to contract;
 //   - column_sums: |got - want| <= eps_T |want| + 2 rows 2^-53 sum|x| per column: both sides add in double,
 //     in different orders (the GPU in 32 row lanes), then round to T once;
 //   - sum: |got - want| <= eps_T |want| + 2 n 2^-53 |factor| sum|x|: CUB adds in another order than the CPU,
 //     in double (the recursive-summation bound (n - 1) 2^-53 sum|x| for each side), then both round the
 //     scaled double to T once (eps_T = 2^-23 for float covers both roundings);
-//   - global average pool forward: |got - want| <= eps_T (sum_k |x_k| + 2 |want|) per (n, c): the
-//     recursive-summation bound of HW terms added in T, for both sides, plus the roundings of 1 / HW and
-//     of the product. Both sides add in the same order today, so it is expected bitwise ("not bitwise"
-//     is printed); the tolerance only keeps a reordering on either side from reading as a bug.
 // Bytes counted (compulsory traffic, float32): relu forward and scale 2 n floats; relu backward, add and
 // add_inplace 3 n; fill_from_scalar n; sum n; casts n (source) + n (destination) elements at their sizes;
 // column_sums rows cols + cols; add_row_bias 2 rows cols + cols; max pool forward N H W C + 2 N P Q C (y
@@ -68,6 +68,7 @@
 #include "benchmarks/lab_main.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/context.h"
+#include "engine/cuda/cuda_check.h"
 #include "engine/cuda/elementwise.cuh"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/pool.cuh"
@@ -240,7 +241,7 @@ struct Checks {
       add_inplace{"add_inplace", true}, scale{"scale", true}, fill{"fill_from_scalar", true},
       sum{"sum", false}, column_sums{"column_sums", false}, add_row_bias{"add_row_bias", true},
       max_pool_forward{"max_pool2d_forward (+argmax)", true}, max_pool_backward{"max_pool2d_backward", true},
-      avg_pool_forward{"global_avg_pool_forward", false}, avg_pool_backward{"global_avg_pool_backward", true},
+      avg_pool_forward{"global_avg_pool_forward", true}, avg_pool_backward{"global_avg_pool_backward", true},
       cast{"cast (f32, f64, bf16 pairs)", true}, bf16_relu{"bf16 relu forward + backward", true},
       bf16_add{"bf16 add + add_inplace", true}, bf16_max_pool{"bf16 max_pool2d fwd (+argmax), bwd", true},
       bf16_avg_pool{"bf16 global_avg_pool fwd, bwd", true},
@@ -339,13 +340,15 @@ void validate_elementwise(Checks& c, std::mt19937_64& gen) {
       }
       c.column_sums.compare(out, want, tol);
     }
-    {
+    std::vector<T> want = x;
+    for (int64_t i = 0; i < rows * cols; ++i) want[i] += bias[i % cols];
+    for (bool wide : {false, true}) {  // the 32-bit and the 64-bit index kernels
+      kernels::force_64bit_elementwise_indices(wide);
       const Tensor acc = upload(x, poison<T>());
       kernels::add_row_bias(acc.data<T>(), dbias.data<T>(), rows, cols, s);
-      std::vector<T> want = x;
-      for (int64_t i = 0; i < rows * cols; ++i) want[i] += bias[i % cols];
       c.add_row_bias.compare(acc, want);
     }
+    kernels::force_64bit_elementwise_indices(false);
   }
 }
 
@@ -387,19 +390,9 @@ void validate_pools(Checks& c, std::mt19937_64& gen) {
       const std::vector<T> x = random<T>(in, gen, 0.5);
       std::vector<T> want(out);
       cpu::global_avg_pool_forward(x.data(), want.data(), a.N, a.HW, a.C);
-      std::vector<double> tol(out);
-      for (int64_t n = 0; n < a.N; ++n)
-        for (int64_t ch = 0; ch < a.C; ++ch) {
-          double abs_sum = 0;
-          for (int64_t k = 0; k < a.HW; ++k)
-            abs_sum += std::abs(static_cast<double>(x[(n * a.HW + k) * a.C + ch]));
-          const int64_t o = n * a.C + ch;
-          tol[o] =
-              std::numeric_limits<T>::epsilon() * (abs_sum + 2.0 * std::abs(static_cast<double>(want[o])));
-        }
       const Tensor dx = upload(x), dy = poisoned<T>(out);
       kernels::global_avg_pool_forward(dx.data<T>(), dy.data<T>(), a.N, a.HW, a.C, s);
-      c.avg_pool_forward.compare(dy, want, tol);
+      c.avg_pool_forward.compare(dy, want);
     }
     {
       const std::vector<T> g = random<T>(out, gen);
@@ -571,6 +564,62 @@ void validate_casts(Check& c, std::mt19937_64& gen) {
   }
 }
 
+// The packed kernels' grid-stride loops past one grid of kMaxBlocks x kThreads packs (the sizes above reach
+// it element by element, not in packs of 4 or 8): n = 16777259 > 8 grids' worth of elements, with a tail
+// of 3 (V = 4, 8) or 1 (V = 2); a max pool whose backward has 2.4M packs of 4 floats.
+void validate_wrap(Checks& c, std::mt19937_64& gen) {
+  cudaStream_t s = cuda::compute_stream();
+  constexpr int64_t n = 16777259;
+  {
+    const std::vector<float> x = random<float>(n, gen), b = random<float>(n, gen);
+    std::vector<float> want(n), inplace = b;
+    cpu::relu_forward(x.data(), want.data(), n);
+    cpu::add_inplace(inplace.data(), x.data(), n);
+    const Tensor dx = upload(x), out = poisoned<float>(n), acc = upload(b, poison<float>());
+    kernels::relu_forward(dx.data<float>(), out.data<float>(), n, s);
+    kernels::add_inplace(acc.data<float>(), dx.data<float>(), n, s);
+    c.relu_forward.compare(out, want);
+    c.add_inplace.compare(acc, inplace);
+    // float -> bf16 (packs of 4) and bf16 -> float
+    const Tensor half = poisoned<bf16>(n), back = poisoned<float>(n);
+    kernels::cast(dx.raw_data(), int(DType::f32), half.raw_data(), int(DType::bf16), n, s);
+    const Tensor host_half = Tensor::from_vector(x, {n}).to(DType::bf16);
+    c.cast.compare(half, host_half.to_vector<bf16>());
+    const std::vector<bf16> h = host_half.to_vector<bf16>();
+    const Tensor dh = upload(h);
+    kernels::cast(dh.raw_data(), int(DType::bf16), back.raw_data(), int(DType::f32), n, s);
+    c.cast.compare(back, host_half.to(DType::f32).to_vector<float>());
+    // bf16 maps (packs of 8)
+    std::vector<bf16> hb = random_bf16(n, gen), relu_h(n), sum_h(n);
+    cpu::relu_forward(h.data(), relu_h.data(), n);
+    cpu::add(h.data(), hb.data(), sum_h.data(), n);
+    const Tensor dhb = upload(hb), out_relu = poisoned<bf16>(n), out_sum = poisoned<bf16>(n);
+    kernels::relu_forward(dh.data<bf16>(), out_relu.data<bf16>(), n, s);
+    kernels::add(dh.data<bf16>(), dhb.data<bf16>(), out_sum.data<bf16>(), n, s);
+    c.bf16_relu.compare(out_relu, relu_h);
+    c.bf16_add.compare(out_sum, sum_h);
+  }
+  {
+    const MaxPoolCase m{12, 112, 112, 64, 3, 2, 1};
+    const int64_t P = 56, Q = 56, in = m.N * m.H * m.W * m.C, out = m.N * P * Q * m.C;
+    const std::vector<float> x = random<float>(in, gen), g = random<float>(out, gen);
+    std::vector<float> y(out), want(in);
+    std::vector<int32_t> arg(out);
+    cpu::max_pool2d_forward(x.data(), y.data(), arg.data(), m.N, m.H, m.W, m.C, P, Q, m.kernel, m.stride,
+                            m.pad);
+    cpu::max_pool2d_backward(g.data(), arg.data(), want.data(), m.N, m.H, m.W, m.C, P, Q);
+    const Tensor dx = upload(x), dy = poisoned<float>(out), darg = poisoned<int32_t>(out);
+    kernels::max_pool2d_forward(dx.data<float>(), dy.data<float>(), darg.data<int32_t>(), m.N, m.H, m.W, m.C,
+                                P, Q, m.kernel, m.stride, m.pad, s);
+    c.max_pool_forward.compare(dy, y);
+    c.max_pool_forward.compare(darg, arg);
+    const Tensor dg = upload(g), carg = upload(arg), dgx = poisoned<float>(in);
+    kernels::max_pool2d_backward(dg.data<float>(), carg.data<int32_t>(), dgx.data<float>(), m.N, m.H, m.W,
+                                 m.C, P, Q, m.kernel, m.stride, m.pad, s);
+    c.max_pool_backward.compare(dgx, want);
+  }
+}
+
 bool validate(lab::Report& report) {
   std::mt19937_64 gen(0);
   Checks c;
@@ -591,13 +640,17 @@ bool validate(lab::Report& report) {
       validate_pools<double>(c, gen);
     }
   kernels::force_64bit_pool_indices(false);
-  for (bool unpacked : {false, true}) {
-    kernels::force_unpacked_pools(unpacked);
-    kernels::force_unpacked_elementwise(unpacked);
-    validate_bf16(c, gen);
-  }
+  for (bool unpacked : {false, true})
+    for (bool wide : {false, true}) {
+      kernels::force_unpacked_pools(unpacked);
+      kernels::force_unpacked_elementwise(unpacked);
+      kernels::force_64bit_pool_indices(wide);
+      validate_bf16(c, gen);
+    }
   kernels::force_unpacked_pools(false);
   kernels::force_unpacked_elementwise(false);
+  kernels::force_64bit_pool_indices(false);
+  validate_wrap(c, gen);
   return c.report(report);
 }
 
@@ -614,6 +667,7 @@ __global__ void column_sums_v1_kernel(const float* __restrict__ x, int64_t rows,
 }
 void column_sums_v1(const float* x, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
   column_sums_v1_kernel<<<kernels::grid_1d(cols), kernels::kThreads, 0, s>>>(x, rows, cols, out);
+  BYOL_CUDA_CHECK_LAUNCH();
 }
 __global__ void add_row_bias_v1_kernel(float* __restrict__ y, const float* __restrict__ bias, int64_t rows,
                                        int64_t cols) {
@@ -623,6 +677,7 @@ __global__ void add_row_bias_v1_kernel(float* __restrict__ y, const float* __res
 }
 void add_row_bias_v1(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   add_row_bias_v1_kernel<<<kernels::grid_1d(rows * cols), kernels::kThreads, 0, s>>>(y, bias, rows, cols);
+  BYOL_CUDA_CHECK_LAUNCH();
 }
 
 std::string with_n(const char* op, int64_t n) {

@@ -900,9 +900,11 @@ step_bench() {
   elif python3 -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
     torch_ok=1
   fi
-  # name | byol_step_bench arguments | byol_step_torch.py arguments (same model, stem, side and batch)
+  # name | byol_step_bench arguments | byol_step_torch.py arguments (same model, stem, side and batch).
+  # ResNet-18 CIFAR at batch 512, the size of issue 18's targets (the runs of 2026-12-04 used 256);
+  # ResNet-50 at 224 px at batch 128, which leaves float32 room on any 80 GB card.
   local step_benches=(
-    "resnet18_cifar_b256|256 20 64 32 4096 cifar --depth 18|256 20 1 --depth 18 --stem cifar --side 32"
+    "resnet18_cifar_b512|512 20 64 32 4096 cifar --depth 18|512 20 1 --depth 18 --stem cifar --side 32"
     "resnet50_imagenet224_b128|128 10 64 224 4096 imagenet --depth 50|128 10 1 --depth 50 --stem imagenet --side 224"
   )
   for entry in "${step_benches[@]}"; do

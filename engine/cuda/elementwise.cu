@@ -112,6 +112,7 @@ struct ToDouble {
 };
 
 bool g_force_unpacked = false;  // force_unpacked_elementwise
+bool g_force_64bit = false;     // force_64bit_elementwise_indices
 
 // The pack of 16 bytes where every pointer is aligned to it, else 1 (a sliced view can start anywhere).
 template <class T, class... P>
@@ -228,6 +229,10 @@ void force_unpacked_elementwise(bool on) {
   g_force_unpacked = on;
 }
 
+void force_64bit_elementwise_indices(bool on) {
+  g_force_64bit = on;
+}
+
 template <class T, class Op>
 void launch_map1(const T* x, T* y, int64_t n, Op op, cudaStream_t stream) {
   if (n == 0) return;
@@ -326,8 +331,9 @@ void add_row_bias(T* y, const T* bias, int64_t rows, int64_t cols, cudaStream_t 
   constexpr int V = kPack<T>;
   const bool packed = cols % V == 0 && pack_for<T>(y, bias) == V;
   const int64_t threads = packed ? total / V : total;
-  // 32-bit indices when every index of the launch (and the grid's stride past the end) fits in int32
-  const bool narrow = threads + static_cast<int64_t>(kMaxBlocks) * kThreads < (int64_t(1) << 31);
+  // 32-bit indices when every element index (and the grid's stride past the end) fits in int32
+  const bool narrow =
+      !g_force_64bit && total + static_cast<int64_t>(kMaxBlocks) * kThreads < (int64_t(1) << 31);
   const unsigned grid = grid_1d(threads);
   if (packed && narrow) {
     add_row_bias_kernel<V, T, int32_t>

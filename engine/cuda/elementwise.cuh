@@ -43,5 +43,7 @@ void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n, c
 // The maps and casts above run in packs of 16 bytes (engine/cuda/pack.cuh) where every pointer is aligned to
 // one, else element by element. With `on`, always element by element, so the lab validates and times both.
 void force_unpacked_elementwise(bool on);
+// add_row_bias uses 32-bit indices where they fit; with `on`, 64-bit ones (the lab validates both).
+void force_64bit_elementwise_indices(bool on);
 
 }  // namespace byol::kernels

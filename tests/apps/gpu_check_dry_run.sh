@@ -42,7 +42,7 @@ else
   # learning check
   prev=0
   for want in '^build ' '^\[cuda\] tests' '^byol-pretrain GPU smoke' '^NCCL \[nccl\]' \
-              '^step resnet18_cifar_b256 \(byol.cpp\)' '^scaling model' '^lab batch_norm_lab' '^memcheck ' \
+              '^step resnet18_cifar_b512 \(byol.cpp\)' '^scaling model' '^lab batch_norm_lab' '^memcheck ' \
               '^initcheck ' '^learning check'; do
     n="$(grep -n -m1 -E "$want" "$summary" | cut -d: -f1)"
     if [ -z "$n" ]; then fail "summary.txt has no line matching '$want'"
