@@ -166,23 +166,14 @@ __global__ void add_row_bias_kernel(T* y, const T* __restrict__ bias, I rows, I 
 }
 
 // Casts: one kernel per (source, destination) type pair, in packs of the wider type's 16 bytes. Every value
-// goes through the scalar rule: widen the source (bf16 -> float), convert to the destination's type;
-// bf16 destinations round a float once (a double first narrows to float, as the CPU cast does).
-BYOL_HD float widen(bf16 v) {
-  return bf16_to_float(v);
-}
-BYOL_HD float widen(float v) {
-  return v;
-}
-BYOL_HD double widen(double v) {
-  return v;
-}
+// goes through the scalar rule: widen the source (to_compute: bf16 -> float), convert to the destination's
+// type; bf16 destinations round a float once (a double first narrows to float, as the CPU cast does).
 template <class D, class S>
 __device__ __forceinline__ D convert(S v) {
   if constexpr (std::is_same_v<D, bf16>) {
-    return float_to_bf16(static_cast<float>(widen(v)));
+    return float_to_bf16(static_cast<float>(to_compute(v)));
   } else {
-    return static_cast<D>(widen(v));
+    return static_cast<D>(to_compute(v));
   }
 }
 template <int V, class S, class D>

@@ -1,6 +1,6 @@
 // Max pooling and global average pooling kernels: one thread per output element (forward) or per
-// input element (max-pool backward); consecutive threads take consecutive channels, so every warp
-// reads and writes contiguous NHWC memory. Storage T is float, double or bf16 (bf16: float math, one
+// input element (max-pool backward), or per pack of them (below); consecutive threads take consecutive
+// channels, so every warp reads and writes contiguous NHWC memory. Storage T is float, double or bf16 (bf16: float math, one
 // rounding per stored value, as on the CPU).
 //
 // Index arithmetic in 32 bits whenever the tensors have fewer than 2^31 elements (index type I): the
@@ -12,6 +12,9 @@
 // aligned, a thread takes a pack of channels of one pixel, so the index arithmetic (and, for max pooling
 // backward, the window search) is paid once per pack and every access is 16 bytes wide. Per channel the
 // taps, the comparisons and the summation order are the scalar kernel's: the same bits.
+#include <algorithm>
+#include <type_traits>
+
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/pack.cuh"
@@ -21,73 +24,13 @@
 namespace byol::kernels {
 namespace {
 
-template <class T, class I>
+// Max pooling forward: V channels of one output pixel per thread (C % V == 0; V = 1 is channel by channel).
+// Per channel: the window's taps in row-major order; the first maximum wins ties; a NaN replaces a number
+// and is then kept (as on the CPU).
+template <class T, class I, int V>
 __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y,
                                           int32_t* __restrict__ argmax, I N, I H, I W, I C, I P, I Q,
                                           int kernel, int stride, int pad) {
-  const I total = N * P * Q * C;
-  for (I i = static_cast<I>(global_thread()); i < total; i += static_cast<I>(grid_threads())) {
-    const I pixel = i / C;  // one division and one multiplication per coordinate
-    const I c = i - pixel * C;
-    const I pq = pixel / Q;
-    const I q = pixel - pq * Q;
-    const I n = pq / P;
-    const I p = pq - n * P;
-    const T* img = x + static_cast<int64_t>(n) * H * W * C;
-    compute_t<T> best = 0;
-    int32_t arg = -1;
-    for (int r = 0; r < kernel; ++r) {
-      const I h = p * stride - pad + r;
-      if (h < 0 || h >= H) continue;
-      for (int s = 0; s < kernel; ++s) {
-        const I w = q * stride - pad + s;
-        if (w < 0 || w >= W) continue;
-        const I off = (h * W + w) * C + c;
-        const compute_t<T> v = to_compute(img[off]);
-        // The first maximum wins ties; a NaN replaces a number and is then kept (as on the CPU).
-        const bool nan_first = v != v && best == best;
-        if (arg < 0 || v > best || nan_first) {
-          best = v;
-          arg = static_cast<int32_t>(off);
-        }
-      }
-    }
-    y[i] = from_compute<T>(best);
-    argmax[i] = arg;
-  }
-}
-
-template <class T, class I>
-__global__ void max_pool2d_backward_kernel(const T* __restrict__ dy, const int32_t* __restrict__ argmax,
-                                           T* __restrict__ dx, I N, I H, I W, I C, I P, I Q, int kernel,
-                                           int stride, int pad) {
-  const I total = N * H * W * C;
-  for (I i = static_cast<I>(global_thread()); i < total; i += static_cast<I>(grid_threads())) {
-    const I pixel = i / C;
-    const I c = i - pixel * C;
-    const I hw = pixel / W;
-    const I w = pixel - hw * W;
-    const I n = hw / H;
-    const I h = hw - n * H;
-    const int32_t self = static_cast<int32_t>((h * W + w) * C + c);
-    const IndexRangeOf<I> ps = pool_windows_covering<I>(h, kernel, stride, pad, P);
-    const IndexRangeOf<I> qs = pool_windows_covering<I>(w, kernel, stride, pad, Q);
-    compute_t<T> acc = 0;
-    // Same summation order as the CPU's scatter (outputs in increasing order).
-    for (I p = ps.first; p < ps.last; ++p)
-      for (I q = qs.first; q < qs.last; ++q) {
-        const I o = ((n * P + p) * Q + q) * C + c;
-        if (argmax[o] == self) acc += to_compute(dy[o]);
-      }
-    dx[i] = from_compute<T>(acc);
-  }
-}
-
-// The packed forward: V channels of one output pixel per thread (C % V == 0), each channel as above.
-template <class T, class I, int V>
-__global__ void max_pool2d_forward_packed_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                                 int32_t* __restrict__ argmax, I N, I H, I W, I C, I P, I Q,
-                                                 int kernel, int stride, int pad) {
   const I packs = C / V;
   const I total = N * P * Q * packs;
   for (I i = static_cast<I>(global_thread()); i < total; i += static_cast<I>(grid_threads())) {
@@ -137,12 +80,13 @@ __global__ void max_pool2d_forward_packed_kernel(const T* __restrict__ x, T* __r
   }
 }
 
-// The packed backward: V channels of one input pixel per thread; a window's gradients are read only where
-// one of the pack's channels took its maximum there.
+// Max pooling backward, a gather: V channels of one input pixel per thread sum the gradients of the windows
+// whose maximum they are, in increasing window order (the CPU's scatter order); a window's gradients are read
+// only where one of the pack's channels took its maximum there.
 template <class T, class I, int V>
-__global__ void max_pool2d_backward_packed_kernel(const T* __restrict__ dy,
-                                                  const int32_t* __restrict__ argmax, T* __restrict__ dx, I N,
-                                                  I H, I W, I C, I P, I Q, int kernel, int stride, int pad) {
+__global__ void max_pool2d_backward_kernel(const T* __restrict__ dy, const int32_t* __restrict__ argmax,
+                                           T* __restrict__ dx, I N, I H, I W, I C, I P, I Q, int kernel,
+                                           int stride, int pad) {
   const I packs = C / V;
   const I total = N * H * W * packs;
   for (I i = static_cast<I>(global_thread()); i < total; i += static_cast<I>(grid_threads())) {
@@ -241,29 +185,34 @@ void force_unpacked_pools(bool on) {
   g_force_unpacked = on;
 }
 
+// Launches kernel<T, I, V> over `threads` threads with the pooling's shape: I = int32_t where every index
+// fits (`elements`: the larger tensor's count), V = the pack the launcher chose.
+template <int V, class Launch>
+void launch_pool(int64_t threads, int64_t elements, Launch&& launch) {
+  if (fits_int32(elements)) {
+    launch(std::integral_constant<int, V>{}, int32_t{}, grid_1d(threads));
+  } else {
+    launch(std::integral_constant<int, V>{}, int64_t{}, grid_1d(threads));
+  }
+}
+
 template <class T>
 void max_pool2d_forward(const T* x, T* y, int32_t* argmax, int64_t N, int64_t H, int64_t W, int64_t C,
                         int64_t P, int64_t Q, int kernel, int stride, int pad, cudaStream_t stream) {
-  const int64_t total = N * P * Q * C;
+  const int64_t total = N * P * Q * C, elements = std::max(total, N * H * W * C);
   if (total == 0) return;
+  auto launch = [&](auto v, auto index, unsigned grid) {
+    using I = decltype(index);
+    max_pool2d_forward_kernel<T, I, decltype(v)::value><<<grid, kThreads, 0, stream>>>(
+        x, y, argmax, static_cast<I>(N), static_cast<I>(H), static_cast<I>(W), static_cast<I>(C),
+        static_cast<I>(P), static_cast<I>(Q), kernel, stride, pad);
+  };
   constexpr int V = kPack<T>;
   if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(x) && pack_aligned<V>(y) &&
       pack_aligned<V>(argmax)) {
-    if (fits_int32(total) && fits_int32(N * H * W * C)) {
-      max_pool2d_forward_packed_kernel<T, int32_t, V><<<grid_1d(total / V), kThreads, 0, stream>>>(
-          x, y, argmax, static_cast<int32_t>(N), static_cast<int32_t>(H), static_cast<int32_t>(W),
-          static_cast<int32_t>(C), static_cast<int32_t>(P), static_cast<int32_t>(Q), kernel, stride, pad);
-    } else {
-      max_pool2d_forward_packed_kernel<T, int64_t, V>
-          <<<grid_1d(total / V), kThreads, 0, stream>>>(x, y, argmax, N, H, W, C, P, Q, kernel, stride, pad);
-    }
-  } else if (fits_int32(total) && fits_int32(N * H * W * C)) {
-    max_pool2d_forward_kernel<T, int32_t><<<grid_1d(total), kThreads, 0, stream>>>(
-        x, y, argmax, static_cast<int32_t>(N), static_cast<int32_t>(H), static_cast<int32_t>(W),
-        static_cast<int32_t>(C), static_cast<int32_t>(P), static_cast<int32_t>(Q), kernel, stride, pad);
+    launch_pool<V>(total / V, elements, launch);
   } else {
-    max_pool2d_forward_kernel<T, int64_t>
-        <<<grid_1d(total), kThreads, 0, stream>>>(x, y, argmax, N, H, W, C, P, Q, kernel, stride, pad);
+    launch_pool<1>(total, elements, launch);
   }
   BYOL_CUDA_CHECK_LAUNCH();
 }
@@ -272,26 +221,20 @@ template <class T>
 void max_pool2d_backward(const T* dy, const int32_t* argmax, T* dx, int64_t N, int64_t H, int64_t W,
                          int64_t C, int64_t P, int64_t Q, int kernel, int stride, int pad,
                          cudaStream_t stream) {
-  const int64_t total = N * H * W * C;
+  const int64_t total = N * H * W * C, elements = std::max(total, N * P * Q * C);
   if (total == 0) return;
+  auto launch = [&](auto v, auto index, unsigned grid) {
+    using I = decltype(index);
+    max_pool2d_backward_kernel<T, I, decltype(v)::value><<<grid, kThreads, 0, stream>>>(
+        dy, argmax, dx, static_cast<I>(N), static_cast<I>(H), static_cast<I>(W), static_cast<I>(C),
+        static_cast<I>(P), static_cast<I>(Q), kernel, stride, pad);
+  };
   constexpr int V = kPack<T>;
   if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(dy) && pack_aligned<V>(argmax) &&
       pack_aligned<V>(dx)) {
-    if (fits_int32(total) && fits_int32(N * P * Q * C)) {
-      max_pool2d_backward_packed_kernel<T, int32_t, V><<<grid_1d(total / V), kThreads, 0, stream>>>(
-          dy, argmax, dx, static_cast<int32_t>(N), static_cast<int32_t>(H), static_cast<int32_t>(W),
-          static_cast<int32_t>(C), static_cast<int32_t>(P), static_cast<int32_t>(Q), kernel, stride, pad);
-    } else {
-      max_pool2d_backward_packed_kernel<T, int64_t, V><<<grid_1d(total / V), kThreads, 0, stream>>>(
-          dy, argmax, dx, N, H, W, C, P, Q, kernel, stride, pad);
-    }
-  } else if (fits_int32(total) && fits_int32(N * P * Q * C)) {
-    max_pool2d_backward_kernel<T, int32_t><<<grid_1d(total), kThreads, 0, stream>>>(
-        dy, argmax, dx, static_cast<int32_t>(N), static_cast<int32_t>(H), static_cast<int32_t>(W),
-        static_cast<int32_t>(C), static_cast<int32_t>(P), static_cast<int32_t>(Q), kernel, stride, pad);
+    launch_pool<V>(total / V, elements, launch);
   } else {
-    max_pool2d_backward_kernel<T, int64_t>
-        <<<grid_1d(total), kThreads, 0, stream>>>(dy, argmax, dx, N, H, W, C, P, Q, kernel, stride, pad);
+    launch_pool<1>(total, elements, launch);
   }
   BYOL_CUDA_CHECK_LAUNCH();
 }
