@@ -563,8 +563,12 @@ step_build() {
     return
   fi
   echo "gpu_check: building ${targets[*]} with $(nproc 2>/dev/null || echo 8) jobs"
+  # Keep going past a target that fails to compile, so that one broken lab or test file leaves the other
+  # binaries built and their steps running (need_exe asks ninja whether a binary is current).
+  local keep_going=(-- -k)
+  [ ${#generator[@]} -gt 0 ] && keep_going=(-- -k 0)
   run_cmd "$root" "$logs/build.log" "${GPU_CHECK_BUILD_S:-420}" cmake --build "$build" -j "$(nproc 2>/dev/null || echo 8)" \
-    --target "${targets[@]}"
+    --target "${targets[@]}" "${keep_going[@]}"
   rc=$?
   dry_skip build "build" "nothing is configured or built (commands printed above)" && return
   detail="$(grep -ci 'warning' "$logs/build.log") warning lines; $((SECONDS - t0)) s"
