@@ -14,10 +14,14 @@
 //      ReLU: kernels::add and relu_forward) timed in the same run.
 //   3. bf16 activations (issue 17): the same kernels on bf16 rows (float math and parameters), validated
 //      against the CPU's bf16 path; the same passes move half the bytes.
-//   4. (shipping since 2026-12-05) the elementwise passes (normalise, fused epilogue, dx) on a 2-D grid of
+//   4. (2026-12-05) the elementwise passes (normalise, fused epilogue, dx) on a 2-D grid of
 //      32-channel x 8-row blocks (launch.h's bn_rows_grid): each thread keeps its channel's values in
 //      registers and strides over rows, instead of a 1-D grid-stride loop with a 64-bit `i % C` per element
 //      (version 1's normalise pass is kept in this file and timed next to it).
+//   5. (shipping) every pass over the rows, the reductions included, in packs of 16 bytes of channels per
+//      thread (4 floats, 8 bf16; engine/cuda/pack.cuh) where C divides and the rows are aligned, on tiles
+//      of 32 x V channels: 16-byte accesses, where a warp of version 4 moved 128 bytes of floats or 64 of
+//      bf16 per load. Validated and timed next to version 4 (kernels::force_unpacked_batch_norm).
 // Bytes counted: forward reads x twice and writes y (3 M C floats); backward reads dy and x twice and
 // writes dx (5 M C floats); the fused normalise + add + ReLU pass reads x and the residual and writes y
 // (3 M C floats), the unfused three passes (normalise, add, ReLU) move 2 + 3 + 2 = 7 M C floats. Validation
@@ -25,6 +29,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <string>
 #include <utility>
@@ -70,8 +75,9 @@ double rel_error(const Tensor& got, const Tensor& want) {
 // beta and (fused) the residual's, which is the ReLU-masked incoming gradient. bf16 x and residual: the bf16
 // activations' kernels against the CPU's bf16 path (tolerance 1e-3: an element whose float result lies near
 // a bf16 rounding boundary may round the other way, one bf16 step; tests/test_cuda_bf16.cpp).
-bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+bool validate(lab::Report& report, bool unpacked, const Tensor& x, const Tensor& gamma, const Tensor& beta,
               const Tensor& residual = Tensor()) {
+  kernels::force_unpacked_batch_norm(unpacked);
   const bool fused = residual.defined(), bf16 = x.dtype() == DType::bf16;
   const double tolerance = bf16 ? 1e-3 : 2e-5;
   struct Result {
@@ -103,15 +109,17 @@ bool validate(lab::Report& report, const Tensor& x, const Tensor& gamma, const T
   // or invstd one ulp apart): one such element moves the fused gradients by about 3e-4. The float32 fused
   // check runs on a residual nudged away from those (nudged()); bf16's tolerance covers a flip.
   bool ok = true;
-  const std::string prefix = std::string(bf16 ? "bf16 " : "") + (fused ? "fused " : "");
-  std::printf("validation vs CPU%s%s:", bf16 ? ", bf16 activations" : "",
-              fused ? " (batch_norm_relu + residual)" : "");
+  const std::string prefix =
+      std::string(unpacked ? "v4 " : "") + (bf16 ? "bf16 " : "") + (fused ? "fused " : "");
+  std::printf("validation vs CPU%s%s%s:", unpacked ? ", a channel per thread (v4)" : "",
+              bf16 ? ", bf16 activations" : "", fused ? " (batch_norm_relu + residual)" : "");
   for (const auto& [name, e] : errors) {
     report.validated(prefix + name, e < tolerance, {{"rel_l2_error", e}, {"tolerance", tolerance}});
     std::printf(" %s %.2e", name, e);
     ok = ok && e < tolerance;
   }
   std::printf(" (tolerance %.0e): %s\n", tolerance, ok ? "OK" : "FAILED");
+  kernels::force_unpacked_batch_norm(false);
   return ok;
 }
 
@@ -144,10 +152,14 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   const Tensor x = Tensor::randn({N, H, W, C}, gen, DType::f32, 1.0, 2.0);
   const Tensor gamma = Tensor::randn({C}, gen, DType::f32, 1.0, 0.1), beta = Tensor::randn({C}, gen);
   const Tensor residual = Tensor::randn({N, H, W, C}, gen);
-  const bool plain_ok = validate(report, x, gamma, beta);
-  const bool bf16_ok = validate(report, x.to(DType::bf16), gamma, beta, residual.to(DType::bf16));
-  const bool valid =
-      validate(report, x, gamma, beta, nudged(x, gamma, beta, residual)) && plain_ok && bf16_ok;
+  const Tensor fused_residual = nudged(x, gamma, beta, residual);
+  bool valid = true;
+  for (const bool unpacked : {false, true}) {  // the shipping packs (where C divides), then version 4
+    const bool plain_ok = validate(report, unpacked, x, gamma, beta);
+    const bool bf16_ok = validate(report, unpacked, x.to(DType::bf16), gamma, beta, residual.to(DType::bf16));
+    const bool fused_ok = validate(report, unpacked, x, gamma, beta, fused_residual);
+    valid = valid && plain_ok && bf16_ok && fused_ok;
+  }
   lab::timing_anyway(valid);
 
   const Device gpu = Device::cuda();
@@ -175,21 +187,16 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
   };
   report.measure_copy_bandwidth();
   const double elems = static_cast<double>(M * C) * sizeof(float);
-  report.timing("v4 forward (training)", cuda::time_on_compute_stream(forward), 3 * elems);
   // The normalise pass alone: version 1's 1-D grid against the shipping 2-D grid (bn_rows_grid).
   auto normalise_v1 = [&] {
     v1_apply_kernel<<<kernels::grid_1d(M * C), kernels::kThreads, 0, s>>>(
         dx_in.data<float>(), mean.data<float>(), invstd.data<float>(), dgamma.data<float>(),
         dbeta.data<float>(), y.data<float>(), M, C);
   };
-  auto normalise_v4 = [&] {
+  auto normalise = [&] {
     kernels::batch_norm_apply(dx_in.data<float>(), mean.data<float>(), invstd.data<float>(),
                               dgamma.data<float>(), dbeta.data<float>(), y.data<float>(), M, C, s);
   };
-  report.timing("v1 normalise pass (1-D grid, i % C per element)", cuda::time_on_compute_stream(normalise_v1),
-                2 * elems);
-  report.timing("v4 normalise pass (2-D grid)", cuda::time_on_compute_stream(normalise_v4), 2 * elems);
-  report.timing("v4 backward", cuda::time_on_compute_stream(backward), 5 * elems);
   // The epilogue of a ResNet block after the statistics: fused (one pass) against normalise, add, ReLU.
   const Tensor dres = residual.to(gpu);
   Tensor h = Tensor::empty(x.shape(), DType::f32, gpu);
@@ -204,8 +211,6 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
     kernels::add(h.data<float>(), dres.data<float>(), y.data<float>(), M * C, s);
     kernels::relu_forward(y.data<float>(), h.data<float>(), M * C, s);
   };
-  report.timing("v4 fused normalise + residual + ReLU", cuda::time_on_compute_stream(fused), 3 * elems);
-  report.timing("v4 normalise, add, ReLU (three passes)", cuda::time_on_compute_stream(unfused), 7 * elems);
   // v3: the same kernels on bf16 activations (train.precision = "bf16" on a GPU): half the bytes.
   const Tensor xb = x.to(DType::bf16).to(gpu), dyb = xb, resb = residual.to(DType::bf16).to(gpu);
   Tensor yb = Tensor::empty(x.shape(), DType::bf16, gpu), dxb = Tensor::empty(x.shape(), DType::bf16, gpu);
@@ -230,10 +235,26 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
                                    yb.data<bf16>(), M, C, s);
   };
   const double elems_bf16 = static_cast<double>(M * C) * sizeof(bf16);
-  report.timing("v3 bf16 forward (training)", cuda::time_on_compute_stream(forward_bf16), 3 * elems_bf16);
-  report.timing("v3 bf16 backward", cuda::time_on_compute_stream(backward_bf16), 5 * elems_bf16);
-  report.timing("v3 bf16 fused normalise + residual + ReLU", cuda::time_on_compute_stream(fused_bf16),
-                3 * elems_bf16);
+  report.timing("v1 normalise pass (1-D grid, i % C per element)", cuda::time_on_compute_stream(normalise_v1),
+                2 * elems);
+  // Version 4 (a channel per thread) and 5 (packs of 16 bytes of channels where C divides; ships), side by
+  // side; v3 marks the bf16 rows.
+  for (const bool unpacked : {true, false}) {
+    kernels::force_unpacked_batch_norm(unpacked);
+    const std::string v = unpacked ? "v4 " : "v5 ";
+    auto timed = [&](const std::string& name, const std::function<void()>& fn, double bytes) {
+      report.timing(v + name, cuda::time_on_compute_stream(fn), bytes);
+    };
+    timed("forward (training)", forward, 3 * elems);
+    timed("normalise pass (2-D grid)", normalise, 2 * elems);
+    timed("backward", backward, 5 * elems);
+    timed("fused normalise + residual + ReLU", fused, 3 * elems);
+    timed("normalise, add, ReLU (three passes)", unfused, 7 * elems);
+    timed("v3 bf16 forward (training)", forward_bf16, 3 * elems_bf16);
+    timed("v3 bf16 backward", backward_bf16, 5 * elems_bf16);
+    timed("v3 bf16 fused normalise + residual + ReLU", fused_bf16, 3 * elems_bf16);
+  }
+  kernels::force_unpacked_batch_norm(false);
   return valid ? 0 : 1;
 }
 

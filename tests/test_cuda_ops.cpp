@@ -59,40 +59,42 @@ TEST_CASE("launch geometry covers every element once", "[kernels]") {
 
 TEST_CASE("batch-norm reduction grid: chunks cover the rows exactly once", "[kernels]") {
   for (int64_t M : std::vector<int64_t>{1, 3, 8, 9, 100, 4096, 802816}) {
-    for (int64_t C : std::vector<int64_t>{1, 3, 31, 32, 33, 64, 2048}) {
-      const kernels::BnGrid g = kernels::bn_grid(M, C);
-      INFO("M " << M << " C " << C);
-      CHECK(g.channel_tiles * kernels::kBnTileC >= C);
-      CHECK((g.channel_tiles - 1) * kernels::kBnTileC < C);
-      CHECK(g.rows_per_chunk % kernels::kBnTileRows == 0);
-      CHECK(g.row_chunks * g.rows_per_chunk >= M);
-      CHECK((g.row_chunks - 1) * g.rows_per_chunk < M);
-      CHECK(g.row_chunks <= 65535);  // grid.y limit
-    }
+    for (int64_t C : std::vector<int64_t>{1, 3, 31, 32, 33, 64, 2048})
+      for (int64_t V : {1, 4, 8}) {  // channels per thread (packs of 16 bytes: 4 floats, 8 bf16)
+        const kernels::BnGrid g = kernels::bn_grid(M, C, V);
+        INFO("M " << M << " C " << C << " channels per thread " << V);
+        CHECK(g.channel_tiles * kernels::kBnTileC * V >= C);
+        CHECK((g.channel_tiles - 1) * kernels::kBnTileC * V < C);
+        CHECK(g.rows_per_chunk % kernels::kBnTileRows == 0);
+        CHECK(g.row_chunks * g.rows_per_chunk >= M);
+        CHECK((g.row_chunks - 1) * g.rows_per_chunk < M);
+        CHECK(g.row_chunks <= 65535);  // grid.y limit
+      }
   }
 }
 
 TEST_CASE("batch-norm elementwise grid: every (row, channel) exactly once, within the grid limits",
           "[kernels]") {
   for (int64_t M : std::vector<int64_t>{1, 3, 8, 9, 100, 4096, 802816, 6422528}) {
-    for (int64_t C : std::vector<int64_t>{1, 3, 31, 32, 33, 64, 2048}) {
-      const kernels::BnRowsGrid g = kernels::bn_rows_grid(M, C);
-      INFO("M " << M << " C " << C);
-      CHECK(g.channel_tiles * kernels::kBnTileC >= C);
-      CHECK((g.channel_tiles - 1) * kernels::kBnTileC < C);
-      CHECK(g.row_blocks >= 1);
-      CHECK(g.row_blocks <= 65535);                                           // grid.y limit
-      CHECK(g.row_blocks * kernels::kBnTileRows < M + kernels::kBnTileRows);  // no block without a row
-      CHECK(g.channel_tiles * g.row_blocks <= std::max<int64_t>(kernels::kMaxBlocks, g.channel_tiles));
-      if (M <= 4096) {  // the kernels' row loop, walked: each row once
-        std::vector<int> seen(static_cast<size_t>(M), 0);
-        const int64_t step = g.row_blocks * kernels::kBnTileRows;
-        for (int64_t by = 0; by < g.row_blocks; ++by)
-          for (int64_t ty = 0; ty < kernels::kBnTileRows; ++ty)
-            for (int64_t r = by * kernels::kBnTileRows + ty; r < M; r += step) ++seen[r];
-        CHECK(std::count(seen.begin(), seen.end(), 1) == M);
+    for (int64_t C : std::vector<int64_t>{1, 3, 31, 32, 33, 64, 2048})
+      for (int64_t V : {1, 4, 8}) {
+        const kernels::BnRowsGrid g = kernels::bn_rows_grid(M, C, V);
+        INFO("M " << M << " C " << C << " channels per thread " << V);
+        CHECK(g.channel_tiles * kernels::kBnTileC * V >= C);
+        CHECK((g.channel_tiles - 1) * kernels::kBnTileC * V < C);
+        CHECK(g.row_blocks >= 1);
+        CHECK(g.row_blocks <= 65535);                                           // grid.y limit
+        CHECK(g.row_blocks * kernels::kBnTileRows < M + kernels::kBnTileRows);  // no block without a row
+        CHECK(g.channel_tiles * g.row_blocks <= std::max<int64_t>(kernels::kMaxBlocks, g.channel_tiles));
+        if (M <= 4096) {  // the kernels' row loop, walked: each row once
+          std::vector<int> seen(static_cast<size_t>(M), 0);
+          const int64_t step = g.row_blocks * kernels::kBnTileRows;
+          for (int64_t by = 0; by < g.row_blocks; ++by)
+            for (int64_t ty = 0; ty < kernels::kBnTileRows; ++ty)
+              for (int64_t r = by * kernels::kBnTileRows + ty; r < M; r += step) ++seen[r];
+          CHECK(std::count(seen.begin(), seen.end(), 1) == M);
+        }
       }
-    }
   }
 }
 
@@ -349,7 +351,9 @@ TEST_CASE("CUDA pooling matches the CPU", "[cuda][cuda-kernels]") {
 TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statistics, sync hook",
           "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(3);
-  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{64, 130}, Shape{3, 1, 1, 4}}) {
+  // C = 16 and 64 take the packed kernels (4 floats per thread); the others a channel per thread
+  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{64, 130}, Shape{3, 1, 1, 4},
+                  Shape{4, 5, 3, 16}, Shape{40, 64}}) {
     const int64_t C = s.back();
     // a channel mean far from 0 exercises the fp32-partials / double-combine split
     const Tensor x = randn(s, gen, 3.0, 2.0), gamma = randn({C}, gen, 1.0, 0.2), beta = randn({C}, gen);
@@ -424,7 +428,7 @@ TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statis
 TEST_CASE("CUDA batch_norm_relu (the fused epilogue) matches the CPU, with and without the residual",
           "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(5);
-  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}}) {
+  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{2, 7, 5, 32}}) {  // 32: packed
     const int64_t C = s.back();
     const Tensor x = randn(s, gen, 1.0, 2.0), r = randn(s, gen), gamma = randn({C}, gen, 1.0, 0.2),
                  beta = randn({C}, gen);

@@ -13,102 +13,143 @@
 // tiles x row blocks (launch.h's bn_rows_grid); each thread keeps its channel's statistics and parameters
 // in registers and strides over rows, with no index division per element. Rows are float or bf16 (S); the
 // math and the per-channel values are float (F).
+#include <type_traits>
+
 #include "engine/cuda/batch_norm.cuh"
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/cuda/pack.cuh"
 #include "engine/dtype.h"
 #include "engine/math/batch_norm.h"
 
 namespace byol::kernels {
 namespace {
 
-// (dy, dy * x_hat) for the backward sums; S the rows' storage type (float or bf16), F the math's.
-template <class S, class F = compute_t<S>>
-struct BackwardTerms {
-  const S* dy;
-  const S* x;
-  const F* mean;
-  const F* invstd;
-  int64_t C;
-  __device__ float2 operator()(int64_t r, int64_t c) const {
-    const float g = static_cast<float>(to_compute(dy[r * C + c]));
-    const float x_hat = static_cast<float>((to_compute(x[r * C + c]) - mean[c]) * invstd[c]);
-    return make_float2(g, g * x_hat);
-  }
-};
-
-// partial[chunk][0][c], partial[chunk][1][c]: this chunk's sums of the two terms of channel c.
-template <class Terms>
-__global__ void column_partials_kernel(Terms terms, int64_t M, int64_t C, int64_t rows_per_chunk,
-                                       float* __restrict__ partial) {
-  __shared__ float sa[kBnTileRows][kBnTileC + 1], sb[kBnTileRows][kBnTileC + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnTileC + tx;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
-  const int64_t r1 = r0 + rows_per_chunk < M ? r0 + rows_per_chunk : M;
-  float a = 0.0f, b = 0.0f;
-  if (c < C) {
-    for (int64_t r = r0 + ty; r < r1; r += kBnTileRows) {
-      const float2 v = terms(r, c);
-      a += v.x;
-      b += v.y;
-    }
-  }
-  sa[ty][tx] = a;
-  sb[ty][tx] = b;
-  __syncthreads();
-  if (ty == 0 && c < C) {
-#pragma unroll
-    for (int k = 1; k < kBnTileRows; ++k) {
-      a += sa[k][tx];
-      b += sb[k][tx];
-    }
-    float* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
-    out[c] = a;
-    out[C + c] = b;
-  }
-}
-
 // Rows [r0, r1) of a chunk that thread row ty of the block reads: r0 + ty, r0 + ty + kBnTileRows, ...
 __device__ __forceinline__ int64_t rows_of_thread(int64_t r0, int64_t r1, int ty) {
   return r1 - r0 > ty ? (r1 - r0 - ty + kBnTileRows - 1) / kBnTileRows : 0;
 }
 
+// The reductions' block: lane tx takes the V channels c, ..., c + V - 1 of its tile (V = 1: one channel);
+// [r0, r1) are the rows of this block's chunk.
+struct ChunkBlock {
+  int tx, ty;
+  int64_t c, r0, r1;
+};
+template <int V>
+__device__ __forceinline__ ChunkBlock chunk_block(int64_t M, int64_t rows_per_chunk) {
+  ChunkBlock b;
+  b.tx = threadIdx.x;
+  b.ty = threadIdx.y;
+  b.c = (static_cast<int64_t>(blockIdx.x) * kBnTileC + b.tx) * V;
+  b.r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
+  b.r1 = b.r0 + rows_per_chunk < M ? b.r0 + rows_per_chunk : M;
+  return b;
+}
+
+// partial[chunk][0][c] = sum of dy, partial[chunk][1][c] = sum of dy * x_hat of channel c over the chunk's
+// rows (fp32 per thread, the block's 8 row lanes added in order); S the rows' storage type.
+template <int V, class S, class F = compute_t<S>>
+__global__ void backward_partials_kernel(const S* __restrict__ dy, const S* __restrict__ x,
+                                         const F* __restrict__ mean, const F* __restrict__ invstd, int64_t M,
+                                         int64_t C, int64_t rows_per_chunk, float* __restrict__ partial) {
+  __shared__ float sa[kBnTileRows][kBnTileC * V + 1], sb[kBnTileRows][kBnTileC * V + 1];
+  const ChunkBlock k = chunk_block<V>(M, rows_per_chunk);
+  float a[V], b[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) a[j] = b[j] = 0.0f;
+  if (k.c < C) {
+    F mu[V], is[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      mu[j] = mean[k.c + j];
+      is[j] = invstd[k.c + j];
+    }
+    for (int64_t r = k.r0 + k.ty; r < k.r1; r += kBnTileRows) {
+      const Pack<S, V> g = load_pack<V>(dy + r * C + k.c), xv = load_pack<V>(x + r * C + k.c);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float gj = static_cast<float>(to_compute(g.v[j]));
+        const float x_hat = static_cast<float>((to_compute(xv.v[j]) - mu[j]) * is[j]);
+        a[j] += gj;
+        b[j] += gj * x_hat;
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    sa[k.ty][k.tx * V + j] = a[j];
+    sb[k.ty][k.tx * V + j] = b[j];
+  }
+  __syncthreads();
+  if (k.ty == 0 && k.c < C) {
+    float* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      float ta = a[j], tb = b[j];
+#pragma unroll
+      for (int row = 1; row < kBnTileRows; ++row) {
+        ta += sa[row][k.tx * V + j];
+        tb += sb[row][k.tx * V + j];
+      }
+      out[k.c + j] = ta;
+      out[C + k.c + j] = tb;
+    }
+  }
+}
+
 // partial[chunk][0][c] = mean, partial[chunk][1][c] = M2 of channel c over the chunk's rows (double).
-template <class T>
+template <int V, class T>
 __global__ void moments_partials_kernel(const T* __restrict__ x, int64_t M, int64_t C, int64_t rows_per_chunk,
                                         double* __restrict__ partial) {
-  __shared__ double s_mean[kBnTileRows][kBnTileC + 1], s_m2[kBnTileRows][kBnTileC + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnTileC + tx;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
-  const int64_t r1 = r0 + rows_per_chunk < M ? r0 + rows_per_chunk : M;
-  math::Moments<double> m{0, 0, 0};
-  if (c < C && r0 + ty < r1) {
-    const float shift = static_cast<float>(to_compute(x[(r0 + ty) * C + c]));
-    float s = 0.0f, ss = 0.0f;
-    for (int64_t r = r0 + ty; r < r1; r += kBnTileRows) {
-      const float d = static_cast<float>(to_compute(x[r * C + c])) - shift;
-      s += d;
-      ss += d * d;
-    }
-    m = math::moments_from_shifted_sums<double>(static_cast<double>(rows_of_thread(r0, r1, ty)), shift, s,
-                                                ss);
-  }
-  s_mean[ty][tx] = m.mean;
-  s_m2[ty][tx] = m.m2;
-  __syncthreads();
-  if (ty == 0 && c < C) {
+  __shared__ double s_mean[kBnTileRows][kBnTileC * V + 1], s_m2[kBnTileRows][kBnTileC * V + 1];
+  const ChunkBlock k = chunk_block<V>(M, rows_per_chunk);
+  math::Moments<double> m[V];
 #pragma unroll
-    for (int k = 1; k < kBnTileRows; ++k) {
-      const math::Moments<double> other{static_cast<double>(rows_of_thread(r0, r1, k)), s_mean[k][tx],
-                                        s_m2[k][tx]};
-      m = math::moments_merge(m, other);
+  for (int j = 0; j < V; ++j) m[j] = math::Moments<double>{0, 0, 0};
+  if (k.c < C && k.r0 + k.ty < k.r1) {
+    const Pack<T, V> first = load_pack<V>(x + (k.r0 + k.ty) * C + k.c);
+    float shift[V], sum[V], sum_sq[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      shift[j] = static_cast<float>(to_compute(first.v[j]));
+      sum[j] = sum_sq[j] = 0.0f;
     }
+    for (int64_t r = k.r0 + k.ty; r < k.r1; r += kBnTileRows) {
+      const Pack<T, V> v = load_pack<V>(x + r * C + k.c);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float d = static_cast<float>(to_compute(v.v[j])) - shift[j];
+        sum[j] += d;
+        sum_sq[j] += d * d;
+      }
+    }
+    const double n = static_cast<double>(rows_of_thread(k.r0, k.r1, k.ty));
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      m[j] = math::moments_from_shifted_sums<double>(n, shift[j], sum[j], sum_sq[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    s_mean[k.ty][k.tx * V + j] = m[j].mean;
+    s_m2[k.ty][k.tx * V + j] = m[j].m2;
+  }
+  __syncthreads();
+  if (k.ty == 0 && k.c < C) {
     double* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
-    out[c] = m.mean;
-    out[C + c] = m.m2;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      math::Moments<double> total = m[j];
+#pragma unroll
+      for (int row = 1; row < kBnTileRows; ++row) {
+        const math::Moments<double> other{static_cast<double>(rows_of_thread(k.r0, k.r1, row)),
+                                          s_mean[row][k.tx * V + j], s_m2[row][k.tx * V + j]};
+        total = math::moments_merge(total, other);
+      }
+      out[k.c + j] = total.mean;
+      out[C + k.c + j] = total.m2;
+    }
   }
 }
 
@@ -149,20 +190,6 @@ __global__ void combine_partials_kernel(const float* __restrict__ partial, int64
   }
 }
 
-template <class Terms, class T>
-void column_sums_2(Terms terms, int64_t M, int64_t C, double* out, double* count_out, T* dbeta, T* dgamma,
-                   cudaStream_t stream) {
-  const BnGrid g = bn_grid(M, C);
-  cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(float));
-  const dim3 block(kBnTileC, kBnTileRows);
-  const dim3 grid(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_chunks));
-  column_partials_kernel<<<grid, block, 0, stream>>>(terms, M, C, g.rows_per_chunk, partial.as<float>());
-  BYOL_CUDA_CHECK_LAUNCH();
-  combine_partials_kernel<T><<<grid_1d(C), kThreads, 0, stream>>>(
-      partial.as<float>(), g.row_chunks, C, out, count_out, static_cast<double>(M), dbeta, dgamma);
-  BYOL_CUDA_CHECK_LAUNCH();
-}
-
 template <class T>
 __global__ void stats_kernel(const double* __restrict__ stats, int64_t C, double eps, T decay,
                              T* __restrict__ mean, T* __restrict__ invstd, T* __restrict__ running_mean,
@@ -190,100 +217,175 @@ __global__ void eval_stats_kernel(const T* __restrict__ rm, const T* __restrict_
   }
 }
 
-// The elementwise passes run on bn_rows_grid: thread (tx, ty) of block (bx, by) takes channel
-// c = bx * 32 + tx and the rows by * 8 + ty, stepping by gridDim.y * 8; a warp reads 32 consecutive
-// channels of one row.
+// The elementwise passes run on bn_rows_grid: thread (tx, ty) of block (bx, by) takes the channels
+// c = (bx * 32 + tx) * V, ..., c + V - 1 and the rows by * 8 + ty, stepping by gridDim.y * 8; a warp reads
+// 32 V consecutive channels of one row (V = 1: one channel per thread).
 __device__ __forceinline__ int64_t bn_first_row() {
   return static_cast<int64_t>(blockIdx.y) * kBnTileRows + threadIdx.y;
 }
 __device__ __forceinline__ int64_t bn_row_step() {
   return static_cast<int64_t>(gridDim.y) * kBnTileRows;
 }
+template <int V>
 __device__ __forceinline__ int64_t bn_channel() {
-  return static_cast<int64_t>(blockIdx.x) * kBnTileC + threadIdx.x;
+  return (static_cast<int64_t>(blockIdx.x) * kBnTileC + threadIdx.x) * V;
 }
 
-template <class S, class F = compute_t<S>>
+template <int V, class F>
+__device__ __forceinline__ void load_channels(const F* __restrict__ p, int64_t c, F (&out)[V]) {
+#pragma unroll
+  for (int j = 0; j < V; ++j) out[j] = p[c + j];
+}
+
+template <int V, class S, class F = compute_t<S>>
 __global__ void apply_kernel(const S* __restrict__ x, const F* __restrict__ mean,
                              const F* __restrict__ invstd, const F* __restrict__ gamma,
                              const F* __restrict__ beta, S* __restrict__ y, int64_t M, int64_t C) {
-  const int64_t c = bn_channel();
+  const int64_t c = bn_channel<V>();
   if (c >= C) return;
-  const F mu = mean[c], is = invstd[c], g = gamma[c], b = beta[c];
+  F mu[V], is[V], g[V], b[V];
+  load_channels(mean, c, mu);
+  load_channels(invstd, c, is);
+  load_channels(gamma, c, g);
+  load_channels(beta, c, b);
   for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
     const int64_t i = r * C + c;
-    y[i] = from_compute<S>(math::bn_normalize(to_compute(x[i]), mu, is, g, b));
+    const Pack<S, V> xv = load_pack<V>(x + i);
+    Pack<S, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      out.v[j] = from_compute<S>(math::bn_normalize(to_compute(xv.v[j]), mu[j], is[j], g[j], b[j]));
+    store_pack<V>(y + i, out);
   }
 }
 
-template <class S, class F = compute_t<S>>
+template <int V, class S, class F = compute_t<S>>
 __global__ void apply_relu_kernel(const S* __restrict__ x, const F* __restrict__ mean,
                                   const F* __restrict__ invstd, const F* __restrict__ gamma,
                                   const F* __restrict__ beta, const S* __restrict__ residual,
                                   S* __restrict__ y, int64_t M, int64_t C) {
-  const int64_t c = bn_channel();
+  const int64_t c = bn_channel<V>();
   if (c >= C) return;
-  const F mu = mean[c], is = invstd[c], g = gamma[c], b = beta[c];
+  F mu[V], is[V], g[V], b[V];
+  load_channels(mean, c, mu);
+  load_channels(invstd, c, is);
+  load_channels(gamma, c, g);
+  load_channels(beta, c, b);
   for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
     const int64_t i = r * C + c;
-    y[i] = from_compute<S>(math::bn_normalize_add_relu(to_compute(x[i]), mu, is, g, b,
-                                                       residual ? to_compute(residual[i]) : F(0)));
+    const Pack<S, V> xv = load_pack<V>(x + i);
+    Pack<S, V> res;  // zeros without a residual
+    if (residual) res = load_pack<V>(residual + i);
+    Pack<S, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      out.v[j] = from_compute<S>(math::bn_normalize_add_relu(to_compute(xv.v[j]), mu[j], is[j], g[j], b[j],
+                                                             residual ? to_compute(res.v[j]) : F(0)));
+    store_pack<V>(y + i, out);
   }
 }
 
-template <class S, class F = compute_t<S>>
+template <int V, class S, class F = compute_t<S>>
 __global__ void backward_dx_kernel(const S* __restrict__ dy, const S* __restrict__ x,
                                    const F* __restrict__ mean, const F* __restrict__ invstd,
                                    const F* __restrict__ gamma, const double* __restrict__ sums,
                                    const double* __restrict__ count, S* __restrict__ dx, int64_t M,
                                    int64_t C) {
-  const int64_t c = bn_channel();
+  const int64_t c = bn_channel<V>();
   if (c >= C) return;
-  const F n = static_cast<F>(*count), mu = mean[c], is = invstd[c], g = gamma[c];
-  const F s1 = static_cast<F>(sums[c]), s2 = static_cast<F>(sums[C + c]);
+  const F n = static_cast<F>(*count);
+  F mu[V], is[V], g[V], s1[V], s2[V];
+  load_channels(mean, c, mu);
+  load_channels(invstd, c, is);
+  load_channels(gamma, c, g);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    s1[j] = static_cast<F>(sums[c + j]);
+    s2[j] = static_cast<F>(sums[C + c + j]);
+  }
   for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
     const int64_t i = r * C + c;
-    const F x_hat = (to_compute(x[i]) - mu) * is;
-    dx[i] = from_compute<S>(math::bn_backward_dx(to_compute(dy[i]), x_hat, n, s1, s2, g, is));
+    const Pack<S, V> gv = load_pack<V>(dy + i), xv = load_pack<V>(x + i);
+    Pack<S, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const F x_hat = (to_compute(xv.v[j]) - mu[j]) * is[j];
+      out.v[j] =
+          from_compute<S>(math::bn_backward_dx(to_compute(gv.v[j]), x_hat, n, s1[j], s2[j], g[j], is[j]));
+    }
+    store_pack<V>(dx + i, out);
   }
 }
 
-template <class S, class F = compute_t<S>>
+template <int V, class S, class F = compute_t<S>>
 __global__ void backward_dx_eval_kernel(const S* __restrict__ dy, const F* __restrict__ gamma,
                                         const F* __restrict__ invstd, S* __restrict__ dx, int64_t M,
                                         int64_t C) {
-  const int64_t c = bn_channel();
+  const int64_t c = bn_channel<V>();
   if (c >= C) return;
-  const F g = gamma[c], is = invstd[c];
+  F g[V], is[V];
+  load_channels(gamma, c, g);
+  load_channels(invstd, c, is);
   for (int64_t r = bn_first_row(); r < M; r += bn_row_step()) {
     const int64_t i = r * C + c;
-    dx[i] = from_compute<S>(to_compute(dy[i]) * g * is);
+    const Pack<S, V> gv = load_pack<V>(dy + i);
+    Pack<S, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j) out.v[j] = from_compute<S>(to_compute(gv.v[j]) * g[j] * is[j]);
+    store_pack<V>(dx + i, out);
   }
 }
 
-// The launch geometry of the elementwise passes.
+bool g_force_unpacked = false;  // force_unpacked_batch_norm
+
+// The channels per thread for rows of S: a pack of 16 bytes where C divides into packs and every row
+// pointer is aligned to one, else 1.
+template <class S, class... P>
+int bn_pack(int64_t C, const P*... rows) {
+  constexpr int V = kPack<S>;
+  return !g_force_unpacked && C % V == 0 && ((rows == nullptr || pack_aligned<V>(rows)) && ...) ? V : 1;
+}
+
+// Runs launch(std::integral_constant<int, V>) for the pack bn_pack chose.
+template <class S, class Launch>
+void with_pack(int pack, Launch&& launch) {
+  if (pack == kPack<S>) {
+    launch(std::integral_constant<int, kPack<S>>{});
+  } else {
+    launch(std::integral_constant<int, 1>{});
+  }
+}
+
+// The launch geometry of the elementwise passes for V channels per thread.
 struct RowsLaunch {
   dim3 grid, block;
 };
-RowsLaunch rows_launch(int64_t M, int64_t C) {
-  const BnRowsGrid g = bn_rows_grid(M, C);
+RowsLaunch rows_launch(int64_t M, int64_t C, int V) {
+  const BnRowsGrid g = bn_rows_grid(M, C, V);
   return {dim3(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_blocks)),
           dim3(kBnTileC, kBnTileRows)};
 }
 
 }  // namespace
 
+void force_unpacked_batch_norm(bool on) {
+  g_force_unpacked = on;
+}
+
 template <class S>
 void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats, cudaStream_t stream) {
-  const BnGrid g = bn_grid(M, C);
-  cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(double));
-  const dim3 block(kBnTileC, kBnTileRows);
-  const dim3 grid(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_chunks));
-  moments_partials_kernel<<<grid, block, 0, stream>>>(x, M, C, g.rows_per_chunk, partial.as<double>());
-  BYOL_CUDA_CHECK_LAUNCH();
-  combine_moments_kernel<<<grid_1d(C), kThreads, 0, stream>>>(partial.as<double>(), g.row_chunks,
-                                                              g.rows_per_chunk, M, C, stats + 1, stats);
-  BYOL_CUDA_CHECK_LAUNCH();
+  with_pack<S>(bn_pack<S>(C, x), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
+    const BnGrid g = bn_grid(M, C, V);
+    cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(double));
+    const dim3 block(kBnTileC, kBnTileRows);
+    const dim3 grid(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_chunks));
+    moments_partials_kernel<V><<<grid, block, 0, stream>>>(x, M, C, g.rows_per_chunk, partial.as<double>());
+    BYOL_CUDA_CHECK_LAUNCH();
+    combine_moments_kernel<<<grid_1d(C), kThreads, 0, stream>>>(partial.as<double>(), g.row_chunks,
+                                                                g.rows_per_chunk, M, C, stats + 1, stats);
+    BYOL_CUDA_CHECK_LAUNCH();
+  });
 }
 
 template <class T>
@@ -306,8 +408,11 @@ void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* 
                       const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C,
                       cudaStream_t stream) {
   if (M * C == 0) return;
-  const RowsLaunch l = rows_launch(M, C);
-  apply_kernel<<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, y, M, C);
+  with_pack<S>(bn_pack<S>(C, x, static_cast<const S*>(y)), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
+    const RowsLaunch l = rows_launch(M, C, V);
+    apply_kernel<V><<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, y, M, C);
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -316,8 +421,11 @@ void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t
                            const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
                            int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  const RowsLaunch l = rows_launch(M, C);
-  apply_relu_kernel<<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
+  with_pack<S>(bn_pack<S>(C, x, residual, static_cast<const S*>(y)), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
+    const RowsLaunch l = rows_launch(M, C, V);
+    apply_relu_kernel<V><<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -325,8 +433,20 @@ template <class S>
 void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
                               int64_t M, int64_t C, double* sums, compute_t<S>* dbeta, compute_t<S>* dgamma,
                               cudaStream_t stream) {
-  column_sums_2(BackwardTerms<S>{dy, x, mean, invstd, C}, M, C, sums, static_cast<double*>(nullptr), dbeta,
-                dgamma, stream);
+  with_pack<S>(bn_pack<S>(C, dy, x), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
+    const BnGrid g = bn_grid(M, C, V);
+    cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(float));
+    const dim3 block(kBnTileC, kBnTileRows);
+    const dim3 grid(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_chunks));
+    backward_partials_kernel<V>
+        <<<grid, block, 0, stream>>>(dy, x, mean, invstd, M, C, g.rows_per_chunk, partial.as<float>());
+    BYOL_CUDA_CHECK_LAUNCH();
+    combine_partials_kernel<compute_t<S>><<<grid_1d(C), kThreads, 0, stream>>>(
+        partial.as<float>(), g.row_chunks, C, sums, static_cast<double*>(nullptr), static_cast<double>(M),
+        dbeta, dgamma);
+    BYOL_CUDA_CHECK_LAUNCH();
+  });
 }
 
 template <class S>
@@ -334,8 +454,11 @@ void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, c
                             const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
                             int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  const RowsLaunch l = rows_launch(M, C);
-  backward_dx_kernel<<<l.grid, l.block, 0, stream>>>(dy, x, mean, invstd, gamma, sums, count, dx, M, C);
+  with_pack<S>(bn_pack<S>(C, dy, x, static_cast<const S*>(dx)), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
+    const RowsLaunch l = rows_launch(M, C, V);
+    backward_dx_kernel<V><<<l.grid, l.block, 0, stream>>>(dy, x, mean, invstd, gamma, sums, count, dx, M, C);
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -343,8 +466,11 @@ template <class S>
 void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
                                  int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  const RowsLaunch l = rows_launch(M, C);
-  backward_dx_eval_kernel<<<l.grid, l.block, 0, stream>>>(dy, gamma, invstd, dx, M, C);
+  with_pack<S>(bn_pack<S>(C, dy, static_cast<const S*>(dx)), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
+    const RowsLaunch l = rows_launch(M, C, V);
+    backward_dx_eval_kernel<V><<<l.grid, l.block, 0, stream>>>(dy, gamma, invstd, dx, M, C);
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 

@@ -52,6 +52,11 @@ template <class S>
 void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
                             const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
                             int64_t M, int64_t C, cudaStream_t stream);
+// The passes over rows run in packs of 16 bytes of channels (engine/cuda/pack.cuh: 4 floats, 8 bf16 per
+// thread) where C divides and the rows are aligned, else a channel per thread. With `on`, always a channel
+// per thread, so batch_norm_lab validates and times both.
+void force_unpacked_batch_norm(bool on);
+
 template <class S>
 void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
                                  int64_t M, int64_t C, cudaStream_t stream);

@@ -42,8 +42,11 @@ constexpr int kBnTileC = 32;
 constexpr int kBnTileRows = 8;
 constexpr int64_t kBnTargetBlocks = 1024;
 // Tiles of kBnTileC channels over C, and of kBnTileRows rows over M (at least one each).
-inline int64_t bn_channel_tiles(int64_t C) {
-  return std::max<int64_t>(1, (C + kBnTileC - 1) / kBnTileC);
+// With packs (channels_per_thread V > 1, engine/cuda/batch_norm.cu), a tile is kBnTileC x V channels: each
+// lane takes V consecutive channels.
+inline int64_t bn_channel_tiles(int64_t C, int64_t channels_per_thread = 1) {
+  const int64_t tile = kBnTileC * channels_per_thread;
+  return std::max<int64_t>(1, (C + tile - 1) / tile);
 }
 inline int64_t bn_row_tiles(int64_t M) {
   return std::max<int64_t>(1, (M + kBnTileRows - 1) / kBnTileRows);
@@ -53,9 +56,9 @@ struct BnGrid {
   int64_t row_chunks;
   int64_t rows_per_chunk;
 };
-inline BnGrid bn_grid(int64_t M, int64_t C) {
+inline BnGrid bn_grid(int64_t M, int64_t C, int64_t channels_per_thread = 1) {
   BnGrid g;
-  g.channel_tiles = bn_channel_tiles(C);
+  g.channel_tiles = bn_channel_tiles(C, channels_per_thread);
   const int64_t max_chunks = bn_row_tiles(M);
   const int64_t want = std::clamp<int64_t>(kBnTargetBlocks / g.channel_tiles, 1, max_chunks);
   int64_t rows = (M + want - 1) / want;
@@ -73,9 +76,9 @@ struct BnRowsGrid {
   int64_t channel_tiles;
   int64_t row_blocks;
 };
-inline BnRowsGrid bn_rows_grid(int64_t M, int64_t C) {
+inline BnRowsGrid bn_rows_grid(int64_t M, int64_t C, int64_t channels_per_thread = 1) {
   BnRowsGrid g;
-  g.channel_tiles = bn_channel_tiles(C);
+  g.channel_tiles = bn_channel_tiles(C, channels_per_thread);
   const int64_t cap = std::max<int64_t>(1, kMaxBlocks / g.channel_tiles);
   g.row_blocks = std::min<int64_t>({bn_row_tiles(M), cap, 65535});
   return g;

@@ -22,7 +22,7 @@ namespace detail {
 template <int Bytes>
 struct PackWord;  // the memory word of a pack: the widest access that divides it (at most 16 bytes)
 template <>
-struct PackWord<2> {  // a pack of one bf16: the scalar kernel's access
+struct PackWord<2> {  // a pack of one bf16
   using type = unsigned short;
 };
 template <>
@@ -65,11 +65,35 @@ __device__ __forceinline__ Pack<T, V> load_pack(const T* __restrict__ p) {
   return r;
 }
 
+// Stores go through PTX: left to the compiler, a pack's store was split back into one store per element
+// wherever the address was not provably 16-byte aligned to it (the batch-norm passes' r * C + c; nvcc 13,
+// 2026-12-05), and the vector access is the point. Global memory only (generic and global addresses agree).
+// No "memory" clobber, so the loads of later iterations may still be issued early: no kernel reads back
+// what it stored through a pack.
+__device__ __forceinline__ void store_word(void* p, uint4 w) {
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w));
+}
+__device__ __forceinline__ void store_word(void* p, uint2 w) {
+  asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(p), "r"(w.x), "r"(w.y));
+}
+__device__ __forceinline__ void store_word(void* p, unsigned w) {
+  asm volatile("st.global.b32 [%0], %1;" ::"l"(p), "r"(w));
+}
+__device__ __forceinline__ void store_word(void* p, unsigned short w) {
+  asm volatile("st.global.b16 [%0], %1;" ::"l"(p), "h"(w));
+}
+
+// A pack of one element is a plain store, so V = 1 compiles as the element-by-element kernels always did
+// (the compiler may unroll their loops, which it does not around the stores above).
 template <int V, class T>
 __device__ __forceinline__ void store_pack(T* __restrict__ p, const Pack<T, V>& r) {
-  auto* w = reinterpret_cast<typename Pack<T, V>::Word*>(p);
+  if constexpr (V == 1) {
+    *p = r.v[0];
+  } else {
+    auto* w = reinterpret_cast<typename Pack<T, V>::Word*>(p);
 #pragma unroll
-  for (int k = 0; k < Pack<T, V>::kWords; ++k) w[k] = r.word[k];
+    for (int k = 0; k < Pack<T, V>::kWords; ++k) store_word(w + k, r.word[k]);
+  }
 }
 
 // Whether p can be accessed in packs of V elements of its type.
