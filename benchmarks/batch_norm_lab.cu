@@ -80,6 +80,12 @@ bool validate(lab::Report& report, bool unpacked, const Tensor& x, const Tensor&
   kernels::force_unpacked_batch_norm(unpacked);
   const bool fused = residual.defined(), bf16 = x.dtype() == DType::bf16;
   const double tolerance = bf16 ? 1e-3 : 2e-5;
+  // The version under test must be the one that runs: packs wherever C divides into them.
+  const Tensor probe = x.to(Device::cuda());
+  const int64_t C = x.shape().back();
+  const int per_thread = bf16 ? kernels::batch_norm_channels_per_thread(C, probe.data<byol::bf16>())
+                              : kernels::batch_norm_channels_per_thread(C, probe.data<float>());
+  const int pack = bf16 ? 8 : 4, want = unpacked || C % pack != 0 ? 1 : pack;
   struct Result {
     Tensor y, dx, dgamma, dbeta, dresidual;
   };
@@ -108,10 +114,11 @@ bool validate(lab::Report& report, bool unpacked, const Tensor& x, const Tensor&
   // A pre-activation within rounding of 0 could take the ReLU's other side on the GPU (a channel's float mean
   // or invstd one ulp apart): one such element moves the fused gradients by about 3e-4. The float32 fused
   // check runs on a residual nudged away from those (nudged()); bf16's tolerance covers a flip.
-  bool ok = true;
+  bool ok = per_thread == want;
   const std::string prefix =
       std::string(unpacked ? "v4 " : "") + (bf16 ? "bf16 " : "") + (fused ? "fused " : "");
-  std::printf("validation vs CPU%s%s%s:", unpacked ? ", a channel per thread (v4)" : "",
+  report.validated(prefix + "channels per thread", per_thread == want, {{"got", per_thread}, {"want", want}});
+  std::printf("validation vs CPU, %d channel(s) per thread (want %d)%s%s:", per_thread, want,
               bf16 ? ", bf16 activations" : "", fused ? " (batch_norm_relu + residual)" : "");
   for (const auto& [name, e] : errors) {
     report.validated(prefix + name, e < tolerance, {{"rel_l2_error", e}, {"tolerance", tolerance}});

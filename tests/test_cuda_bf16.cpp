@@ -135,7 +135,10 @@ TEST_CASE("[cuda] bf16 activations: pooling, relu and add on the GPU equal the C
 TEST_CASE("[cuda] bf16 activations: batch norm on the GPU matches the CPU's bf16 path",
           "[cuda][cuda-kernels][bf16]") {
   std::mt19937_64 gen(43);
-  for (Shape s : {Shape{4, 5, 3, 8}, Shape{2, 9, 9, 33}, Shape{3, 6, 5, 64}}) {  // C = 8, 64: packs of 8 bf16
+  // C = 8, 64, 264 in packs of 8 bf16 (264: two tiles of 256 channels, the second partly filled); [65600, 8]:
+  // several rows per thread in the reductions and two turns of the elementwise passes' row loop
+  for (Shape s :
+       {Shape{4, 5, 3, 8}, Shape{2, 9, 9, 33}, Shape{4, 6, 5, 64}, Shape{40, 264}, Shape{65600, 8}}) {
     const int64_t C = s.back();
     const Tensor x = bf16_randn(s, gen, 3.0, 2.0), r = bf16_randn(s, gen);
     const Tensor gamma = Tensor::randn({C}, gen, DType::f32, 1.0, 0.2), beta = Tensor::randn({C}, gen);

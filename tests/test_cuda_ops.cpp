@@ -351,9 +351,11 @@ TEST_CASE("CUDA pooling matches the CPU", "[cuda][cuda-kernels]") {
 TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statistics, sync hook",
           "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(3);
-  // C = 16 and 64 take the packed kernels (4 floats per thread); the others a channel per thread
+  // C = 4, 16, 64 and 264 take the packed kernels (4 floats per thread; 264: three tiles of 128 channels,
+  // the last partly filled), the others a channel per thread; [65600, 8]: several rows per thread in the
+  // reductions and two turns of the elementwise passes' row loop
   for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{64, 130}, Shape{3, 1, 1, 4},
-                  Shape{4, 5, 3, 16}, Shape{40, 64}}) {
+                  Shape{4, 5, 3, 16}, Shape{40, 64}, Shape{40, 264}, Shape{65600, 8}}) {
     const int64_t C = s.back();
     // a channel mean far from 0 exercises the fp32-partials / double-combine split
     const Tensor x = randn(s, gen, 3.0, 2.0), gamma = randn({C}, gen, 1.0, 0.2), beta = randn({C}, gen);
@@ -428,7 +430,7 @@ TEST_CASE("CUDA batch norm matches the CPU: training, evaluation, running statis
 TEST_CASE("CUDA batch_norm_relu (the fused epilogue) matches the CPU, with and without the residual",
           "[cuda][cuda-kernels]") {
   std::mt19937_64 gen(5);
-  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{2, 7, 5, 32}}) {  // 32: packed
+  for (Shape s : {Shape{4, 5, 3, 7}, Shape{2, 9, 9, 33}, Shape{13, 6}, Shape{2, 7, 5, 32}, Shape{40, 264}}) {
     const int64_t C = s.back();
     const Tensor x = randn(s, gen, 1.0, 2.0), r = randn(s, gen), gamma = randn({C}, gen, 1.0, 0.2),
                  beta = randn({C}, gen);

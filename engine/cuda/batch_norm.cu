@@ -1,7 +1,9 @@
 // Batch-norm kernels (see batch_norm.cuh for the phases and the partial-sum contract).
 //
-// Reductions: a block of 32 x 8 threads covers a 32-channel tile and a chunk of rows (launch.h's
-// bn_grid); lanes take consecutive channels, so each warp reads 128 contiguous bytes of a row. A second
+// Every pass over the rows gives a thread V consecutive channels: a 16-byte pack (4 floats, 8 bf16;
+// engine/cuda/pack.cuh) where C divides and the rows are aligned, else V = 1 (force_unpacked_batch_norm).
+// Reductions: a block of 32 x 8 threads covers a tile of 32 V channels and a chunk of rows (launch.h's
+// bn_grid); lanes take consecutive packs, so each warp reads 32 V contiguous channels of a row. A second
 // kernel combines the chunks in double, in a fixed order, so results are deterministic run to run.
 //  - Forward statistics: each thread sums x - x0 and (x - x0)^2 in fp32, x0 being the first value it
 //    reads (shifted sums: a channel mean of 100 against a spread of 1 cancels nothing); its moments
@@ -54,7 +56,7 @@ template <int V, class S, class F = compute_t<S>>
 __global__ void backward_partials_kernel(const S* __restrict__ dy, const S* __restrict__ x,
                                          const F* __restrict__ mean, const F* __restrict__ invstd, int64_t M,
                                          int64_t C, int64_t rows_per_chunk, float* __restrict__ partial) {
-  __shared__ float sa[kBnTileRows][kBnTileC * V + 1], sb[kBnTileRows][kBnTileC * V + 1];
+  __shared__ float sa[kBnTileRows][V * kBnTileC], sb[kBnTileRows][V * kBnTileC];  // [row lane][j * 32 + tx]
   const ChunkBlock k = chunk_block<V>(M, rows_per_chunk);
   float a[V], b[V];
 #pragma unroll
@@ -79,19 +81,19 @@ __global__ void backward_partials_kernel(const S* __restrict__ dy, const S* __re
   }
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    sa[k.ty][k.tx * V + j] = a[j];
-    sb[k.ty][k.tx * V + j] = b[j];
+    sa[k.ty][j * kBnTileC + k.tx] = a[j];
+    sb[k.ty][j * kBnTileC + k.tx] = b[j];
   }
   __syncthreads();
-  if (k.ty == 0 && k.c < C) {
+  // Row lane ty's warp adds up channel slot j = ty, ty + 8, ...: the 8 lanes in order.
+  if (k.c < C) {
     float* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      float ta = a[j], tb = b[j];
+    for (int j = k.ty; j < V; j += kBnTileRows) {
+      float ta = sa[0][j * kBnTileC + k.tx], tb = sb[0][j * kBnTileC + k.tx];
 #pragma unroll
       for (int row = 1; row < kBnTileRows; ++row) {
-        ta += sa[row][k.tx * V + j];
-        tb += sb[row][k.tx * V + j];
+        ta += sa[row][j * kBnTileC + k.tx];
+        tb += sb[row][j * kBnTileC + k.tx];
       }
       out[k.c + j] = ta;
       out[C + k.c + j] = tb;
@@ -103,7 +105,8 @@ __global__ void backward_partials_kernel(const S* __restrict__ dy, const S* __re
 template <int V, class T>
 __global__ void moments_partials_kernel(const T* __restrict__ x, int64_t M, int64_t C, int64_t rows_per_chunk,
                                         double* __restrict__ partial) {
-  __shared__ double s_mean[kBnTileRows][kBnTileC * V + 1], s_m2[kBnTileRows][kBnTileC * V + 1];
+  __shared__ double s_mean[kBnTileRows][V * kBnTileC],
+      s_m2[kBnTileRows][V * kBnTileC];  // [lane][j * 32 + tx]
   const ChunkBlock k = chunk_block<V>(M, rows_per_chunk);
   math::Moments<double> m[V];
 #pragma unroll
@@ -132,19 +135,20 @@ __global__ void moments_partials_kernel(const T* __restrict__ x, int64_t M, int6
   }
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    s_mean[k.ty][k.tx * V + j] = m[j].mean;
-    s_m2[k.ty][k.tx * V + j] = m[j].m2;
+    s_mean[k.ty][j * kBnTileC + k.tx] = m[j].mean;
+    s_m2[k.ty][j * kBnTileC + k.tx] = m[j].m2;
   }
   __syncthreads();
-  if (k.ty == 0 && k.c < C) {
+  // Row lane ty's warp merges channel slot j = ty, ty + 8, ...: the 8 lanes' moments in order.
+  if (k.c < C) {
     double* out = partial + static_cast<int64_t>(blockIdx.y) * 2 * C;
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      math::Moments<double> total = m[j];
+    for (int j = k.ty; j < V; j += kBnTileRows) {
+      math::Moments<double> total{static_cast<double>(rows_of_thread(k.r0, k.r1, 0)),
+                                  s_mean[0][j * kBnTileC + k.tx], s_m2[0][j * kBnTileC + k.tx]};
 #pragma unroll
       for (int row = 1; row < kBnTileRows; ++row) {
         const math::Moments<double> other{static_cast<double>(rows_of_thread(k.r0, k.r1, row)),
-                                          s_mean[row][k.tx * V + j], s_m2[row][k.tx * V + j]};
+                                          s_mean[row][j * kBnTileC + k.tx], s_m2[row][j * kBnTileC + k.tx]};
         total = math::moments_merge(total, other);
       }
       out[k.c + j] = total.mean;
@@ -153,18 +157,37 @@ __global__ void moments_partials_kernel(const T* __restrict__ x, int64_t M, int6
   }
 }
 
-// Merges the chunks' moments in a fixed order: out[c] = sum, out[C + c] = sum of squares of channel c
-// (math::moments_to_sums), *count_out = M.
-__global__ void combine_moments_kernel(const double* __restrict__ partial, int64_t chunks,
-                                       int64_t rows_per_chunk, int64_t M, int64_t C, double* __restrict__ out,
-                                       double* __restrict__ count_out) {
-  for (int64_t c = global_thread(); c < C; c += grid_threads()) {
-    math::Moments<double> m{0, 0, 0};
-    for (int64_t k = 0; k < chunks; ++k) {
+// The combines reduce the chunks' partials column by column on blocks of 32 channels x 32 chunk lanes: lane
+// ty takes chunks ty, ty + 32, ... in order, then each channel's thread of lane 0 merges the 32 lanes in
+// order (a fixed order: the same results run to run). One thread per channel walking every chunk left a
+// few blocks latency-bound when the packed passes cut a batch norm into about 1,000 chunks (a review,
+// 2026-12-05).
+constexpr int kCombineLanes = 32;
+
+// out[c] = sum, out[C + c] = sum of squares of channel c (math::moments_to_sums of the merged moments),
+// *count_out = M.
+__global__ void __launch_bounds__(kBnTileC* kCombineLanes)
+    combine_moments_kernel(const double* __restrict__ partial, int64_t chunks, int64_t rows_per_chunk,
+                           int64_t M, int64_t C, double* __restrict__ out, double* __restrict__ count_out) {
+  __shared__ double s_count[kCombineLanes][kBnTileC], s_mean[kCombineLanes][kBnTileC],
+      s_m2[kCombineLanes][kBnTileC];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnTileC + tx;
+  math::Moments<double> m{0, 0, 0};
+  if (c < C) {
+    for (int64_t k = ty; k < chunks; k += kCombineLanes) {
       const int64_t rows = M - k * rows_per_chunk < rows_per_chunk ? M - k * rows_per_chunk : rows_per_chunk;
       m = math::moments_merge(m, math::Moments<double>{static_cast<double>(rows), partial[k * 2 * C + c],
                                                        partial[k * 2 * C + C + c]});
     }
+  }
+  s_count[ty][tx] = m.count;
+  s_mean[ty][tx] = m.mean;
+  s_m2[ty][tx] = m.m2;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    for (int lane = 1; lane < kCombineLanes; ++lane)
+      m = math::moments_merge(m, math::Moments<double>{s_count[lane][tx], s_mean[lane][tx], s_m2[lane][tx]});
     math::moments_to_sums(m, out[c], out[C + c]);
     if (c == 0) *count_out = static_cast<double>(M);
   }
@@ -173,14 +196,27 @@ __global__ void combine_moments_kernel(const double* __restrict__ partial, int64
 // out[c] = sum over chunks of term 0, out[C + c] = of term 1 (double, fixed order). With count_out,
 // also writes the number of rows; with dbeta/dgamma, also the per-channel parameter gradients.
 template <class T>
-__global__ void combine_partials_kernel(const float* __restrict__ partial, int64_t chunks, int64_t C,
-                                        double* __restrict__ out, double* __restrict__ count_out,
-                                        double count, T* __restrict__ dbeta, T* __restrict__ dgamma) {
-  for (int64_t c = global_thread(); c < C; c += grid_threads()) {
-    double a = 0, b = 0;
-    for (int64_t k = 0; k < chunks; ++k) {
+__global__ void __launch_bounds__(kBnTileC* kCombineLanes)
+    combine_partials_kernel(const float* __restrict__ partial, int64_t chunks, int64_t C,
+                            double* __restrict__ out, double* __restrict__ count_out, double count,
+                            T* __restrict__ dbeta, T* __restrict__ dgamma) {
+  __shared__ double s_a[kCombineLanes][kBnTileC], s_b[kCombineLanes][kBnTileC];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnTileC + tx;
+  double a = 0, b = 0;
+  if (c < C) {
+    for (int64_t k = ty; k < chunks; k += kCombineLanes) {
       a += partial[k * 2 * C + c];
       b += partial[k * 2 * C + C + c];
+    }
+  }
+  s_a[ty][tx] = a;
+  s_b[ty][tx] = b;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    for (int lane = 1; lane < kCombineLanes; ++lane) {
+      a += s_a[lane][tx];
+      b += s_b[lane][tx];
     }
     out[c] = a;
     out[C + c] = b;
@@ -188,6 +224,14 @@ __global__ void combine_partials_kernel(const float* __restrict__ partial, int64
     if (dgamma) dgamma[c] = static_cast<T>(b);
     if (count_out && c == 0) *count_out = count;
   }
+}
+
+// The combines' launch: a block per 32 channels.
+struct CombineLaunch {
+  dim3 grid, block;
+};
+CombineLaunch combine_launch(int64_t C) {
+  return {dim3(static_cast<unsigned>(bn_channel_tiles(C))), dim3(kBnTileC, kCombineLanes)};
 }
 
 template <class T>
@@ -373,6 +417,13 @@ void force_unpacked_batch_norm(bool on) {
 }
 
 template <class S>
+int batch_norm_channels_per_thread(int64_t C, const S* x) {
+  return bn_pack<S>(C, x);
+}
+template int batch_norm_channels_per_thread<float>(int64_t, const float*);
+template int batch_norm_channels_per_thread<bf16>(int64_t, const bf16*);
+
+template <class S>
 void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats, cudaStream_t stream) {
   with_pack<S>(bn_pack<S>(C, x), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
@@ -382,8 +433,9 @@ void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats, cu
     const dim3 grid(static_cast<unsigned>(g.channel_tiles), static_cast<unsigned>(g.row_chunks));
     moments_partials_kernel<V><<<grid, block, 0, stream>>>(x, M, C, g.rows_per_chunk, partial.as<double>());
     BYOL_CUDA_CHECK_LAUNCH();
-    combine_moments_kernel<<<grid_1d(C), kThreads, 0, stream>>>(partial.as<double>(), g.row_chunks,
-                                                                g.rows_per_chunk, M, C, stats + 1, stats);
+    const CombineLaunch cl = combine_launch(C);
+    combine_moments_kernel<<<cl.grid, cl.block, 0, stream>>>(partial.as<double>(), g.row_chunks,
+                                                             g.rows_per_chunk, M, C, stats + 1, stats);
     BYOL_CUDA_CHECK_LAUNCH();
   });
 }
@@ -442,7 +494,8 @@ void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean,
     backward_partials_kernel<V>
         <<<grid, block, 0, stream>>>(dy, x, mean, invstd, M, C, g.rows_per_chunk, partial.as<float>());
     BYOL_CUDA_CHECK_LAUNCH();
-    combine_partials_kernel<compute_t<S>><<<grid_1d(C), kThreads, 0, stream>>>(
+    const CombineLaunch cl = combine_launch(C);
+    combine_partials_kernel<compute_t<S>><<<cl.grid, cl.block, 0, stream>>>(
         partial.as<float>(), g.row_chunks, C, sums, static_cast<double*>(nullptr), static_cast<double>(M),
         dbeta, dgamma);
     BYOL_CUDA_CHECK_LAUNCH();

@@ -56,6 +56,10 @@ void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, c
 // thread) where C divides and the rows are aligned, else a channel per thread. With `on`, always a channel
 // per thread, so batch_norm_lab validates and times both.
 void force_unpacked_batch_norm(bool on);
+// The channels per thread those passes take for C channels of rows at x: 4 (float) or 8 (bf16) in packs,
+// else 1.
+template <class S>
+int batch_norm_channels_per_thread(int64_t C, const S* x);
 
 template <class S>
 void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,

@@ -67,20 +67,20 @@ __device__ __forceinline__ Pack<T, V> load_pack(const T* __restrict__ p) {
 
 // Stores go through PTX: left to the compiler, a pack's store was split back into one store per element
 // wherever the address was not provably 16-byte aligned to it (the batch-norm passes' r * C + c; nvcc 13,
-// 2026-12-05), and the vector access is the point. Global memory only (generic and global addresses agree).
-// No "memory" clobber, so the loads of later iterations may still be issued early: no kernel reads back
-// what it stored through a pack.
+// 2026-12-05), and the vector access is the point. Global memory only (the address goes through
+// __cvta_generic_to_global). No "memory" clobber: no kernel reads back what it stored through a pack.
 __device__ __forceinline__ void store_word(void* p, uint4 w) {
-  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w));
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(__cvta_generic_to_global(p)), "r"(w.x),
+               "r"(w.y), "r"(w.z), "r"(w.w));
 }
 __device__ __forceinline__ void store_word(void* p, uint2 w) {
-  asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(p), "r"(w.x), "r"(w.y));
+  asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(__cvta_generic_to_global(p)), "r"(w.x), "r"(w.y));
 }
 __device__ __forceinline__ void store_word(void* p, unsigned w) {
-  asm volatile("st.global.b32 [%0], %1;" ::"l"(p), "r"(w));
+  asm volatile("st.global.b32 [%0], %1;" ::"l"(__cvta_generic_to_global(p)), "r"(w));
 }
 __device__ __forceinline__ void store_word(void* p, unsigned short w) {
-  asm volatile("st.global.b16 [%0], %1;" ::"l"(p), "h"(w));
+  asm volatile("st.global.b16 [%0], %1;" ::"l"(__cvta_generic_to_global(p)), "h"(w));
 }
 
 // A pack of one element is a plain store, so V = 1 compiles as the element-by-element kernels always did
