@@ -136,6 +136,11 @@ int main(int argc, char** argv) {
   result["onednn"] = onednn;
   result["peak_gflops"] = peak;
   result["options"] = {{"batch", N}, {"repeats", repeats}};
+  // Keys every run writes, made before `rows` refers into `result` (an ordered map kept in a vector: a key
+  // added later could move it and leave `rows` dangling, which is how a key added on 2026-12-05 crashed the
+  // batch-norm section).
+  result["onednn_implementations"] = byol::bench::Json::array();
+  result["conv2d_bf16_skipped"] = nullptr;
   byol::bench::Json& rows = result["rows"] = byol::bench::Json::array();
   // A pass's figures under `prefix`: its time and rate, left out when it was not measured.
   auto timed = [&](byol::bench::Json& row, const std::string& prefix, double seconds, double flops) {
@@ -275,7 +280,13 @@ int main(int argc, char** argv) {
   std::printf("  (per step of batch %lld: one forward and both backwards of each convolution, once)\n",
               static_cast<long long>(N));
 
-  if (onednn) {
+  if (onednn && !byol::cpu::bf16_kernels_available()) {
+    std::printf(
+        "\nconv2d with bf16 products: skipped, this CPU has no oneDNN bf16 kernels (oneDNN 2.6 needs "
+        "AVX-512; "
+        "bf16 passes run as float32 convolutions on rounded copies here)\n");
+    result["conv2d_bf16_skipped"] = "this CPU has no oneDNN bf16 kernels";
+  } else if (onednn) {
     // bf16 products (train.precision = "bf16"): each pass on oneDNN's bf16 convolution kernels and as
     // im2col + oneDNN's bf16 matmul, and what cpu::bf16_matmul_pass picks. A backward-filter pass that
     // bf16_backward_filter keeps in float32 is the same in both columns (no matmul: "-").

@@ -70,17 +70,27 @@ void check_reference_step(const std::string& path) {
   const StepValues m = learner.step(ref.get("input.view1"), ref.get("input.view2")).read();
   const double ref_loss = ref.get("loss").item();
   INFO("loss: ours " << m.loss << ", reference " << ref_loss);
-  CHECK(std::abs(m.loss - ref_loss) / std::abs(ref_loss) < 1e-5);
+  // A chaotic fixture (bf16 activations) carries each compared tensor's spread under float32-sized noise
+  // before every bf16 rounding (byol_step.py's spread runs): its bound is kSpreadFactor times that spread,
+  // never below the plain bound. The other fixtures carry none.
+  constexpr double kSpreadFactor = 10;
+  auto bound = [&](const std::string& ref_name, double plain) {
+    const std::string key = "spread." + ref_name;
+    return ref.contains(key) ? std::max(plain, kSpreadFactor * ref.get(key).item()) : plain;
+  };
+  CHECK(std::abs(m.loss - ref_loss) / std::abs(ref_loss) < bound("loss", 1e-5));
 
   double grad_floor = 0;
   for (const auto& e : online.param_entries())
     grad_floor = std::max(grad_floor, 1e-3 * norm(ref.get("grad." + e.name)));
-  Worst worst;
+  Worst worst, of_bound;  // the largest relative error, and the largest error / bound
   auto check = [&](const std::string& what, const Tensor& ours, const std::string& ref_name) {
     const double e = rel_error(ours, ref.get(ref_name), what.rfind("grad ", 0) == 0 ? grad_floor : 0.0);
     worst.update(what, e);
-    INFO(what << ": relative error " << e);
-    CHECK(e < 1e-4);
+    const double limit = bound(ref_name, 1e-4);
+    of_bound.update(what, e / limit);
+    INFO(what << ": relative error " << e << " (bound " << limit << ")");
+    CHECK(e < limit);
   };
   for (const auto& e : online.param_entries()) {
     check("grad " + e.name, online.grads().window(e.offset, e.shape), "grad." + e.name);
@@ -91,7 +101,8 @@ void check_reference_step(const std::string& path) {
                                 minus(ref.get("updated.online." + e.name), ref.get("init.online." + e.name)));
     worst.update("online update " + e.name, du);
     INFO("online update " << e.name << ": relative error " << du);
-    CHECK(du < 1e-3);  // a difference of two close float32 tensors: looser, and still far below a bug
+    // a difference of two close float32 tensors: looser, and still far below a bug
+    CHECK(du < bound("delta.online." + e.name, 1e-3));
   }
   const bool ema = learner.train_config().target_network;
   for (const auto& e : target.param_entries()) {
@@ -104,15 +115,18 @@ void check_reference_step(const std::string& path) {
     const double du = rel_error(minus(*e.slot, target_before.window(e.offset, e.shape)),
                                 minus(ref.get("updated.target." + e.name), ref.get("init.target." + e.name)));
     worst.update("target update " + e.name, du);
-    CHECK(du < 1e-3);
+    CHECK(du < bound("delta.target." + e.name, 1e-3));
   }
   for (const auto& e : online.stat_entries())
     check("online stat " + e.name, *e.slot, "updated.online_stats." + e.name);
   for (const auto& e : target.stat_entries())
     check("target stat " + e.name, *e.slot, "updated.target_stats." + e.name);
-  std::printf("reference step %s: %d tensors compared, worst relative error %.2e (%s); loss %.8f vs %.8f\n",
-              std::filesystem::path(path).filename().c_str(), worst.compared, worst.err, worst.name.c_str(),
-              m.loss, ref_loss);
+  std::printf(
+      "reference step %s: %d tensors compared, worst relative error %.2e (%s), worst error / bound %.2f "
+      "(%s); "
+      "loss %.8f vs %.8f\n",
+      std::filesystem::path(path).filename().c_str(), worst.compared, worst.err, worst.name.c_str(),
+      of_bound.err, of_bound.name.c_str(), m.loss, ref_loss);
 }
 
 }  // namespace
@@ -126,10 +140,13 @@ TEST_CASE("one BYOL step reproduces the PyTorch reference", "[reference][byol]")
 // tests/reference/byol_step.py into the folder BYOL_OBJECTIVE_FIXTURES names (the ctest
 // reference_step_objectives), all at the same bounds:
 //  - --conv-bf16: the convolutions' product operands rounded to bf16 (measured 2.6e-6);
-//  - --bf16-activations: every activation and gradient byol.cpp stores in bf16 rounded where it is made
-//    (measured 1.3e-5, with the loss equal to 9 digits; against the exact float step, byol.cpp's bf16
-//    activations differ by up to 2.2 relative in this ill-conditioned tiny network's gradients, so the
-//    bound tells the rounding points apart).
+//  - --bf16-activations: every activation and gradient byol.cpp stores in bf16 rounded where it is made.
+//    This step is chaotic (float32 and float64 round a few values near bf16 boundaries apart, and batch
+//    norm spreads each flip): the AMX development machine matched to 1.3e-5 with the loss equal to 9 digits,
+//    an AVX2 machine (2026-12-05) only to 0.63 in a BN weight's gradient and 2e-3 in the loss. So each
+//    tensor is bounded by 10 times its spread under float32-sized noise before every rounding (the
+//    fixture's spread.<name>, 3 seeded runs), never below the plain bounds: the non-chaotic tensors (the
+//    forward's running statistics, most of the target and heads) stay tight.
 TEST_CASE("one step of the unified objective reproduces the PyTorch reference", "[reference-objective]") {
   const char* dir = std::getenv("BYOL_OBJECTIVE_FIXTURES");
   if (dir == nullptr)

@@ -52,7 +52,7 @@ void set_bf16_matmul_enabled(bool enabled) {
 }
 
 bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass) {
-  if (!g.bf16 || !onednn_available() || !matmul_enabled()) return false;
+  if (!g.bf16 || !onednn_available() || !matmul_enabled() || !bf16_kernels_available()) return false;
   const int64_t area = g.P * g.Q;
   const bool wins =
       pass == ConvPass::backward_filter ? area <= 64 : area <= 16 || (g.R == 1 && g.S == 1 && g.stride > 1);

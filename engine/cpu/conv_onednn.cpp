@@ -32,8 +32,8 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
-#include <type_traits>
 #include <tuple>
+#include <type_traits>
 
 #include "engine/cpu/onednn_common.h"
 #endif
@@ -73,6 +73,39 @@ bool onednn_available() {
 bool bf16_measured_faster() {
 #if BYOL_WITH_ONEDNN
   return dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
+#else
+  return false;
+#endif
+}
+
+bool bf16_kernels_available() {
+#if BYOL_WITH_ONEDNN
+  // Asked once: a small bf16 convolution and a bf16 matmul, each with a kernel that is not oneDNN's reference
+  // one. On an AVX2-only CPU (AMD EPYC, 2026-12-05) oneDNN 2.6 throws "could not create a primitive
+  // descriptor iterator" for both.
+  static const bool available = [] {
+    using dnnl::memory;
+    using DT = memory::data_type;
+    using Tag = memory::format_tag;
+    try {
+      dnnl::engine& eng = onednn::cpu_engine();
+      const memory::desc src({1, 16, 8, 8}, DT::bf16, Tag::nhwc), dst({1, 16, 8, 8}, DT::f32, Tag::nhwc);
+      const memory::desc weights({16, 16, 3, 3}, DT::bf16, Tag::any);
+      const dnnl::convolution_forward::primitive_desc conv(
+          dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                          dnnl::algorithm::convolution_direct, src, weights, dst, {1, 1},
+                                          {1, 1}, {1, 1}),
+          eng);
+      const memory::desc a({16, 16}, DT::bf16, Tag::ab), b({16, 16}, DT::bf16, Tag::any),
+          c({16, 16}, DT::f32, Tag::ab);
+      const dnnl::matmul::primitive_desc mm(dnnl::matmul::desc(a, b, c), eng);
+      auto reference = [](const char* impl) { return std::strncmp(impl, "ref", 3) == 0; };
+      return !reference(conv.impl_info_str()) && !reference(mm.impl_info_str());
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return available;
 #else
   return false;
 #endif
@@ -304,7 +337,13 @@ void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, void
 namespace {
 
 // The three passes on the caller's buffers, activations of dtype `storage` (weights and their gradient f32).
+// Whether oneDNN can run a pass with these operands: bf16 products or activations need its bf16 kernels.
+bool onednn_runs(const ConvGeom& g, DT storage) {
+  return !(g.bf16 || storage == DT::bf16) || bf16_kernels_available();
+}
+
 bool forward_pass(const void* x, const float* w, void* y, const ConvGeom& g, DT storage) {
+  if (!onednn_runs(g, storage)) return false;
   ConvPlan& plan = plan_for(g, storage);
   Pass& p = plan.fwd;
   if (!p.ok) return false;
@@ -320,6 +359,7 @@ bool forward_pass(const void* x, const float* w, void* y, const ConvGeom& g, DT 
 }
 
 bool backward_data_pass(const void* dy, const float* w, void* dx, const ConvGeom& g, DT storage) {
+  if (!onednn_runs(g, storage)) return false;
   ConvPlan& plan = plan_for(g, storage);
   Pass& p = plan.bwd_data;
   if (!p.ok) return false;
@@ -336,6 +376,7 @@ bool backward_data_pass(const void* dy, const float* w, void* dx, const ConvGeom
 }
 
 bool backward_filter_pass(const void* dy, const void* x, float* dw, const ConvGeom& g, DT storage) {
+  if (!onednn_runs(g, storage)) return false;
   ConvPlan& plan = plan_for(g, storage);
   Pass& p = plan.bwd_weights;
   if (!p.ok) return false;
@@ -388,6 +429,7 @@ bool onednn_conv2d_backward_filter(const A* dy, const A* x, float* dw, const Con
 }
 
 std::string onednn_conv2d_implementation(const ConvGeom& g) {
+  if (!onednn_runs(g, DT::f32)) return "float32 on bf16-rounded copies (no oneDNN bf16 kernels on this CPU)";
   const ConvPlan& plan = plan_for(g);
   auto name = [&](ConvPass pass, const Pass& p) {
     return bf16_matmul_pass(g, pass) ? matmul_bf16_conv2d_implementation(g, pass) : p.impl;

@@ -51,6 +51,11 @@ bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
 // train.precision = "auto" picks bf16 where this holds. Elsewhere (AVX512-BF16 without AMX, or no bf16
 // units, or no oneDNN) unmeasured or slower: false.
 bool bf16_measured_faster();
+// Whether oneDNN has bf16 convolution and matmul kernels on this CPU (oneDNN 2.6: AVX-512 and later; a CPU
+// with AVX2 only has none, not even reference ones). Where it has none, every pass with bf16 products or
+// bf16 activations runs as im2col + Eigen on the bf16 values widened to float32: the same products, summed
+// in float32 in another order, and slow (so "auto" never picks bf16 there: bf16_measured_faster is false).
+bool bf16_kernels_available();
 // For benchmarks and tests: false keeps every bf16 pass on oneDNN's convolution kernels (default true).
 void set_bf16_matmul_enabled(bool enabled);
 // The matmul path's passes (oneDNN builds only: conv_onednn.cpp calls them), on float32 activations or on
