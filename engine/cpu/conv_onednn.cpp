@@ -44,10 +44,16 @@ namespace {
 ConvAlgorithm initial_algorithm() {
 #if BYOL_WITH_ONEDNN
   const char* env = std::getenv("BYOL_CPU_CONV");
-  // Without AVX-512 the oneDNN path was seen to crash (SIGSEGV in the evaluation tests at one thread) and
-  // to repeat runs only approximately (AMD EPYC, AVX2, 2026-12-03); its Winograd kernel needs AVX-512 too.
-  // There the default is the im2col path until that is understood; BYOL_CPU_CONV still selects oneDNN.
-  if ((env == nullptr || *env == 0) && !__builtin_cpu_supports("avx512f")) return ConvAlgorithm::im2col;
+  // Without AVX-512 the default is oneDNN's direct kernels (its Winograd kernel needs AVX-512). History: on
+  // an AMD EPYC with AVX2 (2026-12-03) the oneDNN path crashed in the evaluation tests at one thread, the
+  // jit_1x1 kernels' overrun on strided 1x1 convolutions of few channels found under valgrind that day
+  // (faulty_kernel avoids them), and the default there became im2col. On the same kind of machine
+  // (2026-12-05) the direct kernels passed every CPU test (the evaluation tests at one thread, the
+  // bitwise-resume test), ran 60 training steps twice to the same bits and byol-pretrain under valgrind
+  // (synthetic 3-channel images) without an error,
+  // at 1.5x the im2col step (byol_step_bench 128 10 16 28 1024 imagenet: 1,609 against 1,080 images/s).
+  if ((env == nullptr || *env == 0) && !__builtin_cpu_supports("avx512f"))
+    return ConvAlgorithm::onednn_direct;
   if (env == nullptr || *env == 0 || std::strcmp(env, "winograd") == 0) return ConvAlgorithm::onednn_winograd;
   if (std::strcmp(env, "direct") == 0) return ConvAlgorithm::onednn_direct;
   if (std::strcmp(env, "im2col") == 0) return ConvAlgorithm::im2col;

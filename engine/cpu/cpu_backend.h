@@ -70,9 +70,10 @@ void matmul_bf16_conv2d_backward_filter(const A* dy, const A* x, float* dw, cons
 std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass);
 
 // How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
-// F(4x4, 3x3) for 3x3 stride-1 convolutions (the default when the build found oneDNN), oneDNN's direct
-// kernels only, or im2col + GEMM (engine/cpu/conv.cpp; always used for float64, and the reference the
-// oneDNN paths are tested against). BYOL_CPU_CONV=winograd|direct|im2col sets the initial choice.
+// F(4x4, 3x3) for 3x3 stride-1 convolutions (the default when the build found oneDNN, on CPUs with
+// AVX-512), oneDNN's direct kernels only (the default without AVX-512), or im2col + GEMM
+// (engine/cpu/conv.cpp; always used for float64, and the reference the oneDNN paths are tested against).
+// BYOL_CPU_CONV=winograd|direct|im2col sets the initial choice.
 enum class ConvAlgorithm { im2col, onednn_direct, onednn_winograd };
 bool onednn_available();
 void set_conv_algorithm(ConvAlgorithm a);  // throws if oneDNN is asked for and not built in
