@@ -854,7 +854,8 @@ step_labs() {
     log="$logs/$lab.log"
     need_exe labs "lab $lab" "$exe" || continue
     t0=$SECONDS
-    run_cmd "$root" "$log" 60 "$exe" --json "$logs/$lab.json"  # the figures as JSON too (in logs.tgz)
+    # 90 s: elementwise_lab and batch_norm_lab validate two versions of their kernels (2026-12-05)
+    run_cmd "$root" "$log" 90 "$exe" --json "$logs/$lab.json"  # the figures as JSON too (in logs.tgz)
     rc=$?
     dry_skip labs "lab $lab" && continue
     conclude labs "lab $lab" "$rc" "$log" \
