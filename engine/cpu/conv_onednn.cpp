@@ -41,6 +41,12 @@
 namespace byol::cpu {
 
 namespace {
+#if BYOL_WITH_ONEDNN
+bool is_reference(const char* impl) {
+  return std::strncmp(impl, "ref", 3) == 0;
+}
+#endif
+
 ConvAlgorithm initial_algorithm() {
 #if BYOL_WITH_ONEDNN
   const char* env = std::getenv("BYOL_CPU_CONV");
@@ -50,8 +56,8 @@ ConvAlgorithm initial_algorithm() {
   // (faulty_kernel avoids them), and the default there became im2col. On the same kind of machine
   // (2026-12-05) the direct kernels passed every CPU test (the evaluation tests at one thread, the
   // bitwise-resume test), ran 60 training steps twice to the same bits and byol-pretrain under valgrind
-  // (synthetic 3-channel images) without an error,
-  // at 1.5x the im2col step (byol_step_bench 128 10 16 28 1024 imagenet: 1,609 against 1,080 images/s).
+  // (synthetic 3-channel images) without an error, at 1.5x the im2col step (byol_step_bench 128 10 16 28
+  // 1024 imagenet: 1,609 against 1,080 images/s).
   if ((env == nullptr || *env == 0) && !__builtin_cpu_supports("avx512f"))
     return ConvAlgorithm::onednn_direct;
   if (env == nullptr || *env == 0 || std::strcmp(env, "winograd") == 0) return ConvAlgorithm::onednn_winograd;
@@ -105,8 +111,7 @@ bool bf16_kernels_available() {
       const memory::desc a({16, 16}, DT::bf16, Tag::ab), b({16, 16}, DT::bf16, Tag::any),
           c({16, 16}, DT::f32, Tag::ab);
       const dnnl::matmul::primitive_desc mm(dnnl::matmul::desc(a, b, c), eng);
-      auto reference = [](const char* impl) { return std::strncmp(impl, "ref", 3) == 0; };
-      return !reference(conv.impl_info_str()) && !reference(mm.impl_info_str());
+      return !is_reference(conv.impl_info_str()) && !is_reference(mm.impl_info_str());
     } catch (const dnnl::error&) {
       return false;
     }
@@ -136,10 +141,6 @@ using DT = memory::data_type;
 
 using onednn::cpu_engine;
 using onednn::cpu_stream;
-
-bool is_reference(const char* impl) {
-  return std::strncmp(impl, "ref", 3) == 0;
-}
 
 // One pass (forward, backward data or backward weights): its primitive and the layouts it runs on.
 // `in` / `out` are the activation layouts (NHWC for direct kernels, blocked for Winograd); `weights` is
@@ -342,11 +343,12 @@ void copy_back(const dnnl::reorder& r, memory& m, const memory::desc& user, void
 
 namespace {
 
-// The three passes on the caller's buffers, activations of dtype `storage` (weights and their gradient f32).
 // Whether oneDNN can run a pass with these operands: bf16 products or activations need its bf16 kernels.
 bool onednn_runs(const ConvGeom& g, DT storage) {
   return !(g.bf16 || storage == DT::bf16) || bf16_kernels_available();
 }
+
+// The three passes on the caller's buffers, activations of dtype `storage` (weights and their gradient f32).
 
 bool forward_pass(const void* x, const float* w, void* y, const ConvGeom& g, DT storage) {
   if (!onednn_runs(g, storage)) return false;

@@ -382,22 +382,12 @@ __global__ void backward_dx_eval_kernel(const S* __restrict__ dy, const F* __res
 
 bool g_force_unpacked = false;  // force_unpacked_batch_norm
 
-// The channels per thread for rows of S: a pack of 16 bytes where C divides into packs and every row
-// pointer is aligned to one, else 1.
+// Whether the passes over rows of S take packs of 16 bytes of channels: C divides into packs and every row
+// pointer (a null residual aside) is aligned to one.
 template <class S, class... P>
-int bn_pack(int64_t C, const P*... rows) {
+bool bn_packs_fit(int64_t C, const P*... rows) {
   constexpr int V = kPack<S>;
-  return !g_force_unpacked && C % V == 0 && ((rows == nullptr || pack_aligned<V>(rows)) && ...) ? V : 1;
-}
-
-// Runs launch(std::integral_constant<int, V>) for the pack bn_pack chose.
-template <class S, class Launch>
-void with_pack(int pack, Launch&& launch) {
-  if (pack == kPack<S>) {
-    launch(std::integral_constant<int, kPack<S>>{});
-  } else {
-    launch(std::integral_constant<int, 1>{});
-  }
+  return !g_force_unpacked && C % V == 0 && ((rows == nullptr || pack_aligned<V>(rows)) && ...);
 }
 
 // The launch geometry of the elementwise passes for V channels per thread.
@@ -418,14 +408,14 @@ void force_unpacked_batch_norm(bool on) {
 
 template <class S>
 int batch_norm_channels_per_thread(int64_t C, const S* x) {
-  return bn_pack<S>(C, x);
+  return bn_packs_fit<S>(C, x) ? kPack<S> : 1;
 }
 template int batch_norm_channels_per_thread<float>(int64_t, const float*);
 template int batch_norm_channels_per_thread<bf16>(int64_t, const bf16*);
 
 template <class S>
 void batch_norm_partial_sums(const S* x, int64_t M, int64_t C, double* stats, cudaStream_t stream) {
-  with_pack<S>(bn_pack<S>(C, x), [&](auto pack) {
+  with_pack<S>(bn_packs_fit<S>(C, x), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     const BnGrid g = bn_grid(M, C, V);
     cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(double));
@@ -460,7 +450,7 @@ void batch_norm_apply(const S* x, const compute_t<S>* mean, const compute_t<S>* 
                       const compute_t<S>* gamma, const compute_t<S>* beta, S* y, int64_t M, int64_t C,
                       cudaStream_t stream) {
   if (M * C == 0) return;
-  with_pack<S>(bn_pack<S>(C, x, static_cast<const S*>(y)), [&](auto pack) {
+  with_pack<S>(bn_packs_fit<S>(C, x, static_cast<const S*>(y)), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     const RowsLaunch l = rows_launch(M, C, V);
     apply_kernel<V><<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, y, M, C);
@@ -473,7 +463,7 @@ void batch_norm_apply_relu(const S* x, const compute_t<S>* mean, const compute_t
                            const compute_t<S>* gamma, const compute_t<S>* beta, const S* residual, S* y,
                            int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  with_pack<S>(bn_pack<S>(C, x, residual, static_cast<const S*>(y)), [&](auto pack) {
+  with_pack<S>(bn_packs_fit<S>(C, x, residual, static_cast<const S*>(y)), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     const RowsLaunch l = rows_launch(M, C, V);
     apply_relu_kernel<V><<<l.grid, l.block, 0, stream>>>(x, mean, invstd, gamma, beta, residual, y, M, C);
@@ -485,7 +475,7 @@ template <class S>
 void batch_norm_backward_sums(const S* dy, const S* x, const compute_t<S>* mean, const compute_t<S>* invstd,
                               int64_t M, int64_t C, double* sums, compute_t<S>* dbeta, compute_t<S>* dgamma,
                               cudaStream_t stream) {
-  with_pack<S>(bn_pack<S>(C, dy, x), [&](auto pack) {
+  with_pack<S>(bn_packs_fit<S>(C, dy, x), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     const BnGrid g = bn_grid(M, C, V);
     cuda::DeviceBuffer partial(static_cast<size_t>(g.row_chunks * 2 * C) * sizeof(float));
@@ -507,7 +497,7 @@ void batch_norm_backward_dx(const S* dy, const S* x, const compute_t<S>* mean, c
                             const compute_t<S>* gamma, const double* sums, const double* count, S* dx,
                             int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  with_pack<S>(bn_pack<S>(C, dy, x, static_cast<const S*>(dx)), [&](auto pack) {
+  with_pack<S>(bn_packs_fit<S>(C, dy, x, static_cast<const S*>(dx)), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     const RowsLaunch l = rows_launch(M, C, V);
     backward_dx_kernel<V><<<l.grid, l.block, 0, stream>>>(dy, x, mean, invstd, gamma, sums, count, dx, M, C);
@@ -519,7 +509,7 @@ template <class S>
 void batch_norm_backward_dx_eval(const S* dy, const compute_t<S>* gamma, const compute_t<S>* invstd, S* dx,
                                  int64_t M, int64_t C, cudaStream_t stream) {
   if (M * C == 0) return;
-  with_pack<S>(bn_pack<S>(C, dy, static_cast<const S*>(dx)), [&](auto pack) {
+  with_pack<S>(bn_packs_fit<S>(C, dy, static_cast<const S*>(dx)), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     const RowsLaunch l = rows_launch(M, C, V);
     backward_dx_eval_kernel<V><<<l.grid, l.block, 0, stream>>>(dy, gamma, invstd, dx, M, C);

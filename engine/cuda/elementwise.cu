@@ -114,10 +114,10 @@ struct ToDouble {
 bool g_force_unpacked = false;  // force_unpacked_elementwise
 bool g_force_64bit = false;     // force_64bit_elementwise_indices
 
-// The pack of 16 bytes where every pointer is aligned to it, else 1 (a sliced view can start anywhere).
+// Whether every pointer is aligned to a pack of 16 bytes (a sliced view can start anywhere).
 template <class T, class... P>
-int pack_for(const P*... p) {
-  return !g_force_unpacked && (pack_aligned<kPack<T>>(p) && ...) ? kPack<T> : 1;
+bool packs_fit(const P*... p) {
+  return !g_force_unpacked && (pack_aligned<kPack<T>>(p) && ...);
 }
 
 template <class T>
@@ -227,24 +227,20 @@ void force_64bit_elementwise_indices(bool on) {
 template <class T, class Op>
 void launch_map1(const T* x, T* y, int64_t n, Op op, cudaStream_t stream) {
   if (n == 0) return;
-  constexpr int V = kPack<T>;
-  if (pack_for<T>(x, y) == V) {
+  with_pack<T>(packs_fit<T>(x, y), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
     map1_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(x, y, n, op);
-  } else {
-    map1_kernel<1><<<grid_1d(n), kThreads, 0, stream>>>(x, y, n, op);
-  }
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
 template <class T, class Op>
 void launch_map2(const T* a, const T* b, T* y, int64_t n, Op op, cudaStream_t stream) {
   if (n == 0) return;
-  constexpr int V = kPack<T>;
-  if (pack_for<T>(a, b, y) == V) {
+  with_pack<T>(packs_fit<T>(a, b, y), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
     map2_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(a, b, y, n, op);
-  } else {
-    map2_kernel<1><<<grid_1d(n), kThreads, 0, stream>>>(a, b, y, n, op);
-  }
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -266,12 +262,10 @@ void add(const T* a, const T* b, T* y, int64_t n, cudaStream_t stream) {
 template <class T>
 void add_inplace(T* y, const T* x, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  constexpr int V = kPack<T>;
-  if (pack_for<T>(y, x) == V) {
+  with_pack<T>(packs_fit<T>(y, x), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
     add_inplace_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(y, x, n);
-  } else {
-    add_inplace_kernel<1><<<grid_1d(n), kThreads, 0, stream>>>(y, x, n);
-  }
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -283,12 +277,10 @@ void scale(const T* x, double alpha, T* y, int64_t n, cudaStream_t stream) {
 template <class T>
 void fill_from_scalar(T* y, const T* scalar, double factor, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  constexpr int V = kPack<T>;
-  if (pack_for<T>(y) == V) {
+  with_pack<T>(packs_fit<T>(y), [&](auto pack) {
+    constexpr int V = decltype(pack)::value;
     fill_from_scalar_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(y, scalar, factor, n);
-  } else {
-    fill_from_scalar_kernel<1><<<grid_1d(n), kThreads, 0, stream>>>(y, scalar, factor, n);
-  }
+  });
   BYOL_CUDA_CHECK_LAUNCH();
 }
 
@@ -320,7 +312,7 @@ void add_row_bias(T* y, const T* bias, int64_t rows, int64_t cols, cudaStream_t 
   const int64_t total = rows * cols;
   if (total == 0) return;
   constexpr int V = kPack<T>;
-  const bool packed = cols % V == 0 && pack_for<T>(y, bias) == V;
+  const bool packed = cols % V == 0 && packs_fit<T>(y, bias);
   const int64_t threads = packed ? total / V : total;
   // 32-bit indices when every element index (and the grid's stride past the end) fits in int32
   const bool narrow =

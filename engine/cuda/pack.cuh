@@ -6,12 +6,14 @@
 // per-element math is the scalar kernel's, element by element, so the results are the same bits.
 //
 // kPack<T> is the pack of 16 bytes. A launcher takes the packed kernel only where every pointer it passes is
-// aligned to its pack (packs_fit) and the packed dimension divides by kPack<T>; elsewhere the scalar kernel.
+// aligned to its pack (pack_aligned) and the packed dimension divides by kPack<T>; elsewhere the scalar
+// kernel (with_pack launches either).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace byol::kernels {
 
@@ -101,6 +103,17 @@ template <int V, class T>
 inline bool pack_aligned(const T* p) {
   constexpr uintptr_t bytes = sizeof(T) * V < 16 ? sizeof(T) * V : 16;
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// Runs launch(std::integral_constant<int, V>{}) with V = kPack<T> where `packed`, else V = 1: one launch
+// site per launcher for both versions of its kernel.
+template <class T, class Launch>
+void with_pack(bool packed, Launch&& launch) {
+  if (packed) {
+    launch(std::integral_constant<int, kPack<T>>{});
+  } else {
+    launch(std::integral_constant<int, 1>{});
+  }
 }
 
 }  // namespace byol::kernels
