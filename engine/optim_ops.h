@@ -54,6 +54,7 @@ class LarsLayout {
   struct DeviceTable {
     Tensor bytes;  // u8 on the device
     int chunks = 0;
+    int64_t chunk = 0;  // elements per full chunk
   };
   const DeviceTable& device_table(Device device) const;
 

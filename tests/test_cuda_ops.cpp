@@ -27,6 +27,7 @@
 #include "byol/learner.h"
 #include "byol/objective.h"
 #include "engine/cuda/context.h"
+#include "engine/cuda/lars.cuh"
 #if BYOL_WITH_CUDA
 #include "tests/cuda_test_helpers.h"
 #endif
@@ -135,25 +136,27 @@ TEST_CASE("LARS segment lookup finds each element's tensor and skips gaps", "[ke
 }
 
 TEST_CASE("LARS chunks cover every element of every segment exactly once, and no gap", "[kernels]") {
-  const int64_t C = kernels::kLarsChunk;
-  // empty, one element, exactly one chunk, one chunk and one element, several chunks with a tail
-  const std::vector<int64_t> begins{0, 16, 32, 32 + C + 16, 64 + 3 * C},
-      ends{0, 17, 32 + C, 64 + 2 * C + 1, 64 + 6 * C + 7};
-  const std::vector<int64_t> first = kernels::lars_chunk_first(begins, ends);
-  REQUIRE(first.size() == begins.size() + 1);
-  CHECK(first == std::vector<int64_t>{0, 0, 1, 2, 4, 8});
-  std::vector<int> covered(static_cast<size_t>(ends.back()), 0);
-  for (size_t s = 0; s < begins.size(); ++s)
-    for (int64_t k = 0; k < first[s + 1] - first[s]; ++k) {
-      const kernels::IndexRange r = kernels::lars_chunk_range(begins[s], ends[s], k);
-      CHECK(r.first < r.last);
-      CHECK(r.last - r.first <= C);
-      for (int64_t i = r.first; i < r.last; ++i) ++covered[static_cast<size_t>(i)];
+  for (const int64_t C : {kernels::kLarsChunk, int64_t(16384), int64_t(64)}) {  // lars_lab times 16384 too
+    INFO("chunk " << C);
+    // empty, one element, exactly one chunk, one chunk and one element, several chunks with a tail
+    const std::vector<int64_t> begins{0, 16, 32, 32 + C + 16, 64 + 3 * C},
+        ends{0, 17, 32 + C, 64 + 2 * C + 1, 64 + 6 * C + 7};
+    const std::vector<int64_t> first = kernels::lars_chunk_first(begins, ends, C);
+    REQUIRE(first.size() == begins.size() + 1);
+    CHECK(first == std::vector<int64_t>{0, 0, 1, 2, 4, 8});
+    std::vector<int> covered(static_cast<size_t>(ends.back()), 0);
+    for (size_t s = 0; s < begins.size(); ++s)
+      for (int64_t k = 0; k < first[s + 1] - first[s]; ++k) {
+        const kernels::IndexRange r = kernels::lars_chunk_range(begins[s], ends[s], k, C);
+        CHECK(r.first < r.last);
+        CHECK(r.last - r.first <= C);
+        for (int64_t i = r.first; i < r.last; ++i) ++covered[static_cast<size_t>(i)];
+      }
+    for (int64_t i = 0; i < ends.back(); ++i) {
+      const int expected = kernels::segment_of(begins.data(), ends.data(), 5, i) >= 0 ? 1 : 0;
+      if (covered[static_cast<size_t>(i)] != expected)
+        FAIL("element " << i << " covered " << covered[i] << " times");
     }
-  for (int64_t i = 0; i < ends.back(); ++i) {
-    const int expected = kernels::segment_of(begins.data(), ends.data(), 5, i) >= 0 ? 1 : 0;
-    if (covered[static_cast<size_t>(i)] != expected)
-      FAIL("element " << i << " covered " << covered[i] << " times");
   }
 }
 
@@ -655,6 +658,48 @@ TEST_CASE("CUDA LARS matches the CPU over a registry's flat buffers", "[cuda][cu
   const std::vector<double> tg = gpu.lars.last_trust_ratios();  // copied from the device here
   REQUIRE(tc.size() == tg.size());
   for (size_t i = 0; i < tc.size(); ++i) CHECK(tg[i] == Approx(tc[i]).epsilon(1e-6));
+}
+
+TEST_CASE("CUDA LARS matches the CPU in packs and one float at a time, at any alignment",
+          "[cuda][cuda-kernels]") {
+  // Tensors of many chunks with a tail (the unrolled and the remainder loops of a chunk), of one chunk, of
+  // fewer elements than a pack, one starting off a pack boundary (that chunk goes one float at a time), and
+  // gaps; the whole buffer also one float off a 16-byte boundary (every chunk one float at a time).
+  const int64_t C = kernels::kLarsChunk;
+  const std::vector<ops::LarsLayout::Segment> segments{{0, 3, true, true},
+                                                       {16, 16 + 5 * C + 7, false, false},
+                                                       {16 + 6 * C, 16 + 7 * C, true, false},
+                                                       {16 + 7 * C + 5, 16 + 7 * C + 300, false, false},
+                                                       {16 + 8 * C, 16 + 12 * C, false, false}};
+  const int64_t n = 16 + 12 * C + 9;
+  const ops::LarsLayout layout(segments, n);
+  std::mt19937_64 gen(31);
+  const Tensor w0 = randn({n + 1}, gen), g0 = randn({n + 1}, gen, 0, 1e-3), m0 = randn({n + 1}, gen, 0, 1e-3);
+  const ops::LarsHyper hyper{0.3, 1e-3, 0.9, 1e-3};
+  for (const int64_t offset : {int64_t(0), int64_t(1)}) {
+    for (const bool unpacked : {false, true}) {
+      INFO("offset " << offset << (unpacked ? ", one float at a time" : ", packs"));
+      const auto window = [&](const Tensor& t) { return t.slice_rows(offset, offset + n); };
+      const Tensor wc = window(w0.clone()), gc = window(g0), mc = window(m0.clone());
+      const Tensor wg = window(w0.to(kGpu)), gg = window(g0.to(kGpu)), mg = window(m0.to(kGpu));
+      const Tensor tc = Tensor::zeros({5}, DType::f64), tg = Tensor::zeros({5}, DType::f64, kGpu);
+      kernels::force_unpacked_lars(unpacked);
+      for (int step = 0; step < 2; ++step) {  // the second step uses the momentum of the first
+        ops::lars_step_(wc, gc, mc, layout, hyper, tc);
+        ops::lars_step_(wg, gg, mg, layout, hyper, tg);
+      }
+      kernels::force_unpacked_lars(false);
+      CHECK(rel_error(wg, wc) < 1e-6);
+      CHECK(rel_error(mg, mc) < 1e-5);
+      const std::vector<double> trust_cpu = tc.to_vector<double>(), trust_gpu = tg.to_vector<double>();
+      for (size_t i = 0; i < trust_cpu.size(); ++i)
+        CHECK(trust_gpu[i] == Approx(trust_cpu[i]).epsilon(1e-12));
+      // the gaps (and the element past the buffer) are never written
+      const std::vector<float> w = wg.to_vector<float>(), w_start = window(w0).to_vector<float>();
+      for (const int64_t i : {int64_t(5), int64_t(16 + 5 * C + 7), int64_t(16 + 7 * C + 2), n - 1})
+        CHECK(w[static_cast<size_t>(i)] == w_start[static_cast<size_t>(i)]);
+    }
+  }
 }
 
 TEST_CASE("CUDA AdamW and SGD match the CPU over a registry's flat buffers", "[cuda][cuda-kernels]") {

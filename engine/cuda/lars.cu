@@ -6,13 +6,17 @@
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/lars.cuh"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/pack.cuh"
 #include "engine/math/optimizers.h"
 
 namespace byol::kernels {
 namespace {
 
-constexpr int kLarsThreads = 256;  // threads per chunk block: 64 elements each for a full chunk
-constexpr int kLarsUnroll = 4;     // loads in flight per thread in the reduction
+constexpr int kLarsThreads = 256;  // threads per chunk block: 16 elements each for a full chunk
+constexpr int kLarsUnroll = 4;     // packs (or elements) loaded ahead of the arithmetic per thread
+constexpr int kLarsPack = kPack<float>;
+
+bool g_force_unpacked = false;  // force_unpacked_lars
 
 struct NormSums {
   double ww, uu;  // sum w^2 and sum (g + wd w)^2
@@ -31,15 +35,17 @@ struct Table {
   const int64_t* chunk_first;
   const int32_t* chunk_segment;
   const uint8_t* flags;
+  int64_t chunk;  // elements per full chunk
 };
 
-Table unpack(const void* device_table, int segments, int chunks) {
+Table unpack(const void* device_table, int segments, int chunks, int64_t chunk) {
   Table t;
   t.begins = static_cast<const int64_t*>(device_table);
   t.ends = t.begins + segments;
   t.chunk_first = t.ends + segments;
   t.chunk_segment = reinterpret_cast<const int32_t*>(t.chunk_first + segments + 1);
   t.flags = reinterpret_cast<const uint8_t*>(t.chunk_segment + chunks);
+  t.chunk = chunk;
   return t;
 }
 
@@ -51,38 +57,67 @@ struct Chunk {
 __device__ Chunk chunk_of_block(const Table& t) {
   const int c = static_cast<int>(blockIdx.x);
   const int s = t.chunk_segment[c];
-  return {s, lars_chunk_range(t.begins[s], t.ends[s], c - t.chunk_first[s])};
+  return {s, lars_chunk_range(t.begins[s], t.ends[s], c - t.chunk_first[s], t.chunk)};
+}
+
+// A chunk's elements in packs of V: the packs [0, packs) from `first`, then the tail of fewer than V
+// elements one at a time. V = 1 where packs are off or a pointer at the chunk's start is not aligned to a
+// pack (the registry starts tensors at multiples of 16 elements and the chunk is a multiple of 4, so in
+// training every chunk takes packs; the decision is per block, uniform across its threads).
+__device__ __forceinline__ bool chunk_packs(bool packed, int64_t first, const float* a, const float* b,
+                                            const float* c = nullptr) {
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(a + first) | reinterpret_cast<uintptr_t>(b + first) |
+                         (c ? reinterpret_cast<uintptr_t>(c + first) : 0);
+  return packed && bits % (kLarsPack * sizeof(float)) == 0;
+}
+
+__device__ __forceinline__ void add_norm_terms(NormSums& acc, float w, float g, double wd) {
+  const double wi = w, ui = math::lars_decayed_gradient(g, w, wd);
+  acc.ww += wi * wi;
+  acc.uu += ui * ui;
+}
+
+// Sum w^2 and (g + wd w)^2 over [first, last) in packs of V, kLarsUnroll packs per thread loaded before
+// their arithmetic; each thread adds its elements in a fixed order (deterministic).
+template <int V>
+__device__ NormSums chunk_norm_sums(const float* __restrict__ w, const float* __restrict__ g, int64_t first,
+                                    int64_t last, double wd) {
+  NormSums acc{0, 0};
+  const int64_t packs = (last - first) / V;
+  const float* wc = w + first;
+  const float* gc = g + first;
+  int64_t p = threadIdx.x;
+  for (; p + (kLarsUnroll - 1) * kLarsThreads < packs; p += kLarsUnroll * kLarsThreads) {
+    Pack<float, V> wv[kLarsUnroll], gv[kLarsUnroll];
+#pragma unroll
+    for (int u = 0; u < kLarsUnroll; ++u) {
+      wv[u] = load_pack<V>(wc + (p + u * kLarsThreads) * V);
+      gv[u] = load_pack<V>(gc + (p + u * kLarsThreads) * V);
+    }
+#pragma unroll
+    for (int u = 0; u < kLarsUnroll; ++u)
+#pragma unroll
+      for (int k = 0; k < V; ++k) add_norm_terms(acc, wv[u].v[k], gv[u].v[k], wd);
+  }
+  for (; p < packs; p += kLarsThreads) {
+    const Pack<float, V> wv = load_pack<V>(wc + p * V), gv = load_pack<V>(gc + p * V);
+#pragma unroll
+    for (int k = 0; k < V; ++k) add_norm_terms(acc, wv.v[k], gv.v[k], wd);
+  }
+  for (int64_t i = first + packs * V + threadIdx.x; i < last; i += kLarsThreads)
+    add_norm_terms(acc, w[i], g[i], wd);
+  return acc;
 }
 
 // 1. One block per chunk: sum w^2 and sum (g + wd w)^2 in double (wd of the chunk's tensor); partial[chunk].
 __global__ void __launch_bounds__(kLarsThreads)
     lars_chunk_sums_kernel(const float* __restrict__ w, const float* __restrict__ g, Table t,
-                           double weight_decay, NormSums* __restrict__ partial) {
+                           double weight_decay, bool packed, NormSums* __restrict__ partial) {
   const Chunk ch = chunk_of_block(t);
   const double wd = (t.flags[ch.segment] & kLarsNoWeightDecay) ? 0.0 : weight_decay;
-  NormSums acc{0, 0};
-  const int64_t end = ch.range.last;
-  int64_t i = ch.range.first + threadIdx.x;
-  // kLarsUnroll independent loads per thread before the arithmetic, then the tail one at a time.
-  for (; i + (kLarsUnroll - 1) * kLarsThreads < end; i += kLarsUnroll * kLarsThreads) {
-    float wv[kLarsUnroll], gv[kLarsUnroll];
-#pragma unroll
-    for (int u = 0; u < kLarsUnroll; ++u) {
-      wv[u] = w[i + u * kLarsThreads];
-      gv[u] = g[i + u * kLarsThreads];
-    }
-#pragma unroll
-    for (int u = 0; u < kLarsUnroll; ++u) {
-      const double wi = wv[u], ui = math::lars_decayed_gradient(gv[u], wv[u], wd);
-      acc.ww += wi * wi;
-      acc.uu += ui * ui;
-    }
-  }
-  for (; i < end; i += kLarsThreads) {
-    const double wi = w[i], ui = math::lars_decayed_gradient(g[i], w[i], wd);
-    acc.ww += wi * wi;
-    acc.uu += ui * ui;
-  }
+  const int64_t first = ch.range.first, last = ch.range.last;
+  const NormSums acc = chunk_packs(packed, first, w, g) ? chunk_norm_sums<kLarsPack>(w, g, first, last, wd)
+                                                        : chunk_norm_sums<1>(w, g, first, last, wd);
   using BlockReduce = cub::BlockReduce<NormSums, kLarsThreads>;
   __shared__ typename BlockReduce::TempStorage scratch;
   const NormSums total = BlockReduce(scratch).Reduce(acc, AddNormSums{});
@@ -104,22 +139,50 @@ __global__ void lars_trust_kernel(Table t, int segments, const NormSums* __restr
   }
 }
 
+// The update over [first, last) in packs of V (the per-element step is math::lars_update either way).
+template <int V>
+__device__ void chunk_update(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
+                             int64_t first, int64_t last, float wd, float r, float lr, float momentum) {
+  const int64_t packs = (last - first) / V;
+  for (int64_t p = threadIdx.x; p < packs; p += kLarsThreads) {
+    const int64_t i = first + p * V;
+    Pack<float, V> wv = load_pack<V>(static_cast<const float*>(w + i));
+    Pack<float, V> mv = load_pack<V>(static_cast<const float*>(m + i));
+    const Pack<float, V> gv = load_pack<V>(g + i);
+#pragma unroll
+    for (int k = 0; k < V; ++k) math::lars_update(wv.v[k], mv.v[k], gv.v[k], wd, r, lr, momentum);
+    store_pack<V>(w + i, wv);
+    store_pack<V>(m + i, mv);
+  }
+  for (int64_t i = first + packs * V + threadIdx.x; i < last; i += kLarsThreads)
+    math::lars_update(w[i], m[i], g[i], wd, r, lr, momentum);
+}
+
 // 3. One block per chunk: the update with the chunk's tensor's weight decay and trust ratio.
 __global__ void __launch_bounds__(kLarsThreads)
     lars_chunk_update_kernel(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
                              Table t, const double* __restrict__ trust, const float* __restrict__ lr_device,
-                             float lr_arg, float weight_decay, float momentum) {
+                             float lr_arg, float weight_decay, float momentum, bool packed) {
   const Chunk ch = chunk_of_block(t);
   const float lr = lr_device ? *lr_device : lr_arg;
   const float wd = (t.flags[ch.segment] & kLarsNoWeightDecay) ? 0.0f : weight_decay;
   const float r = static_cast<float>(trust[ch.segment]);
-  for (int64_t i = ch.range.first + threadIdx.x; i < ch.range.last; i += kLarsThreads)
-    math::lars_update(w[i], m[i], g[i], wd, r, lr, momentum);
+  const int64_t first = ch.range.first, last = ch.range.last;
+  if (chunk_packs(packed, first, w, g, m)) {
+    chunk_update<kLarsPack>(w, g, m, first, last, wd, r, lr, momentum);
+  } else {
+    chunk_update<1>(w, g, m, first, last, wd, r, lr, momentum);
+  }
 }
 
 }  // namespace
 
-LarsTable lars_pack_segments(const LarsSegments& seg, int64_t n) {
+void force_unpacked_lars(bool on) {
+  g_force_unpacked = on;
+}
+
+LarsTable lars_pack_segments(const LarsSegments& seg, int64_t n, int64_t chunk) {
+  BYOL_CHECK(chunk > 0, "lars_pack_segments: chunks of ", chunk, " elements (expected at least one)");
   const size_t S = seg.begins.size();
   BYOL_CHECK(seg.ends.size() == S && seg.flags.size() == S,
              "lars_pack_segments: the segment table's begins, ends and flags differ in length");
@@ -129,7 +192,7 @@ LarsTable lars_pack_segments(const LarsSegments& seg, int64_t n) {
                "lars_pack_segments: segment ", s, " [", seg.begins[s], ", ", seg.ends[s],
                ") is not sorted, disjoint and inside the buffer of ", n, " elements");
   }
-  const std::vector<int64_t> first = lars_chunk_first(seg.begins, seg.ends);
+  const std::vector<int64_t> first = lars_chunk_first(seg.begins, seg.ends, chunk);
   const int64_t chunks = first.back();
   BYOL_CHECK(S <= 0x7fffffff && chunks <= 0x7fffffff, "lars_pack_segments: ", S, " tensors in ", chunks,
              " chunks is more than a launch takes");
@@ -141,6 +204,7 @@ LarsTable lars_pack_segments(const LarsSegments& seg, int64_t n) {
   LarsTable t;
   t.segments = static_cast<int>(S);
   t.chunks = static_cast<int>(chunks);
+  t.chunk = chunk;
   const size_t i64 = sizeof(int64_t);
   t.bytes.resize((3 * S + 1) * i64 + static_cast<size_t>(chunks) * sizeof(int32_t) + S);
   uint8_t* p = t.bytes.data();
@@ -157,15 +221,16 @@ LarsTable lars_pack_segments(const LarsSegments& seg, int64_t n) {
 }
 
 void lars_step(float* w, const float* g, float* m, const void* device_table, int segments, int chunks,
-               const LarsHyper& h, double* trust_out, cudaStream_t stream) {
+               int64_t chunk, const LarsHyper& h, double* trust_out, cudaStream_t stream) {
   if (segments == 0) return;
-  const Table t = unpack(device_table, segments, chunks);
+  const Table t = unpack(device_table, segments, chunks, chunk);
+  const bool packed = !g_force_unpacked;
   cuda::DeviceBuffer trust_scratch;  // where the trust ratios go when the caller does not keep them
   if (!trust_out) trust_scratch.reserve(static_cast<size_t>(segments) * sizeof(double));
   double* trust = trust_out ? trust_out : trust_scratch.as<double>();
   cuda::DeviceBuffer partial(static_cast<size_t>(chunks > 0 ? chunks : 1) * sizeof(NormSums));
   if (chunks > 0) {
-    lars_chunk_sums_kernel<<<chunks, kLarsThreads, 0, stream>>>(w, g, t, h.weight_decay,
+    lars_chunk_sums_kernel<<<chunks, kLarsThreads, 0, stream>>>(w, g, t, h.weight_decay, packed,
                                                                 partial.as<NormSums>());
     BYOL_CUDA_CHECK_LAUNCH();
   }
@@ -175,7 +240,7 @@ void lars_step(float* w, const float* g, float* m, const void* device_table, int
   if (chunks > 0) {
     lars_chunk_update_kernel<<<chunks, kLarsThreads, 0, stream>>>(
         w, g, m, t, trust, h.lr_device, static_cast<float>(h.lr), static_cast<float>(h.weight_decay),
-        static_cast<float>(h.momentum));
+        static_cast<float>(h.momentum), packed);
     BYOL_CUDA_CHECK_LAUNCH();
   }
 }
@@ -187,7 +252,7 @@ void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments
   cuda::DeviceBuffer device(table.bytes.size());
   BYOL_CUDA_CHECK(
       cudaMemcpyAsync(device.get(), table.bytes.data(), table.bytes.size(), cudaMemcpyHostToDevice, stream));
-  lars_step(w, g, m, device.get(), table.segments, table.chunks, h, trust_out, stream);
+  lars_step(w, g, m, device.get(), table.segments, table.chunks, table.chunk, h, trust_out, stream);
 }
 
 }  // namespace byol::kernels

@@ -4,10 +4,10 @@
 // Three launches, no host synchronisation between them, deterministic (fixed summation order):
 //   1. per-chunk sums (sum w^2, sum (g + wd w)^2 with math::lars_decayed_gradient, as the CPU sums them) in
 //      double, one block per chunk of at most kLarsChunk elements of one tensor (engine/cuda/launch.h:
-//      lars_chunk_first, lars_chunk_range);
+//      lars_chunk_first, lars_chunk_range), read in packs of 4 floats;
 //   2. per tensor, its chunks' sums in order, then its trust ratio, one thread per tensor;
-//   3. the update, one block per chunk again: momentum, weight decay and the step with its tensor's trust
-//      ratio. Gaps between tensors are never touched.
+//   3. the update, one block per chunk again, in packs: momentum, weight decay and the step with its
+//      tensor's trust ratio. Gaps between tensors are never touched.
 // The first version (2026-11) reduced each tensor with one block (a CUB segmented reduction) and found
 // each element's tensor by binary search; the chunks replaced it (the figures: docs/benchmarks.md, "Second
 // GPU run").
@@ -19,6 +19,8 @@
 
 #include <cstdint>
 #include <vector>
+
+#include "engine/cuda/launch.h"
 
 namespace byol::kernels {
 
@@ -45,19 +47,25 @@ struct LarsTable {
   std::vector<uint8_t> bytes;
   int segments = 0;
   int chunks = 0;
+  int64_t chunk = kLarsChunk;  // elements per full chunk
 };
-// Checks that the segments are sorted, disjoint and inside [0, n).
-LarsTable lars_pack_segments(const LarsSegments& segments, int64_t n);
+// Checks that the segments are sorted, disjoint and inside [0, n). `chunk` other than kLarsChunk is for
+// lars_lab, which times the chunk size of version 2 next to it.
+LarsTable lars_pack_segments(const LarsSegments& segments, int64_t n, int64_t chunk = kLarsChunk);
 
 // Updates the tensors of w and m in place (the flat buffers; gaps untouched); device_table is
 // lars_pack_segments' bytes in device memory with its counts. With trust_out (device memory, one double
 // per segment) non-null, the trust ratio applied to each segment is written there on the device; nothing
 // waits for the GPU and nothing is copied from the host.
 void lars_step(float* w, const float* g, float* m, const void* device_table, int segments, int chunks,
-               const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
+               int64_t chunk, const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
 
 // The same with a host table, uploaded (from pageable memory) on every call: for one-off use.
 void lars_step(float* w, const float* g, float* m, int64_t n, const LarsSegments& segments,
                const LarsHyper& hyper, double* trust_out, cudaStream_t stream);
+
+// Lab switch: with `on`, both chunk kernels read and write one float at a time (version 2's access)
+// instead of packs of 4. The same sums in another order, the same update bits.
+void force_unpacked_lars(bool on);
 
 }  // namespace byol::kernels

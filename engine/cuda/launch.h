@@ -122,23 +122,29 @@ BYOL_HD int segment_of(const int64_t* begins, const int64_t* ends, int segments,
   return (s >= 0 && i < ends[s]) ? s : -1;
 }
 
-// LARS chunks: the LARS kernels give each block one chunk of at most kLarsChunk elements of one segment,
-// so a tensor of millions of floats is reduced and updated by many blocks (one block per tensor ran at 6 %
-// of the copy bandwidth on an H200, 2026-12-04) and no element searches for its tensor. Segment s owns the
-// chunks [first[s], first[s + 1]); its chunk k covers [begins[s] + k kLarsChunk, min(that + kLarsChunk,
-// ends[s])). An empty segment has no chunk.
-constexpr int64_t kLarsChunk = 16384;
+// LARS chunks: the LARS kernels give each block one chunk of at most `chunk` elements of one segment, so a
+// tensor of millions of floats is reduced and updated by many blocks (one block per tensor ran at 6 % of
+// the copy bandwidth on an H200, 2026-12-04) and no element searches for its tensor. Segment s owns the
+// chunks [first[s], first[s + 1]); its chunk k covers [begins[s] + k chunk, min(that + chunk, ends[s])).
+// An empty segment has no chunk.
+//
+// kLarsChunk = 4096: ResNet-50's 23.5e6 floats make 5,833 chunks, 5.5 waves of the 1,056 update blocks
+// an H100 or H200 holds at once (132 SMs x 8 blocks of 256 threads at 32 registers; the sums kernel, at 40
+// registers, 6 blocks per SM: 7.4 waves), so the last, partly idle wave costs at most a sixth of the time.
+// Chunks of 16384 (version 2) made 1,541 blocks, 1.35 update waves, the second a third full, which fits the
+// 70 % of the copy bandwidth version 2 measured (H200, 2026-12-04). lars_lab times both sizes.
+constexpr int64_t kLarsChunk = 4096;
 inline std::vector<int64_t> lars_chunk_first(const std::vector<int64_t>& begins,
-                                             const std::vector<int64_t>& ends) {
+                                             const std::vector<int64_t>& ends, int64_t chunk = kLarsChunk) {
   std::vector<int64_t> first(begins.size() + 1, 0);
   for (size_t s = 0; s < begins.size(); ++s)
-    first[s + 1] = first[s] + (std::max<int64_t>(0, ends[s] - begins[s]) + kLarsChunk - 1) / kLarsChunk;
+    first[s + 1] = first[s] + (std::max<int64_t>(0, ends[s] - begins[s]) + chunk - 1) / chunk;
   return first;
 }
 // The range of chunk k (counted from the segment's first chunk) of a segment [begin, end).
-BYOL_HD IndexRange lars_chunk_range(int64_t begin, int64_t end, int64_t k) {
-  const int64_t b = begin + k * kLarsChunk;
-  return {b, b + kLarsChunk < end ? b + kLarsChunk : end};
+BYOL_HD IndexRange lars_chunk_range(int64_t begin, int64_t end, int64_t k, int64_t chunk) {
+  const int64_t b = begin + k * chunk;
+  return {b, b + chunk < end ? b + chunk : end};
 }
 
 }  // namespace byol::kernels

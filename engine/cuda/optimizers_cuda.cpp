@@ -26,6 +26,7 @@ const LarsLayout::DeviceTable& LarsLayout::device_table(Device device) const {
     if (!packed.bytes.empty()) std::memcpy(host.data<uint8_t>(), packed.bytes.data(), packed.bytes.size());
     table_.bytes = host.to(device);
     table_.chunks = packed.chunks;
+    table_.chunk = packed.chunk;
   }
   return table_;
 }
@@ -43,7 +44,7 @@ void lars_step(float* w, const float* g, float* m, const ops::LarsLayout& layout
   const int segments = static_cast<int>(layout.segments().size());
   if (segments == 0) return;
   const ops::LarsLayout::DeviceTable& table = layout.device_table(Device::cuda(current_device()));
-  kernels::lars_step(w, g, m, table.bytes.data<uint8_t>(), segments, table.chunks,
+  kernels::lars_step(w, g, m, table.bytes.data<uint8_t>(), segments, table.chunks, table.chunk,
                      {h.lr.value(), h.weight_decay, h.momentum, h.eta, lr_device}, trust_out,
                      compute_stream());
 }
