@@ -32,6 +32,7 @@
 #include "tests/cuda_test_helpers.h"
 #endif
 #include "engine/io/safetensors.h"
+#include "engine/math/cross_entropy.h"
 #include "engine/ops.h"
 #include "engine/upload.h"
 #include "tests/reference_fixture.h"
@@ -520,6 +521,46 @@ TEST_CASE("CUDA count_top1_correct matches the CPU, ties and out-of-range labels
     CHECK(ops::count_top1_correct(logits.to(kGpu), lab64.to(kGpu)).item() == cpu);
     CHECK(ops::count_top1_correct(logits.to(kGpu), lab32.to(kGpu)).item() == cpu);
     CHECK(ops::count_top1_correct(logits.to(kGpu), lab64.to(kGpu)).device() == kGpu);
+  }
+}
+
+TEST_CASE("CUDA count_top1_correct finds every row's first maximum: NaN, infinities, signed zeros",
+          "[cuda][cuda-kernels]") {
+  // Each row labelled with the CPU's argmax (math::argmax_first), so a row the GPU gets wrong lowers the
+  // count below N. Rows of special values first, then random rows on a coarse grid (ties).
+  std::mt19937_64 gen(33);
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  for (const int64_t K : {int64_t(1), int64_t(2), int64_t(33), int64_t(1000)}) {
+    std::vector<std::vector<float>> rows;
+    const auto row_of = [&](float fill) { return std::vector<float>(static_cast<size_t>(K), fill); };
+    rows.push_back(row_of(-inf));  // every value -inf: index 0
+    rows.push_back(row_of(nan));   // every value NaN: index 0
+    rows.push_back(row_of(0.0f));
+    rows.back()[0] = -0.0f;  // -0 first, +0 later: equal, the first wins
+    rows.push_back(row_of(1.0f));
+    rows.back()[0] = nan;  // NaN first: never replaced
+    rows.push_back(row_of(-1.0f));
+    rows.back()[static_cast<size_t>(K - 1)] = inf;  // the maximum last
+    rows.push_back(row_of(-inf));
+    rows.back()[static_cast<size_t>(K / 2)] = nan;  // NaN inside a row of -inf: skipped
+    for (int r = 0; r < 300; ++r) {
+      std::vector<float> v = randn({K}, gen).to_vector<float>();
+      for (float& x : v) x = std::round(x * 2) / 2;
+      if (r % 3 == 0) v[static_cast<size_t>(r) % v.size()] = nan;
+      rows.push_back(v);
+    }
+    const int64_t N = static_cast<int64_t>(rows.size());
+    std::vector<float> flat;
+    std::vector<int64_t> labels;
+    for (const auto& v : rows) {
+      flat.insert(flat.end(), v.begin(), v.end());
+      labels.push_back(math::argmax_first(v.data(), K));
+    }
+    const Tensor logits = Tensor::from_vector(flat, {N, K}), lab = Tensor::from_vector(labels, {N});
+    INFO("K = " << K);
+    REQUIRE(ops::count_top1_correct(logits, lab).item() == static_cast<double>(N));
+    poison_device_pool();
+    CHECK(ops::count_top1_correct(logits.to(kGpu), lab.to(kGpu)).item() == static_cast<double>(N));
   }
 }
 
