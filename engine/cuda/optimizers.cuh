@@ -1,8 +1,8 @@
 // The evaluation heads' optimizers over a registry's flat buffers on the GPU: one launch per step over
-// the whole buffer, no host synchronisation. The per-element steps are math::adamw_update and
-// math::sgd_update (engine/math/optimizers.h), the same functions the CPU loops call.
-// Alignment gaps between tensors hold zero parameters and zero gradients, which both updates keep at
-// zero, so the kernels need no segment table.
+// the whole buffer, in packs of 4 floats where every pointer is 16-byte aligned, no host synchronisation. The
+// per-element steps are math::adamw_update and math::sgd_update (engine/math/optimizers.h), the same
+// functions the CPU loops call. Alignment gaps between tensors hold zero parameters and zero gradients, which
+// both updates keep at zero, so the kernels need no segment table.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -23,5 +23,9 @@ void adamw_step(float* w, float* m, float* v, const float* g, int64_t n, const A
 // SGD with momentum (torch.optim.SGD, dampening 0) on n elements: w, m updated in place from g.
 void sgd_step(float* w, float* m, const float* g, int64_t n, float lr, float momentum, float weight_decay,
               bool nesterov, cudaStream_t stream);
+
+// Lab switch: with `on`, both kernels read and write one float at a time (version 1's access) instead of
+// packs of 4 floats. The same bits either way.
+void force_unpacked_optimizers(bool on);
 
 }  // namespace byol::kernels
