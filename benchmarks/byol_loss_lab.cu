@@ -22,6 +22,7 @@
 #include "benchmarks/lab_main.h"
 #include "engine/cuda/byol_loss.cuh"
 #include "engine/cuda/context.h"
+#include "engine/cuda/cuda_check.h"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/timing.h"
 #include "engine/math/byol_loss.h"
@@ -145,6 +146,7 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
     v1_byol_loss_forward_kernel<<<blocks, kernels::kThreads, 0, s>>>(
         p(0), p(1), p(2), p(3), N, D, scratch.data<double>(),
         reinterpret_cast<unsigned*>(scratch.data<double>() + blocks), loss.data<float>());
+    BYOL_CUDA_CHECK_LAUNCH();
   };
   v1_forward();
   const double v1_loss = loss.item();

@@ -40,6 +40,7 @@
 #include "benchmarks/lab_main.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cross_entropy.cuh"
+#include "engine/cuda/cuda_check.h"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/timing.h"
 #include "engine/math/cross_entropy.h"
@@ -246,6 +247,7 @@ int run(lab::Report& report, const std::vector<int64_t>& sizes) {
     auto v1_top1 = [&] {
       v1_count_top1_correct_kernel<<<1, kernels::kThreads, 0, s>>>(logits.data<float>(), lab.data<int64_t>(),
                                                                    N, K, count.data<float>());
+      BYOL_CUDA_CHECK_LAUNCH();
     };
     v1_top1();
     const double v1_count = count.item();

@@ -14,7 +14,9 @@
 //      trust ratio: 0.227 ms, 70.2 % on the H200 (2026-12-04). Timed here with chunks of 16384 and
 //      kernels::force_unpacked_lars.
 //   3. shipping: chunks of kLarsChunk = 4096 (5.5 waves of update blocks instead of 1.35 at ResNet-50),
-//      read and written in packs of 4 floats. The two changes are also timed one at a time.
+//      read and written in packs of 4 floats, and one warp per tensor adding its chunks' sums (a tensor now
+//      has up to 576 chunks). The chunk size and the packs are also timed one at a time; every row here
+//      runs version 3's trust kernel.
 //      Training passes the learning rate in device memory (ops::StepScalar, for CUDA graph replays):
 //      validated and timed that way.
 // Every version is validated against the CPU before the timings.

@@ -51,7 +51,8 @@ __global__ void softmax_cross_entropy_backward_kernel(const T* __restrict__ prob
 // the first maximum of its elements k = lane, lane + 32, ... (a NaN never replaces: `best < x` is false),
 // then the lanes' candidates are combined keeping the larger value, the smaller index on equal values. That
 // is the first index holding the maximum of the row's non-NaN values, which is argmax_first's answer
-// unless row[0] is NaN (then it keeps 0).
+// unless row[0] is NaN (then it keeps 0). This relies on exact float comparisons: built with flush-to-zero
+// (nvcc --use_fast_math or -ftz=true), a denormal would compare equal to 0 here and not on the CPU.
 __device__ __forceinline__ int64_t warp_argmax_first(const float* __restrict__ row, int64_t K, int lane) {
   float best = -INFINITY;
   int64_t at = K;  // no candidate yet; any non-NaN value, -inf too, takes its place

@@ -26,9 +26,9 @@ void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g,
                                     int64_t K, cudaStream_t stream);
 
 // count[0] = #{ i < N : argmax_first(logits[i, :]) == labels[i] } as a float (exact below 2^24 rows), one
-// block, one thread per row (the probe's K is small), a fixed-order shared-memory sum. The prediction is
-// math::argmax_first, the CPU op's function: ties go to the first maximum, as std::max_element. A label
-// outside [0, K) never matches (nothing is read through it).
+// warp per row, the count by the deterministic grid sum. The prediction is math::argmax_first's answer,
+// the CPU op's function: ties go to the first maximum, as std::max_element, a NaN never wins, and a NaN
+// first value is kept. A label outside [0, K) never matches (nothing is read through it).
 template <class I>
 void count_top1_correct(const float* logits, const I* labels, int64_t N, int64_t K, float* count,
                         cudaStream_t stream);

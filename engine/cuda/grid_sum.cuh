@@ -1,5 +1,5 @@
 // A deterministic sum over a whole grid, finished on the device: each block writes its partial, the last
-// block to arrive adds the partials in block order (no floating-point atomics), so a loss is the same
+// block to arrive adds the partials in a fixed order (no floating-point atomics), so a loss is the same
 // bits on every run. Used by the row kernels of byol_loss.cu and cross_entropy.cu.
 #pragma once
 

@@ -5,7 +5,8 @@
 //   1. per-chunk sums (sum w^2, sum (g + wd w)^2 with math::lars_decayed_gradient, as the CPU sums them) in
 //      double, one block per chunk of at most kLarsChunk elements of one tensor (engine/cuda/launch.h:
 //      lars_chunk_first, lars_chunk_range), read in packs of 4 floats;
-//   2. per tensor, its chunks' sums in order, then its trust ratio, one thread per tensor;
+//   2. per tensor, its chunks' sums (lane l of one warp adds chunks l, l + 32, ...; then a fixed butterfly),
+//      then its trust ratio;
 //   3. the update, one block per chunk again, in packs: momentum, weight decay and the step with its
 //      tensor's trust ratio. Gaps between tensors are never touched.
 // The first version (2026-11) reduced each tensor with one block (a CUB segmented reduction) and found

@@ -1,7 +1,7 @@
 // Max pooling and global average pooling kernels: one thread per output element (forward) or per
 // input element (max-pool backward), or per pack of them (below); consecutive threads take consecutive
-// channels, so every warp reads and writes contiguous NHWC memory. Storage T is float, double or bf16 (bf16: float math, one
-// rounding per stored value, as on the CPU).
+// channels, so every warp reads and writes contiguous NHWC memory. Storage T is float, double or bf16 (bf16:
+// float math, one rounding per stored value, as on the CPU).
 //
 // Index arithmetic in 32 bits whenever the tensors have fewer than 2^31 elements (index type I): the
 // first GPU run (H200, 2026-12-04) timed the 64-bit version at 18 % (forward) and 8 % (backward) of the
