@@ -150,6 +150,88 @@ TEST_CASE("oneDNN convolutions match the im2col reference in float64", "[conv][o
   cpu::set_conv_algorithm(saved);
 }
 
+TEST_CASE("convolutions with one output position per image match the im2col reference", "[conv]") {
+  // P = Q = 1 (engine/cpu/conv.cpp, single_position): one matrix product over the taps that read the
+  // input, taken by every algorithm but im2col. Against im2col in float64: the taps reading all of the
+  // input or part of it, all of the kernel or part of it, and none at all (the output then zero). Outputs are
+  // poisoned with NaN first: every element must be written, the zeros too.
+  if (!cpu::onednn_available()) {
+    WARN(
+        "skipped: without oneDNN every convolution takes the im2col path (scripts/setup.sh installs "
+        "libdnnl-dev; reconfigure)");
+    return;
+  }
+  struct Geometry {
+    const char* what;
+    int64_t n, h, w, c, k, r, s, stride, pad;
+  };
+  const Geometry cases[] = {
+      {"1x1 input, 3x3 padded by 1 (one tap: the default job's last stage)", 3, 1, 1, 5, 7, 3, 3, 1, 1},
+      {"2x2 input, 3x3 stride 2 padded by 1 (four taps)", 2, 2, 2, 6, 4, 3, 3, 2, 1},
+      {"3x3 input, 3x3 unpadded (every tap, all the input)", 2, 3, 3, 3, 5, 3, 3, 1, 0},
+      {"3x3 input, 1x1 stride 4 (one pixel of the input)", 3, 3, 3, 4, 6, 1, 1, 4, 0},
+      {"4x4 input, 3x3 stride 2 (every tap, part of the input)", 2, 4, 4, 3, 2, 3, 3, 2, 0},
+      {"2x3 input, 3x3 stride 3 padded by 1 (part of the kernel and of the input)", 2, 2, 3, 3, 4, 3, 3, 3,
+       1},
+      {"1x1 input, 1x1 stride 3 padded by 1 (no tap reads the input)", 2, 1, 1, 3, 2, 1, 1, 3, 1},
+  };
+  const cpu::ConvAlgorithm saved = cpu::conv_algorithm();
+  std::mt19937_64 gen(17);
+  for (const Geometry& c : cases) {
+    INFO(c.what);
+    cpu::ConvGeom g{c.n, c.h, c.w, c.c, c.k, c.r, c.s, 0, 0, c.stride, c.pad};
+    g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+    g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+    REQUIRE(g.P == 1);
+    REQUIRE(g.Q == 1);
+    const size_t nx = g.N * g.H * g.W * g.C, nw = g.K * g.R * g.S * g.C, ny = g.N * g.K;
+    const std::vector<double> x = random_vector(nx, gen), w = random_vector(nw, gen),
+                              dy = random_vector(ny, gen);
+    cpu::set_conv_algorithm(cpu::ConvAlgorithm::im2col);
+    std::vector<double> y_ref(ny), dx_ref(nx), dw_ref(nw);
+    cpu::conv2d_forward(x.data(), w.data(), y_ref.data(), g);
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx_ref.data(), g);
+    cpu::conv2d_backward_filter(dy.data(), x.data(), dw_ref.data(), g);
+
+    cpu::set_conv_algorithm(cpu::ConvAlgorithm::onednn_direct);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    std::vector<double> y(ny, nan), dx(nx, nan), dw(nw, nan);
+    cpu::conv2d_forward(x.data(), w.data(), y.data(), g);
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), g);
+    cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), g);
+    const auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
+      double diff = 0, ref = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
+        diff = std::max(diff, std::abs(a[i] - b[i]));
+        ref = std::max(ref, std::abs(b[i]));
+      }
+      return diff / std::max(ref, 1e-300);
+    };
+    CHECK(same(y, y_ref) < 1e-13);  // the same products, summed in another order (and without zeros)
+    CHECK(same(dx, dx_ref) < 1e-13);
+    CHECK(same(dw, dw_ref) < 1e-13);
+
+    const std::vector<float> xf = to_float(x), wf = to_float(w), dyf = to_float(dy);
+    const float nanf = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> yf(ny, nanf), dxf(nx, nanf), dwf(nw, nanf);
+    cpu::conv2d_forward(xf.data(), wf.data(), yf.data(), g);
+    cpu::conv2d_backward_data(dyf.data(), wf.data(), dxf.data(), g);
+    cpu::conv2d_backward_filter(dyf.data(), xf.data(), dwf.data(), g);
+    if (std::all_of(y_ref.begin(), y_ref.end(), [](double v) { return v == 0; })) {
+      // no tap reads the input: everything is zero
+      CHECK(std::all_of(yf.begin(), yf.end(), [](float v) { return v == 0; }));
+      CHECK(std::all_of(dxf.begin(), dxf.end(), [](float v) { return v == 0; }));
+      CHECK(std::all_of(dwf.begin(), dwf.end(), [](float v) { return v == 0; }));
+    } else {
+      CHECK(relative_error(yf, y_ref) < 2e-6);
+      CHECK(relative_error(dxf, dx_ref) < 2e-6);
+      CHECK(relative_error(dwf, dw_ref) < 2e-6);
+    }
+  }
+  cpu::set_conv_algorithm(saved);
+}
+
 TEST_CASE("the float32 conv2d entry points honour the algorithm setting", "[conv][onednn]") {
   // Same inputs through both algorithms: close, and each setting stays in force until changed.
   const cpu::ConvAlgorithm saved = cpu::conv_algorithm();

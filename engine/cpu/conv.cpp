@@ -43,10 +43,132 @@ std::vector<float> rounded_to_bf16(const float* x, int64_t n) {
   return r;
 }
 
+// One output position per image (P = Q = 1): the last stage of a ResNet on 28 px images (Fashion-MNIST, the
+// default job: 2x2 inputs to 1x1 outputs, then 1x1 inputs to 3x3 kernels padded by one). Output (0, 0) reads
+// input row r - pad under tap row r whatever the stride, so only the taps with 0 <= r - pad < H (and the
+// same for columns) see the input, and the convolution is one matrix product over them:
+//   forward          Y[N, K]     = X[N, TC] * Wt[K, TC]^T
+//   backward data    dX[N, TC]   = dY[N, K] * Wt[K, TC]           (zero where no tap reads)
+//   backward filter  dWt[K, TC]  = dY[N, K]^T * X[N, TC]          (zero for the taps that read padding)
+// with X the input pixels under the taps and Wt the weights of those taps (T of them, in (r, s) order). At
+// a 1x1 input with a 3x3 kernel that is one tap: oneDNN's direct kernels spent 0.45 ms on that forward pass
+// (9 GFLOP/s) and its gemm-based weight gradient 2.3 ms, a fifth of the default job's step between them
+// (docs/benchmarks.md, "One output position per image"). Any algorithm but im2col (the reference) takes it.
+struct TapWindow {
+  int64_t r0, r1, s0, s1;  // the taps [r0, r1) x [s0, s1) that read the input (maybe none)
+  bool whole_input;        // those taps read every input pixel, in the input's own order
+  bool whole_kernel;       // every tap reads the input
+  int64_t taps() const { return (r1 - r0) * (s1 - s0); }
+};
+TapWindow single_position_taps(const ConvGeom& g) {
+  TapWindow t;
+  t.r0 = std::min(g.pad, g.R), t.r1 = std::clamp<int64_t>(g.pad + g.H, t.r0, g.R);
+  t.s0 = std::min(g.pad, g.S), t.s1 = std::clamp<int64_t>(g.pad + g.W, t.s0, g.S);
+  t.whole_input = t.r1 - t.r0 == g.H && t.s1 - t.s0 == g.W;
+  t.whole_kernel = t.r0 == 0 && t.r1 == g.R && t.s0 == 0 && t.s1 == g.S;
+  return t;
+}
+bool single_position(const ConvGeom& g) {
+  return g.P == 1 && g.Q == 1 && !g.bf16 && conv_algorithm() != ConvAlgorithm::im2col;
+}
+
+// For each of `rows` images [height, width, C] (or filters [R, S, C]) and each pixel (h, w) of the window
+// [h0, h1) x [w0, w1): f(offset in the image tensor, offset in the [rows, window pixels x C] matrix); C
+// values are contiguous at both.
+template <class F>
+void for_window(int64_t rows, int64_t height, int64_t width, int64_t C, int64_t h0, int64_t h1, int64_t w0,
+                int64_t w1, F&& f) {
+  const int64_t cols = (h1 - h0) * (w1 - w0) * C;
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t n = 0; n < rows; ++n)
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t w = w0; w < w1; ++w)
+        f(((n * height + h) * width + w) * C, n * cols + ((h - h0) * (w1 - w0) + (w - w0)) * C);
+}
+
+template <class T>
+struct SinglePosition {
+  const ConvGeom& g;
+  TapWindow t;
+  int64_t tc;  // columns of the product: taps x C
+  std::vector<T> buffer_x, buffer_w;
+
+  explicit SinglePosition(const ConvGeom& geom)
+      : g(geom), t(single_position_taps(geom)), tc(t.taps() * g.C) {}
+
+  // The input pixels under the taps as [N, TC]: the input itself when the taps read all of it.
+  const T* x_matrix(const T* x) {
+    if (t.whole_input) return x;
+    buffer_x.resize(static_cast<size_t>(g.N * tc));
+    T* m = buffer_x.data();
+    for_window(g.N, g.H, g.W, g.C, t.r0 - g.pad, t.r1 - g.pad, t.s0 - g.pad, t.s1 - g.pad,
+               [&](int64_t full, int64_t win) { std::copy(x + full, x + full + g.C, m + win); });
+    return m;
+  }
+  // The taps' weights as [K, TC]: all of w when every tap reads the input.
+  const T* w_matrix(const T* w) {
+    if (t.whole_kernel) return w;
+    buffer_w.resize(static_cast<size_t>(g.K * tc));
+    T* m = buffer_w.data();
+    for_window(g.K, g.R, g.S, g.C, t.r0, t.r1, t.s0, t.s1,
+               [&](int64_t full, int64_t win) { std::copy(w + full, w + full + g.C, m + win); });
+    return m;
+  }
+  // Writes an [N, TC] input gradient into dx (zero where no tap reads).
+  void scatter_x(const T* m, T* dx) const {
+    std::fill(dx, dx + g.N * g.H * g.W * g.C, T(0));
+    for_window(g.N, g.H, g.W, g.C, t.r0 - g.pad, t.r1 - g.pad, t.s0 - g.pad, t.s1 - g.pad,
+               [&](int64_t full, int64_t win) { std::copy(m + win, m + win + g.C, dx + full); });
+  }
+  // Writes a [K, TC] weight gradient into dw (zero for the taps that read only padding).
+  void scatter_w(const T* m, T* dw) const {
+    std::fill(dw, dw + g.K * g.R * g.S * g.C, T(0));
+    for_window(g.K, g.R, g.S, g.C, t.r0, t.r1, t.s0, t.s1,
+               [&](int64_t full, int64_t win) { std::copy(m + win, m + win + g.C, dw + full); });
+  }
+};
+
+template <class T>
+void single_position_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
+  SinglePosition<T> sp(g);
+  if (sp.tc == 0) return std::fill(y, y + g.N * g.K, T(0));
+  MMap<T>(y, g.N, g.K).noalias() =
+      CMap<T>(sp.x_matrix(x), g.N, sp.tc) * CMap<T>(sp.w_matrix(w), g.K, sp.tc).transpose();
+}
+
+template <class T>
+void single_position_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
+  SinglePosition<T> sp(g);
+  if (sp.tc == 0) return std::fill(dx, dx + g.N * g.H * g.W * g.C, T(0));
+  const CMap<T> dY(dy, g.N, g.K), Wt(sp.w_matrix(w), g.K, sp.tc);
+  if (sp.t.whole_input) {
+    MMap<T>(dx, g.N, sp.tc).noalias() = dY * Wt;
+    return;
+  }
+  std::vector<T> m(static_cast<size_t>(g.N * sp.tc));
+  MMap<T>(m.data(), g.N, sp.tc).noalias() = dY * Wt;
+  sp.scatter_x(m.data(), dx);
+}
+
+template <class T>
+void single_position_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
+  SinglePosition<T> sp(g);
+  if (sp.tc == 0) return std::fill(dw, dw + g.K * g.R * g.S * g.C, T(0));
+  const CMap<T> dY(dy, g.N, g.K), X(sp.x_matrix(x), g.N, sp.tc);
+  if (sp.t.whole_kernel) {
+    MMap<T>(dw, g.K, sp.tc).noalias() = dY.transpose() * X;
+    return;
+  }
+  std::vector<T> m(static_cast<size_t>(g.K * sp.tc));
+  MMap<T>(m.data(), g.K, sp.tc).noalias() = dY.transpose() * X;
+  sp.scatter_w(m.data(), dw);
+}
+
 }  // namespace
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
+  if (single_position(g)) return single_position_forward(x, w, y, g);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_forward(x, w, y, g)) return;
     if (g.bf16) {  // the im2col path on rounded operands
@@ -75,6 +197,7 @@ void conv2d_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
 
 template <class T>
 void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
+  if (single_position(g)) return single_position_backward_data(dy, w, dx, g);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_data(dy, w, dx, g)) return;
     if (g.bf16) {
@@ -104,6 +227,7 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
 
 template <class T>
 void conv2d_backward_filter(const T* dy, const T* x, T* dw, const ConvGeom& g) {
+  if (single_position(g)) return single_position_backward_filter(dy, x, dw, g);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_algorithm() != ConvAlgorithm::im2col && onednn_conv2d_backward_filter(dy, x, dw, g)) return;
     if (g.bf16) {
