@@ -136,18 +136,25 @@ void single_position_forward(const T* x, const T* w, T* y, const ConvGeom& g) {
       CMap<T>(sp.x_matrix(x), g.N, sp.tc) * CMap<T>(sp.w_matrix(w), g.K, sp.tc).transpose();
 }
 
+// Evaluates `product` ([rows, cols]) straight into `out` where the tap window covers all of it (`whole`),
+// else into a buffer that `scatter` writes into `out` (zeros elsewhere).
+template <class T, class Product, class Scatter>
+void into_window(bool whole, T* out, int64_t rows, int64_t cols, const Product& product, Scatter&& scatter) {
+  if (whole) {
+    MMap<T>(out, rows, cols).noalias() = product;
+    return;
+  }
+  std::vector<T> m(static_cast<size_t>(rows * cols));
+  MMap<T>(m.data(), rows, cols).noalias() = product;
+  scatter(m.data(), out);
+}
+
 template <class T>
 void single_position_backward_data(const T* dy, const T* w, T* dx, const ConvGeom& g) {
   SinglePosition<T> sp(g);
   if (sp.tc == 0) return std::fill(dx, dx + g.N * g.H * g.W * g.C, T(0));
   const CMap<T> dY(dy, g.N, g.K), Wt(sp.w_matrix(w), g.K, sp.tc);
-  if (sp.t.whole_input) {
-    MMap<T>(dx, g.N, sp.tc).noalias() = dY * Wt;
-    return;
-  }
-  std::vector<T> m(static_cast<size_t>(g.N * sp.tc));
-  MMap<T>(m.data(), g.N, sp.tc).noalias() = dY * Wt;
-  sp.scatter_x(m.data(), dx);
+  into_window(sp.t.whole_input, dx, g.N, sp.tc, dY * Wt, [&](const T* m, T* out) { sp.scatter_x(m, out); });
 }
 
 template <class T>
@@ -155,13 +162,8 @@ void single_position_backward_filter(const T* dy, const T* x, T* dw, const ConvG
   SinglePosition<T> sp(g);
   if (sp.tc == 0) return std::fill(dw, dw + g.K * g.R * g.S * g.C, T(0));
   const CMap<T> dY(dy, g.N, g.K), X(sp.x_matrix(x), g.N, sp.tc);
-  if (sp.t.whole_kernel) {
-    MMap<T>(dw, g.K, sp.tc).noalias() = dY.transpose() * X;
-    return;
-  }
-  std::vector<T> m(static_cast<size_t>(g.K * sp.tc));
-  MMap<T>(m.data(), g.K, sp.tc).noalias() = dY.transpose() * X;
-  sp.scatter_w(m.data(), dw);
+  into_window(sp.t.whole_kernel, dw, g.K, sp.tc, dY.transpose() * X,
+              [&](const T* m, T* out) { sp.scatter_w(m, out); });
 }
 
 }  // namespace
