@@ -112,10 +112,6 @@ void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g,
 template <class I>
 void count_top1_correct(const float* logits, const I* labels, int64_t N, int64_t K, float* count,
                         cudaStream_t stream) {
-  if (N == 0 || K == 0) {  // nothing to count (and no row to read)
-    BYOL_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(float), stream));
-    return;
-  }
   const unsigned blocks = grid_rows(N);
   GridSumScratch scratch(blocks, stream);
   count_top1_correct_kernel<<<blocks, kThreads, 0, stream>>>(logits, labels, N, K, scratch.partials,

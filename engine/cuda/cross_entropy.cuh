@@ -28,7 +28,8 @@ void softmax_cross_entropy_backward(const T* probs, const I* labels, const T* g,
 // count[0] = #{ i < N : argmax_first(logits[i, :]) == labels[i] } as a float (exact below 2^24 rows), one
 // warp per row, the count by the deterministic grid sum. The prediction is math::argmax_first's answer,
 // the CPU op's function: ties go to the first maximum, as std::max_element, a NaN never wins, and a NaN
-// first value is kept. A label outside [0, K) never matches (nothing is read through it).
+// first value is kept. A label outside [0, K) never matches (nothing is read through it). K > 0 (the front
+// end checks it); N = 0 counts 0.
 template <class I>
 void count_top1_correct(const float* logits, const I* labels, int64_t N, int64_t K, float* count,
                         cudaStream_t stream);

@@ -117,7 +117,7 @@ bool g_force_64bit = false;     // force_64bit_elementwise_indices
 // Whether every pointer is aligned to a pack of 16 bytes (a sliced view can start anywhere).
 template <class T, class... P>
 bool packs_fit(const P*... p) {
-  return !g_force_unpacked && (pack_aligned<kPack<T>>(p) && ...);
+  return !g_force_unpacked && pack_aligned<kPack<T>>(p...);
 }
 
 template <class T>
@@ -192,7 +192,7 @@ __global__ void cast_kernel(const S* __restrict__ src, D* __restrict__ dst, int6
 template <class S, class D>
 void launch_cast(const S* src, D* dst, int64_t n, cudaStream_t stream) {
   constexpr int V = kPack<S> < kPack<D> ? kPack<S> : kPack<D>;  // the wider type's 16 bytes
-  if (!g_force_unpacked && pack_aligned<V>(src) && pack_aligned<V>(dst)) {
+  if (!g_force_unpacked && pack_aligned<V>(src, dst)) {
     cast_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(src, dst, n);
   } else {
     cast_kernel<1><<<grid_1d(n), kThreads, 0, stream>>>(src, dst, n);

@@ -60,16 +60,10 @@ __device__ Chunk chunk_of_block(const Table& t) {
   return {s, lars_chunk_range(t.begins[s], t.ends[s], c - t.chunk_first[s], t.chunk)};
 }
 
-// A chunk's elements in packs of V: the packs [0, packs) from `first`, then the tail of fewer than V
-// elements one at a time. V = 1 where packs are off or a pointer at the chunk's start is not aligned to a
-// pack (the registry starts tensors at multiples of 16 elements and the chunk is a multiple of 4, so in
-// training every chunk takes packs; the decision is per block, uniform across its threads).
-__device__ __forceinline__ bool chunk_packs(bool packed, int64_t first, const float* a, const float* b,
-                                            const float* c = nullptr) {
-  const uintptr_t bits = reinterpret_cast<uintptr_t>(a + first) | reinterpret_cast<uintptr_t>(b + first) |
-                         (c ? reinterpret_cast<uintptr_t>(c + first) : 0);
-  return packed && bits % (kLarsPack * sizeof(float)) == 0;
-}
+// Both chunk kernels take a chunk's elements in packs of V: the packs [0, packs) from its first element,
+// then the tail of fewer than V one at a time. V = 1 where packs are off or a pointer at the chunk's start is
+// not aligned to a pack (the registry starts tensors at multiples of 16 elements and the chunk is a
+// multiple of 4, so in training every chunk takes packs); the choice is per block, the same for its threads.
 
 __device__ __forceinline__ void add_norm_terms(NormSums& acc, float w, float g, double wd) {
   const double wi = w, ui = math::lars_decayed_gradient(g, w, wd);
@@ -116,8 +110,9 @@ __global__ void __launch_bounds__(kLarsThreads)
   const Chunk ch = chunk_of_block(t);
   const double wd = (t.flags[ch.segment] & kLarsNoWeightDecay) ? 0.0 : weight_decay;
   const int64_t first = ch.range.first, last = ch.range.last;
-  const NormSums acc = chunk_packs(packed, first, w, g) ? chunk_norm_sums<kLarsPack>(w, g, first, last, wd)
-                                                        : chunk_norm_sums<1>(w, g, first, last, wd);
+  const NormSums acc = packed && pack_aligned<kLarsPack>(w + first, g + first)
+                           ? chunk_norm_sums<kLarsPack>(w, g, first, last, wd)
+                           : chunk_norm_sums<1>(w, g, first, last, wd);
   using BlockReduce = cub::BlockReduce<NormSums, kLarsThreads>;
   __shared__ typename BlockReduce::TempStorage scratch;
   const NormSums total = BlockReduce(scratch).Reduce(acc, AddNormSums{});
@@ -174,7 +169,7 @@ __global__ void __launch_bounds__(kLarsThreads)
   const float wd = (t.flags[ch.segment] & kLarsNoWeightDecay) ? 0.0f : weight_decay;
   const float r = static_cast<float>(trust[ch.segment]);
   const int64_t first = ch.range.first, last = ch.range.last;
-  if (chunk_packs(packed, first, w, g, m)) {
+  if (packed && pack_aligned<kLarsPack>(w + first, g + first, m + first)) {
     chunk_update<kLarsPack>(w, g, m, first, last, wd, r, lr, momentum);
   } else {
     chunk_update<1>(w, g, m, first, last, wd, r, lr, momentum);

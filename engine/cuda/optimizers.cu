@@ -56,11 +56,6 @@ __global__ void sgd_kernel(float* __restrict__ w, float* __restrict__ m, const f
     math::sgd_update(w[i], m[i], g[i], weight_decay, lr, momentum, nesterov);
 }
 
-template <class... P>
-bool packs_fit(const P*... p) {
-  return !g_force_unpacked && (pack_aligned<kPack<float>>(p) && ...);
-}
-
 }  // namespace
 
 void force_unpacked_optimizers(bool on) {
@@ -70,7 +65,7 @@ void force_unpacked_optimizers(bool on) {
 void adamw_step(float* w, float* m, float* v, const float* g, int64_t n, const AdamWHyper& h,
                 cudaStream_t stream) {
   if (n == 0) return;
-  with_pack<float>(packs_fit(w, m, v, g), [&](auto pack) {
+  with_pack<float>(!g_force_unpacked && pack_aligned<kPack<float>>(w, m, v, g), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     adamw_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(w, m, v, g, n, h);
   });
@@ -80,7 +75,7 @@ void adamw_step(float* w, float* m, float* v, const float* g, int64_t n, const A
 void sgd_step(float* w, float* m, const float* g, int64_t n, float lr, float momentum, float weight_decay,
               bool nesterov, cudaStream_t stream) {
   if (n == 0) return;
-  with_pack<float>(packs_fit(w, m, g), [&](auto pack) {
+  with_pack<float>(!g_force_unpacked && pack_aligned<kPack<float>>(w, m, g), [&](auto pack) {
     constexpr int V = decltype(pack)::value;
     sgd_kernel<V><<<grid_1d(n / V), kThreads, 0, stream>>>(w, m, g, n, lr, momentum, weight_decay, nesterov);
   });

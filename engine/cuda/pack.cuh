@@ -98,11 +98,11 @@ __device__ __forceinline__ void store_pack(T* __restrict__ p, const Pack<T, V>& 
   }
 }
 
-// Whether p can be accessed in packs of V elements of its type.
-template <int V, class T>
-inline bool pack_aligned(const T* p) {
-  constexpr uintptr_t bytes = sizeof(T) * V < 16 ? sizeof(T) * V : 16;
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+// Whether every pointer can be accessed in packs of V elements of its own type (aligned to the pack's
+// bytes, at most 16).
+template <int V, class... T>
+__host__ __device__ inline bool pack_aligned(const T*... p) {
+  return ((reinterpret_cast<uintptr_t>(p) % (sizeof(T) * V < 16 ? sizeof(T) * V : 16) == 0) && ...);
 }
 
 // Runs launch(std::integral_constant<int, V>{}) with V = kPack<T> where `packed`, else V = 1: one launch

@@ -208,8 +208,7 @@ void max_pool2d_forward(const T* x, T* y, int32_t* argmax, int64_t N, int64_t H,
         static_cast<I>(P), static_cast<I>(Q), kernel, stride, pad);
   };
   constexpr int V = kPack<T>;
-  if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(x) && pack_aligned<V>(y) &&
-      pack_aligned<V>(argmax)) {
+  if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(x, y, argmax)) {
     launch_pool<V>(total / V, elements, launch);
   } else {
     launch_pool<1>(total, elements, launch);
@@ -230,8 +229,7 @@ void max_pool2d_backward(const T* dy, const int32_t* argmax, T* dx, int64_t N, i
         static_cast<I>(P), static_cast<I>(Q), kernel, stride, pad);
   };
   constexpr int V = kPack<T>;
-  if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(dy) && pack_aligned<V>(argmax) &&
-      pack_aligned<V>(dx)) {
+  if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(dy, argmax, dx)) {
     launch_pool<V>(total / V, elements, launch);
   } else {
     launch_pool<1>(total, elements, launch);
@@ -243,7 +241,7 @@ template <class T>
 void global_avg_pool_forward(const T* x, T* y, int64_t N, int64_t HW, int64_t C, cudaStream_t stream) {
   if (N * C == 0) return;
   constexpr int V = kPack<T>;
-  if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(x) && pack_aligned<V>(y)) {
+  if (!g_force_unpacked && C % V == 0 && pack_aligned<V>(x, y)) {
     global_avg_pool_forward_kernel<V><<<grid_1d(N * C / V), kThreads, 0, stream>>>(x, y, N, HW, C);
   } else {
     global_avg_pool_forward_kernel<1><<<grid_1d(N * C), kThreads, 0, stream>>>(x, y, N, HW, C);
@@ -256,7 +254,7 @@ void global_avg_pool_backward(const T* dy, T* dx, int64_t N, int64_t HW, int64_t
   const int64_t total = N * HW * C;
   if (total == 0) return;
   constexpr int V = kPack<T>;
-  const bool packed = !g_force_unpacked && C % V == 0 && pack_aligned<V>(dy) && pack_aligned<V>(dx);
+  const bool packed = !g_force_unpacked && C % V == 0 && pack_aligned<V>(dy, dx);
   const int64_t threads = packed ? total / V : total;
   if (packed && fits_int32(total)) {
     global_avg_pool_backward_kernel<V, T, int32_t><<<grid_1d(threads), kThreads, 0, stream>>>(
