@@ -53,8 +53,9 @@ bool bf16_matmul_pass(const ConvGeom& g, ConvPass pass);
 bool bf16_measured_faster();
 // Whether oneDNN has bf16 convolution and matmul kernels on this CPU (oneDNN 2.6: AVX-512 and later; a CPU
 // with AVX2 only has none, not even reference ones). Where it has none, every pass with bf16 products or
-// bf16 activations runs as im2col + Eigen on the bf16 values widened to float32: the same products, summed
-// in float32 in another order, and slow (so "auto" never picks bf16 there: bf16_measured_faster is false).
+// bf16 activations runs as the float32 convolution (oneDNN's float32 kernels, or im2col) on copies rounded to
+// bf16: the same products, summed in float32 in another order, and slower (so "auto" never picks bf16
+// there: bf16_measured_faster is false).
 bool bf16_kernels_available();
 // For benchmarks and tests: false keeps every bf16 pass on oneDNN's convolution kernels (default true).
 void set_bf16_matmul_enabled(bool enabled);
@@ -72,7 +73,9 @@ std::string matmul_bf16_conv2d_implementation(const ConvGeom& g, ConvPass pass);
 // How float32 convolutions run (engine/cpu/conv_onednn.cpp): oneDNN's direct kernels with Winograd
 // F(4x4, 3x3) for 3x3 stride-1 convolutions (the default when the build found oneDNN, on CPUs with
 // AVX-512), oneDNN's direct kernels only (the default without AVX-512), or im2col + GEMM
-// (engine/cpu/conv.cpp; always used for float64, and the reference the oneDNN paths are tested against).
+// (engine/cpu/conv.cpp; the reference the oneDNN paths are tested against, and float64's path). Under
+// either oneDNN choice a geometry with one output position per image (P = Q = 1) runs as one GEMM over the
+// taps that read the input, in float32 and float64 (engine/cpu/conv.cpp, single_position).
 // BYOL_CPU_CONV=winograd|direct|im2col sets the initial choice.
 enum class ConvAlgorithm { im2col, onednn_direct, onednn_winograd };
 bool onednn_available();
