@@ -21,6 +21,7 @@
 
 #include "benchmarks/lab_main.h"
 #include "engine/cuda/byol_loss.cuh"
+#include "engine/cuda/common.cuh"
 #include "engine/cuda/context.h"
 #include "engine/cuda/cuda_check.h"
 #include "engine/cuda/launch.h"
@@ -40,22 +41,15 @@ __device__ double v1_cosine_loss_row(const float* p, const float* z, int64_t D, 
     zz += z[k] * z[k];
     pz += p[k] * z[k];
   }
-  for (int offset = kernels::kWarp / 2; offset > 0; offset /= 2) {
-    pp += __shfl_xor_sync(0xffffffffu, pp, offset);
-    zz += __shfl_xor_sync(0xffffffffu, zz, offset);
-    pz += __shfl_xor_sync(0xffffffffu, pz, offset);
-  }
-  return math::cosine_loss_row(pp, zz, pz);
+  return math::cosine_loss_row(kernels::warp_sum(pp), kernels::warp_sum(zz), kernels::warp_sum(pz));
 }
 
 __global__ void v1_byol_loss_forward_kernel(const float* p1, const float* z2, const float* p2,
                                             const float* z1, int64_t N, int64_t D, double* partials,
                                             unsigned* counter, float* loss) {
   const int lane = threadIdx.x % kernels::kWarp, warp = threadIdx.x / kernels::kWarp;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kernels::kWarp;
   double acc = 0;
-  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kernels::kWarp; i < N;
-       i += warps) {
+  for (int64_t i = kernels::global_warp(); i < N; i += kernels::grid_warps()) {
     acc += v1_cosine_loss_row(p1 + i * D, z2 + i * D, D, lane);
     acc += v1_cosine_loss_row(p2 + i * D, z1 + i * D, D, lane);
   }
